@@ -1,0 +1,1 @@
+//! The segment log that backs every Raft group's log storage.

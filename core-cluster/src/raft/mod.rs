@@ -1,0 +1,3 @@
+//! Raft groups: type configuration, state machines, network.
+
+pub mod types;

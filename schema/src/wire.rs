@@ -1,0 +1,167 @@
+//! Encoding and verified decoding of `Request` / `Response` envelopes, and the
+//! typed error reply every request can get.
+
+use crate::fb;
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, VerifierOptions, WIPOffset};
+
+fn options(len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: 16,
+        max_tables: len / 4 + 16,
+        max_apparent_size: len.saturating_mul(2).max(1 << 16),
+        ..Default::default()
+    }
+}
+
+/// A frame that failed verification.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed {what} frame: {detail}")]
+pub struct MalformedFrame {
+    pub what: &'static str,
+    pub detail: String,
+}
+
+/// Verifies and opens a request frame.
+pub fn decode_request(bytes: &[u8]) -> Result<fb::Request<'_>, MalformedFrame> {
+    flatbuffers::root_with_opts::<fb::Request>(&options(bytes.len()), bytes).map_err(|e| {
+        MalformedFrame {
+            what: "request",
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// Verifies and opens a response frame.
+pub fn decode_response(bytes: &[u8]) -> Result<fb::Response<'_>, MalformedFrame> {
+    flatbuffers::root_with_opts::<fb::Response>(&options(bytes.len()), bytes).map_err(|e| {
+        MalformedFrame {
+            what: "response",
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// Builds a `Request` whose body is produced by `body`.
+pub fn request<F>(kind: fb::RequestBody, body: F) -> Bytes
+where
+    F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
+{
+    let mut fbb = FlatBufferBuilder::with_capacity(1024);
+    let b = body(&mut fbb);
+    let req = fb::Request::create(
+        &mut fbb,
+        &fb::RequestArgs {
+            body_type: kind,
+            body: Some(b),
+        },
+    );
+    fbb.finish(req, None);
+    Bytes::copy_from_slice(fbb.finished_data())
+}
+
+/// Builds a `Response` whose body is produced by `body`.
+pub fn response<F>(kind: fb::ResponseBody, body: F) -> Bytes
+where
+    F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
+{
+    response_with(FlatBufferBuilder::with_capacity(1024), kind, body)
+}
+
+/// As [`response`], reusing a builder sized by the caller (large fetches).
+pub fn response_with<F>(mut fbb: FlatBufferBuilder<'static>, kind: fb::ResponseBody, body: F) -> Bytes
+where
+    F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
+{
+    let b = body(&mut fbb);
+    let resp = fb::Response::create(
+        &mut fbb,
+        &fb::ResponseArgs {
+            body_type: kind,
+            body: Some(b),
+        },
+    );
+    fbb.finish(resp, None);
+    Bytes::copy_from_slice(fbb.finished_data())
+}
+
+/// An error reply with a stable code.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message} ({})", code_name(*.code))]
+pub struct RemoteError {
+    pub code: fb::ErrorCode,
+    pub message: String,
+}
+
+impl RemoteError {
+    pub fn new(code: fb::ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the same request may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.code,
+            fb::ErrorCode::Unavailable | fb::ErrorCode::NotLeader | fb::ErrorCode::BufferFull
+        )
+    }
+
+    /// Encodes this error as a `Response` frame.
+    pub fn encode(&self) -> Bytes {
+        response(fb::ResponseBody::Error, |fbb| {
+            let message = Some(fbb.create_string(&self.message));
+            fb::Error::create(
+                fbb,
+                &fb::ErrorArgs {
+                    code: self.code,
+                    message,
+                },
+            )
+            .as_union_value()
+        })
+    }
+}
+
+/// Stable, human-readable name of an error code (e.g. `UNKNOWN_STREAM`).
+pub fn code_name(code: fb::ErrorCode) -> String {
+    let name = code.variant_name().unwrap_or("UNKNOWN_CODE");
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    format!("{out}/{}", code.0)
+}
+
+/// If `resp` is an error reply, returns it.
+pub fn error_of(resp: &fb::Response<'_>) -> Option<RemoteError> {
+    resp.body_as_error().map(|e| RemoteError {
+        code: e.code(),
+        message: e.message().unwrap_or("").to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_round_trip() {
+        let e = RemoteError::new(fb::ErrorCode::UnknownStream, "no stream named x");
+        let bytes = e.encode();
+        let resp = decode_response(&bytes).unwrap();
+        assert_eq!(error_of(&resp), Some(e.clone()));
+        assert_eq!(e.to_string(), "no stream named x (UNKNOWN_STREAM/2)");
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(decode_request(&[1, 2, 3]).is_err());
+        assert!(decode_request(&[0u8; 64]).is_err());
+    }
+}
