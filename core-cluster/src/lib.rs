@@ -1,5 +1,8 @@
 //! `strata-core`: the core cluster node.
 
+pub mod config;
 pub mod log;
 pub mod meta;
+pub mod node;
 pub mod raft;
+pub mod server;

@@ -1,1 +1,79 @@
-fn main() {}
+//! `strata-core`: runs one core node from a TOML config.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_client::transport::{bind_server, serve, ServeLimits};
+use strata_core::config::CoreConfig;
+use strata_core::node::Node;
+use strata_core::server::CoreHandler;
+use tokio::sync::watch;
+
+/// Strata core node: Raft-replicated shard logs behind a QUIC API.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file (see deploy/config/core.example.toml). STRATA_CORE_*
+    /// environment variables override its keys.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("strata-core: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let cfg: CoreConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_CORE")?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    strata_client::tls::install_crypto_provider();
+    let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    if let Some(addr) = cfg.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
+    let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
+    let node = Node::start(cfg.clone()).await?;
+    tracing::info!(addr = %cfg.listen_addr, node_id = cfg.node_id, zone = %cfg.zone, "strata-core listening (QUIC)");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(
+        endpoint,
+        Arc::new(CoreHandler { node: node.clone() }),
+        ServeLimits::default(),
+        stop_rx,
+    ));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

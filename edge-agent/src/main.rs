@@ -1,1 +1,76 @@
-fn main() {}
+//! `strata-edge`: runs the edge agent from a TOML config.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_client::transport::{bind_server, serve, Client, ServeLimits};
+use strata_edge::agent::{Agent, EdgeHandler};
+use strata_edge::config::EdgeConfig;
+use tokio::sync::watch;
+
+/// Strata edge agent: QUIC ingest, durable buffers, forwarding to the core.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file (see deploy/config/edge.example.toml). STRATA_EDGE_*
+    /// environment variables override its keys.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // Two worker threads are plenty on a Raspberry-class device.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("strata-edge: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let cfg: EdgeConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_EDGE")?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    strata_client::tls::install_crypto_provider();
+    let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    let core = Arc::new(Client::new(cfg.core_addr, &cfg.core_ca).context("core client")?);
+    if let Some(addr) = cfg.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("starting the metrics endpoint on {addr}"))?;
+    }
+    let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = Agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
+    tracing::info!(addr = %cfg.listen_addr, core = %cfg.core_addr, "strata-edge listening (QUIC)");
+    let server = tokio::spawn(serve(endpoint, Arc::new(EdgeHandler(agent.clone())), ServeLimits::default(), stop_rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    for (name, s) in agent.streams() {
+        let st = s.buffer.stats();
+        tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

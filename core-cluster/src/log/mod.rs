@@ -1,1 +1,9 @@
-//! The segment log that backs every Raft group's log storage.
+//! The segment log that backs every Raft group's log storage: [`segment`] is
+//! the synchronous, checksummed segment files with their in-memory index, and
+//! [`store`] maps openraft's `RaftLogStorage` onto it.
+
+pub mod segment;
+pub mod store;
+
+pub use segment::{LogError, LogRecord, Recovery, RecordId, SegmentLog, SegmentLogOptions};
+pub use store::{LogStore, StoreError};

@@ -1,0 +1,376 @@
+//! Typed Strata requests on top of [`Client`]: produce (to an edge), forward
+//! (edge to core), stream administration, seek and fetch (consumer).
+
+use crate::transport::{Client, ClientError};
+use bytes::Bytes;
+use serde::Serialize;
+use std::time::Duration;
+use strata_schema::fb;
+use strata_schema::wire;
+
+/// A shard as `stream describe` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: u32,
+    pub start_hash_key: String,
+    pub end_hash_key: String,
+    pub first_offset: u64,
+    pub next_offset: u64,
+    pub leader_node: u64,
+    pub replicas: Vec<u64>,
+}
+
+/// A stream as `stream describe` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub replication: u32,
+    pub created_ms: i64,
+    pub shards: Vec<ShardInfo>,
+}
+
+impl StreamInfo {
+    pub fn from_fb(s: &fb::StreamDescription<'_>) -> Self {
+        Self {
+            name: s.name().to_string(),
+            replication: s.replication(),
+            created_ms: s.created_ms(),
+            shards: s
+                .shards()
+                .iter()
+                .map(|sh| ShardInfo {
+                    id: sh.id(),
+                    start_hash_key: sh.start_hash_key().to_string(),
+                    end_hash_key: sh.end_hash_key().to_string(),
+                    first_offset: sh.first_offset(),
+                    next_offset: sh.next_offset(),
+                    leader_node: sh.leader_node(),
+                    replicas: sh.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The shards' hash ranges in order, for routing.
+    pub fn ranges(&self) -> Result<Vec<strata_schema::hashkey::HashRange>, String> {
+        self.shards
+            .iter()
+            .map(|s| {
+                Ok(strata_schema::hashkey::HashRange {
+                    start: strata_schema::hashkey::parse_hash_key(&s.start_hash_key)?,
+                    end: strata_schema::hashkey::parse_hash_key(&s.end_hash_key)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bad(c: &Client, what: &str) -> ClientError {
+    ClientError::BadReply {
+        addr: c.addr(),
+        detail: format!("expected a {what} reply"),
+    }
+}
+
+fn open(reply: &Bytes) -> fb::Response<'_> {
+    wire::decode_response(reply).expect("Client::call verified the reply")
+}
+
+/// Writes a `StreamDescription` table.
+pub fn build_stream_description<'a>(
+    fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
+    s: &StreamInfo,
+) -> flatbuffers::WIPOffset<fb::StreamDescription<'a>> {
+    let shards: Vec<_> = s
+        .shards
+        .iter()
+        .map(|sh| {
+            let start = Some(fbb.create_string(&sh.start_hash_key));
+            let end = Some(fbb.create_string(&sh.end_hash_key));
+            let replicas = Some(fbb.create_vector(&sh.replicas));
+            fb::ShardDescription::create(
+                fbb,
+                &fb::ShardDescriptionArgs {
+                    id: sh.id,
+                    start_hash_key: start,
+                    end_hash_key: end,
+                    first_offset: sh.first_offset,
+                    next_offset: sh.next_offset,
+                    leader_node: sh.leader_node,
+                    replicas,
+                },
+            )
+        })
+        .collect();
+    let shards = Some(fbb.create_vector(&shards));
+    let name = Some(fbb.create_string(&s.name));
+    fb::StreamDescription::create(
+        fbb,
+        &fb::StreamDescriptionArgs {
+            name,
+            replication: s.replication,
+            created_ms: s.created_ms,
+            shards,
+        },
+    )
+}
+
+/// Sends one batch to an edge; returns once the edge made it durable.
+pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, ClientError> {
+    let req = wire::request(fb::RequestBody::ProduceRequest, |fbb| {
+        let stream = Some(fbb.create_string(stream));
+        let batch = Some(fbb.create_vector(batch));
+        fb::ProduceRequest::create(fbb, &fb::ProduceRequestArgs { stream, batch }).as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_produce_response()
+        .map(|p| p.records())
+        .ok_or_else(|| bad(c, "ProduceResponse"))
+}
+
+/// One run of records for [`forward`].
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub first_seq: u64,
+    pub seq_deltas: Option<Vec<u32>>,
+    pub max_timestamp_ms: i64,
+    pub batch: Bytes,
+}
+
+/// Result of a [`forward`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub next_offset: u64,
+}
+
+/// Appends pieces to one shard of the core, exactly once per (producer, seq).
+pub async fn forward(
+    c: &Client,
+    stream: &str,
+    shard: u32,
+    producer_id: u64,
+    pieces: &[Piece],
+) -> Result<Forwarded, ClientError> {
+    let req = wire::request(fb::RequestBody::ForwardRequest, |fbb| {
+        let ps: Vec<_> = pieces
+            .iter()
+            .map(|p| {
+                let deltas = p.seq_deltas.as_ref().map(|d| fbb.create_vector(d));
+                let batch = Some(fbb.create_vector(&p.batch));
+                fb::ForwardPiece::create(
+                    fbb,
+                    &fb::ForwardPieceArgs {
+                        first_seq: p.first_seq,
+                        seq_deltas: deltas,
+                        max_timestamp_ms: p.max_timestamp_ms,
+                        batch,
+                    },
+                )
+            })
+            .collect();
+        let pieces = Some(fbb.create_vector(&ps));
+        let stream = Some(fbb.create_string(stream));
+        fb::ForwardRequest::create(
+            fbb,
+            &fb::ForwardRequestArgs {
+                stream,
+                shard,
+                producer_id,
+                pieces,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    let f = r
+        .body_as_forward_response()
+        .ok_or_else(|| bad(c, "ForwardResponse"))?;
+    Ok(Forwarded {
+        appended: f.appended(),
+        duplicates: f.duplicates(),
+        next_offset: f.next_offset(),
+    })
+}
+
+pub async fn create_stream(
+    c: &Client,
+    name: &str,
+    shards: u32,
+    replication: u32,
+) -> Result<StreamInfo, ClientError> {
+    let req = wire::request(fb::RequestBody::CreateStreamRequest, |fbb| {
+        let name = Some(fbb.create_string(name));
+        fb::CreateStreamRequest::create(
+            fbb,
+            &fb::CreateStreamRequestArgs {
+                name,
+                shards,
+                replication,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_stream_description()
+        .map(|s| StreamInfo::from_fb(&s))
+        .ok_or_else(|| bad(c, "StreamDescription"))
+}
+
+pub async fn list_streams(c: &Client) -> Result<Vec<StreamInfo>, ClientError> {
+    let req = wire::request(fb::RequestBody::ListStreamsRequest, |fbb| {
+        fb::ListStreamsRequest::create(fbb, &fb::ListStreamsRequestArgs {}).as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_stream_list()
+        .map(|l| l.streams().iter().map(|s| StreamInfo::from_fb(&s)).collect())
+        .ok_or_else(|| bad(c, "StreamList"))
+}
+
+pub async fn describe_stream(c: &Client, name: &str) -> Result<StreamInfo, ClientError> {
+    let req = wire::request(fb::RequestBody::DescribeStreamRequest, |fbb| {
+        let name = Some(fbb.create_string(name));
+        fb::DescribeStreamRequest::create(fbb, &fb::DescribeStreamRequestArgs { name })
+            .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_stream_description()
+        .map(|s| StreamInfo::from_fb(&s))
+        .ok_or_else(|| bad(c, "StreamDescription"))
+}
+
+/// Where to start reading a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Oldest,
+    Latest,
+    Offset(u64),
+    TimestampMs(i64),
+}
+
+/// Resolves `start` to an offset of `shard`.
+pub async fn seek(c: &Client, stream: &str, shard: u32, start: Start) -> Result<u64, ClientError> {
+    let (kind, value) = match start {
+        Start::Oldest => (fb::StartKind::Oldest, 0),
+        Start::Latest => (fb::StartKind::Latest, 0),
+        Start::Offset(o) => (fb::StartKind::Offset, o as i64),
+        Start::TimestampMs(t) => (fb::StartKind::Timestamp, t),
+    };
+    let req = wire::request(fb::RequestBody::SeekRequest, |fbb| {
+        let stream = Some(fbb.create_string(stream));
+        fb::SeekRequest::create(
+            fbb,
+            &fb::SeekRequestArgs {
+                stream,
+                shard,
+                kind,
+                value,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_seek_response()
+        .map(|s| s.offset())
+        .ok_or_else(|| bad(c, "SeekResponse"))
+}
+
+/// One record as a consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub shard: u32,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub key: Option<String>,
+    pub data: Bytes,
+    pub headers: Vec<(String, Bytes)>,
+}
+
+/// A page of records from [`fetch`].
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub records: Vec<ConsumedRecord>,
+    pub next_offset: u64,
+    pub high_watermark: u64,
+}
+
+/// Reads committed records of one shard from `offset`, waiting up to `wait`
+/// for new records when there are none.
+pub async fn fetch(
+    c: &Client,
+    stream: &str,
+    shard: u32,
+    offset: u64,
+    max_records: u32,
+    wait: Duration,
+) -> Result<Fetched, ClientError> {
+    let req = wire::request(fb::RequestBody::FetchRequest, |fbb| {
+        let stream = Some(fbb.create_string(stream));
+        fb::FetchRequest::create(
+            fbb,
+            &fb::FetchRequestArgs {
+                stream,
+                shard,
+                offset,
+                max_records,
+                max_bytes: 8 * 1024 * 1024,
+                wait_ms: wait.as_millis() as u32,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c
+        .call_with_timeout(&req, wait + Duration::from_secs(30))
+        .await?;
+    let r = open(&reply);
+    let f = r
+        .body_as_fetch_response()
+        .ok_or_else(|| bad(c, "FetchResponse"))?;
+    let mut records = Vec::new();
+    for fetched in f.batches().iter() {
+        let bytes = fetched.batch().bytes();
+        let batch = strata_schema::batch::open(bytes).map_err(|e| ClientError::BadReply {
+            addr: c.addr(),
+            detail: e.to_string(),
+        })?;
+        let skip = fetched.skip() as usize;
+        for (i, rec) in batch.records().iter().enumerate().skip(skip) {
+            if records.len() >= max_records as usize {
+                break;
+            }
+            records.push(ConsumedRecord {
+                shard,
+                offset: fetched.base_offset() + (i - skip) as u64,
+                timestamp_ms: rec.timestamp_ms(),
+                key: rec.key().map(str::to_string),
+                data: Bytes::copy_from_slice(rec.value().map_or(&[][..], |v| v.bytes())),
+                headers: rec
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key().to_string(),
+                                    Bytes::copy_from_slice(h.value().map_or(&[][..], |v| v.bytes())),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    let next_offset = records.last().map_or(f.next_offset(), |r| r.offset + 1);
+    Ok(Fetched {
+        records,
+        next_offset,
+        high_watermark: f.high_watermark(),
+    })
+}

@@ -1,0 +1,151 @@
+//! `strata consume`: read committed records from one shard or all of them.
+
+use super::TlsArgs;
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_client::api::{self, ConsumedRecord, Start};
+
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    /// Stream to read.
+    pub stream: String,
+    /// Core node address (QUIC).
+    #[arg(long, default_value = super::DEFAULT_CORE)]
+    pub core: SocketAddr,
+    /// Where to start: oldest, latest, offset:N (needs --shard with several shards) or time:RFC3339.
+    #[arg(long, default_value = "oldest", value_parser = parse_start)]
+    pub from: Start,
+    /// Read only this shard.
+    #[arg(long)]
+    pub shard: Option<u32>,
+    /// Stop after N records.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Keep waiting for new records.
+    #[arg(long)]
+    pub follow: bool,
+    /// One JSON object per line: stream, shard, offset, timestamp, key, data or data_b64.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+fn parse_start(s: &str) -> Result<Start, String> {
+    match s {
+        "oldest" => Ok(Start::Oldest),
+        "latest" => Ok(Start::Latest),
+        _ => {
+            if let Some(o) = s.strip_prefix("offset:") {
+                o.parse().map(Start::Offset).map_err(|e| format!("offset {o:?}: {e}"))
+            } else if let Some(t) = s.strip_prefix("time:") {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| Start::TimestampMs(d.timestamp_millis()))
+                    .map_err(|e| format!("time {t:?} is not RFC 3339 (e.g. 2026-11-23T10:00:00Z): {e}"))
+            } else {
+                Err(format!("{s:?}: expected oldest, latest, offset:N or time:RFC3339"))
+            }
+        }
+    }
+}
+
+pub fn record_json(stream: &str, r: &ConsumedRecord) -> serde_json::Value {
+    let ts = chrono::DateTime::from_timestamp_millis(r.timestamp_ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let mut o = serde_json::json!({
+        "stream": stream,
+        "shard": r.shard,
+        "offset": r.offset,
+        "timestamp": ts,
+        "key": r.key,
+    });
+    match std::str::from_utf8(&r.data) {
+        Ok(s) => o["data"] = s.into(),
+        Err(_) => o["data_b64"] = base64::engine::general_purpose::STANDARD.encode(&r.data).into(),
+    }
+    o
+}
+
+pub async fn run(a: ConsumeArgs) -> Result<()> {
+    let client = Arc::new(a.tls.client(a.core)?);
+    let info = api::describe_stream(&client, &a.stream).await?;
+    let shards: Vec<u32> = match a.shard {
+        Some(s) => {
+            if !info.shards.iter().any(|sh| sh.id == s) {
+                bail!("stream {} has no shard {s} (shards: 0..{})", a.stream, info.shards.len());
+            }
+            vec![s]
+        }
+        None => info.shards.iter().map(|s| s.id).collect(),
+    };
+    if matches!(a.from, Start::Offset(_)) && shards.len() > 1 {
+        bail!("--from offset:N needs --shard ID: offsets are per shard and {} has {} shards", a.stream, shards.len());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ConsumedRecord>>(64);
+    let mut tasks: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
+    for shard in shards {
+        let (client, tx, stream, from, follow) = (client.clone(), tx.clone(), a.stream.clone(), a.from, a.follow);
+        tasks.spawn(async move {
+            let mut offset = api::seek(&client, &stream, shard, from)
+                .await
+                .with_context(|| format!("seeking shard {shard}"))?;
+            // Without --follow, read up to the end as of now.
+            let end = api::seek(&client, &stream, shard, Start::Latest).await?;
+            loop {
+                if !follow && offset >= end {
+                    return Ok(());
+                }
+                let wait = if follow { Duration::from_secs(10) } else { Duration::ZERO };
+                let f = api::fetch(&client, &stream, shard, offset, 5000, wait).await?;
+                offset = f.next_offset;
+                let mut recs = f.records;
+                if !follow {
+                    recs.retain(|r| r.offset < end);
+                }
+                if !recs.is_empty() && tx.send(recs).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printed = 0u64;
+    'outer: while let Some(recs) = rx.recv().await {
+        for r in recs {
+            if a.limit.is_some_and(|l| printed >= l) {
+                break 'outer;
+            }
+            if a.json {
+                writeln!(out, "{}", record_json(&a.stream, &r))?;
+            } else {
+                writeln!(
+                    out,
+                    "{}/{} {} {}",
+                    r.shard,
+                    r.offset,
+                    r.key.as_deref().unwrap_or("-"),
+                    String::from_utf8_lossy(&r.data)
+                )?;
+            }
+            printed += 1;
+        }
+        if a.follow {
+            out.flush()?;
+        }
+    }
+    out.flush()?;
+    drop(rx);
+    if a.limit.is_none_or(|l| printed < l) {
+        while let Some(r) = tasks.join_next().await {
+            r.context("consumer task panicked")??;
+        }
+    }
+    tasks.abort_all();
+    Ok(())
+}

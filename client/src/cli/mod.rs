@@ -1,0 +1,66 @@
+//! Command-line definitions and dispatch.
+
+mod consume;
+mod dev;
+mod produce;
+mod stream;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use strata_client::Client;
+
+pub const DEFAULT_EDGE: &str = "127.0.0.1:7400";
+pub const DEFAULT_CORE: &str = "127.0.0.1:7500";
+
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about = "Strata: edge-to-core streaming with durable buffers, Raft and object-storage tiering")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Connection options shared by commands that talk to a server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) to trust; default ./strata-data/tls/ca.pem when it exists.
+    #[arg(long, env = "STRATA_CA", global = true)]
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn client(&self, addr: SocketAddr) -> Result<Client> {
+        let ca = strata_client::tls::resolve_ca(self.ca.as_deref())?;
+        Ok(Client::new(addr, &ca)?)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run a local pipeline in the foreground: a single-node core and an edge agent.
+    Dev(dev::DevArgs),
+    /// Create, list and describe streams.
+    Stream {
+        #[command(subcommand)]
+        cmd: stream::StreamCmd,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Core node address (QUIC).
+        #[arg(long, default_value = DEFAULT_CORE, global = true)]
+        core: SocketAddr,
+    },
+    /// Produce records through an edge agent.
+    Produce(produce::ProduceArgs),
+    /// Read records from the core.
+    Consume(consume::ConsumeArgs),
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Dev(a) => dev::run(a).await,
+        Cmd::Stream { cmd, tls, core } => stream::run(cmd, &tls, core).await,
+        Cmd::Produce(a) => produce::run(a).await,
+        Cmd::Consume(a) => consume::run(a).await,
+    }
+}

@@ -1,0 +1,183 @@
+//! TLS for every Strata hop: rustls (TLS 1.3 only) under quinn, a dev CA made
+//! with rcgen, and loading of PEM files with errors that name the file.
+//!
+//! `strata dev` creates `DIR/tls/{ca.pem, ca-key.pem, node.pem, node-key.pem}` on
+//! first start; the node certificate is valid for `localhost`, `127.0.0.1` and
+//! `::1`, and serves both the edge and the core. Production deployments point
+//! the daemons at their own CA and certificates.
+
+use anyhow::{anyhow, Context, Result};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Files of the development PKI under `DIR/tls`.
+#[derive(Debug, Clone)]
+pub struct DevPki {
+    pub ca: PathBuf,
+    pub ca_key: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl DevPki {
+    pub fn paths(tls_dir: &Path) -> Self {
+        Self {
+            ca: tls_dir.join("ca.pem"),
+            ca_key: tls_dir.join("ca-key.pem"),
+            cert: tls_dir.join("node.pem"),
+            key: tls_dir.join("node-key.pem"),
+        }
+    }
+
+    /// Creates the dev CA and node certificate unless they already exist.
+    /// Returns whether anything was created.
+    pub fn ensure(tls_dir: &Path) -> Result<(Self, bool)> {
+        let p = Self::paths(tls_dir);
+        if p.ca.exists() && p.cert.exists() && p.key.exists() {
+            return Ok((p, false));
+        }
+        std::fs::create_dir_all(tls_dir)
+            .with_context(|| format!("creating {}", tls_dir.display()))?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Strata dev CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_key_pem = ca_key.serialize_pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut node = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])?;
+        node.distinguished_name
+            .push(DnType::CommonName, "strata dev node");
+        node.use_authority_key_identifier_extension = true;
+        node.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let node_key = KeyPair::generate()?;
+        let node_cert = node.signed_by(&node_key, &issuer)?;
+
+        write_private(&p.ca_key, &ca_key_pem)?;
+        write_private(&p.key, &node_key.serialize_pem())?;
+        std::fs::write(&p.cert, node_cert.pem())?;
+        // The CA last: its presence marks a complete set.
+        std::fs::write(&p.ca, ca_cert.pem())?;
+        Ok((p, true))
+    }
+}
+
+fn write_private(path: &Path, pem: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+/// Installs ring as rustls's process-wide provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading certificate file {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing PEM certificates in {}", path.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("no certificate found in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("parsing PEM private key in {}", path.display()))?
+        .ok_or_else(|| anyhow!("no private key found in {}", path.display()))
+}
+
+fn transport(idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(1024u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((16u32 * 1024 * 1024).into())
+        .receive_window((64u32 * 1024 * 1024).into())
+        .send_window(64 * 1024 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .max_idle_timeout(Some(
+            idle_timeout.try_into().expect("idle timeout fits a QUIC varint"),
+        ));
+    Arc::new(t)
+}
+
+/// Server config: TLS 1.3, ALPN `strata/1`, certificate chain and key from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<quinn::ServerConfig> {
+    install_crypto_provider();
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+    tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).context("building QUIC TLS server config")?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(transport(Duration::from_secs(30)));
+    Ok(cfg)
+}
+
+/// Client config trusting only the CA certificates in `ca` (PEM).
+pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig> {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .with_context(|| format!("adding CA certificate from {}", ca.display()))?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).context("building QUIC TLS client config")?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport(Duration::from_secs(30)));
+    Ok(cfg)
+}
+
+/// Where a CLI finds its CA: `--ca`/`STRATA_CA` if given, else `./strata-data/tls/ca.pem`.
+pub fn resolve_ca(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let default = PathBuf::from("strata-data/tls/ca.pem");
+    if default.exists() {
+        return Ok(default);
+    }
+    Err(anyhow!(
+        "no CA certificate: pass --ca FILE or set STRATA_CA (looked for {}; `strata dev` creates it)",
+        default.display()
+    ))
+}

@@ -1,0 +1,112 @@
+//! `strata-core` configuration: TOML file, then `STRATA_CORE_*` environment.
+//! Every key is documented in `deploy/config/core.example.toml`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:7500".parse().expect("valid")
+}
+fn default_zone() -> String {
+    "local".into()
+}
+fn default_node_id() -> u64 {
+    1
+}
+fn default_record_bytes_max() -> usize {
+    1024 * 1024
+}
+fn default_batch_records_max() -> usize {
+    100_000
+}
+fn default_batch_bytes_max() -> usize {
+    16 * 1024 * 1024
+}
+fn default_segment_bytes_max() -> u64 {
+    128 * 1024 * 1024
+}
+fn default_fetch_wait_ms_max() -> u64 {
+    30_000
+}
+fn default_shards_max() -> u32 {
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreConfig {
+    /// This node's id (non-zero, unique in the cluster).
+    #[serde(default = "default_node_id")]
+    pub node_id: u64,
+    /// Availability-zone label of this node.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// Directory for Raft logs, votes and state.
+    pub data_dir: PathBuf,
+    /// UDP address of the QUIC API (edges, CLI, SDK).
+    #[serde(default = "default_listen")]
+    pub listen_addr: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint; unset = disabled.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// PEM certificate chain of this node.
+    pub tls_cert: PathBuf,
+    /// PEM private key of this node.
+    pub tls_key: PathBuf,
+    /// Largest record (key + value + headers), bytes.
+    #[serde(default = "default_record_bytes_max")]
+    pub record_bytes_max: usize,
+    /// Most records in one batch.
+    #[serde(default = "default_batch_records_max")]
+    pub batch_records_max: usize,
+    /// Largest encoded batch, bytes.
+    #[serde(default = "default_batch_bytes_max")]
+    pub batch_bytes_max: usize,
+    /// Size at which a Raft log segment file is rolled, bytes.
+    #[serde(default = "default_segment_bytes_max")]
+    pub segment_bytes_max: u64,
+    /// Longest long-poll a fetch may ask for, milliseconds.
+    #[serde(default = "default_fetch_wait_ms_max")]
+    pub fetch_wait_ms_max: u64,
+    /// Most shards one stream may have.
+    #[serde(default = "default_shards_max")]
+    pub shards_max: u32,
+}
+
+impl CoreConfig {
+    /// Checks values serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("node_id must be non-zero".into());
+        }
+        if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
+            return Err(format!(
+                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
+                self.record_bytes_max, self.batch_bytes_max
+            ));
+        }
+        if self.batch_bytes_max > strata_schema::frame::FRAME_BYTES_MAX / 2 {
+            return Err(format!(
+                "batch_bytes_max = {} exceeds the limit {}",
+                self.batch_bytes_max,
+                strata_schema::frame::FRAME_BYTES_MAX / 2
+            ));
+        }
+        if self.segment_bytes_max < 1024 * 1024 {
+            return Err(format!("segment_bytes_max = {} is below 1 MiB", self.segment_bytes_max));
+        }
+        if self.shards_max == 0 {
+            return Err("shards_max must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> strata_schema::batch::Limits {
+        strata_schema::batch::Limits {
+            record_bytes_max: self.record_bytes_max,
+            batch_records_max: self.batch_records_max,
+            batch_bytes_max: self.batch_bytes_max,
+        }
+    }
+}

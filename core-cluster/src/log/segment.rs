@@ -1,0 +1,988 @@
+//! The segment log: the append-only, checksummed log of one Raft group. For a
+//! shard group it is both the Raft log and the data log: a record's payload is
+//! the encoded Raft entry, which holds the producer's batch bytes unchanged.
+//!
+//! # Design
+//!
+//! [`SegmentLog`] is a plain synchronous struct over `std::fs`: no async, no
+//! openraft types (the Raft mapping lives in [`super::store`]). It keeps an
+//! in-memory index with one 32-byte slot per record (term, node id, file
+//! position, body length); records are whole batches, so this stays small.
+//! The segment holding an index is found by binary search over the (few)
+//! segments, so slots need not name their segment.
+//!
+//! Appends go to a write buffer and are *not durable* until [`SegmentLog::sync`]
+//! (group commit: many appends, one `fdatasync`). Buffered records are readable
+//! at once: [`SegmentLog::read`] serves them from the buffer. `sync` can be split
+//! into [`SegmentLog::begin_sync`] (hand buffered bytes to the OS, needs `&mut`)
+//! and [`PendingSync::complete`] (the `fdatasync`, needs no access to the log),
+//! so a caller behind a lock does not block readers during the fsync.
+//!
+//! # On-disk format
+//!
+//! A log is a directory of segment files named `<first index, 20 digits>.log`,
+//! e.g. `00000000000000000001.log`; other files in the directory are ignored.
+//! A segment holds records with consecutive indexes starting at the index in
+//! its name, and each segment continues where the previous one ends. A segment
+//! is a plain sequence of records (no file header, no padding):
+//!
+//! ```text
+//! offset  size  field
+//!  0      4     body_len  u32 LE: 25 + payload length
+//!  4      4     crc       u32 LE: CRC-32C (Castagnoli) of the body (bytes 8..)
+//!  8      8     term      u64 LE  \
+//! 16      8     node_id   u64 LE   |  body. (term, node_id) is the Raft leader
+//! 24      8     index     u64 LE   |  id of the entry, index its log index.
+//! 32      1     kind      u8       |  kind is opaque to this layer.
+//! 33      n     payload           /
+//! ```
+//!
+//! A new segment starts when appending a record would take the active one past
+//! `segment_bytes_max` (a segment holds at least one record).
+//!
+//! # Durability and recovery
+//!
+//! Only the last (active) segment ever holds bytes that are not durable: before
+//! a new segment file is created the previous one is `fdatasync`ed (and the
+//! directory too, if its own creation was not yet durable). `sync` writes the
+//! buffer, `fdatasync`s the active segment and `fsync`s the directory if a
+//! segment file was created since the last sync. Deleting segment files
+//! (truncate, purge) `fsync`s the directory after each deletion, so a crash
+//! never leaves a hole between segments.
+//!
+//! [`SegmentLog::open`] reads every segment and verifies every CRC. The first
+//! invalid record of the *last* segment (torn or too long frame, CRC mismatch,
+//! unexpected index) is taken as the torn tail of an interrupted write: the file
+//! is cut there and fsynced, and an emptied last segment is deleted. Any invalid
+//! record in an earlier segment, an empty earlier segment, or a gap between
+//! segments is an error naming the file and position: that data was durable,
+//! so it is never silently dropped.
+//!
+//! [`SegmentLog::purge_to`] deletes whole segments only; records of a partly
+//! purged segment become unreadable, but reappear after a reopen. The caller
+//! persists its purge point and purges again after opening (the
+//! [`super::store::LogStore`] does).
+//!
+//! After an I/O error from a mutating method the in-memory state may no longer
+//! match the files: the log refuses further writes ([`LogError::Failed`]) and
+//! must be reopened. An error from [`PendingSync::complete`] means durability is
+//! unknown (fsync errors are not retryable): the caller must stop and reopen.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Bytes before the body: `body_len` and `crc`.
+pub const FRAME_HEADER_BYTES: usize = 8;
+/// Bytes of the body before the payload: term, node id, index, kind.
+pub const BODY_HEADER_BYTES: usize = 25;
+
+/// Appends are written to the file once this much is buffered; bigger
+/// records bypass the buffer.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+const SCAN_BUFFER_BYTES: usize = 1 << 20;
+const INDEX_DIGITS: usize = 20;
+const SEGMENT_SUFFIX: &str = ".log";
+
+/// Settings of a [`SegmentLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentLogOptions {
+    /// A new segment starts once appending a record would take the active
+    /// segment past this size. Default 128 MiB.
+    pub segment_bytes_max: u64,
+    /// Largest record body (25-byte header + payload) accepted by `append`.
+    /// On recovery a frame claiming a longer body is treated as corrupt, so
+    /// never lower this below a size already written. Default 80 MiB.
+    pub record_bytes_max: usize,
+}
+
+impl Default for SegmentLogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: 128 << 20,
+            record_bytes_max: 80 << 20,
+        }
+    }
+}
+
+impl SegmentLogOptions {
+    /// Checks the options; [`SegmentLog::open`] calls this.
+    pub fn validate(&self) -> Result<(), LogError> {
+        if self.segment_bytes_max == 0 {
+            return Err(LogError::InvalidOption {
+                key: "segment_bytes_max",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.record_bytes_max < BODY_HEADER_BYTES || self.record_bytes_max > u32::MAX as usize {
+            return Err(LogError::InvalidOption {
+                key: "record_bytes_max",
+                reason: format!(
+                    "{} is outside {BODY_HEADER_BYTES}..={}",
+                    self.record_bytes_max,
+                    u32::MAX
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub term: u64,
+    pub node_id: u64,
+    pub index: u64,
+    pub kind: u8,
+    pub payload: Bytes,
+}
+
+/// The identity of a record, known without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordId {
+    pub term: u64,
+    pub node_id: u64,
+    pub index: u64,
+}
+
+/// What [`SegmentLog::open`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments in the log after recovery.
+    pub segments: usize,
+    /// Records in the log after recovery.
+    pub records: u64,
+    /// Bytes cut from the torn tail of the last segment.
+    pub truncated_bytes: u64,
+}
+
+/// Errors of the segment log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt segment {path} at byte {pos}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        pos: u64,
+        reason: String,
+    },
+    #[error("segments are not contiguous: {prev} ends at index {prev_last}, but the next segment is {next}")]
+    Gap {
+        prev: PathBuf,
+        prev_last: u64,
+        next: PathBuf,
+    },
+    #[error("cannot append index {index}: the next index is {expected}")]
+    NotNext { index: u64, expected: u64 },
+    #[error("record of {bytes} bytes exceeds record_bytes_max = {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("invalid segment log option {key}: {reason}")]
+    InvalidOption { key: &'static str, reason: String },
+    #[error("segment log in {dir} failed earlier and must be reopened")]
+    Failed { dir: PathBuf },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_index: u64,
+    path: PathBuf,
+    file: Arc<File>,
+    /// Bytes of records in this segment, including the write buffer.
+    len: u64,
+}
+
+/// In-memory index entry of one record.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    term: u64,
+    node_id: u64,
+    pos: u64,
+    body_len: u32,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct SegmentLog {
+    dir: PathBuf,
+    opts: SegmentLogOptions,
+    /// Ascending by first index; the last one is the active segment.
+    segments: Vec<Segment>,
+    /// `slots[i]` describes index `base + i`.
+    slots: VecDeque<Slot>,
+    base: u64,
+    /// First readable index (`>= base`): the purge point plus one.
+    first: u64,
+    /// Records of the active segment not yet handed to the OS.
+    pending: Vec<u8>,
+    /// The active segment has records that were not fdatasynced.
+    unsynced: bool,
+    /// A segment file was created and the directory not fsynced since.
+    dir_dirty: bool,
+    failed: bool,
+}
+
+/// An fsync prepared by [`SegmentLog::begin_sync`].
+#[must_use = "nothing is durable until complete() returns Ok"]
+#[derive(Debug)]
+pub struct PendingSync {
+    file: Option<(Arc<File>, PathBuf)>,
+    dir: Option<PathBuf>,
+}
+
+impl PendingSync {
+    /// Makes everything appended before `begin_sync` durable.
+    pub fn complete(self) -> Result<(), LogError> {
+        if let Some((file, path)) = &self.file {
+            fsync_file(file, path, true)?;
+        }
+        if let Some(dir) = &self.dir {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn count_fsync() {
+    metrics::counter!("strata_core_fsyncs_total").increment(1);
+}
+
+fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<(), LogError> {
+    let res = if data_only {
+        file.sync_data()
+    } else {
+        file.sync_all()
+    };
+    res.map_err(io_err("fsync", path))?;
+    count_fsync();
+    Ok(())
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))?;
+    count_fsync();
+    Ok(())
+}
+
+fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
+    dir.join(format!("{first_index:0INDEX_DIGITS$}{SEGMENT_SUFFIX}"))
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != INDEX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Segment files in `dir`, ascending by first index.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        if let Some(first_index) = entry.file_name().to_str().and_then(parse_segment_name) {
+            found.push((first_index, entry.path()));
+        }
+    }
+    found.sort_unstable_by_key(|(first_index, _)| *first_index);
+    Ok(found)
+}
+
+fn body_header(term: u64, node_id: u64, index: u64, kind: u8) -> [u8; BODY_HEADER_BYTES] {
+    let mut h = [0u8; BODY_HEADER_BYTES];
+    h[0..8].copy_from_slice(&term.to_le_bytes());
+    h[8..16].copy_from_slice(&node_id.to_le_bytes());
+    h[16..24].copy_from_slice(&index.to_le_bytes());
+    h[24] = kind;
+    h
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+/// Frame header and body header of a record.
+fn frame_head(
+    term: u64,
+    node_id: u64,
+    index: u64,
+    kind: u8,
+    payload: &[u8],
+) -> [u8; FRAME_HEADER_BYTES + BODY_HEADER_BYTES] {
+    let body = body_header(term, node_id, index, kind);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&body), payload);
+    let body_len = (BODY_HEADER_BYTES + payload.len()) as u32;
+    let mut head = [0u8; FRAME_HEADER_BYTES + BODY_HEADER_BYTES];
+    head[0..4].copy_from_slice(&body_len.to_le_bytes());
+    head[4..8].copy_from_slice(&crc.to_le_bytes());
+    head[8..].copy_from_slice(&body);
+    head
+}
+
+/// Records found by scanning one segment file.
+struct Scan {
+    slots: Vec<Slot>,
+    /// End of the last valid record.
+    valid_len: u64,
+    /// Position and description of the first invalid record.
+    bad: Option<(u64, String)>,
+}
+
+/// Reads one record at `pos`: `Ok(Err(reason))` if it is invalid.
+fn scan_record(
+    reader: &mut impl Read,
+    pos: u64,
+    file_len: u64,
+    expected_index: u64,
+    record_bytes_max: usize,
+    body: &mut Vec<u8>,
+) -> io::Result<Result<Slot, String>> {
+    let remaining = file_len - pos;
+    if remaining < FRAME_HEADER_BYTES as u64 {
+        return Ok(Err(format!("torn frame header ({remaining} bytes left)")));
+    }
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    reader.read_exact(&mut head)?;
+    let body_len = le_u32(&head[0..4]) as usize;
+    let crc = le_u32(&head[4..8]);
+    if !(BODY_HEADER_BYTES..=record_bytes_max).contains(&body_len) {
+        return Ok(Err(format!(
+            "body length {body_len} is outside {BODY_HEADER_BYTES}..={record_bytes_max}"
+        )));
+    }
+    let left = remaining - FRAME_HEADER_BYTES as u64;
+    if left < body_len as u64 {
+        return Ok(Err(format!(
+            "torn record: body of {body_len} bytes, {left} bytes left"
+        )));
+    }
+    body.resize(body_len, 0);
+    reader.read_exact(body)?;
+    if crc32c::crc32c(body) != crc {
+        return Ok(Err("checksum mismatch".into()));
+    }
+    let index = le_u64(&body[16..24]);
+    if index != expected_index {
+        return Ok(Err(format!(
+            "record has index {index}, {expected_index} expected"
+        )));
+    }
+    Ok(Ok(Slot {
+        term: le_u64(&body[0..8]),
+        node_id: le_u64(&body[8..16]),
+        pos,
+        body_len: body_len as u32,
+    }))
+}
+
+fn scan_segment(
+    file: &File,
+    path: &Path,
+    first_index: u64,
+    file_len: u64,
+    record_bytes_max: usize,
+) -> Result<Scan, LogError> {
+    let mut reader = BufReader::with_capacity(SCAN_BUFFER_BYTES, file);
+    let mut scan = Scan {
+        slots: Vec::new(),
+        valid_len: 0,
+        bad: None,
+    };
+    let mut body = Vec::new();
+    let mut expected_index = first_index;
+    while scan.valid_len < file_len {
+        let pos = scan.valid_len;
+        let record = scan_record(
+            &mut reader,
+            pos,
+            file_len,
+            expected_index,
+            record_bytes_max,
+            &mut body,
+        )
+        .map_err(io_err("read", path))?;
+        match record {
+            Ok(slot) => {
+                scan.valid_len += (FRAME_HEADER_BYTES + slot.body_len as usize) as u64;
+                scan.slots.push(slot);
+                expected_index += 1;
+            }
+            Err(reason) => {
+                scan.bad = Some((pos, reason));
+                break;
+            }
+        }
+    }
+    Ok(scan)
+}
+
+impl SegmentLog {
+    /// Opens (creating if needed) the log in `dir` and recovers it; see the
+    /// module documentation.
+    pub fn open(dir: &Path, opts: SegmentLogOptions) -> Result<(Self, Recovery), LogError> {
+        opts.validate()?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent)?;
+            }
+        }
+        let mut log = SegmentLog {
+            dir: dir.to_path_buf(),
+            opts,
+            segments: Vec::new(),
+            slots: VecDeque::new(),
+            base: 0,
+            first: 0,
+            pending: Vec::new(),
+            unsynced: false,
+            dir_dirty: false,
+            failed: false,
+        };
+        let mut recovery = Recovery::default();
+        let found = list_segments(dir)?;
+        let count = found.len();
+        for (i, (first_index, path)) in found.into_iter().enumerate() {
+            if let (Some(prev), Some(last)) = (log.segments.last(), log.last_index()) {
+                if last.checked_add(1) != Some(first_index) {
+                    return Err(LogError::Gap {
+                        prev: prev.path.clone(),
+                        prev_last: last,
+                        next: path,
+                    });
+                }
+            }
+            log.load_segment(first_index, path, i + 1 == count, &mut recovery)?;
+        }
+        recovery.segments = log.segments.len();
+        recovery.records = log.slots.len() as u64;
+        log.check_invariants();
+        tracing::info!(
+            dir = %dir.display(),
+            segments = recovery.segments,
+            records = recovery.records,
+            truncated_bytes = recovery.truncated_bytes,
+            "segment log opened"
+        );
+        Ok((log, recovery))
+    }
+
+    fn load_segment(
+        &mut self,
+        first_index: u64,
+        path: PathBuf,
+        is_last: bool,
+        recovery: &mut Recovery,
+    ) -> Result<(), LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
+        let scan = scan_segment(
+            &file,
+            &path,
+            first_index,
+            file_len,
+            self.opts.record_bytes_max,
+        )?;
+        if let Some((pos, reason)) = scan.bad {
+            if !is_last {
+                return Err(LogError::Corrupt { path, pos, reason });
+            }
+            tracing::warn!(
+                path = %path.display(),
+                pos,
+                reason,
+                cut_bytes = file_len - scan.valid_len,
+                "cutting the torn tail of the last segment"
+            );
+            file.set_len(scan.valid_len)
+                .map_err(io_err("truncate", &path))?;
+            fsync_file(&file, &path, false)?;
+            recovery.truncated_bytes += file_len - scan.valid_len;
+        }
+        if scan.slots.is_empty() {
+            if !is_last {
+                return Err(LogError::Corrupt {
+                    path,
+                    pos: 0,
+                    reason: "segment holds no records".into(),
+                });
+            }
+            drop(file);
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            fsync_dir(&self.dir)?;
+            return Ok(());
+        }
+        if self.slots.is_empty() {
+            self.base = first_index;
+            self.first = first_index;
+        }
+        self.slots.extend(scan.slots);
+        self.segments.push(Segment {
+            first_index,
+            path,
+            file: Arc::new(file),
+            len: scan.valid_len,
+        });
+        Ok(())
+    }
+
+    /// Appends a record to the write buffer: readable at once, durable after
+    /// the next [`Self::sync`]. `index` must be `last_index() + 1`, or anything
+    /// when the log is empty.
+    pub fn append(
+        &mut self,
+        term: u64,
+        node_id: u64,
+        index: u64,
+        kind: u8,
+        payload: &[u8],
+    ) -> Result<(), LogError> {
+        self.check_usable()?;
+        let res = self.append_inner(term, node_id, index, kind, payload);
+        self.note_failure(res)
+    }
+
+    fn append_inner(
+        &mut self,
+        term: u64,
+        node_id: u64,
+        index: u64,
+        kind: u8,
+        payload: &[u8],
+    ) -> Result<(), LogError> {
+        let body_len = BODY_HEADER_BYTES + payload.len();
+        if body_len > self.opts.record_bytes_max {
+            return Err(LogError::TooLarge {
+                bytes: body_len,
+                max: self.opts.record_bytes_max,
+            });
+        }
+        if let Some(last) = self.last_index() {
+            if last.checked_add(1) != Some(index) {
+                return Err(LogError::NotNext {
+                    index,
+                    expected: last.saturating_add(1),
+                });
+            }
+        }
+        let frame_len = (FRAME_HEADER_BYTES + body_len) as u64;
+        let roll = match self.segments.last() {
+            None => true,
+            Some(active) => active.len > 0 && active.len + frame_len > self.opts.segment_bytes_max,
+        };
+        if roll {
+            self.start_segment(index)?;
+        }
+        if self.slots.is_empty() {
+            self.base = index;
+            self.first = index;
+        }
+        let head = frame_head(term, node_id, index, kind, payload);
+        let active = self.segments.last_mut().expect("an active segment");
+        let pos = active.len;
+        active.len += frame_len;
+        self.slots.push_back(Slot {
+            term,
+            node_id,
+            pos,
+            body_len: body_len as u32,
+        });
+        self.unsynced = true;
+        if frame_len as usize >= WRITE_BUFFER_BYTES {
+            // Big records skip the buffer rather than being copied into it.
+            self.flush_pending()?;
+            let active = self.segments.last().expect("an active segment");
+            let write = |buf: &[u8], at: u64| active.file.write_all_at(buf, at);
+            write(&head, pos)
+                .and_then(|()| write(payload, pos + head.len() as u64))
+                .map_err(io_err("write", &active.path))?;
+        } else {
+            self.pending.extend_from_slice(&head);
+            self.pending.extend_from_slice(payload);
+            if self.pending.len() >= WRITE_BUFFER_BYTES {
+                self.flush_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (durably) and creates a new one.
+    fn start_segment(&mut self, first_index: u64) -> Result<(), LogError> {
+        if !self.segments.is_empty() {
+            self.flush_pending()?;
+            let sealed = self.segments.last().expect("a segment");
+            fsync_file(&sealed.file, &sealed.path, true)?;
+            if self.dir_dirty {
+                fsync_dir(&self.dir)?;
+                self.dir_dirty = false;
+            }
+            self.unsynced = false;
+        }
+        let path = segment_path(&self.dir, first_index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        self.dir_dirty = true;
+        self.segments.push(Segment {
+            first_index,
+            path,
+            file: Arc::new(file),
+            len: 0,
+        });
+        Ok(())
+    }
+
+    /// Hands the write buffer to the OS (no fsync).
+    fn flush_pending(&mut self) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let active = self.segments.last().expect("buffered bytes have a segment");
+        let at = active.len - self.pending.len() as u64;
+        active
+            .file
+            .write_all_at(&self.pending, at)
+            .map_err(io_err("write", &active.path))?;
+        self.pending.clear();
+        if self.pending.capacity() > 4 * WRITE_BUFFER_BYTES {
+            self.pending = Vec::with_capacity(WRITE_BUFFER_BYTES);
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.begin_sync()?.complete()
+    }
+
+    /// First half of [`Self::sync`]: hands buffered records to the OS and
+    /// returns the fsync still to be done, which needs no access to the log.
+    pub fn begin_sync(&mut self) -> Result<PendingSync, LogError> {
+        self.check_usable()?;
+        let res = self.begin_sync_inner();
+        self.note_failure(res)
+    }
+
+    fn begin_sync_inner(&mut self) -> Result<PendingSync, LogError> {
+        let mut pending = PendingSync {
+            file: None,
+            dir: None,
+        };
+        if self.unsynced {
+            self.flush_pending()?;
+            let active = self.segments.last().expect("unsynced records have a segment");
+            pending.file = Some((Arc::clone(&active.file), active.path.clone()));
+            self.unsynced = false;
+        }
+        if self.dir_dirty {
+            pending.dir = Some(self.dir.clone());
+            self.dir_dirty = false;
+        }
+        Ok(pending)
+    }
+
+    /// Reads the record at `index`; `None` if it is not in the log (or purged).
+    pub fn read(&self, index: u64) -> Result<Option<LogRecord>, LogError> {
+        let Some(slot) = self.slot(index) else {
+            return Ok(None);
+        };
+        let seg_at = self.segment_of(index);
+        let seg = &self.segments[seg_at];
+        let frame_len = FRAME_HEADER_BYTES + slot.body_len as usize;
+        let buffered = if seg_at + 1 == self.segments.len() {
+            self.pending.len() as u64
+        } else {
+            0
+        };
+        let flushed = seg.len - buffered;
+        let mut frame = vec![0u8; frame_len];
+        if slot.pos >= flushed {
+            let from = (slot.pos - flushed) as usize;
+            frame.copy_from_slice(&self.pending[from..from + frame_len]);
+        } else {
+            seg.file
+                .read_exact_at(&mut frame, slot.pos)
+                .map_err(io_err("read", &seg.path))?;
+        }
+        if let Err(reason) = verify_frame(&frame, index) {
+            return Err(LogError::Corrupt {
+                path: seg.path.clone(),
+                pos: slot.pos,
+                reason,
+            });
+        }
+        let kind = frame[FRAME_HEADER_BYTES + BODY_HEADER_BYTES - 1];
+        Ok(Some(LogRecord {
+            term: slot.term,
+            node_id: slot.node_id,
+            index,
+            kind,
+            payload: Bytes::from(frame).slice(FRAME_HEADER_BYTES + BODY_HEADER_BYTES..),
+        }))
+    }
+
+    /// First readable index.
+    pub fn first_index(&self) -> Option<u64> {
+        (!self.slots.is_empty()).then_some(self.first)
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        (!self.slots.is_empty()).then(|| self.base + self.slots.len() as u64 - 1)
+    }
+
+    /// Term of the record at `last_index()`.
+    pub fn last_term(&self) -> Option<u64> {
+        self.slots.back().map(|s| s.term)
+    }
+
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        self.slot(index).map(|s| s.term)
+    }
+
+    /// Term, node id and index of a readable record, from memory.
+    pub fn record_id(&self, index: u64) -> Option<RecordId> {
+        self.slot(index).map(|s| RecordId {
+            term: s.term,
+            node_id: s.node_id,
+            index,
+        })
+    }
+
+    pub fn last_record_id(&self) -> Option<RecordId> {
+        self.record_id(self.last_index()?)
+    }
+
+    /// Bytes of all segments, including appended records not yet written.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn slot(&self, index: u64) -> Option<Slot> {
+        let last = self.last_index()?;
+        if index < self.first || index > last {
+            return None;
+        }
+        Some(self.slots[(index - self.base) as usize])
+    }
+
+    /// Position in `segments` of the segment holding `index` (which is in the log).
+    fn segment_of(&self, index: u64) -> usize {
+        self.segments.partition_point(|s| s.first_index <= index) - 1
+    }
+
+    /// Deletes the records at `index` and after (a Raft conflict). Durable on
+    /// return: removed records never come back, and the remaining ones are
+    /// synced.
+    pub fn truncate_from(&mut self, index: u64) -> Result<(), LogError> {
+        self.check_usable()?;
+        let res = self.truncate_inner(index);
+        self.note_failure(res)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn truncate_inner(&mut self, index: u64) -> Result<(), LogError> {
+        let Some(last) = self.last_index() else {
+            return Ok(());
+        };
+        if index > last {
+            return Ok(());
+        }
+        self.flush_pending()?;
+        if index <= self.first {
+            // Records before `first` are purged: nothing is left.
+            self.remove_segments_from_back(0)?;
+            self.clear();
+            return Ok(());
+        }
+        let at = self.segment_of(index);
+        let cut_inside = self.segments[at].first_index < index;
+        self.remove_segments_from_back(if cut_inside { at + 1 } else { at })?;
+        if cut_inside {
+            let pos = self.slots[(index - self.base) as usize].pos;
+            let seg = &mut self.segments[at];
+            seg.file.set_len(pos).map_err(io_err("truncate", &seg.path))?;
+            fsync_file(&seg.file, &seg.path, false)?;
+            seg.len = pos;
+        }
+        // Sealed segments were synced when sealed; a cut active one just was.
+        self.slots.truncate((index - self.base) as usize);
+        self.unsynced = false;
+        if self.dir_dirty {
+            fsync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Drops records up to and including `index` (a Raft purge). Whole
+    /// segments whose records are all `<= index` are deleted; the rest become
+    /// unreadable now but reappear after a reopen (see the module docs).
+    pub fn purge_to(&mut self, index: u64) -> Result<(), LogError> {
+        self.check_usable()?;
+        let res = self.purge_inner(index);
+        self.note_failure(res)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn purge_inner(&mut self, index: u64) -> Result<(), LogError> {
+        let Some(last) = self.last_index() else {
+            return Ok(());
+        };
+        if index < self.first {
+            return Ok(());
+        }
+        if index >= last {
+            self.pending.clear();
+            self.remove_segments_from_front(self.segments.len())?;
+            self.clear();
+            return Ok(());
+        }
+        self.first = index + 1;
+        // Segment i is fully purged when segment i + 1 starts at or before index + 1.
+        let purged = self.segment_of(index + 1);
+        self.remove_segments_from_front(purged)?;
+        let new_base = self.segments[0].first_index;
+        self.slots.drain(..(new_base - self.base) as usize);
+        self.base = new_base;
+        Ok(())
+    }
+
+    /// Deletes `segments[keep..]`, newest first, each deletion durable before
+    /// the next so a crash leaves no hole.
+    fn remove_segments_from_back(&mut self, keep: usize) -> Result<(), LogError> {
+        while self.segments.len() > keep {
+            let seg = self.segments.pop().expect("a segment");
+            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
+            fsync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Deletes the oldest `count` segments, oldest first.
+    fn remove_segments_from_front(&mut self, count: usize) -> Result<(), LogError> {
+        for seg in self.segments.drain(..count) {
+            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
+            fsync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        assert!(self.segments.is_empty());
+        self.slots.clear();
+        self.pending.clear();
+        self.base = 0;
+        self.first = 0;
+        self.unsynced = false;
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        if self.failed {
+            return Err(LogError::Failed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn note_failure<T>(&mut self, res: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Io { .. }) = &res {
+            self.failed = true;
+        }
+        res
+    }
+
+    /// Asserts the structural invariants (cost: O(segments)).
+    pub fn check_invariants(&self) {
+        assert_eq!(self.segments.is_empty(), self.slots.is_empty());
+        let Some(last) = self.last_index() else {
+            assert!(self.pending.is_empty() && !self.unsynced);
+            return;
+        };
+        assert_eq!(self.segments[0].first_index, self.base);
+        assert!(self.base <= self.first && self.first <= last);
+        for pair in self.segments.windows(2) {
+            assert!(pair[0].first_index < pair[1].first_index);
+        }
+        for seg in &self.segments {
+            assert!(seg.first_index <= last);
+            assert_eq!(self.slots[(seg.first_index - self.base) as usize].pos, 0);
+        }
+        let active = self.segments.last().expect("a segment");
+        let tail = self.slots.back().expect("a slot");
+        assert_eq!(
+            tail.pos + (FRAME_HEADER_BYTES + tail.body_len as usize) as u64,
+            active.len
+        );
+        assert!(self.pending.len() as u64 <= active.len);
+    }
+}
+
+/// Checks a frame read back against its CRC and expected index.
+fn verify_frame(frame: &[u8], index: u64) -> Result<(), String> {
+    let body = &frame[FRAME_HEADER_BYTES..];
+    let body_len = le_u32(&frame[0..4]) as usize;
+    if body_len != body.len() {
+        return Err(format!(
+            "frame claims {body_len} body bytes, index says {}",
+            body.len()
+        ));
+    }
+    if crc32c::crc32c(body) != le_u32(&frame[4..8]) {
+        return Err("checksum mismatch".into());
+    }
+    let got = le_u64(&body[16..24]);
+    if got != index {
+        return Err(format!("record has index {got}, {index} expected"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "segment_tests.rs"]
+mod tests;

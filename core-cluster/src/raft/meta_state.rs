@@ -1,0 +1,14 @@
+//! The metadata group's [`GroupState`]: the stream catalog.
+
+use super::sm::GroupState;
+use super::types::{Command, CommandResponse, LogId};
+use crate::meta::Catalog;
+
+impl GroupState for Catalog {
+    fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> CommandResponse {
+        match cmd {
+            Command::Meta(m) => CommandResponse::Meta(Catalog::apply(self, m)),
+            Command::Append(_) => CommandResponse::Rejected("append sent to the metadata group".into()),
+        }
+    }
+}

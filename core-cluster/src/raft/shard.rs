@@ -1,0 +1,175 @@
+//! A shard's deterministic state: offsets, the producer dedup table, and the
+//! index from offsets to Raft log entries (the log is the data).
+//!
+//! Exactly-once: every forwarded record carries its agent's producer id and
+//! its buffer position (`seq`). Positions of one producer reach a shard in
+//! increasing order, so when an entry overlaps what the shard already has, the
+//! duplicates are a *prefix* of the entry. Applying records that prefix as
+//! `skip` in the index; readers skip it. No bytes are rewritten, and every
+//! replica decides the same, because the decision is made at apply time.
+
+use super::sm::GroupState;
+use super::types::{AppendCmd, Command, CommandResponse, LogId};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Where a run of offsets lives in the Raft log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub base_offset: u64,
+    pub log_index: u64,
+    /// Records at the front of the entry's batch that are not in the shard.
+    pub skip: u32,
+    /// Records of the entry that are in the shard.
+    pub count: u32,
+    /// Running maximum of record timestamps up to and including this entry.
+    pub max_timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardState {
+    pub first_offset: u64,
+    pub next_offset: u64,
+    /// Last applied position per producer id.
+    pub producers: HashMap<u64, u64>,
+    pub index: Vec<IndexEntry>,
+}
+
+impl ShardState {
+    /// Number of leading records of `cmd` the shard already has.
+    pub fn duplicate_prefix(&self, cmd: &AppendCmd) -> usize {
+        let Some(&last) = self.producers.get(&cmd.producer_id) else {
+            return 0;
+        };
+        let n = cmd.records as usize;
+        // seq is strictly increasing in i: binary search the boundary.
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if cmd.seq(mid) <= last {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd) -> CommandResponse {
+        let skip = self.duplicate_prefix(cmd);
+        let records = cmd.records as usize;
+        let appended = records - skip;
+        let base_offset = self.next_offset;
+        if appended > 0 {
+            let prev_ts = self.index.last().map_or(i64::MIN, |e| e.max_timestamp_ms);
+            self.index.push(IndexEntry {
+                base_offset,
+                log_index: log_id.index,
+                skip: skip as u32,
+                count: appended as u32,
+                max_timestamp_ms: prev_ts.max(cmd.max_timestamp_ms),
+            });
+            self.next_offset += appended as u64;
+            self.producers.insert(cmd.producer_id, cmd.last_seq());
+        }
+        self.check_invariants();
+        CommandResponse::Appended {
+            base_offset,
+            appended: appended as u64,
+            duplicates: skip as u64,
+            next_offset: self.next_offset,
+        }
+    }
+
+    /// Index of the entry holding `offset`, if it is in the shard.
+    pub fn locate(&self, offset: u64) -> Option<usize> {
+        if offset < self.first_offset || offset >= self.next_offset {
+            return None;
+        }
+        let i = self
+            .index
+            .partition_point(|e| e.base_offset + u64::from(e.count) <= offset);
+        (i < self.index.len()).then_some(i)
+    }
+
+    /// First entry whose running max timestamp reaches `ts`.
+    pub fn locate_time(&self, ts: i64) -> Option<usize> {
+        let i = self.index.partition_point(|e| e.max_timestamp_ms < ts);
+        (i < self.index.len()).then_some(i)
+    }
+
+    pub fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            if let Some(last) = self.index.last() {
+                assert_eq!(last.base_offset + u64::from(last.count), self.next_offset);
+            }
+            for w in self.index.windows(2) {
+                assert_eq!(w[0].base_offset + u64::from(w[0].count), w[1].base_offset);
+                assert!(w[0].log_index < w[1].log_index);
+            }
+        }
+    }
+}
+
+impl GroupState for ShardState {
+    fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse {
+        match cmd {
+            Command::Append(a) => self.append(log_id, a),
+            Command::Meta(_) => CommandResponse::Rejected("metadata command sent to a shard".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn lid(i: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(1, 1), i)
+    }
+
+    fn cmd(producer: u64, first: u64, deltas: Option<Vec<u32>>, n: u32) -> Command {
+        Command::Append(AppendCmd {
+            producer_id: producer,
+            first_seq: first,
+            seq_deltas: deltas,
+            max_timestamp_ms: 10,
+            records: n,
+            batch: Bytes::from_static(b"x"),
+        })
+    }
+
+    fn appended(r: CommandResponse) -> (u64, u64) {
+        match r {
+            CommandResponse::Appended {
+                appended,
+                duplicates,
+                ..
+            } => (appended, duplicates),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retries_are_dropped_and_overlaps_skip_a_prefix() {
+        let mut s = ShardState::default();
+        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10))), (10, 0));
+        // Exact retry.
+        assert_eq!(appended(s.apply(&lid(2), &cmd(7, 0, None, 10))), (0, 10));
+        // Overlap: seqs 5..15, 5..9 are duplicates.
+        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 5, None, 10))), (5, 5));
+        assert_eq!(s.next_offset, 15);
+        assert_eq!(s.index[1].skip, 5);
+        // Sparse seqs (records of other shards interleaved).
+        assert_eq!(appended(s.apply(&lid(4), &cmd(7, 12, Some(vec![0, 3, 8]), 3))), (2, 1));
+        // Another producer is independent.
+        assert_eq!(appended(s.apply(&lid(5), &cmd(8, 0, None, 4))), (4, 0));
+        assert_eq!(s.next_offset, 21);
+        assert_eq!(s.locate(14), Some(1));
+        assert_eq!(s.locate(15), Some(2));
+        assert_eq!(s.locate(21), None);
+        s.check_invariants();
+    }
+}

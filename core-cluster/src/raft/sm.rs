@@ -1,0 +1,182 @@
+//! A generic openraft state machine over a deterministic [`GroupState`]: the
+//! shard state (offsets, dedup, batch index) or the metadata catalog.
+//!
+//! The applied state lives behind an `Arc<RwLock>` shared with the read path
+//! (fetch, describe), and a `watch` channel announces every apply so that
+//! long-polling consumers wake without polling. A snapshot is the serialized
+//! applied state: for a shard that is its manifest (offsets, dedup table,
+//! batch index), never its data, which stays in the Raft log.
+
+use super::types::{Command, CommandResponse, Entry, LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+
+/// A deterministic state fed by committed commands.
+pub trait GroupState: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse;
+}
+
+/// The applied state plus Raft's bookkeeping.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Applied<S> {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub state: S,
+}
+
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The openraft state machine; cheap to clone, all clones share state.
+pub struct GroupSm<S: GroupState> {
+    shared: Arc<RwLock<Applied<S>>>,
+    applied_tx: Arc<watch::Sender<u64>>,
+    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl<S: GroupState> Clone for GroupSm<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            applied_tx: self.applied_tx.clone(),
+            snapshot: self.snapshot.clone(),
+        }
+    }
+}
+
+impl<S: GroupState> Default for GroupSm<S> {
+    fn default() -> Self {
+        Self {
+            shared: Arc::default(),
+            applied_tx: Arc::new(watch::channel(0).0),
+            snapshot: Arc::default(),
+        }
+    }
+}
+
+impl<S: GroupState> GroupSm<S> {
+    /// Reads the applied state.
+    pub fn read<T>(&self, f: impl FnOnce(&S) -> T) -> T {
+        f(&self.shared.read().expect("state lock").state)
+    }
+
+    /// A receiver that changes after every apply (value: entries applied).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    fn io_err(e: impl std::error::Error + 'static) -> StorageError {
+        StorageIOError::read_state_machine(&e).into()
+    }
+}
+
+pub struct GroupSnapshotBuilder<S: GroupState>(GroupSm<S>);
+
+impl<S: GroupState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder<S> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let applied = self.0.shared.read().expect("state lock").clone();
+        let data = serde_json::to_vec(&applied).map_err(GroupSm::<S>::io_err)?;
+        let snapshot_id = format!(
+            "{}-{}",
+            applied.last_applied.map_or(0, |l| l.leader_id.term),
+            applied.last_applied.map_or(0, |l| l.index)
+        );
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+            snapshot_id,
+        };
+        *self.0.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        });
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
+    type SnapshotBuilder = GroupSnapshotBuilder<S>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let a = self.shared.read().expect("state lock");
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        {
+            let mut a = self.shared.write().expect("state lock");
+            for entry in entries {
+                a.last_applied = Some(entry.log_id);
+                let resp = match &entry.payload {
+                    EntryPayload::Blank => CommandResponse::Rejected("blank".into()),
+                    EntryPayload::Normal(cmd) => a.state.apply(&entry.log_id, cmd),
+                    EntryPayload::Membership(m) => {
+                        a.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        CommandResponse::Rejected("membership".into())
+                    }
+                };
+                out.push(resp);
+            }
+        }
+        let n = out.len() as u64;
+        self.applied_tx.send_modify(|c| *c += n);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        GroupSnapshotBuilder(self.clone())
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let applied: Applied<S> = serde_json::from_slice(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
+        })?;
+        *self.shared.write().expect("state lock") = applied;
+        *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        self.applied_tx.send_modify(|c| *c += 1);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self
+            .snapshot
+            .lock()
+            .expect("snapshot lock")
+            .as_ref()
+            .map(|s| Snapshot {
+                meta: s.meta.clone(),
+                snapshot: Box::new(Cursor::new(s.data.clone())),
+            }))
+    }
+}

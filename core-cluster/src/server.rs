@@ -1,0 +1,269 @@
+//! The core's QUIC API: decodes verified requests, calls the [`Node`], and
+//! encodes replies. Every failure becomes a typed error reply.
+
+use crate::node::{Node, ShardGroup};
+use crate::raft::types::{AppendCmd, Command};
+use bytes::Bytes;
+use flatbuffers::FlatBufferBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_client::api::build_stream_description;
+use strata_client::transport::Handler;
+use strata_schema::batch;
+use strata_schema::fb::{self, ErrorCode};
+use strata_schema::wire::{self, RemoteError};
+
+pub struct CoreHandler {
+    pub node: Arc<Node>,
+}
+
+fn invalid(msg: impl Into<String>) -> RemoteError {
+    RemoteError::new(ErrorCode::InvalidArgument, msg)
+}
+
+impl Handler for CoreHandler {
+    async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
+        let req = wire::decode_request(&request).expect("serve() verified the request");
+        let result = match req.body_type() {
+            fb::RequestBody::ForwardRequest => self.forward(req.body_as_forward_request().expect("type checked")).await,
+            fb::RequestBody::CreateStreamRequest => {
+                let r = req.body_as_create_stream_request().expect("type checked");
+                self.node
+                    .create_stream(r.name(), r.shards(), r.replication())
+                    .await
+                    .map(|s| describe_reply(&s))
+            }
+            fb::RequestBody::DescribeStreamRequest => {
+                let r = req.body_as_describe_stream_request().expect("type checked");
+                self.node.describe(r.name()).map(|s| describe_reply(&s))
+            }
+            fb::RequestBody::ListStreamsRequest => Ok(list_reply(&self.node.list())),
+            fb::RequestBody::SeekRequest => self.seek(req.body_as_seek_request().expect("type checked")).await,
+            fb::RequestBody::FetchRequest => self.fetch(req.body_as_fetch_request().expect("type checked")).await,
+            fb::RequestBody::ProduceRequest => Err(invalid(
+                "this is a core node: produce through an edge agent (strata produce --edge ADDR)",
+            )),
+            other => Err(RemoteError::new(
+                ErrorCode::MalformedRequest,
+                format!("unknown request type {}", other.0),
+            )),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::debug!(%peer, error = %e, "request failed");
+            e.encode()
+        })
+    }
+}
+
+fn describe_reply(s: &strata_client::api::StreamInfo) -> Bytes {
+    wire::response(fb::ResponseBody::StreamDescription, |fbb| {
+        build_stream_description(fbb, s).as_union_value()
+    })
+}
+
+fn list_reply(list: &[strata_client::api::StreamInfo]) -> Bytes {
+    wire::response(fb::ResponseBody::StreamList, |fbb| {
+        let items: Vec<_> = list.iter().map(|s| build_stream_description(fbb, s)).collect();
+        let streams = Some(fbb.create_vector(&items));
+        fb::StreamList::create(fbb, &fb::StreamListArgs { streams }).as_union_value()
+    })
+}
+
+impl CoreHandler {
+    async fn forward(&self, r: fb::ForwardRequest<'_>) -> Result<Bytes, RemoteError> {
+        if r.producer_id() == 0 {
+            return Err(invalid("producer_id 0 is reserved"));
+        }
+        let g = self.node.shard_for(r.stream(), r.shard())?;
+        let limits = self.node.cfg.limits();
+        let mut cmds = Vec::with_capacity(r.pieces().len());
+        for (i, p) in r.pieces().iter().enumerate() {
+            let bytes = p.batch().bytes();
+            let summary = batch::verify(bytes, &limits).map_err(|e| {
+                let code = match e {
+                    batch::BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
+                    batch::BatchError::TooManyBytes { .. } | batch::BatchError::TooManyRecords { .. } => {
+                        ErrorCode::BatchTooLarge
+                    }
+                    _ => ErrorCode::MalformedRequest,
+                };
+                RemoteError::new(code, format!("piece {i}: {e}"))
+            })?;
+            let seq_deltas = match p.seq_deltas() {
+                None => None,
+                Some(d) => {
+                    let d: Vec<u32> = d.iter().collect();
+                    if d.len() != summary.records || d.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(invalid(format!(
+                            "piece {i}: seq_deltas must have one strictly increasing entry per record"
+                        )));
+                    }
+                    Some(d)
+                }
+            };
+            let cmd = AppendCmd {
+                producer_id: r.producer_id(),
+                first_seq: p.first_seq(),
+                seq_deltas,
+                max_timestamp_ms: summary.max_timestamp_ms,
+                records: summary.records as u32,
+                batch: Bytes::copy_from_slice(bytes),
+            };
+            if cmd.first_seq.checked_add(u64::from(cmd.seq_deltas.as_ref().map_or(cmd.records, |d| d[d.len() - 1] + 1))).is_none() {
+                return Err(invalid(format!("piece {i}: sequence numbers overflow")));
+            }
+            cmds.push(cmd);
+        }
+        let (appended, duplicates, next_offset) = self.node.append(&g, cmds).await?;
+        Ok(wire::response(fb::ResponseBody::ForwardResponse, |fbb| {
+            fb::ForwardResponse::create(
+                fbb,
+                &fb::ForwardResponseArgs {
+                    appended,
+                    duplicates,
+                    next_offset,
+                },
+            )
+            .as_union_value()
+        }))
+    }
+
+    async fn seek(&self, r: fb::SeekRequest<'_>) -> Result<Bytes, RemoteError> {
+        let g = self.node.shard_for(r.stream(), r.shard())?;
+        let (first, next) = g.sm.read(|s| (s.first_offset, s.next_offset));
+        let offset = match r.kind() {
+            fb::StartKind::Oldest => first,
+            fb::StartKind::Latest => next,
+            fb::StartKind::Offset => {
+                let o = u64::try_from(r.value()).map_err(|_| invalid("offset must not be negative"))?;
+                if o < first || o > next {
+                    return Err(RemoteError::new(
+                        ErrorCode::OffsetOutOfRange,
+                        format!("offset {o} is outside [{first}, {next}] of shard {}", r.shard()),
+                    ));
+                }
+                o
+            }
+            fb::StartKind::Timestamp => seek_time(&g, r.value())?,
+            other => return Err(invalid(format!("unknown start kind {}", other.0))),
+        };
+        Ok(wire::response(fb::ResponseBody::SeekResponse, |fbb| {
+            fb::SeekResponse::create(fbb, &fb::SeekResponseArgs { offset }).as_union_value()
+        }))
+    }
+
+    async fn fetch(&self, r: fb::FetchRequest<'_>) -> Result<Bytes, RemoteError> {
+        let g = self.node.shard_for(r.stream(), r.shard())?;
+        let offset = r.offset();
+        let (first, next) = g.sm.read(|s| (s.first_offset, s.next_offset));
+        if offset < first || offset > next {
+            return Err(RemoteError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!("offset {offset} is outside [{first}, {next}] of shard {}", r.shard()),
+            ));
+        }
+        if offset == next && r.wait_ms() > 0 {
+            let wait = Duration::from_millis(u64::from(r.wait_ms()).min(self.node.cfg.fetch_wait_ms_max));
+            let mut rx = g.sm.subscribe();
+            let _ = tokio::time::timeout(wait, async {
+                while g.sm.read(|s| s.next_offset) <= offset {
+                    if rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        let max_records = if r.max_records() == 0 { 10_000 } else { r.max_records() } as u64;
+        let max_bytes = if r.max_bytes() == 0 { 8 << 20 } else { r.max_bytes() as usize }.min(32 << 20);
+        read_batches(&g, offset, max_records, max_bytes)
+    }
+}
+
+/// Offset of the first record whose timestamp is >= `ts` (or the end).
+fn seek_time(g: &ShardGroup, ts: i64) -> Result<u64, RemoteError> {
+    let found = g.sm.read(|s| s.locate_time(ts).map(|i| s.index[i]));
+    let Some(e) = found else {
+        return Ok(g.sm.read(|s| s.next_offset));
+    };
+    let cmd = read_cmd(g, e.log_index)?;
+    let b = batch::open(&cmd.batch).map_err(internal)?;
+    for (i, rec) in b.records().iter().enumerate().skip(e.skip as usize) {
+        if rec.timestamp_ms() >= ts {
+            return Ok(e.base_offset + (i - e.skip as usize) as u64);
+        }
+    }
+    Ok(e.base_offset + u64::from(e.count))
+}
+
+fn internal(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new(ErrorCode::Internal, e.to_string())
+}
+
+fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
+    match g.log.read_command(log_index).map_err(internal)? {
+        Some(Command::Append(a)) => Ok(a),
+        Some(other) => Err(internal(format!("log entry {log_index} is not an append: {other:?}"))),
+        None => Err(internal(format!("log entry {log_index} is missing"))),
+    }
+}
+
+fn read_batches(g: &ShardGroup, offset: u64, max_records: u64, max_bytes: usize) -> Result<Bytes, RemoteError> {
+    let (entries, next) = g.sm.read(|s| {
+        let mut out = Vec::new();
+        if let Some(i) = s.locate(offset) {
+            let mut records = 0u64;
+            for e in &s.index[i..] {
+                out.push(*e);
+                records += u64::from(e.count);
+                if records >= max_records || out.len() >= 1024 {
+                    break;
+                }
+            }
+        }
+        (out, s.next_offset)
+    });
+    let mut fetched = Vec::with_capacity(entries.len());
+    let mut bytes = 0usize;
+    let mut next_offset = offset;
+    for e in entries {
+        let cmd = read_cmd(g, e.log_index)?;
+        if !fetched.is_empty() && bytes + cmd.batch.len() > max_bytes {
+            break;
+        }
+        let d = offset.saturating_sub(e.base_offset);
+        bytes += cmd.batch.len();
+        next_offset = e.base_offset + u64::from(e.count);
+        fetched.push((e.base_offset + d, e.skip + d as u32, cmd.batch));
+    }
+    let out_records: u64 = next_offset - offset;
+    metrics::counter!("strata_core_records_out_total").increment(out_records);
+    let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
+    Ok(wire::response_with(fbb, fb::ResponseBody::FetchResponse, |fbb| {
+        let items: Vec<_> = fetched
+            .iter()
+            .map(|(base, skip, b)| {
+                let batch = Some(fbb.create_vector(b));
+                fb::FetchedBatch::create(
+                    fbb,
+                    &fb::FetchedBatchArgs {
+                        base_offset: *base,
+                        skip: *skip,
+                        batch,
+                    },
+                )
+            })
+            .collect();
+        let batches = Some(fbb.create_vector(&items));
+        fb::FetchResponse::create(
+            fbb,
+            &fb::FetchResponseArgs {
+                batches,
+                next_offset,
+                high_watermark: next,
+            },
+        )
+        .as_union_value()
+    }))
+}

@@ -1,0 +1,75 @@
+//! Errors of the stream buffer and its driver.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why a buffer operation failed. `Clone` so that one failed group commit can
+/// answer every producer in the group.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BufferError {
+    /// The buffer holds `buffer_bytes_max` worth of unforwarded data (policy
+    /// `reject`, or `drop_oldest` with nothing droppable). Retryable once the
+    /// forwarder catches up.
+    #[error(
+        "edge buffer for this stream is full ({buffered_bytes} bytes buffered + \
+         {frame_bytes} bytes for this batch > buffer_bytes_max = {buffer_bytes_max})"
+    )]
+    Full {
+        buffered_bytes: u64,
+        frame_bytes: u64,
+        buffer_bytes_max: u64,
+    },
+    #[error("batch of {batch_bytes} bytes exceeds batch_bytes_max = {batch_bytes_max}")]
+    BatchTooLarge {
+        batch_bytes: usize,
+        batch_bytes_max: usize,
+    },
+    #[error("batch claims 0 records; a buffered batch holds at least one record")]
+    NoRecords,
+    /// Only durable records can have been forwarded, so a larger ack is a bug
+    /// in the caller (or a core acking positions it never received).
+    #[error("ack of seq {seq} is beyond durable_seq = {durable_seq}")]
+    AckBeyondDurable { seq: u64, durable_seq: u64 },
+    /// Bytes on disk that are not what this buffer wrote: never repaired
+    /// silently except for the torn tail of the last segment.
+    #[error("{} is corrupt at byte offset {offset}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("invalid buffer option {key}: {reason}")]
+    InvalidOptions { key: &'static str, reason: String },
+    /// An earlier write or fsync failed in a way that leaves the in-memory
+    /// state unsure of the disk (an fsync error may have dropped dirty
+    /// pages); only a reopen, which re-reads the disk, is safe.
+    #[error("edge buffer is unusable after an earlier I/O failure ({reason}); reopen it to recover from disk")]
+    Poisoned { reason: String },
+    /// The driver's writer task is gone (runtime shutting down).
+    #[error("edge buffer writer has stopped")]
+    Closed,
+}
+
+impl BufferError {
+    /// Whether the same call may succeed later without operator action.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+
+    pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Io {
+            op,
+            path,
+            source: Arc::new(source),
+        }
+    }
+}

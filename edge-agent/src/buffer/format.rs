@@ -1,0 +1,202 @@
+//! Byte layouts of the buffer directory: segment file names, frames and the
+//! `acked` file. Pure functions only; the layout itself is documented in the
+//! [`buffer`](super) module doc.
+
+/// `[u32 LE body_len][u32 LE crc32c(body)]`.
+pub(super) const FRAME_HEADER_BYTES: usize = 8;
+/// `[u64 LE first_seq][u32 LE records][i64 LE max_timestamp_ms]`.
+pub(super) const BODY_HEADER_BYTES: usize = 20;
+/// Bytes a frame adds around the batch.
+pub(super) const FRAME_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + BODY_HEADER_BYTES;
+
+/// Extension of segment files of this format version.
+pub(super) const SEGMENT_EXTENSION: &str = "buf";
+pub(super) const ACKED_FILE: &str = "acked";
+pub(super) const ACKED_TMP_FILE: &str = "acked.tmp";
+pub(super) const ACKED_FILE_BYTES: usize = 12;
+
+/// Digits of a segment's first seq in its file name: `u64::MAX` has 20.
+const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// The fixed-size start of every frame: frame header plus body header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FramePrefix {
+    pub body_len: u32,
+    pub crc: u32,
+    pub first_seq: u64,
+    pub records: u32,
+    pub max_timestamp_ms: i64,
+}
+
+impl FramePrefix {
+    /// Bytes of the batch carried after the prefix.
+    pub fn batch_len(&self) -> usize {
+        self.body_len as usize - BODY_HEADER_BYTES
+    }
+
+    /// Bytes of the whole frame on disk.
+    pub fn frame_len(&self) -> u64 {
+        FRAME_HEADER_BYTES as u64 + u64::from(self.body_len)
+    }
+
+    /// Seq just past the batch; `None` on overflow (only a corrupt frame).
+    pub fn end_seq(&self) -> Option<u64> {
+        self.first_seq.checked_add(u64::from(self.records))
+    }
+}
+
+/// File name of the segment whose first batch starts at `first_seq`.
+pub(super) fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:0width$}.{SEGMENT_EXTENSION}", width = SEGMENT_NAME_DIGITS)
+}
+
+/// The first seq encoded in a segment file name, or `None` for other files.
+pub(super) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_EXTENSION)?.strip_suffix('.')?;
+    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Encodes one frame into `out` (cleared first) so it is written with one call.
+pub(super) fn encode_frame(
+    out: &mut Vec<u8>,
+    first_seq: u64,
+    records: u32,
+    max_timestamp_ms: i64,
+    batch: &[u8],
+) {
+    let body_len = u32::try_from(BODY_HEADER_BYTES + batch.len())
+        .expect("batch length is bounded by batch_bytes_max, validated to fit a u32 frame");
+    out.clear();
+    out.reserve(FRAME_OVERHEAD_BYTES + batch.len());
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&first_seq.to_le_bytes());
+    out.extend_from_slice(&records.to_le_bytes());
+    out.extend_from_slice(&max_timestamp_ms.to_le_bytes());
+    out.extend_from_slice(batch);
+    let crc = crc32c::crc32c(&out[FRAME_HEADER_BYTES..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Decodes a frame prefix and bounds its length before anything is allocated.
+pub(super) fn decode_prefix(
+    bytes: &[u8; FRAME_OVERHEAD_BYTES],
+    batch_bytes_max: usize,
+) -> Result<FramePrefix, String> {
+    let prefix = FramePrefix {
+        body_len: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
+        crc: u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")),
+        first_seq: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        records: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
+        max_timestamp_ms: i64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
+    };
+    let body_len = prefix.body_len as usize;
+    if body_len < BODY_HEADER_BYTES || body_len - BODY_HEADER_BYTES > batch_bytes_max {
+        return Err(format!(
+            "frame body length {body_len} outside {BODY_HEADER_BYTES}..={} (batch_bytes_max = {batch_bytes_max})",
+            BODY_HEADER_BYTES + batch_bytes_max
+        ));
+    }
+    Ok(prefix)
+}
+
+/// Checks a decoded frame's checksum and header fields. `expected_first_seq`
+/// is the seq the frame must start at (`None` when unknown).
+pub(super) fn check_frame(
+    prefix: &FramePrefix,
+    prefix_bytes: &[u8; FRAME_OVERHEAD_BYTES],
+    batch: &[u8],
+    expected_first_seq: Option<u64>,
+) -> Result<(), String> {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&prefix_bytes[FRAME_HEADER_BYTES..]), batch);
+    if crc != prefix.crc {
+        return Err(format!(
+            "checksum mismatch (stored {:#010x}, computed {crc:#010x})",
+            prefix.crc
+        ));
+    }
+    if prefix.records == 0 {
+        return Err("frame holds a batch of 0 records".to_owned());
+    }
+    if prefix.end_seq().is_none() {
+        return Err(format!(
+            "batch at seq {} with {} records overflows u64",
+            prefix.first_seq, prefix.records
+        ));
+    }
+    match expected_first_seq {
+        Some(expected) if expected != prefix.first_seq => Err(format!(
+            "batch starts at seq {}, expected seq {expected}",
+            prefix.first_seq
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `[u64 LE acked_seq][u32 LE crc32c of those 8 bytes]`.
+pub(super) fn encode_acked(acked_seq: u64) -> [u8; ACKED_FILE_BYTES] {
+    let mut out = [0; ACKED_FILE_BYTES];
+    out[..8].copy_from_slice(&acked_seq.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..8]);
+    out[8..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+pub(super) fn decode_acked(bytes: &[u8]) -> Result<u64, String> {
+    if bytes.len() != ACKED_FILE_BYTES {
+        return Err(format!(
+            "acked file is {} bytes, expected {ACKED_FILE_BYTES}",
+            bytes.len()
+        ));
+    }
+    let crc = u32::from_le_bytes(bytes[8..].try_into().expect("4 bytes"));
+    if crc != crc32c::crc32c(&bytes[..8]) {
+        return Err("acked file checksum mismatch".to_owned());
+    }
+    Ok(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_sort_numerically() {
+        assert_eq!(segment_file_name(42), "00000000000000000042.buf");
+        assert_eq!(segment_file_name(u64::MAX), "18446744073709551615.buf");
+        for seq in [0, 1, 999, u64::MAX] {
+            assert_eq!(parse_segment_file_name(&segment_file_name(seq)), Some(seq));
+        }
+        for name in ["acked", "1.buf", "0000000000000000004x.buf", "99999999999999999999.buf"] {
+            assert_eq!(parse_segment_file_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn frame_round_trips_and_detects_flips() {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, 7, 3, -5, b"hello");
+        assert_eq!(frame.len(), FRAME_OVERHEAD_BYTES + 5);
+        let prefix_bytes: [u8; FRAME_OVERHEAD_BYTES] = frame[..FRAME_OVERHEAD_BYTES].try_into().unwrap();
+        let prefix = decode_prefix(&prefix_bytes, 16).unwrap();
+        assert_eq!((prefix.first_seq, prefix.records, prefix.max_timestamp_ms), (7, 3, -5));
+        assert_eq!(prefix.batch_len(), 5);
+        check_frame(&prefix, &prefix_bytes, b"hello", Some(7)).unwrap();
+        assert!(check_frame(&prefix, &prefix_bytes, b"hellp", Some(7)).is_err());
+        assert!(check_frame(&prefix, &prefix_bytes, b"hello", Some(8)).is_err());
+        assert!(decode_prefix(&prefix_bytes, 4).is_err());
+    }
+
+    #[test]
+    fn acked_file_round_trips() {
+        let bytes = encode_acked(123_456);
+        assert_eq!(decode_acked(&bytes), Ok(123_456));
+        let mut bad = bytes;
+        bad[0] ^= 1;
+        assert!(decode_acked(&bad).is_err());
+        assert!(decode_acked(&bytes[..11]).is_err());
+    }
+}

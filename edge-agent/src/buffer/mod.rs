@@ -1,0 +1,810 @@
+//! The edge agent's durable, segmented, checksummed buffer: one per stream.
+//!
+//! Producers' record batches (opaque, already verified bytes) are appended
+//! here and acknowledged once fsynced; the forwarder reads durable batches in
+//! order, sends them to the core and calls [`StreamBuffer::ack`] when the core
+//! has them. [`StreamBuffer`] is a plain synchronous struct doing `std::fs`
+//! I/O; [`BufferHandle`] (in `driver.rs`) wraps it with an async group-commit
+//! writer.
+//!
+//! # Sequence numbers
+//!
+//! Every record gets a dense `u64` seq (its "buffer position"): a batch of `n`
+//! records appended when `next_seq == s` occupies `[s, s + n)`. The core
+//! deduplicates by (producer id, seq), so a seq is never reused: not across
+//! restarts, not after every segment was deleted. `next_seq` after a reopen is
+//! `max(acked_seq, end of the last valid batch, first seq of any segment file
+//! seen)`. The forwarder never sees a batch before it is durable, so seqs that
+//! a crash takes back (the torn, never-synced tail) were never forwarded.
+//! Seqs may have gaps (an operator removed a corrupt segment); they are
+//! strictly increasing.
+//!
+//! # On-disk format (version 1)
+//!
+//! One directory per stream holding:
+//!
+//! * Segment files `<first seq, 20 decimal digits>.buf`, e.g.
+//!   `00000000000000004096.buf`; the name sorts like the seq. A segment is a
+//!   sequence of frames, nothing else (no file header; a future format uses a
+//!   new extension):
+//!
+//!   ```text
+//!   frame = [u32 LE body_len][u32 LE crc32c(body)][body]
+//!   body  = [u64 LE first_seq][u32 LE records][i64 LE max_timestamp_ms][batch bytes]
+//!   ```
+//!
+//!   Frames in a segment are contiguous in seq: the first starts at the seq in
+//!   the file name, each next one at the previous `first_seq + records`.
+//!   `records >= 1`; `body_len - 20 <= batch_bytes_max`, so a bigger length
+//!   read back is corruption, not an allocation. Only the last segment is
+//!   appended to; it is sealed (fdatasynced) before the next one is created.
+//! * `acked`: 12 bytes, `[u64 LE acked_seq][u32 LE crc32c of those 8 bytes]`,
+//!   replaced atomically (write `acked.tmp`, fsync, rename, fsync the
+//!   directory) before any segment is deleted. Missing means 0.
+//!
+//! # Durability
+//!
+//! [`StreamBuffer::sync`] fdatasyncs the active segment and, when a segment
+//! file was created since the last sync, fsyncs the directory; only then does
+//! `durable_seq` move to `next_seq`. Sealed segments were fdatasynced when
+//! sealed. To fsync without holding the caller's lock, split `sync` into
+//! [`StreamBuffer::begin_sync`] (under the lock: snapshot the target seq and
+//! the file handles), [`SyncTicket::run`] (outside the lock: the fsyncs) and
+//! [`StreamBuffer::finish_sync`] (under the lock: advance `durable_seq`). At
+//! most one ticket is in flight. A failed fsync poisons the buffer: the page
+//! cache may have dropped the dirty pages, so only a reopen, which re-reads the
+//! disk, knows what is durable.
+//!
+//! # Recovery ([`StreamBuffer::open`])
+//!
+//! * Every frame of every segment not already fully acked is validated
+//!   (length bound, checksum, seq continuity).
+//! * The last segment is cut (truncate + fdatasync) at its first invalid
+//!   frame: a crash tears only unsynced tails, and data after a bad frame in
+//!   the last segment cannot be told apart from such a tail.
+//! * An invalid frame in any other segment is an error naming the file and
+//!   byte offset. Sealed segments are never written after their fsync, so this
+//!   is media corruption and an operator decides: truncating the file at that
+//!   offset, or moving it out of the directory, makes the buffer open again
+//!   with a gap in seqs (no seq is reused) and only that segment's tail lost.
+//!   Silently dropping it could lose data a device will never be able to send.
+//! * Segments entirely below `acked_seq` (a crash between persisting the ack
+//!   and deleting) and an empty last segment are deleted.
+//! * The surviving last segment and the directory are fsynced, so everything
+//!   recovered is durable and `durable_seq == next_seq`.
+//!
+//! # Space
+//!
+//! `buffered_bytes` is what the segment files occupy on disk, which is what
+//! `buffer_bytes_max` bounds; acked data counts until its segment is deleted
+//! (the active segment is deleted only once sealed, to avoid creating a file
+//! per catch-up). When an append would exceed the bound, `reject` refuses it
+//! with nothing changed; `drop_oldest` deletes the oldest whole durable sealed
+//! segments, advancing `acked_seq` past them and counting their unacked records
+//! as dropped.
+
+mod driver;
+mod error;
+mod format;
+mod segment;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+pub use driver::{BufferHandle, DriverOptions};
+pub use error::BufferError;
+
+use format::{
+    decode_acked, encode_acked, encode_frame, parse_segment_file_name, ACKED_FILE, ACKED_TMP_FILE,
+    FRAME_OVERHEAD_BYTES,
+};
+use segment::{segment_path, Segment};
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What an append does when the buffer is at `buffer_bytes_max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Refuse the batch; the producer retries later.
+    #[default]
+    Reject,
+    /// Delete the oldest unforwarded segments to make room.
+    DropOldest,
+}
+
+/// Limits and policy of one stream buffer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferOptions {
+    /// A segment is sealed and a new one started when the next frame would
+    /// make it bigger than this (a single bigger frame gets its own segment).
+    pub segment_bytes_max: u64,
+    /// Most bytes the segment files may occupy on disk.
+    pub buffer_bytes_max: u64,
+    /// What to do when an append would exceed `buffer_bytes_max`.
+    pub full_policy: FullPolicy,
+    /// Largest batch accepted; on recovery a frame claiming more is corrupt.
+    pub batch_bytes_max: usize,
+}
+
+impl Default for BufferOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: 64 * 1024 * 1024,
+            buffer_bytes_max: 1024 * 1024 * 1024,
+            full_policy: FullPolicy::Reject,
+            batch_bytes_max: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl BufferOptions {
+    /// Checks the options against each other; the error names the bad key.
+    pub fn validate(&self) -> Result<(), BufferError> {
+        let invalid = |key, reason: String| Err(BufferError::InvalidOptions { key, reason });
+        if self.segment_bytes_max == 0 {
+            return invalid("segment_bytes_max", "must be > 0".to_owned());
+        }
+        let frame_bytes_max = self.batch_bytes_max as u64 + FRAME_OVERHEAD_BYTES as u64;
+        if self.batch_bytes_max == 0 || frame_bytes_max > u64::from(u32::MAX) {
+            return invalid(
+                "batch_bytes_max",
+                format!("must be in 1..={}", u32::MAX as usize - FRAME_OVERHEAD_BYTES),
+            );
+        }
+        // Once everything is acked only the active segment remains, and a
+        // largest batch must still fit next to it.
+        let needed = self.segment_bytes_max + frame_bytes_max;
+        if self.buffer_bytes_max < needed {
+            return invalid(
+                "buffer_bytes_max",
+                format!(
+                    "must be >= segment_bytes_max + batch_bytes_max + {FRAME_OVERHEAD_BYTES} = {needed}, got {}",
+                    self.buffer_bytes_max
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One batch as read back for forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferedBatch {
+    pub first_seq: u64,
+    pub records: u32,
+    pub max_timestamp_ms: i64,
+    pub batch: bytes::Bytes,
+}
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Seq of the batch's first record.
+    pub first_seq: u64,
+    /// Unforwarded records the `drop_oldest` policy deleted to make room.
+    pub dropped_records: u64,
+}
+
+/// What [`StreamBuffer::open`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// Segment files kept.
+    pub segments: usize,
+    /// Valid batches in them (including acked ones not yet deleted).
+    pub batches: u64,
+    /// Records in those batches.
+    pub records: u64,
+    /// Bytes cut off the torn or corrupt tail of the last segment.
+    pub truncated_bytes: u64,
+}
+
+/// A snapshot of a buffer's positions and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BufferStats {
+    pub acked_seq: u64,
+    pub durable_seq: u64,
+    pub next_seq: u64,
+    pub buffered_bytes: u64,
+    pub buffered_records: u64,
+    /// Records deleted unforwarded by `drop_oldest` since open.
+    pub dropped_records: u64,
+    /// Segment data/directory fsyncs since open (not counting `acked` writes).
+    pub fsyncs: u64,
+}
+
+/// The fsyncs making everything appended before [`StreamBuffer::begin_sync`]
+/// durable; run it without holding the buffer's lock, then hand it to
+/// [`StreamBuffer::finish_sync`].
+#[must_use = "a sync ticket must be run and passed to finish_sync"]
+#[derive(Debug)]
+pub struct SyncTicket {
+    segment: Option<(Arc<File>, PathBuf)>,
+    dir: Option<(Arc<File>, PathBuf)>,
+    target_seq: u64,
+}
+
+impl SyncTicket {
+    /// `durable_seq` once this ticket is finished.
+    pub fn target_seq(&self) -> u64 {
+        self.target_seq
+    }
+
+    /// Performs the fsyncs (fdatasync of the active segment, fsync of the
+    /// directory when a segment file was created).
+    pub fn run(&self) -> Result<(), BufferError> {
+        if let Some((file, path)) = &self.segment {
+            file.sync_data().map_err(BufferError::io("fsync segment", path))?;
+        }
+        if let Some((dir, path)) = &self.dir {
+            dir.sync_all().map_err(BufferError::io("fsync directory", path))?;
+        }
+        Ok(())
+    }
+
+    fn does_io(&self) -> bool {
+        self.segment.is_some() || self.dir.is_some()
+    }
+}
+
+/// The durable buffer of one stream. See the module doc for format and rules.
+#[derive(Debug)]
+pub struct StreamBuffer {
+    dir: PathBuf,
+    dir_file: Arc<File>,
+    opts: BufferOptions,
+    /// Ordered by seq; the last one is appended to when `active`.
+    segments: VecDeque<Segment>,
+    active: bool,
+    acked_seq: u64,
+    durable_seq: u64,
+    next_seq: u64,
+    dropped_records: u64,
+    fsyncs: u64,
+    /// A segment file was created since the directory was last fsynced.
+    dir_dirty: bool,
+    sync_in_flight: bool,
+    poisoned: Option<String>,
+    /// Reused frame encoding buffer.
+    scratch: Vec<u8>,
+}
+
+/// Frames bigger than this do not keep their encoding buffer around.
+const SCRATCH_KEEP_BYTES_MAX: usize = 1024 * 1024;
+
+impl StreamBuffer {
+    /// Opens (creating if needed) the buffer in `dir` and recovers it; see
+    /// the module doc for the rules. Never panics on bad bytes on disk.
+    pub fn open(dir: &Path, opts: BufferOptions) -> Result<(Self, Recovery), BufferError> {
+        opts.validate()?;
+        fs::create_dir_all(dir).map_err(BufferError::io("create buffer directory", dir))?;
+        let dir_file = File::open(dir).map_err(BufferError::io("open buffer directory", dir))?;
+        remove_if_exists(&dir.join(ACKED_TMP_FILE))?;
+        let acked_seq = read_acked(dir)?;
+        let files = list_segments(dir)?;
+        let mut recovery = Recovery::default();
+        let segments = recover_segments(&files, acked_seq, &opts, &mut recovery)?;
+        let next_seq = [
+            Some(acked_seq),
+            segments.back().map(|s| s.end_seq),
+            files.last().map(|f| f.0),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        // A crash of the previous process (not of the OS) leaves unsynced
+        // frames in the page cache: make all that is recovered durable.
+        if let Some(last) = segments.back() {
+            last.sync_data()?;
+        }
+        dir_file
+            .sync_all()
+            .map_err(BufferError::io("fsync directory", dir))?;
+        recovery.segments = segments.len();
+        let buffer = Self {
+            dir: dir.to_owned(),
+            dir_file: Arc::new(dir_file),
+            active: segments.back().is_some_and(|s| s.end_seq == next_seq),
+            segments,
+            opts,
+            acked_seq,
+            durable_seq: next_seq,
+            next_seq,
+            dropped_records: 0,
+            fsyncs: 0,
+            dir_dirty: false,
+            sync_in_flight: false,
+            poisoned: None,
+            scratch: Vec::new(),
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            segments = recovery.segments,
+            batches = recovery.batches,
+            records = recovery.records,
+            truncated_bytes = recovery.truncated_bytes,
+            acked_seq,
+            next_seq,
+            "edge buffer opened"
+        );
+        Ok((buffer, recovery))
+    }
+
+    /// Appends one batch of `records` records; it is durable (and readable by
+    /// the forwarder) only after the next completed sync.
+    pub fn append(
+        &mut self,
+        records: u32,
+        max_timestamp_ms: i64,
+        batch: &[u8],
+    ) -> Result<Appended, BufferError> {
+        self.check_usable()?;
+        if records == 0 {
+            return Err(BufferError::NoRecords);
+        }
+        if batch.len() > self.opts.batch_bytes_max {
+            return Err(BufferError::BatchTooLarge {
+                batch_bytes: batch.len(),
+                batch_bytes_max: self.opts.batch_bytes_max,
+            });
+        }
+        let frame_bytes = (FRAME_OVERHEAD_BYTES + batch.len()) as u64;
+        self.seal_if_full(frame_bytes)?;
+        let dropped_records = self.make_room(frame_bytes)?;
+        let first_seq = self.write_frame(records, max_timestamp_ms, batch)?;
+        Ok(Appended {
+            first_seq,
+            dropped_records,
+        })
+    }
+
+    /// Makes everything appended so far durable: `durable_seq() == next_seq()`
+    /// afterwards.
+    pub fn sync(&mut self) -> Result<(), BufferError> {
+        let ticket = self.begin_sync()?;
+        let outcome = ticket.run();
+        self.finish_sync(ticket, outcome)
+    }
+
+    /// First half of [`sync`](Self::sync): captures what must be fsynced.
+    pub fn begin_sync(&mut self) -> Result<SyncTicket, BufferError> {
+        self.check_usable()?;
+        assert!(!self.sync_in_flight, "at most one sync ticket in flight");
+        // Sealed segments were fdatasynced when sealed; only the active one
+        // can hold unsynced frames.
+        let segment = match self.segments.back() {
+            Some(last) if self.active && last.end_seq > self.durable_seq => {
+                Some((Arc::clone(&last.file), last.path.clone()))
+            }
+            _ => None,
+        };
+        let dir = std::mem::take(&mut self.dir_dirty)
+            .then(|| (Arc::clone(&self.dir_file), self.dir.clone()));
+        self.sync_in_flight = true;
+        Ok(SyncTicket {
+            segment,
+            dir,
+            target_seq: self.next_seq,
+        })
+    }
+
+    /// Last half of [`sync`](Self::sync): `outcome` is what
+    /// [`SyncTicket::run`] returned. A failed fsync poisons the buffer.
+    pub fn finish_sync(
+        &mut self,
+        ticket: SyncTicket,
+        outcome: Result<(), BufferError>,
+    ) -> Result<(), BufferError> {
+        assert!(self.sync_in_flight, "finish_sync without begin_sync");
+        self.sync_in_flight = false;
+        if let Err(err) = outcome {
+            self.poison(err.to_string());
+            return Err(err);
+        }
+        if ticket.does_io() {
+            self.fsyncs += 1;
+        }
+        assert!(ticket.target_seq <= self.next_seq);
+        self.durable_seq = self.durable_seq.max(ticket.target_seq);
+        Ok(())
+    }
+
+    /// Durable batches in seq order, starting with the one holding
+    /// `max(from_seq, acked_seq)`, up to `max_bytes` of batch bytes but at
+    /// least one batch when any durable data is there. Never returns data at
+    /// or beyond `durable_seq`; every batch's checksum is verified.
+    pub fn read_durable(
+        &self,
+        from_seq: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<BufferedBatch>, BufferError> {
+        let start = from_seq.max(self.acked_seq);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let first = self.segments.partition_point(|s| s.end_seq <= start);
+        for segment in self.segments.iter().skip(first) {
+            let (mut seq, mut offset) = segment.locate(start);
+            while offset < segment.len_bytes && seq < self.durable_seq {
+                let (prefix, prefix_bytes) =
+                    segment.read_prefix_at(offset, self.opts.batch_bytes_max)?;
+                if prefix.first_seq != seq {
+                    return Err(segment.corrupt(
+                        offset,
+                        format!("batch starts at seq {}, expected seq {seq}", prefix.first_seq),
+                    ));
+                }
+                let end_seq = prefix.end_seq().unwrap_or(u64::MAX);
+                if end_seq > start {
+                    if !out.is_empty() && bytes + prefix.batch_len() > max_bytes {
+                        return Ok(out);
+                    }
+                    let batch = segment.read_batch_at(offset, &prefix, &prefix_bytes, seq)?;
+                    assert!(end_seq <= self.durable_seq, "durable_seq is on a batch boundary");
+                    bytes += batch.len();
+                    out.push(BufferedBatch {
+                        first_seq: seq,
+                        records: prefix.records,
+                        max_timestamp_ms: prefix.max_timestamp_ms,
+                        batch,
+                    });
+                }
+                seq = end_seq;
+                offset += prefix.frame_len();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records below `seq` are in the core: persist that, then delete the
+    /// segments entirely below it (never the active one). Stale acks are
+    /// ignored; an ack beyond `durable_seq` is an error.
+    pub fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
+        self.check_usable()?;
+        if seq <= self.acked_seq {
+            return Ok(());
+        }
+        if seq > self.durable_seq {
+            return Err(BufferError::AckBeyondDurable {
+                seq,
+                durable_seq: self.durable_seq,
+            });
+        }
+        self.persist_acked(seq)?;
+        self.acked_seq = seq;
+        while let Some(front) = self.segments.front() {
+            let is_active = self.active && self.segments.len() == 1;
+            if is_active || front.end_seq > seq {
+                break;
+            }
+            let segment = self.segments.pop_front().expect("front exists");
+            remove_segment_file(&segment);
+        }
+        Ok(())
+    }
+
+    pub fn acked_seq(&self) -> u64 {
+        self.acked_seq
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Bytes the segment files occupy (what `buffer_bytes_max` bounds).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len_bytes).sum()
+    }
+
+    /// Records on disk not yet acked.
+    pub fn buffered_records(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.end_seq.saturating_sub(s.first_seq.max(self.acked_seq)))
+            .sum()
+    }
+
+    pub fn dropped_records(&self) -> u64 {
+        self.dropped_records
+    }
+
+    pub fn stats(&self) -> BufferStats {
+        BufferStats {
+            acked_seq: self.acked_seq,
+            durable_seq: self.durable_seq,
+            next_seq: self.next_seq,
+            buffered_bytes: self.buffered_bytes(),
+            buffered_records: self.buffered_records(),
+            dropped_records: self.dropped_records,
+            fsyncs: self.fsyncs,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_usable(&self) -> Result<(), BufferError> {
+        match &self.poisoned {
+            Some(reason) => Err(BufferError::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, reason: String) {
+        tracing::error!(dir = %self.dir.display(), %reason, "edge buffer poisoned; reopen to recover");
+        self.poisoned = Some(reason);
+    }
+
+    /// Seals the active segment when `frame_bytes` more would overflow it.
+    fn seal_if_full(&mut self, frame_bytes: u64) -> Result<(), BufferError> {
+        let last = match self.segments.back() {
+            Some(last) if self.active => last,
+            _ => return Ok(()),
+        };
+        if last.len_bytes == 0 || last.len_bytes + frame_bytes <= self.opts.segment_bytes_max {
+            return Ok(());
+        }
+        if last.end_seq > self.durable_seq {
+            if let Err(err) = last.sync_data() {
+                self.poison(err.to_string());
+                return Err(err);
+            }
+            self.fsyncs += 1;
+        }
+        self.active = false;
+        if last.end_seq <= self.acked_seq {
+            let segment = self.segments.pop_back().expect("last exists");
+            remove_segment_file(&segment);
+        }
+        Ok(())
+    }
+
+    /// Frees room for `frame_bytes` per the full policy; returns the records
+    /// dropped. On `Err` nothing changed.
+    fn make_room(&mut self, frame_bytes: u64) -> Result<u64, BufferError> {
+        let max = self.opts.buffer_bytes_max;
+        let buffered = self.buffered_bytes();
+        if buffered + frame_bytes <= max {
+            return Ok(0);
+        }
+        let full = BufferError::Full {
+            buffered_bytes: buffered,
+            frame_bytes,
+            buffer_bytes_max: max,
+        };
+        if self.opts.full_policy == FullPolicy::Reject {
+            return Err(full);
+        }
+        // Only sealed, durable segments: dropping must not move acked_seq past
+        // durable_seq, and producers of unsynced frames are still waiting.
+        let sealed = self.segments.len() - usize::from(self.active);
+        let mut freed = 0;
+        let mut count = 0;
+        for segment in self.segments.iter().take(sealed) {
+            if buffered - freed + frame_bytes <= max || segment.end_seq > self.durable_seq {
+                break;
+            }
+            freed += segment.len_bytes;
+            count += 1;
+        }
+        if buffered - freed + frame_bytes > max {
+            return Err(full);
+        }
+        let new_acked = self.segments[count - 1].end_seq.max(self.acked_seq);
+        self.persist_acked(new_acked)?;
+        let mut dropped = 0;
+        for segment in self.segments.drain(..count) {
+            dropped += segment
+                .end_seq
+                .saturating_sub(segment.first_seq.max(self.acked_seq));
+            remove_segment_file(&segment);
+        }
+        tracing::warn!(
+            dir = %self.dir.display(),
+            dropped_records = dropped,
+            segments = count,
+            freed_bytes = freed,
+            acked_seq = new_acked,
+            "edge buffer full: dropped the oldest unforwarded records (full_policy = drop_oldest)"
+        );
+        self.acked_seq = new_acked;
+        self.dropped_records += dropped;
+        Ok(dropped)
+    }
+
+    fn write_frame(
+        &mut self,
+        records: u32,
+        max_timestamp_ms: i64,
+        batch: &[u8],
+    ) -> Result<u64, BufferError> {
+        if !self.active {
+            let path = segment_path(&self.dir, self.next_seq);
+            self.segments
+                .push_back(Segment::create(path, self.next_seq)?);
+            self.active = true;
+            self.dir_dirty = true;
+        }
+        let first_seq = self.next_seq;
+        let end_seq = first_seq
+            .checked_add(u64::from(records))
+            .expect("u64 seqs do not run out");
+        let mut frame = std::mem::take(&mut self.scratch);
+        encode_frame(&mut frame, first_seq, records, max_timestamp_ms, batch);
+        let segment = self.segments.back_mut().expect("active segment exists");
+        let written = segment.file.write_all_at(&frame, segment.len_bytes);
+        let frame_len = frame.len() as u64;
+        if frame.capacity() <= SCRATCH_KEEP_BYTES_MAX {
+            self.scratch = frame;
+        }
+        if let Err(source) = written {
+            // Cut a partial frame so later frames stay contiguous; if even
+            // that fails the file's tail is unknown.
+            let err = BufferError::io("write segment", &segment.path)(source);
+            if let Err(cut) = segment.file.set_len(segment.len_bytes) {
+                self.poison(format!("{err}; then truncating it failed: {cut}"));
+            }
+            return Err(err);
+        }
+        segment.push_frame(first_seq, records, frame_len);
+        self.next_seq = end_seq;
+        Ok(first_seq)
+    }
+
+    fn persist_acked(&self, seq: u64) -> Result<(), BufferError> {
+        let tmp = self.dir.join(ACKED_TMP_FILE);
+        let mut file = File::create(&tmp).map_err(BufferError::io("create", &tmp))?;
+        file.write_all(&encode_acked(seq))
+            .map_err(BufferError::io("write", &tmp))?;
+        file.sync_data().map_err(BufferError::io("fsync", &tmp))?;
+        let path = self.dir.join(ACKED_FILE);
+        fs::rename(&tmp, &path).map_err(BufferError::io("rename acked.tmp to", &path))?;
+        self.dir_file
+            .sync_all()
+            .map_err(BufferError::io("fsync directory", &self.dir))
+    }
+
+    /// Asserts the internal invariants; tests call it after every step.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        assert!(self.acked_seq <= self.durable_seq, "{:?}", self.stats());
+        assert!(self.durable_seq <= self.next_seq, "{:?}", self.stats());
+        for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
+            assert!(pair[0].end_seq <= pair[1].first_seq, "segments overlap");
+            assert!(pair[0].len_bytes > 0, "only the last segment may be empty");
+            assert!(pair[0].end_seq > self.acked_seq, "fully acked sealed segment kept");
+        }
+        for segment in &self.segments {
+            assert!(segment.first_seq <= segment.end_seq);
+            assert!(segment.end_seq <= self.next_seq);
+        }
+        if self.active {
+            let last = self.segments.back().expect("active segment exists");
+            assert_eq!(last.end_seq, self.next_seq);
+        }
+    }
+}
+
+/// Scans the segment files (sorted by first seq) and applies the recovery
+/// rules of the module doc.
+fn recover_segments(
+    files: &[(u64, PathBuf)],
+    acked_seq: u64,
+    opts: &BufferOptions,
+    recovery: &mut Recovery,
+) -> Result<VecDeque<Segment>, BufferError> {
+    let mut segments = VecDeque::new();
+    let mut prev_end: Option<(u64, &Path)> = None;
+    for (i, (first_seq, path)) in files.iter().enumerate() {
+        let is_last = i + 1 == files.len();
+        // A later segment starting at or below acked_seq proves this one is
+        // fully acked: a crash came between persisting the ack and deleting.
+        if !is_last && files[i + 1].0 <= acked_seq {
+            remove_if_exists(path)?;
+            continue;
+        }
+        if let Some((end, prev)) = prev_end {
+            if *first_seq < end {
+                return Err(BufferError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: format!(
+                        "segment starts at seq {first_seq} but {} ends at seq {end}",
+                        prev.display()
+                    ),
+                });
+            }
+        }
+        let scan = Segment::open_and_scan(path.clone(), *first_seq, opts.batch_bytes_max)?;
+        if let Some((offset, reason)) = scan.invalid {
+            if !is_last {
+                return Err(BufferError::Corrupt {
+                    path: path.clone(),
+                    offset,
+                    reason: format!(
+                        "{reason}. This sealed segment was fsynced and never written again, so \
+                         this is media corruption: truncate the file to {offset} bytes or move it \
+                         out of the buffer directory to continue, losing its records from there on"
+                    ),
+                });
+            }
+            tracing::warn!(
+                path = %path.display(), offset, %reason,
+                cut_bytes = scan.file_len - offset,
+                "edge buffer: cutting the torn tail of the last segment"
+            );
+            scan.segment.truncate_to_valid()?;
+            recovery.truncated_bytes = scan.file_len - offset;
+        }
+        let segment = scan.segment;
+        prev_end = Some((segment.end_seq, path));
+        if segment.len_bytes == 0 || segment.end_seq <= acked_seq {
+            remove_if_exists(path)?;
+            continue;
+        }
+        recovery.batches += scan.batches;
+        recovery.records += segment.records();
+        segments.push_back(segment);
+    }
+    Ok(segments)
+}
+
+/// Segment files in `dir`, sorted by first seq. Other files are ignored.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(BufferError::io("list buffer directory", dir))? {
+        let entry = entry.map_err(BufferError::io("list buffer directory", dir))?;
+        let name = entry.file_name();
+        match name.to_str().and_then(parse_segment_file_name) {
+            Some(first_seq) => files.push((first_seq, entry.path())),
+            None if name == ACKED_FILE => {}
+            None => tracing::debug!(file = ?entry.path(), "edge buffer: ignoring unknown file"),
+        }
+    }
+    files.sort_unstable();
+    Ok(files)
+}
+
+fn read_acked(dir: &Path) -> Result<u64, BufferError> {
+    let path = dir.join(ACKED_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => decode_acked(&bytes).map_err(|reason| BufferError::Corrupt {
+            path,
+            offset: 0,
+            reason,
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(BufferError::io("read", &path)(err)),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), BufferError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(BufferError::io("remove", path)(err))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Deletes a segment whose records are all acked. A failure only leaks disk
+/// space until the next open, which deletes it again.
+fn remove_segment_file(segment: &Segment) {
+    if let Err(err) = fs::remove_file(&segment.path) {
+        tracing::warn!(path = %segment.path.display(), %err, "edge buffer: could not delete an acked segment");
+    }
+}

@@ -1,0 +1,125 @@
+//! `strata-edge` configuration: TOML file, then `STRATA_EDGE_*` environment.
+//! Every key is documented in `deploy/config/edge.example.toml`.
+
+use crate::buffer::FullPolicy;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:7400".parse().expect("valid")
+}
+fn default_core() -> SocketAddr {
+    "127.0.0.1:7500".parse().expect("valid")
+}
+fn default_record_bytes_max() -> usize {
+    1024 * 1024
+}
+fn default_batch_records_max() -> usize {
+    100_000
+}
+fn default_batch_bytes_max() -> usize {
+    16 * 1024 * 1024
+}
+fn default_buffer_bytes_max() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_segment_bytes_max() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_full_policy() -> FullPolicy {
+    FullPolicy::Reject
+}
+fn default_forward_bytes_max() -> usize {
+    8 * 1024 * 1024
+}
+fn default_retry_backoff_ms_max() -> u64 {
+    2_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Directory for stream buffers, the producer id and the stream cache.
+    pub data_dir: PathBuf,
+    /// UDP address of the QUIC ingest endpoint.
+    #[serde(default = "default_listen")]
+    pub listen_addr: SocketAddr,
+    /// Address of the Prometheus `/metrics` endpoint; unset = disabled.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// PEM certificate chain this agent presents to producers.
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
+    /// QUIC address of the core node to forward to.
+    #[serde(default = "default_core")]
+    pub core_addr: SocketAddr,
+    /// PEM CA certificate(s) the core's certificate must chain to.
+    pub core_ca: PathBuf,
+    /// Largest record (key + value + headers), bytes.
+    #[serde(default = "default_record_bytes_max")]
+    pub record_bytes_max: usize,
+    /// Most records in one produced batch.
+    #[serde(default = "default_batch_records_max")]
+    pub batch_records_max: usize,
+    /// Largest produced batch, bytes.
+    #[serde(default = "default_batch_bytes_max")]
+    pub batch_bytes_max: usize,
+    /// Most not-yet-forwarded bytes kept on disk per stream.
+    #[serde(default = "default_buffer_bytes_max")]
+    pub buffer_bytes_max: u64,
+    /// Size at which a buffer segment file is rolled, bytes.
+    #[serde(default = "default_segment_bytes_max")]
+    pub segment_bytes_max: u64,
+    /// What to do when a stream's buffer is full: `reject` new batches
+    /// (producers get BUFFER_FULL) or `drop_oldest` buffered data (counted, logged).
+    #[serde(default = "default_full_policy")]
+    pub full_policy: FullPolicy,
+    /// Most bytes the forwarder reads from a buffer per round trip to the core.
+    #[serde(default = "default_forward_bytes_max")]
+    pub forward_bytes_max: usize,
+    /// Longest pause between retries while the core is unreachable, ms.
+    #[serde(default = "default_retry_backoff_ms_max")]
+    pub retry_backoff_ms_max: u64,
+}
+
+impl EdgeConfig {
+    /// Checks values serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
+            return Err(format!(
+                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
+                self.record_bytes_max, self.batch_bytes_max
+            ));
+        }
+        if self.batch_bytes_max > strata_schema::frame::FRAME_BYTES_MAX / 2 {
+            return Err(format!(
+                "batch_bytes_max = {} exceeds the limit {}",
+                self.batch_bytes_max,
+                strata_schema::frame::FRAME_BYTES_MAX / 2
+            ));
+        }
+        if self.buffer_bytes_max < self.batch_bytes_max as u64 {
+            return Err(format!(
+                "buffer_bytes_max = {} must hold at least one batch (batch_bytes_max = {})",
+                self.buffer_bytes_max, self.batch_bytes_max
+            ));
+        }
+        if self.segment_bytes_max < 1024 * 1024 {
+            return Err(format!("segment_bytes_max = {} is below 1 MiB", self.segment_bytes_max));
+        }
+        if self.forward_bytes_max == 0 {
+            return Err("forward_bytes_max must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> strata_schema::batch::Limits {
+        strata_schema::batch::Limits {
+            record_bytes_max: self.record_bytes_max,
+            batch_records_max: self.batch_records_max,
+            batch_bytes_max: self.batch_bytes_max,
+        }
+    }
+}
