@@ -23,7 +23,7 @@ pub enum ClientError {
     Connect { addr: SocketAddr, detail: String },
     #[error("connection to {addr} lost: {detail}")]
     Connection { addr: SocketAddr, detail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error("server {addr} sent a bad reply: {detail}")]
     BadReply { addr: SocketAddr, detail: String },

@@ -1,1 +1,234 @@
+//! Harness for cross-process tests: starts real `strata-core` and
+//! `strata-edge` binaries on free loopback ports with a fresh dev PKI, waits
+//! for readiness with a deadline, and kills every process it started when
+//! dropped. Nothing here sleeps to synchronise: waits poll a condition.
 
+use anyhow::{bail, Context, Result};
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_client::tls::DevPki;
+use strata_client::{api, Client, ClientError};
+
+/// Directory holding the workspace's built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.exists() {
+        bail!("{} is missing: run `cargo build --bins` before the tests (the README's test command does)", p.display());
+    }
+    Ok(p)
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; QUIC listens on UDP).
+pub fn free_udp_addr() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    s.local_addr().expect("local addr")
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, config: &Path, log: &Path) -> Result<Self> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = Command::new(bin(name)?)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self { name: name.to_string(), child: Some(child), log: log.to_path_buf() })
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `f` until it returns `Ok(Some(T))` or the deadline passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A core node and an edge agent in a temporary directory.
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+    pub pki: DevPki,
+    pub core_addr: SocketAddr,
+    pub edge_addr: SocketAddr,
+    pub core: Proc,
+    pub edge: Proc,
+    pub edge_extra: String,
+}
+
+impl Pipeline {
+    /// Starts both daemons; `edge_extra` is appended to the edge's TOML.
+    pub async fn start(edge_extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
+        let core_addr = free_udp_addr();
+        let edge_addr = free_udp_addr();
+        let p = dir.path();
+        std::fs::write(
+            p.join("core.toml"),
+            format!(
+                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+                p.join("core"),
+                pki.cert,
+                pki.key
+            ),
+        )?;
+        std::fs::write(
+            p.join("edge.toml"),
+            format!(
+                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addr = \"{core_addr}\"\ncore_ca = {:?}\n{edge_extra}\n",
+                p.join("edge"),
+                pki.cert,
+                pki.key,
+                pki.ca
+            ),
+        )?;
+        let core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
+        let edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
+        let mut me = Self { dir, pki, core_addr, edge_addr, core, edge, edge_extra: edge_extra.to_string() };
+        me.wait_core().await?;
+        me.wait_edge().await?;
+        Ok(me)
+    }
+
+    pub fn client(&self, addr: SocketAddr) -> Client {
+        Client::new(addr, &self.pki.ca).expect("client")
+    }
+
+    pub async fn wait_core(&mut self) -> Result<()> {
+        let addr = self.core_addr;
+        let ca = self.pki.ca.clone();
+        let r = wait_for("core to answer", Duration::from_secs(60), || {
+            let ca = ca.clone();
+            async move {
+                let c = Client::new(addr, &ca)?;
+                let ok = api::list_streams(&c).await.is_ok();
+                c.close().await;
+                Ok(ok.then_some(()))
+            }
+        })
+        .await;
+        r.with_context(|| format!("core log:\n{}", self.core.log_tail()))
+    }
+
+    pub async fn wait_edge(&mut self) -> Result<()> {
+        let addr = self.edge_addr;
+        let ca = self.pki.ca.clone();
+        let r = wait_for("edge to answer", Duration::from_secs(60), || {
+            let ca = ca.clone();
+            async move {
+                let c = Client::new(addr, &ca)?;
+                let ok = matches!(api::produce(&c, "?", b"").await, Err(ClientError::Remote(_)) | Ok(_));
+                c.close().await;
+                Ok(ok.then_some(()))
+            }
+        })
+        .await;
+        r.with_context(|| format!("edge log:\n{}", self.edge.log_tail()))
+    }
+
+    pub async fn restart_edge(&mut self) -> Result<()> {
+        let p = self.dir.path();
+        self.edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
+        self.wait_edge().await
+    }
+
+    pub async fn restart_core(&mut self) -> Result<()> {
+        let p = self.dir.path();
+        self.core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
+        self.wait_core().await
+    }
+}
+
+/// Reads every committed record of every shard of `stream`.
+pub async fn read_all(c: &Client, stream: &str) -> Result<Vec<api::ConsumedRecord>> {
+    let info = api::describe_stream(c, stream).await?;
+    let mut out = Vec::new();
+    for sh in &info.shards {
+        let mut offset = sh.first_offset;
+        while offset < sh.next_offset {
+            let f = api::fetch(c, stream, sh.id, offset, 10_000, Duration::ZERO).await?;
+            if f.records.is_empty() {
+                bail!("fetch at {offset} of shard {} returned nothing before {}", sh.id, sh.next_offset);
+            }
+            offset = f.next_offset;
+            out.extend(f.records);
+        }
+    }
+    Ok(out)
+}

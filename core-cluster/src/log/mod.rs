@@ -5,5 +5,5 @@
 pub mod segment;
 pub mod store;
 
-pub use segment::{LogError, LogRecord, Recovery, RecordId, SegmentLog, SegmentLogOptions};
+pub use segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
 pub use store::{LogStore, StoreError};

@@ -194,7 +194,7 @@ pub enum LogError {
     Failed { dir: PathBuf },
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
     move |source| LogError::Io {
         op,
         path: path.to_path_buf(),
@@ -262,7 +262,7 @@ impl PendingSync {
     }
 }
 
-fn count_fsync() {
+pub(super) fn count_fsync() {
     metrics::counter!("strata_core_fsyncs_total").increment(1);
 }
 
@@ -277,7 +277,7 @@ fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<(), LogError>
     Ok(())
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), LogError> {
+pub(super) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync directory", dir))?;
@@ -703,7 +703,10 @@ impl SegmentLog {
         };
         if self.unsynced {
             self.flush_pending()?;
-            let active = self.segments.last().expect("unsynced records have a segment");
+            let active = self
+                .segments
+                .last()
+                .expect("unsynced records have a segment");
             pending.file = Some((Arc::clone(&active.file), active.path.clone()));
             self.unsynced = false;
         }
@@ -842,7 +845,9 @@ impl SegmentLog {
         if cut_inside {
             let pos = self.slots[(index - self.base) as usize].pos;
             let seg = &mut self.segments[at];
-            seg.file.set_len(pos).map_err(io_err("truncate", &seg.path))?;
+            seg.file
+                .set_len(pos)
+                .map_err(io_err("truncate", &seg.path))?;
             fsync_file(&seg.file, &seg.path, false)?;
             seg.len = pos;
         }

@@ -17,7 +17,9 @@ fn opts(segment_bytes_max: u64) -> SegmentLogOptions {
 }
 
 fn payload(index: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|k| (index as u8).wrapping_mul(31) ^ k as u8).collect()
+    (0..len)
+        .map(|k| (index as u8).wrapping_mul(31) ^ k as u8)
+        .collect()
 }
 
 /// Appends `indexes` with term `index / 10`, node 7, kind 1.
@@ -30,7 +32,10 @@ fn append_all(log: &mut SegmentLog, indexes: std::ops::RangeInclusive<u64>, len:
 
 fn assert_reads(log: &SegmentLog, indexes: std::ops::RangeInclusive<u64>, len: usize) {
     for i in indexes {
-        let rec = log.read(i).unwrap().unwrap_or_else(|| panic!("index {i} missing"));
+        let rec = log
+            .read(i)
+            .unwrap()
+            .unwrap_or_else(|| panic!("index {i} missing"));
         assert_eq!(
             rec,
             LogRecord {
@@ -118,7 +123,16 @@ fn append_rejects_wrong_index_and_oversized_records() {
     let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 20)).unwrap();
     append_all(&mut log, 1..=3, 10);
     let err = log.append(1, 1, 5, 0, b"x").unwrap_err();
-    assert!(matches!(err, LogError::NotNext { index: 5, expected: 4 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LogError::NotNext {
+                index: 5,
+                expected: 4
+            }
+        ),
+        "{err}"
+    );
     assert!(log.append(1, 1, 3, 0, b"x").is_err());
     let big = vec![0u8; (1 << 20) - BODY_HEADER_BYTES + 1];
     let err = log.append(1, 1, 4, 0, &big).unwrap_err();
@@ -287,7 +301,10 @@ fn corrupt_record_in_sealed_segment_is_an_error() {
         }
         other => panic!("unexpected {other}"),
     }
-    assert!(err.to_string().contains("00000000000000000001.log"), "{err}");
+    assert!(
+        err.to_string().contains("00000000000000000001.log"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -526,7 +543,9 @@ impl Model {
                 .collect(),
         };
         let (term, node_id, kind, payload) = (rec.term, rec.node_id, rec.kind, rec.payload.clone());
-        self.log().append(term, node_id, index, kind, &payload).unwrap();
+        self.log()
+            .append(term, node_id, index, kind, &payload)
+            .unwrap();
         self.all.insert(index, rec);
         self.first.get_or_insert(index);
         self.last = Some(index);
@@ -598,8 +617,8 @@ impl Model {
                 }
             }
         }
-        let (log, _) = SegmentLog::open(self.dir.path(), MODEL_OPTS.clone())
-            .expect("reopen after a crash");
+        let (log, _) =
+            SegmentLog::open(self.dir.path(), MODEL_OPTS.clone()).expect("reopen after a crash");
         log.check_invariants();
         self.check_recovered(&log);
         self.log = Some(log);
@@ -653,7 +672,11 @@ impl Model {
             return;
         };
         for i in first..=last {
-            assert_eq!(log.read(i).unwrap().as_ref(), self.all.get(&i), "record {i}");
+            assert_eq!(
+                log.read(i).unwrap().as_ref(),
+                self.all.get(&i),
+                "record {i}"
+            );
         }
         assert_eq!(log.read(first.wrapping_sub(1)).unwrap(), None);
         assert_eq!(log.read(last + 1).unwrap(), None);

@@ -1,1 +1,570 @@
-//! placeholder
+//! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` over a
+//! [`SegmentLog`], shared (it is `Clone`) with the consumer fetch path, which
+//! reads a shard's data straight from its Raft log.
+//!
+//! # Layout of a store directory
+//!
+//! ```text
+//! <dir>/log/<first index, 20 digits>.log   the segment log (format: super::segment)
+//! <dir>/vote.json                          last saved Vote           (durable)
+//! <dir>/purged.json                        last purged LogId         (durable)
+//! <dir>/committed.json                     last saved committed LogId (atomic, not fsynced)
+//! ```
+//!
+//! The JSON files are replaced atomically: written to `<name>.tmp`, renamed
+//! over `<name>`. `vote.json` and `purged.json` are fsynced before the rename
+//! and the directory after it. `committed.json` is saved on every commit, so
+//! it skips both fsyncs: after a crash it may be older than the last save (or,
+//! on file systems that do not order the rename after the data, unreadable,
+//! which is read as "none"). openraft then re-applies fewer entries on startup
+//! and catches up when the leader next reports the commit index.
+//!
+//! # Entries
+//!
+//! One Raft entry is one segment record: the record's `term`, `node_id` and
+//! `index` are the entry's `LogId` (openraft's default, non-"single-term-leader"
+//! `CommittedLeaderId` is `(term, node_id)`), and its `kind` says what the
+//! payload is:
+//!
+//! | kind | entry      | payload                                   |
+//! |------|------------|-------------------------------------------|
+//! | 0    | blank      | empty                                     |
+//! | 1    | normal     | `Command::encode` (the batch bytes last)   |
+//! | 2    | membership | serde_json of `Membership<NodeId, BasicNode>` |
+//!
+//! # Durability and blocking
+//!
+//! `append` writes all entries, fsyncs once, and only then calls the openraft
+//! callback. All file I/O runs on `tokio::task::spawn_blocking`; the fsync of
+//! `append` runs after the write lock is released, so readers (replication,
+//! fetch) are not blocked by it. openraft serializes the write calls, so no
+//! truncate or purge can overtake an append's fsync. `purge` saves
+//! `purged.json` before deleting segments; on open the purge point is applied
+//! again because a partly purged segment keeps its old records on disk.
+
+use std::fmt::Debug;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, CommittedLeaderId, EntryPayload, OptionalSend, RaftLogReader, StorageIOError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::segment::{
+    self, LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions,
+};
+use crate::raft::types::{CodecError, Command, Entry, LogId, StorageError, TypeConfig, Vote};
+
+const LOG_DIR: &str = "log";
+const VOTE_FILE: &str = "vote.json";
+const PURGED_FILE: &str = "purged.json";
+const COMMITTED_FILE: &str = "committed.json";
+
+const KIND_BLANK: u8 = 0;
+const KIND_NORMAL: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
+
+/// Payload bytes returned by one `limited_get_log_entries` (at least one
+/// entry is always returned), so a replication message stays bounded even
+/// when entries are large batches.
+pub const REPLICATION_READ_BYTES_MAX: usize = 16 << 20;
+
+/// Errors of the log store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not valid JSON of its type: {source}")]
+    MetaFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("log entry {index}: {source}")]
+    Codec {
+        index: u64,
+        #[source]
+        source: CodecError,
+    },
+    #[error("log entry {index}: membership JSON: {source}")]
+    Membership {
+        index: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("log entry {index} has unknown kind {kind}")]
+    UnknownKind { index: u64, kind: u8 },
+    #[error("log entry {index} is a {what} entry, not an application command")]
+    NotACommand { index: u64, what: &'static str },
+    #[error("log starts at index {first} but the last purged index is {purged}: the entries between are missing")]
+    Hole { first: u64, purged: u64 },
+    #[error("log store task was cancelled: {0}")]
+    Cancelled(String),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_logs_err(e: &StoreError) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(e)).into()
+}
+
+fn read_logs_err(e: &StoreError) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(e)).into()
+}
+
+fn write_vote_err(e: &StoreError) -> StorageError {
+    StorageIOError::write_vote(AnyError::new(e)).into()
+}
+
+fn write_store_err(e: &StoreError) -> StorageError {
+    StorageIOError::write(AnyError::new(e)).into()
+}
+
+/// Runs blocking file I/O off the async workers. A panic (a broken
+/// invariant) is propagated, not turned into an error.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Cancelled(e.to_string())),
+    }
+}
+
+/// Replaces `dir/name` with `value` atomically; `durable` adds the fsyncs.
+fn write_json_atomic<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    durable: bool,
+) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let bytes = serde_json::to_vec(value).map_err(|source| StoreError::MetaFile {
+        path: path.clone(),
+        source,
+    })?;
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(&bytes).map_err(io_err("write", &tmp))?;
+    if durable {
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        segment::count_fsync();
+    }
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+    if durable {
+        segment::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StoreError> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| StoreError::MetaFile { path, source })
+}
+
+fn log_id(id: RecordId) -> LogId {
+    LogId::new(CommittedLeaderId::new(id.term, id.node_id), id.index)
+}
+
+/// Appends the payload encoding of `entry` to `out`; returns its kind.
+fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<u8, StoreError> {
+    match &entry.payload {
+        EntryPayload::Blank => Ok(KIND_BLANK),
+        EntryPayload::Normal(cmd) => {
+            cmd.encode(out);
+            Ok(KIND_NORMAL)
+        }
+        EntryPayload::Membership(m) => {
+            serde_json::to_writer(&mut *out, m).map_err(|source| StoreError::Membership {
+                index: entry.log_id.index,
+                source,
+            })?;
+            Ok(KIND_MEMBERSHIP)
+        }
+    }
+}
+
+fn decode_entry(rec: LogRecord) -> Result<Entry, StoreError> {
+    let index = rec.index;
+    let payload = match rec.kind {
+        KIND_BLANK => EntryPayload::Blank,
+        KIND_NORMAL => EntryPayload::Normal(
+            Command::decode(rec.payload).map_err(|source| StoreError::Codec { index, source })?,
+        ),
+        KIND_MEMBERSHIP => EntryPayload::Membership(
+            serde_json::from_slice(&rec.payload)
+                .map_err(|source| StoreError::Membership { index, source })?,
+        ),
+        kind => return Err(StoreError::UnknownKind { index, kind }),
+    };
+    Ok(Entry {
+        log_id: LogId::new(CommittedLeaderId::new(rec.term, rec.node_id), index),
+        payload,
+    })
+}
+
+/// `[start, end)` of a range of indexes.
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Meta {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    log: RwLock<SegmentLog>,
+    meta: Mutex<Meta>,
+    recovery: Recovery,
+}
+
+/// The Raft log of one group; see the module documentation. Cloning is cheap
+/// and every clone is the same store.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the store in `dir` and recovers its log.
+    /// Blocking.
+    pub fn open(dir: &Path, opts: SegmentLogOptions) -> Result<Self, StoreError> {
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            if let Some(parent) = dir.parent() {
+                segment::fsync_dir(parent)?;
+            }
+        }
+        let vote = read_json(dir, VOTE_FILE)?;
+        let purged: Option<LogId> = read_json(dir, PURGED_FILE)?;
+        let committed = match read_json(dir, COMMITTED_FILE) {
+            Err(e @ StoreError::MetaFile { .. }) => {
+                tracing::warn!(error = %e, "ignoring unreadable committed log id");
+                None
+            }
+            other => other?,
+        };
+        let (mut log, recovery) = SegmentLog::open(&dir.join(LOG_DIR), opts)?;
+        if let Some(purged) = purged {
+            log.purge_to(purged.index)?;
+            if let Some(first) = log.first_index() {
+                if first > purged.index + 1 {
+                    return Err(StoreError::Hole {
+                        first,
+                        purged: purged.index,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                log: RwLock::new(log),
+                meta: Mutex::new(Meta {
+                    vote,
+                    committed,
+                    purged,
+                }),
+                recovery,
+            }),
+        })
+    }
+
+    /// What opening the segment log found.
+    pub fn recovery(&self) -> Recovery {
+        self.inner.recovery
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// First readable log index.
+    pub fn first_index(&self) -> Option<u64> {
+        self.inner.read_log().first_index()
+    }
+
+    pub fn last_index(&self) -> Option<u64> {
+        self.inner.read_log().last_index()
+    }
+
+    /// Bytes of the segment files.
+    pub fn bytes(&self) -> u64 {
+        self.inner.read_log().bytes()
+    }
+
+    /// The entry at `index`, `None` if it is not in the log. Blocking (one
+    /// positioned read).
+    pub fn read_entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
+        let rec = self.inner.read_log().read(index)?;
+        rec.map(decode_entry).transpose()
+    }
+
+    /// The application command at `index`, `None` if `index` is not in the
+    /// log; a blank or membership entry is [`StoreError::NotACommand`].
+    /// Blocking (one positioned read). The batch bytes are not copied.
+    pub fn read_command(&self, index: u64) -> Result<Option<Command>, StoreError> {
+        let Some(entry) = self.read_entry(index)? else {
+            return Ok(None);
+        };
+        match entry.payload {
+            EntryPayload::Normal(cmd) => Ok(Some(cmd)),
+            EntryPayload::Blank => Err(StoreError::NotACommand {
+                index,
+                what: "blank",
+            }),
+            EntryPayload::Membership(_) => Err(StoreError::NotACommand {
+                index,
+                what: "membership",
+            }),
+        }
+    }
+
+    /// Entries in `[start, end)` that are in the log, stopping after the one
+    /// that brings the payload total to `bytes_max`. Blocking.
+    pub fn read_entries(
+        &self,
+        start: u64,
+        end: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.read_entries(start, end, bytes_max)
+    }
+
+    async fn read_entries_async(
+        &self,
+        start: u64,
+        end: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || inner.read_entries(start, end, bytes_max))
+            .await
+            .map_err(|e| read_logs_err(&e))
+    }
+}
+
+impl Inner {
+    fn read_log(&self) -> std::sync::RwLockReadGuard<'_, SegmentLog> {
+        self.log.read().expect("segment log lock poisoned")
+    }
+
+    fn write_log(&self) -> std::sync::RwLockWriteGuard<'_, SegmentLog> {
+        self.log.write().expect("segment log lock poisoned")
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, Meta> {
+        self.meta.lock().expect("log store meta lock poisoned")
+    }
+
+    fn read_entries(
+        &self,
+        start: u64,
+        end: u64,
+        bytes_max: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let log = self.read_log();
+        let (Some(first), Some(last)) = (log.first_index(), log.last_index()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for index in start.max(first)..end.min(last.saturating_add(1)) {
+            let Some(rec) = log.read(index)? else {
+                break;
+            };
+            bytes = bytes.saturating_add(rec.payload.len());
+            out.push(decode_entry(rec)?);
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `entries`, then fsyncs once with the lock released.
+    fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        let pending = {
+            let mut log = self.write_log();
+            let mut buf = Vec::new();
+            for entry in entries {
+                buf.clear();
+                let kind = encode_entry(entry, &mut buf)?;
+                let id = &entry.log_id;
+                log.append(
+                    id.leader_id.term,
+                    id.leader_id.node_id,
+                    id.index,
+                    kind,
+                    &buf,
+                )?;
+            }
+            log.begin_sync()?
+        };
+        pending.complete()?;
+        Ok(())
+    }
+
+    fn purge(&self, upto: LogId) -> Result<(), StoreError> {
+        if self.meta().purged.is_some_and(|p| p >= upto) {
+            return Ok(());
+        }
+        // Save the purge point first: a partly purged segment keeps its old
+        // records on disk, and open() hides them again from this file.
+        write_json_atomic(&self.dir, PURGED_FILE, &upto, true)?;
+        self.meta().purged = Some(upto);
+        self.write_log().purge_to(upto.index)?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = bounds(&range);
+        self.read_entries_async(start, end, usize::MAX).await
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries_async(start, end, REPLICATION_READ_BYTES_MAX)
+            .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id = self.inner.meta().purged;
+        let last = self.inner.read_log().last_record_id().map(log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        let vote = *vote;
+        run_blocking(move || {
+            write_json_atomic(&inner.dir, VOTE_FILE, &vote, true)?;
+            inner.meta().vote = Some(vote);
+            Ok(())
+        })
+        .await
+        .map_err(|e| write_vote_err(&e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.inner.meta().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            write_json_atomic(&inner.dir, COMMITTED_FILE, &committed, false)?;
+            inner.meta().committed = committed;
+            Ok(())
+        })
+        .await
+        .map_err(|e| write_store_err(&e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.inner.meta().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let inner = Arc::clone(&self.inner);
+        match run_blocking(move || inner.append(&entries)).await {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(io::Error::other(e.to_string())));
+                Err(write_logs_err(&e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || Ok(inner.write_log().truncate_from(log_id.index)?))
+            .await
+            .map_err(|e| write_logs_err(&e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || inner.purge(log_id))
+            .await
+            .map_err(|e| write_logs_err(&e))
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -64,11 +64,10 @@ impl BufferError {
         matches!(self, Self::Full { .. })
     }
 
-    pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
-        let path = path.to_owned();
-        move |source| Self::Io {
+    pub(super) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::Io {
             op,
-            path,
+            path: path.to_owned(),
             source: Arc::new(source),
         }
     }

@@ -241,10 +241,10 @@ impl SyncTicket {
     /// directory when a segment file was created).
     pub fn run(&self) -> Result<(), BufferError> {
         if let Some((file, path)) = &self.segment {
-            file.sync_data().map_err(BufferError::io("fsync segment", path))?;
+            file.sync_data().map_err(|e| BufferError::io("fsync segment", path, e))?;
         }
         if let Some((dir, path)) = &self.dir {
-            dir.sync_all().map_err(BufferError::io("fsync directory", path))?;
+            dir.sync_all().map_err(|e| BufferError::io("fsync directory", path, e))?;
         }
         Ok(())
     }
@@ -284,8 +284,8 @@ impl StreamBuffer {
     /// the module doc for the rules. Never panics on bad bytes on disk.
     pub fn open(dir: &Path, opts: BufferOptions) -> Result<(Self, Recovery), BufferError> {
         opts.validate()?;
-        fs::create_dir_all(dir).map_err(BufferError::io("create buffer directory", dir))?;
-        let dir_file = File::open(dir).map_err(BufferError::io("open buffer directory", dir))?;
+        fs::create_dir_all(dir).map_err(|e| BufferError::io("create buffer directory", dir, e))?;
+        let dir_file = File::open(dir).map_err(|e| BufferError::io("open buffer directory", dir, e))?;
         remove_if_exists(&dir.join(ACKED_TMP_FILE))?;
         let acked_seq = read_acked(dir)?;
         let files = list_segments(dir)?;
@@ -307,7 +307,7 @@ impl StreamBuffer {
         }
         dir_file
             .sync_all()
-            .map_err(BufferError::io("fsync directory", dir))?;
+            .map_err(|e| BufferError::io("fsync directory", dir, e))?;
         recovery.segments = segments.len();
         let buffer = Self {
             dir: dir.to_owned(),
@@ -443,7 +443,7 @@ impl StreamBuffer {
                 }
                 let end_seq = prefix.end_seq().unwrap_or(u64::MAX);
                 if end_seq > start {
-                    if !out.is_empty() && bytes + prefix.batch_len() > max_bytes {
+                    if !out.is_empty() && bytes + prefix.batch_len() >= max_bytes {
                         return Ok(out);
                     }
                     let batch = segment.read_batch_at(offset, &prefix, &prefix_bytes, seq)?;
@@ -654,7 +654,7 @@ impl StreamBuffer {
         if let Err(source) = written {
             // Cut a partial frame so later frames stay contiguous; if even
             // that fails the file's tail is unknown.
-            let err = BufferError::io("write segment", &segment.path)(source);
+            let err = BufferError::io("write segment", &segment.path, source);
             if let Err(cut) = segment.file.set_len(segment.len_bytes) {
                 self.poison(format!("{err}; then truncating it failed: {cut}"));
             }
@@ -667,15 +667,15 @@ impl StreamBuffer {
 
     fn persist_acked(&self, seq: u64) -> Result<(), BufferError> {
         let tmp = self.dir.join(ACKED_TMP_FILE);
-        let mut file = File::create(&tmp).map_err(BufferError::io("create", &tmp))?;
+        let mut file = File::create(&tmp).map_err(|e| BufferError::io("create", &tmp, e))?;
         file.write_all(&encode_acked(seq))
-            .map_err(BufferError::io("write", &tmp))?;
-        file.sync_data().map_err(BufferError::io("fsync", &tmp))?;
+            .map_err(|e| BufferError::io("write", &tmp, e))?;
+        file.sync_data().map_err(|e| BufferError::io("fsync", &tmp, e))?;
         let path = self.dir.join(ACKED_FILE);
-        fs::rename(&tmp, &path).map_err(BufferError::io("rename acked.tmp to", &path))?;
+        fs::rename(&tmp, &path).map_err(|e| BufferError::io("rename acked.tmp to", &path, e))?;
         self.dir_file
             .sync_all()
-            .map_err(BufferError::io("fsync directory", &self.dir))
+            .map_err(|e| BufferError::io("fsync directory", &self.dir, e))
     }
 
     /// Asserts the internal invariants; tests call it after every step.
@@ -766,8 +766,8 @@ fn recover_segments(
 /// Segment files in `dir`, sorted by first seq. Other files are ignored.
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
     let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(BufferError::io("list buffer directory", dir))? {
-        let entry = entry.map_err(BufferError::io("list buffer directory", dir))?;
+    for entry in fs::read_dir(dir).map_err(|e| BufferError::io("list buffer directory", dir, e))? {
+        let entry = entry.map_err(|e| BufferError::io("list buffer directory", dir, e))?;
         let name = entry.file_name();
         match name.to_str().and_then(parse_segment_file_name) {
             Some(first_seq) => files.push((first_seq, entry.path())),
@@ -788,14 +788,14 @@ fn read_acked(dir: &Path) -> Result<u64, BufferError> {
             reason,
         }),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(err) => Err(BufferError::io("read", &path)(err)),
+        Err(err) => Err(BufferError::io("read", &path, err)),
     }
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), BufferError> {
     match fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(BufferError::io("remove", path)(err))
+            Err(BufferError::io("remove", path, err))
         }
         _ => Ok(()),
     }

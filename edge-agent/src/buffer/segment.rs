@@ -57,7 +57,7 @@ impl Segment {
             .create(true)
             .truncate(true)
             .open(&path)
-            .map_err(BufferError::io("create segment", &path))?;
+            .map_err(|e| BufferError::io("create segment", &path, e))?;
         Ok(Self::new(path, file, first_seq))
     }
 
@@ -83,10 +83,10 @@ impl Segment {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(BufferError::io("open segment", &path))?;
+            .map_err(|e| BufferError::io("open segment", &path, e))?;
         let file_len = file
             .metadata()
-            .map_err(BufferError::io("stat segment", &path))?
+            .map_err(|e| BufferError::io("stat segment", &path, e))?
             .len();
         let mut segment = Self::new(path, file, first_seq);
         let file = Arc::clone(&segment.file);
@@ -100,7 +100,7 @@ impl Segment {
                 break None;
             }
             match scan_frame(&mut reader, remaining, &mut batch, segment.end_seq, batch_bytes_max)
-                .map_err(BufferError::io("read segment", &segment.path))?
+                .map_err(|e| BufferError::io("read segment", &segment.path, e))?
             {
                 Ok(prefix) => {
                     segment.push_frame(prefix.first_seq, prefix.records, prefix.frame_len());
@@ -158,7 +158,7 @@ impl Segment {
         let mut bytes = [0; FRAME_OVERHEAD_BYTES];
         self.file
             .read_exact_at(&mut bytes, offset)
-            .map_err(BufferError::io("read segment", &self.path))?;
+            .map_err(|e| BufferError::io("read segment", &self.path, e))?;
         let prefix = decode_prefix(&bytes, batch_bytes_max).map_err(|reason| self.corrupt(offset, reason))?;
         Ok((prefix, bytes))
     }
@@ -175,7 +175,7 @@ impl Segment {
         let mut batch = vec![0; prefix.batch_len()];
         self.file
             .read_exact_at(&mut batch, offset + FRAME_OVERHEAD_BYTES as u64)
-            .map_err(BufferError::io("read segment", &self.path))?;
+            .map_err(|e| BufferError::io("read segment", &self.path, e))?;
         check_frame(prefix, prefix_bytes, &batch, Some(expected_first_seq))
             .map_err(|reason| self.corrupt(offset, reason))?;
         Ok(Bytes::from(batch))
@@ -193,14 +193,14 @@ impl Segment {
     pub fn truncate_to_valid(&self) -> Result<(), BufferError> {
         self.file
             .set_len(self.len_bytes)
-            .map_err(BufferError::io("truncate segment", &self.path))?;
+            .map_err(|e| BufferError::io("truncate segment", &self.path, e))?;
         self.sync_data()
     }
 
     pub fn sync_data(&self) -> Result<(), BufferError> {
         self.file
             .sync_data()
-            .map_err(BufferError::io("fsync segment", &self.path))
+            .map_err(|e| BufferError::io("fsync segment", &self.path, e))
     }
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need
+# (idempotently, under target/tools), checks the generated schema code,
+# formatting and lints, builds the binaries the integration tests start,
+# then runs every test. Bounded: each test has its own deadline.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+./deploy/scripts/setup.sh
+step "schema: generated code matches schema/fbs"
+./deploy/scripts/gen-schema.sh --check
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "build binaries for the integration tests"
+cargo build --workspace --bins --locked
+step "tests"
+cargo test --workspace --locked -- --test-threads 2
