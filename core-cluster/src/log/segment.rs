@@ -608,6 +608,12 @@ impl SegmentLog {
             self.first = index;
         }
         let head = frame_head(term, node_id, index, kind, payload);
+        // Big records skip the buffer rather than being copied into it; the
+        // buffer goes first so the file stays in record order.
+        let direct = frame_len as usize >= WRITE_BUFFER_BYTES;
+        if direct {
+            self.flush_pending()?;
+        }
         let active = self.segments.last_mut().expect("an active segment");
         let pos = active.len;
         active.len += frame_len;
@@ -618,9 +624,7 @@ impl SegmentLog {
             body_len: body_len as u32,
         });
         self.unsynced = true;
-        if frame_len as usize >= WRITE_BUFFER_BYTES {
-            // Big records skip the buffer rather than being copied into it.
-            self.flush_pending()?;
+        if direct {
             let active = self.segments.last().expect("an active segment");
             let write = |buf: &[u8], at: u64| active.file.write_all_at(buf, at);
             write(&head, pos)

@@ -231,6 +231,21 @@ fn big_records_bypass_the_buffer() {
 }
 
 #[test]
+fn records_stay_readable_across_buffer_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2 * WRITE_BUFFER_BYTES as u64 / frame(100) + 7;
+    {
+        let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 30)).unwrap();
+        append_all(&mut log, 1..=n, 100);
+        assert_reads(&log, 1..=n, 100);
+        log.sync().unwrap();
+    }
+    let (log, rec) = SegmentLog::open(dir.path(), opts(1 << 30)).unwrap();
+    assert_eq!((rec.records, rec.truncated_bytes), (n, 0));
+    assert_reads(&log, 1..=n, 100);
+}
+
+#[test]
 fn torn_tail_of_last_segment_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -685,7 +700,7 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn model_check_with_crashes(ops in prop::collection::vec(op(), 1..80)) {

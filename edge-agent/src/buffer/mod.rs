@@ -89,6 +89,8 @@ mod format;
 mod segment;
 
 #[cfg(test)]
+mod driver_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod tests;
@@ -443,7 +445,7 @@ impl StreamBuffer {
                 }
                 let end_seq = prefix.end_seq().unwrap_or(u64::MAX);
                 if end_seq > start {
-                    if !out.is_empty() && bytes + prefix.batch_len() >= max_bytes {
+                    if !out.is_empty() && bytes + prefix.batch_len() > max_bytes {
                         return Ok(out);
                     }
                     let batch = segment.read_batch_at(offset, &prefix, &prefix_bytes, seq)?;

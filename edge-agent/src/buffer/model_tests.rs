@@ -294,8 +294,9 @@ impl Harness {
 }
 
 proptest! {
+    // 48 cases keep it fast on slow disks; PROPTEST_CASES=5000 for a deep run.
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

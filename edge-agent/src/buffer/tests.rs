@@ -273,6 +273,27 @@ fn corrupt_sealed_segment_is_an_error_naming_file_and_offset() {
 }
 
 #[test]
+fn segments_left_behind_by_a_crash_after_persisting_an_ack_are_deleted() {
+    let dir = TempDir::new().unwrap();
+    let (mut buffer, _) = open(dir.path(), small_opts());
+    for _ in 0..6 {
+        append(&mut buffer, 1, 72);
+    }
+    buffer.sync().unwrap();
+    drop(buffer);
+    // As if the process died between writing `acked` and deleting segments.
+    fs::write(dir.path().join("acked"), format::encode_acked(4)).unwrap();
+    let (buffer, recovery) = open(dir.path(), small_opts());
+    assert_eq!(recovery.segments, 1);
+    assert_eq!(
+        segment_files(dir.path()),
+        [("00000000000000000004.buf".to_owned(), 200)]
+    );
+    assert_eq!((buffer.acked_seq(), buffer.next_seq()), (4, 6));
+    assert_eq!(buffer.read_durable(0, usize::MAX).unwrap()[0].first_seq, 4);
+}
+
+#[test]
 fn corrupt_acked_file_is_an_error() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
