@@ -19,18 +19,18 @@ const SEGMENT_SUFFIX: &str = ".log";
 
 /// In-memory index entry of one record.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    term: u64,
-    node_id: u64,
-    pos: u64,
-    body_len: u32,
+pub(super) struct Slot {
+    pub(super) term: u64,
+    pub(super) node_id: u64,
+    pub(super) pos: u64,
+    pub(super) body_len: u32,
 }
 
 pub(super) fn count_fsync() {
     metrics::counter!("strata_core_fsyncs_total").increment(1);
 }
 
-fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<(), LogError> {
+pub(super) fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<(), LogError> {
     let res = if data_only {
         file.sync_data()
     } else {
@@ -49,7 +49,7 @@ pub(super) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
-fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(format!("{first_index:0INDEX_DIGITS$}{SEGMENT_SUFFIX}"))
 }
 
@@ -62,7 +62,7 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 }
 
 /// Segment files in `dir`, ascending by first index.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let entry = entry.map_err(io_err("list", dir))?;
@@ -92,7 +92,7 @@ fn le_u32(b: &[u8]) -> u32 {
 }
 
 /// Frame header and body header of a record.
-fn frame_head(
+pub(super) fn frame_head(
     term: u64,
     node_id: u64,
     index: u64,
@@ -110,12 +110,12 @@ fn frame_head(
 }
 
 /// Records found by scanning one segment file.
-struct Scan {
-    slots: Vec<Slot>,
+pub(super) struct Scan {
+    pub(super) slots: Vec<Slot>,
     /// End of the last valid record.
-    valid_len: u64,
+    pub(super) valid_len: u64,
     /// Position and description of the first invalid record.
-    bad: Option<(u64, String)>,
+    pub(super) bad: Option<(u64, String)>,
 }
 
 /// Reads one record at `pos`: `Ok(Err(reason))` if it is invalid.
@@ -165,7 +165,7 @@ fn scan_record(
     }))
 }
 
-fn scan_segment(
+pub(super) fn scan_segment(
     file: &File,
     path: &Path,
     first_index: u64,
@@ -207,7 +207,7 @@ fn scan_segment(
 }
 
 /// Checks a frame read back against its CRC and expected index.
-fn verify_frame(frame: &[u8], index: u64) -> Result<(), String> {
+pub(super) fn verify_frame(frame: &[u8], index: u64) -> Result<(), String> {
     let body = &frame[FRAME_HEADER_BYTES..];
     let body_len = le_u32(&frame[0..4]) as usize;
     if body_len != body.len() {

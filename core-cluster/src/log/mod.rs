@@ -2,6 +2,7 @@
 //! the synchronous, checksummed segment files with their in-memory index, and
 //! [`store`] maps openraft's `RaftLogStorage` onto it.
 
+mod frame;
 pub mod segment;
 pub mod store;
 

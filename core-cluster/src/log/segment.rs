@@ -70,18 +70,18 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use super::frame::{BODY_HEADER_BYTES, FRAME_HEADER_BYTES};
 use super::frame::{
     frame_head, fsync_dir, fsync_file, list_segments, scan_segment, segment_path, verify_frame,
     Slot,
 };
+pub use super::frame::{BODY_HEADER_BYTES, FRAME_HEADER_BYTES};
 
 /// Appends are written to the file once this much is buffered; bigger
 /// records bypass the buffer.
@@ -192,7 +192,10 @@ pub enum LogError {
     Failed { dir: PathBuf },
 }
 
-pub(super) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> LogError + 'a {
     move |source| LogError::Io {
         op,
         path: path.to_path_buf(),

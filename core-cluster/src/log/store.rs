@@ -56,9 +56,8 @@ use openraft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::segment::{
-    self, LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions,
-};
+use super::frame::{count_fsync, fsync_dir};
+use super::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
 use crate::raft::types::{CodecError, Command, Entry, LogId, StorageError, TypeConfig, Vote};
 
 const LOG_DIR: &str = "log";
@@ -168,12 +167,12 @@ fn write_json_atomic<T: Serialize>(
     file.write_all(&bytes).map_err(io_err("write", &tmp))?;
     if durable {
         file.sync_all().map_err(io_err("fsync", &tmp))?;
-        segment::count_fsync();
+        count_fsync();
     }
     drop(file);
     fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
     if durable {
-        segment::fsync_dir(dir)?;
+        fsync_dir(dir)?;
     }
     Ok(())
 }
@@ -275,7 +274,7 @@ impl LogStore {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
             if let Some(parent) = dir.parent() {
-                segment::fsync_dir(parent)?;
+                fsync_dir(parent)?;
             }
         }
         let vote = read_json(dir, VOTE_FILE)?;

@@ -82,7 +82,10 @@ impl BufferHandle {
 
     /// [`spawn`](Self::spawn) with explicit queue bounds.
     pub fn spawn_with(buffer: StreamBuffer, stream: String, opts: DriverOptions) -> Self {
-        assert!(opts.pending_appends_max > 0, "pending_appends_max must be > 0");
+        assert!(
+            opts.pending_appends_max > 0,
+            "pending_appends_max must be > 0"
+        );
         let pending_bytes_max = opts.pending_bytes_max.max(1);
         let (stats_tx, stats_rx) = watch::channel(buffer.stats());
         let shared = Arc::new(Shared {
@@ -96,7 +99,9 @@ impl BufferHandle {
             buffer: Mutex::new(buffer),
             stats: stats_tx,
         });
-        shared.buffer_bytes.set(shared.stats.borrow().buffered_bytes as f64);
+        shared
+            .buffer_bytes
+            .set(shared.stats.borrow().buffered_bytes as f64);
         let (appends, rx) = mpsc::channel(opts.pending_appends_max);
         tokio::spawn(run_writer(
             Arc::clone(&shared),
@@ -217,7 +222,8 @@ async fn run_writer(
     while appends.recv_many(&mut group, group_max).await > 0 {
         let requests = std::mem::replace(&mut group, Vec::with_capacity(group_max));
         let shared_for_io = Arc::clone(&shared);
-        let done = tokio::task::spawn_blocking(move || commit_group(&shared_for_io, requests)).await;
+        let done =
+            tokio::task::spawn_blocking(move || commit_group(&shared_for_io, requests)).await;
         if let Err(err) = done {
             // The producers of this group see `Closed`; later groups see
             // `Poisoned` if the panic happened under the lock.
@@ -276,7 +282,10 @@ fn write_group(buffer: &mut StreamBuffer, group: &[AppendRequest], shared: &Shar
 }
 
 /// Runs the fsync outside the lock, then marks the group durable.
-fn finish_group(shared: &Shared, ticket: Result<SyncTicket, BufferError>) -> Result<(), BufferError> {
+fn finish_group(
+    shared: &Shared,
+    ticket: Result<SyncTicket, BufferError>,
+) -> Result<(), BufferError> {
     let ticket = ticket?;
     let outcome = ticket.run();
     let mut buffer = shared.lock()?;

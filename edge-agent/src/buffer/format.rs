@@ -47,7 +47,10 @@ impl FramePrefix {
 
 /// File name of the segment whose first batch starts at `first_seq`.
 pub(super) fn segment_file_name(first_seq: u64) -> String {
-    format!("{first_seq:0width$}.{SEGMENT_EXTENSION}", width = SEGMENT_NAME_DIGITS)
+    format!(
+        "{first_seq:0width$}.{SEGMENT_EXTENSION}",
+        width = SEGMENT_NAME_DIGITS
+    )
 }
 
 /// The first seq encoded in a segment file name, or `None` for other files.
@@ -170,7 +173,12 @@ mod tests {
         for seq in [0, 1, 999, u64::MAX] {
             assert_eq!(parse_segment_file_name(&segment_file_name(seq)), Some(seq));
         }
-        for name in ["acked", "1.buf", "0000000000000000004x.buf", "99999999999999999999.buf"] {
+        for name in [
+            "acked",
+            "1.buf",
+            "0000000000000000004x.buf",
+            "99999999999999999999.buf",
+        ] {
             assert_eq!(parse_segment_file_name(name), None, "{name}");
         }
     }
@@ -180,9 +188,13 @@ mod tests {
         let mut frame = Vec::new();
         encode_frame(&mut frame, 7, 3, -5, b"hello");
         assert_eq!(frame.len(), FRAME_OVERHEAD_BYTES + 5);
-        let prefix_bytes: [u8; FRAME_OVERHEAD_BYTES] = frame[..FRAME_OVERHEAD_BYTES].try_into().unwrap();
+        let prefix_bytes: [u8; FRAME_OVERHEAD_BYTES] =
+            frame[..FRAME_OVERHEAD_BYTES].try_into().unwrap();
         let prefix = decode_prefix(&prefix_bytes, 16).unwrap();
-        assert_eq!((prefix.first_seq, prefix.records, prefix.max_timestamp_ms), (7, 3, -5));
+        assert_eq!(
+            (prefix.first_seq, prefix.records, prefix.max_timestamp_ms),
+            (7, 3, -5)
+        );
         assert_eq!(prefix.batch_len(), 5);
         check_frame(&prefix, &prefix_bytes, b"hello", Some(7)).unwrap();
         assert!(check_frame(&prefix, &prefix_bytes, b"hellp", Some(7)).is_err());

@@ -158,7 +158,10 @@ impl BufferOptions {
         if self.batch_bytes_max == 0 || frame_bytes_max > u64::from(u32::MAX) {
             return invalid(
                 "batch_bytes_max",
-                format!("must be in 1..={}", u32::MAX as usize - FRAME_OVERHEAD_BYTES),
+                format!(
+                    "must be in 1..={}",
+                    u32::MAX as usize - FRAME_OVERHEAD_BYTES
+                ),
             );
         }
         // Once everything is acked only the active segment remains, and a
@@ -243,10 +246,12 @@ impl SyncTicket {
     /// directory when a segment file was created).
     pub fn run(&self) -> Result<(), BufferError> {
         if let Some((file, path)) = &self.segment {
-            file.sync_data().map_err(|e| BufferError::io("fsync segment", path, e))?;
+            file.sync_data()
+                .map_err(|e| BufferError::io("fsync segment", path, e))?;
         }
         if let Some((dir, path)) = &self.dir {
-            dir.sync_all().map_err(|e| BufferError::io("fsync directory", path, e))?;
+            dir.sync_all()
+                .map_err(|e| BufferError::io("fsync directory", path, e))?;
         }
         Ok(())
     }
@@ -287,7 +292,8 @@ impl StreamBuffer {
     pub fn open(dir: &Path, opts: BufferOptions) -> Result<(Self, Recovery), BufferError> {
         opts.validate()?;
         fs::create_dir_all(dir).map_err(|e| BufferError::io("create buffer directory", dir, e))?;
-        let dir_file = File::open(dir).map_err(|e| BufferError::io("open buffer directory", dir, e))?;
+        let dir_file =
+            File::open(dir).map_err(|e| BufferError::io("open buffer directory", dir, e))?;
         remove_if_exists(&dir.join(ACKED_TMP_FILE))?;
         let acked_seq = read_acked(dir)?;
         let files = list_segments(dir)?;
@@ -440,7 +446,10 @@ impl StreamBuffer {
                 if prefix.first_seq != seq {
                     return Err(segment.corrupt(
                         offset,
-                        format!("batch starts at seq {}, expected seq {seq}", prefix.first_seq),
+                        format!(
+                            "batch starts at seq {}, expected seq {seq}",
+                            prefix.first_seq
+                        ),
                     ));
                 }
                 let end_seq = prefix.end_seq().unwrap_or(u64::MAX);
@@ -449,7 +458,10 @@ impl StreamBuffer {
                         return Ok(out);
                     }
                     let batch = segment.read_batch_at(offset, &prefix, &prefix_bytes, seq)?;
-                    assert!(end_seq <= self.durable_seq, "durable_seq is on a batch boundary");
+                    assert!(
+                        end_seq <= self.durable_seq,
+                        "durable_seq is on a batch boundary"
+                    );
                     bytes += batch.len();
                     out.push(BufferedBatch {
                         first_seq: seq,
@@ -672,7 +684,8 @@ impl StreamBuffer {
         let mut file = File::create(&tmp).map_err(|e| BufferError::io("create", &tmp, e))?;
         file.write_all(&encode_acked(seq))
             .map_err(|e| BufferError::io("write", &tmp, e))?;
-        file.sync_data().map_err(|e| BufferError::io("fsync", &tmp, e))?;
+        file.sync_data()
+            .map_err(|e| BufferError::io("fsync", &tmp, e))?;
         let path = self.dir.join(ACKED_FILE);
         fs::rename(&tmp, &path).map_err(|e| BufferError::io("rename acked.tmp to", &path, e))?;
         self.dir_file
@@ -688,7 +701,10 @@ impl StreamBuffer {
         for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
             assert!(pair[0].end_seq <= pair[1].first_seq, "segments overlap");
             assert!(pair[0].len_bytes > 0, "only the last segment may be empty");
-            assert!(pair[0].end_seq > self.acked_seq, "fully acked sealed segment kept");
+            assert!(
+                pair[0].end_seq > self.acked_seq,
+                "fully acked sealed segment kept"
+            );
         }
         for segment in &self.segments {
             assert!(segment.first_seq <= segment.end_seq);

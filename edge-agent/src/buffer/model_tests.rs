@@ -25,13 +25,24 @@ const BATCH_BYTES_MAX: usize = 48;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: u32, len: usize },
+    Append {
+        records: u32,
+        len: usize,
+    },
     Sync,
-    Read { from_delta: i64, max_bytes: usize },
+    Read {
+        from_delta: i64,
+        max_bytes: usize,
+    },
     /// `permille` of the way from `acked_seq` to `durable_seq`; above 1000
     /// asks for an ack beyond `durable_seq`.
-    Ack { permille: u32 },
-    Crash { keep_permille: u32, garbage: Vec<u8> },
+    Ack {
+        permille: u32,
+    },
+    Crash {
+        keep_permille: u32,
+        garbage: Vec<u8>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,12 +63,14 @@ fn options() -> impl Strategy<Value = BufferOptions> {
         prop_oneof![Just(0u64), 0u64..300, Just(1 << 20)],
         prop_oneof![Just(FullPolicy::Reject), Just(FullPolicy::DropOldest)],
     )
-        .prop_map(move |(segment_bytes_max, slack, full_policy)| BufferOptions {
-            segment_bytes_max,
-            buffer_bytes_max: segment_bytes_max + frame_max + slack,
-            full_policy,
-            batch_bytes_max: BATCH_BYTES_MAX,
-        })
+        .prop_map(
+            move |(segment_bytes_max, slack, full_policy)| BufferOptions {
+                segment_bytes_max,
+                buffer_bytes_max: segment_bytes_max + frame_max + slack,
+                full_policy,
+                batch_bytes_max: BATCH_BYTES_MAX,
+            },
+        )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,12 +156,19 @@ impl Harness {
             "seq reuse: next_seq {next} < a seq once durable {}",
             model.durable_seq_ever
         );
-        assert!(next <= model.next_seq, "next_seq {next} beyond any seq handed out");
+        assert!(
+            next <= model.next_seq,
+            "next_seq {next} beyond any seq handed out"
+        );
         assert!(
             next == model.next_seq || model.batches.contains_key(&next),
             "next_seq {next} is not a batch boundary"
         );
-        assert_eq!(buffer.acked_seq(), model.acked_seq, "the acked seq is persisted");
+        assert_eq!(
+            buffer.acked_seq(),
+            model.acked_seq,
+            "the acked seq is persisted"
+        );
         model.batches.retain(|first, _| *first < next);
         model.next_seq = next;
         model.durable_seq = next;
@@ -187,7 +207,9 @@ impl Harness {
 
     fn append(&mut self, records: u32, len: usize) {
         let seq = self.model.next_seq;
-        let bytes: Vec<u8> = (0..len).map(|i| (seq as usize * 7 + i * 13) as u8).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (seq as usize * 7 + i * 13) as u8)
+            .collect();
         let before = self.buffer().stats();
         match self.buffer().append(records, seq as i64, &bytes) {
             Ok(appended) => {
@@ -213,8 +235,13 @@ impl Harness {
             }
             Err(BufferError::Full { .. }) => {
                 let after = self.buffer().stats();
-                let positions = |s: BufferStats| (s.acked_seq, s.durable_seq, s.next_seq, s.dropped_records);
-                assert_eq!(positions(after), positions(before), "a refused append changed nothing");
+                let positions =
+                    |s: BufferStats| (s.acked_seq, s.durable_seq, s.next_seq, s.dropped_records);
+                assert_eq!(
+                    positions(after),
+                    positions(before),
+                    "a refused append changed nothing"
+                );
             }
             Err(err) => panic!("append failed: {err}"),
         }
@@ -225,7 +252,10 @@ impl Harness {
         let seq = acked + (durable - acked) * u64::from(permille) / 1000;
         let result = self.buffer().ack(seq);
         if seq > durable {
-            assert!(matches!(result, Err(BufferError::AckBeyondDurable { .. })), "{result:?}");
+            assert!(
+                matches!(result, Err(BufferError::AckBeyondDurable { .. })),
+                "{result:?}"
+            );
         } else {
             result.expect("ack");
             self.model.acked_seq = seq;
@@ -255,7 +285,10 @@ impl Harness {
         let model = &self.model;
         let start = from.max(model.acked_seq);
         let Some(first) = read.first() else {
-            assert!(start >= model.durable_seq, "durable data from {start} was not returned");
+            assert!(
+                start >= model.durable_seq,
+                "durable data from {start} was not returned"
+            );
             return;
         };
         assert!(first.first_seq <= start, "read starts after {start}");
@@ -266,7 +299,10 @@ impl Harness {
             let expected = model.batches.get(&seq).expect("batch is in the model");
             assert_eq!(batch.records, expected.records);
             assert_eq!(batch.max_timestamp_ms, expected.max_timestamp_ms);
-            assert_eq!(batch.batch, expected.bytes, "batch at {seq} is byte-identical");
+            assert_eq!(
+                batch.batch, expected.bytes,
+                "batch at {seq} is byte-identical"
+            );
             seq += u64::from(batch.records);
             assert!(seq <= model.durable_seq, "non-durable data was read");
             bytes += batch.batch.len();
@@ -275,7 +311,10 @@ impl Harness {
         assert!(read.len() == 1 || bytes <= max_bytes, "read over budget");
         if seq < model.durable_seq {
             let next = &model.batches[&seq];
-            assert!(bytes + next.bytes.len() > max_bytes, "read stopped early at {seq}");
+            assert!(
+                bytes + next.bytes.len() > max_bytes,
+                "read stopped early at {seq}"
+            );
         }
     }
 

@@ -99,8 +99,14 @@ impl Segment {
             if remaining == 0 {
                 break None;
             }
-            match scan_frame(&mut reader, remaining, &mut batch, segment.end_seq, batch_bytes_max)
-                .map_err(|e| BufferError::io("read segment", &segment.path, e))?
+            match scan_frame(
+                &mut reader,
+                remaining,
+                &mut batch,
+                segment.end_seq,
+                batch_bytes_max,
+            )
+            .map_err(|e| BufferError::io("read segment", &segment.path, e))?
             {
                 Ok(prefix) => {
                     segment.push_frame(prefix.first_seq, prefix.records, prefix.frame_len());
@@ -120,7 +126,10 @@ impl Segment {
 
     /// Records a frame just written (or scanned) at the end of the file.
     pub fn push_frame(&mut self, first_seq: u64, records: u32, frame_len: u64) {
-        assert_eq!(first_seq, self.end_seq, "frames in a segment are contiguous");
+        assert_eq!(
+            first_seq, self.end_seq,
+            "frames in a segment are contiguous"
+        );
         let offset = self.len_bytes;
         let due = self
             .index
@@ -143,7 +152,10 @@ impl Segment {
 
     /// `(seq, offset)` of an indexed frame at or before the one holding `seq`.
     pub fn locate(&self, seq: u64) -> (u64, u64) {
-        let i = self.index.partition_point(|e| e.seq <= seq).saturating_sub(1);
+        let i = self
+            .index
+            .partition_point(|e| e.seq <= seq)
+            .saturating_sub(1);
         self.index
             .get(i)
             .map_or((self.first_seq, 0), |e| (e.seq, e.offset))
@@ -159,7 +171,8 @@ impl Segment {
         self.file
             .read_exact_at(&mut bytes, offset)
             .map_err(|e| BufferError::io("read segment", &self.path, e))?;
-        let prefix = decode_prefix(&bytes, batch_bytes_max).map_err(|reason| self.corrupt(offset, reason))?;
+        let prefix = decode_prefix(&bytes, batch_bytes_max)
+            .map_err(|reason| self.corrupt(offset, reason))?;
         Ok((prefix, bytes))
     }
 

@@ -63,7 +63,10 @@ fn append_sync_read_ack_reopen() {
     assert_eq!(append(&mut buffer, 1, 0).first_seq, 2);
     assert_eq!(append(&mut buffer, 3, 20).first_seq, 3);
     assert_eq!((buffer.next_seq(), buffer.durable_seq()), (6, 0));
-    assert!(buffer.read_durable(0, usize::MAX).unwrap().is_empty(), "nothing durable yet");
+    assert!(
+        buffer.read_durable(0, usize::MAX).unwrap().is_empty(),
+        "nothing durable yet"
+    );
 
     buffer.sync().unwrap();
     buffer.check_invariants();
@@ -85,7 +88,10 @@ fn append_sync_read_ack_reopen() {
 
     let (buffer, recovery) = open(dir.path(), small_opts());
     assert_eq!(recovery.segments, 1);
-    assert_eq!((recovery.batches, recovery.records, recovery.truncated_bytes), (3, 6, 0));
+    assert_eq!(
+        (recovery.batches, recovery.records, recovery.truncated_bytes),
+        (3, 6, 0)
+    );
     assert_eq!(buffer.acked_seq(), 3);
     assert_eq!((buffer.durable_seq(), buffer.next_seq()), (6, 6));
     let rest = buffer.read_durable(0, usize::MAX).unwrap();
@@ -117,7 +123,16 @@ fn only_durable_data_is_read_and_acked() {
     let read = buffer.read_durable(0, usize::MAX).unwrap();
     assert_eq!(read.len(), 1, "the unsynced batch is not handed out");
     let err = buffer.ack(2).unwrap_err();
-    assert!(matches!(err, BufferError::AckBeyondDurable { seq: 2, durable_seq: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BufferError::AckBeyondDurable {
+                seq: 2,
+                durable_seq: 1
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(buffer.acked_seq(), 0);
     buffer.ack(1).unwrap();
     buffer.ack(0).unwrap(); // stale acks are ignored
@@ -145,15 +160,27 @@ fn segments_roll_and_acked_sealed_segments_are_deleted() {
     assert_eq!(buffer.buffered_bytes(), 700);
     buffer.ack(5).unwrap();
     buffer.check_invariants();
-    assert_eq!(segment_files(dir.path()).len(), 2, "segments entirely below 5 are gone");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        2,
+        "segments entirely below 5 are gone"
+    );
     buffer.ack(7).unwrap();
     buffer.check_invariants();
-    assert_eq!(segment_files(dir.path()).len(), 1, "the active segment stays");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "the active segment stays"
+    );
     assert_eq!(buffer.buffered_records(), 0);
     append(&mut buffer, 1, 72);
     buffer.sync().unwrap();
     buffer.ack(8).unwrap();
-    assert_eq!(segment_files(dir.path()).len(), 1, "the fully acked active segment stays");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "the fully acked active segment stays"
+    );
     // Sealing a fully acked active segment deletes it.
     append(&mut buffer, 1, 72);
     assert_eq!(
@@ -254,12 +281,20 @@ fn corrupt_sealed_segment_is_an_error_naming_file_and_offset() {
 
     let err = StreamBuffer::open(dir.path(), small_opts()).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, BufferError::Corrupt { offset: 100, .. }), "{message}");
+    assert!(
+        matches!(err, BufferError::Corrupt { offset: 100, .. }),
+        "{message}"
+    );
     assert!(message.contains("00000000000000000002.buf"), "{message}");
     assert!(message.contains("checksum mismatch"), "{message}");
 
     // Following the message's advice opens the buffer with a gap in seqs.
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(100).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
     let (buffer, recovery) = open(dir.path(), small_opts());
     assert_eq!(recovery.records, 5);
     let seqs: Vec<_> = buffer
@@ -354,7 +389,9 @@ fn drop_oldest_drops_oldest_durable_segments_and_counts() {
         dropped += appended.dropped_records;
         buffer.sync().unwrap();
     }
-    buffer.ack(1).unwrap_or_else(|e| panic!("stale ack is fine: {e}"));
+    buffer
+        .ack(1)
+        .unwrap_or_else(|e| panic!("stale ack is fine: {e}"));
     assert_eq!(dropped, buffer.dropped_records());
     // Frames 0..6 were dropped two at a time (a whole segment each time).
     assert_eq!(buffer.dropped_records(), 18);
@@ -376,10 +413,16 @@ fn drop_oldest_never_drops_unsynced_data() {
         append(&mut buffer, 1, 72);
     }
     let stats = buffer.stats();
-    assert!(matches!(buffer.append(1, 0, &[0; 72]), Err(BufferError::Full { .. })));
+    assert!(matches!(
+        buffer.append(1, 0, &[0; 72]),
+        Err(BufferError::Full { .. })
+    ));
     buffer.check_invariants();
     let after = buffer.stats();
-    assert_eq!((after.acked_seq, after.next_seq, after.dropped_records), (0, 4, 0));
+    assert_eq!(
+        (after.acked_seq, after.next_seq, after.dropped_records),
+        (0, 4, 0)
+    );
     assert_eq!(after.buffered_bytes, stats.buffered_bytes);
     buffer.sync().unwrap();
     assert_eq!(append(&mut buffer, 1, 72).dropped_records, 2);
@@ -389,9 +432,15 @@ fn drop_oldest_never_drops_unsynced_data() {
 fn bad_input_is_refused_with_context() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
-    assert!(matches!(buffer.append(0, 0, b"x"), Err(BufferError::NoRecords)));
+    assert!(matches!(
+        buffer.append(0, 0, b"x"),
+        Err(BufferError::NoRecords)
+    ));
     let err = buffer.append(1, 0, &[0; 129]).unwrap_err();
-    assert_eq!(err.to_string(), "batch of 129 bytes exceeds batch_bytes_max = 128");
+    assert_eq!(
+        err.to_string(),
+        "batch of 129 bytes exceeds batch_bytes_max = 128"
+    );
     assert_eq!(buffer.next_seq(), 0);
 
     let opts = BufferOptions {
@@ -405,10 +454,14 @@ fn bad_input_is_refused_with_context() {
 #[test]
 fn options_deserialize_with_defaults_and_snake_case_policy() {
     let opts: BufferOptions =
-        serde_json::from_str(r#"{"full_policy": "drop_oldest", "segment_bytes_max": 1024}"#).unwrap();
+        serde_json::from_str(r#"{"full_policy": "drop_oldest", "segment_bytes_max": 1024}"#)
+            .unwrap();
     assert_eq!(opts.full_policy, FullPolicy::DropOldest);
     assert_eq!(opts.segment_bytes_max, 1024);
-    assert_eq!(opts.buffer_bytes_max, BufferOptions::default().buffer_bytes_max);
+    assert_eq!(
+        opts.buffer_bytes_max,
+        BufferOptions::default().buffer_bytes_max
+    );
     let reject: FullPolicy = serde_json::from_str(r#""reject""#).unwrap();
     assert_eq!(reject, FullPolicy::Reject);
     assert!(serde_json::from_str::<BufferOptions>(r#"{"segment_bytes": 1}"#).is_err());

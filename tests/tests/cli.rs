@@ -1,0 +1,106 @@
+//! The `strata` CLI against real daemons: stream admin, produce from stdin
+//! with a key separator, consume as JSON, and bad arguments.
+
+use anyhow::{bail, Result};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata_tests::{bin, Pipeline};
+
+/// Runs `strata ARGS` with `stdin`, bounded in time.
+fn strata(args: &[&str], stdin: &str) -> Result<Output> {
+    let mut child = Command::new(bin("strata")?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("strata {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tour() -> Result<()> {
+    let p = Pipeline::start("").await?;
+    let ca = p.pki.ca.display().to_string();
+    let core = p.core_addr.to_string();
+    let edge = p.edge_addr.to_string();
+    let run = |args: &[&str], stdin: &str| -> Result<Output> {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--ca", &ca]);
+        strata(&all, stdin)
+    };
+
+    let out = run(&["stream", "create", "cli", "--shards", "3", "--core", &core], "")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["stream", "describe", "cli", "--json", "--core", &core], "")?;
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(d["shards"].as_array().map(Vec::len), Some(3));
+    assert_eq!(d["shards"][2]["end_hash_key"], "340282366920938463463374607431768211455");
+
+    let out = run(
+        &["produce", "cli", "--edge", &edge, "--key-sep", ":"],
+        "dev-1:{\"t\":1}\ndev-2:{\"t\":2}\ndev-1:{\"t\":3}\n",
+    )?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["produce", "cli", "--edge", &edge, "--key", "dev-9", "hello"], "")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The edge forwards asynchronously: wait until all four are consumable.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let out = run(&["consume", "cli", "--core", &core, "--json"], "")?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        if lines.len() >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for l in &lines {
+        for field in ["stream", "shard", "offset", "timestamp", "key", "data"] {
+            assert!(l.get(field).is_some(), "missing {field} in {l}");
+        }
+    }
+    let dev1: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["key"] == "dev-1")
+        .map(|l| l["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(dev1, ["{\"t\":1}", "{\"t\":3}"], "per-key order");
+    assert!(lines.iter().any(|l| l["key"] == "dev-9" && l["data"] == "hello"));
+
+    let out = run(&["consume", "cli", "--core", &core, "--limit", "1"], "")?;
+    assert_eq!(String::from_utf8(out.stdout)?.lines().count(), 1);
+
+    // Bad arguments: clear errors, non-zero exit, nothing changed.
+    let out = run(&["consume", "cli", "--core", &core, "--from", "offset:x"], "")?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("offset"));
+    let out = run(&["produce", "cli", "--edge", &edge, "--key-sep", ":"], "no separator here\n")?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["stream", "create", "x", "--shards", "0", "--core", &core], "")?;
+    assert!(!out.status.success());
+    let out = run(&["consume", "nope", "--core", &core], "")?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_STREAM"));
+    let out = strata(&["stream", "list", "--core", &core, "--ca", "/nonexistent/ca.pem"], "")?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
+
+    let out = run(&["stream", "list", "--json", "--core", &core], "")?;
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(l.as_array().map(Vec::len), Some(1));
+    Ok(())
+}
