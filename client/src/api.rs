@@ -45,7 +45,10 @@ impl StreamInfo {
                     first_offset: sh.first_offset(),
                     next_offset: sh.next_offset(),
                     leader_node: sh.leader_node(),
-                    replicas: sh.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
+                    replicas: sh
+                        .replicas()
+                        .map(|r| r.iter().collect())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }
@@ -228,7 +231,12 @@ pub async fn list_streams(c: &Client) -> Result<Vec<StreamInfo>, ClientError> {
     let reply = c.call(&req).await?;
     let r = open(&reply);
     r.body_as_stream_list()
-        .map(|l| l.streams().iter().map(|s| StreamInfo::from_fb(&s)).collect())
+        .map(|l| {
+            l.streams()
+                .iter()
+                .map(|s| StreamInfo::from_fb(&s))
+                .collect()
+        })
         .ok_or_else(|| bad(c, "StreamList"))
 }
 
@@ -358,7 +366,9 @@ pub async fn fetch(
                             .map(|h| {
                                 (
                                     h.key().to_string(),
-                                    Bytes::copy_from_slice(h.value().map_or(&[][..], |v| v.bytes())),
+                                    Bytes::copy_from_slice(
+                                        h.value().map_or(&[][..], |v| v.bytes()),
+                                    ),
                                 )
                             })
                             .collect()

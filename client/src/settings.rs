@@ -21,8 +21,13 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Resul
             .prefix_separator("_")
             .try_parsing(true),
     );
-    let what = path.map_or_else(|| format!("{env_prefix}_* environment"), |p| p.display().to_string());
-    let cfg = b.build().with_context(|| format!("reading config {what}"))?;
+    let what = path.map_or_else(
+        || format!("{env_prefix}_* environment"),
+        |p| p.display().to_string(),
+    );
+    let cfg = b
+        .build()
+        .with_context(|| format!("reading config {what}"))?;
     cfg.try_deserialize::<T>()
         .map_err(|e| anyhow::anyhow!("invalid config {what}: {e}"))
 }
@@ -47,7 +52,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "listen_addr = \"x\"\nsize_bytes_mx = 3\n").unwrap();
-        let err = load::<Demo>(Some(&p), "STRATA_TEST_UNKNOWN").unwrap_err().to_string();
+        let err = load::<Demo>(Some(&p), "STRATA_TEST_UNKNOWN")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("size_bytes_mx"), "{err}");
     }
 
@@ -56,7 +63,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "listen_addr = \"x\"\nsize_bytes_max = \"lots\"\n").unwrap();
-        let err = load::<Demo>(Some(&p), "STRATA_TEST_BADTYPE").unwrap_err().to_string();
+        let err = load::<Demo>(Some(&p), "STRATA_TEST_BADTYPE")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("size_bytes_max"), "{err}");
     }
 }

@@ -126,7 +126,9 @@ fn transport(idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
         .send_window(64 * 1024 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(5)))
         .max_idle_timeout(Some(
-            idle_timeout.try_into().expect("idle timeout fits a QUIC varint"),
+            idle_timeout
+                .try_into()
+                .expect("idle timeout fits a QUIC varint"),
         ));
     Arc::new(t)
 }

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_schema::fb;
 use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 use strata_schema::wire::{self, RemoteError};
-use strata_schema::fb;
 use tokio::sync::{watch, Mutex, Semaphore};
 
 /// Errors of a request to a Strata server.
@@ -59,9 +59,14 @@ fn is_tls_rejection(detail: &str) -> bool {
 fn explain_connect(e: &dyn std::fmt::Display) -> String {
     let s = e.to_string();
     if s.contains("UnknownIssuer") || s.contains("invalid peer certificate") {
-        format!("{s} (the server's certificate is not signed by the CA given with --ca / STRATA_CA)")
+        format!(
+            "{s} (the server's certificate is not signed by the CA given with --ca / STRATA_CA)"
+        )
     } else if s.contains("no application protocol") || s.contains("ALPN") {
-        format!("{s} (the server does not speak {})", String::from_utf8_lossy(strata_schema::ALPN))
+        format!(
+            "{s} (the server does not speak {})",
+            String::from_utf8_lossy(strata_schema::ALPN)
+        )
     } else if s.contains("timed out") {
         format!("{s} (is a Strata server listening there?)")
     } else {
@@ -134,7 +139,8 @@ impl Client {
             .await
             .map_err(|_| ClientError::Connect {
                 addr: self.addr,
-                detail: "handshake timed out after 10 s (is a Strata server listening there?)".into(),
+                detail: "handshake timed out after 10 s (is a Strata server listening there?)"
+                    .into(),
             })?
             .map_err(|e| ClientError::Connect {
                 addr: self.addr,
@@ -295,11 +301,19 @@ pub async fn serve<H: Handler>(
     let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
 }
 
-async fn serve_connection<H: Handler>(conn: quinn::Connection, handler: Arc<H>, limits: ServeLimits) {
+async fn serve_connection<H: Handler>(
+    conn: quinn::Connection,
+    handler: Arc<H>,
+    limits: ServeLimits,
+) {
     let peer = conn.remote_address();
     let inflight = Arc::new(Semaphore::new(limits.requests_per_connection_max));
     loop {
-        let permit = inflight.clone().acquire_owned().await.expect("never closed");
+        let permit = inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let (mut send, mut recv) = match conn.accept_bi().await {
             Ok(s) => s,
             Err(e) => {
@@ -313,7 +327,9 @@ async fn serve_connection<H: Handler>(conn: quinn::Connection, handler: Arc<H>, 
             let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
                 Ok(req) => match wire::decode_request(&req) {
                     Ok(_) => handler.handle(req, peer).await,
-                    Err(e) => RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode(),
+                    Err(e) => {
+                        RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode()
+                    }
                 },
                 Err(FrameReadError::Io(e)) => {
                     tracing::debug!(%peer, error = %e, "request stream failed");

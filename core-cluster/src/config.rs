@@ -94,7 +94,10 @@ impl CoreConfig {
             ));
         }
         if self.segment_bytes_max < 1024 * 1024 {
-            return Err(format!("segment_bytes_max = {} is below 1 MiB", self.segment_bytes_max));
+            return Err(format!(
+                "segment_bytes_max = {} is below 1 MiB",
+                self.segment_bytes_max
+            ));
         }
         if self.shards_max == 0 {
             return Err("shards_max must be at least 1".into());
@@ -108,5 +111,21 @@ impl CoreConfig {
             batch_records_max: self.batch_records_max,
             batch_bytes_max: self.batch_bytes_max,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_validates() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/core.example.toml");
+        let cfg: CoreConfig =
+            strata_client::settings::load(Some(&p), "STRATA_CORE_EXAMPLE_TEST").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listen_addr.port(), 7500);
+        assert_eq!(cfg.record_bytes_max, 1024 * 1024);
     }
 }

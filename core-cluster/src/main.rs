@@ -40,7 +40,8 @@ fn main() {
 
 async fn run(args: Args) -> Result<()> {
     let cfg: CoreConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_CORE")?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     strata_client::tls::install_crypto_provider();
     let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
     if let Some(addr) = cfg.metrics_addr {

@@ -4,8 +4,8 @@
 //! single-node core simply has one member in every group.
 
 use crate::config::CoreConfig;
-use crate::log::store::LogStore;
 use crate::log::segment::SegmentLogOptions;
+use crate::log::store::LogStore;
 use crate::meta::{Catalog, MetaCommand, MetaResponse, ShardMeta, StreamMeta};
 use crate::raft::network::SingleNodeNetwork;
 use crate::raft::shard::ShardState;
@@ -47,7 +47,13 @@ fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
 }
 
 impl<S: GroupState> Group<S> {
-    async fn open(name: &str, dir: &Path, node_id: NodeId, addr: &str, seg: SegmentLogOptions) -> Result<Self> {
+    async fn open(
+        name: &str,
+        dir: &Path,
+        node_id: NodeId,
+        addr: &str,
+        seg: SegmentLogOptions,
+    ) -> Result<Self> {
         let log = LogStore::open(dir, seg)
             .with_context(|| format!("opening Raft log of {name} at {}", dir.display()))?;
         let sm = GroupSm::<S>::default();
@@ -176,7 +182,12 @@ impl Node {
         self.meta
             .sm
             .read(|c| c.streams.get(name).cloned())
-            .ok_or_else(|| RemoteError::new(ErrorCode::UnknownStream, format!("stream {name:?} does not exist")))
+            .ok_or_else(|| {
+                RemoteError::new(
+                    ErrorCode::UnknownStream,
+                    format!("stream {name:?} does not exist"),
+                )
+            })
     }
 
     /// The shard group for a request, or the error reply naming what is missing.
@@ -185,21 +196,35 @@ impl Node {
         if !meta.shards.iter().any(|s| s.id == shard) {
             return Err(RemoteError::new(
                 ErrorCode::UnknownShard,
-                format!("stream {stream:?} has no shard {shard} (it has {})", meta.shards.len()),
+                format!(
+                    "stream {stream:?} has no shard {shard} (it has {})",
+                    meta.shards.len()
+                ),
             ));
         }
         self.shard(stream, shard).ok_or_else(|| {
-            RemoteError::new(ErrorCode::Unavailable, format!("shard {stream}/{shard} is starting"))
+            RemoteError::new(
+                ErrorCode::Unavailable,
+                format!("shard {stream}/{shard} is starting"),
+            )
         })
     }
 
-    pub async fn create_stream(&self, name: &str, shards: u32, replication: u32) -> Result<StreamInfo, RemoteError> {
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shards: u32,
+        replication: u32,
+    ) -> Result<StreamInfo, RemoteError> {
         strata_schema::validate_stream_name(name)
             .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
         if shards == 0 || shards > self.cfg.shards_max {
             return Err(RemoteError::new(
                 ErrorCode::InvalidArgument,
-                format!("--shards {shards} must be between 1 and {}", self.cfg.shards_max),
+                format!(
+                    "--shards {shards} must be between 1 and {}",
+                    self.cfg.shards_max
+                ),
             ));
         }
         let replication = replication.max(1);
@@ -233,9 +258,17 @@ impl Node {
         match resp.data {
             CommandResponse::Meta(MetaResponse::Created) => {}
             CommandResponse::Meta(MetaResponse::AlreadyExists) => {
-                return Err(RemoteError::new(ErrorCode::StreamExists, format!("stream {name:?} already exists")))
+                return Err(RemoteError::new(
+                    ErrorCode::StreamExists,
+                    format!("stream {name:?} already exists"),
+                ))
             }
-            other => return Err(RemoteError::new(ErrorCode::Internal, format!("unexpected {other:?}"))),
+            other => {
+                return Err(RemoteError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected {other:?}"),
+                ))
+            }
         }
         let meta = self.stream_meta(name)?;
         self.open_shards(&meta)
@@ -282,7 +315,11 @@ impl Node {
     }
 
     /// Appends runs to a shard in order; returns (appended, duplicates, next offset).
-    pub async fn append(&self, g: &ShardGroup, cmds: Vec<AppendCmd>) -> Result<(u64, u64, u64), RemoteError> {
+    pub async fn append(
+        &self,
+        g: &ShardGroup,
+        cmds: Vec<AppendCmd>,
+    ) -> Result<(u64, u64, u64), RemoteError> {
         let mut receivers = Vec::with_capacity(cmds.len());
         let mut duplicates = 0u64;
         for cmd in cmds {
@@ -313,7 +350,12 @@ impl Node {
                     appended += a;
                     duplicates += d;
                 }
-                other => return Err(RemoteError::new(ErrorCode::Internal, format!("unexpected {other:?}"))),
+                other => {
+                    return Err(RemoteError::new(
+                        ErrorCode::Internal,
+                        format!("unexpected {other:?}"),
+                    ))
+                }
             }
         }
         let next = g.sm.read(|s| s.next_offset);
@@ -323,7 +365,13 @@ impl Node {
     }
 
     pub async fn shutdown(&self) {
-        let groups: Vec<_> = self.shards.read().expect("shards lock").values().cloned().collect();
+        let groups: Vec<_> = self
+            .shards
+            .read()
+            .expect("shards lock")
+            .values()
+            .cloned()
+            .collect();
         for g in groups {
             let _ = g.raft.shutdown().await;
         }

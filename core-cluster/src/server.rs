@@ -26,7 +26,13 @@ impl Handler for CoreHandler {
     async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
         let req = wire::decode_request(&request).expect("serve() verified the request");
         let result = match req.body_type() {
-            fb::RequestBody::ForwardRequest => self.forward(req.body_as_forward_request().expect("type checked")).await,
+            fb::RequestBody::ForwardRequest => {
+                self.forward(
+                    &request,
+                    req.body_as_forward_request().expect("type checked"),
+                )
+                .await
+            }
             fb::RequestBody::CreateStreamRequest => {
                 let r = req.body_as_create_stream_request().expect("type checked");
                 self.node
@@ -39,8 +45,14 @@ impl Handler for CoreHandler {
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
             }
             fb::RequestBody::ListStreamsRequest => Ok(list_reply(&self.node.list())),
-            fb::RequestBody::SeekRequest => self.seek(req.body_as_seek_request().expect("type checked")).await,
-            fb::RequestBody::FetchRequest => self.fetch(req.body_as_fetch_request().expect("type checked")).await,
+            fb::RequestBody::SeekRequest => {
+                self.seek(req.body_as_seek_request().expect("type checked"))
+                    .await
+            }
+            fb::RequestBody::FetchRequest => {
+                self.fetch(req.body_as_fetch_request().expect("type checked"))
+                    .await
+            }
             fb::RequestBody::ProduceRequest => Err(invalid(
                 "this is a core node: produce through an edge agent (strata produce --edge ADDR)",
             )),
@@ -64,14 +76,22 @@ fn describe_reply(s: &strata_client::api::StreamInfo) -> Bytes {
 
 fn list_reply(list: &[strata_client::api::StreamInfo]) -> Bytes {
     wire::response(fb::ResponseBody::StreamList, |fbb| {
-        let items: Vec<_> = list.iter().map(|s| build_stream_description(fbb, s)).collect();
+        let items: Vec<_> = list
+            .iter()
+            .map(|s| build_stream_description(fbb, s))
+            .collect();
         let streams = Some(fbb.create_vector(&items));
         fb::StreamList::create(fbb, &fb::StreamListArgs { streams }).as_union_value()
     })
 }
 
 impl CoreHandler {
-    async fn forward(&self, r: fb::ForwardRequest<'_>) -> Result<Bytes, RemoteError> {
+    /// `frame` is the request frame `r` was read from: batches are sliced out of it, not copied.
+    async fn forward(
+        &self,
+        frame: &Bytes,
+        r: fb::ForwardRequest<'_>,
+    ) -> Result<Bytes, RemoteError> {
         if r.producer_id() == 0 {
             return Err(invalid("producer_id 0 is reserved"));
         }
@@ -83,9 +103,8 @@ impl CoreHandler {
             let summary = batch::verify(bytes, &limits).map_err(|e| {
                 let code = match e {
                     batch::BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
-                    batch::BatchError::TooManyBytes { .. } | batch::BatchError::TooManyRecords { .. } => {
-                        ErrorCode::BatchTooLarge
-                    }
+                    batch::BatchError::TooManyBytes { .. }
+                    | batch::BatchError::TooManyRecords { .. } => ErrorCode::BatchTooLarge,
                     _ => ErrorCode::MalformedRequest,
                 };
                 RemoteError::new(code, format!("piece {i}: {e}"))
@@ -108,9 +127,17 @@ impl CoreHandler {
                 seq_deltas,
                 max_timestamp_ms: summary.max_timestamp_ms,
                 records: summary.records as u32,
-                batch: Bytes::copy_from_slice(bytes),
+                batch: frame.slice_ref(bytes),
             };
-            if cmd.first_seq.checked_add(u64::from(cmd.seq_deltas.as_ref().map_or(cmd.records, |d| d[d.len() - 1] + 1))).is_none() {
+            if cmd
+                .first_seq
+                .checked_add(u64::from(
+                    cmd.seq_deltas
+                        .as_ref()
+                        .map_or(cmd.records, |d| d[d.len() - 1] + 1),
+                ))
+                .is_none()
+            {
                 return Err(invalid(format!("piece {i}: sequence numbers overflow")));
             }
             cmds.push(cmd);
@@ -136,11 +163,15 @@ impl CoreHandler {
             fb::StartKind::Oldest => first,
             fb::StartKind::Latest => next,
             fb::StartKind::Offset => {
-                let o = u64::try_from(r.value()).map_err(|_| invalid("offset must not be negative"))?;
+                let o =
+                    u64::try_from(r.value()).map_err(|_| invalid("offset must not be negative"))?;
                 if o < first || o > next {
                     return Err(RemoteError::new(
                         ErrorCode::OffsetOutOfRange,
-                        format!("offset {o} is outside [{first}, {next}] of shard {}", r.shard()),
+                        format!(
+                            "offset {o} is outside [{first}, {next}] of shard {}",
+                            r.shard()
+                        ),
                     ));
                 }
                 o
@@ -160,11 +191,15 @@ impl CoreHandler {
         if offset < first || offset > next {
             return Err(RemoteError::new(
                 ErrorCode::OffsetOutOfRange,
-                format!("offset {offset} is outside [{first}, {next}] of shard {}", r.shard()),
+                format!(
+                    "offset {offset} is outside [{first}, {next}] of shard {}",
+                    r.shard()
+                ),
             ));
         }
         if offset == next && r.wait_ms() > 0 {
-            let wait = Duration::from_millis(u64::from(r.wait_ms()).min(self.node.cfg.fetch_wait_ms_max));
+            let wait =
+                Duration::from_millis(u64::from(r.wait_ms()).min(self.node.cfg.fetch_wait_ms_max));
             let mut rx = g.sm.subscribe();
             let _ = tokio::time::timeout(wait, async {
                 while g.sm.read(|s| s.next_offset) <= offset {
@@ -175,8 +210,17 @@ impl CoreHandler {
             })
             .await;
         }
-        let max_records = if r.max_records() == 0 { 10_000 } else { r.max_records() } as u64;
-        let max_bytes = if r.max_bytes() == 0 { 8 << 20 } else { r.max_bytes() as usize }.min(32 << 20);
+        let max_records = if r.max_records() == 0 {
+            10_000
+        } else {
+            r.max_records()
+        } as u64;
+        let max_bytes = if r.max_bytes() == 0 {
+            8 << 20
+        } else {
+            r.max_bytes() as usize
+        }
+        .min(32 << 20);
         read_batches(&g, offset, max_records, max_bytes)
     }
 }
@@ -204,12 +248,19 @@ fn internal(e: impl std::fmt::Display) -> RemoteError {
 fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
     match g.log.read_command(log_index).map_err(internal)? {
         Some(Command::Append(a)) => Ok(a),
-        Some(other) => Err(internal(format!("log entry {log_index} is not an append: {other:?}"))),
+        Some(other) => Err(internal(format!(
+            "log entry {log_index} is not an append: {other:?}"
+        ))),
         None => Err(internal(format!("log entry {log_index} is missing"))),
     }
 }
 
-fn read_batches(g: &ShardGroup, offset: u64, max_records: u64, max_bytes: usize) -> Result<Bytes, RemoteError> {
+fn read_batches(
+    g: &ShardGroup,
+    offset: u64,
+    max_records: u64,
+    max_bytes: usize,
+) -> Result<Bytes, RemoteError> {
     let (entries, next) = g.sm.read(|s| {
         let mut out = Vec::new();
         if let Some(i) = s.locate(offset) {
@@ -240,30 +291,34 @@ fn read_batches(g: &ShardGroup, offset: u64, max_records: u64, max_bytes: usize)
     let out_records: u64 = next_offset - offset;
     metrics::counter!("strata_core_records_out_total").increment(out_records);
     let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
-    Ok(wire::response_with(fbb, fb::ResponseBody::FetchResponse, |fbb| {
-        let items: Vec<_> = fetched
-            .iter()
-            .map(|(base, skip, b)| {
-                let batch = Some(fbb.create_vector(b));
-                fb::FetchedBatch::create(
-                    fbb,
-                    &fb::FetchedBatchArgs {
-                        base_offset: *base,
-                        skip: *skip,
-                        batch,
-                    },
-                )
-            })
-            .collect();
-        let batches = Some(fbb.create_vector(&items));
-        fb::FetchResponse::create(
-            fbb,
-            &fb::FetchResponseArgs {
-                batches,
-                next_offset,
-                high_watermark: next,
-            },
-        )
-        .as_union_value()
-    }))
+    Ok(wire::response_with(
+        fbb,
+        fb::ResponseBody::FetchResponse,
+        |fbb| {
+            let items: Vec<_> = fetched
+                .iter()
+                .map(|(base, skip, b)| {
+                    let batch = Some(fbb.create_vector(b));
+                    fb::FetchedBatch::create(
+                        fbb,
+                        &fb::FetchedBatchArgs {
+                            base_offset: *base,
+                            skip: *skip,
+                            batch,
+                        },
+                    )
+                })
+                .collect();
+            let batches = Some(fbb.create_vector(&items));
+            fb::FetchResponse::create(
+                fbb,
+                &fb::FetchResponseArgs {
+                    batches,
+                    next_offset,
+                    high_watermark: next,
+                },
+            )
+            .as_union_value()
+        },
+    ))
 }

@@ -5,7 +5,7 @@
 //! A producer's batch is verified, appended to the stream's buffer and
 //! acknowledged only after the buffer's group commit made it durable.
 
-use crate::buffer::{BufferError, BufferHandle, BufferOptions, StreamBuffer};
+use crate::buffer::{BufferError, BufferHandle, StreamBuffer};
 use crate::config::EdgeConfig;
 use crate::forwarder;
 use anyhow::{Context, Result};
@@ -61,7 +61,8 @@ pub fn producer_id(data_dir: &Path) -> Result<u64> {
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -82,7 +83,11 @@ impl Agent {
 
     /// Opens the agent: reads its id and stream cache, reopens every buffer
     /// and starts its forwarder (buffered data drains as soon as the core answers).
-    pub async fn start(cfg: EdgeConfig, core: Arc<Client>, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>> {
+    pub async fn start(
+        cfg: EdgeConfig,
+        core: Arc<Client>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(cfg.data_dir.join("buffers"))
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
         let producer_id = producer_id(&cfg.data_dir)?;
@@ -106,7 +111,11 @@ impl Agent {
         for info in cached {
             agent.open_stream(info).await?;
         }
-        tracing::info!(producer_id, streams = agent.streams.lock().expect("lock").len(), "edge agent ready");
+        tracing::info!(
+            producer_id,
+            streams = agent.streams.lock().expect("lock").len(),
+            "edge agent ready"
+        );
         Ok(agent)
     }
 
@@ -127,16 +136,12 @@ impl Agent {
             return Ok(s.clone());
         }
         let dir = self.buffer_dir(&info.name);
-        let opts = BufferOptions {
-            segment_bytes_max: self.cfg.segment_bytes_max,
-            buffer_bytes_max: self.cfg.buffer_bytes_max,
-            full_policy: self.cfg.full_policy,
-            batch_bytes_max: self.cfg.batch_bytes_max,
-        };
+        let opts = self.cfg.buffer_options();
         let name = info.name.clone();
-        let (buffer, recovery) = tokio::task::spawn_blocking(move || StreamBuffer::open(&dir, opts))
-            .await?
-            .with_context(|| format!("opening the buffer of stream {name}"))?;
+        let (buffer, recovery) =
+            tokio::task::spawn_blocking(move || StreamBuffer::open(&dir, opts))
+                .await?
+                .with_context(|| format!("opening the buffer of stream {name}"))?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(stream = %name, truncated_bytes = recovery.truncated_bytes, "cut a torn tail from the buffer (unacknowledged writes)");
         }
@@ -144,9 +149,17 @@ impl Agent {
             buffer: BufferHandle::spawn(buffer, name.clone()),
             info: Mutex::new(info),
         });
-        self.streams.lock().expect("streams lock").insert(name.clone(), state.clone());
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .insert(name.clone(), state.clone());
         self.save_cache()?;
-        tokio::spawn(forwarder::run(self.clone(), name, state.clone(), self.shutdown.clone()));
+        tokio::spawn(forwarder::run(
+            self.clone(),
+            name,
+            state.clone(),
+            self.shutdown.clone(),
+        ));
         Ok(state)
     }
 
@@ -155,7 +168,8 @@ impl Agent {
         if let Some(s) = self.streams.lock().expect("streams lock").get(name) {
             return Ok(s.clone());
         }
-        strata_schema::validate_stream_name(name).map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+        strata_schema::validate_stream_name(name)
+            .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
         let info = match api::describe_stream(&self.core, name).await {
             Ok(info) => info,
             Err(ClientError::Remote(e)) => return Err(e),
@@ -180,12 +194,18 @@ impl Agent {
             .collect()
     }
 
-    async fn produce(self: &Arc<Self>, r: fb::ProduceRequest<'_>) -> Result<Bytes, RemoteError> {
+    /// `frame` is the request frame `r` was read from: the batch is sliced out of it, not copied.
+    async fn produce(
+        self: &Arc<Self>,
+        frame: &Bytes,
+        r: fb::ProduceRequest<'_>,
+    ) -> Result<Bytes, RemoteError> {
         let bytes = r.batch().bytes();
         let summary = batch::verify(bytes, &self.cfg.limits()).map_err(|e| {
             let code = match e {
                 batch::BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
-                batch::BatchError::TooManyBytes { .. } | batch::BatchError::TooManyRecords { .. } => ErrorCode::BatchTooLarge,
+                batch::BatchError::TooManyBytes { .. }
+                | batch::BatchError::TooManyRecords { .. } => ErrorCode::BatchTooLarge,
                 _ => ErrorCode::MalformedRequest,
             };
             RemoteError::new(code, e.to_string())
@@ -193,7 +213,11 @@ impl Agent {
         let stream = self.stream(r.stream()).await?;
         stream
             .buffer
-            .append(summary.records as u32, summary.max_timestamp_ms, Bytes::copy_from_slice(bytes))
+            .append(
+                summary.records as u32,
+                summary.max_timestamp_ms,
+                frame.slice_ref(bytes),
+            )
             .await
             .map_err(|e| match e {
                 BufferError::Full { .. } => RemoteError::new(ErrorCode::BufferFull, e.to_string()),
@@ -201,7 +225,13 @@ impl Agent {
             })?;
         metrics::counter!("strata_edge_records_in_total").increment(summary.records as u64);
         Ok(wire::response(fb::ResponseBody::ProduceResponse, |fbb| {
-            fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { records: summary.records as u32 }).as_union_value()
+            fb::ProduceResponse::create(
+                fbb,
+                &fb::ProduceResponseArgs {
+                    records: summary.records as u32,
+                },
+            )
+            .as_union_value()
         }))
     }
 
@@ -223,7 +253,7 @@ impl Handler for EdgeHandler {
     async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
         let req = wire::decode_request(&request).expect("serve() verified the request");
         let result = match req.body_as_produce_request() {
-            Some(r) => self.0.produce(r).await,
+            Some(r) => self.0.produce(&request, r).await,
             None => Err(RemoteError::new(
                 ErrorCode::InvalidArgument,
                 "an edge agent only accepts produce requests; send admin and fetch requests to the core",

@@ -100,19 +100,29 @@ impl EdgeConfig {
                 strata_schema::frame::FRAME_BYTES_MAX / 2
             ));
         }
-        if self.buffer_bytes_max < self.batch_bytes_max as u64 {
-            return Err(format!(
-                "buffer_bytes_max = {} must hold at least one batch (batch_bytes_max = {})",
-                self.buffer_bytes_max, self.batch_bytes_max
-            ));
+        if let Err(e) = self.buffer_options().validate() {
+            return Err(e.to_string());
         }
         if self.segment_bytes_max < 1024 * 1024 {
-            return Err(format!("segment_bytes_max = {} is below 1 MiB", self.segment_bytes_max));
+            return Err(format!(
+                "segment_bytes_max = {} is below 1 MiB",
+                self.segment_bytes_max
+            ));
         }
         if self.forward_bytes_max == 0 {
             return Err("forward_bytes_max must be positive".into());
         }
         Ok(())
+    }
+
+    /// The per-stream buffer options these settings give.
+    pub fn buffer_options(&self) -> crate::buffer::BufferOptions {
+        crate::buffer::BufferOptions {
+            segment_bytes_max: self.segment_bytes_max,
+            buffer_bytes_max: self.buffer_bytes_max,
+            full_policy: self.full_policy,
+            batch_bytes_max: self.batch_bytes_max,
+        }
     }
 
     pub fn limits(&self) -> strata_schema::batch::Limits {
@@ -121,5 +131,32 @@ impl EdgeConfig {
             batch_records_max: self.batch_records_max,
             batch_bytes_max: self.batch_bytes_max,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_validates() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/edge.example.toml");
+        let cfg: EdgeConfig =
+            strata_client::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listen_addr.port(), 7400);
+        assert_eq!(cfg.full_policy, FullPolicy::Reject);
+    }
+
+    #[test]
+    fn a_buffer_too_small_for_its_segments_is_named() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/edge.example.toml");
+        let mut cfg: EdgeConfig =
+            strata_client::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST2").unwrap();
+        cfg.buffer_bytes_max = cfg.segment_bytes_max;
+        let err = cfg.validate().unwrap_err();
+        assert!(err.contains("buffer_bytes_max"), "{err}");
     }
 }

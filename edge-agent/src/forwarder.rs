@@ -20,7 +20,12 @@ use tokio::sync::watch;
 /// Most bytes of pieces in one forward request.
 const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
 
-pub async fn run(agent: Arc<Agent>, name: String, stream: Arc<StreamState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    agent: Arc<Agent>,
+    name: String,
+    stream: Arc<StreamState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(50);
     let backoff_max = Duration::from_millis(agent.cfg.retry_backoff_ms_max);
     loop {
@@ -38,7 +43,10 @@ pub async fn run(agent: Arc<Agent>, name: String, stream: Arc<StreamState>, mut 
                 } else {
                     tracing::warn!(stream = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "forwarding failed; will retry");
                 }
-                if matches!(e.code(), Some(ErrorCode::UnknownShard | ErrorCode::UnknownStream)) {
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::UnknownShard | ErrorCode::UnknownStream)
+                ) {
                     let _ = agent.refresh(&stream, &name).await;
                 }
                 tokio::select! {
@@ -83,7 +91,9 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
         .read_durable(stats.acked_seq, agent.cfg.forward_bytes_max)
         .await
         .map_err(|e| RoundError::Local(format!("reading the buffer: {e}")))?;
-    let Some(last) = batches.last() else { return Ok(()) };
+    let Some(last) = batches.last() else {
+        return Ok(());
+    };
     let end_seq = last.first_seq + u64::from(last.records);
     let buffered: Vec<Buffered> = batches
         .into_iter()
@@ -95,7 +105,9 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
         .collect();
     let (ranges, ids) = {
         let info = stream.info.lock().expect("info lock");
-        let ranges = info.ranges().map_err(|e| RoundError::Local(format!("bad shard map: {e}")))?;
+        let ranges = info
+            .ranges()
+            .map_err(|e| RoundError::Local(format!("bad shard map: {e}")))?;
         (ranges, info.shards.iter().map(|s| s.id).collect::<Vec<_>>())
     };
     let per_shard = route::split(&buffered, &ranges, &ids)
@@ -105,11 +117,20 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
         while start < sp.pieces.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < sp.pieces.len() && (end == start || bytes + sp.pieces[end].batch.len() <= REQUEST_BYTES_MAX) {
+            while end < sp.pieces.len()
+                && (end == start || bytes + sp.pieces[end].batch.len() <= REQUEST_BYTES_MAX)
+            {
                 bytes += sp.pieces[end].batch.len();
                 end += 1;
             }
-            api::forward(&agent.core, name, sp.shard, agent.producer_id, &sp.pieces[start..end]).await?;
+            api::forward(
+                &agent.core,
+                name,
+                sp.shard,
+                agent.producer_id,
+                &sp.pieces[start..end],
+            )
+            .await?;
             start = end;
         }
         Ok::<u64, ClientError>(sp.records)

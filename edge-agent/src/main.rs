@@ -40,7 +40,8 @@ fn main() {
 
 async fn run(args: Args) -> Result<()> {
     let cfg: EdgeConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_EDGE")?;
-    cfg.validate().map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     strata_client::tls::install_crypto_provider();
     let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
     let core = Arc::new(Client::new(cfg.core_addr, &cfg.core_ca).context("core client")?);
@@ -54,7 +55,12 @@ async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = Agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
     tracing::info!(addr = %cfg.listen_addr, core = %cfg.core_addr, "strata-edge listening (QUIC)");
-    let server = tokio::spawn(serve(endpoint, Arc::new(EdgeHandler(agent.clone())), ServeLimits::default(), stop_rx));
+    let server = tokio::spawn(serve(
+        endpoint,
+        Arc::new(EdgeHandler(agent.clone())),
+        ServeLimits::default(),
+        stop_rx,
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

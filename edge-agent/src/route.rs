@@ -39,7 +39,11 @@ fn shard_of(ranges: &[HashRange], key: Option<&str>, seq: u64) -> usize {
 }
 
 /// Splits `batches` by shard. `shard_ids[i]` is the id of the shard owning `ranges[i]`.
-pub fn split(batches: &[Buffered], ranges: &[HashRange], shard_ids: &[u32]) -> Result<Vec<ShardPieces>, batch::BatchError> {
+pub fn split(
+    batches: &[Buffered],
+    ranges: &[HashRange],
+    shard_ids: &[u32],
+) -> Result<Vec<ShardPieces>, batch::BatchError> {
     assert_eq!(ranges.len(), shard_ids.len());
     let mut out: Vec<ShardPieces> = shard_ids
         .iter()
@@ -48,7 +52,8 @@ pub fn split(batches: &[Buffered], ranges: &[HashRange], shard_ids: &[u32]) -> R
             ..ShardPieces::default()
         })
         .collect();
-    let mut builders: Vec<Option<(Builder, Vec<u32>, i64)>> = (0..ranges.len()).map(|_| None).collect();
+    let mut builders: Vec<Option<(Builder, Vec<u32>, i64)>> =
+        (0..ranges.len()).map(|_| None).collect();
     for b in batches {
         let fb = batch::open(&b.batch)?;
         let records = fb.records();
@@ -57,7 +62,9 @@ pub fn split(batches: &[Buffered], ranges: &[HashRange], shard_ids: &[u32]) -> R
             .enumerate()
             .map(|(i, r)| shard_of(ranges, r.key(), b.first_seq + i as u64))
             .collect();
-        let Some(&first) = targets.first() else { continue };
+        let Some(&first) = targets.first() else {
+            continue;
+        };
         if targets.iter().all(|&t| t == first) {
             out[first].records += targets.len() as u64;
             out[first].pieces.push(Piece {
@@ -70,8 +77,13 @@ pub fn split(batches: &[Buffered], ranges: &[HashRange], shard_ids: &[u32]) -> R
         }
         for (i, r) in records.iter().enumerate() {
             let t = targets[i];
-            let (builder, deltas, max_ts) =
-                builders[t].get_or_insert_with(|| (Builder::with_capacity(b.batch.len() / 2), Vec::new(), i64::MIN));
+            let (builder, deltas, max_ts) = builders[t].get_or_insert_with(|| {
+                (
+                    Builder::with_capacity(b.batch.len() / 2),
+                    Vec::new(),
+                    i64::MIN,
+                )
+            });
             builder.push_from(&r);
             deltas.push(i as u32);
             *max_ts = (*max_ts).max(r.timestamp_ms());
@@ -115,7 +127,11 @@ mod tests {
         let bytes = make(&["a", "b", "c"]);
         let ranges = hashkey::even_ranges(1);
         let out = split(
-            &[Buffered { first_seq: 10, max_timestamp_ms: 2, batch: bytes.clone() }],
+            &[Buffered {
+                first_seq: 10,
+                max_timestamp_ms: 2,
+                batch: bytes.clone(),
+            }],
             &ranges,
             &[0],
         )
@@ -131,7 +147,11 @@ mod tests {
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let ranges = hashkey::even_ranges(4);
         let out = split(
-            &[Buffered { first_seq: 100, max_timestamp_ms: 49, batch: make(&refs) }],
+            &[Buffered {
+                first_seq: 100,
+                max_timestamp_ms: 49,
+                batch: make(&refs),
+            }],
             &ranges,
             &[0, 1, 2, 3],
         )

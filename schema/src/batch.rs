@@ -43,7 +43,11 @@ pub enum BatchError {
     #[error("batch of {count} records exceeds batch_records_max = {max}")]
     TooManyRecords { count: usize, max: usize },
     #[error("record {index} is {len} bytes, over record_bytes_max = {max}")]
-    RecordTooLarge { index: usize, len: usize, max: usize },
+    RecordTooLarge {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
 }
 
 /// What [`verify`] learned about a valid batch.
@@ -198,7 +202,10 @@ impl Builder {
         );
         self.bytes += r.key.map_or(0, str::len)
             + r.value.len()
-            + r.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         self.records.push(rec);
     }
 
@@ -206,7 +213,11 @@ impl Builder {
     pub fn push_from(&mut self, r: &fb::Record<'_>) {
         let headers: Vec<(&str, &[u8])> = r
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key(), h.value().map_or(&[][..], |v| v.bytes()))).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key(), h.value().map_or(&[][..], |v| v.bytes())))
+                    .collect()
+            })
             .unwrap_or_default();
         self.push(&NewRecord {
             key: r.key(),
@@ -290,8 +301,14 @@ mod tests {
             batch_bytes_max: 10,
             ..Limits::default()
         };
-        assert!(matches!(verify(&bytes, &few), Err(BatchError::TooManyBytes { .. })));
-        assert_eq!(verify(&Builder::default().finish(), &Limits::default()), Err(BatchError::Empty));
+        assert!(matches!(
+            verify(&bytes, &few),
+            Err(BatchError::TooManyBytes { .. })
+        ));
+        assert_eq!(
+            verify(&Builder::default().finish(), &Limits::default()),
+            Err(BatchError::Empty)
+        );
     }
 
     proptest! {

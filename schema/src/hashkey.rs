@@ -34,7 +34,11 @@ pub fn even_ranges(n: u32) -> Vec<HashRange> {
     (0..n)
         .map(|i| HashRange {
             start: step * i,
-            end: if i + 1 == n { u128::MAX } else { step * (i + 1) - 1 },
+            end: if i + 1 == n {
+                u128::MAX
+            } else {
+                step * (i + 1) - 1
+            },
         })
         .collect()
 }

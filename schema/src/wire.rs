@@ -69,7 +69,11 @@ where
 }
 
 /// As [`response`], reusing a builder sized by the caller (large fetches).
-pub fn response_with<F>(mut fbb: FlatBufferBuilder<'static>, kind: fb::ResponseBody, body: F) -> Bytes
+pub fn response_with<F>(
+    mut fbb: FlatBufferBuilder<'static>,
+    kind: fb::ResponseBody,
+    body: F,
+) -> Bytes
 where
     F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
 {

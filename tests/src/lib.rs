@@ -16,7 +16,10 @@ use strata_client::{api, Client, ClientError};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> Result<PathBuf> {
@@ -42,7 +45,10 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, config: &Path, log: &Path) -> Result<Self> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let child = Command::new(bin(name)?)
             .arg("--config")
             .arg(config)
@@ -52,7 +58,11 @@ impl Proc {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Self { name: name.to_string(), child: Some(child), log: log.to_path_buf() })
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     /// SIGKILL and reap.
@@ -65,7 +75,9 @@ impl Proc {
 
     /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
         // SAFETY: kill(2) on our own child.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
@@ -83,7 +95,9 @@ impl Proc {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log_tail(&self) -> String {
@@ -160,7 +174,15 @@ impl Pipeline {
         )?;
         let core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
         let edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
-        let mut me = Self { dir, pki, core_addr, edge_addr, core, edge, edge_extra: edge_extra.to_string() };
+        let mut me = Self {
+            dir,
+            pki,
+            core_addr,
+            edge_addr,
+            core,
+            edge,
+            edge_extra: edge_extra.to_string(),
+        };
         me.wait_core().await?;
         me.wait_edge().await?;
         Ok(me)
@@ -193,7 +215,10 @@ impl Pipeline {
             let ca = ca.clone();
             async move {
                 let c = Client::new(addr, &ca)?;
-                let ok = matches!(api::produce(&c, "?", b"").await, Err(ClientError::Remote(_)) | Ok(_));
+                let ok = matches!(
+                    api::produce(&c, "?", b"").await,
+                    Err(ClientError::Remote(_)) | Ok(_)
+                );
                 c.close().await;
                 Ok(ok.then_some(()))
             }
@@ -224,7 +249,11 @@ pub async fn read_all(c: &Client, stream: &str) -> Result<Vec<api::ConsumedRecor
         while offset < sh.next_offset {
             let f = api::fetch(c, stream, sh.id, offset, 10_000, Duration::ZERO).await?;
             if f.records.is_empty() {
-                bail!("fetch at {offset} of shard {} returned nothing before {}", sh.id, sh.next_offset);
+                bail!(
+                    "fetch at {offset} of shard {} returned nothing before {}",
+                    sh.id,
+                    sh.next_offset
+                );
             }
             offset = f.next_offset;
             out.extend(f.records);

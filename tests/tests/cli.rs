@@ -15,7 +15,11 @@ fn strata(args: &[&str], stdin: &str) -> Result<Output> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child.stdin.take().expect("piped").write_all(stdin.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait()?.is_none() {
         if Instant::now() > deadline {
@@ -39,26 +43,54 @@ async fn cli_tour() -> Result<()> {
         strata(&all, stdin)
     };
 
-    let out = run(&["stream", "create", "cli", "--shards", "3", "--core", &core], "")?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["stream", "describe", "cli", "--json", "--core", &core], "")?;
+    let out = run(
+        &["stream", "create", "cli", "--shards", "3", "--core", &core],
+        "",
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &["stream", "describe", "cli", "--json", "--core", &core],
+        "",
+    )?;
     let d: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(d["shards"].as_array().map(Vec::len), Some(3));
-    assert_eq!(d["shards"][2]["end_hash_key"], "340282366920938463463374607431768211455");
+    assert_eq!(
+        d["shards"][2]["end_hash_key"],
+        "340282366920938463463374607431768211455"
+    );
 
     let out = run(
         &["produce", "cli", "--edge", &edge, "--key-sep", ":"],
         "dev-1:{\"t\":1}\ndev-2:{\"t\":2}\ndev-1:{\"t\":3}\n",
     )?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["produce", "cli", "--edge", &edge, "--key", "dev-9", "hello"], "")?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &["produce", "cli", "--edge", &edge, "--key", "dev-9", "hello"],
+        "",
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The edge forwards asynchronously: wait until all four are consumable.
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = loop {
         let out = run(&["consume", "cli", "--core", &core, "--json"], "")?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
             .lines()
             .map(serde_json::from_str)
@@ -80,23 +112,48 @@ async fn cli_tour() -> Result<()> {
         .map(|l| l["data"].as_str().unwrap())
         .collect();
     assert_eq!(dev1, ["{\"t\":1}", "{\"t\":3}"], "per-key order");
-    assert!(lines.iter().any(|l| l["key"] == "dev-9" && l["data"] == "hello"));
+    assert!(lines
+        .iter()
+        .any(|l| l["key"] == "dev-9" && l["data"] == "hello"));
 
     let out = run(&["consume", "cli", "--core", &core, "--limit", "1"], "")?;
     assert_eq!(String::from_utf8(out.stdout)?.lines().count(), 1);
 
     // Bad arguments: clear errors, non-zero exit, nothing changed.
-    let out = run(&["consume", "cli", "--core", &core, "--from", "offset:x"], "")?;
+    let out = run(
+        &["consume", "cli", "--core", &core, "--from", "offset:x"],
+        "",
+    )?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("offset"));
-    let out = run(&["produce", "cli", "--edge", &edge, "--key-sep", ":"], "no separator here\n")?;
+    let out = run(
+        &["produce", "cli", "--edge", &edge, "--key-sep", ":"],
+        "no separator here\n",
+    )?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["stream", "create", "x", "--shards", "0", "--core", &core], "")?;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &["stream", "create", "x", "--shards", "0", "--core", &core],
+        "",
+    )?;
     assert!(!out.status.success());
     let out = run(&["consume", "nope", "--core", &core], "")?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_STREAM"));
-    let out = strata(&["stream", "list", "--core", &core, "--ca", "/nonexistent/ca.pem"], "")?;
+    let out = strata(
+        &[
+            "stream",
+            "list",
+            "--core",
+            &core,
+            "--ca",
+            "/nonexistent/ca.pem",
+        ],
+        "",
+    )?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
 
     let out = run(&["stream", "list", "--json", "--core", &core], "")?;

@@ -22,7 +22,12 @@ fn batch(n: usize, size: usize, tag: &str) -> bytes::Bytes {
     let v = vec![b'v'; size];
     for i in 0..n {
         let key = format!("{tag}-{}", i % 10);
-        b.push(&NewRecord { key: Some(&key), value: &v, timestamp_ms: i as i64, headers: &[] });
+        b.push(&NewRecord {
+            key: Some(&key),
+            value: &v,
+            timestamp_ms: i as i64,
+            headers: &[],
+        });
     }
     b.finish()
 }
@@ -93,30 +98,44 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         api::create_stream(&admin, "s", 1, 1).await?;
         let edge = p.client(p.edge_addr);
 
-        let e = api::produce(&edge, "nope", &batch(1, 10, "k")).await.unwrap_err();
+        let e = api::produce(&edge, "nope", &batch(1, 10, "k"))
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::UnknownStream), "{e}");
         assert!(e.to_string().contains("nope"), "{e}");
 
-        let e = api::produce(&edge, "s", &batch(2, 2000, "k")).await.unwrap_err();
+        let e = api::produce(&edge, "s", &batch(2, 2000, "k"))
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::RecordTooLarge), "{e}");
         assert!(e.to_string().contains("record_bytes_max = 1024"), "{e}");
 
-        let e = api::produce(&edge, "s", b"definitely not a flatbuffer").await.unwrap_err();
+        let e = api::produce(&edge, "s", b"definitely not a flatbuffer")
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::MalformedRequest), "{e}");
 
         let e = edge.call(b"\x01\x02garbage frame").await.unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::MalformedRequest), "{e}");
 
-        let e = api::produce(&admin, "s", &batch(1, 10, "k")).await.unwrap_err();
+        let e = api::produce(&admin, "s", &batch(1, 10, "k"))
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::InvalidArgument), "{e}");
 
-        let e = api::create_stream(&admin, "bad name", 1, 1).await.unwrap_err();
+        let e = api::create_stream(&admin, "bad name", 1, 1)
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::InvalidArgument), "{e}");
         let e = api::create_stream(&admin, "s", 1, 1).await.unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::StreamExists), "{e}");
-        let e = api::fetch(&admin, "s", 7, 0, 10, Duration::ZERO).await.unwrap_err();
+        let e = api::fetch(&admin, "s", 7, 0, 10, Duration::ZERO)
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::UnknownShard), "{e}");
-        let e = api::fetch(&admin, "s", 0, 5, 10, Duration::ZERO).await.unwrap_err();
+        let e = api::fetch(&admin, "s", 0, 5, 10, Duration::ZERO)
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::OffsetOutOfRange), "{e}");
 
         // A frame longer than the limit is refused before any allocation.
@@ -165,7 +184,9 @@ async fn wrong_alpn_and_untrusted_ca_are_refused() -> Result<()> {
         for cert in strata_client::tls::load_certs(&p.pki.ca)? {
             roots.add(cert)?;
         }
-        let mut tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let mut tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         tls.alpn_protocols = vec![b"h3".to_vec()];
         let cfg = quinn::ClientConfig::new(std::sync::Arc::new(
             quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
@@ -207,15 +228,24 @@ fn start_fails(name: &str, config: &str) -> Result<String> {
 
 #[test]
 fn invalid_configs_are_rejected_with_the_key_named() -> Result<()> {
-    let err = start_fails("strata-core", "data_dir = \"/tmp/x\"\ntls_cert = \"a\"\ntls_key = \"b\"\nlisten_adr = \"127.0.0.1:1\"\n")?;
+    let err = start_fails(
+        "strata-core",
+        "data_dir = \"/tmp/x\"\ntls_cert = \"a\"\ntls_key = \"b\"\nlisten_adr = \"127.0.0.1:1\"\n",
+    )?;
     assert!(err.contains("listen_adr"), "{err}");
-    let err = start_fails("strata-core", "data_dir = \"/tmp/x\"\ntls_cert = \"a\"\ntls_key = \"b\"\nnode_id = 0\n")?;
+    let err = start_fails(
+        "strata-core",
+        "data_dir = \"/tmp/x\"\ntls_cert = \"a\"\ntls_key = \"b\"\nnode_id = 0\n",
+    )?;
     assert!(err.contains("node_id"), "{err}");
     let err = start_fails(
         "strata-edge",
         "data_dir = \"/tmp/x\"\ntls_cert = \"a\"\ntls_key = \"b\"\ncore_ca = \"c\"\nfull_policy = \"maybe\"\n",
     )?;
-    assert!(err.contains("maybe") || err.contains("full_policy"), "{err}");
+    assert!(
+        err.contains("maybe") || err.contains("full_policy"),
+        "{err}"
+    );
     let err = start_fails("strata-edge", "data_dir = \"/tmp/x\"\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"b\"\ncore_ca = \"c\"\n")?;
     assert!(err.contains("/nonexistent.pem"), "{err}");
     Ok(())

@@ -44,7 +44,9 @@ async fn run() -> Result<()> {
         let edge = Arc::new(p.client(p.edge_addr));
         let (acked, acked_count) = (acked.clone(), acked_count.clone());
         lanes.spawn(async move {
-            let mine: Vec<u64> = (0..RECORDS).filter(|i| (i % KEYS) % LANES == lane).collect();
+            let mine: Vec<u64> = (0..RECORDS)
+                .filter(|i| (i % KEYS) % LANES == lane)
+                .collect();
             for chunk in mine.chunks(BATCH) {
                 let mut attempt = 0u32;
                 loop {
@@ -52,7 +54,12 @@ async fn run() -> Result<()> {
                     for &i in chunk {
                         let key = format!("key-{}", i % KEYS);
                         let v = value(i, attempt);
-                        b.push(&NewRecord { key: Some(&key), value: v.as_bytes(), timestamp_ms: i as i64, headers: &[] });
+                        b.push(&NewRecord {
+                            key: Some(&key),
+                            value: v.as_bytes(),
+                            timestamp_ms: i as i64,
+                            headers: &[],
+                        });
                     }
                     match api::produce(&edge, "sensors", &b.finish()).await {
                         Ok(n) => {
@@ -106,15 +113,19 @@ async fn run() -> Result<()> {
     // Wait until the edge drained everything it acknowledged into the core.
     let admin = p.client(p.core_addr);
     let acked = acked.lock().unwrap().clone();
-    let records = wait_for("the core to hold every acknowledged record", Duration::from_secs(180), || {
-        let admin = &admin;
-        let acked = &acked;
-        async move {
-            let all = read_all(admin, "sensors").await?;
-            let have: HashSet<(u64, u32)> = all.iter().map(parse).collect();
-            Ok(acked.iter().all(|a| have.contains(a)).then_some(all))
-        }
-    })
+    let records = wait_for(
+        "the core to hold every acknowledged record",
+        Duration::from_secs(180),
+        || {
+            let admin = &admin;
+            let acked = &acked;
+            async move {
+                let all = read_all(admin, "sensors").await?;
+                let have: HashSet<(u64, u32)> = all.iter().map(parse).collect();
+                Ok(acked.iter().all(|a| have.contains(a)).then_some(all))
+            }
+        },
+    )
     .await?;
 
     // Exactly once: no (record, attempt) twice; every acknowledged one present.
@@ -123,7 +134,10 @@ async fn run() -> Result<()> {
         *seen.entry(parse(r)).or_default() += 1;
     }
     let dups: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).take(5).collect();
-    assert!(dups.is_empty(), "records written twice into the core: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "records written twice into the core: {dups:?}"
+    );
     for a in &acked {
         assert_eq!(seen.get(a), Some(&1), "acknowledged record {a:?} missing");
     }
@@ -145,7 +159,11 @@ async fn run() -> Result<()> {
     }
     assert_eq!(last.len() as u64, KEYS);
     let unacked = records.len() - acked.len();
-    eprintln!("core holds {} records: {} acknowledged, {unacked} from attempts whose ack was lost", records.len(), acked.len());
+    eprintln!(
+        "core holds {} records: {} acknowledged, {unacked} from attempts whose ack was lost",
+        records.len(),
+        acked.len()
+    );
     assert!(p.core.is_running() && p.edge.is_running());
     assert!(p.edge.stop(), "edge did not stop cleanly");
     assert!(p.core.stop(), "core did not stop cleanly");
@@ -155,7 +173,10 @@ async fn run() -> Result<()> {
 fn parse(r: &api::ConsumedRecord) -> (u64, u32) {
     let s = std::str::from_utf8(&r.data).expect("utf8 value");
     let mut it = s.split('|');
-    let i = it.next().and_then(|x| x.parse().ok()).expect("record number");
+    let i = it
+        .next()
+        .and_then(|x| x.parse().ok())
+        .expect("record number");
     let a = it.next().and_then(|x| x.parse().ok()).expect("attempt");
     (i, a)
 }

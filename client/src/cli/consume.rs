@@ -42,13 +42,19 @@ fn parse_start(s: &str) -> Result<Start, String> {
         "latest" => Ok(Start::Latest),
         _ => {
             if let Some(o) = s.strip_prefix("offset:") {
-                o.parse().map(Start::Offset).map_err(|e| format!("offset {o:?}: {e}"))
+                o.parse()
+                    .map(Start::Offset)
+                    .map_err(|e| format!("offset {o:?}: {e}"))
             } else if let Some(t) = s.strip_prefix("time:") {
                 chrono::DateTime::parse_from_rfc3339(t)
                     .map(|d| Start::TimestampMs(d.timestamp_millis()))
-                    .map_err(|e| format!("time {t:?} is not RFC 3339 (e.g. 2026-11-23T10:00:00Z): {e}"))
+                    .map_err(|e| {
+                        format!("time {t:?} is not RFC 3339 (e.g. 2026-11-23T10:00:00Z): {e}")
+                    })
             } else {
-                Err(format!("{s:?}: expected oldest, latest, offset:N or time:RFC3339"))
+                Err(format!(
+                    "{s:?}: expected oldest, latest, offset:N or time:RFC3339"
+                ))
             }
         }
     }
@@ -66,7 +72,11 @@ pub fn record_json(stream: &str, r: &ConsumedRecord) -> serde_json::Value {
     });
     match std::str::from_utf8(&r.data) {
         Ok(s) => o["data"] = s.into(),
-        Err(_) => o["data_b64"] = base64::engine::general_purpose::STANDARD.encode(&r.data).into(),
+        Err(_) => {
+            o["data_b64"] = base64::engine::general_purpose::STANDARD
+                .encode(&r.data)
+                .into()
+        }
     }
     o
 }
@@ -77,19 +87,33 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
     let shards: Vec<u32> = match a.shard {
         Some(s) => {
             if !info.shards.iter().any(|sh| sh.id == s) {
-                bail!("stream {} has no shard {s} (shards: 0..{})", a.stream, info.shards.len());
+                bail!(
+                    "stream {} has no shard {s} (shards: 0..{})",
+                    a.stream,
+                    info.shards.len()
+                );
             }
             vec![s]
         }
         None => info.shards.iter().map(|s| s.id).collect(),
     };
     if matches!(a.from, Start::Offset(_)) && shards.len() > 1 {
-        bail!("--from offset:N needs --shard ID: offsets are per shard and {} has {} shards", a.stream, shards.len());
+        bail!(
+            "--from offset:N needs --shard ID: offsets are per shard and {} has {} shards",
+            a.stream,
+            shards.len()
+        );
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ConsumedRecord>>(64);
     let mut tasks: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     for shard in shards {
-        let (client, tx, stream, from, follow) = (client.clone(), tx.clone(), a.stream.clone(), a.from, a.follow);
+        let (client, tx, stream, from, follow) = (
+            client.clone(),
+            tx.clone(),
+            a.stream.clone(),
+            a.from,
+            a.follow,
+        );
         tasks.spawn(async move {
             let mut offset = api::seek(&client, &stream, shard, from)
                 .await
@@ -100,7 +124,11 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
                 if !follow && offset >= end {
                     return Ok(());
                 }
-                let wait = if follow { Duration::from_secs(10) } else { Duration::ZERO };
+                let wait = if follow {
+                    Duration::from_secs(10)
+                } else {
+                    Duration::ZERO
+                };
                 let f = api::fetch(&client, &stream, shard, offset, 5000, wait).await?;
                 offset = f.next_offset;
                 let mut recs = f.records;

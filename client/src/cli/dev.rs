@@ -43,7 +43,10 @@ fn toml_str(s: &str) -> String {
 
 fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the strata executable")?;
-    let p = exe.parent().map(|d| d.join(name)).context("executable has no directory")?;
+    let p = exe
+        .parent()
+        .map(|d| d.join(name))
+        .context("executable has no directory")?;
     if !p.exists() {
         bail!(
             "{} not found next to {} (build all binaries: cargo build --release --bins)",
@@ -55,11 +58,15 @@ fn sibling(name: &str) -> Result<PathBuf> {
 }
 
 pub async fn run(a: DevArgs) -> Result<()> {
-    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let dir = std::fs::canonicalize(&a.data_dir)?;
     let (pki, created) = DevPki::ensure(&dir.join("tls"))?;
     if created {
-        println!("created a dev CA and node certificate in {}", dir.join("tls").display());
+        println!(
+            "created a dev CA and node certificate in {}",
+            dir.join("tls").display()
+        );
     }
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -163,7 +170,10 @@ pub async fn run(a: DevArgs) -> Result<()> {
 
 fn spawn(name: &str, config: &Path, log: &Path) -> Result<Child> {
     let bin = sibling(name)?;
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let err = out.try_clone()?;
     Command::new(&bin)
         .arg("--config")
@@ -190,11 +200,18 @@ where
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!("{name} exited ({status}) during start-up; last lines of {}:\n{}", log.display(), tail.join("\n"));
+            bail!(
+                "{name} exited ({status}) during start-up; last lines of {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
         }
         match probe().await {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() > deadline => bail!("{name} did not answer within 60 s: {e}; see {}", log.display()),
+            Err(e) if Instant::now() > deadline => bail!(
+                "{name} did not answer within 60 s: {e}; see {}",
+                log.display()
+            ),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

@@ -15,7 +15,11 @@ pub const DEFAULT_EDGE: &str = "127.0.0.1:7400";
 pub const DEFAULT_CORE: &str = "127.0.0.1:7500";
 
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about = "Strata: edge-to-core streaming with durable buffers, Raft and object-storage tiering")]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: edge-to-core streaming with durable buffers, Raft and object-storage tiering"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,

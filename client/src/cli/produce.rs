@@ -67,7 +67,12 @@ pub async fn run(a: ProduceArgs) -> Result<()> {
         generate(&a, client.clone(), n).await?;
     } else if let Some(v) = &a.value {
         let mut b = Builder::default();
-        b.push(&NewRecord { key: a.key.as_deref(), value: v.as_bytes(), timestamp_ms: now_ms(), headers: &[] });
+        b.push(&NewRecord {
+            key: a.key.as_deref(),
+            value: v.as_bytes(),
+            timestamp_ms: now_ms(),
+            headers: &[],
+        });
         api::produce(&client, &a.stream, &b.finish()).await?;
         eprintln!("produced 1 record to {}", a.stream);
     } else {
@@ -112,7 +117,12 @@ async fn stdin_lines(a: &ProduceArgs, client: &Client) -> Result<()> {
                 },
                 None => (a.key.clone(), line),
             };
-            b.push(&NewRecord { key: key.as_deref(), value: value.as_bytes(), timestamp_ms: now_ms(), headers: &[] });
+            b.push(&NewRecord {
+                key: key.as_deref(),
+                value: value.as_bytes(),
+                timestamp_ms: now_ms(),
+                headers: &[],
+            });
         }
         let n = b.len() as u64;
         api::produce(client, &a.stream, &b.finish())
@@ -132,7 +142,11 @@ pub fn synthetic_value(key: &str, i: u64, size: usize) -> Vec<u8> {
 }
 
 async fn generate(a: &ProduceArgs, client: Arc<Client>, n: u64) -> Result<()> {
-    let pb = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(n) };
+    let pb = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(n)
+    };
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} records  {per_sec}  eta {eta}")
             .expect("valid template"),
@@ -151,7 +165,12 @@ async fn generate(a: &ProduceArgs, client: Arc<Client>, n: u64) -> Result<()> {
             let mut sent = 0u64;
             while i < n {
                 let key = format!("key-{}", i % keys);
-                b.push(&NewRecord { key: Some(&key), value: &synthetic_value(&key, i, size), timestamp_ms: now_ms(), headers: &[] });
+                b.push(&NewRecord {
+                    key: Some(&key),
+                    value: &synthetic_value(&key, i, size),
+                    timestamp_ms: now_ms(),
+                    headers: &[],
+                });
                 i += lanes;
                 if b.len() as u64 >= batch_records || i >= n {
                     let count = b.len() as u64;

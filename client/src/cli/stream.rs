@@ -37,7 +37,12 @@ pub enum StreamCmd {
 pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> {
     let c = tls.client(core)?;
     match cmd {
-        StreamCmd::Create { name, shards, replication, json } => {
+        StreamCmd::Create {
+            name,
+            shards,
+            replication,
+            json,
+        } => {
             let s = api::create_stream(&c, &name, shards, replication).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -53,10 +58,23 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
             } else if list.is_empty() {
                 println!("no streams (create one: strata stream create NAME --shards N)");
             } else {
-                println!("{:<32} {:>6} {:>11} {:>14}", "STREAM", "SHARDS", "REPLICATION", "RECORDS");
+                println!(
+                    "{:<32} {:>6} {:>11} {:>14}",
+                    "STREAM", "SHARDS", "REPLICATION", "RECORDS"
+                );
                 for s in &list {
-                    let records: u64 = s.shards.iter().map(|sh| sh.next_offset - sh.first_offset).sum();
-                    println!("{:<32} {:>6} {:>11} {:>14}", s.name, s.shards.len(), s.replication, records);
+                    let records: u64 = s
+                        .shards
+                        .iter()
+                        .map(|sh| sh.next_offset - sh.first_offset)
+                        .sum();
+                    println!(
+                        "{:<32} {:>6} {:>11} {:>14}",
+                        s.name,
+                        s.shards.len(),
+                        s.replication,
+                        records
+                    );
                 }
             }
         }
@@ -74,7 +92,12 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
 }
 
 fn print_describe(s: &StreamInfo) {
-    println!("stream {}  replication {}  shards {}", s.name, s.replication, s.shards.len());
+    println!(
+        "stream {}  replication {}  shards {}",
+        s.name,
+        s.replication,
+        s.shards.len()
+    );
     println!(
         "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7}",
         "SHARD", "START HASH KEY", "END HASH KEY", "FIRST", "NEXT", "LEADER"
@@ -82,7 +105,12 @@ fn print_describe(s: &StreamInfo) {
     for sh in &s.shards {
         println!(
             "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7}",
-            sh.id, sh.start_hash_key, sh.end_hash_key, sh.first_offset, sh.next_offset, sh.leader_node
+            sh.id,
+            sh.start_hash_key,
+            sh.end_hash_key,
+            sh.first_offset,
+            sh.next_offset,
+            sh.leader_node
         );
     }
 }

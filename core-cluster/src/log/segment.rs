@@ -9,7 +9,8 @@
 //! in-memory index with one 32-byte slot per record (term, node id, file
 //! position, body length); records are whole batches, so this stays small.
 //! The segment holding an index is found by binary search over the (few)
-//! segments, so slots need not name their segment.
+//! segments, so slots need not name their segment. Framing, scanning and
+//! the fsync helpers live in the private `frame` module.
 //!
 //! Appends go to a write buffer and are *not durable* until [`SegmentLog::sync`]
 //! (group commit: many appends, one `fdatasync`). Buffered records are readable

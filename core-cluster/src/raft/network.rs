@@ -24,7 +24,10 @@ impl NoPeer {
     fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
         let e = std::io::Error::new(
             std::io::ErrorKind::NotConnected,
-            format!("node {} is not reachable: this core runs as a single node", self.0),
+            format!(
+                "node {} is not reachable: this core runs as a single node",
+                self.0
+            ),
         );
         RPCError::Unreachable(Unreachable::new(&e))
     }

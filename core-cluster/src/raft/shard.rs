@@ -115,7 +115,9 @@ impl GroupState for ShardState {
     fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse {
         match cmd {
             Command::Append(a) => self.append(log_id, a),
-            Command::Meta(_) => CommandResponse::Rejected("metadata command sent to a shard".into()),
+            Command::Meta(_) => {
+                CommandResponse::Rejected("metadata command sent to a shard".into())
+            }
         }
     }
 }
@@ -163,7 +165,10 @@ mod tests {
         assert_eq!(s.next_offset, 15);
         assert_eq!(s.index[1].skip, 5);
         // Sparse seqs (records of other shards interleaved).
-        assert_eq!(appended(s.apply(&lid(4), &cmd(7, 12, Some(vec![0, 3, 8]), 3))), (2, 1));
+        assert_eq!(
+            appended(s.apply(&lid(4), &cmd(7, 12, Some(vec![0, 3, 8]), 3))),
+            (2, 1)
+        );
         // Another producer is independent.
         assert_eq!(appended(s.apply(&lid(5), &cmd(8, 0, None, 4))), (4, 0));
         assert_eq!(s.next_offset, 21);

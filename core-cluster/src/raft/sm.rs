@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 /// A deterministic state fed by committed commands.
-pub trait GroupState: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait GroupState:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse;
 }
 

@@ -86,6 +86,7 @@
 mod driver;
 mod error;
 mod format;
+mod recovery;
 mod segment;
 
 #[cfg(test)]
@@ -98,14 +99,12 @@ mod tests;
 pub use driver::{BufferHandle, DriverOptions};
 pub use error::BufferError;
 
-use format::{
-    decode_acked, encode_acked, encode_frame, parse_segment_file_name, ACKED_FILE, ACKED_TMP_FILE,
-    FRAME_OVERHEAD_BYTES,
-};
+use format::{encode_acked, encode_frame, ACKED_FILE, ACKED_TMP_FILE, FRAME_OVERHEAD_BYTES};
+use recovery::{list_segments, read_acked, recover_segments, remove_if_exists};
 use segment::{segment_path, Segment};
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -426,9 +425,10 @@ impl StreamBuffer {
     }
 
     /// Durable batches in seq order, starting with the one holding
-    /// `max(from_seq, acked_seq)`, up to `max_bytes` of batch bytes but at
-    /// least one batch when any durable data is there. Never returns data at
-    /// or beyond `durable_seq`; every batch's checksum is verified.
+    /// `max(from_seq, acked_seq)` (or the first one after it, should that seq
+    /// fall in a gap), up to `max_bytes` of batch bytes but at least one batch
+    /// when any durable data is there. Never returns data at or beyond
+    /// `durable_seq`; every batch's checksum is verified on the way out.
     pub fn read_durable(
         &self,
         from_seq: u64,
@@ -714,108 +714,6 @@ impl StreamBuffer {
             let last = self.segments.back().expect("active segment exists");
             assert_eq!(last.end_seq, self.next_seq);
         }
-    }
-}
-
-/// Scans the segment files (sorted by first seq) and applies the recovery
-/// rules of the module doc.
-fn recover_segments(
-    files: &[(u64, PathBuf)],
-    acked_seq: u64,
-    opts: &BufferOptions,
-    recovery: &mut Recovery,
-) -> Result<VecDeque<Segment>, BufferError> {
-    let mut segments = VecDeque::new();
-    let mut prev_end: Option<(u64, &Path)> = None;
-    for (i, (first_seq, path)) in files.iter().enumerate() {
-        let is_last = i + 1 == files.len();
-        // A later segment starting at or below acked_seq proves this one is
-        // fully acked: a crash came between persisting the ack and deleting.
-        if !is_last && files[i + 1].0 <= acked_seq {
-            remove_if_exists(path)?;
-            continue;
-        }
-        if let Some((end, prev)) = prev_end {
-            if *first_seq < end {
-                return Err(BufferError::Corrupt {
-                    path: path.clone(),
-                    offset: 0,
-                    reason: format!(
-                        "segment starts at seq {first_seq} but {} ends at seq {end}",
-                        prev.display()
-                    ),
-                });
-            }
-        }
-        let scan = Segment::open_and_scan(path.clone(), *first_seq, opts.batch_bytes_max)?;
-        if let Some((offset, reason)) = scan.invalid {
-            if !is_last {
-                return Err(BufferError::Corrupt {
-                    path: path.clone(),
-                    offset,
-                    reason: format!(
-                        "{reason}. This sealed segment was fsynced and never written again, so \
-                         this is media corruption: truncate the file to {offset} bytes or move it \
-                         out of the buffer directory to continue, losing its records from there on"
-                    ),
-                });
-            }
-            tracing::warn!(
-                path = %path.display(), offset, %reason,
-                cut_bytes = scan.file_len - offset,
-                "edge buffer: cutting the torn tail of the last segment"
-            );
-            scan.segment.truncate_to_valid()?;
-            recovery.truncated_bytes = scan.file_len - offset;
-        }
-        let segment = scan.segment;
-        prev_end = Some((segment.end_seq, path));
-        if segment.len_bytes == 0 || segment.end_seq <= acked_seq {
-            remove_if_exists(path)?;
-            continue;
-        }
-        recovery.batches += scan.batches;
-        recovery.records += segment.records();
-        segments.push_back(segment);
-    }
-    Ok(segments)
-}
-
-/// Segment files in `dir`, sorted by first seq. Other files are ignored.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| BufferError::io("list buffer directory", dir, e))? {
-        let entry = entry.map_err(|e| BufferError::io("list buffer directory", dir, e))?;
-        let name = entry.file_name();
-        match name.to_str().and_then(parse_segment_file_name) {
-            Some(first_seq) => files.push((first_seq, entry.path())),
-            None if name == ACKED_FILE => {}
-            None => tracing::debug!(file = ?entry.path(), "edge buffer: ignoring unknown file"),
-        }
-    }
-    files.sort_unstable();
-    Ok(files)
-}
-
-fn read_acked(dir: &Path) -> Result<u64, BufferError> {
-    let path = dir.join(ACKED_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => decode_acked(&bytes).map_err(|reason| BufferError::Corrupt {
-            path,
-            offset: 0,
-            reason,
-        }),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(err) => Err(BufferError::io("read", &path, err)),
-    }
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), BufferError> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(BufferError::io("remove", path, err))
-        }
-        _ => Ok(()),
     }
 }
 
