@@ -20,6 +20,15 @@ pub struct ShardInfo {
     pub replicas: Vec<u64>,
 }
 
+/// A core node holding replicas of a stream.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub zone: String,
+    /// Client API address (QUIC).
+    pub addr: String,
+}
+
 /// A stream as `stream describe` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StreamInfo {
@@ -27,6 +36,7 @@ pub struct StreamInfo {
     pub replication: u32,
     pub created_ms: i64,
     pub shards: Vec<ShardInfo>,
+    pub nodes: Vec<NodeInfo>,
 }
 
 impl StreamInfo {
@@ -51,7 +61,27 @@ impl StreamInfo {
                         .unwrap_or_default(),
                 })
                 .collect(),
+            nodes: s
+                .nodes()
+                .map(|ns| {
+                    ns.iter()
+                        .map(|n| NodeInfo {
+                            id: n.id(),
+                            zone: n.zone().unwrap_or("").to_string(),
+                            addr: n.addr().unwrap_or("").to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+
+    /// Client address of node `id`, if the description lists it.
+    pub fn addr_of(&self, id: u64) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr.as_str())
     }
 
     /// The shards' hash ranges in order, for routing.
@@ -106,6 +136,23 @@ pub fn build_stream_description<'a>(
         })
         .collect();
     let shards = Some(fbb.create_vector(&shards));
+    let nodes: Vec<_> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            let zone = Some(fbb.create_string(&n.zone));
+            let addr = Some(fbb.create_string(&n.addr));
+            fb::NodeDescription::create(
+                fbb,
+                &fb::NodeDescriptionArgs {
+                    id: n.id,
+                    zone,
+                    addr,
+                },
+            )
+        })
+        .collect();
+    let nodes = Some(fbb.create_vector(&nodes));
     let name = Some(fbb.create_string(&s.name));
     fb::StreamDescription::create(
         fbb,
@@ -114,6 +161,7 @@ pub fn build_stream_description<'a>(
             replication: s.replication,
             created_ms: s.created_ms,
             shards,
+            nodes,
         },
     )
 }
@@ -382,5 +430,86 @@ pub async fn fetch(
         records,
         next_offset,
         high_watermark: f.high_watermark(),
+    })
+}
+
+/// A replica's replication state, as its shard leader sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReplicaLag {
+    pub node: u64,
+    pub matched_index: u64,
+    pub lag: u64,
+}
+
+/// A shard led by the answering node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ShardLeadership {
+    pub stream: String,
+    pub shard: u32,
+    pub leader: u64,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub replicas: Vec<ReplicaLag>,
+}
+
+/// One node's view of the cluster.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeView {
+    pub node: u64,
+    pub meta_leader: u64,
+    pub nodes: Vec<NodeInfo>,
+    pub shards: Vec<ShardLeadership>,
+}
+
+pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
+    let req = wire::request(fb::RequestBody::ClusterStatusRequest, |fbb| {
+        fb::ClusterStatusRequest::create(fbb, &fb::ClusterStatusRequestArgs {}).as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    let s = r
+        .body_as_cluster_status()
+        .ok_or_else(|| bad(c, "ClusterStatus"))?;
+    Ok(NodeView {
+        node: s.node(),
+        meta_leader: s.meta_leader(),
+        nodes: s
+            .nodes()
+            .map(|ns| {
+                ns.iter()
+                    .map(|n| NodeInfo {
+                        id: n.id(),
+                        zone: n.zone().unwrap_or("").to_string(),
+                        addr: n.addr().unwrap_or("").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        shards: s
+            .shards()
+            .map(|ss| {
+                ss.iter()
+                    .map(|sh| ShardLeadership {
+                        stream: sh.stream().to_string(),
+                        shard: sh.shard(),
+                        leader: sh.leader(),
+                        term: sh.term(),
+                        last_log_index: sh.last_log_index(),
+                        replicas: sh
+                            .replicas()
+                            .map(|rs| {
+                                rs.iter()
+                                    .map(|r| ReplicaLag {
+                                        node: r.node(),
+                                        matched_index: r.matched_index(),
+                                        lag: r.lag(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }

@@ -2,6 +2,7 @@
 //! consume), and the dev PKI. The `strata` CLI is built on it.
 
 pub mod api;
+pub mod cluster;
 pub mod settings;
 pub mod tls;
 pub mod transport;

@@ -169,6 +169,77 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig> {
     Ok(cfg)
 }
 
+/// ALPN protocol id of the Raft transport between core nodes.
+pub const PEER_ALPN: &[u8] = b"strata-peer/1";
+
+/// Peers notice a dead node within seconds, not the 30 s of client links:
+/// RPCs to it fail fast and the connection is re-established once it is back.
+fn peer_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Every Raft group on a node shares one connection per peer.
+    t.max_concurrent_bidi_streams(4096u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((16u32 * 1024 * 1024).into())
+        .receive_window((64u32 * 1024 * 1024).into())
+        .send_window(64 * 1024 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(1)))
+        .max_idle_timeout(Some(
+            Duration::from_secs(5)
+                .try_into()
+                .expect("idle timeout fits a QUIC varint"),
+        ));
+    Arc::new(t)
+}
+
+fn cluster_roots(ca: &Path) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .with_context(|| format!("adding CA certificate from {}", ca.display()))?;
+    }
+    Ok(roots)
+}
+
+/// Server config of a core node's peer endpoint: mutual TLS 1.3, ALPN
+/// `strata-peer/1`; a client must present a certificate signed by the
+/// cluster CA in `ca`.
+pub fn peer_server_config(cert: &Path, key: &Path, ca: &Path) -> Result<quinn::ServerConfig> {
+    install_crypto_provider();
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(cluster_roots(ca)?))
+        .build()
+        .with_context(|| format!("building the client verifier for CA {}", ca.display()))?;
+    let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+    tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).context("building QUIC TLS server config")?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(peer_transport());
+    Ok(cfg)
+}
+
+/// Client config for Raft RPCs to other core nodes: mutual TLS 1.3, ALPN
+/// `strata-peer/1`, presenting `cert`/`key` and trusting only the cluster CA.
+pub fn peer_client_config(cert: &Path, key: &Path, ca: &Path) -> Result<quinn::ClientConfig> {
+    install_crypto_provider();
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(cluster_roots(ca)?)
+        .with_client_auth_cert(certs, key)
+        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+    tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).context("building QUIC TLS client config")?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(peer_transport());
+    Ok(cfg)
+}
+
 /// Where a CLI finds its CA: `--ca`/`STRATA_CA` if given, else `./strata-data/tls/ca.pem`.
 pub fn resolve_ca(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {

@@ -33,6 +33,24 @@ fn default_shards_max() -> u32 {
     1024
 }
 
+fn default_peer() -> SocketAddr {
+    "127.0.0.1:7600".parse().expect("valid")
+}
+
+/// A member of the initial cluster (bootstrap set of the metadata group).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Node id (non-zero, unique).
+    pub id: u64,
+    /// Availability-zone label.
+    pub zone: String,
+    /// Client API address (QUIC).
+    pub addr: SocketAddr,
+    /// Inter-node Raft address (QUIC, mutual TLS).
+    pub peer_addr: SocketAddr,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreConfig {
@@ -47,6 +65,18 @@ pub struct CoreConfig {
     /// UDP address of the QUIC API (edges, CLI, SDK).
     #[serde(default = "default_listen")]
     pub listen_addr: SocketAddr,
+    /// UDP address for Raft traffic between nodes (QUIC with mutual TLS).
+    /// Only bound when `peers` lists other nodes.
+    #[serde(default = "default_peer")]
+    pub peer_addr: SocketAddr,
+    /// The initial cluster: every voter of the metadata group (3 or 5, in
+    /// distinct zones), this node included. Empty: a single-node core.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// PEM CA certificate that every node's certificate chains to; required
+    /// with `peers` (mutual TLS between nodes).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint; unset = disabled.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
@@ -102,7 +132,46 @@ impl CoreConfig {
         if self.shards_max == 0 {
             return Err("shards_max must be at least 1".into());
         }
+        if !self.peers.is_empty() {
+            let me = self
+                .peers
+                .iter()
+                .find(|p| p.id == self.node_id)
+                .ok_or_else(|| {
+                    format!("peers must include this node (node_id = {})", self.node_id)
+                })?;
+            if me.zone != self.zone || me.addr != self.listen_addr || me.peer_addr != self.peer_addr
+            {
+                return Err(format!(
+                    "peers entry for node {} must match zone, listen_addr and peer_addr of this config",
+                    self.node_id
+                ));
+            }
+            let mut ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() != self.peers.len() || ids.contains(&0) {
+                return Err("peers: node ids must be unique and non-zero".into());
+            }
+            if self.tls_ca.is_none() {
+                return Err("tls_ca is required with peers (mutual TLS between nodes)".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The initial cluster, this node alone when `peers` is empty.
+    pub fn initial_members(&self) -> Vec<PeerConfig> {
+        if self.peers.is_empty() {
+            vec![PeerConfig {
+                id: self.node_id,
+                zone: self.zone.clone(),
+                addr: self.listen_addr,
+                peer_addr: self.peer_addr,
+            }]
+        } else {
+            self.peers.clone()
+        }
     }
 
     pub fn limits(&self) -> strata_schema::batch::Limits {

@@ -4,5 +4,6 @@ pub mod config;
 pub mod log;
 pub mod meta;
 pub mod node;
+pub mod peer;
 pub mod raft;
 pub mod server;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use strata_client::transport::{bind_server, serve, ServeLimits};
 use strata_core::config::CoreConfig;
 use strata_core::node::Node;
+use strata_core::peer::serve_peers;
+use strata_core::raft::net::NetworkFactory;
+use strata_core::raft::network::PeerPool;
 use strata_core::server::CoreHandler;
 use tokio::sync::watch;
 
@@ -53,9 +56,26 @@ async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data_dir {}", cfg.data_dir.display()))?;
     let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
-    let node = Node::start(cfg.clone()).await?;
-    tracing::info!(addr = %cfg.listen_addr, node_id = cfg.node_id, zone = %cfg.zone, "strata-core listening (QUIC)");
     let (stop_tx, stop_rx) = watch::channel(false);
+    let peer_endpoint = if cfg.peers.is_empty() {
+        None
+    } else {
+        let ca = cfg.tls_ca.as_ref().expect("validated: tls_ca with peers");
+        let server = strata_client::tls::peer_server_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
+        let client = strata_client::tls::peer_client_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
+        let ep = bind_server(cfg.peer_addr, server)?;
+        Some((ep.clone(), PeerPool::new(ep, client)))
+    };
+    let net = match &peer_endpoint {
+        None => NetworkFactory::SingleNode,
+        Some((_, pool)) => NetworkFactory::Quic(pool.clone()),
+    };
+    let node = Node::start(cfg.clone(), net, stop_rx.clone()).await?;
+    let peers = peer_endpoint.map(|(ep, _)| {
+        tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), "Raft peer endpoint listening (QUIC, mutual TLS)");
+        tokio::spawn(serve_peers(ep, node.clone(), stop_rx.clone()))
+    });
+    tracing::info!(addr = %cfg.listen_addr, node_id = cfg.node_id, zone = %cfg.zone, "strata-core listening (QUIC)");
     let server = tokio::spawn(serve(
         endpoint,
         Arc::new(CoreHandler { node: node.clone() }),
@@ -67,6 +87,9 @@ async fn run(args: Args) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     node.shutdown().await;
+    if let Some(p) = peers {
+        let _ = p.await;
+    }
     Ok(())
 }
 

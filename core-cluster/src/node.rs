@@ -6,22 +6,23 @@
 use crate::config::CoreConfig;
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
-use crate::meta::{Catalog, MetaCommand, MetaResponse, ShardMeta, StreamMeta};
-use crate::raft::network::SingleNodeNetwork;
+use crate::meta::{place, Catalog, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
+use crate::raft::net::{Network, NetworkFactory};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::{GroupSm, GroupState};
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId, Raft};
 use anyhow::{Context, Result};
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::BasicNode;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use strata_client::api::{ShardInfo, StreamInfo};
+use strata_client::api::{NodeInfo, ShardInfo, StreamInfo};
 use strata_schema::fb::ErrorCode;
 use strata_schema::hashkey;
 use strata_schema::wire::RemoteError;
+use tokio::sync::watch;
 
 /// One Raft group: its Raft handle, state machine and log.
 pub struct Group<S: GroupState> {
@@ -33,14 +34,19 @@ pub struct Group<S: GroupState> {
 fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
     let c = openraft::Config {
         cluster_name: name.to_string(),
+        // openraft 0.9 gives each AppendEntries one heartbeat interval to
+        // complete (follower fsync included), and a follower waits out the
+        // leader's lease (election_timeout_max) plus its own timeout before a
+        // new election: together these put failover at roughly 0.6-0.8 s.
         heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
         // The shard's log is its data: it is never purged behind a snapshot.
         // Tiering to object storage decides what leaves local disk.
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
-        max_payload_entries: 512,
+        // Bounds one AppendEntries so it fits in a heartbeat interval.
+        max_payload_entries: 16,
         ..Default::default()
     };
     Ok(Arc::new(c.validate().context("raft config")?))
@@ -51,38 +57,44 @@ impl<S: GroupState> Group<S> {
         name: &str,
         dir: &Path,
         node_id: NodeId,
-        addr: &str,
         seg: SegmentLogOptions,
+        net: Network,
     ) -> Result<Self> {
         let log = LogStore::open(dir, seg)
             .with_context(|| format!("opening Raft log of {name} at {}", dir.display()))?;
         let sm = GroupSm::<S>::default();
-        let raft = Raft::new(
-            node_id,
-            raft_config(name)?,
-            SingleNodeNetwork,
-            log.clone(),
-            sm.clone(),
-        )
-        .await
-        .with_context(|| format!("starting Raft group {name}"))?;
-        if !raft.is_initialized().await? {
-            let mut members = BTreeMap::new();
-            members.insert(node_id, BasicNode::new(addr));
-            raft.initialize(members)
-                .await
-                .with_context(|| format!("initializing Raft group {name}"))?;
-        }
+        let raft = Raft::new(node_id, raft_config(name)?, net, log.clone(), sm.clone())
+            .await
+            .with_context(|| format!("starting Raft group {name}"))?;
         Ok(Self { raft, sm, log })
     }
 
-    async fn wait_leader(&self, name: &str, timeout: Duration) -> Result<()> {
-        self.raft
+    /// Initializes a pristine group with `members` (id → peer address).
+    async fn initialize(&self, name: &str, members: BTreeMap<NodeId, BasicNode>) -> Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another member's log reached us first: already part of a cluster.
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("initializing Raft group {name}: {e}")),
+        }
+    }
+
+    /// Current leader as this member sees it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    async fn wait_leader(&self, name: &str, timeout: Duration) -> Result<NodeId> {
+        let m = self
+            .raft
             .wait(Some(timeout))
-            .state(ServerState::Leader, name)
+            .metrics(|m| m.current_leader.is_some(), name)
             .await
             .with_context(|| format!("Raft group {name} elected no leader within {timeout:?}"))?;
-        Ok(())
+        Ok(m.current_leader.expect("waited for a leader"))
     }
 }
 
@@ -93,16 +105,9 @@ pub struct Node {
     pub cfg: CoreConfig,
     meta: Group<Catalog>,
     shards: RwLock<HashMap<(String, u32), Arc<ShardGroup>>>,
-}
-
-fn not_leader_or(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> RemoteError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => RemoteError::new(
-            ErrorCode::NotLeader,
-            format!("not the leader; leader is {:?}", f.leader_id),
-        ),
-        other => RemoteError::new(ErrorCode::Unavailable, format!("raft: {other}")),
-    }
+    net: NetworkFactory,
+    /// Serialises opening shard groups.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -121,34 +126,98 @@ impl Node {
             .join(format!("{shard:05}"))
     }
 
-    /// Opens (or creates) the node's groups and waits for their leaders.
-    pub async fn start(cfg: CoreConfig) -> Result<Arc<Self>> {
-        let addr = cfg.listen_addr.to_string();
+    /// Opens the node's groups. The lowest id of the initial cluster
+    /// initializes a pristine metadata group with every initial member as a
+    /// voter; shard groups open as the catalog names this node a replica.
+    /// Returns without waiting for other nodes: requests get UNAVAILABLE or
+    /// NOT_LEADER until the groups have leaders.
+    pub async fn start(
+        cfg: CoreConfig,
+        net: NetworkFactory,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>> {
+        let members = cfg.initial_members();
         let meta = Group::<Catalog>::open(
             "meta",
             &cfg.data_dir.join("meta"),
             cfg.node_id,
-            &addr,
             Self::segment_options(&cfg),
+            net.network("meta"),
         )
         .await?;
-        meta.wait_leader("meta", Duration::from_secs(30)).await?;
+        let bootstrap = members.iter().map(|m| m.id).min() == Some(cfg.node_id);
+        if bootstrap {
+            let voters = members
+                .iter()
+                .map(|m| (m.id, BasicNode::new(m.peer_addr)))
+                .collect();
+            meta.initialize("meta", voters).await?;
+        }
         let node = Arc::new(Self {
             cfg,
             meta,
             shards: RwLock::new(HashMap::new()),
+            net,
+            opening: tokio::sync::Mutex::new(()),
         });
-        let streams: Vec<StreamMeta> = node.meta.sm.read(|c| c.streams.values().cloned().collect());
-        for s in &streams {
-            node.open_shards(s).await?;
+        if members.len() == 1 {
+            // A single-node core is ready once its groups are: wait here so that
+            // the first request does not race the elections.
+            node.meta
+                .wait_leader("meta", Duration::from_secs(30))
+                .await?;
+            node.reconcile().await?;
         }
-        tracing::info!(streams = streams.len(), "core node ready");
+        tokio::spawn(node.clone().watch_catalog(stop));
         Ok(node)
     }
 
+    /// Keeps this node's groups in line with the catalog.
+    async fn watch_catalog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut applied = self.meta.sm.subscribe();
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %format!("{e:#}"), "reconciling with the catalog failed; retrying");
+            }
+            tokio::select! {
+                _ = applied.changed() => {}
+                // Retry registration and group opening that waited on other nodes.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn reconcile(&self) -> Result<()> {
+        if self.meta.leader() == Some(self.cfg.node_id) {
+            let known: Vec<u64> = self.meta.sm.read(|c| c.nodes.keys().copied().collect());
+            for m in self.cfg.initial_members() {
+                if !known.contains(&m.id) {
+                    let cmd = MetaCommand::RegisterNode(NodeMeta {
+                        id: m.id,
+                        zone: m.zone.clone(),
+                        addr: m.addr.to_string(),
+                        peer_addr: m.peer_addr.to_string(),
+                    });
+                    self.meta
+                        .raft
+                        .client_write(Command::Meta(cmd))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("registering node {}: {e}", m.id))?;
+                }
+            }
+        }
+        let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
+        for s in &streams {
+            self.open_shards(s).await?;
+        }
+        Ok(())
+    }
+
     async fn open_shards(&self, s: &StreamMeta) -> Result<()> {
-        let addr = self.cfg.listen_addr.to_string();
-        for sh in &s.shards {
+        let me = self.cfg.node_id;
+        for sh in s.shards.iter().filter(|sh| sh.replicas.contains(&me)) {
+            let _guard = self.opening.lock().await;
             if self.shard(&s.name, sh.id).is_some() {
                 continue;
             }
@@ -156,16 +225,28 @@ impl Node {
             let g = ShardGroup::open(
                 &name,
                 &self.shard_dir(&s.name, sh.id),
-                self.cfg.node_id,
-                &addr,
+                me,
                 Self::segment_options(&self.cfg),
+                self.net.network(&name),
             )
             .await?;
-            g.wait_leader(&name, Duration::from_secs(30)).await?;
+            if sh.replicas.first() == Some(&me) {
+                let peers = self.meta.sm.read(|c| {
+                    sh.replicas
+                        .iter()
+                        .filter_map(|r| c.nodes.get(r).map(|n| (*r, BasicNode::new(&n.peer_addr))))
+                        .collect::<BTreeMap<_, _>>()
+                });
+                if peers.len() != sh.replicas.len() {
+                    anyhow::bail!("shard {name}: some replicas are not registered yet");
+                }
+                g.initialize(&name, peers).await?;
+            }
             self.shards
                 .write()
                 .expect("shards lock")
                 .insert((s.name.clone(), sh.id), Arc::new(g));
+            tracing::info!(shard = %name, replicas = ?sh.replicas, "opened shard group");
         }
         Ok(())
     }
@@ -176,6 +257,13 @@ impl Node {
             .expect("shards lock")
             .get(&(stream.to_string(), shard))
             .cloned()
+    }
+
+    /// Client address of a node, from the catalog.
+    pub fn client_addr(&self, node: NodeId) -> Option<String> {
+        self.meta
+            .sm
+            .read(|c| c.nodes.get(&node).map(|n| n.addr.clone()))
     }
 
     fn stream_meta(&self, name: &str) -> Result<StreamMeta, RemoteError> {
@@ -190,16 +278,26 @@ impl Node {
             })
     }
 
-    /// The shard group for a request, or the error reply naming what is missing.
+    /// The local shard group for a read (any replica serves committed records).
     pub fn shard_for(&self, stream: &str, shard: u32) -> Result<Arc<ShardGroup>, RemoteError> {
         let meta = self.stream_meta(stream)?;
-        if !meta.shards.iter().any(|s| s.id == shard) {
+        let Some(sh) = meta.shards.iter().find(|s| s.id == shard) else {
             return Err(RemoteError::new(
                 ErrorCode::UnknownShard,
                 format!(
                     "stream {stream:?} has no shard {shard} (it has {})",
                     meta.shards.len()
                 ),
+            ));
+        };
+        if !sh.replicas.contains(&self.cfg.node_id) {
+            let hint = sh.replicas.first().and_then(|r| self.client_addr(*r));
+            return Err(RemoteError::not_leader(
+                format!(
+                    "node {} holds no replica of {stream}/{shard}",
+                    self.cfg.node_id
+                ),
+                hint,
             ));
         }
         self.shard(stream, shard).ok_or_else(|| {
@@ -208,6 +306,42 @@ impl Node {
                 format!("shard {stream}/{shard} is starting"),
             )
         })
+    }
+
+    /// The local shard group for a write: this node must lead it.
+    pub fn shard_leader_for(
+        &self,
+        stream: &str,
+        shard: u32,
+    ) -> Result<Arc<ShardGroup>, RemoteError> {
+        let g = self.shard_for(stream, shard)?;
+        match g.leader() {
+            Some(l) if l == self.cfg.node_id => Ok(g),
+            Some(l) => Err(RemoteError::not_leader(
+                format!(
+                    "node {} does not lead {stream}/{shard}; node {l} does",
+                    self.cfg.node_id
+                ),
+                self.client_addr(l),
+            )),
+            None => Err(RemoteError::new(
+                ErrorCode::Unavailable,
+                format!("shard {stream}/{shard} is electing a leader"),
+            )),
+        }
+    }
+
+    fn not_leader_or(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> RemoteError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => RemoteError::not_leader(
+                format!("not the leader; leader is {:?}", f.leader_id),
+                f.leader_id.and_then(|l| self.client_addr(l)),
+            ),
+            other => RemoteError::new(ErrorCode::Unavailable, format!("raft: {other}")),
+        }
     }
 
     pub async fn create_stream(
@@ -227,25 +361,46 @@ impl Node {
                 ),
             ));
         }
-        let replication = replication.max(1);
-        if replication > 1 {
-            return Err(RemoteError::new(
-                ErrorCode::InvalidArgument,
-                format!("--replication {replication} needs {replication} nodes; this core has 1"),
-            ));
+        match self.meta.leader() {
+            Some(l) if l == self.cfg.node_id => {}
+            Some(l) => {
+                return Err(RemoteError::not_leader(
+                    format!(
+                        "node {} is not the metadata leader; node {l} is",
+                        self.cfg.node_id
+                    ),
+                    self.client_addr(l),
+                ))
+            }
+            None => {
+                return Err(RemoteError::new(
+                    ErrorCode::Unavailable,
+                    "the metadata group is electing a leader",
+                ))
+            }
         }
+        let (replicas, replication) = self.meta.sm.read(|c| {
+            let r = if replication == 0 {
+                c.default_replication()
+            } else {
+                replication
+            };
+            (place(c, shards, r), r)
+        });
+        let replicas = replicas.map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
         let meta = StreamMeta {
             name: name.to_string(),
             replication,
             created_ms: now_ms(),
             shards: hashkey::even_ranges(shards)
                 .iter()
+                .zip(replicas)
                 .enumerate()
-                .map(|(i, r)| ShardMeta {
+                .map(|(i, (r, replicas))| ShardMeta {
                     id: i as u32,
                     start_hash_key: r.start.to_string(),
                     end_hash_key: r.end.to_string(),
-                    replicas: vec![self.cfg.node_id],
+                    replicas,
                 })
                 .collect(),
         };
@@ -254,7 +409,7 @@ impl Node {
             .raft
             .client_write(Command::Meta(MetaCommand::CreateStream(meta)))
             .await
-            .map_err(not_leader_or)?;
+            .map_err(|e| self.not_leader_or(e))?;
         match resp.data {
             CommandResponse::Meta(MetaResponse::Created) => {}
             CommandResponse::Meta(MetaResponse::AlreadyExists) => {
@@ -270,10 +425,17 @@ impl Node {
                 ))
             }
         }
+        // Open what this node hosts and wait (bounded) for those leaders, so
+        // a single-node core is writable as soon as this returns.
         let meta = self.stream_meta(name)?;
         self.open_shards(&meta)
             .await
             .map_err(|e| RemoteError::new(ErrorCode::Internal, format!("{e:#}")))?;
+        for sh in &meta.shards {
+            if let Some(g) = self.shard(name, sh.id) {
+                let _ = g.wait_leader(name, Duration::from_secs(10)).await;
+            }
+        }
         self.describe(name)
     }
 
@@ -283,6 +445,23 @@ impl Node {
     }
 
     fn info_of(&self, meta: &StreamMeta) -> StreamInfo {
+        let nodes = self.meta.sm.read(|c| {
+            let mut ids: Vec<u64> = meta
+                .shards
+                .iter()
+                .flat_map(|s| s.replicas.iter().copied())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.iter()
+                .filter_map(|id| c.nodes.get(id))
+                .map(|n| NodeInfo {
+                    id: n.id,
+                    zone: n.zone.clone(),
+                    addr: n.addr.clone(),
+                })
+                .collect()
+        });
         StreamInfo {
             name: meta.name.clone(),
             replication: meta.replication,
@@ -291,8 +470,9 @@ impl Node {
                 .shards
                 .iter()
                 .map(|sh| {
-                    let (first, next) = self
-                        .shard(&meta.name, sh.id)
+                    let local = self.shard(&meta.name, sh.id);
+                    let (first, next) = local
+                        .as_ref()
                         .map(|g| g.sm.read(|s| (s.first_offset, s.next_offset)))
                         .unwrap_or((0, 0));
                     ShardInfo {
@@ -301,17 +481,65 @@ impl Node {
                         end_hash_key: sh.end_hash_key.clone(),
                         first_offset: first,
                         next_offset: next,
-                        leader_node: self.cfg.node_id,
+                        leader_node: local.and_then(|g| g.leader()).unwrap_or(0),
                         replicas: sh.replicas.clone(),
                     }
                 })
                 .collect(),
+            nodes,
         }
     }
 
     pub fn list(&self) -> Vec<StreamInfo> {
         let metas: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
         metas.iter().map(|m| self.info_of(m)).collect()
+    }
+
+    /// This node's view of the cluster: nodes, metadata leader, and the
+    /// shards it leads with each replica's replication lag.
+    pub fn status(&self) -> ClusterView {
+        let nodes = self.meta.sm.read(|c| c.nodes.values().cloned().collect());
+        let mut shards = Vec::new();
+        let groups: Vec<_> = self
+            .shards
+            .read()
+            .expect("shards lock")
+            .iter()
+            .map(|(k, g)| (k.clone(), g.clone()))
+            .collect();
+        for ((stream, shard), g) in groups {
+            let m = g.raft.metrics().borrow().clone();
+            if m.current_leader != Some(self.cfg.node_id) {
+                continue;
+            }
+            let last = m.last_log_index.unwrap_or(0);
+            let replicas = m
+                .replication
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, matched)| {
+                            let matched = matched.map_or(0, |l| l.index);
+                            (*id, matched, last.saturating_sub(matched))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.push(ShardView {
+                stream,
+                shard,
+                leader: self.cfg.node_id,
+                term: m.current_term,
+                last_log_index: last,
+                replicas,
+            });
+        }
+        shards.sort_by(|a, b| (&a.stream, a.shard).cmp(&(&b.stream, b.shard)));
+        ClusterView {
+            node: self.cfg.node_id,
+            meta_leader: self.meta.leader().unwrap_or(0),
+            nodes,
+            shards,
+        }
     }
 
     /// Appends runs to a shard in order; returns (appended, duplicates, next offset).
@@ -341,7 +569,10 @@ impl Node {
             let res = rx
                 .await
                 .map_err(|_| RemoteError::new(ErrorCode::Unavailable, "raft group stopped"))?;
-            match res.map_err(|e| not_leader_or(RaftError::APIError(e)))?.data {
+            match res
+                .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
+                .data
+            {
                 CommandResponse::Appended {
                     appended: a,
                     duplicates: d,
@@ -377,6 +608,37 @@ impl Node {
         }
         let _ = self.meta.raft.shutdown().await;
     }
+}
+
+impl crate::peer::GroupRegistry for Node {
+    fn raft(&self, group: &str) -> Option<Raft> {
+        if group == "meta" {
+            return Some(self.meta.raft.clone());
+        }
+        let (stream, shard) = group.rsplit_once('/')?;
+        let shard: u32 = shard.parse().ok()?;
+        self.shard(stream, shard).map(|g| g.raft.clone())
+    }
+}
+
+/// What [`Node::status`] reports.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub node: NodeId,
+    pub meta_leader: NodeId,
+    pub nodes: Vec<NodeMeta>,
+    pub shards: Vec<ShardView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShardView {
+    pub stream: String,
+    pub shard: u32,
+    pub leader: NodeId,
+    pub term: u64,
+    pub last_log_index: u64,
+    /// (node, matched index, lag in entries)
+    pub replicas: Vec<(NodeId, u64, u64)>,
 }
 
 pub fn now_ms() -> i64 {

@@ -53,6 +53,7 @@ impl Handler for CoreHandler {
                 self.fetch(req.body_as_fetch_request().expect("type checked"))
                     .await
             }
+            fb::RequestBody::ClusterStatusRequest => Ok(status_reply(&self.node.status())),
             fb::RequestBody::ProduceRequest => Err(invalid(
                 "this is a core node: produce through an edge agent (strata produce --edge ADDR)",
             )),
@@ -71,6 +72,72 @@ impl Handler for CoreHandler {
 fn describe_reply(s: &strata_client::api::StreamInfo) -> Bytes {
     wire::response(fb::ResponseBody::StreamDescription, |fbb| {
         build_stream_description(fbb, s).as_union_value()
+    })
+}
+
+fn status_reply(v: &crate::node::ClusterView) -> Bytes {
+    wire::response(fb::ResponseBody::ClusterStatus, |fbb| {
+        let nodes: Vec<_> = v
+            .nodes
+            .iter()
+            .map(|n| {
+                let zone = Some(fbb.create_string(&n.zone));
+                let addr = Some(fbb.create_string(&n.addr));
+                fb::NodeDescription::create(
+                    fbb,
+                    &fb::NodeDescriptionArgs {
+                        id: n.id,
+                        zone,
+                        addr,
+                    },
+                )
+            })
+            .collect();
+        let nodes = Some(fbb.create_vector(&nodes));
+        let shards: Vec<_> = v
+            .shards
+            .iter()
+            .map(|s| {
+                let replicas: Vec<_> = s
+                    .replicas
+                    .iter()
+                    .map(|&(node, matched_index, lag)| {
+                        fb::ReplicaStatus::create(
+                            fbb,
+                            &fb::ReplicaStatusArgs {
+                                node,
+                                matched_index,
+                                lag,
+                            },
+                        )
+                    })
+                    .collect();
+                let replicas = Some(fbb.create_vector(&replicas));
+                let stream = Some(fbb.create_string(&s.stream));
+                fb::ShardStatus::create(
+                    fbb,
+                    &fb::ShardStatusArgs {
+                        stream,
+                        shard: s.shard,
+                        leader: s.leader,
+                        term: s.term,
+                        last_log_index: s.last_log_index,
+                        replicas,
+                    },
+                )
+            })
+            .collect();
+        let shards = Some(fbb.create_vector(&shards));
+        fb::ClusterStatus::create(
+            fbb,
+            &fb::ClusterStatusArgs {
+                node: v.node,
+                meta_leader: v.meta_leader,
+                nodes,
+                shards,
+            },
+        )
+        .as_union_value()
     })
 }
 
@@ -95,7 +162,7 @@ impl CoreHandler {
         if r.producer_id() == 0 {
             return Err(invalid("producer_id 0 is reserved"));
         }
-        let g = self.node.shard_for(r.stream(), r.shard())?;
+        let g = self.node.shard_leader_for(r.stream(), r.shard())?;
         let limits = self.node.cfg.limits();
         let mut cmds = Vec::with_capacity(r.pieces().len());
         for (i, p) in r.pieces().iter().enumerate() {

@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use strata_client::api::{self, StreamInfo};
-use strata_client::transport::{Client, ClientError, Handler};
+use strata_client::cluster::Cluster;
+use strata_client::transport::{ClientError, Handler};
 use strata_schema::batch;
 use strata_schema::fb::{self, ErrorCode};
 use strata_schema::wire::{self, RemoteError};
@@ -30,7 +31,7 @@ pub struct StreamState {
 pub struct Agent {
     pub cfg: EdgeConfig,
     pub producer_id: u64,
-    pub core: Arc<Client>,
+    pub core: Arc<Cluster>,
     streams: Mutex<HashMap<String, Arc<StreamState>>>,
     /// Serialises buffer creation so two producers cannot open one stream twice.
     opening: tokio::sync::Mutex<()>,
@@ -85,7 +86,7 @@ impl Agent {
     /// and starts its forwarder (buffered data drains as soon as the core answers).
     pub async fn start(
         cfg: EdgeConfig,
-        core: Arc<Client>,
+        core: Arc<Cluster>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(cfg.data_dir.join("buffers"))
@@ -170,7 +171,7 @@ impl Agent {
         }
         strata_schema::validate_stream_name(name)
             .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
-        let info = match api::describe_stream(&self.core, name).await {
+        let info = match self.core.describe(name).await {
             Ok(info) => info,
             Err(ClientError::Remote(e)) => return Err(e),
             Err(e) => {
@@ -237,7 +238,7 @@ impl Agent {
 
     /// Replaces a stream's shard map after the core reported a change.
     pub async fn refresh(&self, stream: &StreamState, name: &str) -> Result<(), ClientError> {
-        let info = api::describe_stream(&self.core, name).await?;
+        let info = self.core.describe(name).await?;
         *stream.info.lock().expect("info lock") = info;
         if let Err(e) = self.save_cache() {
             tracing::warn!(error = %e, "could not save the stream cache");
@@ -320,6 +321,7 @@ impl From<CachedStream> for StreamInfo {
                     replicas: Vec::new(),
                 })
                 .collect(),
+            nodes: Vec::new(),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 fn default_listen() -> SocketAddr {
     "127.0.0.1:7400".parse().expect("valid")
 }
-fn default_core() -> SocketAddr {
-    "127.0.0.1:7500".parse().expect("valid")
+fn default_core() -> Vec<SocketAddr> {
+    vec!["127.0.0.1:7500".parse().expect("valid")]
 }
 fn default_record_bytes_max() -> usize {
     1024 * 1024
@@ -52,9 +52,10 @@ pub struct EdgeConfig {
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
     pub tls_key: PathBuf,
-    /// QUIC address of the core node to forward to.
+    /// QUIC addresses of core nodes to start from (seeds); shard leaders are
+    /// discovered from them and followed across failover.
     #[serde(default = "default_core")]
-    pub core_addr: SocketAddr,
+    pub core_addrs: Vec<SocketAddr>,
     /// PEM CA certificate(s) the core's certificate must chain to.
     pub core_ca: PathBuf,
     /// Largest record (key + value + headers), bytes.
@@ -108,6 +109,9 @@ impl EdgeConfig {
                 "segment_bytes_max = {} is below 1 MiB",
                 self.segment_bytes_max
             ));
+        }
+        if self.core_addrs.is_empty() {
+            return Err("core_addrs must list at least one core node".into());
         }
         if self.forward_bytes_max == 0 {
             return Err("forward_bytes_max must be positive".into());

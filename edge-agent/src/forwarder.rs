@@ -123,14 +123,13 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
                 bytes += sp.pieces[end].batch.len();
                 end += 1;
             }
-            api::forward(
-                &agent.core,
-                name,
-                sp.shard,
-                agent.producer_id,
-                &sp.pieces[start..end],
-            )
-            .await?;
+            let pieces = &sp.pieces[start..end];
+            agent
+                .core
+                .to_leader(name, sp.shard, |c| async move {
+                    api::forward(&c, name, sp.shard, agent.producer_id, pieces).await
+                })
+                .await?;
             start = end;
         }
         Ok::<u64, ClientError>(sp.records)

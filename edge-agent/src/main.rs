@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_client::transport::{bind_server, serve, Client, ServeLimits};
+use strata_client::cluster::Cluster;
+use strata_client::transport::{bind_server, serve, ServeLimits};
 use strata_edge::agent::{Agent, EdgeHandler};
 use strata_edge::config::EdgeConfig;
 use tokio::sync::watch;
@@ -44,7 +45,7 @@ async fn run(args: Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     strata_client::tls::install_crypto_provider();
     let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
-    let core = Arc::new(Client::new(cfg.core_addr, &cfg.core_ca).context("core client")?);
+    let core = Arc::new(Cluster::new(cfg.core_addrs.clone(), &cfg.core_ca).context("core client")?);
     if let Some(addr) = cfg.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -54,7 +55,7 @@ async fn run(args: Args) -> Result<()> {
     let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = Agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
-    tracing::info!(addr = %cfg.listen_addr, core = %cfg.core_addr, "strata-edge listening (QUIC)");
+    tracing::info!(addr = %cfg.listen_addr, core = ?cfg.core_addrs, "strata-edge listening (QUIC)");
     let server = tokio::spawn(serve(
         endpoint,
         Arc::new(EdgeHandler(agent.clone())),

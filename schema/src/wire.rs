@@ -95,6 +95,8 @@ where
 pub struct RemoteError {
     pub code: fb::ErrorCode,
     pub message: String,
+    /// With `NotLeader`: the client address of the node to retry at.
+    pub leader_hint: Option<String>,
 }
 
 impl RemoteError {
@@ -102,6 +104,16 @@ impl RemoteError {
         Self {
             code,
             message: message.into(),
+            leader_hint: None,
+        }
+    }
+
+    /// A `NotLeader` reply pointing at `leader` (a client address), if known.
+    pub fn not_leader(message: impl Into<String>, leader: Option<String>) -> Self {
+        Self {
+            code: fb::ErrorCode::NotLeader,
+            message: message.into(),
+            leader_hint: leader,
         }
     }
 
@@ -117,11 +129,13 @@ impl RemoteError {
     pub fn encode(&self) -> Bytes {
         response(fb::ResponseBody::Error, |fbb| {
             let message = Some(fbb.create_string(&self.message));
+            let leader_hint = self.leader_hint.as_deref().map(|h| fbb.create_string(h));
             fb::Error::create(
                 fbb,
                 &fb::ErrorArgs {
                     code: self.code,
                     message,
+                    leader_hint,
                 },
             )
             .as_union_value()
@@ -147,6 +161,7 @@ pub fn error_of(resp: &fb::Response<'_>) -> Option<RemoteError> {
     resp.body_as_error().map(|e| RemoteError {
         code: e.code(),
         message: e.message().unwrap_or("").to_string(),
+        leader_hint: e.leader_hint().map(str::to_string),
     })
 }
 

@@ -15,11 +15,14 @@ use strata_client::{api, Client, ClientError};
 /// Directory holding the workspace's built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    // A test is target/<profile>/deps/<test>; a binary using this harness
+    // (strata-bench) is target/<profile>/<bin>. Both -> target/<profile>.
+    let dir = exe.parent().expect("executable has a parent directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn bin(name: &str) -> Result<PathBuf> {
@@ -165,7 +168,7 @@ impl Pipeline {
         std::fs::write(
             p.join("edge.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addr = \"{core_addr}\"\ncore_ca = {:?}\n{edge_extra}\n",
+                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\n{edge_extra}\n",
                 p.join("edge"),
                 pki.cert,
                 pki.key,

@@ -5,7 +5,6 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use clap::Args;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_client::api::{self, ConsumedRecord, Start};
@@ -14,9 +13,13 @@ use strata_client::api::{self, ConsumedRecord, Start};
 pub struct ConsumeArgs {
     /// Stream to read.
     pub stream: String,
-    /// Core node address (QUIC).
-    #[arg(long, default_value = super::DEFAULT_CORE)]
-    pub core: SocketAddr,
+    /// Core node addresses (QUIC), comma-separated.
+    #[arg(long, default_value = super::DEFAULT_CORE, value_parser = super::parse_seeds)]
+    pub core: super::Seeds,
+    /// Read from a replica in this availability zone when one exists
+    /// (replicas serve committed records only).
+    #[arg(long)]
+    pub zone: Option<String>,
     /// Where to start: oldest, latest, offset:N (needs --shard with several shards) or time:RFC3339.
     #[arg(long, default_value = "oldest", value_parser = parse_start)]
     pub from: Start,
@@ -82,8 +85,8 @@ pub fn record_json(stream: &str, r: &ConsumedRecord) -> serde_json::Value {
 }
 
 pub async fn run(a: ConsumeArgs) -> Result<()> {
-    let client = Arc::new(a.tls.client(a.core)?);
-    let info = api::describe_stream(&client, &a.stream).await?;
+    let client = Arc::new(a.tls.cluster(&a.core)?.with_zone(a.zone.clone()));
+    let info = client.describe(&a.stream).await?;
     let shards: Vec<u32> = match a.shard {
         Some(s) => {
             if !info.shards.iter().any(|sh| sh.id == s) {
@@ -115,11 +118,22 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
             a.follow,
         );
         tasks.spawn(async move {
-            let mut offset = api::seek(&client, &stream, shard, from)
+            let stream = &stream;
+            let seek = |start: Start| {
+                let client = &client;
+                async move {
+                    client
+                        .to_reader(stream, shard, |c| async move {
+                            api::seek(&c, stream, shard, start).await
+                        })
+                        .await
+                }
+            };
+            let mut offset = seek(from)
                 .await
                 .with_context(|| format!("seeking shard {shard}"))?;
             // Without --follow, read up to the end as of now.
-            let end = api::seek(&client, &stream, shard, Start::Latest).await?;
+            let end = seek(Start::Latest).await?;
             loop {
                 if !follow && offset >= end {
                     return Ok(());
@@ -129,7 +143,11 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
                 } else {
                     Duration::ZERO
                 };
-                let f = api::fetch(&client, &stream, shard, offset, 5000, wait).await?;
+                let f = client
+                    .to_reader(stream, shard, |c| async move {
+                        api::fetch(&c, stream, shard, offset, 5000, wait).await
+                    })
+                    .await?;
                 offset = f.next_offset;
                 let mut recs = f.records;
                 if !follow {

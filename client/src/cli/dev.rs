@@ -31,6 +31,10 @@ pub struct DevArgs {
     /// Core metrics address (Prometheus).
     #[arg(long, default_value = "127.0.0.1:9500")]
     pub core_metrics_addr: SocketAddr,
+    /// Only create the dev CA and certificates under DATA_DIR/tls, then exit
+    /// (used by deploy/local/cluster.sh).
+    #[arg(long)]
+    pub pki_only: bool,
 }
 
 fn toml_path(p: &Path) -> String {
@@ -68,6 +72,9 @@ pub async fn run(a: DevArgs) -> Result<()> {
             dir.join("tls").display()
         );
     }
+    if a.pki_only {
+        return Ok(());
+    }
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let core_toml = dir.join("core.toml");
@@ -90,7 +97,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
         format!(
             "# Written by `strata dev` at every start; see deploy/config/edge.example.toml.\n\
              data_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {}\ntls_key = {}\n\
-             core_addr = \"{}\"\ncore_ca = {}\n",
+             core_addrs = [\"{}\"]\ncore_ca = {}\n",
             toml_path(&dir.join("edge")),
             a.edge_addr,
             a.edge_metrics_addr,

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod cluster;
 mod consume;
 mod dev;
 mod produce;
@@ -9,6 +10,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use strata_client::cluster::Cluster;
 use strata_client::Client;
 
 pub const DEFAULT_EDGE: &str = "127.0.0.1:7400";
@@ -38,6 +40,19 @@ impl TlsArgs {
         let ca = strata_client::tls::resolve_ca(self.ca.as_deref())?;
         Ok(Client::new(addr, &ca)?)
     }
+
+    pub fn cluster(&self, seeds: &Seeds) -> Result<Cluster> {
+        let ca = strata_client::tls::resolve_ca(self.ca.as_deref())?;
+        Ok(Cluster::new(seeds.0.clone(), &ca)?)
+    }
+}
+
+/// Core node addresses, comma-separated (any node of a cluster will do).
+#[derive(Debug, Clone)]
+pub struct Seeds(pub Vec<SocketAddr>);
+
+pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
+    strata_client::cluster::parse_addrs(s).map(Seeds)
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,9 +65,19 @@ pub enum Cmd {
         cmd: stream::StreamCmd,
         #[command(flatten)]
         tls: TlsArgs,
-        /// Core node address (QUIC).
-        #[arg(long, default_value = DEFAULT_CORE, global = true)]
-        core: SocketAddr,
+        /// Core node addresses (QUIC), comma-separated.
+        #[arg(long, default_value = DEFAULT_CORE, global = true, value_parser = parse_seeds)]
+        core: Seeds,
+    },
+    /// Inspect the core cluster.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Core node addresses (QUIC), comma-separated.
+        #[arg(long, default_value = DEFAULT_CORE, global = true, value_parser = parse_seeds)]
+        core: Seeds,
     },
     /// Produce records through an edge agent.
     Produce(produce::ProduceArgs),
@@ -63,7 +88,8 @@ pub enum Cmd {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Dev(a) => dev::run(a).await,
-        Cmd::Stream { cmd, tls, core } => stream::run(cmd, &tls, core).await,
+        Cmd::Stream { cmd, tls, core } => stream::run(cmd, &tls, &core).await,
+        Cmd::Cluster { cmd, tls, core } => cluster::run(cmd, &tls, &core).await,
         Cmd::Produce(a) => produce::run(a).await,
         Cmd::Consume(a) => consume::run(a).await,
     }

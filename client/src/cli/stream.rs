@@ -1,10 +1,10 @@
 //! `strata stream create|list|describe`.
 
-use super::TlsArgs;
+use super::{Seeds, TlsArgs};
 use anyhow::Result;
 use clap::Subcommand;
-use std::net::SocketAddr;
 use strata_client::api::{self, StreamInfo};
+use strata_client::cluster::Cluster;
 
 #[derive(Subcommand, Debug)]
 pub enum StreamCmd {
@@ -14,8 +14,9 @@ pub enum StreamCmd {
         /// Number of shards.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
         shards: u32,
-        /// Replicas per shard (needs that many core nodes).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+        /// Replicas per shard, each in a distinct zone; default 3 with at
+        /// least 3 zones, else one per zone.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7), hide_default_value = true)]
         replication: u32,
         /// Print the result as JSON.
         #[arg(long)]
@@ -34,8 +35,8 @@ pub enum StreamCmd {
     },
 }
 
-pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> {
-    let c = tls.client(core)?;
+pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
+    let c = tls.cluster(core)?;
     match cmd {
         StreamCmd::Create {
             name,
@@ -43,7 +44,10 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
             replication,
             json,
         } => {
-            let s = api::create_stream(&c, &name, shards, replication).await?;
+            let name = &name;
+            let s = c
+                .any(|c| async move { api::create_stream(&c, name, shards, replication).await })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -52,7 +56,9 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
             }
         }
         StreamCmd::List { json } => {
-            let list = api::list_streams(&c).await?;
+            let list = c
+                .any(|c| async move { api::list_streams(&c).await })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -79,7 +85,7 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
             }
         }
         StreamCmd::Describe { name, json } => {
-            let s = api::describe_stream(&c, &name).await?;
+            let s = describe_merged(&c, &name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -89,6 +95,31 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: SocketAddr) -> Result<()> 
     }
     c.close().await;
     Ok(())
+}
+
+/// A description with every shard's offsets and leader taken from a replica
+/// of that shard (a node only knows the shards it holds).
+pub async fn describe_merged(c: &Cluster, name: &str) -> Result<StreamInfo> {
+    let mut s = c.describe(name).await?;
+    for i in 0..s.shards.len() {
+        let id = s.shards[i].id;
+        if s.shards[i].leader_node != 0 {
+            continue;
+        }
+        let from_replica = c
+            .to_reader(
+                name,
+                id,
+                |c| async move { api::describe_stream(&c, name).await },
+            )
+            .await;
+        if let Ok(r) = from_replica {
+            if let Some(sh) = r.shards.into_iter().find(|sh| sh.id == id) {
+                s.shards[i] = sh;
+            }
+        }
+    }
+    Ok(s)
 }
 
 fn print_describe(s: &StreamInfo) {

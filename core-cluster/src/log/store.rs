@@ -104,6 +104,10 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "entry record of {0} bytes is shorter than its {ENTRY_RECORD_HEADER_BYTES}-byte header"
+    )]
+    ShortRecord(usize),
     #[error("log entry {index} has unknown kind {kind}")]
     UnknownKind { index: u64, kind: u8 },
     #[error("log entry {index} is a {what} entry, not an application command")]
@@ -227,6 +231,45 @@ fn decode_entry(rec: LogRecord) -> Result<Entry, StoreError> {
     Ok(Entry {
         log_id: LogId::new(CommittedLeaderId::new(rec.term, rec.node_id), index),
         payload,
+    })
+}
+
+/// Bytes before the payload in an entry record ([`encode_entry_record`]).
+pub const ENTRY_RECORD_HEADER_BYTES: usize = 25;
+
+/// Appends one entry to `out` as the body of its segment record (format:
+/// [`super::segment`]): `term u64 LE, node_id u64 LE, index u64 LE, kind u8,
+/// payload`, i.e. the on-disk record without its length and CRC. The Raft
+/// network ships entries in this form, so batch bytes are never re-encoded.
+pub fn encode_entry_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    let id = &entry.log_id;
+    out.extend_from_slice(&id.leader_id.term.to_le_bytes());
+    out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
+    out.extend_from_slice(&id.index.to_le_bytes());
+    let kind_at = out.len();
+    out.push(KIND_BLANK);
+    let kind = encode_entry(entry, out)?;
+    out[kind_at] = kind;
+    Ok(())
+}
+
+/// Decodes what [`encode_entry_record`] wrote; the payload (a batch) is a
+/// slice of `body`, not a copy. Bad bytes are an error, never a panic.
+pub fn decode_entry_record(mut body: bytes::Bytes) -> Result<Entry, StoreError> {
+    use bytes::Buf;
+    if body.len() < ENTRY_RECORD_HEADER_BYTES {
+        return Err(StoreError::ShortRecord(body.len()));
+    }
+    let term = body.get_u64_le();
+    let node_id = body.get_u64_le();
+    let index = body.get_u64_le();
+    let kind = body.get_u8();
+    decode_entry(LogRecord {
+        term,
+        node_id,
+        index,
+        kind,
+        payload: body,
     })
 }
 

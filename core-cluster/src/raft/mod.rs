@@ -1,6 +1,7 @@
 //! Raft groups: type configuration, state machines, network.
 
 pub mod meta_state;
+pub mod net;
 pub mod network;
 pub mod shard;
 pub mod sm;

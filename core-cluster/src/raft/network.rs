@@ -1,35 +1,380 @@
-//! The Raft network between core nodes.
+//! The Raft network between core nodes: the client side of the peer protocol
+//! (wire format and server: [`crate::peer`]).
 //!
-//! A single-node core has one member per group and never sends a Raft RPC;
-//! this network reports every peer unreachable. The multi-zone cluster
-//! replaces it with QUIC and mutual TLS between nodes.
+//! One [`PeerPool`] per node holds the QUIC endpoint (mutual TLS, ALPN
+//! `strata-peer/1`) and one connection per peer address, shared by every Raft
+//! group on the node; each group's openraft instance gets a [`QuicNetwork`]
+//! naming its group id. Every RPC is one bidirectional stream on the pooled
+//! connection, so a heartbeat costs one stream and two small frames.
+//!
+//! Connecting: at most one handshake per peer runs at a time (a spawned task
+//! shared by every waiting RPC, so it completes even when the RPC that started
+//! it times out). After a failed handshake, RPCs to that peer fail at once for
+//! [`RECONNECT_DELAY`], so a dead node costs one handshake per delay, not one
+//! per group and heartbeat.
+//!
+//! Errors map onto openraft's retry rules: a peer that cannot be reached, a
+//! lost connection, a group not open on the peer (a new replica) or stopped
+//! there → `RPCError::Unreachable` (openraft backs off, see
+//! [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
+//! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
 use super::types::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use crate::peer::{decode_reply, encode_request, PeerReply, PeerRequest, PEER_REPLY_BYTES_MAX};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_client::transport::read_frame;
+use strata_schema::frame::{FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 
-#[derive(Debug, Clone, Default)]
-pub struct SingleNodeNetwork;
+/// Bound on one QUIC handshake to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a failed handshake, RPCs to the peer fail at once for this long.
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
-pub struct NoPeer(NodeId);
+/// Why an RPC did not get a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer {addr}: {detail}")]
+    Unreachable { addr: String, detail: String },
+    #[error("peer {addr}: no reply within {ms} ms")]
+    Timeout { addr: SocketAddr, ms: u64 },
+    #[error("peer {addr}: bad reply: {detail}")]
+    BadReply { addr: SocketAddr, detail: String },
+    #[error("peer {addr} could not decode our request: {detail}")]
+    Rejected { addr: SocketAddr, detail: String },
+}
+
+type ConnectResult = Result<quinn::Connection, Arc<str>>;
+
+enum Slot {
+    Ready(quinn::Connection),
+    Connecting(Shared<BoxFuture<'static, ConnectResult>>),
+    Failed { at: Instant, error: Arc<str> },
+}
+
+type Slots = Arc<Mutex<HashMap<SocketAddr, Slot>>>;
+
+/// A node's QUIC endpoint for Raft RPCs and its connections to the other
+/// nodes, shared by all of the node's groups.
+pub struct PeerPool {
+    endpoint: quinn::Endpoint,
+    client_cfg: quinn::ClientConfig,
+    slots: Slots,
+}
+
+impl PeerPool {
+    /// A pool connecting from `endpoint` with `client_cfg`
+    /// (`strata_client::tls::peer_client_config`). `endpoint` may be the
+    /// node's peer server endpoint, so one UDP socket carries both directions.
+    pub fn new(endpoint: quinn::Endpoint, client_cfg: quinn::ClientConfig) -> Arc<Self> {
+        Arc::new(Self {
+            endpoint,
+            client_cfg,
+            slots: Arc::default(),
+        })
+    }
+
+    /// Closes every pooled connection (the endpoint stays open).
+    pub fn close(&self) {
+        let slots = std::mem::take(&mut *self.slots.lock().expect("peer slots lock"));
+        for slot in slots.into_values() {
+            if let Slot::Ready(c) = slot {
+                c.close(0u32.into(), b"closing");
+            }
+        }
+    }
+
+    /// The pooled connection to `addr`, connecting if needed; waits at most
+    /// `wait` for a handshake in progress.
+    async fn connection(
+        &self,
+        addr: SocketAddr,
+        wait: Duration,
+    ) -> Result<quinn::Connection, PeerError> {
+        let unreachable = |detail: String| PeerError::Unreachable {
+            addr: addr.to_string(),
+            detail,
+        };
+        let connecting = {
+            let mut slots = self.slots.lock().expect("peer slots lock");
+            match slots.get(&addr) {
+                Some(Slot::Ready(c)) if c.close_reason().is_none() => return Ok(c.clone()),
+                Some(Slot::Connecting(f)) => f.clone(),
+                Some(Slot::Failed { at, error }) if at.elapsed() < RECONNECT_DELAY => {
+                    return Err(unreachable(error.to_string()));
+                }
+                _ => {
+                    let f = self.start_connect(addr);
+                    slots.insert(addr, Slot::Connecting(f.clone()));
+                    f
+                }
+            }
+        };
+        match tokio::time::timeout(wait, connecting).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable(format!(
+                "not connected within {} ms",
+                wait.as_millis()
+            ))),
+        }
+    }
+
+    /// Spawns the handshake; the task records its outcome in the slot.
+    fn start_connect(&self, addr: SocketAddr) -> Shared<BoxFuture<'static, ConnectResult>> {
+        // Node certificates name their IP address (as the dev certificate
+        // names 127.0.0.1), so the address is the TLS server name.
+        let connecting =
+            self.endpoint
+                .connect_with(self.client_cfg.clone(), addr, &addr.ip().to_string());
+        let slots = self.slots.clone();
+        let task = tokio::spawn(async move {
+            let res: ConnectResult = match connecting {
+                Err(e) => Err(e.to_string().into()),
+                Ok(c) => match tokio::time::timeout(CONNECT_TIMEOUT, c).await {
+                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Err(e)) => Err(e.to_string().into()),
+                    Err(_) => Err(format!(
+                        "handshake timed out after {} ms",
+                        CONNECT_TIMEOUT.as_millis()
+                    )
+                    .into()),
+                },
+            };
+            let slot = match &res {
+                Ok(c) => Slot::Ready(c.clone()),
+                Err(error) => {
+                    tracing::debug!(%addr, %error, "peer connection failed");
+                    Slot::Failed {
+                        at: Instant::now(),
+                        error: error.clone(),
+                    }
+                }
+            };
+            slots.lock().expect("peer slots lock").insert(addr, slot);
+            res
+        });
+        task.map(|r| r.unwrap_or_else(|e| Err(format!("connect task: {e}").into())))
+            .boxed()
+            .shared()
+    }
+
+    /// Sends one request frame and returns the reply frame's body, all
+    /// within `ttl`.
+    async fn call(
+        &self,
+        addr: SocketAddr,
+        request: &[u8],
+        ttl: Duration,
+    ) -> Result<bytes::Bytes, PeerError> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        // Leave part of the budget to the exchange, and answer "unreachable"
+        // (not openraft's own timeout) while the peer is still connecting.
+        let conn = self.connection(addr, ttl * 3 / 4).await?;
+        let lost = |e: &dyn std::fmt::Display| PeerError::Unreachable {
+            addr: addr.to_string(),
+            detail: format!("connection lost: {e}"),
+        };
+        let exchange = async {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+            send.write_all(request).await.map_err(|e| lost(&e))?;
+            let _ = send.finish();
+            read_frame(&mut recv, PEER_REPLY_BYTES_MAX)
+                .await
+                .map_err(|e| match e {
+                    strata_client::transport::FrameReadError::Io(d) => lost(&d),
+                    other => PeerError::BadReply {
+                        addr,
+                        detail: other.to_string(),
+                    },
+                })
+        };
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| PeerError::Timeout {
+                addr,
+                ms: ttl.as_millis() as u64,
+            })?
+    }
+}
+
+/// The openraft network factory of one group on a node.
+#[derive(Clone)]
+pub struct QuicNetwork {
+    group: Arc<str>,
+    pool: Arc<PeerPool>,
+}
+
+impl QuicNetwork {
+    /// The network of group `group` (`"meta"` or `"<stream>/<shard>"`).
+    pub fn new(group: impl Into<String>, pool: Arc<PeerPool>) -> Self {
+        Self {
+            group: group.into().into(),
+            pool,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            group: self.group.clone(),
+            pool: self.pool.clone(),
+            target,
+            node: node.clone(),
+            addr: node.addr.parse().map_err(|e| format!("{e}")),
+        }
+    }
+}
+
+/// One group's link to one peer (openraft's `RaftNetwork`).
+pub struct PeerClient {
+    group: Arc<str>,
+    pool: Arc<PeerPool>,
+    target: NodeId,
+    node: BasicNode,
+    addr: Result<SocketAddr, String>,
+}
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
+impl PeerClient {
+    async fn rpc<T, E>(&self, req: &PeerRequest, option: &RPCOption) -> Result<T, RpcErr<E>>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let addr = self.addr.as_ref().map_err(|e| {
+            unreachable_err(&PeerError::Unreachable {
+                addr: self.node.addr.clone(),
+                detail: format!("the address of node {} is not ip:port: {e}", self.target),
+            })
+        })?;
+        let frame = encode_request(&self.group, req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if frame.len() - FRAME_HEADER_BYTES > FRAME_BYTES_MAX {
+            if let PeerRequest::Append(r) = req {
+                if r.entries.len() > 1 {
+                    let hint = r.entries.len() as u64 / 2;
+                    return Err(RPCError::PayloadTooLarge(
+                        PayloadTooLarge::new_entries_hint(hint),
+                    ));
+                }
+            }
+        }
+        let body = self
+            .pool
+            .call(*addr, &frame, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                PeerError::Unreachable { .. } => unreachable_err(&e),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        let bad = |detail: String| {
+            RPCError::Network(NetworkError::new(&PeerError::BadReply {
+                addr: *addr,
+                detail,
+            }))
+        };
+        match decode_reply::<Result<T, RaftError<NodeId, E>>>(&body)
+            .map_err(|e| bad(e.to_string()))?
+        {
+            PeerReply::Ok(Ok(resp)) => Ok(resp),
+            // The group is stopped on the peer: as good as unreachable.
+            PeerReply::Ok(Err(RaftError::Fatal(f))) => Err(unreachable_err(&f)),
+            PeerReply::Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))),
+            PeerReply::UnknownGroup(detail) => Err(unreachable_err(&PeerError::Unreachable {
+                addr: addr.to_string(),
+                detail,
+            })),
+            PeerReply::BadRequest(detail) => {
+                Err(RPCError::Network(NetworkError::new(&PeerError::Rejected {
+                    addr: *addr,
+                    detail,
+                })))
+            }
+        }
+    }
+}
+
+fn unreachable_err<E: std::error::Error + 'static, F: std::error::Error>(
+    e: &E,
+) -> RPCError<NodeId, BasicNode, F> {
+    RPCError::Unreachable(Unreachable::new(e))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        self.rpc(&PeerRequest::Append(rpc), &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.rpc(&PeerRequest::Snapshot(rpc), &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        self.rpc(&PeerRequest::Vote(rpc), &option).await
+    }
+
+    /// Replication to an unreachable peer pauses 100, 200, 400 ms, then
+    /// 500 ms (openraft's default) between tries, so a restarted or newly
+    /// opened replica is picked up quickly.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            [100, 200, 400]
+                .into_iter()
+                .chain(std::iter::repeat(500))
+                .map(Duration::from_millis),
+        )
+    }
+}
+
+/// The network of a core that runs alone: every group has one member, so no
+/// RPC is ever sent and every peer is reported unreachable.
+#[derive(Debug, Clone, Default)]
+pub struct SingleNodeNetwork;
+
+/// [`SingleNodeNetwork`]'s client for a peer it can never reach.
+pub struct NoPeer(NodeId);
+
 impl NoPeer {
     fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        let e = std::io::Error::new(
-            std::io::ErrorKind::NotConnected,
-            format!(
-                "node {} is not reachable: this core runs as a single node",
-                self.0
-            ),
-        );
-        RPCError::Unreachable(Unreachable::new(&e))
+        unreachable_err(&PeerError::Unreachable {
+            addr: format!("node {}", self.0),
+            detail: "this core runs as a single node".into(),
+        })
     }
 }
 
@@ -66,3 +411,7 @@ impl RaftNetwork<TypeConfig> for NoPeer {
         Err(self.unreachable())
     }
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

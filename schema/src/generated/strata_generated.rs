@@ -246,10 +246,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for StartKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 7;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 9] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -258,6 +258,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
   RequestBody::DescribeStreamRequest,
   RequestBody::SeekRequest,
   RequestBody::FetchRequest,
+  RequestBody::ClusterStatusRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -273,9 +274,10 @@ impl RequestBody {
   pub const DescribeStreamRequest: Self = Self(5);
   pub const SeekRequest: Self = Self(6);
   pub const FetchRequest: Self = Self(7);
+  pub const ClusterStatusRequest: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -285,6 +287,7 @@ impl RequestBody {
     Self::DescribeStreamRequest,
     Self::SeekRequest,
     Self::FetchRequest,
+    Self::ClusterStatusRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -297,6 +300,7 @@ impl RequestBody {
       Self::DescribeStreamRequest => Some("DescribeStreamRequest"),
       Self::SeekRequest => Some("SeekRequest"),
       Self::FetchRequest => Some("FetchRequest"),
+      Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
       _ => None,
     }
   }
@@ -356,10 +360,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 7;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 8] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -368,6 +372,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 8] = [
   ResponseBody::StreamList,
   ResponseBody::SeekResponse,
   ResponseBody::FetchResponse,
+  ResponseBody::ClusterStatus,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -383,9 +388,10 @@ impl ResponseBody {
   pub const StreamList: Self = Self(5);
   pub const SeekResponse: Self = Self(6);
   pub const FetchResponse: Self = Self(7);
+  pub const ClusterStatus: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -395,6 +401,7 @@ impl ResponseBody {
     Self::StreamList,
     Self::SeekResponse,
     Self::FetchResponse,
+    Self::ClusterStatus,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -407,6 +414,7 @@ impl ResponseBody {
       Self::StreamList => Some("StreamList"),
       Self::SeekResponse => Some("SeekResponse"),
       Self::FetchResponse => Some("FetchResponse"),
+      Self::ClusterStatus => Some("ClusterStatus"),
       _ => None,
     }
   }
@@ -1978,6 +1986,138 @@ impl ::core::fmt::Debug for ShardDescription<'_> {
       ds.finish()
   }
 }
+pub enum NodeDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A core node as clients need to know it.
+pub struct NodeDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for NodeDescription<'a> {
+  type Inner = NodeDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> NodeDescription<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ZONE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ADDR: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    NodeDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args NodeDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<NodeDescription<'bldr>> {
+    let mut builder = NodeDescriptionBuilder::new(_fbb);
+    builder.add_id(args.id);
+    if let Some(x) = args.addr { builder.add_addr(x); }
+    if let Some(x) = args.zone { builder.add_zone(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(NodeDescription::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn zone(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NodeDescription::VT_ZONE, None)}
+  }
+  /// Client API address (QUIC), "ip:port".
+  #[inline]
+  pub fn addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NodeDescription::VT_ADDR, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for NodeDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("zone", Self::VT_ZONE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("addr", Self::VT_ADDR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct NodeDescriptionArgs<'a> {
+    pub id: u64,
+    pub zone: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for NodeDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    NodeDescriptionArgs {
+      id: 0,
+      zone: None,
+      addr: None,
+    }
+  }
+}
+
+pub struct NodeDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NodeDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(NodeDescription::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_zone(&mut self, zone: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeDescription::VT_ZONE, zone);
+  }
+  #[inline]
+  pub fn add_addr(&mut self, addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeDescription::VT_ADDR, addr);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NodeDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    NodeDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<NodeDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for NodeDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("NodeDescription");
+      ds.field("id", &self.id());
+      ds.field("zone", &self.zone());
+      ds.field("addr", &self.addr());
+      ds.finish()
+  }
+}
 pub enum StreamDescriptionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1998,6 +2138,7 @@ impl<'a> StreamDescription<'a> {
   pub const VT_REPLICATION: ::flatbuffers::VOffsetT = 6;
   pub const VT_CREATED_MS: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_NODES: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2010,6 +2151,7 @@ impl<'a> StreamDescription<'a> {
   ) -> ::flatbuffers::WIPOffset<StreamDescription<'bldr>> {
     let mut builder = StreamDescriptionBuilder::new(_fbb);
     builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.nodes { builder.add_nodes(x); }
     if let Some(x) = args.shards { builder.add_shards(x); }
     builder.add_replication(args.replication);
     if let Some(x) = args.name { builder.add_name(x); }
@@ -2045,6 +2187,14 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardDescription>>>>(StreamDescription::VT_SHARDS, None).unwrap()}
   }
+  /// Every node that holds a replica of a shard of this stream.
+  #[inline]
+  pub fn nodes(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>(StreamDescription::VT_NODES, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StreamDescription<'_> {
@@ -2057,6 +2207,7 @@ impl ::flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<u32>("replication", Self::VT_REPLICATION, false)?
      .visit_field::<i64>("created_ms", Self::VT_CREATED_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardDescription>>>>("shards", Self::VT_SHARDS, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>("nodes", Self::VT_NODES, false)?
      .finish();
     Ok(())
   }
@@ -2066,6 +2217,7 @@ pub struct StreamDescriptionArgs<'a> {
     pub replication: u32,
     pub created_ms: i64,
     pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardDescription<'a>>>>>,
+    pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>>>,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -2075,6 +2227,7 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       replication: 0,
       created_ms: 0,
       shards: None, // required field
+      nodes: None,
     }
   }
 }
@@ -2101,6 +2254,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StreamDescriptionBuilder<'a, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_SHARDS, shards);
   }
   #[inline]
+  pub fn add_nodes(&mut self, nodes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<NodeDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_NODES, nodes);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StreamDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -2124,6 +2281,7 @@ impl ::core::fmt::Debug for StreamDescription<'_> {
       ds.field("replication", &self.replication());
       ds.field("created_ms", &self.created_ms());
       ds.field("shards", &self.shards());
+      ds.field("nodes", &self.nodes());
       ds.finish()
   }
 }
@@ -2920,6 +3078,547 @@ impl ::core::fmt::Debug for FetchResponse<'_> {
       ds.finish()
   }
 }
+pub enum ClusterStatusRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterStatusRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterStatusRequest<'a> {
+  type Inner = ClusterStatusRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterStatusRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterStatusRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ClusterStatusRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ClusterStatusRequest<'bldr>> {
+    let mut builder = ClusterStatusRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ClusterStatusRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterStatusRequestArgs {
+}
+impl<'a> Default for ClusterStatusRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ClusterStatusRequestArgs {
+    }
+  }
+}
+
+pub struct ClusterStatusRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterStatusRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterStatusRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterStatusRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterStatusRequest");
+      ds.finish()
+  }
+}
+pub enum ReplicaStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReplicaStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaStatus<'a> {
+  type Inner = ReplicaStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaStatus<'a> {
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MATCHED_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LAG: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaStatusArgs
+  ) -> ::flatbuffers::WIPOffset<ReplicaStatus<'bldr>> {
+    let mut builder = ReplicaStatusBuilder::new(_fbb);
+    builder.add_lag(args.lag);
+    builder.add_matched_index(args.matched_index);
+    builder.add_node(args.node);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaStatus::VT_NODE, Some(0)).unwrap()}
+  }
+  /// Last log index known to be on this replica (leader's view).
+  #[inline]
+  pub fn matched_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaStatus::VT_MATCHED_INDEX, Some(0)).unwrap()}
+  }
+  /// Log entries this replica is behind the leader's last entry.
+  #[inline]
+  pub fn lag(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaStatus::VT_LAG, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node", Self::VT_NODE, false)?
+     .visit_field::<u64>("matched_index", Self::VT_MATCHED_INDEX, false)?
+     .visit_field::<u64>("lag", Self::VT_LAG, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaStatusArgs {
+    pub node: u64,
+    pub matched_index: u64,
+    pub lag: u64,
+}
+impl<'a> Default for ReplicaStatusArgs {
+  #[inline]
+  fn default() -> Self {
+    ReplicaStatusArgs {
+      node: 0,
+      matched_index: 0,
+      lag: 0,
+    }
+  }
+}
+
+pub struct ReplicaStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node(&mut self, node: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaStatus::VT_NODE, node, 0);
+  }
+  #[inline]
+  pub fn add_matched_index(&mut self, matched_index: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaStatus::VT_MATCHED_INDEX, matched_index, 0);
+  }
+  #[inline]
+  pub fn add_lag(&mut self, lag: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaStatus::VT_LAG, lag, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaStatus");
+      ds.field("node", &self.node());
+      ds.field("matched_index", &self.matched_index());
+      ds.field("lag", &self.lag());
+      ds.finish()
+  }
+}
+pub enum ShardStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ShardStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ShardStatus<'a> {
+  type Inner = ShardStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ShardStatus<'a> {
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TERM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LAST_LOG_INDEX: ::flatbuffers::VOffsetT = 12;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ShardStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ShardStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ShardStatus<'bldr>> {
+    let mut builder = ShardStatusBuilder::new(_fbb);
+    builder.add_last_log_index(args.last_log_index);
+    builder.add_term(args.term);
+    builder.add_leader(args.leader);
+    if let Some(x) = args.replicas { builder.add_replicas(x); }
+    builder.add_shard(args.shard);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ShardStatus::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ShardStatus::VT_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardStatus::VT_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardStatus::VT_TERM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn last_log_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardStatus::VT_LAST_LOG_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn replicas(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaStatus<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaStatus>>>>(ShardStatus::VT_REPLICAS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ShardStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u64>("leader", Self::VT_LEADER, false)?
+     .visit_field::<u64>("term", Self::VT_TERM, false)?
+     .visit_field::<u64>("last_log_index", Self::VT_LAST_LOG_INDEX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReplicaStatus>>>>("replicas", Self::VT_REPLICAS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ShardStatusArgs<'a> {
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub shard: u32,
+    pub leader: u64,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaStatus<'a>>>>>,
+}
+impl<'a> Default for ShardStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ShardStatusArgs {
+      stream: None, // required field
+      shard: 0,
+      leader: 0,
+      term: 0,
+      last_log_index: 0,
+      replicas: None,
+    }
+  }
+}
+
+pub struct ShardStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardStatus::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(ShardStatus::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: u64) {
+    self.fbb_.push_slot::<u64>(ShardStatus::VT_LEADER, leader, 0);
+  }
+  #[inline]
+  pub fn add_term(&mut self, term: u64) {
+    self.fbb_.push_slot::<u64>(ShardStatus::VT_TERM, term, 0);
+  }
+  #[inline]
+  pub fn add_last_log_index(&mut self, last_log_index: u64) {
+    self.fbb_.push_slot::<u64>(ShardStatus::VT_LAST_LOG_INDEX, last_log_index, 0);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReplicaStatus<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardStatus::VT_REPLICAS, replicas);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ShardStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ShardStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ShardStatus::VT_STREAM,"stream");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ShardStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ShardStatus");
+      ds.field("stream", &self.stream());
+      ds.field("shard", &self.shard());
+      ds.field("leader", &self.leader());
+      ds.field("term", &self.term());
+      ds.field("last_log_index", &self.last_log_index());
+      ds.field("replicas", &self.replicas());
+      ds.finish()
+  }
+}
+pub enum ClusterStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterStatus<'a> {
+  type Inner = ClusterStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterStatus<'a> {
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_META_LEADER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NODES: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ClusterStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
+    let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_meta_leader(args.meta_leader);
+    builder.add_node(args.node);
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    if let Some(x) = args.nodes { builder.add_nodes(x); }
+    builder.finish()
+  }
+
+
+  /// The node that answered.
+  #[inline]
+  pub fn node(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn meta_leader(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_META_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn nodes(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>(ClusterStatus::VT_NODES, None)}
+  }
+  /// Shards this node leads, with per-replica lag.
+  #[inline]
+  pub fn shards(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardStatus<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardStatus>>>>(ClusterStatus::VT_SHARDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node", Self::VT_NODE, false)?
+     .visit_field::<u64>("meta_leader", Self::VT_META_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>("nodes", Self::VT_NODES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardStatus>>>>("shards", Self::VT_SHARDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterStatusArgs<'a> {
+    pub node: u64,
+    pub meta_leader: u64,
+    pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>>>,
+    pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardStatus<'a>>>>>,
+}
+impl<'a> Default for ClusterStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ClusterStatusArgs {
+      node: 0,
+      meta_leader: 0,
+      nodes: None,
+      shards: None,
+    }
+  }
+}
+
+pub struct ClusterStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node(&mut self, node: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_NODE, node, 0);
+  }
+  #[inline]
+  pub fn add_meta_leader(&mut self, meta_leader: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_META_LEADER, meta_leader, 0);
+  }
+  #[inline]
+  pub fn add_nodes(&mut self, nodes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<NodeDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_NODES, nodes);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ShardStatus<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterStatus");
+      ds.field("node", &self.node());
+      ds.field("meta_leader", &self.meta_leader());
+      ds.field("nodes", &self.nodes());
+      ds.field("shards", &self.shards());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3067,6 +3766,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_cluster_status_request(&self) -> Option<ClusterStatusRequest<'a>> {
+    if self.body_type() == RequestBody::ClusterStatusRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ClusterStatusRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -3084,6 +3797,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::DescribeStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeStreamRequest>>("RequestBody::DescribeStreamRequest", pos),
           RequestBody::SeekRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SeekRequest>>("RequestBody::SeekRequest", pos),
           RequestBody::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("RequestBody::FetchRequest", pos),
+          RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -3188,6 +3902,13 @@ impl ::core::fmt::Debug for Request<'_> {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
           }
         },
+        RequestBody::ClusterStatusRequest => {
+          if let Some(x) = self.body_as_cluster_status_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
         _ => {
           let x: Option<()> = None;
           ds.field("body", &x)
@@ -3214,6 +3935,7 @@ impl<'a> ::flatbuffers::Follow<'a> for Error<'a> {
 impl<'a> Error<'a> {
   pub const VT_CODE: ::flatbuffers::VOffsetT = 4;
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER_HINT: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3225,6 +3947,7 @@ impl<'a> Error<'a> {
     args: &'args ErrorArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Error<'bldr>> {
     let mut builder = ErrorBuilder::new(_fbb);
+    if let Some(x) = args.leader_hint { builder.add_leader_hint(x); }
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_code(args.code);
     builder.finish()
@@ -3245,6 +3968,14 @@ impl<'a> Error<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Error::VT_MESSAGE, None)}
   }
+  /// With NotLeader: client address ("ip:port") of the node to retry at, when known.
+  #[inline]
+  pub fn leader_hint(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Error::VT_LEADER_HINT, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Error<'_> {
@@ -3255,6 +3986,7 @@ impl ::flatbuffers::Verifiable for Error<'_> {
     v.visit_table(pos)?
      .visit_field::<ErrorCode>("code", Self::VT_CODE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader_hint", Self::VT_LEADER_HINT, false)?
      .finish();
     Ok(())
   }
@@ -3262,6 +3994,7 @@ impl ::flatbuffers::Verifiable for Error<'_> {
 pub struct ErrorArgs<'a> {
     pub code: ErrorCode,
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub leader_hint: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for ErrorArgs<'a> {
   #[inline]
@@ -3269,6 +4002,7 @@ impl<'a> Default for ErrorArgs<'a> {
     ErrorArgs {
       code: ErrorCode::None,
       message: None,
+      leader_hint: None,
     }
   }
 }
@@ -3285,6 +4019,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ErrorBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Error::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_leader_hint(&mut self, leader_hint: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Error::VT_LEADER_HINT, leader_hint);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ErrorBuilder<'a, 'b, A> {
@@ -3306,6 +4044,7 @@ impl ::core::fmt::Debug for Error<'_> {
     let mut ds = f.debug_struct("Error");
       ds.field("code", &self.code());
       ds.field("message", &self.message());
+      ds.field("leader_hint", &self.leader_hint());
       ds.finish()
   }
 }
@@ -3456,6 +4195,20 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_cluster_status(&self) -> Option<ClusterStatus<'a>> {
+    if self.body_type() == ResponseBody::ClusterStatus {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ClusterStatus::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -3473,6 +4226,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::StreamList => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StreamList>>("ResponseBody::StreamList", pos),
           ResponseBody::SeekResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SeekResponse>>("ResponseBody::SeekResponse", pos),
           ResponseBody::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("ResponseBody::FetchResponse", pos),
+          ResponseBody::ClusterStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatus>>("ResponseBody::ClusterStatus", pos),
           _ => Ok(()),
         }
      })?
@@ -3572,6 +4326,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::FetchResponse => {
           if let Some(x) = self.body_as_fetch_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ClusterStatus => {
+          if let Some(x) = self.body_as_cluster_status() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,294 @@
+//! Talking to a core cluster through a list of seed nodes: discovering shard
+//! leaders from stream descriptions, following NOT_LEADER hints, and trying
+//! other replicas when a node does not answer. Retrying a forward elsewhere is
+//! safe: the core drops records it already has (exactly once).
+//!
+//! Reads may go to a replica in the caller's zone (`with_zone`): every replica
+//! serves committed records only.
+
+use crate::api::{self, StreamInfo};
+use crate::transport::{Client, ClientError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_schema::fb::ErrorCode;
+
+/// How long a routed call keeps trying other nodes before giving up.
+const ROUTE_DEADLINE: Duration = Duration::from_secs(15);
+/// Per-attempt timeout of a routed call: a dead leader must not stall failover.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Cluster {
+    seeds: Vec<SocketAddr>,
+    ca: PathBuf,
+    zone: Option<String>,
+    clients: Mutex<HashMap<SocketAddr, Arc<Client>>>,
+    streams: Mutex<HashMap<String, StreamInfo>>,
+    leaders: Mutex<HashMap<(String, u32), SocketAddr>>,
+}
+
+/// Whether an error means "try another node".
+fn reroutable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Connect { .. }
+        | ClientError::Connection { .. }
+        | ClientError::Timeout { .. } => true,
+        ClientError::Remote(r) => matches!(r.code, ErrorCode::NotLeader | ErrorCode::Unavailable),
+        _ => false,
+    }
+}
+
+impl Cluster {
+    pub fn new(seeds: Vec<SocketAddr>, ca: &Path) -> Result<Self, ClientError> {
+        if seeds.is_empty() {
+            return Err(ClientError::Tls("no core address given".into()));
+        }
+        // Fail early on a bad CA file.
+        crate::tls::client_config(ca).map_err(|e| ClientError::Tls(format!("{e:#}")))?;
+        Ok(Self {
+            seeds,
+            ca: ca.to_path_buf(),
+            zone: None,
+            clients: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            leaders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Prefer replicas in `zone` for reads.
+    pub fn with_zone(mut self, zone: Option<String>) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    pub fn client(&self, addr: SocketAddr) -> Result<Arc<Client>, ClientError> {
+        let mut m = self.clients.lock().expect("clients lock");
+        if let Some(c) = m.get(&addr) {
+            return Ok(c.clone());
+        }
+        let mut c = Client::new(addr, &self.ca)?;
+        c.set_timeout(ATTEMPT_TIMEOUT);
+        let c = Arc::new(c);
+        m.insert(addr, c.clone());
+        Ok(c)
+    }
+
+    /// Calls `f` on the seeds in turn until one answers; follows NOT_LEADER hints.
+    pub async fn any<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.route(self.seeds.clone(), f).await
+    }
+
+    async fn route<T, F, Fut>(
+        &self,
+        mut candidates: Vec<SocketAddr>,
+        f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = Instant::now() + ROUTE_DEADLINE;
+        let mut i = 0usize;
+        let mut last = None;
+        loop {
+            if candidates.is_empty() {
+                candidates = self.seeds.clone();
+            }
+            let addr = candidates[i % candidates.len()];
+            let result = f(self.client(addr)?).await;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) if reroutable(&e) && Instant::now() < deadline => {
+                    if let ClientError::Remote(r) = &e {
+                        if let Some(h) = r.leader_hint.as_deref().and_then(|h| h.parse().ok()) {
+                            if h != addr {
+                                candidates.insert(0, h);
+                                i = 0;
+                                last = Some(e);
+                                continue;
+                            }
+                        }
+                    }
+                    i += 1;
+                    if i.is_multiple_of(candidates.len()) {
+                        // Every candidate failed this pass: elections take a few hundred ms.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    last = Some(e);
+                }
+                Err(e) => {
+                    if let Some(prev) = &last {
+                        tracing::debug!(error = %prev, "earlier routing attempt failed");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Describes a stream (from any node) and caches the answer.
+    pub async fn describe(&self, stream: &str) -> Result<StreamInfo, ClientError> {
+        let info = self
+            .any(|c| async move { api::describe_stream(&c, stream).await })
+            .await?;
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .insert(stream.to_string(), info.clone());
+        Ok(info)
+    }
+
+    fn cached(&self, stream: &str) -> Option<StreamInfo> {
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .get(stream)
+            .cloned()
+    }
+
+    /// Replica addresses of a shard: known leader first, then the rest.
+    fn replicas(&self, stream: &str, shard: u32, prefer_zone: bool) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        let info = self.cached(stream);
+        if prefer_zone {
+            if let (Some(zone), Some(info)) = (&self.zone, &info) {
+                if let Some(sh) = info.shards.iter().find(|s| s.id == shard) {
+                    for r in &sh.replicas {
+                        if let Some(n) = info.nodes.iter().find(|n| n.id == *r && &n.zone == zone) {
+                            out.extend(n.addr.parse::<SocketAddr>().ok());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(l) = self
+            .leaders
+            .lock()
+            .expect("leaders lock")
+            .get(&(stream.to_string(), shard))
+        {
+            out.push(*l);
+        }
+        if let Some(info) = &info {
+            if let Some(sh) = info.shards.iter().find(|s| s.id == shard) {
+                let leader = info
+                    .addr_of(sh.leader_node)
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                out.extend(leader);
+                out.extend(
+                    sh.replicas
+                        .iter()
+                        .filter_map(|r| info.addr_of(*r))
+                        .filter_map(|a| a.parse::<SocketAddr>().ok()),
+                );
+            }
+        }
+        let mut seen = Vec::new();
+        out.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        out
+    }
+
+    /// Calls `f` on the leader of a shard (for writes).
+    pub async fn to_leader<T, F, Fut>(
+        &self,
+        stream: &str,
+        shard: u32,
+        f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        if self.cached(stream).is_none() {
+            self.describe(stream).await?;
+        }
+        let candidates = self.replicas(stream, shard, false);
+        let key = (stream.to_string(), shard);
+        let result = self
+            .route(candidates, |c| {
+                let addr = c.addr();
+                let fut = f(c);
+                let leaders = &self.leaders;
+                let key = key.clone();
+                async move {
+                    let r = fut.await;
+                    if r.is_ok() {
+                        leaders.lock().expect("leaders lock").insert(key, addr);
+                    }
+                    r
+                }
+            })
+            .await;
+        if let Err(e) = &result {
+            if matches!(
+                e.code(),
+                Some(ErrorCode::UnknownShard | ErrorCode::UnknownStream)
+            ) {
+                self.streams.lock().expect("streams lock").remove(stream);
+            }
+        }
+        result
+    }
+
+    /// Calls `f` on a replica for reads: one in this client's zone if any,
+    /// else the leader, else any replica.
+    pub async fn to_reader<T, F, Fut>(
+        &self,
+        stream: &str,
+        shard: u32,
+        f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        if self.cached(stream).is_none() {
+            self.describe(stream).await?;
+        }
+        let candidates = self.replicas(stream, shard, true);
+        self.route(candidates, f).await
+    }
+
+    pub async fn close(&self) {
+        let clients: Vec<_> = self
+            .clients
+            .lock()
+            .expect("clients lock")
+            .values()
+            .cloned()
+            .collect();
+        for c in clients {
+            c.close().await;
+        }
+    }
+}
+
+/// Parses a comma-separated list of addresses (`--core a,b,c`).
+pub fn parse_addrs(s: &str) -> Result<Vec<SocketAddr>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|e| format!("{p:?} is not an ip:port address: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| {
+            if v.is_empty() {
+                Err("no address given".into())
+            } else {
+                Ok(v)
+            }
+        })
+}

@@ -1,0 +1,601 @@
+//! The peer protocol between core nodes: Raft RPCs of every group over one
+//! QUIC endpoint per node (`peer_addr`, mutual TLS, ALPN `strata-peer/1`).
+//! This module owns the wire format (pure encode/decode, unit-tested without
+//! sockets) and the server loop, [`serve_peers`]; the client is
+//! [`crate::raft::network`].
+//!
+//! # Wire format
+//!
+//! One RPC per bidirectional QUIC stream; each direction carries one frame:
+//! a 4-byte big-endian length, then the body (`strata_schema::frame`, as on
+//! the client API). Integers in bodies are little-endian.
+//!
+//! ```text
+//! request  = kind u8 | group_len u16 | group (UTF-8) | body
+//!   kind 1 AppendEntries: vote | prev_log_id | leader_commit
+//!                         | count u32 | count x (len u32 | entry record)
+//!        vote        = term u64 | node_id u64 | committed u8 (0/1)
+//!        log id opt  = 0u8 | 1u8 term u64 node_id u64 index u64
+//!        entry record: `log::store::encode_entry_record` (the segment
+//!                      record body: term, node_id, index, kind, payload),
+//!                      so batch bytes travel as stored, never as JSON.
+//!   kind 2 Vote:            serde_json of `VoteRequest`
+//!   kind 3 InstallSnapshot: json_len u32 | serde_json of the request with
+//!                           `data` empty | data (raw chunk bytes)
+//! reply    = status u8 | body
+//!   status 0 OK:            serde_json of `Result<Response, RaftError>`
+//!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
+//!                           node yet: retry later)
+//!   status 2 BAD_REQUEST:   UTF-8 message (the request did not decode)
+//! ```
+//!
+//! Group ids: `"meta"` for the metadata group, `"<stream>/<shard>"` for shard
+//! groups. Bad bytes are never a panic: every length is checked before use
+//! and a request that does not decode gets a BAD_REQUEST reply.
+
+use crate::log::store::{decode_entry_record, encode_entry_record, StoreError};
+use crate::raft::types::{LogId, NodeId, Raft, TypeConfig, Vote};
+use bytes::{Buf, BufMut, Bytes};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{CommittedLeaderId, LeaderId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_client::transport::{read_frame, FrameReadError};
+use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
+use tokio::sync::{watch, Semaphore};
+
+const KIND_APPEND: u8 = 1;
+const KIND_VOTE: u8 = 2;
+const KIND_SNAPSHOT: u8 = 3;
+
+pub const STATUS_OK: u8 = 0;
+pub const STATUS_UNKNOWN_GROUP: u8 = 1;
+pub const STATUS_BAD_REQUEST: u8 = 2;
+
+/// Peer connections a node accepts at once (other core nodes, so few).
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Concurrent RPCs per peer connection: every group shares the connection,
+/// and each group has at most a few RPCs in flight per peer.
+pub const PEER_REQUESTS_PER_CONNECTION_MAX: usize = 4096;
+/// How long [`serve_peers`] lets connections close cleanly on shutdown.
+pub const PEER_CLOSE_WAIT: Duration = Duration::from_millis(500);
+/// Largest reply frame (replies are small JSON documents).
+pub const PEER_REPLY_BYTES_MAX: usize = 1 << 20;
+
+/// Errors decoding a peer message.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("peer message truncated: {what} needs {need} bytes, {have} left")]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("unknown peer RPC kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown peer reply status {0}")]
+    UnknownStatus(u8),
+    #[error("group id is not UTF-8")]
+    GroupNotUtf8,
+    #[error("group id of {0} bytes exceeds the limit of 65535 bytes")]
+    GroupTooLong(usize),
+    #[error("{what}: invalid flag byte {flag}")]
+    BadFlag { what: &'static str, flag: u8 },
+    #[error("{what} is not valid JSON of its type: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("entry {i} of the AppendEntries request: {source}")]
+    Entry {
+        i: usize,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{0} unexpected bytes after the message")]
+    Trailing(usize),
+}
+
+/// A decoded Raft RPC.
+#[derive(Debug)]
+pub enum PeerRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// A decoded reply: `T` is `Result<Response, RaftError<..>>` of the RPC.
+#[derive(Debug)]
+pub enum PeerReply<T> {
+    Ok(T),
+    UnknownGroup(String),
+    BadRequest(String),
+}
+
+fn need(b: &Bytes, n: usize, what: &'static str) -> Result<(), WireError> {
+    if b.remaining() < n {
+        return Err(WireError::Truncated {
+            what,
+            need: n,
+            have: b.remaining(),
+        });
+    }
+    Ok(())
+}
+
+fn json_err(what: &'static str) -> impl FnOnce(serde_json::Error) -> WireError {
+    move |source| WireError::Json { what, source }
+}
+
+/// A frame with its length prefix left to [`seal`].
+fn open_frame() -> Vec<u8> {
+    vec![0u8; FRAME_HEADER_BYTES]
+}
+
+/// Writes the length prefix of a frame built with [`open_frame`].
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let len = out.len() - FRAME_HEADER_BYTES;
+    out[..FRAME_HEADER_BYTES].copy_from_slice(&frame::header(len));
+    out
+}
+
+fn put_vote(out: &mut Vec<u8>, v: &Vote) {
+    out.put_u64_le(v.leader_id.term);
+    out.put_u64_le(v.leader_id.node_id);
+    out.put_u8(u8::from(v.committed));
+}
+
+fn get_vote(b: &mut Bytes) -> Result<Vote, WireError> {
+    need(b, 17, "vote")?;
+    let term = b.get_u64_le();
+    let node_id = b.get_u64_le();
+    let committed = match b.get_u8() {
+        0 => false,
+        1 => true,
+        flag => return Err(WireError::BadFlag { what: "vote", flag }),
+    };
+    Ok(Vote {
+        leader_id: LeaderId::new(term, node_id),
+        committed,
+    })
+}
+
+fn put_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
+    match id {
+        None => out.put_u8(0),
+        Some(id) => {
+            out.put_u8(1);
+            out.put_u64_le(id.leader_id.term);
+            out.put_u64_le(id.leader_id.node_id);
+            out.put_u64_le(id.index);
+        }
+    }
+}
+
+fn get_log_id(b: &mut Bytes, what: &'static str) -> Result<Option<LogId>, WireError> {
+    need(b, 1, what)?;
+    match b.get_u8() {
+        0 => Ok(None),
+        1 => {
+            need(b, 24, what)?;
+            let term = b.get_u64_le();
+            let node_id = b.get_u64_le();
+            let index = b.get_u64_le();
+            Ok(Some(LogId::new(
+                CommittedLeaderId::new(term, node_id),
+                index,
+            )))
+        }
+        flag => Err(WireError::BadFlag { what, flag }),
+    }
+}
+
+/// Encodes a request as a whole frame (length prefix included).
+pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireError> {
+    let group_len = u16::try_from(group.len()).map_err(|_| WireError::GroupTooLong(group.len()))?;
+    let mut out = open_frame();
+    let kind = match req {
+        PeerRequest::Append(_) => KIND_APPEND,
+        PeerRequest::Vote(_) => KIND_VOTE,
+        PeerRequest::Snapshot(_) => KIND_SNAPSHOT,
+    };
+    out.put_u8(kind);
+    out.put_u16_le(group_len);
+    out.extend_from_slice(group.as_bytes());
+    match req {
+        PeerRequest::Append(r) => encode_append(&mut out, r)?,
+        PeerRequest::Vote(r) => {
+            serde_json::to_writer(&mut out, r).map_err(json_err("VoteRequest"))?;
+        }
+        PeerRequest::Snapshot(r) => encode_snapshot(&mut out, r)?,
+    }
+    Ok(seal(out))
+}
+
+fn encode_append(out: &mut Vec<u8>, r: &AppendEntriesRequest<TypeConfig>) -> Result<(), WireError> {
+    put_vote(out, &r.vote);
+    put_log_id(out, r.prev_log_id.as_ref());
+    put_log_id(out, r.leader_commit.as_ref());
+    let count = u32::try_from(r.entries.len()).expect("openraft bounds entries per RPC");
+    out.put_u32_le(count);
+    for (i, entry) in r.entries.iter().enumerate() {
+        let len_at = out.len();
+        out.put_u32_le(0);
+        encode_entry_record(entry, out).map_err(|source| WireError::Entry { i, source })?;
+        let len = u32::try_from(out.len() - len_at - 4).expect("an entry fits a frame");
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+    Ok(())
+}
+
+fn encode_snapshot(
+    out: &mut Vec<u8>,
+    r: &InstallSnapshotRequest<TypeConfig>,
+) -> Result<(), WireError> {
+    let head = InstallSnapshotRequest::<TypeConfig> {
+        vote: r.vote,
+        meta: r.meta.clone(),
+        offset: r.offset,
+        data: Vec::new(),
+        done: r.done,
+    };
+    let json = serde_json::to_vec(&head).map_err(json_err("InstallSnapshotRequest"))?;
+    out.put_u32_le(u32::try_from(json.len()).expect("snapshot metadata is small"));
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&r.data);
+    Ok(())
+}
+
+/// Decodes a request frame body (without its length prefix). Batch bytes of
+/// the entries are slices of `body`, not copies.
+pub fn decode_request(mut body: Bytes) -> Result<(String, PeerRequest), WireError> {
+    need(&body, 3, "request header")?;
+    let kind = body.get_u8();
+    let group_len = usize::from(body.get_u16_le());
+    need(&body, group_len, "group id")?;
+    let group = String::from_utf8(body.split_to(group_len).to_vec())
+        .map_err(|_| WireError::GroupNotUtf8)?;
+    let req = match kind {
+        KIND_APPEND => PeerRequest::Append(decode_append(body)?),
+        KIND_VOTE => {
+            PeerRequest::Vote(serde_json::from_slice(&body).map_err(json_err("VoteRequest"))?)
+        }
+        KIND_SNAPSHOT => PeerRequest::Snapshot(decode_snapshot(body)?),
+        k => return Err(WireError::UnknownKind(k)),
+    };
+    Ok((group, req))
+}
+
+fn decode_append(mut b: Bytes) -> Result<AppendEntriesRequest<TypeConfig>, WireError> {
+    let vote = get_vote(&mut b)?;
+    let prev_log_id = get_log_id(&mut b, "prev_log_id")?;
+    let leader_commit = get_log_id(&mut b, "leader_commit")?;
+    need(&b, 4, "entry count")?;
+    let count = b.get_u32_le() as usize;
+    // Each entry takes at least its length prefix: bound before allocating.
+    let mut entries = Vec::with_capacity(count.min(b.remaining() / 4));
+    for i in 0..count {
+        need(&b, 4, "entry length")?;
+        let len = b.get_u32_le() as usize;
+        need(&b, len, "entry")?;
+        let rec = b.split_to(len);
+        entries.push(decode_entry_record(rec).map_err(|source| WireError::Entry { i, source })?);
+    }
+    if b.has_remaining() {
+        return Err(WireError::Trailing(b.remaining()));
+    }
+    Ok(AppendEntriesRequest {
+        vote,
+        prev_log_id,
+        leader_commit,
+        entries,
+    })
+}
+
+fn decode_snapshot(mut b: Bytes) -> Result<InstallSnapshotRequest<TypeConfig>, WireError> {
+    need(&b, 4, "snapshot header length")?;
+    let json_len = b.get_u32_le() as usize;
+    need(&b, json_len, "snapshot header")?;
+    let json = b.split_to(json_len);
+    let mut req: InstallSnapshotRequest<TypeConfig> =
+        serde_json::from_slice(&json).map_err(json_err("InstallSnapshotRequest"))?;
+    req.data = b.to_vec();
+    Ok(req)
+}
+
+/// Encodes a successful RPC result (`Result<Response, RaftError>`) as a
+/// whole reply frame.
+pub fn encode_reply<T: Serialize>(result: &T) -> Vec<u8> {
+    let mut out = open_frame();
+    out.put_u8(STATUS_OK);
+    if let Err(e) = serde_json::to_writer(&mut out, result) {
+        return encode_reply_error(STATUS_BAD_REQUEST, &format!("encoding the reply: {e}"));
+    }
+    seal(out)
+}
+
+/// Encodes an error reply (`STATUS_UNKNOWN_GROUP` or `STATUS_BAD_REQUEST`).
+pub fn encode_reply_error(status: u8, message: &str) -> Vec<u8> {
+    assert_ne!(status, STATUS_OK, "an error reply needs an error status");
+    let mut out = open_frame();
+    out.put_u8(status);
+    out.extend_from_slice(message.as_bytes());
+    seal(out)
+}
+
+/// Decodes a reply frame body (without its length prefix).
+pub fn decode_reply<T: DeserializeOwned>(body: &[u8]) -> Result<PeerReply<T>, WireError> {
+    let Some((&status, rest)) = body.split_first() else {
+        return Err(WireError::Truncated {
+            what: "reply status",
+            need: 1,
+            have: 0,
+        });
+    };
+    let text = || String::from_utf8_lossy(rest).into_owned();
+    match status {
+        STATUS_OK => Ok(PeerReply::Ok(
+            serde_json::from_slice(rest).map_err(json_err("reply"))?,
+        )),
+        STATUS_UNKNOWN_GROUP => Ok(PeerReply::UnknownGroup(text())),
+        STATUS_BAD_REQUEST => Ok(PeerReply::BadRequest(text())),
+        s => Err(WireError::UnknownStatus(s)),
+    }
+}
+
+/// The Raft groups open on this node, by group id.
+pub trait GroupRegistry: Send + Sync + 'static {
+    fn raft(&self, group: &str) -> Option<Raft>;
+}
+
+/// Decodes one request, runs it on its group and returns the reply frame.
+pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8> {
+    let (group, req) = match decode_request(body) {
+        Ok(r) => r,
+        Err(e) => return encode_reply_error(STATUS_BAD_REQUEST, &e.to_string()),
+    };
+    let Some(raft) = registry.raft(&group) else {
+        return encode_reply_error(
+            STATUS_UNKNOWN_GROUP,
+            &format!("Raft group {group:?} is not open on this node"),
+        );
+    };
+    match req {
+        PeerRequest::Append(r) => encode_reply(&raft.append_entries(r).await),
+        PeerRequest::Vote(r) => encode_reply(&raft.vote(r).await),
+        PeerRequest::Snapshot(r) => encode_reply(&raft.install_snapshot(r).await),
+    }
+}
+
+/// Serves Raft RPCs from other core nodes on `endpoint` (configured with
+/// `strata_client::tls::peer_server_config`) until `shutdown` turns true;
+/// then closes the endpoint, which also ends outgoing peer connections if
+/// the same endpoint backs the node's `PeerPool`.
+pub async fn serve_peers(
+    endpoint: quinn::Endpoint,
+    registry: Arc<dyn GroupRegistry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conns = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %incoming.remote_address(), "peer connection refused: {PEER_CONNECTIONS_MAX} open");
+            incoming.refuse();
+            continue;
+        };
+        let registry = registry.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let peer = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => serve_peer_connection(conn, registry, shutdown).await,
+                // A client without a certificate of the cluster CA ends here.
+                Err(e) => tracing::warn!(%peer, error = %e, "peer handshake failed"),
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"shutting down");
+    // The close frames go out at once; waiting longer only delays shutdown
+    // behind handshakes to peers that are down.
+    let _ = tokio::time::timeout(PEER_CLOSE_WAIT, endpoint.wait_idle()).await;
+}
+
+async fn serve_peer_connection(
+    conn: quinn::Connection,
+    registry: Arc<dyn GroupRegistry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = conn.remote_address();
+    let inflight = Arc::new(Semaphore::new(PEER_REQUESTS_PER_CONNECTION_MAX));
+    loop {
+        let permit = inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (mut send, mut recv) = tokio::select! {
+            s = conn.accept_bi() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "peer connection closed");
+                    return;
+                }
+            },
+            _ = shutdown.wait_for(|s| *s) => {
+                conn.close(0u32.into(), b"shutting down");
+                return;
+            }
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let reply = match read_frame(&mut recv, FRAME_BYTES_MAX).await {
+                Ok(body) => handle_request(registry.as_ref(), body).await,
+                Err(FrameReadError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "peer request stream failed");
+                    return;
+                }
+                Err(e) => encode_reply_error(STATUS_BAD_REQUEST, &e.to_string()),
+            };
+            if send.write_all(&reply).await.is_ok() {
+                let _ = send.finish();
+                // Let the peer read the reply before the stream is dropped.
+                let _ = send.stopped().await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::{AppendCmd, Command, Entry};
+    use openraft::{BasicNode, EntryPayload, Membership, SnapshotMeta, StoredMembership};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn lid(term: u64, node: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, node), index)
+    }
+
+    fn sample_append() -> AppendEntriesRequest<TypeConfig> {
+        let members = BTreeMap::from([
+            (1, BasicNode::new("127.0.0.1:1")),
+            (2, BasicNode::new("127.0.0.1:2")),
+        ]);
+        let membership = Membership::new(vec![BTreeSet::from([1, 2])], members);
+        AppendEntriesRequest {
+            vote: Vote {
+                leader_id: LeaderId::new(3, 2),
+                committed: true,
+            },
+            prev_log_id: Some(lid(2, 1, 9)),
+            leader_commit: None,
+            entries: vec![
+                Entry {
+                    log_id: lid(3, 2, 10),
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: lid(3, 2, 11),
+                    payload: EntryPayload::Normal(Command::Append(AppendCmd {
+                        producer_id: 7,
+                        first_seq: 100,
+                        seq_deltas: Some(vec![0, 2, 5]),
+                        max_timestamp_ms: -4,
+                        records: 3,
+                        batch: Bytes::from_static(b"batch bytes, unchanged"),
+                    })),
+                },
+                Entry {
+                    log_id: lid(3, 2, 12),
+                    payload: EntryPayload::Membership(membership),
+                },
+            ],
+        }
+    }
+
+    /// The frame body: what the server's `read_frame` hands over.
+    fn body(frame: Vec<u8>) -> Bytes {
+        let len = frame::parse_header(frame[..4].try_into().unwrap(), usize::MAX).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        Bytes::from(frame).slice(4..)
+    }
+
+    #[test]
+    fn append_entries_round_trips() {
+        let req = sample_append();
+        let frame = encode_request("s/0", &PeerRequest::Append(req.clone())).unwrap();
+        let (group, PeerRequest::Append(got)) = decode_request(body(frame)).unwrap() else {
+            panic!("not an append");
+        };
+        assert_eq!(group, "s/0");
+        assert_eq!(got.vote, req.vote);
+        assert_eq!(got.prev_log_id, req.prev_log_id);
+        assert_eq!(got.leader_commit, req.leader_commit);
+        assert_eq!(got.entries, req.entries);
+    }
+
+    #[test]
+    fn vote_and_snapshot_round_trip() {
+        let vote = VoteRequest {
+            vote: Vote::new(4, 1),
+            last_log_id: Some(lid(3, 2, 12)),
+        };
+        let frame = encode_request("meta", &PeerRequest::Vote(vote.clone())).unwrap();
+        let (group, PeerRequest::Vote(got)) = decode_request(body(frame)).unwrap() else {
+            panic!("not a vote");
+        };
+        assert_eq!((group.as_str(), got), ("meta", vote));
+
+        let snap = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new(4, 1),
+            meta: SnapshotMeta {
+                last_log_id: Some(lid(3, 2, 12)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "3-12".into(),
+            },
+            offset: 5,
+            data: (0..=255).collect(),
+            done: true,
+        };
+        let frame = encode_request("s/1", &PeerRequest::Snapshot(snap.clone())).unwrap();
+        let (_, PeerRequest::Snapshot(got)) = decode_request(body(frame)).unwrap() else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(got, snap);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let frame = encode_request("s/0", &PeerRequest::Append(sample_append())).unwrap();
+        let full = body(frame);
+        for n in 0..full.len() {
+            assert!(
+                decode_request(full.slice(..n)).is_err(),
+                "prefix of {n} bytes"
+            );
+        }
+        let mut extra = full.to_vec();
+        extra.push(0);
+        assert!(matches!(
+            decode_request(Bytes::from(extra)),
+            Err(WireError::Trailing(1))
+        ));
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        type R = Result<u32, String>;
+        let ok = decode_reply::<R>(&body(encode_reply(&R::Ok(5)))).unwrap();
+        assert!(matches!(ok, PeerReply::Ok(Ok(5))));
+        let e = decode_reply::<R>(&body(encode_reply_error(STATUS_UNKNOWN_GROUP, "g"))).unwrap();
+        assert!(matches!(e, PeerReply::UnknownGroup(m) if m == "g"));
+        assert!(decode_reply::<R>(&[9]).is_err());
+        assert!(decode_reply::<R>(&[]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            kind in 0u8..5,
+            group in "[a-z/0-9]{0,8}",
+            rest in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut b = vec![kind];
+            b.extend_from_slice(&(group.len() as u16).to_le_bytes());
+            b.extend_from_slice(group.as_bytes());
+            b.extend_from_slice(&rest);
+            let _ = decode_request(Bytes::from(b));
+            let _ = decode_reply::<Result<u64, String>>(&rest);
+        }
+    }
+}

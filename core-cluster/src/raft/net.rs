@@ -1,0 +1,89 @@
+//! Which Raft network a node's groups use: none for a single-node core, QUIC
+//! with mutual TLS between the nodes of a cluster.
+
+use super::network::{NoPeer, PeerClient, PeerPool, QuicNetwork, SingleNodeNetwork};
+use super::types::{NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use std::sync::Arc;
+
+/// Makes the network of each Raft group on this node.
+#[derive(Clone)]
+pub enum NetworkFactory {
+    SingleNode,
+    /// QUIC with mutual TLS; one connection per peer shared by all groups.
+    Quic(Arc<PeerPool>),
+}
+
+impl NetworkFactory {
+    pub fn network(&self, group: &str) -> Network {
+        match self {
+            NetworkFactory::SingleNode => Network::Single(SingleNodeNetwork),
+            NetworkFactory::Quic(pool) => Network::Quic(QuicNetwork::new(group, pool.clone())),
+        }
+    }
+}
+
+/// One group's network.
+pub enum Network {
+    Single(SingleNodeNetwork),
+    Quic(QuicNetwork),
+}
+
+pub enum Conn {
+    Single(NoPeer),
+    Quic(PeerClient),
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
+        match self {
+            Network::Single(n) => Conn::Single(n.new_client(target, node).await),
+            Network::Quic(n) => Conn::Quic(n.new_client(target, node).await),
+        }
+    }
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        match self {
+            Conn::Single(c) => c.append_entries(rpc, option).await,
+            Conn::Quic(c) => c.append_entries(rpc, option).await,
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        match self {
+            Conn::Single(c) => c.install_snapshot(rpc, option).await,
+            Conn::Quic(c) => c.install_snapshot(rpc, option).await,
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        match self {
+            Conn::Single(c) => c.vote(rpc, option).await,
+            Conn::Quic(c) => c.vote(rpc, option).await,
+        }
+    }
+}
