@@ -69,6 +69,10 @@ pub struct CoreConfig {
     /// Only bound when `peers` lists other nodes.
     #[serde(default = "default_peer")]
     pub peer_addr: SocketAddr,
+    /// Address other nodes dial to reach `peer_addr`, when it differs (NAT,
+    /// a load balancer, a test relay). Default: `peer_addr`.
+    #[serde(default)]
+    pub peer_advertise_addr: Option<SocketAddr>,
     /// The initial cluster: every voter of the metadata group (3 or 5, in
     /// distinct zones), this node included. Empty: a single-node core.
     #[serde(default)]
@@ -140,10 +144,12 @@ impl CoreConfig {
                 .ok_or_else(|| {
                     format!("peers must include this node (node_id = {})", self.node_id)
                 })?;
-            if me.zone != self.zone || me.addr != self.listen_addr || me.peer_addr != self.peer_addr
+            if me.zone != self.zone
+                || me.addr != self.listen_addr
+                || me.peer_addr != self.advertised_peer_addr()
             {
                 return Err(format!(
-                    "peers entry for node {} must match zone, listen_addr and peer_addr of this config",
+                    "peers entry for node {} must match zone, listen_addr and peer_advertise_addr (or peer_addr) of this config",
                     self.node_id
                 ));
             }
@@ -160,6 +166,11 @@ impl CoreConfig {
         Ok(())
     }
 
+    /// The peer address other nodes use for this node.
+    pub fn advertised_peer_addr(&self) -> SocketAddr {
+        self.peer_advertise_addr.unwrap_or(self.peer_addr)
+    }
+
     /// The initial cluster, this node alone when `peers` is empty.
     pub fn initial_members(&self) -> Vec<PeerConfig> {
         if self.peers.is_empty() {
@@ -167,7 +178,7 @@ impl CoreConfig {
                 id: self.node_id,
                 zone: self.zone.clone(),
                 addr: self.listen_addr,
-                peer_addr: self.peer_addr,
+                peer_addr: self.advertised_peer_addr(),
             }]
         } else {
             self.peers.clone()

@@ -3,6 +3,10 @@
 //! for readiness with a deadline, and kills every process it started when
 //! dropped. Nothing here sleeps to synchronise: waits poll a condition.
 
+pub mod cluster;
+pub mod relay;
+pub mod workload;
+
 use anyhow::{bail, Context, Result};
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
@@ -241,26 +245,4 @@ impl Pipeline {
         self.core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
         self.wait_core().await
     }
-}
-
-/// Reads every committed record of every shard of `stream`.
-pub async fn read_all(c: &Client, stream: &str) -> Result<Vec<api::ConsumedRecord>> {
-    let info = api::describe_stream(c, stream).await?;
-    let mut out = Vec::new();
-    for sh in &info.shards {
-        let mut offset = sh.first_offset;
-        while offset < sh.next_offset {
-            let f = api::fetch(c, stream, sh.id, offset, 10_000, Duration::ZERO).await?;
-            if f.records.is_empty() {
-                bail!(
-                    "fetch at {offset} of shard {} returned nothing before {}",
-                    sh.id,
-                    sh.next_offset
-                );
-            }
-            offset = f.next_offset;
-            out.extend(f.records);
-        }
-    }
-    Ok(out)
 }

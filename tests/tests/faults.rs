@@ -5,10 +5,11 @@
 use anyhow::{bail, Result};
 use std::time::Duration;
 use strata_client::api;
+use strata_client::cluster::Cluster;
 use strata_client::{Client, ClientError};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
-use strata_tests::{bin, read_all, wait_for, Pipeline};
+use strata_tests::{bin, wait_for, workload, Pipeline};
 
 async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
     match tokio::time::timeout(Duration::from_secs(secs), f).await {
@@ -77,7 +78,7 @@ async fn edge_buffers_while_core_is_down_rejects_when_full_then_drains() -> Resu
         })
         .await?;
         assert_eq!(total, acked, "the core holds exactly what the edge acknowledged");
-        let all = read_all(&admin, "outage").await?;
+        let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, "outage").await?;
         assert_eq!(all.len() as u64, acked);
         // Accepting again once drained.
         wait_for("the edge to accept again", Duration::from_secs(60), || {

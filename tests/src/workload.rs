@@ -1,0 +1,231 @@
+//! The workload shared by the end-to-end tests: producer lanes sending keyed
+//! records through an edge agent with retries, and the check that every
+//! acknowledged record is in the core exactly once and in per-key order.
+//!
+//! Record `i` has key `key-(i % keys)` and value `"<i>|<attempt>|..."`. A lane
+//! owns a fixed set of keys and sends one batch at a time, so per-key order
+//! is the order of `i`. A batch retried after an ambiguous failure is a new
+//! attempt (producer → edge is at least once); the check is that each
+//! acknowledged (i, attempt) appears exactly once.
+
+use crate::wait_for;
+use anyhow::{anyhow, bail, Result};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_client::api::{self, ConsumedRecord, Start};
+use strata_client::cluster::Cluster;
+use strata_client::Client;
+use strata_schema::batch::{Builder, NewRecord};
+
+pub type Acked = Arc<Mutex<HashSet<(u64, u32)>>>;
+
+/// Running producer lanes.
+pub struct Producers {
+    pub acked: Acked,
+    pub count: Arc<AtomicU64>,
+    lanes: tokio::task::JoinSet<Result<()>>,
+}
+
+/// Starts `lanes` producers writing `records` records over `keys` keys to
+/// `stream` through the edge at `edge`, `batch` records per request.
+pub fn start(
+    edge: SocketAddr,
+    ca: &Path,
+    stream: &str,
+    records: u64,
+    keys: u64,
+    lanes: u64,
+    batch: usize,
+) -> Producers {
+    let acked: Acked = Arc::default();
+    let count = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let client = Client::new(edge, ca).expect("edge client");
+        let (acked, count, stream) = (acked.clone(), count.clone(), stream.to_string());
+        set.spawn(async move {
+            let mine: Vec<u64> = (0..records)
+                .filter(|i| (i % keys) % lanes == lane)
+                .collect();
+            for chunk in mine.chunks(batch) {
+                let mut attempt = 0u32;
+                loop {
+                    let mut b = Builder::default();
+                    for &i in chunk {
+                        let key = format!("key-{}", i % keys);
+                        let v = format!("{i}|{attempt}|payload-{i:08}");
+                        b.push(&NewRecord {
+                            key: Some(&key),
+                            value: v.as_bytes(),
+                            timestamp_ms: i as i64,
+                            headers: &[],
+                        });
+                    }
+                    match api::produce(&client, &stream, &b.finish()).await {
+                        Ok(_) => {
+                            let mut a = acked.lock().unwrap();
+                            a.extend(chunk.iter().map(|&i| (i, attempt)));
+                            count.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(e)
+                            if e.is_retryable()
+                                || matches!(e, strata_client::ClientError::Connect { .. }) =>
+                        {
+                            attempt += 1;
+                            if attempt > 3000 {
+                                bail!("lane {lane}: gave up: {e}");
+                            }
+                            // Back off before retrying a failed request (not synchronisation).
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) => bail!("lane {lane}: {e}"),
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    Producers {
+        acked,
+        count,
+        lanes: set,
+    }
+}
+
+impl Producers {
+    pub fn acked_count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` records were acknowledged.
+    pub async fn wait_acked(&self, n: u64, timeout: Duration) -> Result<()> {
+        let count = self.count.clone();
+        wait_for(&format!("{n} acknowledged records"), timeout, || {
+            let v = count.load(Ordering::SeqCst);
+            async move { Ok((v >= n).then_some(())) }
+        })
+        .await
+    }
+
+    /// Waits for every lane to finish; returns the acknowledged set.
+    pub async fn finish(mut self) -> Result<HashSet<(u64, u32)>> {
+        while let Some(r) = self.lanes.join_next().await {
+            r??;
+        }
+        Ok(self.acked.lock().unwrap().clone())
+    }
+}
+
+/// Reads every committed record of `stream` (from each shard's leader).
+pub async fn read_all(c: &Cluster, stream: &str) -> Result<Vec<ConsumedRecord>> {
+    let info = c.describe(stream).await?;
+    let mut out = Vec::new();
+    for sh in &info.shards {
+        let id = sh.id;
+        let first = c
+            .to_leader(stream, id, |cl| async move {
+                api::seek(&cl, stream, id, Start::Oldest).await
+            })
+            .await?;
+        let end = c
+            .to_leader(stream, id, |cl| async move {
+                api::seek(&cl, stream, id, Start::Latest).await
+            })
+            .await?;
+        let mut offset = first;
+        while offset < end {
+            let f = c
+                .to_leader(stream, id, |cl| async move {
+                    api::fetch(&cl, stream, id, offset, 10_000, Duration::ZERO).await
+                })
+                .await?;
+            if f.records.is_empty() {
+                bail!("fetch at {offset} of shard {id} returned nothing before {end}");
+            }
+            offset = f.next_offset;
+            out.extend(f.records.into_iter().filter(|r| r.offset < end));
+        }
+    }
+    Ok(out)
+}
+
+fn parse(r: &ConsumedRecord) -> Result<(u64, u32)> {
+    let s = std::str::from_utf8(&r.data)?;
+    let mut it = s.split('|');
+    let i = it
+        .next()
+        .and_then(|x| x.parse().ok())
+        .ok_or_else(|| anyhow!("bad value {s:?}"))?;
+    let a = it
+        .next()
+        .and_then(|x| x.parse().ok())
+        .ok_or_else(|| anyhow!("bad value {s:?}"))?;
+    Ok((i, a))
+}
+
+/// What [`verify`] found.
+#[derive(Debug)]
+pub struct Report {
+    pub records: usize,
+    pub acked: usize,
+    /// Records from attempts whose acknowledgement was lost (allowed).
+    pub unacked_attempts: usize,
+}
+
+/// Waits until the core holds every acknowledged record, then checks
+/// exactly-once and per-key order.
+pub async fn verify(
+    c: &Cluster,
+    stream: &str,
+    acked: &HashSet<(u64, u32)>,
+    keys: u64,
+    timeout: Duration,
+) -> Result<Report> {
+    let records = wait_for(
+        "the core to hold every acknowledged record",
+        timeout,
+        || async {
+            let all = read_all(c, stream).await?;
+            let have: HashSet<(u64, u32)> = all.iter().map(parse).collect::<Result<_>>()?;
+            Ok(acked.iter().all(|a| have.contains(a)).then_some(all))
+        },
+    )
+    .await?;
+    let mut seen: HashMap<(u64, u32), u64> = HashMap::new();
+    for r in &records {
+        *seen.entry(parse(r)?).or_default() += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).take(5).collect();
+    if !dups.is_empty() {
+        bail!("records written twice into the core: {dups:?}");
+    }
+    let mut by_shard = records.clone();
+    by_shard.sort_by_key(|r| (r.shard, r.offset));
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for r in &by_shard {
+        let (i, attempt) = parse(r)?;
+        if !acked.contains(&(i, attempt)) {
+            continue;
+        }
+        let key = r.key.clone().ok_or_else(|| anyhow!("record without key"))?;
+        if key != format!("key-{}", i % keys) {
+            bail!("record {i} has key {key}");
+        }
+        if let Some(&prev) = last.get(&key) {
+            if prev >= i {
+                bail!("key {key}: record {i} after {prev}");
+            }
+        }
+        last.insert(key, i);
+    }
+    Ok(Report {
+        records: records.len(),
+        acked: acked.len(),
+        unacked_attempts: records.len() - acked.len(),
+    })
+}

@@ -1,0 +1,186 @@
+//! A three-zone cluster (RF = 3) as real processes, with producers writing
+//! through an edge agent while nodes fail: the leader of a shard killed with
+//! SIGKILL, a follower killed and restarted far behind (a whole zone down,
+//! since each zone has one node), the metadata leader killed, and a leader
+//! cut off from the others by a network partition. After each run every
+//! acknowledged record is present exactly once and in per-key order.
+
+use anyhow::{bail, Result};
+use std::time::Duration;
+use strata_client::api::{self, Piece};
+use strata_client::cluster::Cluster;
+use strata_schema::batch::{Builder, NewRecord};
+use strata_tests::cluster::TestCluster;
+use strata_tests::{wait_for, workload};
+
+async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(r) => r,
+        Err(_) => bail!("test exceeded {secs} s"),
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(120);
+/// Far more than the faults need, so every fault lands mid-stream.
+const RECORDS: u64 = 300_000;
+
+/// Fails unless producers are still running (the fault is mid-stream).
+fn mid_stream(p: &workload::Producers) -> Result<()> {
+    if p.acked_count() >= RECORDS {
+        bail!("the producers finished before the fault: make RECORDS larger");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_follower_zone_and_metadata_failures_lose_nothing() -> Result<()> {
+    let mut c = TestCluster::start(3, false).await?;
+    let r = bounded(600, failures(&mut c)).await;
+    if r.is_err() {
+        eprintln!("{}", c.logs());
+    }
+    r
+}
+
+async fn failures(c: &mut TestCluster) -> Result<()> {
+    {
+        c.create_stream("orders", 3, 3).await?;
+        let producers = workload::start(c.edge_addr, &c.pki.ca, "orders", RECORDS, 60, 3, 200);
+        producers.wait_acked(5_000, WAIT).await?;
+
+        // 1. The leader of shard 0 dies; a new one takes over and writes go on.
+        let old = c.leader_of("orders", 0).await?;
+        mid_stream(&producers)?;
+        c.kill9(old);
+        let before = producers.acked_count();
+        producers.wait_acked(before + 5_000, WAIT).await?;
+        let new = c.leader_of("orders", 0).await?;
+        assert_ne!(new, old, "a new leader was elected");
+        c.restart(old)?;
+
+        // 2. A follower of shard 0 (its whole zone) is down while writes go on with 2 of 3,
+        //    then comes back far behind and catches up from the leader.
+        let follower = (1..=3).find(|&n| n != new).expect("three nodes");
+        mid_stream(&producers)?;
+        c.kill9(follower);
+        let before = producers.acked_count();
+        producers.wait_acked(before + 5_000, WAIT).await?;
+        c.restart(follower)?;
+
+        // 3. The metadata leader dies; metadata changes still work afterwards.
+        let meta = c.meta_leader().await?;
+        mid_stream(&producers)?;
+        c.kill9(meta);
+        let before = producers.acked_count();
+        producers.wait_acked(before + 5_000, WAIT).await?;
+        c.create_stream("after-failover", 1, 3).await?;
+        c.restart(meta)?;
+
+        let acked = producers.finish().await?;
+        assert_eq!(acked.len() as u64, RECORDS);
+        let cluster = c.cluster();
+        let report = workload::verify(&cluster, "orders", &acked, 60, WAIT).await?;
+        eprintln!("{report:?}");
+        c.wait_caught_up("orders", 3).await?;
+
+        // Zone-local reads: a reader in the follower's zone gets the same
+        // committed records from its own zone's replica.
+        let zone = c.node(follower).zone.clone();
+        let local = Cluster::new(c.seeds(), &c.pki.ca)?.with_zone(Some(zone));
+        local.describe("orders").await?;
+        let id = 0;
+        let end = cluster
+            .to_leader("orders", id, |cl| async move {
+                api::seek(&cl, "orders", id, api::Start::Latest).await
+            })
+            .await?;
+        let got = local
+            .to_reader("orders", id, |cl| async move {
+                api::fetch(&cl, "orders", id, 0, 100_000, Duration::ZERO).await
+            })
+            .await?;
+        assert!(!got.records.is_empty());
+        assert!(got.high_watermark <= end);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioned_leader_acknowledges_nothing_and_nothing_is_lost() -> Result<()> {
+    let c = TestCluster::start(3, true).await?;
+    let r = bounded(600, partition(&c)).await;
+    if r.is_err() {
+        eprintln!("{}", c.logs());
+    }
+    r
+}
+
+async fn partition(c: &TestCluster) -> Result<()> {
+    {
+        c.create_stream("part", 1, 3).await?;
+        let producers = workload::start(c.edge_addr, &c.pki.ca, "part", RECORDS, 30, 3, 200);
+        producers.wait_acked(5_000, WAIT).await?;
+
+        let old = c.leader_of("part", 0).await?;
+        mid_stream(&producers)?;
+        c.partition.isolate(old);
+        // The majority side elects a new leader and writes go on through it.
+        let seeds = c.seeds();
+        let ca = c.pki.ca.clone();
+        let new = wait_for("a leader on the majority side", WAIT, || {
+            let (seeds, ca) = (seeds.clone(), ca.clone());
+            async move {
+                for (i, s) in seeds.iter().enumerate() {
+                    if i as u64 + 1 == old {
+                        continue;
+                    }
+                    let cl = strata_client::Client::new(*s, &ca)?;
+                    if let Ok(Ok(v)) =
+                        tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&cl)).await
+                    {
+                        if v.shards.iter().any(|sh| sh.stream == "part") {
+                            return Ok(Some(v.node));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await?;
+        assert_ne!(new, old);
+        let before = producers.acked_count();
+        producers.wait_acked(before + 5_000, WAIT).await?;
+
+        // The isolated old leader cannot commit, so it acknowledges no write.
+        let isolated = c.client(c.nodes[(old - 1) as usize].addr);
+        let mut b = Builder::default();
+        b.push(&NewRecord {
+            key: Some("key-0"),
+            value: b"1000000000|0|isolated",
+            timestamp_ms: 0,
+            headers: &[],
+        });
+        let piece = Piece {
+            first_seq: 0,
+            seq_deltas: None,
+            max_timestamp_ms: 0,
+            batch: b.finish(),
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            api::forward(&isolated, "part", 0, 4242, &[piece]),
+        )
+        .await;
+        assert!(
+            !matches!(r, Ok(Ok(_))),
+            "the isolated node acknowledged a write: {r:?}"
+        );
+
+        c.partition.heal();
+        let acked = producers.finish().await?;
+        let report = workload::verify(&c.cluster(), "part", &acked, 30, WAIT).await?;
+        eprintln!("{report:?}");
+        c.wait_caught_up("part", 1).await?;
+        Ok(())
+    }
+}
