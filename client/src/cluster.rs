@@ -19,7 +19,9 @@ use strata_schema::fb::ErrorCode;
 /// How long a routed call keeps trying other nodes before giving up.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(15);
 /// Per-attempt timeout of a routed call: a dead leader must not stall failover.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a node that did not answer is passed over within one routed call.
+const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
 
 pub struct Cluster {
     seeds: Vec<SocketAddr>,
@@ -95,40 +97,61 @@ impl Cluster {
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let deadline = Instant::now() + ROUTE_DEADLINE;
-        let mut i = 0usize;
-        let mut last = None;
+        // Nodes that did not answer are skipped for a while (as long as any
+        // other candidate remains): a dead leader costs one attempt timeout,
+        // not one per pass or per stale NOT_LEADER hint; a node that was only
+        // slow (busy electing) is tried again after the hold.
+        let mut unanswered: Vec<SocketAddr> = Vec::new();
+        let mut failed_at: HashMap<SocketAddr, Instant> = HashMap::new();
         loop {
             if candidates.is_empty() {
                 candidates = self.seeds.clone();
             }
-            let addr = candidates[i % candidates.len()];
-            let result = f(self.client(addr)?).await;
-            match result {
-                Ok(v) => return Ok(v),
-                Err(e) if reroutable(&e) && Instant::now() < deadline => {
-                    if let ClientError::Remote(r) = &e {
-                        if let Some(h) = r.leader_hint.as_deref().and_then(|h| h.parse().ok()) {
-                            if h != addr {
-                                candidates.insert(0, h);
-                                i = 0;
-                                last = Some(e);
-                                continue;
-                            }
-                        }
-                    }
-                    i += 1;
-                    if i.is_multiple_of(candidates.len()) {
-                        // Every candidate failed this pass: elections take a few hundred ms.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    last = Some(e);
+            failed_at.retain(|_, t| t.elapsed() < UNANSWERED_HOLD);
+            unanswered.retain(|a| failed_at.contains_key(a));
+            let mut pass: Vec<SocketAddr> = candidates
+                .iter()
+                .copied()
+                .filter(|c| !unanswered.contains(c))
+                .collect();
+            if pass.is_empty() {
+                unanswered.clear();
+                pass = candidates.clone();
+            }
+            let mut hinted = None;
+            for addr in pass {
+                let e = match f(self.client(addr)?).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if reroutable(&e) && Instant::now() < deadline => e,
+                    Err(e) => return Err(e),
+                };
+                tracing::debug!(%addr, error = %e, "routing: trying another node");
+                if matches!(
+                    e,
+                    ClientError::Connect { .. }
+                        | ClientError::Connection { .. }
+                        | ClientError::Timeout { .. }
+                ) {
+                    unanswered.push(addr);
                 }
-                Err(e) => {
-                    if let Some(prev) = &last {
-                        tracing::debug!(error = %prev, "earlier routing attempt failed");
+                if let ClientError::Remote(r) = &e {
+                    let hint = r
+                        .leader_hint
+                        .as_deref()
+                        .and_then(|h| h.parse::<SocketAddr>().ok());
+                    if let Some(h) = hint.filter(|h| *h != addr && !unanswered.contains(h)) {
+                        hinted = Some(h);
+                        break;
                     }
-                    return Err(e);
                 }
+            }
+            match hinted {
+                Some(h) => {
+                    candidates.retain(|c| *c != h);
+                    candidates.insert(0, h);
+                }
+                // Every candidate failed: an election takes a few hundred ms.
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     }

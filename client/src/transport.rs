@@ -121,7 +121,7 @@ impl Client {
         self.addr
     }
 
-    async fn connection(&self) -> Result<quinn::Connection, ClientError> {
+    async fn connection(&self, timeout: Duration) -> Result<quinn::Connection, ClientError> {
         let mut guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref() {
             if c.close_reason().is_none() {
@@ -135,12 +135,15 @@ impl Client {
                 addr: self.addr,
                 detail: e.to_string(),
             })?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let limit = timeout.min(Duration::from_secs(10));
+        let conn = tokio::time::timeout(limit, connecting)
             .await
             .map_err(|_| ClientError::Connect {
                 addr: self.addr,
-                detail: "handshake timed out after 10 s (is a Strata server listening there?)"
-                    .into(),
+                detail: format!(
+                    "handshake timed out after {} ms (is a Strata server listening there?)",
+                    limit.as_millis()
+                ),
             })?
             .map_err(|e| ClientError::Connect {
                 addr: self.addr,
@@ -161,7 +164,7 @@ impl Client {
         request: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
-        let conn = self.connection().await?;
+        let conn = self.connection(timeout).await?;
         let addr = self.addr;
         let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
             addr,
@@ -184,12 +187,23 @@ impl Client {
                     },
                 })
         };
-        let reply = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr,
-                ms: timeout.as_millis() as u64,
-            })??;
+        let reply = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.forget(&conn).await;
+                return Err(e);
+            }
+            Err(_) => {
+                // The peer may be gone (a killed process sends no close):
+                // the next call opens a fresh connection instead of waiting
+                // for this one's idle timeout.
+                self.forget(&conn).await;
+                return Err(ClientError::Timeout {
+                    addr,
+                    ms: timeout.as_millis() as u64,
+                });
+            }
+        };
         let resp = wire::decode_response(&reply).map_err(|e| ClientError::BadReply {
             addr,
             detail: e.to_string(),
@@ -198,6 +212,18 @@ impl Client {
             return Err(ClientError::Remote(err));
         }
         Ok(reply)
+    }
+
+    /// Drops `conn` if it is still the cached connection.
+    async fn forget(&self, conn: &quinn::Connection) {
+        let mut guard = self.conn.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            conn.close(0u32.into(), b"unresponsive");
+            *guard = None;
+        }
     }
 
     /// Closes the connection politely.

@@ -46,7 +46,7 @@ fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
         // Bounds one AppendEntries so it fits in a heartbeat interval.
-        max_payload_entries: 16,
+        max_payload_entries: 4,
         ..Default::default()
     };
     Ok(Arc::new(c.validate().context("raft config")?))

@@ -184,3 +184,65 @@ async fn partition(c: &TestCluster) -> Result<()> {
         Ok(())
     }
 }
+
+/// Measurement, not a test (run with `--ignored`): time from SIGKILL of a
+/// shard leader to the first acknowledged write on that shard through the
+/// SDK's leader discovery, over 10 kills. Prints p50 and max.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement; run explicitly"]
+async fn measure_failover_time() -> Result<()> {
+    let mut c = TestCluster::start(3, false).await?;
+    c.create_stream("fo", 1, 3).await?;
+    let cluster = c.cluster();
+    let mut seq = 1;
+    write_one(&cluster, seq).await?;
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let leader = c.leader_of("fo", 0).await?;
+        let t0 = std::time::Instant::now();
+        let addrs: Vec<_> = c.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        eprintln!("killing leader {leader}; nodes {addrs:?}");
+        c.kill9(leader);
+        seq += 1;
+        if let Err(e) = write_one(&cluster, seq).await {
+            eprintln!("write failed after {:?}: {e}\n{}", t0.elapsed(), c.logs());
+            return Err(e);
+        }
+        times.push(t0.elapsed());
+        c.restart(leader)?;
+        c.wait_caught_up("fo", 1).await?;
+    }
+    times.sort();
+    eprintln!(
+        "failover over {} kills: p50 {:?}, max {:?}, all {:?}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times
+    );
+    Ok(())
+}
+
+/// One record to fo/0 as producer 99 at position `seq`, through leader discovery.
+async fn write_one(cluster: &Cluster, seq: u64) -> Result<()> {
+    let mut b = Builder::default();
+    b.push(&NewRecord {
+        key: Some("k"),
+        value: b"x",
+        timestamp_ms: 0,
+        headers: &[],
+    });
+    let piece = Piece {
+        first_seq: seq,
+        seq_deltas: None,
+        max_timestamp_ms: 0,
+        batch: b.finish(),
+    };
+    let piece = &piece;
+    cluster
+        .to_leader("fo", 0, |cl| async move {
+            api::forward(&cl, "fo", 0, 99, std::slice::from_ref(piece)).await
+        })
+        .await?;
+    Ok(())
+}
