@@ -126,9 +126,9 @@ impl Node {
             .join(format!("{shard:05}"))
     }
 
-    /// Opens the node's groups. The lowest id of the initial cluster
-    /// initializes a pristine metadata group with every initial member as a
-    /// voter; shard groups open as the catalog names this node a replica.
+    /// Opens the node's groups. Every member of the initial cluster
+    /// initializes a pristine metadata group with all initial members as
+    /// voters; shard groups open as the catalog names this node a replica.
     /// Returns without waiting for other nodes: requests get UNAVAILABLE or
     /// NOT_LEADER until the groups have leaders.
     pub async fn start(
@@ -145,14 +145,14 @@ impl Node {
             net.network("meta"),
         )
         .await?;
-        let bootstrap = members.iter().map(|m| m.id).min() == Some(cfg.node_id);
-        if bootstrap {
-            let voters = members
-                .iter()
-                .map(|m| (m.id, BasicNode::new(m.peer_addr)))
-                .collect();
-            meta.initialize("meta", voters).await?;
-        }
+        // Every initial member initializes a pristine metadata group with the
+        // same voters (openraft: safe with an identical config), so the
+        // cluster forms even if some member is down at first start.
+        let voters = members
+            .iter()
+            .map(|m| (m.id, BasicNode::new(m.peer_addr)))
+            .collect();
+        meta.initialize("meta", voters).await?;
         let node = Arc::new(Self {
             cfg,
             meta,
@@ -230,7 +230,12 @@ impl Node {
                 self.net.network(&name),
             )
             .await?;
-            if sh.replicas.first() == Some(&me) {
+            // Every replica initializes a pristine group with the same replica
+            // set (safe in openraft with an identical config), so a shard is
+            // available even if one of its replicas is down when the stream
+            // is created. Replica sets never change yet; moving replicas must
+            // keep initialization to the original set.
+            {
                 let peers = self.meta.sm.read(|c| {
                     sh.replicas
                         .iter()

@@ -27,11 +27,13 @@ pub type Acked = Arc<Mutex<HashSet<(u64, u32)>>>;
 pub struct Producers {
     pub acked: Acked,
     pub count: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     lanes: tokio::task::JoinSet<Result<()>>,
 }
 
-/// Starts `lanes` producers writing `records` records over `keys` keys to
-/// `stream` through the edge at `edge`, `batch` records per request.
+/// Starts `lanes` producers writing up to `records` records over `keys` keys
+/// to `stream` through the edge at `edge`, `batch` records per request,
+/// until they run out of records or [`Producers::stop`] is called.
 pub fn start(
     edge: SocketAddr,
     ca: &Path,
@@ -43,19 +45,26 @@ pub fn start(
 ) -> Producers {
     let acked: Acked = Arc::default();
     let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut set = tokio::task::JoinSet::new();
     for lane in 0..lanes {
         let client = Client::new(edge, ca).expect("edge client");
-        let (acked, count, stream) = (acked.clone(), count.clone(), stream.to_string());
+        let (acked, count, stream, stop) = (
+            acked.clone(),
+            count.clone(),
+            stream.to_string(),
+            stop.clone(),
+        );
         set.spawn(async move {
-            let mine: Vec<u64> = (0..records)
+            let mut mine = (0..records)
                 .filter(|i| (i % keys) % lanes == lane)
-                .collect();
-            for chunk in mine.chunks(batch) {
+                .peekable();
+            while mine.peek().is_some() && !stop.load(Ordering::SeqCst) {
+                let chunk: Vec<u64> = mine.by_ref().take(batch).collect();
                 let mut attempt = 0u32;
                 loop {
                     let mut b = Builder::default();
-                    for &i in chunk {
+                    for &i in &chunk {
                         let key = format!("key-{}", i % keys);
                         let v = format!("{i}|{attempt}|payload-{i:08}");
                         b.push(&NewRecord {
@@ -93,6 +102,7 @@ pub fn start(
     Producers {
         acked,
         count,
+        stop,
         lanes: set,
     }
 }
@@ -110,6 +120,12 @@ impl Producers {
             async move { Ok((v >= n).then_some(())) }
         })
         .await
+    }
+
+    /// Asks every lane to stop after its current batch, then waits for them.
+    pub async fn stop(self) -> Result<HashSet<(u64, u32)>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finish().await
     }
 
     /// Waits for every lane to finish; returns the acknowledged set.
