@@ -117,14 +117,17 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
         .ok_or_else(|| anyhow!("no private key found in {}", path.display()))
 }
 
-fn transport(idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+/// `keep_alive` must be well under `idle_timeout`: a peer that stops
+/// answering (a killed process sends no close) is then detected within
+/// `idle_timeout`, and the next request reconnects.
+fn transport(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(1024u32.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window((16u32 * 1024 * 1024).into())
         .receive_window((64u32 * 1024 * 1024).into())
         .send_window(64 * 1024 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .keep_alive_interval(Some(keep_alive))
         .max_idle_timeout(Some(
             idle_timeout
                 .try_into()
@@ -146,7 +149,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<quinn::ServerConfig> {
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls).context("building QUIC TLS server config")?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport(Duration::from_secs(30)));
+    cfg.transport_config(transport(Duration::from_secs(5), Duration::from_secs(30)));
     Ok(cfg)
 }
 
@@ -165,7 +168,7 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).context("building QUIC TLS client config")?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport(Duration::from_secs(30)));
+    cfg.transport_config(transport(Duration::from_secs(1), Duration::from_secs(4)));
     Ok(cfg)
 }
 

@@ -100,6 +100,10 @@ impl<S: GroupState> Group<S> {
 
 pub type ShardGroup = Group<ShardState>;
 
+/// How long a replica waits for a shard's preferred leader to initialize a
+/// new group before doing it itself.
+const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
+
 /// A core node.
 pub struct Node {
     pub cfg: CoreConfig,
@@ -230,22 +234,35 @@ impl Node {
                 self.net.network(&name),
             )
             .await?;
-            // Every replica initializes a pristine group with the same replica
-            // set (safe in openraft with an identical config), so a shard is
-            // available even if one of its replicas is down when the stream
-            // is created. Replica sets never change yet; moving replicas must
-            // keep initialization to the original set.
-            {
-                let peers = self.meta.sm.read(|c| {
-                    sh.replicas
-                        .iter()
-                        .filter_map(|r| c.nodes.get(r).map(|n| (*r, BasicNode::new(&n.peer_addr))))
-                        .collect::<BTreeMap<_, _>>()
-                });
-                if peers.len() != sh.replicas.len() {
-                    anyhow::bail!("shard {name}: some replicas are not registered yet");
-                }
+            // The preferred leader (first replica) initializes a pristine
+            // group at once, so leaders start balanced over nodes and zones.
+            // Any other replica initializes it too (with the identical replica
+            // set, which openraft allows) if it is still pristine after a grace
+            // period: a shard stays available when its preferred leader is
+            // down at creation. Replica sets never change yet; moving replicas
+            // must keep initialization to the original set.
+            let peers = self.meta.sm.read(|c| {
+                sh.replicas
+                    .iter()
+                    .filter_map(|r| c.nodes.get(r).map(|n| (*r, BasicNode::new(&n.peer_addr))))
+                    .collect::<BTreeMap<_, _>>()
+            });
+            if peers.len() != sh.replicas.len() {
+                anyhow::bail!("shard {name}: some replicas are not registered yet");
+            }
+            if sh.replicas.first() == Some(&me) {
                 g.initialize(&name, peers).await?;
+            } else {
+                let (raft, name) = (g.raft.clone(), name.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(INITIALIZE_GRACE).await;
+                    if matches!(raft.is_initialized().await, Ok(false)) {
+                        tracing::info!(shard = %name, "preferred leader absent; initializing the shard group");
+                        if let Err(e) = raft.initialize(peers).await {
+                            tracing::debug!(shard = %name, error = %e, "late initialize");
+                        }
+                    }
+                });
             }
             self.shards
                 .write()

@@ -46,6 +46,17 @@ async fn leader_follower_zone_and_metadata_failures_lose_nothing() -> Result<()>
 async fn failures(c: &mut TestCluster) -> Result<()> {
     {
         c.create_stream("orders", 3, 3).await?;
+        // Leaders start balanced: one shard per node (and zone).
+        let mut leaders = Vec::new();
+        for shard in 0..3 {
+            leaders.push(c.leader_of("orders", shard).await?);
+        }
+        leaders.sort_unstable();
+        assert_eq!(
+            leaders,
+            vec![1, 2, 3],
+            "shard leaders are spread over the nodes"
+        );
         let producers = workload::start(c.edge_addr, &c.pki.ca, "orders", RECORDS, 60, 3, 200);
         producers.wait_acked(5_000, WAIT).await?;
 
