@@ -29,6 +29,28 @@ pub struct NodeInfo {
     pub addr: String,
 }
 
+impl NodeInfo {
+    pub fn from_fb(n: &fb::NodeDescription<'_>) -> Self {
+        Self {
+            id: n.id(),
+            zone: n.zone().unwrap_or("").to_string(),
+            addr: n.addr().unwrap_or("").to_string(),
+        }
+    }
+}
+
+/// Writes a `NodeDescription` table.
+pub fn build_node_description<'a>(
+    fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
+    id: u64,
+    zone: &str,
+    addr: &str,
+) -> flatbuffers::WIPOffset<fb::NodeDescription<'a>> {
+    let zone = Some(fbb.create_string(zone));
+    let addr = Some(fbb.create_string(addr));
+    fb::NodeDescription::create(fbb, &fb::NodeDescriptionArgs { id, zone, addr })
+}
+
 /// A stream as `stream describe` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StreamInfo {
@@ -63,15 +85,7 @@ impl StreamInfo {
                 .collect(),
             nodes: s
                 .nodes()
-                .map(|ns| {
-                    ns.iter()
-                        .map(|n| NodeInfo {
-                            id: n.id(),
-                            zone: n.zone().unwrap_or("").to_string(),
-                            addr: n.addr().unwrap_or("").to_string(),
-                        })
-                        .collect()
-                })
+                .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
                 .unwrap_or_default(),
         }
     }
@@ -139,18 +153,7 @@ pub fn build_stream_description<'a>(
     let nodes: Vec<_> = s
         .nodes
         .iter()
-        .map(|n| {
-            let zone = Some(fbb.create_string(&n.zone));
-            let addr = Some(fbb.create_string(&n.addr));
-            fb::NodeDescription::create(
-                fbb,
-                &fb::NodeDescriptionArgs {
-                    id: n.id,
-                    zone,
-                    addr,
-                },
-            )
-        })
+        .map(|n| build_node_description(fbb, n.id, &n.zone, &n.addr))
         .collect();
     let nodes = Some(fbb.create_vector(&nodes));
     let name = Some(fbb.create_string(&s.name));
@@ -475,15 +478,7 @@ pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
         meta_leader: s.meta_leader(),
         nodes: s
             .nodes()
-            .map(|ns| {
-                ns.iter()
-                    .map(|n| NodeInfo {
-                        id: n.id(),
-                        zone: n.zone().unwrap_or("").to_string(),
-                        addr: n.addr().unwrap_or("").to_string(),
-                    })
-                    .collect()
-            })
+            .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
             .unwrap_or_default(),
         shards: s
             .shards()

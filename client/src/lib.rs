@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod daemon;
 pub mod settings;
 pub mod tls;
 pub mod transport;

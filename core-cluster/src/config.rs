@@ -114,19 +114,7 @@ impl CoreConfig {
         if self.node_id == 0 {
             return Err("node_id must be non-zero".into());
         }
-        if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
-            return Err(format!(
-                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
-                self.record_bytes_max, self.batch_bytes_max
-            ));
-        }
-        if self.batch_bytes_max > strata_schema::frame::FRAME_BYTES_MAX / 2 {
-            return Err(format!(
-                "batch_bytes_max = {} exceeds the limit {}",
-                self.batch_bytes_max,
-                strata_schema::frame::FRAME_BYTES_MAX / 2
-            ));
-        }
+        self.limits().validate()?;
         if self.segment_bytes_max < 1024 * 1024 {
             return Err(format!(
                 "segment_bytes_max = {} is below 1 MiB",

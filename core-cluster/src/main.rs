@@ -25,20 +25,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(args)) {
-        eprintln!("strata-core: {e:#}");
-        std::process::exit(1);
-    }
+    // Two worker threads are plenty on a Raspberry-class device (edge); the
+    // core uses one per core.
+    strata_client::daemon::run("strata-core", "info,openraft=warn", None, run(args));
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -82,7 +71,7 @@ async fn run(args: Args) -> Result<()> {
         ServeLimits::default(),
         stop_rx,
     ));
-    shutdown_signal().await;
+    strata_client::daemon::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -91,13 +80,4 @@ async fn run(args: Args) -> Result<()> {
         let _ = p.await;
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -8,7 +8,7 @@ use flatbuffers::FlatBufferBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_client::api::build_stream_description;
+use strata_client::api::{build_node_description, build_stream_description};
 use strata_client::transport::Handler;
 use strata_schema::batch;
 use strata_schema::fb::{self, ErrorCode};
@@ -80,18 +80,7 @@ fn status_reply(v: &crate::node::ClusterView) -> Bytes {
         let nodes: Vec<_> = v
             .nodes
             .iter()
-            .map(|n| {
-                let zone = Some(fbb.create_string(&n.zone));
-                let addr = Some(fbb.create_string(&n.addr));
-                fb::NodeDescription::create(
-                    fbb,
-                    &fb::NodeDescriptionArgs {
-                        id: n.id,
-                        zone,
-                        addr,
-                    },
-                )
-            })
+            .map(|n| build_node_description(fbb, n.id, &n.zone, &n.addr))
             .collect();
         let nodes = Some(fbb.create_vector(&nodes));
         let shards: Vec<_> = v
@@ -167,15 +156,8 @@ impl CoreHandler {
         let mut cmds = Vec::with_capacity(r.pieces().len());
         for (i, p) in r.pieces().iter().enumerate() {
             let bytes = p.batch().bytes();
-            let summary = batch::verify(bytes, &limits).map_err(|e| {
-                let code = match e {
-                    batch::BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
-                    batch::BatchError::TooManyBytes { .. }
-                    | batch::BatchError::TooManyRecords { .. } => ErrorCode::BatchTooLarge,
-                    _ => ErrorCode::MalformedRequest,
-                };
-                RemoteError::new(code, format!("piece {i}: {e}"))
-            })?;
+            let summary = batch::verify(bytes, &limits)
+                .map_err(|e| RemoteError::new(e.code(), format!("piece {i}: {e}")))?;
             let seq_deltas = match p.seq_deltas() {
                 None => None,
                 Some(d) => {

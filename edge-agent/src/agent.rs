@@ -202,15 +202,8 @@ impl Agent {
         r: fb::ProduceRequest<'_>,
     ) -> Result<Bytes, RemoteError> {
         let bytes = r.batch().bytes();
-        let summary = batch::verify(bytes, &self.cfg.limits()).map_err(|e| {
-            let code = match e {
-                batch::BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
-                batch::BatchError::TooManyBytes { .. }
-                | batch::BatchError::TooManyRecords { .. } => ErrorCode::BatchTooLarge,
-                _ => ErrorCode::MalformedRequest,
-            };
-            RemoteError::new(code, e.to_string())
-        })?;
+        let summary = batch::verify(bytes, &self.cfg.limits())
+            .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
         let stream = self.stream(r.stream()).await?;
         stream
             .buffer

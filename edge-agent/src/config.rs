@@ -88,19 +88,7 @@ pub struct EdgeConfig {
 impl EdgeConfig {
     /// Checks values serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
-            return Err(format!(
-                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
-                self.record_bytes_max, self.batch_bytes_max
-            ));
-        }
-        if self.batch_bytes_max > strata_schema::frame::FRAME_BYTES_MAX / 2 {
-            return Err(format!(
-                "batch_bytes_max = {} exceeds the limit {}",
-                self.batch_bytes_max,
-                strata_schema::frame::FRAME_BYTES_MAX / 2
-            ));
-        }
+        self.limits().validate()?;
         if let Err(e) = self.buffer_options().validate() {
             return Err(e.to_string());
         }

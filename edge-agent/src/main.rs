@@ -22,21 +22,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    // Two worker threads are plenty on a Raspberry-class device.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(args)) {
-        eprintln!("strata-edge: {e:#}");
-        std::process::exit(1);
-    }
+    // Two worker threads are plenty on a Raspberry-class device (edge); the
+    // core uses one per core.
+    strata_client::daemon::run("strata-edge", "info", Some(2), run(args));
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -62,7 +50,7 @@ async fn run(args: Args) -> Result<()> {
         ServeLimits::default(),
         stop_rx,
     ));
-    shutdown_signal().await;
+    strata_client::daemon::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -71,13 +59,4 @@ async fn run(args: Args) -> Result<()> {
         tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -50,6 +50,43 @@ pub enum BatchError {
     },
 }
 
+impl BatchError {
+    /// The stable wire error code for this refusal.
+    pub fn code(&self) -> crate::fb::ErrorCode {
+        use crate::fb::ErrorCode;
+        match self {
+            BatchError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
+            BatchError::TooManyBytes { .. } | BatchError::TooManyRecords { .. } => {
+                ErrorCode::BatchTooLarge
+            }
+            BatchError::Malformed(_) | BatchError::Empty => ErrorCode::MalformedRequest,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks configured limits; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
+            return Err(format!(
+                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
+                self.record_bytes_max, self.batch_bytes_max
+            ));
+        }
+        let max = crate::frame::FRAME_BYTES_MAX / 2;
+        if self.batch_bytes_max > max {
+            return Err(format!(
+                "batch_bytes_max = {} exceeds the limit {max}",
+                self.batch_bytes_max
+            ));
+        }
+        if self.batch_records_max == 0 {
+            return Err("batch_records_max must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// What [`verify`] learned about a valid batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {

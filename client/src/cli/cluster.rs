@@ -77,8 +77,8 @@ pub async fn run(cmd: ClusterCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         println!(
-            "{:>5} {:<10} {:<22} {:<5} {}",
-            "NODE", "ZONE", "ADDRESS", "STATE", "ROLE"
+            "{:>5} {:<10} {:<22} {:<5} ROLE",
+            "NODE", "ZONE", "ADDRESS", "STATE"
         );
         for n in &status.nodes {
             println!(
