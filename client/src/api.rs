@@ -200,6 +200,14 @@ pub struct Forwarded {
     pub next_offset: u64,
 }
 
+/// How long a forward may take: commit time grows with the entries it
+/// carries (each piece is one Raft entry), so a fixed short timeout would
+/// retry a large forward forever, while a dead leader must still be noticed
+/// quickly for small ones. 1 s, plus 2 s per MiB.
+pub fn forward_timeout(request_bytes: usize) -> Duration {
+    Duration::from_millis(1000 + (request_bytes as u64 * 2000) / (1024 * 1024))
+}
+
 /// Appends pieces to one shard of the core, exactly once per (producer, seq).
 pub async fn forward(
     c: &Client,
@@ -238,7 +246,9 @@ pub async fn forward(
         )
         .as_union_value()
     });
-    let reply = c.call(&req).await?;
+    let reply = c
+        .call_with_timeout(&req, forward_timeout(req.len()))
+        .await?;
     let r = open(&reply);
     let f = r
         .body_as_forward_response()

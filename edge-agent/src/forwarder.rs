@@ -17,8 +17,10 @@ use strata_client::ClientError;
 use strata_schema::fb::ErrorCode;
 use tokio::sync::watch;
 
-/// Most bytes of pieces in one forward request.
-const REQUEST_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most bytes of pieces in one forward request:
+/// small enough that one forward commits well within its timeout (each
+/// piece is a Raft entry; see `api::forward_timeout`).
+const REQUEST_BYTES_MAX: usize = 1024 * 1024;
 
 pub async fn run(
     agent: Arc<Agent>,
