@@ -157,10 +157,23 @@ impl Cluster {
     }
 
     /// Describes a stream (from any node) and caches the answer.
+    ///
+    /// A node whose metadata replica is behind (a stream created a moment
+    /// ago) says UNKNOWN_STREAM; every other node is asked before that
+    /// answer is believed.
     pub async fn describe(&self, stream: &str) -> Result<StreamInfo, ClientError> {
-        let info = self
+        let mut result = self
             .any(|c| async move { api::describe_stream(&c, stream).await })
-            .await?;
+            .await;
+        if matches!(&result, Err(e) if e.code() == Some(ErrorCode::UnknownStream)) {
+            for addr in self.seeds.clone() {
+                if let Ok(info) = api::describe_stream(&*self.client(addr)?, stream).await {
+                    result = Ok(info);
+                    break;
+                }
+            }
+        }
+        let info = result?;
         self.streams
             .lock()
             .expect("streams lock")
