@@ -1,0 +1,72 @@
+//! Keeps the benchmark harness compiling and working: runs `strata-bench
+//! smoke` (tiny counts, one run; NATS rows skipped when nats-server is not
+//! installed) against the debug binaries and checks that it wrote its
+//! table, CSV files and plot. No timing is asserted: figures from a smoke
+//! run mean nothing.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn smoke_run_writes_table_csv_and_plot() {
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata-bench"))
+        .arg("smoke")
+        .arg("--out")
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start strata-bench");
+    // Bounded: a hung harness fails the test instead of hanging CI.
+    let deadline = started + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strata-bench smoke did not finish within 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut table = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut table).unwrap();
+    assert!(status.success(), "strata-bench smoke failed:\n{table}");
+    for f in [
+        "table.md",
+        "runs.csv",
+        "summary.csv",
+        "skipped.csv",
+        "machine.csv",
+        "plot.svg",
+    ] {
+        assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+    assert!(
+        table.contains("| (a) producer → edge | Strata RF=1 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("not available yet"),
+        "RF=3 and tiering rows: {table}"
+    );
+    let summary = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
+    for metric in [
+        "ack_rps",
+        "e2e_rps",
+        "p99_ms",
+        "cpu_per_100k_edge",
+        "hwm_mb_edge",
+    ] {
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with("strata-rf1,") && l.contains(&format!(",{metric},"))),
+            "{metric} missing from summary.csv:\n{summary}"
+        );
+    }
+    let svg = std::fs::read_to_string(out.path().join("plot.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Throughput"));
+}
