@@ -143,7 +143,22 @@ fn build_binaries(skip: bool) -> Result<()> {
         return Ok(());
     };
     eprintln!("building strata-core and strata-edge (release)...");
-    let status = std::process::Command::new(cargo)
+    let mut cmd = std::process::Command::new(cargo);
+    // `cargo run` describes this package in CARGO_PKG_* and friends; build
+    // scripts that watch such variables would otherwise rebuild each time.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k.as_str(),
+                "CARGO_BIN_NAME" | "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd
         .args([
             "build",
             "--release",

@@ -8,8 +8,8 @@
 //!
 //! - `summary.txt`: rates, per-process syscalls per second and per record,
 //!   CPU per thread;
-//! - `perf-<process>-by-dso.txt`, `perf-<process>-by-symbol.txt`: flat
-//!   profiles (shares of all samples, so processes compare);
+//! - `perf-by-dso.txt`, `perf-by-symbol.txt`: flat profiles by thread
+//!   (shares of all samples, so processes compare);
 //! - `perf-stat-<process>.txt`, `perf.data`.
 
 use crate::load::{template, Load};
@@ -183,26 +183,23 @@ pub async fn run(o: ProfileOpts) -> Result<()> {
     let a1 = progress.acked.load(Ordering::Relaxed);
     let c1 = t.committed("profile").await?.unwrap_or(0);
     producer.await??;
-    for &(role, pid) in &procs {
-        let pid = pid.to_string();
-        for (sort, limit, file) in [("dso", "1", "dso"), ("dso,sym", "0.5", "symbol")] {
-            perf(
-                &[
-                    "report",
-                    "-i",
-                    &data,
-                    "--stdio",
-                    "--no-children",
-                    "--pid",
-                    &pid,
-                    "--sort",
-                    sort,
-                    "--percent-limit",
-                    limit,
-                ],
-                &dir.join(format!("perf-{role}-by-{file}.txt")),
-            )?;
-        }
+    // By thread (the threads of all three processes are all called
+    // tokio-rt-worker; summary.txt maps thread ids to processes).
+    for (sort, limit, file) in [("pid,dso", "0.5", "dso"), ("pid,dso,sym", "0.3", "symbol")] {
+        perf(
+            &[
+                "report",
+                "-i",
+                &data,
+                "--stdio",
+                "--no-children",
+                "--sort",
+                sort,
+                "--percent-limit",
+                limit,
+            ],
+            &dir.join(format!("perf-by-{file}.txt")),
+        )?;
     }
     let acked_rps = (a1 - a0) as f64 / o.secs;
     let mut s = format!(
@@ -235,6 +232,17 @@ pub async fn run(o: ProfileOpts) -> Result<()> {
         }
         s.push('\n');
     }
+    s.push_str("\nthread ids (for perf-by-*.txt):\n");
+    for &(role, pid) in &procs {
+        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(s, "{role} (pid {pid}): {}", tids.join(" "));
+    }
     s.push_str("\nCPU per thread (cores):\n");
     for (k, v) in &after {
         let d = v - before.get(k).copied().unwrap_or(0.0);
@@ -245,7 +253,7 @@ pub async fn run(o: ProfileOpts) -> Result<()> {
     std::fs::write(dir.join("summary.txt"), &s)?;
     println!("{s}");
     println!(
-        "wrote {}/{{summary.txt,perf-<process>-by-dso.txt,perf-<process>-by-symbol.txt,perf-stat-<process>.txt,perf.data}}",
+        "wrote {}/{{summary.txt,perf-by-dso.txt,perf-by-symbol.txt,perf-stat-<process>.txt,perf.data}}",
         dir.display()
     );
     Ok(())
