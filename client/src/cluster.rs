@@ -235,6 +235,20 @@ impl Cluster {
         out
     }
 
+    /// Replica addresses of a shard (see [`Self::replicas`]), describing the
+    /// stream first if it is not cached.
+    async fn candidates(
+        &self,
+        stream: &str,
+        shard: u32,
+        prefer_zone: bool,
+    ) -> Result<Vec<SocketAddr>, ClientError> {
+        if self.cached(stream).is_none() {
+            self.describe(stream).await?;
+        }
+        Ok(self.replicas(stream, shard, prefer_zone))
+    }
+
     /// Calls `f` on the leader of a shard (for writes).
     pub async fn to_leader<T, F, Fut>(
         &self,
@@ -246,10 +260,7 @@ impl Cluster {
         F: Fn(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        if self.cached(stream).is_none() {
-            self.describe(stream).await?;
-        }
-        let candidates = self.replicas(stream, shard, false);
+        let candidates = self.candidates(stream, shard, false).await?;
         let key = (stream.to_string(), shard);
         let result = self
             .route(candidates, |c| {
@@ -289,10 +300,7 @@ impl Cluster {
         F: Fn(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        if self.cached(stream).is_none() {
-            self.describe(stream).await?;
-        }
-        let candidates = self.replicas(stream, shard, true);
+        let candidates = self.candidates(stream, shard, true).await?;
         self.route(candidates, f).await
     }
 
