@@ -20,21 +20,35 @@ pub struct ShardInfo {
     pub replicas: Vec<u64>,
 }
 
-/// A core node holding replicas of a stream.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A core node holding replicas of a stream (or, in cluster status, any
+/// node of the cluster).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct NodeInfo {
     pub id: u64,
     pub zone: String,
     /// Client API address (QUIC).
     pub addr: String,
+    /// Inter-node Raft address (cluster status only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer_addr: String,
+    /// "active" or "draining" (cluster status only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// Shard replicas placed on the node (cluster status only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 impl NodeInfo {
     pub fn from_fb(n: &fb::NodeDescription<'_>) -> Self {
+        let state = n.state().unwrap_or("").to_string();
         Self {
             id: n.id(),
             zone: n.zone().unwrap_or("").to_string(),
             addr: n.addr().unwrap_or("").to_string(),
+            peer_addr: n.peer_addr().unwrap_or("").to_string(),
+            replicas: (!state.is_empty()).then_some(n.replicas()),
+            state,
         }
     }
 }
@@ -42,13 +56,24 @@ impl NodeInfo {
 /// Writes a `NodeDescription` table.
 pub fn build_node_description<'a>(
     fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
-    id: u64,
-    zone: &str,
-    addr: &str,
+    n: &NodeInfo,
 ) -> flatbuffers::WIPOffset<fb::NodeDescription<'a>> {
-    let zone = Some(fbb.create_string(zone));
-    let addr = Some(fbb.create_string(addr));
-    fb::NodeDescription::create(fbb, &fb::NodeDescriptionArgs { id, zone, addr })
+    let mut s = |v: &str| (!v.is_empty()).then(|| fbb.create_string(v));
+    let zone = s(&n.zone);
+    let addr = s(&n.addr);
+    let peer_addr = s(&n.peer_addr);
+    let state = s(&n.state);
+    fb::NodeDescription::create(
+        fbb,
+        &fb::NodeDescriptionArgs {
+            id: n.id,
+            zone,
+            addr,
+            peer_addr,
+            state,
+            replicas: n.replicas.unwrap_or(0),
+        },
+    )
 }
 
 /// A stream as `stream describe` shows it.
@@ -153,7 +178,7 @@ pub fn build_stream_description<'a>(
     let nodes: Vec<_> = s
         .nodes
         .iter()
-        .map(|n| build_node_description(fbb, n.id, &n.zone, &n.addr))
+        .map(|n| build_node_description(fbb, n))
         .collect();
     let nodes = Some(fbb.create_vector(&nodes));
     let name = Some(fbb.create_string(&s.name));
@@ -479,7 +504,11 @@ pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
         fb::ClusterStatusRequest::create(fbb, &fb::ClusterStatusRequestArgs {}).as_union_value()
     });
     let reply = c.call(&req).await?;
-    let r = open(&reply);
+    node_view(c, &reply)
+}
+
+fn node_view(c: &Client, reply: &Bytes) -> Result<NodeView, ClientError> {
+    let r = open(reply);
     let s = r
         .body_as_cluster_status()
         .ok_or_else(|| bad(c, "ClusterStatus"))?;
@@ -517,4 +546,59 @@ pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
             })
             .unwrap_or_default(),
     })
+}
+
+/// A membership change for [`change_membership`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Register a node that runs with the cluster's `peers` as seeds.
+    Add {
+        node_id: u64,
+        zone: String,
+        addr: String,
+        peer_addr: String,
+    },
+    /// Drain a node: move its replicas away, then remove it.
+    Remove { node_id: u64 },
+}
+
+/// Asks the metadata leader to add or remove a node; returns its view of the
+/// cluster once the change is committed (a removal then runs in the
+/// background: watch `state` and `replicas` of the node).
+pub async fn change_membership(
+    c: &Client,
+    change: &MembershipChange,
+) -> Result<NodeView, ClientError> {
+    let req = wire::request(fb::RequestBody::ChangeMembershipRequest, |fbb| {
+        let (op, node_id, zone, addr, peer_addr) = match change {
+            MembershipChange::Add {
+                node_id,
+                zone,
+                addr,
+                peer_addr,
+            } => (
+                fb::MembershipOp::AddNode,
+                *node_id,
+                Some(fbb.create_string(zone)),
+                Some(fbb.create_string(addr)),
+                Some(fbb.create_string(peer_addr)),
+            ),
+            MembershipChange::Remove { node_id } => {
+                (fb::MembershipOp::RemoveNode, *node_id, None, None, None)
+            }
+        };
+        fb::ChangeMembershipRequest::create(
+            fbb,
+            &fb::ChangeMembershipRequestArgs {
+                op,
+                node_id,
+                zone,
+                addr,
+                peer_addr,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    node_view(c, &reply)
 }

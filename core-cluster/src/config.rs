@@ -74,7 +74,8 @@ pub struct CoreConfig {
     #[serde(default)]
     pub peer_advertise_addr: Option<SocketAddr>,
     /// The initial cluster: every voter of the metadata group (3 or 5, in
-    /// distinct zones), this node included. Empty: a single-node core.
+    /// distinct zones), this node included. Empty: a single-node core. A
+    /// node added later lists the initial cluster here without itself.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
     /// PEM CA certificate that every node's certificate chains to; required
@@ -125,20 +126,17 @@ impl CoreConfig {
             return Err("shards_max must be at least 1".into());
         }
         if !self.peers.is_empty() {
-            let me = self
-                .peers
-                .iter()
-                .find(|p| p.id == self.node_id)
-                .ok_or_else(|| {
-                    format!("peers must include this node (node_id = {})", self.node_id)
-                })?;
-            if me.zone != self.zone
-                || me.addr != self.listen_addr
-                || me.peer_addr != self.advertised_peer_addr()
-            {
+            // A node missing from `peers` joins the running cluster: the
+            // peers are its seeds, and it waits for `strata cluster add-node`.
+            let me = self.peers.iter().find(|p| p.id == self.node_id);
+            if let Some(me) = me.filter(|me| {
+                me.zone != self.zone
+                    || me.addr != self.listen_addr
+                    || me.peer_addr != self.advertised_peer_addr()
+            }) {
                 return Err(format!(
                     "peers entry for node {} must match zone, listen_addr and peer_advertise_addr (or peer_addr) of this config",
-                    self.node_id
+                    me.id
                 ));
             }
             let mut ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
@@ -157,6 +155,12 @@ impl CoreConfig {
     /// The peer address other nodes use for this node.
     pub fn advertised_peer_addr(&self) -> SocketAddr {
         self.peer_advertise_addr.unwrap_or(self.peer_addr)
+    }
+
+    /// Whether this node joins a running cluster (it is not one of `peers`)
+    /// rather than bootstrapping it.
+    pub fn joining(&self) -> bool {
+        !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.node_id)
     }
 
     /// The initial cluster, this node alone when `peers` is empty.

@@ -18,6 +18,10 @@ pub struct NodeMeta {
     pub addr: String,
     /// Inter-node Raft address (QUIC, mutual TLS).
     pub peer_addr: String,
+    /// Set by `remove-node`: the node gets no new replicas, its replicas
+    /// move away, then it is forgotten.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One shard of a stream: its id, inclusive hash-key range and replicas
@@ -29,6 +33,23 @@ pub struct ShardMeta {
     pub start_hash_key: String,
     pub end_hash_key: String,
     pub replicas: Vec<u64>,
+    /// Former replicas that may still be voters of the shard's Raft group
+    /// while the leader moves the group to `replicas`; they keep their copy
+    /// until the leader reports the move done ([`MetaCommand::ReplicasSettled`]).
+    #[serde(default)]
+    pub retiring: Vec<u64>,
+    /// Set once a replica has moved: the group surely exists, so no node may
+    /// initialize it again (only the creation-time replicas ever do).
+    #[serde(default)]
+    pub moved: bool,
+}
+
+impl ShardMeta {
+    /// Whether `node` must keep a copy of the shard (a replica, or one that
+    /// is being moved off it).
+    pub fn hosted_on(&self, node: u64) -> bool {
+        self.replicas.contains(&node) || self.retiring.contains(&node)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +63,21 @@ pub struct StreamMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
     CreateStream(StreamMeta),
+    /// An initial member, registered by the metadata leader at bootstrap.
     RegisterNode(NodeMeta),
+    /// `strata cluster add-node`.
+    AddNode(NodeMeta),
+    /// `strata cluster remove-node`: mark draining and re-place its replicas
+    /// ([`plan_drain`], computed at apply time so every replica agrees).
+    DrainNode(u64),
+    /// A shard leader finished moving its group to `replicas`.
+    ReplicasSettled {
+        stream: String,
+        shard: u32,
+        replicas: Vec<u64>,
+    },
+    /// A drained node holds nothing any more and left the metadata group.
+    ForgetNode(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +85,9 @@ pub enum MetaResponse {
     Created,
     AlreadyExists,
     Registered,
+    Done,
+    /// The command does not fit the catalog (the reason, for the operator).
+    Refused(String),
 }
 
 /// The catalog every metadata replica holds.
@@ -58,6 +96,9 @@ pub struct Catalog {
     #[serde(default)]
     pub nodes: BTreeMap<u64, NodeMeta>,
     pub streams: BTreeMap<String, StreamMeta>,
+    /// Removed nodes: never registered again from the bootstrap list.
+    #[serde(default)]
+    pub forgotten: std::collections::BTreeSet<u64>,
 }
 
 impl Catalog {
@@ -75,13 +116,113 @@ impl Catalog {
                 self.nodes.insert(n.id, n.clone());
                 MetaResponse::Registered
             }
+            MetaCommand::AddNode(n) => match self.check_new_node(n) {
+                Ok(true) => MetaResponse::Registered,
+                Ok(false) => {
+                    self.nodes.insert(n.id, n.clone());
+                    self.forgotten.remove(&n.id);
+                    MetaResponse::Registered
+                }
+                Err(m) => MetaResponse::Refused(m),
+            },
+            MetaCommand::DrainNode(id) => match plan_drain(self, *id) {
+                Ok(moves) => {
+                    if let Some(n) = self.nodes.get_mut(id) {
+                        n.draining = true;
+                    }
+                    for m in moves {
+                        let sh = self.shard_mut(&m.stream, m.shard).expect("planned shard");
+                        let pos = sh.replicas.iter().position(|r| *r == m.from);
+                        sh.replicas[pos.expect("planned replica")] = m.to;
+                        if !sh.retiring.contains(&m.from) {
+                            sh.retiring.push(m.from);
+                        }
+                        sh.moved = true;
+                    }
+                    MetaResponse::Done
+                }
+                Err(m) => MetaResponse::Refused(m),
+            },
+            MetaCommand::ReplicasSettled {
+                stream,
+                shard,
+                replicas,
+            } => match self.shard_mut(stream, *shard) {
+                Some(sh) if &sh.replicas == replicas => {
+                    sh.retiring.clear();
+                    MetaResponse::Done
+                }
+                Some(sh) => MetaResponse::Refused(format!(
+                    "{stream}/{shard}: replicas are now {:?}, not {replicas:?}",
+                    sh.replicas
+                )),
+                None => MetaResponse::Refused(format!("{stream}/{shard} does not exist")),
+            },
+            MetaCommand::ForgetNode(id) => {
+                if self.replica_count(*id) > 0 {
+                    MetaResponse::Refused(format!("node {id} still holds replicas"))
+                } else {
+                    self.nodes.remove(id);
+                    self.forgotten.insert(*id);
+                    MetaResponse::Done
+                }
+            }
         }
     }
 
-    /// Distinct zones with their nodes, sorted by zone then id.
+    /// Whether `n` may be added: `Ok(true)` if it is already there as given.
+    pub fn check_new_node(&self, n: &NodeMeta) -> Result<bool, String> {
+        if n.id == 0 {
+            return Err("node id must be non-zero".into());
+        }
+        if let Some(old) = self.nodes.get(&n.id) {
+            let same = old.zone == n.zone && old.addr == n.addr && old.peer_addr == n.peer_addr;
+            return if same && !old.draining {
+                Ok(true)
+            } else if old.draining {
+                Err(format!("node {} is being removed; add it again once it is gone from `strata cluster status`", n.id))
+            } else {
+                Err(format!(
+                    "node {} already exists (zone {}, address {}, peer address {})",
+                    n.id, old.zone, old.addr, old.peer_addr
+                ))
+            };
+        }
+        if let Some(o) = self
+            .nodes
+            .values()
+            .find(|o| o.addr == n.addr || o.peer_addr == n.peer_addr)
+        {
+            return Err(format!(
+                "node {} already uses address {} / peer address {}",
+                o.id, o.addr, o.peer_addr
+            ));
+        }
+        Ok(false)
+    }
+
+    fn shard_mut(&mut self, stream: &str, shard: u32) -> Option<&mut ShardMeta> {
+        self.streams
+            .get_mut(stream)?
+            .shards
+            .iter_mut()
+            .find(|s| s.id == shard)
+    }
+
+    /// Shards that keep a copy on `node` (replicas and retiring copies).
+    pub fn replica_count(&self, node: u64) -> usize {
+        self.streams
+            .values()
+            .flat_map(|s| &s.shards)
+            .filter(|sh| sh.hosted_on(node))
+            .count()
+    }
+
+    /// Distinct zones with their active (not draining) nodes, sorted by
+    /// zone then id.
     pub fn zones(&self) -> BTreeMap<&str, Vec<u64>> {
         let mut z: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for n in self.nodes.values() {
+        for n in self.nodes.values().filter(|n| !n.draining) {
             z.entry(n.zone.as_str()).or_default().push(n.id);
         }
         z
@@ -92,6 +233,64 @@ impl Catalog {
     pub fn default_replication(&self) -> u32 {
         (self.zones().len() as u32).clamp(1, 3)
     }
+}
+
+/// One replica moving off a draining node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaMove {
+    pub stream: String,
+    pub shard: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Where every replica on `node` goes when it is removed: to an active node
+/// in a zone the shard does not use yet, preferring the removed node's zone,
+/// then the node with the fewest replicas (counting earlier moves), then the
+/// lowest id. Refused, naming the shard, when some replica has nowhere to go.
+pub fn plan_drain(catalog: &Catalog, node: u64) -> Result<Vec<ReplicaMove>, String> {
+    let Some(gone) = catalog.nodes.get(&node) else {
+        return Err(format!("node {node} is not part of the cluster"));
+    };
+    let mut load: BTreeMap<u64, usize> = catalog
+        .nodes
+        .keys()
+        .map(|&id| (id, catalog.replica_count(id)))
+        .collect();
+    let mut moves = Vec::new();
+    for s in catalog.streams.values() {
+        for sh in s.shards.iter().filter(|sh| sh.replicas.contains(&node)) {
+            let zone_of = |id: &u64| catalog.nodes.get(id).map(|n| n.zone.as_str());
+            let used: Vec<&str> = sh
+                .replicas
+                .iter()
+                .filter(|&&r| r != node)
+                .filter_map(zone_of)
+                .collect();
+            let to = catalog
+                .nodes
+                .values()
+                .filter(|n| !n.draining && n.id != node && !sh.hosted_on(n.id))
+                .filter(|n| !used.contains(&n.zone.as_str()))
+                .min_by_key(|n| (n.zone != gone.zone, load[&n.id], n.id))
+                .ok_or_else(|| {
+                    format!(
+                        "cannot move the replica of {}/{} off node {node}: no active node in a zone that shard does not already use (it uses {}); add a node first (strata cluster add-node)",
+                        s.name,
+                        sh.id,
+                        used.join(", ")
+                    )
+                })?;
+            *load.get_mut(&to.id).expect("known node") += 1;
+            moves.push(ReplicaMove {
+                stream: s.name.clone(),
+                shard: sh.id,
+                from: node,
+                to: to.id,
+            });
+        }
+    }
+    Ok(moves)
 }
 
 /// Places `replication` replicas of each of `shards` shards in distinct
@@ -139,6 +338,7 @@ mod tests {
                 zone: zone.into(),
                 addr: format!("127.0.0.1:{}", 7500 + id),
                 peer_addr: format!("127.0.0.1:{}", 7600 + id),
+                draining: false,
             }));
         }
         c
@@ -165,6 +365,103 @@ mod tests {
             leaders.values().copied().collect::<Vec<_>>(),
             vec![2, 4, 4, 2]
         );
+    }
+
+    fn stream(c: &Catalog, name: &str, shards: u32, rf: u32) -> StreamMeta {
+        StreamMeta {
+            name: name.into(),
+            replication: rf,
+            created_ms: 0,
+            shards: place(c, shards, rf)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, replicas)| ShardMeta {
+                    id: i as u32,
+                    start_hash_key: "0".into(),
+                    end_hash_key: "0".into(),
+                    replicas,
+                    retiring: vec![],
+                    moved: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn draining_moves_replicas_to_free_zones_then_forgets_the_node() {
+        let mut c = catalog(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
+        c.apply(&MetaCommand::CreateStream(stream(&c, "s", 3, 3)));
+        // Nowhere to go: every zone already holds a replica.
+        let err = plan_drain(&c, 3).unwrap_err();
+        assert!(err.contains("add a node first"), "{err}");
+        assert_eq!(
+            c.apply(&MetaCommand::DrainNode(3)),
+            MetaResponse::Refused(err)
+        );
+        assert!(!c.nodes[&3].draining);
+
+        // Node 4 in az-c (the removed node's zone) and node 5 in az-a.
+        for (id, zone) in [(4, "az-c"), (5, "az-a")] {
+            let n = NodeMeta {
+                id,
+                zone: zone.into(),
+                addr: format!("127.0.0.1:{}", 7500 + id),
+                peer_addr: format!("127.0.0.1:{}", 7600 + id),
+                draining: false,
+            };
+            assert_eq!(c.apply(&MetaCommand::AddNode(n)), MetaResponse::Registered);
+        }
+        let moves = plan_drain(&c, 3).unwrap();
+        assert_eq!(moves.len(), 3);
+        assert!(moves.iter().all(|m| m.from == 3 && m.to == 4), "{moves:?}");
+        assert_eq!(c.apply(&MetaCommand::DrainNode(3)), MetaResponse::Done);
+        assert!(c.nodes[&3].draining);
+        for sh in &c.streams["s"].shards {
+            assert!(sh.replicas.contains(&4) && !sh.replicas.contains(&3));
+            assert_eq!(sh.retiring, vec![3]);
+            assert!(sh.moved);
+        }
+        // Still hosted while moves are unsettled: not forgettable yet.
+        assert_eq!(c.replica_count(3), 3);
+        assert!(matches!(
+            c.apply(&MetaCommand::ForgetNode(3)),
+            MetaResponse::Refused(_)
+        ));
+        // A draining node gets no new replicas.
+        assert!(place(&c, 6, 3).unwrap().iter().flatten().all(|&r| r != 3));
+        // A stale settle is refused; the right one clears `retiring`.
+        let stale = MetaCommand::ReplicasSettled {
+            stream: "s".into(),
+            shard: 0,
+            replicas: vec![1, 2, 3],
+        };
+        assert!(matches!(c.apply(&stale), MetaResponse::Refused(_)));
+        for i in 0..3 {
+            let replicas = c.streams["s"].shards[i].replicas.clone();
+            let cmd = MetaCommand::ReplicasSettled {
+                stream: "s".into(),
+                shard: i as u32,
+                replicas,
+            };
+            assert_eq!(c.apply(&cmd), MetaResponse::Done);
+        }
+        assert_eq!(c.replica_count(3), 0);
+        assert_eq!(c.apply(&MetaCommand::ForgetNode(3)), MetaResponse::Done);
+        assert!(!c.nodes.contains_key(&3) && c.forgotten.contains(&3));
+    }
+
+    #[test]
+    fn adding_a_node_twice_or_with_a_used_address_is_refused() {
+        let c = catalog(&[(1, "az-a")]);
+        let mut n = c.nodes[&1].clone();
+        assert_eq!(c.check_new_node(&n), Ok(true));
+        n.zone = "az-b".into();
+        assert!(c.check_new_node(&n).unwrap_err().contains("already exists"));
+        n.id = 2;
+        assert!(c.check_new_node(&n).unwrap_err().contains("already uses"));
+        n.id = 0;
+        assert!(c.check_new_node(&n).is_err());
     }
 
     #[test]

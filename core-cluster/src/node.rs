@@ -6,19 +6,21 @@
 use crate::config::CoreConfig;
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
-use crate::meta::{place, Catalog, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
+use crate::meta::{
+    place, plan_drain, Catalog, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta,
+};
 use crate::raft::net::{Network, NetworkFactory};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::{GroupSm, GroupState};
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId, Raft};
 use anyhow::{Context, Result};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::BasicNode;
-use std::collections::{BTreeMap, HashMap};
+use openraft::{BasicNode, ChangeMembers};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use strata_client::api::{NodeInfo, ShardInfo, StreamInfo};
+use strata_client::api::{MembershipChange, NodeInfo, ShardInfo, StreamInfo};
 use strata_schema::fb::ErrorCode;
 use strata_schema::hashkey;
 use strata_schema::wire::RemoteError;
@@ -112,6 +114,8 @@ pub struct Node {
     net: NetworkFactory,
     /// Serialises opening shard groups.
     opening: tokio::sync::Mutex<()>,
+    /// Shards whose replica move this node (their leader) is running.
+    moving: std::sync::Mutex<HashSet<(String, u32)>>,
 }
 
 impl Node {
@@ -156,13 +160,17 @@ impl Node {
             .iter()
             .map(|m| (m.id, BasicNode::new(m.peer_addr)))
             .collect();
-        meta.initialize("meta", voters).await?;
+        // A joining node waits to be added (as a learner) by the leader.
+        if !cfg.joining() {
+            meta.initialize("meta", voters).await?;
+        }
         let node = Arc::new(Self {
             cfg,
             meta,
             shards: RwLock::new(HashMap::new()),
             net,
             opening: tokio::sync::Mutex::new(()),
+            moving: Default::default(),
         });
         if members.len() == 1 {
             // A single-node core is ready once its groups are: wait here so that
@@ -192,16 +200,20 @@ impl Node {
         }
     }
 
-    async fn reconcile(&self) -> Result<()> {
+    async fn reconcile(self: &Arc<Self>) -> Result<()> {
         if self.meta.leader() == Some(self.cfg.node_id) {
-            let known: Vec<u64> = self.meta.sm.read(|c| c.nodes.keys().copied().collect());
+            let (known, forgotten): (Vec<u64>, BTreeSet<u64>) = self
+                .meta
+                .sm
+                .read(|c| (c.nodes.keys().copied().collect(), c.forgotten.clone()));
             for m in self.cfg.initial_members() {
-                if !known.contains(&m.id) {
+                if !known.contains(&m.id) && !forgotten.contains(&m.id) {
                     let cmd = MetaCommand::RegisterNode(NodeMeta {
                         id: m.id,
                         zone: m.zone.clone(),
                         addr: m.addr.to_string(),
                         peer_addr: m.peer_addr.to_string(),
+                        draining: false,
                     });
                     self.meta
                         .raft
@@ -210,17 +222,263 @@ impl Node {
                         .map_err(|e| anyhow::anyhow!("registering node {}: {e}", m.id))?;
                 }
             }
+            self.reconcile_meta_members().await?;
         }
         let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
         for s in &streams {
             self.open_shards(s).await?;
         }
+        self.close_unhosted(&streams);
+        self.converge_replicas(&streams);
         Ok(())
+    }
+
+    /// Metadata leader: every active node is a member of the metadata group
+    /// (new ones join as learners), draining voters are replaced by active
+    /// members (other zones first) so the voter count holds, and a drained
+    /// node that holds nothing is removed from the group and the catalog.
+    async fn reconcile_meta_members(&self) -> Result<()> {
+        let membership = self
+            .meta
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        if membership.get_joint_config().len() > 1 {
+            return Ok(()); // a change is being committed
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        let cat = self.meta.sm.read(|c| c.clone());
+        let raft_err = |what: String| move |e: RaftError<NodeId, _>| anyhow::anyhow!("{what}: {e}");
+        for n in cat.nodes.values() {
+            if !n.draining && !members.contains(&n.id) {
+                tracing::info!(node = n.id, zone = %n.zone, "adding node to the metadata group as a learner");
+                self.meta
+                    .raft
+                    .add_learner(n.id, BasicNode::new(&n.peer_addr), false)
+                    .await
+                    .map_err(raft_err(format!(
+                        "adding node {} to the metadata group",
+                        n.id
+                    )))?;
+            }
+        }
+        let draining = |id: &u64| cat.nodes.get(id).is_some_and(|n| n.draining);
+        let mut want: BTreeSet<u64> = voters.iter().copied().filter(|v| !draining(v)).collect();
+        while want.len() < voters.len() {
+            let zones: Vec<&str> = want
+                .iter()
+                .filter_map(|v| cat.nodes.get(v).map(|n| n.zone.as_str()))
+                .collect();
+            let Some(c) = cat
+                .nodes
+                .values()
+                .filter(|n| !n.draining && members.contains(&n.id) && !want.contains(&n.id))
+                .min_by_key(|n| (zones.contains(&n.zone.as_str()), n.id))
+            else {
+                break;
+            };
+            want.insert(c.id);
+        }
+        if want != voters && !want.is_empty() {
+            tracing::info!(?voters, ?want, "replacing draining metadata voters");
+            self.meta
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(want), true)
+                .await
+                .map_err(raft_err("changing the metadata voters".into()))?;
+            return Ok(());
+        }
+        for n in cat.nodes.values() {
+            if !n.draining || cat.replica_count(n.id) > 0 || voters.contains(&n.id) {
+                continue;
+            }
+            if members.contains(&n.id) {
+                self.meta
+                    .raft
+                    .change_membership(ChangeMembers::RemoveNodes([n.id].into()), false)
+                    .await
+                    .map_err(raft_err(format!(
+                        "removing node {} from the metadata group",
+                        n.id
+                    )))?;
+            }
+            tracing::info!(node = n.id, "node drained: removing it from the cluster");
+            self.meta
+                .raft
+                .client_write(Command::Meta(MetaCommand::ForgetNode(n.id)))
+                .await
+                .map_err(raft_err(format!("forgetting node {}", n.id)))?;
+        }
+        Ok(())
+    }
+
+    /// Shuts down and deletes the groups of shards this node no longer hosts
+    /// (their replica moved to another node and the move is settled).
+    fn close_unhosted(&self, streams: &[StreamMeta]) {
+        let me = self.cfg.node_id;
+        let hosted: HashSet<(&str, u32)> = streams
+            .iter()
+            .flat_map(|s| {
+                s.shards
+                    .iter()
+                    .filter(|sh| sh.hosted_on(me))
+                    .map(|sh| (s.name.as_str(), sh.id))
+            })
+            .collect();
+        let gone: Vec<((String, u32), Arc<ShardGroup>)> = {
+            let mut map = self.shards.write().expect("shards lock");
+            let keys: Vec<(String, u32)> = map
+                .keys()
+                .filter(|(s, id)| !hosted.contains(&(s.as_str(), *id)))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k).map(|g| (k, g)))
+                .collect()
+        };
+        for ((stream, shard), g) in gone {
+            let dir = self.shard_dir(&stream, shard);
+            tracing::info!(shard = %format!("{stream}/{shard}"), "replica moved away: closing and deleting it");
+            tokio::spawn(async move {
+                let _ = g.raft.shutdown().await;
+                drop(g);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "deleting a moved replica");
+                }
+            });
+        }
+    }
+
+    /// Shard leaders: move each group's voters to the catalog's replicas
+    /// (new replicas first catch up as learners; then one joint-consensus
+    /// change, so a majority of the old and of the new set hold every
+    /// commit), then report the move settled to the metadata leader.
+    fn converge_replicas(self: &Arc<Self>, streams: &[StreamMeta]) {
+        let me = self.cfg.node_id;
+        for s in streams {
+            for sh in &s.shards {
+                let Some(g) = self.shard(&s.name, sh.id) else {
+                    continue;
+                };
+                let m = g.raft.metrics().borrow().clone();
+                if m.current_leader != Some(me) {
+                    continue;
+                }
+                let joint = m.membership_config.membership().get_joint_config().clone();
+                let desired: BTreeSet<u64> = sh.replicas.iter().copied().collect();
+                let settled = joint.len() == 1 && joint[0] == desired;
+                if settled && sh.retiring.is_empty() {
+                    continue;
+                }
+                let key = (s.name.clone(), sh.id);
+                if !self.moving.lock().expect("moving lock").insert(key.clone()) {
+                    continue;
+                }
+                let node = self.clone();
+                let replicas = sh.replicas.clone();
+                tokio::spawn(async move {
+                    let name = format!("{}/{}", key.0, key.1);
+                    if let Err(e) = node.move_replicas(&key, &g, &replicas, settled).await {
+                        tracing::warn!(shard = %name, error = %format!("{e:#}"), "moving replicas; will retry");
+                    }
+                    node.moving.lock().expect("moving lock").remove(&key);
+                });
+            }
+        }
+    }
+
+    async fn move_replicas(
+        &self,
+        (stream, shard): &(String, u32),
+        g: &ShardGroup,
+        replicas: &[u64],
+        settled: bool,
+    ) -> Result<()> {
+        let name = format!("{stream}/{shard}");
+        if !settled {
+            let members: BTreeSet<u64> = g
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            for &id in replicas.iter().filter(|id| !members.contains(id)) {
+                let addr = self
+                    .meta
+                    .sm
+                    .read(|c| c.nodes.get(&id).map(|n| n.peer_addr.clone()))
+                    .with_context(|| format!("node {id} is not in the catalog"))?;
+                tracing::info!(shard = %name, node = id, "adding a replica: catching it up as a learner");
+                g.raft
+                    .add_learner(id, BasicNode::new(&addr), true)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("adding learner {id}: {e}"))?;
+            }
+            let voters: BTreeSet<u64> = replicas.iter().copied().collect();
+            tracing::info!(shard = %name, ?voters, "changing the replica set");
+            g.raft
+                .change_membership(voters, false)
+                .await
+                .map_err(|e| anyhow::anyhow!("changing membership: {e}"))?;
+        }
+        let r = self
+            .propose_meta(MetaCommand::ReplicasSettled {
+                stream: stream.clone(),
+                shard: *shard,
+                replicas: replicas.to_vec(),
+            })
+            .await?;
+        tracing::info!(shard = %name, ?replicas, result = ?r, "replica move settled");
+        Ok(())
+    }
+
+    /// Proposes a metadata command on the metadata leader, wherever it is.
+    async fn propose_meta(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        let data = match self.meta.leader() {
+            Some(l) if l == self.cfg.node_id => {
+                self.meta
+                    .raft
+                    .client_write(Command::Meta(cmd))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metadata write: {e}"))?
+                    .data
+            }
+            Some(l) => {
+                let NetworkFactory::Quic(pool) = &self.net else {
+                    anyhow::bail!(
+                        "metadata leader {l} is another node, but this core has no peers"
+                    );
+                };
+                let addr = self
+                    .meta
+                    .sm
+                    .read(|c| c.nodes.get(&l).map(|n| n.peer_addr.clone()))
+                    .with_context(|| format!("metadata leader {l} is not in the catalog"))?;
+                let addr = addr
+                    .parse()
+                    .with_context(|| format!("peer address {addr}"))?;
+                pool.meta_write(addr, cmd, Duration::from_secs(5))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metadata write through node {l}: {e}"))?
+            }
+            None => anyhow::bail!("the metadata group has no leader"),
+        };
+        match data {
+            CommandResponse::Meta(r) => Ok(r),
+            other => anyhow::bail!("unexpected metadata reply {other:?}"),
+        }
     }
 
     async fn open_shards(&self, s: &StreamMeta) -> Result<()> {
         let me = self.cfg.node_id;
-        for sh in s.shards.iter().filter(|sh| sh.replicas.contains(&me)) {
+        for sh in s.shards.iter().filter(|sh| sh.hosted_on(me)) {
             let _guard = self.opening.lock().await;
             if self.shard(&s.name, sh.id).is_some() {
                 continue;
@@ -239,8 +497,8 @@ impl Node {
             // Any other replica initializes it too (with the identical replica
             // set, which openraft allows) if it is still pristine after a grace
             // period: a shard stays available when its preferred leader is
-            // down at creation. Replica sets never change yet; moving replicas
-            // must keep initialization to the original set.
+            // down at creation. Once a replica has moved, nobody initializes:
+            // a new replica waits for the leader to add it.
             let peers = self.meta.sm.read(|c| {
                 sh.replicas
                     .iter()
@@ -250,7 +508,8 @@ impl Node {
             if peers.len() != sh.replicas.len() {
                 anyhow::bail!("shard {name}: some replicas are not registered yet");
             }
-            if sh.replicas.first() == Some(&me) {
+            if sh.moved || !sh.replicas.contains(&me) {
+            } else if sh.replicas.first() == Some(&me) {
                 g.initialize(&name, peers).await?;
             } else {
                 let (raft, name) = (g.raft.clone(), name.clone());
@@ -312,7 +571,7 @@ impl Node {
                 ),
             ));
         };
-        if !sh.replicas.contains(&self.cfg.node_id) {
+        if !sh.hosted_on(self.cfg.node_id) {
             let hint = sh.replicas.first().and_then(|r| self.client_addr(*r));
             return Err(RemoteError::not_leader(
                 format!(
@@ -383,24 +642,7 @@ impl Node {
                 ),
             ));
         }
-        match self.meta.leader() {
-            Some(l) if l == self.cfg.node_id => {}
-            Some(l) => {
-                return Err(RemoteError::not_leader(
-                    format!(
-                        "node {} is not the metadata leader; node {l} is",
-                        self.cfg.node_id
-                    ),
-                    self.client_addr(l),
-                ))
-            }
-            None => {
-                return Err(RemoteError::new(
-                    ErrorCode::Unavailable,
-                    "the metadata group is electing a leader",
-                ))
-            }
-        }
+        self.require_meta_leader()?;
         let (replicas, replication) = self.meta.sm.read(|c| {
             let r = if replication == 0 {
                 c.default_replication()
@@ -423,6 +665,8 @@ impl Node {
                     start_hash_key: r.start.to_string(),
                     end_hash_key: r.end.to_string(),
                     replicas,
+                    retiring: Vec::new(),
+                    moved: false,
                 })
                 .collect(),
         };
@@ -461,6 +705,91 @@ impl Node {
         self.describe(name)
     }
 
+    fn require_meta_leader(&self) -> Result<(), RemoteError> {
+        match self.meta.leader() {
+            Some(l) if l == self.cfg.node_id => Ok(()),
+            Some(l) => Err(RemoteError::not_leader(
+                format!(
+                    "node {} is not the metadata leader; node {l} is",
+                    self.cfg.node_id
+                ),
+                self.client_addr(l),
+            )),
+            None => Err(RemoteError::new(
+                ErrorCode::Unavailable,
+                "the metadata group is electing a leader",
+            )),
+        }
+    }
+
+    /// `strata cluster add-node` / `remove-node`, on the metadata leader. A
+    /// removal only marks the node draining and re-places its replicas; the
+    /// shard leaders move them, then the node is forgotten.
+    pub async fn change_membership(
+        &self,
+        change: &MembershipChange,
+    ) -> Result<ClusterView, RemoteError> {
+        self.require_meta_leader()?;
+        let cmd = match change {
+            MembershipChange::Add {
+                node_id,
+                zone,
+                addr,
+                peer_addr,
+            } => {
+                for (what, a) in [("--addr", addr), ("--peer-addr", peer_addr)] {
+                    a.parse::<std::net::SocketAddr>().map_err(|e| {
+                        RemoteError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("{what} {a:?} is not ip:port: {e}"),
+                        )
+                    })?;
+                }
+                if zone.is_empty() {
+                    return Err(RemoteError::new(
+                        ErrorCode::InvalidArgument,
+                        "--zone must not be empty",
+                    ));
+                }
+                let n = NodeMeta {
+                    id: *node_id,
+                    zone: zone.clone(),
+                    addr: addr.clone(),
+                    peer_addr: peer_addr.clone(),
+                    draining: false,
+                };
+                self.meta
+                    .sm
+                    .read(|c| c.check_new_node(&n))
+                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                MetaCommand::AddNode(n)
+            }
+            MembershipChange::Remove { node_id } => {
+                self.meta
+                    .sm
+                    .read(|c| plan_drain(c, *node_id))
+                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                MetaCommand::DrainNode(*node_id)
+            }
+        };
+        let resp = self
+            .meta
+            .raft
+            .client_write(Command::Meta(cmd))
+            .await
+            .map_err(|e| self.not_leader_or(e))?;
+        match resp.data {
+            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+                Err(RemoteError::new(ErrorCode::InvalidArgument, m))
+            }
+            CommandResponse::Meta(_) => Ok(self.status()),
+            other => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
     pub fn describe(&self, name: &str) -> Result<StreamInfo, RemoteError> {
         let meta = self.stream_meta(name)?;
         Ok(self.info_of(&meta))
@@ -481,6 +810,7 @@ impl Node {
                     id: n.id,
                     zone: n.zone.clone(),
                     addr: n.addr.clone(),
+                    ..Default::default()
                 })
                 .collect()
         });
@@ -520,7 +850,19 @@ impl Node {
     /// This node's view of the cluster: nodes, metadata leader, and the
     /// shards it leads with each replica's replication lag.
     pub fn status(&self) -> ClusterView {
-        let nodes = self.meta.sm.read(|c| c.nodes.values().cloned().collect());
+        let nodes = self.meta.sm.read(|c| {
+            c.nodes
+                .values()
+                .map(|n| NodeInfo {
+                    id: n.id,
+                    zone: n.zone.clone(),
+                    addr: n.addr.clone(),
+                    peer_addr: n.peer_addr.clone(),
+                    state: if n.draining { "draining" } else { "active" }.into(),
+                    replicas: Some(c.replica_count(n.id) as u32),
+                })
+                .collect()
+        });
         let mut shards = Vec::new();
         let groups: Vec<_> = self
             .shards
@@ -648,7 +990,7 @@ impl crate::peer::GroupRegistry for Node {
 pub struct ClusterView {
     pub node: NodeId,
     pub meta_leader: NodeId,
-    pub nodes: Vec<NodeMeta>,
+    pub nodes: Vec<NodeInfo>,
     pub shards: Vec<ShardView>,
 }
 

@@ -22,6 +22,11 @@
 //!   kind 2 Vote:            serde_json of `VoteRequest`
 //!   kind 3 InstallSnapshot: json_len u32 | serde_json of the request with
 //!                           `data` empty | data (raw chunk bytes)
+//!   kind 4 MetaWrite:       serde_json of a `MetaCommand`, proposed on the
+//!                           receiver's Raft group (group "meta" only): how a
+//!                           shard leader reports a finished replica move to
+//!                           the metadata leader. Reply body: serde_json of
+//!                           `Result<ClientWriteResponse, RaftError<..>>`.
 //! reply    = status u8 | body
 //!   status 0 OK:            serde_json of `Result<Response, RaftError>`
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
@@ -34,7 +39,8 @@
 //! and a request that does not decode gets a BAD_REQUEST reply.
 
 use crate::log::store::{decode_entry_record, encode_entry_record, StoreError};
-use crate::raft::types::{LogId, NodeId, Raft, TypeConfig, Vote};
+use crate::meta::MetaCommand;
+use crate::raft::types::{Command, LogId, NodeId, Raft, TypeConfig, Vote};
 use bytes::{Buf, BufMut, Bytes};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LeaderId};
@@ -49,6 +55,7 @@ use tokio::sync::{watch, Semaphore};
 const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
+const KIND_META_WRITE: u8 = 4;
 
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_UNKNOWN_GROUP: u8 = 1;
@@ -105,6 +112,7 @@ pub enum PeerRequest {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    MetaWrite(MetaCommand),
 }
 
 /// A decoded reply: `T` is `Result<Response, RaftError<..>>` of the RPC.
@@ -201,6 +209,7 @@ pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireErr
         PeerRequest::Append(_) => KIND_APPEND,
         PeerRequest::Vote(_) => KIND_VOTE,
         PeerRequest::Snapshot(_) => KIND_SNAPSHOT,
+        PeerRequest::MetaWrite(_) => KIND_META_WRITE,
     };
     out.put_u8(kind);
     out.put_u16_le(group_len);
@@ -211,6 +220,9 @@ pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireErr
             serde_json::to_writer(&mut out, r).map_err(json_err("VoteRequest"))?;
         }
         PeerRequest::Snapshot(r) => encode_snapshot(&mut out, r)?,
+        PeerRequest::MetaWrite(c) => {
+            serde_json::to_writer(&mut out, c).map_err(json_err("MetaCommand"))?;
+        }
     }
     Ok(seal(out))
 }
@@ -264,6 +276,9 @@ pub fn decode_request(mut body: Bytes) -> Result<(String, PeerRequest), WireErro
             PeerRequest::Vote(serde_json::from_slice(&body).map_err(json_err("VoteRequest"))?)
         }
         KIND_SNAPSHOT => PeerRequest::Snapshot(decode_snapshot(body)?),
+        KIND_META_WRITE => {
+            PeerRequest::MetaWrite(serde_json::from_slice(&body).map_err(json_err("MetaCommand"))?)
+        }
         k => return Err(WireError::UnknownKind(k)),
     };
     Ok((group, req))
@@ -367,6 +382,11 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
         PeerRequest::Append(r) => encode_reply(&raft.append_entries(r).await),
         PeerRequest::Vote(r) => encode_reply(&raft.vote(r).await),
         PeerRequest::Snapshot(r) => encode_reply(&raft.install_snapshot(r).await),
+        PeerRequest::MetaWrite(_) if group != "meta" => encode_reply_error(
+            STATUS_BAD_REQUEST,
+            &format!("MetaWrite is only for group \"meta\", not {group:?}"),
+        ),
+        PeerRequest::MetaWrite(c) => encode_reply(&raft.client_write(Command::Meta(c)).await),
     }
 }
 

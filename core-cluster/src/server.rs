@@ -54,6 +54,19 @@ impl Handler for CoreHandler {
                     .await
             }
             fb::RequestBody::ClusterStatusRequest => Ok(status_reply(&self.node.status())),
+            fb::RequestBody::ChangeMembershipRequest => {
+                let r = req
+                    .body_as_change_membership_request()
+                    .expect("type checked");
+                match membership_change(&r) {
+                    Ok(c) => self
+                        .node
+                        .change_membership(&c)
+                        .await
+                        .map(|v| status_reply(&v)),
+                    Err(e) => Err(e),
+                }
+            }
             fb::RequestBody::ProduceRequest => Err(invalid(
                 "this is a core node: produce through an edge agent (strata produce --edge ADDR)",
             )),
@@ -69,6 +82,27 @@ impl Handler for CoreHandler {
     }
 }
 
+fn membership_change(
+    r: &fb::ChangeMembershipRequest<'_>,
+) -> Result<strata_client::api::MembershipChange, RemoteError> {
+    use strata_client::api::MembershipChange;
+    if r.node_id() == 0 {
+        return Err(invalid("node id must be non-zero"));
+    }
+    match r.op() {
+        fb::MembershipOp::AddNode => Ok(MembershipChange::Add {
+            node_id: r.node_id(),
+            zone: r.zone().unwrap_or("").to_string(),
+            addr: r.addr().unwrap_or("").to_string(),
+            peer_addr: r.peer_addr().unwrap_or("").to_string(),
+        }),
+        fb::MembershipOp::RemoveNode => Ok(MembershipChange::Remove {
+            node_id: r.node_id(),
+        }),
+        other => Err(invalid(format!("unknown membership operation {}", other.0))),
+    }
+}
+
 fn describe_reply(s: &strata_client::api::StreamInfo) -> Bytes {
     wire::response(fb::ResponseBody::StreamDescription, |fbb| {
         build_stream_description(fbb, s).as_union_value()
@@ -80,7 +114,7 @@ fn status_reply(v: &crate::node::ClusterView) -> Bytes {
         let nodes: Vec<_> = v
             .nodes
             .iter()
-            .map(|n| build_node_description(fbb, n.id, &n.zone, &n.addr))
+            .map(|n| build_node_description(fbb, n))
             .collect();
         let nodes = Some(fbb.create_vector(&nodes));
         let shards: Vec<_> = v

@@ -26,6 +26,8 @@ pub struct TestCluster {
     pub edge: Proc,
     pub edge_addr: SocketAddr,
     pub partition: Partition,
+    /// The `[[peers]]` section every node's config carries (the initial cluster).
+    peers: String,
 }
 
 impl TestCluster {
@@ -54,18 +56,7 @@ impl TestCluster {
         }
         let mut nodes = Vec::new();
         for (id, zone, addr, bind, advertise) in &specs {
-            let cfg = p.join(format!("core-{id}.toml"));
-            std::fs::write(
-                &cfg,
-                format!(
-                    "node_id = {id}\nzone = \"{zone}\"\ndata_dir = {:?}\nlisten_addr = \"{addr}\"\npeer_addr = \"{bind}\"\npeer_advertise_addr = \"{advertise}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{peers}",
-                    p.join(format!("core-{id}")),
-                    pki.cert,
-                    pki.key,
-                    pki.ca
-                ),
-            )?;
-            let proc = Proc::spawn("strata-core", &cfg, &p.join(format!("core-{id}.log")))?;
+            let proc = spawn_core(&p, &pki, &peers, *id, zone, *addr, *bind, *advertise)?;
             nodes.push(CoreNode {
                 id: *id,
                 zone: zone.clone(),
@@ -94,9 +85,26 @@ impl TestCluster {
             edge,
             edge_addr,
             partition,
+            peers,
         };
         c.wait_registered(n as usize).await?;
         Ok(c)
+    }
+
+    /// Starts node `id` in `zone` configured to join the running cluster
+    /// (the initial cluster as its `peers`, without itself). Returns its
+    /// client and peer addresses, for `add-node`.
+    pub fn start_joining_node(&mut self, id: u64, zone: &str) -> Result<(SocketAddr, SocketAddr)> {
+        let (addr, peer) = (free_udp_addr(), free_udp_addr());
+        let p = self.dir.path().to_path_buf();
+        let proc = spawn_core(&p, &self.pki, &self.peers, id, zone, addr, peer, peer)?;
+        self.nodes.push(CoreNode {
+            id,
+            zone: zone.into(),
+            addr,
+            proc,
+        });
+        Ok((addr, peer))
     }
 
     /// Last lines of every daemon's log, for failure messages.
@@ -271,4 +279,30 @@ impl TestCluster {
         }
         Ok(())
     }
+}
+
+/// Writes node `id`'s config and starts it.
+#[allow(clippy::too_many_arguments)]
+fn spawn_core(
+    p: &std::path::Path,
+    pki: &DevPki,
+    peers: &str,
+    id: u64,
+    zone: &str,
+    addr: SocketAddr,
+    bind: SocketAddr,
+    advertise: SocketAddr,
+) -> Result<Proc> {
+    let cfg = p.join(format!("core-{id}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "node_id = {id}\nzone = \"{zone}\"\ndata_dir = {:?}\nlisten_addr = \"{addr}\"\npeer_addr = \"{bind}\"\npeer_advertise_addr = \"{advertise}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{peers}",
+            p.join(format!("core-{id}")),
+            pki.cert,
+            pki.key,
+            pki.ca
+        ),
+    )?;
+    Proc::spawn("strata-core", &cfg, &p.join(format!("core-{id}.log")))
 }

@@ -270,3 +270,121 @@ async fn write_one(cluster: &Cluster, seq: u64) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Runs the `strata` CLI, bounded in time; fails with its output unless it
+/// exits 0 (or, with `expect_fail`, unless it exits non-zero).
+async fn strata_cli(args: &[&str], secs: u64, expect_fail: bool) -> Result<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(secs),
+        tokio::process::Command::new(strata_tests::bin("strata")?)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("strata {args:?} did not finish within {secs} s"))??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() == expect_fail {
+        bail!("strata {args:?} exited {}: {text}", out.status);
+    }
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_join_and_leave_while_writes_go_on() -> Result<()> {
+    let mut c = TestCluster::start(3, false).await?;
+    let r = bounded(600, membership(&mut c)).await;
+    if r.is_err() {
+        eprintln!("{}", c.logs());
+    }
+    r
+}
+
+async fn membership(c: &mut TestCluster) -> Result<()> {
+    c.create_stream("moving", 3, 3).await?;
+    let producers = workload::start(c.edge_addr, &c.pki.ca, "moving", RECORDS, 60, 3, 200);
+    producers.wait_acked(5_000, WAIT).await?;
+    let seeds: Vec<String> = c.seeds().iter().map(|a| a.to_string()).collect();
+    let (seeds, ca) = (seeds.join(","), c.pki.ca.display().to_string());
+    let cli = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["cluster".into()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(["--core".into(), seeds.clone(), "--ca".into(), ca.clone()]);
+        a
+    };
+
+    // Three nodes in three zones, RF = 3: node 3's replicas have nowhere to go.
+    let args = cli(&["remove-node", "3"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = strata_cli(&refs, 60, true).await?;
+    assert!(out.contains("add a node first"), "{out}");
+
+    // Node 4 joins in az-c (node 3's zone).
+    let (addr, peer) = c.start_joining_node(4, "az-c")?;
+    let (addr, peer) = (addr.to_string(), peer.to_string());
+    let args = cli(&[
+        "add-node",
+        "--id",
+        "4",
+        "--zone",
+        "az-c",
+        "--addr",
+        &addr,
+        "--peer-addr",
+        &peer,
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    strata_cli(&refs, 60, false).await?;
+    c.wait_registered(4).await?;
+
+    // Node 3 leaves while producers write: its replicas move to node 4
+    // (learner catch-up, then a joint-consensus change per shard).
+    mid_stream(&producers)?;
+    let args = cli(&["remove-node", "3", "--timeout-secs", "240"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = strata_cli(&refs, 300, false).await?;
+    assert!(out.contains("node 3 removed"), "{out}");
+    eprintln!("{}", out.trim());
+    let before = producers.acked_count();
+    producers.wait_acked(before + 5_000, WAIT).await?;
+
+    // Node 3 is gone from the catalog and no shard uses it; node 4 holds the
+    // replicas and, once caught up, every shard has 3 voters with lag 0.
+    let cluster = c.cluster();
+    let v = cluster
+        .any(|cl| async move { api::cluster_status(&cl).await })
+        .await?;
+    assert!(v.nodes.iter().all(|n| n.id != 3), "{:?}", v.nodes);
+    let n4 = v.nodes.iter().find(|n| n.id == 4).expect("node 4 listed");
+    assert_eq!(n4.replicas, Some(3), "{n4:?}");
+    let info = cluster.describe("moving").await?;
+    for sh in &info.shards {
+        let mut r = sh.replicas.clone();
+        r.sort_unstable();
+        assert_eq!(r, vec![1, 2, 4], "shard {}", sh.id);
+    }
+    // Node 3 can now be stopped without any effect on availability.
+    c.kill9(3);
+    let before = producers.acked_count();
+    producers.wait_acked(before + 5_000, WAIT).await?;
+
+    let acked = producers.stop().await?;
+    let report = workload::verify(&cluster, "moving", &acked, 60, WAIT).await?;
+    eprintln!("{report:?}");
+
+    // The new replica in az-c serves the whole shard from its own copy.
+    let local = Cluster::new(c.seeds(), &c.pki.ca)?.with_zone(Some("az-c".into()));
+    local.describe("moving").await?;
+    let id = 0;
+    let got = local
+        .to_reader("moving", id, |cl| async move {
+            api::fetch(&cl, "moving", id, 0, 10, Duration::ZERO).await
+        })
+        .await?;
+    assert_eq!(got.records.first().map(|r| r.offset), Some(0));
+    Ok(())
+}

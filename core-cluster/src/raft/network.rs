@@ -19,17 +19,18 @@
 //! [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
 //! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
-use super::types::{NodeId, TypeConfig};
+use super::types::{CommandResponse, NodeId, TypeConfig};
+use crate::meta::MetaCommand;
 use crate::peer::{decode_reply, encode_request, PeerReply, PeerRequest, PEER_REPLY_BYTES_MAX};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Unreachable,
+    ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    RemoteError, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, ClientWriteResponse, InstallSnapshotRequest,
+    InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -171,6 +172,32 @@ impl PeerPool {
         task.map(|r| r.unwrap_or_else(|e| Err(format!("connect task: {e}").into())))
             .boxed()
             .shared()
+    }
+
+    /// Proposes `cmd` on the metadata group through the node at `addr` (its
+    /// leader, else the reply is a forward-to-leader error): how a node that
+    /// is not the metadata leader changes the catalog.
+    pub async fn meta_write(
+        &self,
+        addr: SocketAddr,
+        cmd: MetaCommand,
+        ttl: Duration,
+    ) -> Result<CommandResponse, String> {
+        let frame =
+            encode_request("meta", &PeerRequest::MetaWrite(cmd)).map_err(|e| e.to_string())?;
+        let body = self
+            .call(addr, &frame, ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        type Reply = Result<
+            ClientWriteResponse<TypeConfig>,
+            RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+        >;
+        match decode_reply::<Reply>(&body).map_err(|e| e.to_string())? {
+            PeerReply::Ok(Ok(r)) => Ok(r.data),
+            PeerReply::Ok(Err(e)) => Err(e.to_string()),
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(d),
+        }
     }
 
     /// Sends one request frame and returns the reply frame's body, all

@@ -244,12 +244,96 @@ impl<'a> ::flatbuffers::Verifiable for StartKind {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for StartKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
+pub const ENUM_MIN_MEMBERSHIP_OP: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 8;
+pub const ENUM_MAX_MEMBERSHIP_OP: u8 = 1;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 9] = [
+pub const ENUM_VALUES_MEMBERSHIP_OP: [MembershipOp; 2] = [
+  MembershipOp::AddNode,
+  MembershipOp::RemoveNode,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct MembershipOp(pub u8);
+#[allow(non_upper_case_globals)]
+impl MembershipOp {
+  pub const AddNode: Self = Self(0);
+  pub const RemoveNode: Self = Self(1);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::AddNode,
+    Self::RemoveNode,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::AddNode => Some("AddNode"),
+      Self::RemoveNode => Some("RemoveNode"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for MembershipOp {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for MembershipOp {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for MembershipOp {
+    type Output = MembershipOp;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for MembershipOp {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for MembershipOp {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -259,6 +343,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 9] = [
   RequestBody::SeekRequest,
   RequestBody::FetchRequest,
   RequestBody::ClusterStatusRequest,
+  RequestBody::ChangeMembershipRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -275,9 +360,10 @@ impl RequestBody {
   pub const SeekRequest: Self = Self(6);
   pub const FetchRequest: Self = Self(7);
   pub const ClusterStatusRequest: Self = Self(8);
+  pub const ChangeMembershipRequest: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -288,6 +374,7 @@ impl RequestBody {
     Self::SeekRequest,
     Self::FetchRequest,
     Self::ClusterStatusRequest,
+    Self::ChangeMembershipRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -301,6 +388,7 @@ impl RequestBody {
       Self::SeekRequest => Some("SeekRequest"),
       Self::FetchRequest => Some("FetchRequest"),
       Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
+      Self::ChangeMembershipRequest => Some("ChangeMembershipRequest"),
       _ => None,
     }
   }
@@ -2006,6 +2094,9 @@ impl<'a> NodeDescription<'a> {
   pub const VT_ID: ::flatbuffers::VOffsetT = 4;
   pub const VT_ZONE: ::flatbuffers::VOffsetT = 6;
   pub const VT_ADDR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PEER_ADDR: ::flatbuffers::VOffsetT = 10;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2018,6 +2109,9 @@ impl<'a> NodeDescription<'a> {
   ) -> ::flatbuffers::WIPOffset<NodeDescription<'bldr>> {
     let mut builder = NodeDescriptionBuilder::new(_fbb);
     builder.add_id(args.id);
+    builder.add_replicas(args.replicas);
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.peer_addr { builder.add_peer_addr(x); }
     if let Some(x) = args.addr { builder.add_addr(x); }
     if let Some(x) = args.zone { builder.add_zone(x); }
     builder.finish()
@@ -2046,6 +2140,30 @@ impl<'a> NodeDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NodeDescription::VT_ADDR, None)}
   }
+  /// Inter-node Raft address, "ip:port" (cluster status only).
+  #[inline]
+  pub fn peer_addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NodeDescription::VT_PEER_ADDR, None)}
+  }
+  /// "active", or "draining" while `remove-node` moves replicas off it.
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(NodeDescription::VT_STATE, None)}
+  }
+  /// Shard replicas placed on the node (cluster status only).
+  #[inline]
+  pub fn replicas(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(NodeDescription::VT_REPLICAS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for NodeDescription<'_> {
@@ -2057,6 +2175,9 @@ impl ::flatbuffers::Verifiable for NodeDescription<'_> {
      .visit_field::<u64>("id", Self::VT_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("zone", Self::VT_ZONE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("addr", Self::VT_ADDR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("peer_addr", Self::VT_PEER_ADDR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<u32>("replicas", Self::VT_REPLICAS, false)?
      .finish();
     Ok(())
   }
@@ -2065,6 +2186,9 @@ pub struct NodeDescriptionArgs<'a> {
     pub id: u64,
     pub zone: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub peer_addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub replicas: u32,
 }
 impl<'a> Default for NodeDescriptionArgs<'a> {
   #[inline]
@@ -2073,6 +2197,9 @@ impl<'a> Default for NodeDescriptionArgs<'a> {
       id: 0,
       zone: None,
       addr: None,
+      peer_addr: None,
+      state: None,
+      replicas: 0,
     }
   }
 }
@@ -2095,6 +2222,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NodeDescriptionBuilder<'a, 'b
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeDescription::VT_ADDR, addr);
   }
   #[inline]
+  pub fn add_peer_addr(&mut self, peer_addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeDescription::VT_PEER_ADDR, peer_addr);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeDescription::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: u32) {
+    self.fbb_.push_slot::<u32>(NodeDescription::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NodeDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     NodeDescriptionBuilder {
@@ -2115,6 +2254,9 @@ impl ::core::fmt::Debug for NodeDescription<'_> {
       ds.field("id", &self.id());
       ds.field("zone", &self.zone());
       ds.field("addr", &self.addr());
+      ds.field("peer_addr", &self.peer_addr());
+      ds.field("state", &self.state());
+      ds.field("replicas", &self.replicas());
       ds.finish()
   }
 }
@@ -3619,6 +3761,174 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.finish()
   }
 }
+pub enum ChangeMembershipRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `strata cluster add-node` / `remove-node`, answered by the metadata
+/// leader with a `ClusterStatus`. Adding registers the node (it must run with
+/// the cluster's `peers` as seeds); removing marks it draining: its replicas
+/// move to other nodes in the background, then it leaves the cluster.
+pub struct ChangeMembershipRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ChangeMembershipRequest<'a> {
+  type Inner = ChangeMembershipRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ChangeMembershipRequest<'a> {
+  pub const VT_OP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ZONE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ADDR: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PEER_ADDR: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ChangeMembershipRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ChangeMembershipRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ChangeMembershipRequest<'bldr>> {
+    let mut builder = ChangeMembershipRequestBuilder::new(_fbb);
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.peer_addr { builder.add_peer_addr(x); }
+    if let Some(x) = args.addr { builder.add_addr(x); }
+    if let Some(x) = args.zone { builder.add_zone(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn op(&self) -> MembershipOp {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<MembershipOp>(ChangeMembershipRequest::VT_OP, Some(MembershipOp::AddNode)).unwrap()}
+  }
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ChangeMembershipRequest::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn zone(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ChangeMembershipRequest::VT_ZONE, None)}
+  }
+  #[inline]
+  pub fn addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ChangeMembershipRequest::VT_ADDR, None)}
+  }
+  #[inline]
+  pub fn peer_addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ChangeMembershipRequest::VT_PEER_ADDR, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ChangeMembershipRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<MembershipOp>("op", Self::VT_OP, false)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("zone", Self::VT_ZONE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("addr", Self::VT_ADDR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("peer_addr", Self::VT_PEER_ADDR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ChangeMembershipRequestArgs<'a> {
+    pub op: MembershipOp,
+    pub node_id: u64,
+    pub zone: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub peer_addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ChangeMembershipRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ChangeMembershipRequestArgs {
+      op: MembershipOp::AddNode,
+      node_id: 0,
+      zone: None,
+      addr: None,
+      peer_addr: None,
+    }
+  }
+}
+
+pub struct ChangeMembershipRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ChangeMembershipRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_op(&mut self, op: MembershipOp) {
+    self.fbb_.push_slot::<MembershipOp>(ChangeMembershipRequest::VT_OP, op, MembershipOp::AddNode);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(ChangeMembershipRequest::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_zone(&mut self, zone: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ChangeMembershipRequest::VT_ZONE, zone);
+  }
+  #[inline]
+  pub fn add_addr(&mut self, addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ChangeMembershipRequest::VT_ADDR, addr);
+  }
+  #[inline]
+  pub fn add_peer_addr(&mut self, peer_addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ChangeMembershipRequest::VT_PEER_ADDR, peer_addr);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ChangeMembershipRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ChangeMembershipRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ChangeMembershipRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ChangeMembershipRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ChangeMembershipRequest");
+      ds.field("op", &self.op());
+      ds.field("node_id", &self.node_id());
+      ds.field("zone", &self.zone());
+      ds.field("addr", &self.addr());
+      ds.field("peer_addr", &self.peer_addr());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3780,6 +4090,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_change_membership_request(&self) -> Option<ChangeMembershipRequest<'a>> {
+    if self.body_type() == RequestBody::ChangeMembershipRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ChangeMembershipRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -3798,6 +4122,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::SeekRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SeekRequest>>("RequestBody::SeekRequest", pos),
           RequestBody::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("RequestBody::FetchRequest", pos),
           RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
+          RequestBody::ChangeMembershipRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ChangeMembershipRequest>>("RequestBody::ChangeMembershipRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -3904,6 +4229,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ClusterStatusRequest => {
           if let Some(x) = self.body_as_cluster_status_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ChangeMembershipRequest => {
+          if let Some(x) = self.body_as_change_membership_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
