@@ -31,6 +31,9 @@ pub struct Group<S: GroupState> {
     pub raft: Raft,
     pub sm: GroupSm<S>,
     pub log: LogStore,
+    /// Set while this leader hands leadership to the preferred replica:
+    /// writes are refused (UNAVAILABLE, clients retry) for that moment.
+    pub handing_over: std::sync::atomic::AtomicBool,
 }
 
 fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
@@ -68,7 +71,12 @@ impl<S: GroupState> Group<S> {
         let raft = Raft::new(node_id, raft_config(name)?, net, log.clone(), sm.clone())
             .await
             .with_context(|| format!("starting Raft group {name}"))?;
-        Ok(Self { raft, sm, log })
+        Ok(Self {
+            raft,
+            sm,
+            log,
+            handing_over: Default::default(),
+        })
     }
 
     /// Initializes a pristine group with `members` (id → peer address).
@@ -102,6 +110,11 @@ impl<S: GroupState> Group<S> {
 
 pub type ShardGroup = Group<ShardState>;
 
+/// How long a node leads a shard it is not the preferred leader of before it
+/// hands leadership back (after a failover, once the preferred replica is
+/// back and caught up).
+const HAND_OVER_AFTER: Duration = Duration::from_secs(10);
+
 /// How long a replica waits for a shard's preferred leader to initialize a
 /// new group before doing it itself.
 const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
@@ -116,6 +129,9 @@ pub struct Node {
     opening: tokio::sync::Mutex<()>,
     /// Shards whose replica move this node (their leader) is running.
     moving: std::sync::Mutex<HashSet<(String, u32)>>,
+    /// Since when (and in which term) this node leads a shard it is not the
+    /// preferred leader of.
+    leading_since: std::sync::Mutex<HashMap<(String, u32), (u64, std::time::Instant)>>,
 }
 
 impl Node {
@@ -171,6 +187,7 @@ impl Node {
             net,
             opening: tokio::sync::Mutex::new(()),
             moving: Default::default(),
+            leading_since: Default::default(),
         });
         if members.len() == 1 {
             // A single-node core is ready once its groups are: wait here so that
@@ -371,10 +388,11 @@ impl Node {
                 let joint = m.membership_config.membership().get_joint_config().clone();
                 let desired: BTreeSet<u64> = sh.replicas.iter().copied().collect();
                 let settled = joint.len() == 1 && joint[0] == desired;
+                let key = (s.name.clone(), sh.id);
                 if settled && sh.retiring.is_empty() {
+                    self.maybe_hand_over(key, g, sh, &m);
                     continue;
                 }
-                let key = (s.name.clone(), sh.id);
                 if !self.moving.lock().expect("moving lock").insert(key.clone()) {
                     continue;
                 }
@@ -389,6 +407,78 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// Leader balancing: a leader that is not the shard's preferred replica
+    /// (the first, placed so that leaders spread over nodes and zones) hands
+    /// leadership back once it has led for [`HAND_OVER_AFTER`] and the
+    /// preferred replica is fully caught up, as after a failover.
+    fn maybe_hand_over(
+        self: &Arc<Self>,
+        key: (String, u32),
+        g: Arc<ShardGroup>,
+        sh: &ShardMeta,
+        m: &openraft::RaftMetrics<NodeId, BasicNode>,
+    ) {
+        let me = self.cfg.node_id;
+        let Some(&preferred) = sh.replicas.first() else {
+            return;
+        };
+        let mut since = self.leading_since.lock().expect("leading_since lock");
+        if preferred == me {
+            since.remove(&key);
+            return;
+        }
+        let (term, at) = *since
+            .entry(key.clone())
+            .and_modify(|e| {
+                if e.0 != m.current_term {
+                    *e = (m.current_term, std::time::Instant::now());
+                }
+            })
+            .or_insert((m.current_term, std::time::Instant::now()));
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up = m.replication.as_ref().is_some_and(|r| {
+            r.get(&preferred)
+                .is_some_and(|l| l.is_some_and(|l| l.index == last))
+        });
+        if at.elapsed() < HAND_OVER_AFTER || !caught_up {
+            return;
+        }
+        // Back off before another try if this one does not take.
+        since.insert(key.clone(), (term, std::time::Instant::now()));
+        drop(since);
+        let Some(addr) = self
+            .meta
+            .sm
+            .read(|c| c.nodes.get(&preferred).map(|n| n.peer_addr.clone()))
+            .and_then(|a| a.parse().ok())
+        else {
+            return;
+        };
+        let NetworkFactory::Quic(pool) = self.net.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let name = format!("{}/{}", key.0, key.1);
+            tracing::info!(shard = %name, to = preferred, "handing leadership to the preferred replica");
+            use std::sync::atomic::Ordering;
+            g.handing_over.store(true, Ordering::SeqCst);
+            let rc = g.raft.runtime_config();
+            rc.heartbeat(false);
+            rc.elect(false);
+            if let Err(e) = pool.elect(addr, &name, Duration::from_secs(1)).await {
+                tracing::info!(shard = %name, error = %e, "preferred replica could not campaign");
+            }
+            let _ = g
+                .raft
+                .wait(Some(crate::peer::CAMPAIGN_FOR))
+                .metrics(|m| m.current_leader.is_some_and(|l| l != me), "new leader")
+                .await;
+            rc.heartbeat(true);
+            rc.elect(true);
+            g.handing_over.store(false, Ordering::SeqCst);
+        });
     }
 
     async fn move_replicas(
@@ -597,6 +687,15 @@ impl Node {
     ) -> Result<Arc<ShardGroup>, RemoteError> {
         let g = self.shard_for(stream, shard)?;
         match g.leader() {
+            Some(l)
+                if l == self.cfg.node_id
+                    && g.handing_over.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Err(RemoteError::new(
+                    ErrorCode::Unavailable,
+                    format!("{stream}/{shard} is handing leadership to its preferred replica"),
+                ))
+            }
             Some(l) if l == self.cfg.node_id => Ok(g),
             Some(l) => Err(RemoteError::not_leader(
                 format!(

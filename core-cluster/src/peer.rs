@@ -27,6 +27,10 @@
 //!                           shard leader reports a finished replica move to
 //!                           the metadata leader. Reply body: serde_json of
 //!                           `Result<ClientWriteResponse, RaftError<..>>`.
+//!   kind 5 Elect:           empty: the receiver campaigns for leadership of
+//!                           the group for a moment (leader rebalancing: the
+//!                           current leader has paused writes and heartbeats).
+//!                           Reply body: serde_json of `Result<(), String>`.
 //! reply    = status u8 | body
 //!   status 0 OK:            serde_json of `Result<Response, RaftError>`
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
@@ -56,6 +60,9 @@ const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_META_WRITE: u8 = 4;
+const KIND_ELECT: u8 = 5;
+/// How long an Elect request keeps the receiver campaigning.
+pub const CAMPAIGN_FOR: Duration = Duration::from_millis(1500);
 
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_UNKNOWN_GROUP: u8 = 1;
@@ -113,6 +120,7 @@ pub enum PeerRequest {
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     MetaWrite(MetaCommand),
+    Elect,
 }
 
 /// A decoded reply: `T` is `Result<Response, RaftError<..>>` of the RPC.
@@ -210,6 +218,7 @@ pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireErr
         PeerRequest::Vote(_) => KIND_VOTE,
         PeerRequest::Snapshot(_) => KIND_SNAPSHOT,
         PeerRequest::MetaWrite(_) => KIND_META_WRITE,
+        PeerRequest::Elect => KIND_ELECT,
     };
     out.put_u8(kind);
     out.put_u16_le(group_len);
@@ -223,6 +232,7 @@ pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireErr
         PeerRequest::MetaWrite(c) => {
             serde_json::to_writer(&mut out, c).map_err(json_err("MetaCommand"))?;
         }
+        PeerRequest::Elect => {}
     }
     Ok(seal(out))
 }
@@ -279,6 +289,8 @@ pub fn decode_request(mut body: Bytes) -> Result<(String, PeerRequest), WireErro
         KIND_META_WRITE => {
             PeerRequest::MetaWrite(serde_json::from_slice(&body).map_err(json_err("MetaCommand"))?)
         }
+        KIND_ELECT if body.is_empty() => PeerRequest::Elect,
+        KIND_ELECT => return Err(WireError::Trailing(body.len())),
         k => return Err(WireError::UnknownKind(k)),
     };
     Ok((group, req))
@@ -387,6 +399,27 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
             &format!("MetaWrite is only for group \"meta\", not {group:?}"),
         ),
         PeerRequest::MetaWrite(c) => encode_reply(&raft.client_write(Command::Meta(c)).await),
+        PeerRequest::Elect => {
+            tokio::spawn(campaign(raft));
+            encode_reply(&Ok::<(), String>(()))
+        }
+    }
+}
+
+/// Starts elections until this node leads or [`CAMPAIGN_FOR`] passes. The
+/// followers reject votes until the old leader's lease runs out (openraft's
+/// leader lease); asking every 50 ms makes this node the first candidate
+/// they accept, ahead of their own randomized election timers.
+async fn campaign(raft: Raft) {
+    let me = raft.metrics().borrow().id;
+    let until = tokio::time::Instant::now() + CAMPAIGN_FOR;
+    while tokio::time::Instant::now() < until {
+        if raft.metrics().borrow().current_leader == Some(me)
+            || raft.trigger().elect().await.is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

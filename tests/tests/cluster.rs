@@ -99,6 +99,24 @@ async fn failures(c: &mut TestCluster) -> Result<()> {
             producers.wait_acked(before + 3_000, WAIT).await?;
         }
 
+        // Leaders moved around during the failures; each preferred replica
+        // (one per node, as at creation) takes its shard back, writes going on.
+        wait_for(
+            "shard leaders to return to their preferred nodes",
+            Duration::from_secs(90),
+            || async {
+                let mut leaders = Vec::new();
+                for shard in 0..3 {
+                    leaders.push(c.leader_of("orders", shard).await?);
+                }
+                leaders.sort_unstable();
+                Ok((leaders == vec![1, 2, 3]).then_some(()))
+            },
+        )
+        .await?;
+        let before = producers.acked_count();
+        producers.wait_acked(before + 3_000, WAIT).await?;
+
         let acked = producers.stop().await?;
         let cluster = c.cluster();
         let report = workload::verify(&cluster, "orders", &acked, 60, WAIT).await?;

@@ -200,6 +200,19 @@ impl PeerPool {
         }
     }
 
+    /// Asks the node at `addr` to campaign for leadership of `group`.
+    pub async fn elect(&self, addr: SocketAddr, group: &str, ttl: Duration) -> Result<(), String> {
+        let frame = encode_request(group, &PeerRequest::Elect).map_err(|e| e.to_string())?;
+        let body = self
+            .call(addr, &frame, ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        match decode_reply::<Result<(), String>>(&body).map_err(|e| e.to_string())? {
+            PeerReply::Ok(r) => r,
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(d),
+        }
+    }
+
     /// Sends one request frame and returns the reply frame's body, all
     /// within `ttl`.
     async fn call(
