@@ -107,6 +107,25 @@ pub struct CoreConfig {
     /// Most shards one stream may have.
     #[serde(default = "default_shards_max")]
     pub shards_max: u32,
+    /// Where tiered segments go: `file:///abs/dir` or `s3://bucket/prefix`
+    /// (S3 settings from the AWS_* environment, AWS_ENDPOINT_URL included).
+    /// Default: `<data_dir>/archive` on the local filesystem.
+    #[serde(default)]
+    pub object_store: Option<String>,
+    /// A segment is tiered once its first record is this old (or it reaches
+    /// `segment_bytes_max`), milliseconds.
+    #[serde(default = "default_segment_age_max_ms")]
+    pub segment_age_max_ms: u64,
+    /// Tiered records stay on local disk this long, milliseconds.
+    #[serde(default = "default_local_retention_ms")]
+    pub local_retention_ms: u64,
+}
+
+fn default_segment_age_max_ms() -> u64 {
+    10 * 60 * 1000
+}
+fn default_local_retention_ms() -> u64 {
+    24 * 60 * 60 * 1000
 }
 
 impl CoreConfig {
@@ -121,6 +140,9 @@ impl CoreConfig {
                 "segment_bytes_max = {} is below 1 MiB",
                 self.segment_bytes_max
             ));
+        }
+        if self.segment_age_max_ms == 0 {
+            return Err("segment_age_max_ms must be at least 1".into());
         }
         if self.shards_max == 0 {
             return Err("shards_max must be at least 1".into());
@@ -150,6 +172,15 @@ impl CoreConfig {
             }
         }
         Ok(())
+    }
+
+    /// The object store URL, defaulted to `<data_dir>/archive`.
+    pub fn object_store_url(&self) -> String {
+        self.object_store.clone().unwrap_or_else(|| {
+            let dir = std::path::absolute(self.data_dir.join("archive"))
+                .unwrap_or_else(|_| self.data_dir.join("archive"));
+            format!("file://{}", dir.display())
+        })
     }
 
     /// The peer address other nodes use for this node.

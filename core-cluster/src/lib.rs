@@ -7,3 +7,5 @@ pub mod node;
 pub mod peer;
 pub mod raft;
 pub mod server;
+pub mod tier;
+pub mod tiering;

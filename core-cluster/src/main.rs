@@ -60,6 +60,12 @@ async fn run(args: Args) -> Result<()> {
         Some((_, pool)) => NetworkFactory::Quic(pool.clone()),
     };
     let node = Node::start(cfg.clone(), net, stop_rx.clone()).await?;
+    tracing::info!(object_store = %node.tier.url, "tiering sealed segments");
+    let tiering = tokio::spawn(strata_core::tiering::run(
+        node.clone(),
+        node.tier.clone(),
+        stop_rx.clone(),
+    ));
     let peers = peer_endpoint.map(|(ep, _)| {
         tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), "Raft peer endpoint listening (QUIC, mutual TLS)");
         tokio::spawn(serve_peers(ep, node.clone(), stop_rx.clone()))
@@ -75,6 +81,7 @@ async fn run(args: Args) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = tiering.await;
     node.shutdown().await;
     if let Some(p) = peers {
         let _ = p.await;

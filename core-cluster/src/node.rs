@@ -67,7 +67,8 @@ impl<S: GroupState> Group<S> {
     ) -> Result<Self> {
         let log = LogStore::open(dir, seg)
             .with_context(|| format!("opening Raft log of {name} at {}", dir.display()))?;
-        let sm = GroupSm::<S>::default();
+        let sm = GroupSm::<S>::open(dir)
+            .with_context(|| format!("reading the snapshot of {name} at {}", dir.display()))?;
         let raft = Raft::new(node_id, raft_config(name)?, net, log.clone(), sm.clone())
             .await
             .with_context(|| format!("starting Raft group {name}"))?;
@@ -122,6 +123,8 @@ const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
 /// A core node.
 pub struct Node {
     pub cfg: CoreConfig,
+    /// The object store tier (the local filesystem by default).
+    pub tier: Arc<crate::tiering::Tier>,
     meta: Group<Catalog>,
     shards: RwLock<HashMap<(String, u32), Arc<ShardGroup>>>,
     net: NetworkFactory,
@@ -180,7 +183,9 @@ impl Node {
         if !cfg.joining() {
             meta.initialize("meta", voters).await?;
         }
+        let tier = Arc::new(crate::tiering::Tier::open(&cfg)?);
         let node = Arc::new(Self {
+            tier,
             cfg,
             meta,
             shards: RwLock::new(HashMap::new()),
@@ -620,6 +625,16 @@ impl Node {
             tracing::info!(shard = %name, replicas = ?sh.replicas, "opened shard group");
         }
         Ok(())
+    }
+
+    /// Every shard group open on this node.
+    pub fn shard_groups(&self) -> Vec<((String, u32), Arc<ShardGroup>)> {
+        self.shards
+            .read()
+            .expect("shards lock")
+            .iter()
+            .map(|(k, g)| (k.clone(), g.clone()))
+            .collect()
     }
 
     pub fn shard(&self, stream: &str, shard: u32) -> Option<Arc<ShardGroup>> {

@@ -304,6 +304,29 @@ impl CoreHandler {
             r.max_bytes() as usize
         }
         .min(32 << 20);
+        // Offsets whose log entries this replica has deleted (tiered, past
+        // local retention) are read from their Parquet object.
+        let purged = g.log.purged_index().unwrap_or(0);
+        let in_tier = g.sm.read(|s| {
+            offset < s.tiered_to()
+                && s.locate(offset)
+                    .is_none_or(|i| s.index[i].log_index <= purged)
+        });
+        if in_tier {
+            let t = crate::tiering::read_tiered(
+                &self.node.tier,
+                &g,
+                offset,
+                max_records as usize,
+                max_bytes,
+            )
+            .await
+            .map_err(|e| {
+                RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
+            })?;
+            metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
+            return Ok(tier_reply(t.first_offset, &t.batch, t.next_offset, next));
+        }
         read_batches(&g, offset, max_records, max_bytes)
     }
 }
@@ -314,7 +337,10 @@ fn seek_time(g: &ShardGroup, ts: i64) -> Result<u64, RemoteError> {
     let Some(e) = found else {
         return Ok(g.sm.read(|s| s.next_offset));
     };
-    let cmd = read_cmd(g, e.log_index)?;
+    let Ok(cmd) = read_cmd(g, e.log_index) else {
+        // Deleted locally (tiered): the entry's first offset is close enough.
+        return Ok(e.base_offset);
+    };
     let b = batch::open(&cmd.batch).map_err(internal)?;
     for (i, rec) in b.records().iter().enumerate().skip(e.skip as usize) {
         if rec.timestamp_ms() >= ts {
@@ -336,6 +362,31 @@ fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
         ))),
         None => Err(internal(format!("log entry {log_index} is missing"))),
     }
+}
+
+fn tier_reply(base_offset: u64, batch: &[u8], next_offset: u64, high_watermark: u64) -> Bytes {
+    let fbb = FlatBufferBuilder::with_capacity(batch.len() + 1024);
+    wire::response_with(fbb, fb::ResponseBody::FetchResponse, |fbb| {
+        let batch = Some(fbb.create_vector(batch));
+        let item = fb::FetchedBatch::create(
+            fbb,
+            &fb::FetchedBatchArgs {
+                base_offset,
+                skip: 0,
+                batch,
+            },
+        );
+        let batches = Some(fbb.create_vector(&[item]));
+        fb::FetchResponse::create(
+            fbb,
+            &fb::FetchResponseArgs {
+                batches,
+                next_offset,
+                high_watermark,
+            },
+        )
+        .as_union_value()
+    })
 }
 
 fn read_batches(
@@ -362,7 +413,13 @@ fn read_batches(
     let mut bytes = 0usize;
     let mut next_offset = offset;
     for e in entries {
-        let cmd = read_cmd(g, e.log_index)?;
+        let cmd = match read_cmd(g, e.log_index) {
+            Ok(c) => c,
+            // Purged while we read: return what we have, the next fetch
+            // goes to the tier.
+            Err(_) if !fetched.is_empty() => break,
+            Err(e) => return Err(e),
+        };
         if !fetched.is_empty() && bytes + cmd.batch.len() > max_bytes {
             break;
         }

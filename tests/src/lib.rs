@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod relay;
+pub mod s3;
 pub mod workload;
 
 use anyhow::{bail, Context, Result};

@@ -35,6 +35,21 @@ pub struct DevArgs {
     /// (used by deploy/local/cluster.sh).
     #[arg(long)]
     pub pki_only: bool,
+    /// Where tiered segments go as Parquet: `file:///abs/dir` or
+    /// `s3://bucket/prefix` (endpoint and credentials from AWS_* variables,
+    /// AWS_ENDPOINT_URL included; plain http only for a loopback endpoint).
+    /// Default: DATA_DIR/core/archive.
+    #[arg(long, value_name = "URL")]
+    pub object_store: Option<String>,
+    /// Tier a segment once its first record is this old, milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub segment_age_max_ms: Option<u64>,
+    /// Tier (and roll) a segment at this size, bytes (at least 1 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub segment_bytes_max: Option<u64>,
+    /// Keep tiered records on local disk this long, milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub local_retention_ms: Option<u64>,
 }
 
 fn toml_path(p: &Path) -> String {
@@ -78,12 +93,25 @@ pub async fn run(a: DevArgs) -> Result<()> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let core_toml = dir.join("core.toml");
+    let mut tiering = String::new();
+    if let Some(url) = &a.object_store {
+        tiering += &format!("object_store = {}\n", toml_str(url));
+    }
+    for (key, v) in [
+        ("segment_age_max_ms", a.segment_age_max_ms),
+        ("segment_bytes_max", a.segment_bytes_max),
+        ("local_retention_ms", a.local_retention_ms),
+    ] {
+        if let Some(v) = v {
+            tiering += &format!("{key} = {v}\n");
+        }
+    }
     std::fs::write(
         &core_toml,
         format!(
             "# Written by `strata dev` at every start; see deploy/config/core.example.toml.\n\
              node_id = 1\nzone = \"local\"\ndata_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\n\
-             tls_cert = {}\ntls_key = {}\n",
+             tls_cert = {}\ntls_key = {}\n{tiering}",
             toml_path(&dir.join("core")),
             a.core_addr,
             a.core_metrics_addr,

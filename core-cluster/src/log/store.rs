@@ -155,7 +155,7 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 /// Replaces `dir/name` with `value` atomically; `durable` adds the fsyncs.
-fn write_json_atomic<T: Serialize>(
+pub(crate) fn write_json_atomic<T: Serialize>(
     dir: &Path,
     name: &str,
     value: &T,
@@ -181,7 +181,10 @@ fn write_json_atomic<T: Serialize>(
     Ok(())
 }
 
-fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, StoreError> {
+pub(crate) fn read_json<T: DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
     let path = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
@@ -388,6 +391,11 @@ impl LogStore {
     /// The application command at `index`, `None` if `index` is not in the
     /// log; a blank or membership entry is [`StoreError::NotACommand`].
     /// Blocking (one positioned read). The batch bytes are not copied.
+    /// Index of the last entry purged (tiered and deleted locally).
+    pub fn purged_index(&self) -> Option<u64> {
+        self.inner.meta().purged.map(|p| p.index)
+    }
+
     pub fn read_command(&self, index: u64) -> Result<Option<Command>, StoreError> {
         let Some(entry) = self.read_entry(index)? else {
             return Ok(None);

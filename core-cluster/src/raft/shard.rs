@@ -10,6 +10,7 @@
 
 use super::sm::GroupState;
 use super::types::{AppendCmd, Command, CommandResponse, LogId};
+use crate::tier::manifest::TieredObject;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -24,6 +25,9 @@ pub struct IndexEntry {
     pub count: u32,
     /// Running maximum of record timestamps up to and including this entry.
     pub max_timestamp_ms: i64,
+    /// Size of the entry's batch (sizes tiering segments without reading).
+    #[serde(default)]
+    pub bytes: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,6 +37,10 @@ pub struct ShardState {
     /// Last applied position per producer id.
     pub producers: HashMap<u64, u64>,
     pub index: Vec<IndexEntry>,
+    /// The manifest: objects in the object store holding `[0, tiered_to)`
+    /// (or from the first retained object), in offset order.
+    #[serde(default)]
+    pub tiered: Vec<TieredObject>,
 }
 
 impl ShardState {
@@ -68,6 +76,7 @@ impl ShardState {
                 skip: skip as u32,
                 count: appended as u32,
                 max_timestamp_ms: prev_ts.max(cmd.max_timestamp_ms),
+                bytes: cmd.batch.len() as u32,
             });
             self.next_offset += appended as u64;
             self.producers.insert(cmd.producer_id, cmd.last_seq());
@@ -78,6 +87,43 @@ impl ShardState {
             appended: appended as u64,
             duplicates: skip as u64,
             next_offset: self.next_offset,
+        }
+    }
+
+    /// Offsets below this are in the object store.
+    pub fn tiered_to(&self) -> u64 {
+        self.tiered
+            .last()
+            .map_or(self.first_offset, |o| o.next_offset)
+    }
+
+    /// The tiered object holding `offset`.
+    pub fn tiered_object(&self, offset: u64) -> Option<&TieredObject> {
+        let i = self.tiered.partition_point(|o| o.next_offset <= offset);
+        self.tiered.get(i).filter(|o| o.first_offset <= offset)
+    }
+
+    /// A tiered object must continue the manifest exactly and end on an
+    /// entry boundary at or below `next_offset`; a retried upload of the same
+    /// range is reported, not applied twice.
+    fn tier(&mut self, o: &TieredObject) -> CommandResponse {
+        let to = self.tiered_to();
+        if o.next_offset <= to {
+            return CommandResponse::Rejected(format!("offsets below {to} are already tiered"));
+        }
+        let on_boundary = self
+            .index
+            .binary_search_by_key(&o.next_offset, |e| e.base_offset + u64::from(e.count))
+            .is_ok();
+        if o.first_offset != to || o.next_offset > self.next_offset || !on_boundary {
+            return CommandResponse::Rejected(format!(
+                "object [{}, {}) does not continue the manifest at {to} on an entry boundary",
+                o.first_offset, o.next_offset
+            ));
+        }
+        self.tiered.push(o.clone());
+        CommandResponse::Tiered {
+            tiered_to: o.next_offset,
         }
     }
 
@@ -115,6 +161,7 @@ impl GroupState for ShardState {
     fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse {
         match cmd {
             Command::Append(a) => self.append(log_id, a),
+            Command::Tier(t) => self.tier(t),
             Command::Meta(_) => {
                 CommandResponse::Rejected("metadata command sent to a shard".into())
             }

@@ -43,7 +43,12 @@ pub struct GroupSm<S: GroupState> {
     shared: Arc<RwLock<Applied<S>>>,
     applied_tx: Arc<watch::Sender<u64>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Where snapshots are kept (fsynced, replaced atomically). Once the log
+    /// is purged behind a snapshot, the state restarts from it.
+    dir: Option<Arc<std::path::Path>>,
 }
+
+const SNAPSHOT_FILE: &str = "snapshot.json";
 
 impl<S: GroupState> Clone for GroupSm<S> {
     fn clone(&self) -> Self {
@@ -51,6 +56,7 @@ impl<S: GroupState> Clone for GroupSm<S> {
             shared: self.shared.clone(),
             applied_tx: self.applied_tx.clone(),
             snapshot: self.snapshot.clone(),
+            dir: self.dir.clone(),
         }
     }
 }
@@ -61,11 +67,40 @@ impl<S: GroupState> Default for GroupSm<S> {
             shared: Arc::default(),
             applied_tx: Arc::new(watch::channel(0).0),
             snapshot: Arc::default(),
+            dir: None,
         }
     }
 }
 
 impl<S: GroupState> GroupSm<S> {
+    /// A state machine that keeps its snapshots in `dir` and starts from the
+    /// last one there, if any.
+    pub fn open(dir: &std::path::Path) -> Result<Self, crate::log::store::StoreError> {
+        let sm = Self {
+            dir: Some(dir.into()),
+            ..Self::default()
+        };
+        if let Some(applied) = crate::log::store::read_json::<Applied<S>>(dir, SNAPSHOT_FILE)? {
+            let data = serde_json::to_vec(&applied).expect("state serializes");
+            *sm.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
+                meta: snapshot_meta(&applied),
+                data,
+            });
+            *sm.shared.write().expect("state lock") = applied;
+        }
+        Ok(sm)
+    }
+
+    // openraft's own error type, as its storage traits require.
+    #[allow(clippy::result_large_err)]
+    fn persist(&self, applied: &Applied<S>) -> Result<(), StorageError> {
+        if let Some(dir) = &self.dir {
+            crate::log::store::write_json_atomic(dir, SNAPSHOT_FILE, applied, true)
+                .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
+        }
+        Ok(())
+    }
+
     /// Reads the applied state.
     pub fn read<T>(&self, f: impl FnOnce(&S) -> T) -> T {
         f(&self.shared.read().expect("state lock").state)
@@ -81,22 +116,26 @@ impl<S: GroupState> GroupSm<S> {
     }
 }
 
+fn snapshot_meta<S>(applied: &Applied<S>) -> SnapshotMeta<NodeId, BasicNode> {
+    SnapshotMeta {
+        last_log_id: applied.last_applied,
+        last_membership: applied.membership.clone(),
+        snapshot_id: format!(
+            "{}-{}",
+            applied.last_applied.map_or(0, |l| l.leader_id.term),
+            applied.last_applied.map_or(0, |l| l.index)
+        ),
+    }
+}
+
 pub struct GroupSnapshotBuilder<S: GroupState>(GroupSm<S>);
 
 impl<S: GroupState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let applied = self.0.shared.read().expect("state lock").clone();
         let data = serde_json::to_vec(&applied).map_err(GroupSm::<S>::io_err)?;
-        let snapshot_id = format!(
-            "{}-{}",
-            applied.last_applied.map_or(0, |l| l.leader_id.term),
-            applied.last_applied.map_or(0, |l| l.index)
-        );
-        let meta = SnapshotMeta {
-            last_log_id: applied.last_applied,
-            last_membership: applied.membership.clone(),
-            snapshot_id,
-        };
+        self.0.persist(&applied)?;
+        let meta = snapshot_meta(&applied);
         *self.0.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
             meta: meta.clone(),
             data: data.clone(),
@@ -161,6 +200,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
         let applied: Applied<S> = serde_json::from_slice(&data).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
         })?;
+        self.persist(&applied)?;
         *self.shared.write().expect("state lock") = applied;
         *self.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
             meta: meta.clone(),

@@ -68,6 +68,9 @@ pub enum Command {
     Append(AppendCmd),
     /// Metadata group: change streams and shard maps.
     Meta(MetaCommand),
+    /// Shard groups: offsets `[first, next)` now also live in this object
+    /// (the shard leader uploaded it); the manifest grows by one entry.
+    Tier(crate::tier::manifest::TieredObject),
 }
 
 /// What applying a [`Command`] produced.
@@ -81,6 +84,9 @@ pub enum CommandResponse {
         next_offset: u64,
     },
     Meta(MetaResponse),
+    Tiered {
+        tiered_to: u64,
+    },
     /// The command does not belong to this group (a bug in the caller).
     Rejected(String),
 }
@@ -98,6 +104,7 @@ pub enum CodecError {
 
 const TAG_APPEND: u8 = 1;
 const TAG_META: u8 = 2;
+const TAG_TIER: u8 = 3;
 
 impl Command {
     /// Appends the binary form of the command to `out`. The batch bytes are
@@ -124,6 +131,10 @@ impl Command {
             Command::Meta(m) => {
                 out.put_u8(TAG_META);
                 serde_json::to_writer(out, m).expect("metadata commands serialize");
+            }
+            Command::Tier(t) => {
+                out.put_u8(TAG_TIER);
+                serde_json::to_writer(out, t).expect("tiered objects serialize");
             }
         }
     }
@@ -166,6 +177,7 @@ impl Command {
                 }))
             }
             TAG_META => Ok(Command::Meta(serde_json::from_slice(&b)?)),
+            TAG_TIER => Ok(Command::Tier(serde_json::from_slice(&b)?)),
             t => Err(CodecError::UnknownTag(t)),
         }
     }

@@ -1,0 +1,249 @@
+//! The per-shard manifest of tiered objects.
+//!
+//! The shard's snapshot carries it (the Raft state is the source of truth);
+//! a JSON copy is written next to the data (see [`super::keys::manifest_key`])
+//! so that an operator or a recovery tool can find every object of a shard
+//! without listing the bucket.
+//!
+//! Objects are kept in offset order and are contiguous: each one starts where
+//! the previous one ended, so [`Manifest::locate`] is a binary search and
+//! [`Manifest::tiered_to`] is where the next object starts.
+//!
+//! JSON format (version 1):
+//! `{"version":1,"stream":"s","shard":0,"objects":[{"key":"…","first_offset":0,…}]}`
+
+use super::TierError;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+/// The JSON format version this build writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One Parquet object holding offsets `[first_offset, next_offset)` of a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TieredObject {
+    /// The object's key in the store (includes the store's prefix).
+    pub key: String,
+    pub first_offset: u64,
+    /// One past the last offset in the object.
+    pub next_offset: u64,
+    pub records: u64,
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+    /// Size of the Parquet object, bytes.
+    pub bytes: u64,
+    /// Keys, values and headers of the records, bytes (before encoding).
+    pub payload_bytes: u64,
+}
+
+impl TieredObject {
+    /// The object's path in the store. Keys come from [`super::keys`], so
+    /// parsing only fails on a hand-edited or corrupt manifest.
+    pub fn path(&self) -> Result<Path, TierError> {
+        Path::parse(&self.key)
+            .map_err(|e| TierError::Manifest(format!("object key {:?}: {e}", self.key)))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.next_offset <= self.first_offset
+            || self.records != self.next_offset - self.first_offset
+        {
+            return Err(format!(
+                "object {} holds offsets [{}, {}) but says it has {} records",
+                self.key, self.first_offset, self.next_offset, self.records
+            ));
+        }
+        if self.min_timestamp_ms > self.max_timestamp_ms {
+            return Err(format!(
+                "object {} has min_timestamp_ms {} after max_timestamp_ms {}",
+                self.key, self.min_timestamp_ms, self.max_timestamp_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every tiered object of one shard, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub stream: String,
+    pub shard: u32,
+    pub objects: Vec<TieredObject>,
+}
+
+/// The JSON envelope: the version travels with the data so that an older
+/// build refuses a newer manifest instead of misreading it.
+#[derive(Serialize, Deserialize)]
+struct Versioned<M> {
+    version: u32,
+    #[serde(flatten)]
+    manifest: M,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u32,
+}
+
+impl Manifest {
+    pub fn new(stream: impl Into<String>, shard: u32) -> Self {
+        Self {
+            stream: stream.into(),
+            shard,
+            objects: Vec::new(),
+        }
+    }
+
+    /// One past the last tiered offset, or 0 if nothing is tiered: where the
+    /// next object must start.
+    pub fn tiered_to(&self) -> u64 {
+        self.objects.last().map_or(0, |o| o.next_offset)
+    }
+
+    /// The first tiered offset, if any (older objects may have been expired).
+    pub fn first_offset(&self) -> Option<u64> {
+        self.objects.first().map(|o| o.first_offset)
+    }
+
+    /// The object holding `offset`, if it is tiered.
+    pub fn locate(&self, offset: u64) -> Option<&TieredObject> {
+        let i = self.objects.partition_point(|o| o.next_offset <= offset);
+        self.objects.get(i).filter(|o| o.first_offset <= offset)
+    }
+
+    /// Appends a newly uploaded object; it must start at [`Self::tiered_to`]
+    /// (unless it is the first one) and be well formed.
+    pub fn push(&mut self, object: TieredObject) -> Result<(), TierError> {
+        object.check().map_err(TierError::Manifest)?;
+        if let Some(last) = self.objects.last() {
+            if object.first_offset != last.next_offset {
+                return Err(TierError::Manifest(format!(
+                    "object {} starts at offset {} but the shard is tiered to {}",
+                    object.key, object.first_offset, last.next_offset
+                )));
+            }
+        }
+        self.objects.push(object);
+        Ok(())
+    }
+
+    /// Checks the invariants [`Self::push`] keeps: for manifests read back.
+    pub fn validate(&self) -> Result<(), TierError> {
+        let mut rebuilt = Manifest::new(self.stream.clone(), self.shard);
+        for o in &self.objects {
+            rebuilt.push(o.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Encodes as versioned JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let v = Versioned {
+            version: MANIFEST_VERSION,
+            manifest: self,
+        };
+        // Serializing plain structs of strings and integers cannot fail.
+        serde_json::to_vec_pretty(&v).expect("manifest serializes")
+    }
+
+    /// Decodes versioned JSON and checks the invariants.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, TierError> {
+        let bad = |e: serde_json::Error| TierError::Manifest(format!("invalid JSON: {e}"));
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(bad)?;
+        if v.version != MANIFEST_VERSION {
+            return Err(TierError::Manifest(format!(
+                "version {} is not supported (this build reads version {MANIFEST_VERSION})",
+                v.version
+            )));
+        }
+        let v: Versioned<Manifest> = serde_json::from_slice(bytes).map_err(bad)?;
+        v.manifest.validate()?;
+        Ok(v.manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(first: u64, next: u64) -> TieredObject {
+        TieredObject {
+            key: format!("stream=s/date=2026-01-01/hour=00/shard-0-{first:020}.parquet"),
+            first_offset: first,
+            next_offset: next,
+            records: next - first,
+            min_timestamp_ms: 1,
+            max_timestamp_ms: 2,
+            bytes: 100,
+            payload_bytes: 80,
+        }
+    }
+
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new("s", 0);
+        for (a, b) in [(10, 20), (20, 25), (25, 100)] {
+            m.push(obj(a, b)).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn locate_finds_the_object_holding_an_offset() {
+        let m = manifest();
+        assert_eq!(m.tiered_to(), 100);
+        assert_eq!(m.first_offset(), Some(10));
+        assert!(m.locate(0).is_none());
+        assert!(m.locate(9).is_none());
+        assert_eq!(m.locate(10).unwrap().first_offset, 10);
+        assert_eq!(m.locate(19).unwrap().first_offset, 10);
+        assert_eq!(m.locate(20).unwrap().first_offset, 20);
+        assert_eq!(m.locate(99).unwrap().first_offset, 25);
+        assert!(m.locate(100).is_none());
+        let empty = Manifest::new("s", 0);
+        assert_eq!(empty.tiered_to(), 0);
+        assert!(empty.locate(0).is_none());
+    }
+
+    #[test]
+    fn push_refuses_gaps_overlaps_and_inconsistent_objects() {
+        let mut m = manifest();
+        assert!(m.push(obj(101, 110)).is_err());
+        assert!(m.push(obj(99, 110)).is_err());
+        assert!(m.push(obj(100, 100)).is_err());
+        let mut bad = obj(100, 110);
+        bad.records = 3;
+        assert!(m.push(bad).is_err());
+        let mut bad = obj(100, 110);
+        bad.min_timestamp_ms = 5;
+        assert!(m.push(bad).is_err());
+        m.push(obj(100, 110)).unwrap();
+        assert_eq!(m.tiered_to(), 110);
+    }
+
+    #[test]
+    fn json_round_trips_with_a_version() {
+        let m = manifest();
+        let json = m.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["objects"][2]["next_offset"], 100);
+        assert_eq!(Manifest::from_json(&json).unwrap(), m);
+        assert_eq!(
+            m.objects[0].path().unwrap().as_ref(),
+            "stream=s/date=2026-01-01/hour=00/shard-0-00000000000000000010.parquet"
+        );
+    }
+
+    #[test]
+    fn bad_json_is_an_error_with_a_reason() {
+        let err = |b: &[u8]| Manifest::from_json(b).unwrap_err().to_string();
+        assert!(err(b"not json").contains("invalid JSON"));
+        assert!(err(br#"{"version":2,"stream":"s","shard":0,"objects":[]}"#).contains("version 2"));
+        assert!(err(br#"{"version":1,"stream":"s","objects":[]}"#).contains("shard"));
+        let mut m = manifest();
+        m.objects.swap(0, 1);
+        assert!(err(&m.to_json()).contains("starts at offset"));
+    }
+}

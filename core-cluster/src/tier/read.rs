@@ -1,0 +1,439 @@
+//! Reading records back from a tiered object.
+//!
+//! [`read_records`] turns "records from offset N" into byte-range requests
+//! for only what is needed: the footer (with the page index), then the pages
+//! of the row groups that hold `[N, N + max_records)`. Offsets are dense in
+//! an object, so the row-group offset statistics alone say which rows to
+//! read; the decoded offset column is still checked against them.
+//!
+//! The records come back as one `RecordBatch` flatbuffer built with
+//! [`batch::Builder`], the form fetch responses carry.
+
+use super::format::{schema, COL_DATA, COL_HEADERS, COL_OFFSET, COL_PARTITION_KEY, COL_TIMESTAMP};
+use super::TierError;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use strata_schema::batch;
+
+/// Bytes fetched from the end of an object in the first request: enough for
+/// the footer and page index of a typical object, so opening costs one GET.
+const FOOTER_PREFETCH_BYTES: usize = 64 * 1024;
+
+/// Rows decoded per Arrow batch.
+const DECODE_BATCH_ROWS: usize = 4096;
+
+/// Estimated flatbuffer overhead of one record beyond its payload (table,
+/// vtable, vector headers, offsets): keeps the built batch near `max_bytes`.
+const RECORD_OVERHEAD_BYTES: usize = 48;
+
+/// Records read from one object.
+#[derive(Debug, Clone)]
+pub struct TierRead {
+    /// Offset of the first record in `batch` (the requested offset).
+    pub first_offset: u64,
+    /// One past the last record in `batch`: where the next read starts.
+    pub next_offset: u64,
+    pub records: usize,
+    /// A `RecordBatch` flatbuffer (see `strata_schema::batch`).
+    pub batch: Bytes,
+    /// Bytes fetched from the object store for this read (footer included).
+    pub fetched_bytes: u64,
+}
+
+/// Reads up to `max_records` records starting at `from_offset` from the
+/// object at `path`, stopping before the batch would pass `max_bytes` (at
+/// least one record is always returned, so a consumer can pass any record).
+///
+/// `object_bytes` is the object's size if known (the manifest has it);
+/// without it a HEAD request finds it. (Not a suffix range: parquet 59.3's
+/// suffix path mis-slices the page index of objects larger than its prefetch.)
+pub async fn read_records(
+    store: Arc<dyn ObjectStore>,
+    path: &Path,
+    object_bytes: Option<u64>,
+    from_offset: u64,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<TierRead, TierError> {
+    let size = match object_bytes {
+        Some(size) => size,
+        None => {
+            let meta = store
+                .head(path)
+                .await
+                .map_err(|source| TierError::ObjectStore {
+                    op: "head",
+                    path: path.to_string(),
+                    source,
+                })?;
+            meta.size
+        }
+    };
+    let fetched = Arc::new(AtomicU64::new(0));
+    let reader = ObjectReader {
+        store,
+        path: path.clone(),
+        size,
+        fetched: Arc::clone(&fetched),
+    };
+    let decode = |e| decode_error(path, e);
+    let builder =
+        ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
+            .await
+            .map_err(decode)?;
+    let format = |reason: String| TierError::Format {
+        path: path.to_string(),
+        reason,
+    };
+    let columns = [
+        COL_OFFSET,
+        COL_TIMESTAMP,
+        COL_PARTITION_KEY,
+        COL_DATA,
+        COL_HEADERS,
+    ];
+    let roots = check_schema(builder.schema(), &columns).map_err(format)?;
+    let layout = OffsetLayout::from_metadata(builder.metadata()).map_err(format)?;
+    if !layout.contains(from_offset) {
+        return Err(TierError::OffsetOutOfRange {
+            path: path.to_string(),
+            offset: from_offset,
+            first_offset: layout.first_offset,
+            next_offset: layout.next_offset,
+        });
+    }
+    let plan = layout.plan(from_offset, max_records.max(1));
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mut stream = builder
+        .with_projection(mask)
+        .with_row_groups(plan.row_groups)
+        .with_row_selection(plan.selection)
+        .with_batch_size(DECODE_BATCH_ROWS.min(plan.rows))
+        .build()
+        .map_err(decode)?;
+
+    let mut out = Decoder::new(from_offset, plan.rows, max_bytes);
+    // The stream fetches a row group only when polled for it: stopping here
+    // leaves the rest of the object unread.
+    while !out.done() {
+        let Some(rb) = stream.next().await else { break };
+        out.push(&rb.map_err(decode)?).map_err(format)?;
+    }
+    drop(stream);
+    if out.records == 0 {
+        return Err(format(format!("no rows decoded for offset {from_offset}")));
+    }
+    Ok(TierRead {
+        first_offset: from_offset,
+        next_offset: out.next_offset,
+        records: out.records,
+        batch: out.builder.finish(),
+        fetched_bytes: fetched.load(Ordering::Relaxed),
+    })
+}
+
+fn decode_error(path: &Path, e: ParquetError) -> TierError {
+    // I/O failures reach us wrapped by the Parquet reader: unwrap them so
+    // that they stay retryable.
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(source) => TierError::ObjectStore {
+                op: "get",
+                path: path.to_string(),
+                source: *source,
+            },
+            Err(inner) => decode_error_plain(path, ParquetError::External(inner)),
+        },
+        e => decode_error_plain(path, e),
+    }
+}
+
+fn decode_error_plain(path: &Path, source: ParquetError) -> TierError {
+    TierError::Decode {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Root indices of `columns` in `schema`, checking each has the type the
+/// writer gives it.
+fn check_schema(file: &arrow::datatypes::Schema, columns: &[&str]) -> Result<Vec<usize>, String> {
+    let ours = schema();
+    columns
+        .iter()
+        .map(|name| {
+            let (i, field) = file
+                .column_with_name(name)
+                .ok_or_else(|| format!("column {name:?} is missing"))?;
+            let want = ours.field_with_name(name).map_err(|e| e.to_string())?;
+            if field.data_type() != want.data_type() {
+                return Err(format!(
+                    "column {name:?} is {}, expected {}",
+                    field.data_type(),
+                    want.data_type()
+                ));
+            }
+            Ok(i)
+        })
+        .collect()
+}
+
+/// Which offsets each row group holds, from the footer statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OffsetLayout {
+    pub first_offset: u64,
+    pub next_offset: u64,
+    /// Rows per row group.
+    pub row_group_rows: Vec<u64>,
+}
+
+/// What to ask the Parquet reader for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadPlan {
+    pub row_groups: Vec<usize>,
+    pub selection: RowSelection,
+    /// Rows the selection selects.
+    pub rows: usize,
+}
+
+impl OffsetLayout {
+    /// Reads the `offset` column's row-group statistics and checks they
+    /// describe one dense run of offsets.
+    pub fn from_metadata(md: &ParquetMetaData) -> Result<Self, String> {
+        let col = md
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == COL_OFFSET)
+            .ok_or("no offset column")?;
+        let mut layout: Option<OffsetLayout> = None;
+        for (i, rg) in md.row_groups().iter().enumerate() {
+            let Some(Statistics::Int64(s)) = rg.column(col).statistics() else {
+                return Err(format!("row group {i} has no offset statistics"));
+            };
+            let (Some(&min), Some(&max)) = (s.min_opt(), s.max_opt()) else {
+                return Err(format!("row group {i} has no offset min/max"));
+            };
+            let rows = rg.num_rows();
+            let l = layout.get_or_insert_with(|| OffsetLayout {
+                first_offset: u64::try_from(min).unwrap_or(u64::MAX),
+                next_offset: u64::try_from(min).unwrap_or(u64::MAX),
+                row_group_rows: Vec::with_capacity(md.num_row_groups()),
+            });
+            let start = l.next_offset;
+            let end = u64::try_from(rows)
+                .ok()
+                .filter(|&n| n > 0)
+                .and_then(|n| start.checked_add(n));
+            let dense = end.is_some_and(|end| {
+                u64::try_from(min) == Ok(start) && u64::try_from(max) == Ok(end - 1)
+            });
+            let Some(end) = end.filter(|_| dense) else {
+                return Err(format!(
+                    "row group {i} holds offsets [{min}, {max}] in {rows} rows, expected a dense run from {start}"
+                ));
+            };
+            l.row_group_rows.push(end - start);
+            l.next_offset = end;
+        }
+        layout.ok_or_else(|| "the object has no row groups".to_string())
+    }
+
+    pub fn contains(&self, offset: u64) -> bool {
+        (self.first_offset..self.next_offset).contains(&offset)
+    }
+
+    /// The row groups and rows holding `[from, from + max_records)`, clipped
+    /// to the object. `from` must be inside the object.
+    pub fn plan(&self, from: u64, max_records: usize) -> ReadPlan {
+        let total = self.next_offset - self.first_offset;
+        let skip = from - self.first_offset;
+        let want = skip..skip.saturating_add(max_records as u64).min(total);
+        let mut row_groups = Vec::new();
+        let mut selectors = Vec::new();
+        let mut start = 0u64;
+        for (i, &rows) in self.row_group_rows.iter().enumerate() {
+            let rg = start..start + rows;
+            start += rows;
+            let take = want.start.max(rg.start)..want.end.min(rg.end);
+            if take.is_empty() {
+                continue;
+            }
+            row_groups.push(i);
+            selectors.extend([
+                RowSelector::skip(len(take.start - rg.start)),
+                RowSelector::select(len(take.end - take.start)),
+                RowSelector::skip(len(rg.end - take.end)),
+            ]);
+        }
+        ReadPlan {
+            row_groups,
+            selection: RowSelection::from(selectors),
+            rows: len(want.end - want.start),
+        }
+    }
+}
+
+fn len(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Rebuilds records from decoded Arrow batches.
+struct Decoder {
+    builder: batch::Builder,
+    next_offset: u64,
+    records: usize,
+    records_max: usize,
+    bytes_max: usize,
+    full: bool,
+}
+
+impl Decoder {
+    fn new(from_offset: u64, records_max: usize, bytes_max: usize) -> Self {
+        Self {
+            builder: batch::Builder::with_capacity(bytes_max.min(1 << 20)),
+            next_offset: from_offset,
+            records: 0,
+            records_max,
+            bytes_max,
+            full: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.full || self.records >= self.records_max
+    }
+
+    fn push(&mut self, rb: &RecordBatch) -> Result<(), String> {
+        let col = |name: &str| {
+            rb.column_by_name(name)
+                .ok_or_else(|| format!("column {name:?} missing from decoded batch"))
+        };
+        let offsets = col(COL_OFFSET)?.as_primitive::<Int64Type>();
+        let timestamps = col(COL_TIMESTAMP)?.as_primitive::<TimestampMillisecondType>();
+        let keys = col(COL_PARTITION_KEY)?.as_string::<i32>();
+        let data = col(COL_DATA)?.as_binary::<i32>();
+        let headers = col(COL_HEADERS)?.as_map();
+        let header_keys = headers.keys().as_string::<i32>();
+        let header_values = headers.values().as_binary::<i32>();
+        let header_offsets = headers.value_offsets();
+        let mut hs: Vec<(&str, &[u8])> = Vec::new();
+        for row in 0..rb.num_rows() {
+            if self.done() {
+                break;
+            }
+            let offset = offsets.value(row);
+            if u64::try_from(offset).ok() != Some(self.next_offset) {
+                return Err(format!(
+                    "row holds offset {offset} where offset {} was expected",
+                    self.next_offset
+                ));
+            }
+            hs.clear();
+            let (lo, hi) = (header_offsets[row], header_offsets[row + 1]);
+            for h in usize::try_from(lo).unwrap_or(0)..usize::try_from(hi).unwrap_or(0) {
+                hs.push((header_keys.value(h), header_values.value(h)));
+            }
+            let record = batch::NewRecord {
+                key: keys.is_valid(row).then(|| keys.value(row)),
+                value: data.value(row),
+                timestamp_ms: timestamps.value(row),
+                headers: &hs,
+            };
+            let len = record.key.map_or(0, str::len)
+                + record.value.len()
+                + hs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            if self.records > 0
+                && self.builder.encoded_len() + len + RECORD_OVERHEAD_BYTES > self.bytes_max
+            {
+                self.full = true;
+                break;
+            }
+            self.builder.push(&record);
+            self.records += 1;
+            self.next_offset += 1;
+        }
+        Ok(())
+    }
+}
+
+/// An [`AsyncFileReader`] over one object, as `parquet/examples/object_store.rs`
+/// recommends in place of the deprecated `ParquetObjectReader`. Counts the
+/// bytes it fetches so callers (and tests) see what a read cost.
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    fetched: Arc<AtomicU64>,
+}
+
+impl ObjectReader {
+    fn count(&self, bytes: &Bytes) {
+        self.fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            let bytes = self
+                .store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)?;
+            self.count(&bytes);
+            Ok(bytes)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let parts = self
+                .store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)?;
+            parts.iter().for_each(|b| self.count(b));
+            Ok(parts)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let reader = ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .with_prefetch_hint(Some(FOOTER_PREFETCH_BYTES));
+            let size = self.size;
+            Ok(Arc::new(reader.load_and_finish(self, size).await?))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,175 @@
+//! Opening the object store named by a URL, and uploading objects.
+//!
+//! - `file:///abs/dir` or `/abs/dir`: a local directory (created if
+//!   missing), the embedded default. Writes land atomically (temp file, then
+//!   rename).
+//! - `s3://bucket/prefix`: S3 or an S3-compatible server. Everything else
+//!   comes from the standard `AWS_*` environment (`AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+//!   `AWS_ENDPOINT_URL`, …), as for any AWS tool. The region defaults to
+//!   `us-east-1`. With a custom endpoint, requests are path-style (what
+//!   SeaweedFS, MinIO and friends expect). Plain `http://` endpoints are only
+//!   accepted on loopback, so credentials never cross a network in clear.
+//!
+//! The returned [`Path`] is the prefix to put keys under (see
+//! [`super::keys`]); for a local directory the directory itself is the root.
+
+use super::TierError;
+use bytes::Bytes;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use url::{Host, Url};
+
+/// Region used when the environment names none.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Opens the store named by `url`; S3 settings come from the environment.
+pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
+    open_with(url, AmazonS3Builder::from_env())
+}
+
+/// [`open`] with the S3 settings taken from `s3` instead of the environment.
+pub fn open_with(
+    url: &str,
+    s3: AmazonS3Builder,
+) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
+    let bad = |reason: String| TierError::Url {
+        url: url.to_string(),
+        reason,
+    };
+    if url.starts_with('/') {
+        return open_dir(std::path::Path::new(url)).map_err(bad);
+    }
+    let parsed = Url::parse(url).map_err(|e| {
+        bad(format!(
+            "{e}; expected file:///absolute/dir, /absolute/dir or s3://bucket/prefix"
+        ))
+    })?;
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("query strings and fragments are not supported".into()));
+    }
+    match parsed.scheme() {
+        "file" => {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| bad("a file URL needs an absolute local path and no host".into()))?;
+            open_dir(&dir).map_err(bad)
+        }
+        "s3" => open_s3(&parsed, s3).map_err(bad),
+        other => Err(bad(format!(
+            "unsupported scheme {other:?}; expected file or s3"
+        ))),
+    }
+}
+
+fn open_dir(dir: &std::path::Path) -> Result<(Arc<dyn ObjectStore>, Path), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| e.to_string())?;
+    Ok((Arc::new(fs), Path::default()))
+}
+
+fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path), String> {
+    let bucket = url
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or("the URL names no bucket (s3://bucket/prefix)")?;
+    if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+        return Err(
+            "credentials and ports do not belong in the URL: use AWS_* environment variables"
+                .into(),
+        );
+    }
+    let prefix = url.path().trim_matches('/');
+    let prefix = Path::parse(prefix).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
+    let mut s3 = s3.with_bucket_name(bucket);
+    if s3.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
+        s3 = s3.with_region(DEFAULT_REGION);
+    }
+    let endpoint = s3
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| s3.get_config_value(&AmazonS3ConfigKey::Endpoint));
+    if let Some(endpoint) = endpoint {
+        let allow_http = endpoint_allows_http(&endpoint)?;
+        s3 = s3
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(allow_http);
+    }
+    let store = s3.build().map_err(|e| e.to_string())?;
+    Ok((Arc::new(store), prefix))
+}
+
+/// Whether a custom S3 endpoint may use plain HTTP: only on loopback.
+fn endpoint_allows_http(endpoint: &str) -> Result<bool, String> {
+    let url = Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(false),
+        "http" => {
+            let loopback = match url.host() {
+                Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(true)
+            } else {
+                Err(format!(
+                    "endpoint {endpoint:?} uses plain http to a host that is not loopback; use https"
+                ))
+            }
+        }
+        other => Err(format!(
+            "endpoint {endpoint:?} has scheme {other:?}; expected https (or http on loopback)"
+        )),
+    }
+}
+
+/// Uploads `bytes` to `path`: one PUT for small objects, a multipart upload
+/// (parts sent concurrently) for large ones. The object appears whole or not
+/// at all; an interrupted multipart upload is aborted.
+pub async fn put_object(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    bytes: Bytes,
+) -> Result<(), TierError> {
+    let err = |source| TierError::ObjectStore {
+        op: "put",
+        path: path.to_string(),
+        source,
+    };
+    let mut w = BufWriter::new(Arc::clone(store), path.clone());
+    let put = async {
+        w.put(bytes).await?;
+        w.shutdown().await.map_err(from_io)
+    };
+    if let Err(e) = put.await {
+        // Best effort: a stale multipart upload only costs storage until
+        // the bucket's lifecycle rule removes it.
+        let _ = w.abort().await;
+        return Err(err(e));
+    }
+    Ok(())
+}
+
+/// `BufWriter`'s `AsyncWrite` side reports object store errors inside an
+/// `io::Error`: take them out again so that retryability survives.
+fn from_io(e: std::io::Error) -> object_store::Error {
+    let kind = e.kind();
+    let source = match e.into_inner() {
+        Some(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(e) => return *e,
+            Err(other) => other,
+        },
+        None => Box::new(std::io::Error::from(kind)),
+    };
+    object_store::Error::Generic {
+        store: "BufWriter",
+        source,
+    }
+}

@@ -1,0 +1,272 @@
+//! Tiering: sealed ranges of a shard become Parquet objects in the object
+//! store, and local log entries that are tiered and older than the local
+//! retention are deleted.
+//!
+//! - Only the shard leader uploads. A range is sealed once its batches reach
+//!   `segment_bytes_max` or its first record is `segment_age_max_ms` old. The
+//!   leader writes the object, then commits `Command::Tier` through the
+//!   shard's Raft group (the manifest is replicated state), then writes a copy
+//!   of the manifest next to the data. A crash between upload and commit
+//!   leaves an object the manifest does not name (the next upload of the same
+//!   range overwrites it, as keys are deterministic); never a gap.
+//! - Every replica deletes on its own: once entries are tiered and older than
+//!   `local_retention_ms`, it persists a snapshot (the shard state: offsets,
+//!   dedup table, index, manifest) and purges its Raft log up to them. A
+//!   replica that falls behind the purge point gets that snapshot, not the
+//!   tiered bytes. Reads of purged offsets go to the object store.
+//! - If the store is unreachable, uploads retry with backoff and nothing is
+//!   deleted locally; ingestion goes on while local disk lasts.
+
+use crate::node::{Node, ShardGroup};
+use crate::raft::types::{Command, CommandResponse};
+use crate::tier::format::{SegmentWriter, WriterOptions};
+use crate::tier::manifest::Manifest;
+use crate::tier::{keys, store, TierError};
+use anyhow::{Context, Result};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_schema::batch;
+use tokio::sync::watch;
+
+/// The object store and the tiering settings of a node.
+pub struct Tier {
+    pub url: String,
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    pub segment_bytes_max: u64,
+    pub segment_age_max_ms: u64,
+    pub local_retention_ms: u64,
+    pub writer: WriterOptions,
+}
+
+impl Tier {
+    pub fn open(cfg: &crate::config::CoreConfig) -> Result<Self> {
+        let url = cfg.object_store_url();
+        let (store, prefix) =
+            store::open(&url).with_context(|| format!("opening the object store {url}"))?;
+        Ok(Self {
+            url,
+            store,
+            prefix,
+            segment_bytes_max: cfg.segment_bytes_max,
+            segment_age_max_ms: cfg.segment_age_max_ms,
+            local_retention_ms: cfg.local_retention_ms,
+            writer: WriterOptions::default(),
+        })
+    }
+}
+
+/// How often each shard is checked.
+const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest wait between upload retries of one shard.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Fewest seconds between two local purges of one shard (each writes a snapshot).
+const PURGE_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct ShardTiering {
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    purged_at: Option<Instant>,
+}
+
+/// Runs tiering and local retention for every shard on the node until `stop`.
+pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<bool>) {
+    let mut state: HashMap<(String, u32), ShardTiering> = HashMap::new();
+    loop {
+        for ((stream, shard), g) in node.shard_groups() {
+            let st = state.entry((stream.clone(), shard)).or_default();
+            if g.leader() == Some(node.cfg.node_id)
+                && st.retry_at.is_none_or(|t| Instant::now() >= t)
+            {
+                match upload_sealed(&tier, &stream, shard, &g).await {
+                    Ok(_) => {
+                        st.retry_at = None;
+                        st.backoff = Duration::ZERO;
+                    }
+                    Err(e) => {
+                        st.backoff =
+                            (st.backoff * 2).clamp(Duration::from_millis(500), BACKOFF_MAX);
+                        st.retry_at = Some(Instant::now() + st.backoff);
+                        metrics::counter!("strata_core_tier_errors_total").increment(1);
+                        tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), retry_in_ms = st.backoff.as_millis() as u64, "tiering failed; will retry");
+                    }
+                }
+            }
+            if st.purged_at.is_none_or(|t| t.elapsed() >= PURGE_INTERVAL) {
+                match purge_local(&tier, &g).await {
+                    Ok(true) => st.purged_at = Some(Instant::now()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), "deleting tiered local entries failed")
+                    }
+                }
+            }
+            let (next, tiered) = g.sm.read(|s| (s.next_offset, s.tiered_to()));
+            metrics::gauge!("strata_core_tier_backlog_records", "stream" => stream.clone(), "shard" => shard.to_string())
+                .set(next.saturating_sub(tiered) as f64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PASS_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::node::now_ms()
+}
+
+/// Uploads every sealed range of the shard, oldest first. Returns the
+/// number of objects written.
+pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<usize> {
+    let mut n = 0;
+    loop {
+        let entries = g.sm.read(|s| {
+            let to = s.tiered_to();
+            let start = s.index.partition_point(|e| e.base_offset < to);
+            let mut bytes = 0u64;
+            let mut end = start;
+            for e in &s.index[start..] {
+                bytes += u64::from(e.bytes);
+                end += 1;
+                if bytes >= tier.segment_bytes_max {
+                    break;
+                }
+            }
+            let entries = &s.index[start..end];
+            let first_ts = entries.first().map_or(i64::MAX, |e| e.max_timestamp_ms);
+            let old = now_ms().saturating_sub(first_ts) >= tier.segment_age_max_ms as i64;
+            let sealed = bytes >= tier.segment_bytes_max || old;
+            (sealed && !entries.is_empty()).then(|| entries.to_vec())
+        });
+        let Some(entries) = entries else {
+            return Ok(n);
+        };
+        let started = Instant::now();
+        let mut w = SegmentWriter::new(stream, shard, tier.writer)?;
+        for e in &entries {
+            let cmd = match g.log.read_command(e.log_index)? {
+                Some(Command::Append(a)) => a,
+                other => anyhow::bail!(
+                    "log entry {} should be an append, found {other:?}",
+                    e.log_index
+                ),
+            };
+            let b = batch::open(&cmd.batch)?;
+            for (i, rec) in b
+                .records()
+                .iter()
+                .enumerate()
+                .skip(e.skip as usize)
+                .take(e.count as usize)
+            {
+                w.push(e.base_offset + (i - e.skip as usize) as u64, &rec)?;
+            }
+        }
+        let enc = w.finish()?;
+        let key = enc.key(&tier.prefix, stream, shard);
+        store::put_object(&tier.store, &key, enc.parquet.clone()).await?;
+        let obj = enc.tiered_object(&key);
+        let resp = g
+            .raft
+            .client_write(Command::Tier(obj.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("committing the manifest entry: {e}"))?;
+        match resp.data {
+            CommandResponse::Tiered { .. } => {}
+            other => anyhow::bail!("manifest entry for {key} refused: {other:?}"),
+        }
+        metrics::counter!("strata_core_tier_objects_total").increment(1);
+        metrics::counter!("strata_core_tier_records_total").increment(obj.records);
+        metrics::counter!("strata_core_tier_payload_bytes_total").increment(obj.payload_bytes);
+        metrics::counter!("strata_core_tier_object_bytes_total").increment(obj.bytes);
+        tracing::info!(
+            key = %key,
+            records = obj.records,
+            payload_bytes = obj.payload_bytes,
+            object_bytes = obj.bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "tiered a segment"
+        );
+        write_manifest(tier, stream, shard, g).await?;
+        n += 1;
+    }
+}
+
+/// Writes the shard's manifest copy next to its data (for restore and for
+/// readers outside Strata).
+async fn write_manifest(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<()> {
+    let objects = g.sm.read(|s| s.tiered.clone());
+    let mut m = Manifest::new(stream, shard);
+    for o in objects {
+        m.push(o)?;
+    }
+    let key = keys::manifest_key(&tier.prefix, stream, shard);
+    store::put_object(&tier.store, &key, m.to_json().into()).await?;
+    Ok(())
+}
+
+/// Purges local log entries that are tiered and older than the local
+/// retention, behind a persisted snapshot. Returns whether it purged.
+async fn purge_local(tier: &Tier, g: &ShardGroup) -> Result<bool> {
+    let cutoff = now_ms().saturating_sub(tier.local_retention_ms as i64);
+    let upto = g.sm.read(|s| {
+        let to = s.tiered_to();
+        s.index
+            .iter()
+            .take_while(|e| {
+                e.base_offset + u64::from(e.count) <= to && e.max_timestamp_ms <= cutoff
+            })
+            .last()
+            .map(|e| e.log_index)
+    });
+    let Some(upto) = upto else {
+        return Ok(false);
+    };
+    if g.log.purged_index().is_some_and(|p| p >= upto) {
+        return Ok(false);
+    }
+    g.raft.trigger().snapshot().await?;
+    g.raft
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= upto),
+            "snapshot covering the tiered entries",
+        )
+        .await
+        .context("waiting for the snapshot")?;
+    g.raft.trigger().purge_log(upto).await?;
+    tracing::info!(
+        upto,
+        "deleting local log entries that are tiered and past local retention"
+    );
+    Ok(true)
+}
+
+/// Reads records at `offset` from the tiered object holding it.
+pub async fn read_tiered(
+    tier: &Tier,
+    g: &ShardGroup,
+    offset: u64,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<crate::tier::read::TierRead, TierError> {
+    let obj = g
+        .sm
+        .read(|s| s.tiered_object(offset).cloned())
+        .ok_or_else(|| TierError::Manifest(format!("no tiered object holds offset {offset}")))?;
+    let path = obj.path()?;
+    crate::tier::read::read_records(
+        tier.store.clone(),
+        &path,
+        Some(obj.bytes),
+        offset,
+        max_records,
+        max_bytes,
+    )
+    .await
+}
