@@ -18,6 +18,7 @@ DUCKDB_VERSION="1.4.4"
 DUCKDB_EXT_VERSION="0.1.2"
 DUCKDB_HTTPFS_VERSION="1.4.4.20260205"
 PYARROW_VERSION="26.0.1"
+PYTZ_VERSION="2025.2"
 
 "$root/deploy/scripts/setup.sh"
 
@@ -28,6 +29,8 @@ installed duckdb "$DUCKDB_VERSION" || want+=("duckdb==$DUCKDB_VERSION")
 installed duckdb-ext "$DUCKDB_EXT_VERSION" || want+=("duckdb-ext==$DUCKDB_EXT_VERSION")
 installed duckdb-ext-httpfs "$DUCKDB_HTTPFS_VERSION" || want+=("duckdb-ext-httpfs==$DUCKDB_HTTPFS_VERSION")
 installed pyarrow "$PYARROW_VERSION" || want+=("pyarrow==$PYARROW_VERSION")
+# DuckDB hands TIMESTAMP WITH TIME ZONE values to Python through pytz.
+installed pytz "$PYTZ_VERSION" || want+=("pytz==$PYTZ_VERSION")
 if [ "${#want[@]}" -gt 0 ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${want[@]}"
 fi

@@ -10,6 +10,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "setup"
 ./deploy/scripts/setup.sh
+./deploy/scripts/setup-s3.sh
 step "schema: generated code matches schema/fbs"
 ./deploy/scripts/gen-schema.sh --check
 step "cargo fmt --check"

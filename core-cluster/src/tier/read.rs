@@ -133,7 +133,6 @@ pub async fn read_records(
         let Some(rb) = stream.next().await else { break };
         out.push(&rb.map_err(decode)?).map_err(format)?;
     }
-    drop(stream);
     if out.records == 0 {
         return Err(format(format!("no rows decoded for offset {from_offset}")));
     }
