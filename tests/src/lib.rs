@@ -156,6 +156,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts both daemons; `edge_extra` is appended to the edge's TOML.
     pub async fn start(edge_extra: &str) -> Result<Self> {
+        Self::start_with(edge_extra, "").await
+    }
+
+    /// [`Pipeline::start`] with `core_extra` appended to the core's TOML.
+    pub async fn start_with(edge_extra: &str, core_extra: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
         let core_addr = free_udp_addr();
@@ -164,7 +169,7 @@ impl Pipeline {
         std::fs::write(
             p.join("core.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\n{core_extra}\n",
                 p.join("core"),
                 pki.cert,
                 pki.key
