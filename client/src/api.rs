@@ -9,7 +9,7 @@ use strata_schema::fb;
 use strata_schema::wire;
 
 /// A shard as `stream describe` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct ShardInfo {
     pub id: u32,
     pub start_hash_key: String,
@@ -18,6 +18,10 @@ pub struct ShardInfo {
     pub next_offset: u64,
     pub leader_node: u64,
     pub replicas: Vec<u64>,
+    /// Offsets below this are in the object store.
+    pub tiered_offset: u64,
+    pub tier_objects: u64,
+    pub tier_bytes: u64,
 }
 
 /// A core node holding replicas of a stream (or, in cluster status, any
@@ -77,13 +81,15 @@ pub fn build_node_description<'a>(
 }
 
 /// A stream as `stream describe` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct StreamInfo {
     pub name: String,
     pub replication: u32,
     pub created_ms: i64,
     pub shards: Vec<ShardInfo>,
     pub nodes: Vec<NodeInfo>,
+    /// Where the stream's Parquet archive lives (`<store URL>/stream=<name>`).
+    pub archive_url: String,
 }
 
 impl StreamInfo {
@@ -106,12 +112,16 @@ impl StreamInfo {
                         .replicas()
                         .map(|r| r.iter().collect())
                         .unwrap_or_default(),
+                    tiered_offset: sh.tiered_offset(),
+                    tier_objects: sh.tier_objects(),
+                    tier_bytes: sh.tier_bytes(),
                 })
                 .collect(),
             nodes: s
                 .nodes()
                 .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
                 .unwrap_or_default(),
+            archive_url: s.archive_url().unwrap_or("").to_string(),
         }
     }
 
@@ -170,6 +180,9 @@ pub fn build_stream_description<'a>(
                     next_offset: sh.next_offset,
                     leader_node: sh.leader_node,
                     replicas,
+                    tiered_offset: sh.tiered_offset,
+                    tier_objects: sh.tier_objects,
+                    tier_bytes: sh.tier_bytes,
                 },
             )
         })
@@ -182,9 +195,11 @@ pub fn build_stream_description<'a>(
         .collect();
     let nodes = Some(fbb.create_vector(&nodes));
     let name = Some(fbb.create_string(&s.name));
+    let archive_url = Some(fbb.create_string(&s.archive_url));
     fb::StreamDescription::create(
         fbb,
         &fb::StreamDescriptionArgs {
+            archive_url,
             name,
             replication: s.replication,
             created_ms: s.created_ms,

@@ -937,10 +937,20 @@ impl Node {
                 .iter()
                 .map(|sh| {
                     let local = self.shard(&meta.name, sh.id);
-                    let (first, next) = local
+                    let (first, next, tiered, objects, tier_bytes) = local
                         .as_ref()
-                        .map(|g| g.sm.read(|s| (s.first_offset, s.next_offset)))
-                        .unwrap_or((0, 0));
+                        .map(|g| {
+                            g.sm.read(|s| {
+                                (
+                                    s.first_offset,
+                                    s.next_offset,
+                                    s.tiered_to(),
+                                    s.tiered.len() as u64,
+                                    s.tiered.iter().map(|o| o.bytes).sum(),
+                                )
+                            })
+                        })
+                        .unwrap_or((0, 0, 0, 0, 0));
                     ShardInfo {
                         id: sh.id,
                         start_hash_key: sh.start_hash_key.clone(),
@@ -949,10 +959,18 @@ impl Node {
                         next_offset: next,
                         leader_node: local.and_then(|g| g.leader()).unwrap_or(0),
                         replicas: sh.replicas.clone(),
+                        tiered_offset: tiered,
+                        tier_objects: objects,
+                        tier_bytes,
                     }
                 })
                 .collect(),
             nodes,
+            archive_url: format!(
+                "{}/stream={}",
+                self.tier.url.trim_end_matches('/'),
+                meta.name
+            ),
         }
     }
 

@@ -308,13 +308,10 @@ impl From<CachedStream> for StreamInfo {
                     id: sh.id,
                     start_hash_key: sh.start_hash_key,
                     end_hash_key: sh.end_hash_key,
-                    first_offset: 0,
-                    next_offset: 0,
-                    leader_node: 0,
-                    replicas: Vec::new(),
+                    ..Default::default()
                 })
                 .collect(),
-            nodes: Vec::new(),
+            ..Default::default()
         }
     }
 }

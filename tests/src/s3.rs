@@ -154,8 +154,6 @@ impl S3Server {
                 .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
                 .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
                 .env_remove("S3_BUCKET")
-                // Its gRPC unix sockets go to the temp dir: keep them in ours.
-                .env("TMPDIR", &self.dir)
                 .current_dir(&self.dir)
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
@@ -207,6 +205,22 @@ impl S3Server {
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill9();
+            self.remove_grpc_sockets();
+        }
+    }
+
+    /// `weed` puts a unix socket per gRPC port in /tmp (no flag moves
+    /// them) and only removes them on a graceful exit: remove ours.
+    fn remove_grpc_sockets(&self) {
+        let p = &self.ports;
+        for (component, port) in [
+            ("s3", p.s3_grpc),
+            ("master", p.master_grpc),
+            ("volume", p.volume_grpc),
+            ("filer", p.filer_grpc),
+            ("admin", p.admin_grpc),
+        ] {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{component}-grpc-{port}.sock"));
         }
     }
 
@@ -242,6 +256,12 @@ impl S3Server {
 
     pub fn log_tail(&self) -> String {
         self.proc.as_ref().map(Proc::log_tail).unwrap_or_default()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

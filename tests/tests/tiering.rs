@@ -65,6 +65,28 @@ async fn run(p: &Pipeline) -> Result<()> {
     )
     .await?;
 
+    // `describe` shows no backlog once everything is tiered, and where the
+    // archive lives.
+    let d = wait_for(
+        "the tiering backlog to drain",
+        Duration::from_secs(60),
+        || async {
+            let d = api::describe_stream(&core, "sensors").await?;
+            let drained = d.shards.iter().all(|s| {
+                s.tiered_offset == s.next_offset && s.tier_objects > 0 && s.tier_bytes > 0
+            });
+            Ok(drained.then_some(d))
+        },
+    )
+    .await?;
+    let total: u64 = d.shards.iter().map(|s| s.next_offset).sum();
+    assert_eq!(total, RECORDS);
+    assert!(
+        d.archive_url.starts_with("file://") && d.archive_url.ends_with("/stream=sensors"),
+        "{}",
+        d.archive_url
+    );
+
     // Every record is still readable through the consumer API, in order.
     let mut consumed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_offset = Vec::new();

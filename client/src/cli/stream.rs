@@ -129,19 +129,35 @@ fn print_describe(s: &StreamInfo) {
         s.replication,
         s.shards.len()
     );
+    if !s.archive_url.is_empty() {
+        println!("archive {}", s.archive_url);
+    }
     println!(
-        "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7}",
-        "SHARD", "START HASH KEY", "END HASH KEY", "FIRST", "NEXT", "LEADER"
+        "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
+        "SHARD",
+        "START HASH KEY",
+        "END HASH KEY",
+        "FIRST",
+        "NEXT",
+        "LEADER",
+        "TIERED",
+        "BACKLOG",
+        "OBJECTS",
+        "TIER BYTES"
     );
     for sh in &s.shards {
         println!(
-            "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7}",
+            "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
             sh.id,
             sh.start_hash_key,
             sh.end_hash_key,
             sh.first_offset,
             sh.next_offset,
-            sh.leader_node
+            sh.leader_node,
+            sh.tiered_offset,
+            sh.next_offset.saturating_sub(sh.tiered_offset),
+            sh.tier_objects,
+            sh.tier_bytes
         );
     }
 }

@@ -1896,6 +1896,9 @@ impl<'a> ShardDescription<'a> {
   pub const VT_NEXT_OFFSET: ::flatbuffers::VOffsetT = 12;
   pub const VT_LEADER_NODE: ::flatbuffers::VOffsetT = 14;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_TIERED_OFFSET: ::flatbuffers::VOffsetT = 18;
+  pub const VT_TIER_OBJECTS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_TIER_BYTES: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1907,6 +1910,9 @@ impl<'a> ShardDescription<'a> {
     args: &'args ShardDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ShardDescription<'bldr>> {
     let mut builder = ShardDescriptionBuilder::new(_fbb);
+    builder.add_tier_bytes(args.tier_bytes);
+    builder.add_tier_objects(args.tier_objects);
+    builder.add_tiered_offset(args.tiered_offset);
     builder.add_leader_node(args.leader_node);
     builder.add_next_offset(args.next_offset);
     builder.add_first_offset(args.first_offset);
@@ -1968,6 +1974,30 @@ impl<'a> ShardDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(ShardDescription::VT_REPLICAS, None)}
   }
+  /// Offsets below this are in the object store as Parquet (the tiering
+  /// backlog is `next_offset - tiered_offset`).
+  #[inline]
+  pub fn tiered_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardDescription::VT_TIERED_OFFSET, Some(0)).unwrap()}
+  }
+  /// Objects and bytes of the shard in the object store.
+  #[inline]
+  pub fn tier_objects(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardDescription::VT_TIER_OBJECTS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn tier_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardDescription::VT_TIER_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ShardDescription<'_> {
@@ -1983,6 +2013,9 @@ impl ::flatbuffers::Verifiable for ShardDescription<'_> {
      .visit_field::<u64>("next_offset", Self::VT_NEXT_OFFSET, false)?
      .visit_field::<u64>("leader_node", Self::VT_LEADER_NODE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<u64>("tiered_offset", Self::VT_TIERED_OFFSET, false)?
+     .visit_field::<u64>("tier_objects", Self::VT_TIER_OBJECTS, false)?
+     .visit_field::<u64>("tier_bytes", Self::VT_TIER_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -1995,6 +2028,9 @@ pub struct ShardDescriptionArgs<'a> {
     pub next_offset: u64,
     pub leader_node: u64,
     pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub tiered_offset: u64,
+    pub tier_objects: u64,
+    pub tier_bytes: u64,
 }
 impl<'a> Default for ShardDescriptionArgs<'a> {
   #[inline]
@@ -2007,6 +2043,9 @@ impl<'a> Default for ShardDescriptionArgs<'a> {
       next_offset: 0,
       leader_node: 0,
       replicas: None,
+      tiered_offset: 0,
+      tier_objects: 0,
+      tier_bytes: 0,
     }
   }
 }
@@ -2045,6 +2084,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardDescriptionBuilder<'a, '
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardDescription::VT_REPLICAS, replicas);
   }
   #[inline]
+  pub fn add_tiered_offset(&mut self, tiered_offset: u64) {
+    self.fbb_.push_slot::<u64>(ShardDescription::VT_TIERED_OFFSET, tiered_offset, 0);
+  }
+  #[inline]
+  pub fn add_tier_objects(&mut self, tier_objects: u64) {
+    self.fbb_.push_slot::<u64>(ShardDescription::VT_TIER_OBJECTS, tier_objects, 0);
+  }
+  #[inline]
+  pub fn add_tier_bytes(&mut self, tier_bytes: u64) {
+    self.fbb_.push_slot::<u64>(ShardDescription::VT_TIER_BYTES, tier_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ShardDescriptionBuilder {
@@ -2071,6 +2122,9 @@ impl ::core::fmt::Debug for ShardDescription<'_> {
       ds.field("next_offset", &self.next_offset());
       ds.field("leader_node", &self.leader_node());
       ds.field("replicas", &self.replicas());
+      ds.field("tiered_offset", &self.tiered_offset());
+      ds.field("tier_objects", &self.tier_objects());
+      ds.field("tier_bytes", &self.tier_bytes());
       ds.finish()
   }
 }
@@ -2281,6 +2335,7 @@ impl<'a> StreamDescription<'a> {
   pub const VT_CREATED_MS: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
   pub const VT_NODES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ARCHIVE_URL: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2293,6 +2348,7 @@ impl<'a> StreamDescription<'a> {
   ) -> ::flatbuffers::WIPOffset<StreamDescription<'bldr>> {
     let mut builder = StreamDescriptionBuilder::new(_fbb);
     builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.archive_url { builder.add_archive_url(x); }
     if let Some(x) = args.nodes { builder.add_nodes(x); }
     if let Some(x) = args.shards { builder.add_shards(x); }
     builder.add_replication(args.replication);
@@ -2337,6 +2393,14 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>(StreamDescription::VT_NODES, None)}
   }
+  /// Where the stream's Parquet archive lives: `<object store URL>/stream=<name>`.
+  #[inline]
+  pub fn archive_url(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_ARCHIVE_URL, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StreamDescription<'_> {
@@ -2350,6 +2414,7 @@ impl ::flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<i64>("created_ms", Self::VT_CREATED_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardDescription>>>>("shards", Self::VT_SHARDS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>("nodes", Self::VT_NODES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("archive_url", Self::VT_ARCHIVE_URL, false)?
      .finish();
     Ok(())
   }
@@ -2360,6 +2425,7 @@ pub struct StreamDescriptionArgs<'a> {
     pub created_ms: i64,
     pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardDescription<'a>>>>>,
     pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>>>,
+    pub archive_url: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -2370,6 +2436,7 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       created_ms: 0,
       shards: None, // required field
       nodes: None,
+      archive_url: None,
     }
   }
 }
@@ -2400,6 +2467,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StreamDescriptionBuilder<'a, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_NODES, nodes);
   }
   #[inline]
+  pub fn add_archive_url(&mut self, archive_url: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_ARCHIVE_URL, archive_url);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StreamDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -2424,6 +2495,7 @@ impl ::core::fmt::Debug for StreamDescription<'_> {
       ds.field("created_ms", &self.created_ms());
       ds.field("shards", &self.shards());
       ds.field("nodes", &self.nodes());
+      ds.field("archive_url", &self.archive_url());
       ds.finish()
   }
 }
