@@ -61,6 +61,8 @@ impl Tier {
 
 /// How often each shard is checked.
 const PASS_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest one shard's upload pass may take before the others get a turn.
+const UPLOAD_PASS_MAX: Duration = Duration::from_secs(120);
 /// Longest wait between upload retries of one shard.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Fewest seconds between two local purges of one shard (each writes a snapshot).
@@ -82,7 +84,13 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
             if g.leader() == Some(node.cfg.node_id)
                 && st.retry_at.is_none_or(|t| Instant::now() >= t)
             {
-                match upload_sealed(&tier, &stream, shard, &g).await {
+                let upload =
+                    tokio::time::timeout(UPLOAD_PASS_MAX, upload_sealed(&tier, &stream, shard, &g))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
+                        });
+                match upload {
                     Ok(_) => {
                         st.retry_at = None;
                         st.backoff = Duration::ZERO;

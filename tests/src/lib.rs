@@ -53,6 +53,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, config: &Path, log: &Path) -> Result<Self> {
+        Self::spawn_env(name, config, log, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        config: &Path,
+        log: &Path,
+        env: &[(&str, String)],
+    ) -> Result<Self> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -61,6 +71,7 @@ impl Proc {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -161,6 +172,16 @@ impl Pipeline {
 
     /// [`Pipeline::start`] with `core_extra` appended to the core's TOML.
     pub async fn start_with(edge_extra: &str, core_extra: &str) -> Result<Self> {
+        Self::start_env(edge_extra, core_extra, &[]).await
+    }
+
+    /// [`Pipeline::start_with`] with extra environment for the core (e.g.
+    /// the AWS_* variables of a test S3 server).
+    pub async fn start_env(
+        edge_extra: &str,
+        core_extra: &str,
+        core_env: &[(&str, String)],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
         let core_addr = free_udp_addr();
@@ -185,7 +206,12 @@ impl Pipeline {
                 pki.ca
             ),
         )?;
-        let core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
+        let core = Proc::spawn_env(
+            "strata-core",
+            &p.join("core.toml"),
+            &p.join("core.log"),
+            core_env,
+        )?;
         let edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
         let mut me = Self {
             dir,

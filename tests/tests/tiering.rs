@@ -1,62 +1,65 @@
-//! Tiering through a real pipeline (edge → core → local-filesystem object
-//! store): sealed segments become Parquet objects, the core deletes the
-//! tiered entries from its local log, consumers still read every record (now
-//! from the objects), and an independent reader (DuckDB and pyarrow, run by
-//! tests/py/read_archive.py) finds exactly the records that were produced.
+//! Tiering through a real pipeline (edge → core → object store): sealed
+//! segments become Parquet objects, the core deletes the tiered entries from
+//! its local log, consumers still read every record (now from the objects),
+//! and independent readers (DuckDB and pyarrow, run by
+//! tests/py/read_archive.py) find exactly the records that were produced.
+//! Once on the local filesystem (the default store), once on a real
+//! S3-compatible server (SeaweedFS) that goes down mid-run.
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use strata_client::api;
+use strata_client::{api, Client};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_tests::{s3, wait_for, Pipeline};
 
 const RECORDS: u64 = 20_000;
 const SHARDS: u32 = 2;
 const BASE_TS: i64 = 1_795_000_000_000;
+/// Seal segments after 1 s and delete tiered entries locally after 1 s.
+const FAST_TIERING: &str = "segment_age_max_ms = 1000\nlocal_retention_ms = 1000\n";
+
+type Row = (u32, u64, String, String, i64);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiered_segments_are_read_back_and_open_to_duckdb() -> Result<()> {
-    let p =
-        Pipeline::start_with("", "segment_age_max_ms = 1000\nlocal_retention_ms = 1000\n").await?;
-    let r = tokio::time::timeout(Duration::from_secs(240), run(&p)).await;
-    let r = match r {
-        Ok(r) => r,
-        Err(_) => Err(anyhow::anyhow!("test exceeded 240 s")),
-    };
+    let p = Pipeline::start_with("", FAST_TIERING).await?;
+    let r = tokio::time::timeout(Duration::from_secs(240), local(&p)).await;
+    let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("test exceeded 240 s")));
     if r.is_err() {
         eprintln!("--- core ---\n{}", p.core.log_tail());
     }
     r
 }
 
-async fn run(p: &Pipeline) -> Result<()> {
+async fn local(p: &Pipeline) -> Result<()> {
     let core = p.client(p.core_addr);
-    api::create_stream(&core, "sensors", SHARDS, 1).await?;
-    // Known sensor readings: device d, reading i, a header on every record.
     let edge = p.client(p.edge_addr);
-    let mut produced: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for chunk in 0..RECORDS / 500 {
-        let mut b = Builder::with_capacity(64 * 1024);
-        for i in chunk * 500..(chunk + 1) * 500 {
-            let key = format!("device-{}", i % 16);
-            let value = format!(r#"{{"device":"{key}","seq":{i},"temp":{}}}"#, 20 + i % 7);
-            b.push(&NewRecord {
-                key: Some(&key),
-                value: value.as_bytes(),
-                timestamp_ms: BASE_TS + i as i64,
-                headers: &[("unit", b"celsius")],
-            });
-            produced.entry(key).or_default().push(value);
-        }
-        api::produce(&edge, "sensors", &b.finish()).await?;
-    }
+    api::create_stream(&core, "sensors", SHARDS, 1).await?;
+    let mut produced = BTreeMap::new();
+    produce(&edge, 0..RECORDS, &mut produced).await?;
 
-    // The core tiers both shards and deletes the tiered entries locally.
+    // Everything reaches the core and is tiered: `describe` shows no backlog.
+    let d = wait_for(
+        "the tiering backlog to drain",
+        Duration::from_secs(120),
+        || drained(&core, RECORDS),
+    )
+    .await?;
+    assert!(d
+        .shards
+        .iter()
+        .all(|s| s.tier_objects > 0 && s.tier_bytes > 0));
+    assert!(
+        d.archive_url.starts_with("file://") && d.archive_url.ends_with("/stream=sensors"),
+        "{}",
+        d.archive_url
+    );
+    // ...and the tiered entries leave the local log.
     let shard_dir = |s: u32| p.dir.path().join(format!("core/shards/sensors/{s:05}"));
     wait_for(
         "tiered entries to be deleted from the local log",
-        Duration::from_secs(120),
+        Duration::from_secs(60),
         || async {
             Ok((0..SHARDS)
                 .all(|s| shard_dir(s).join("purged.json").exists())
@@ -65,35 +68,151 @@ async fn run(p: &Pipeline) -> Result<()> {
     )
     .await?;
 
-    // `describe` shows no backlog once everything is tiered, and where the
-    // archive lives.
-    let d = wait_for(
-        "the tiering backlog to drain",
+    // Every record is still readable through the consumer API, in order.
+    let by_offset = read_all(&core, &produced).await?;
+    // DuckDB (hive_partitioning) and pyarrow read the same records.
+    let archive = p.dir.path().join("core/archive");
+    let got = s3::read_archive(&archive.display().to_string(), "sensors", &[])?;
+    check_archive(&got, &by_offset)
+}
+
+/// Tiering to a real S3-compatible server (SeaweedFS): while the server is
+/// down, ingestion goes on, the backlog shows in `describe` and holds; after
+/// it returns the backlog drains and DuckDB reads the stream from S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_loses_nothing_and_tiering_catches_up() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut s3 = s3::S3Server::start(&dir.path().join("s3")).await?;
+    let url = s3.url("archive");
+    let core_cfg = format!("object_store = \"{url}\"\n{FAST_TIERING}");
+    let p = Pipeline::start_env("", &core_cfg, &s3.env()).await?;
+    let r = tokio::time::timeout(Duration::from_secs(300), outage(&p, &mut s3, &url)).await;
+    let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("test exceeded 300 s")));
+    if r.is_err() {
+        let _ = std::fs::copy(
+            &p.core.log,
+            std::env::temp_dir().join("strata-s3-test-core.log"),
+        );
+        eprintln!(
+            "--- core ---\n{}\n--- s3 ---\n{}",
+            p.core.log_tail(),
+            s3.log_tail()
+        );
+    }
+    r
+}
+
+async fn outage(p: &Pipeline, s3: &mut s3::S3Server, url: &str) -> Result<()> {
+    let core = p.client(p.core_addr);
+    let edge = p.client(p.edge_addr);
+    api::create_stream(&core, "sensors", SHARDS, 1).await?;
+    let mut produced = BTreeMap::new();
+    produce(&edge, 0..RECORDS / 2, &mut produced).await?;
+    wait_for(
+        "the first half to be tiered",
+        Duration::from_secs(120),
+        || drained(&core, RECORDS / 2),
+    )
+    .await?;
+
+    // S3 goes away: producers are still acknowledged and the core commits.
+    s3.stop();
+    let failures_before = tier_failures(p)?;
+    produce(&edge, RECORDS / 2..RECORDS, &mut produced).await?;
+    let stuck = wait_for(
+        "the second half committed",
         Duration::from_secs(60),
         || async {
-            let d = api::describe_stream(&core, "sensors").await?;
-            let drained = d.shards.iter().all(|s| {
-                s.tiered_offset == s.next_offset && s.tier_objects > 0 && s.tier_bytes > 0
-            });
-            Ok(drained.then_some(d))
+            let (next, backlog) = totals(&core).await?;
+            Ok((next == RECORDS).then_some(backlog))
         },
     )
     .await?;
-    let total: u64 = d.shards.iter().map(|s| s.next_offset).sum();
-    assert_eq!(total, RECORDS);
-    assert!(
-        d.archive_url.starts_with("file://") && d.archive_url.ends_with("/stream=sensors"),
-        "{}",
-        d.archive_url
-    );
+    assert!(stuck > 0, "nothing can be tiered while S3 is down");
+    // Uploads fail and are retried; the backlog holds meanwhile.
+    wait_for(
+        "failed upload attempts",
+        Duration::from_secs(60),
+        || async { Ok((tier_failures(p)? >= failures_before + 2).then_some(())) },
+    )
+    .await?;
+    let (_, later) = totals(&core).await?;
+    assert_eq!(later, stuck, "the backlog stays until S3 is back");
 
-    // Every record is still readable through the consumer API, in order.
+    // S3 is back: the backlog drains, every record reads back in order.
+    s3.restart().await?;
+    wait_for("tiering to catch up", Duration::from_secs(120), || {
+        drained(&core, RECORDS)
+    })
+    .await?;
+    let by_offset = read_all(&core, &produced).await?;
+    let got = s3::read_archive(url, "sensors", &s3.env())?;
+    check_archive(&got, &by_offset)
+}
+
+/// Upload failures the core has logged so far.
+fn tier_failures(p: &Pipeline) -> Result<usize> {
+    let log = std::fs::read_to_string(&p.core.log)?;
+    Ok(log.matches("tiering failed; will retry").count())
+}
+
+/// (records committed, records not yet tiered) over all shards.
+async fn totals(core: &Client) -> Result<(u64, u64)> {
+    let d = api::describe_stream(core, "sensors").await?;
+    Ok((
+        d.shards.iter().map(|s| s.next_offset).sum(),
+        d.shards
+            .iter()
+            .map(|s| s.next_offset - s.tiered_offset)
+            .sum(),
+    ))
+}
+
+/// The description once `want` records are committed and all are tiered.
+async fn drained(core: &Client, want: u64) -> Result<Option<api::StreamInfo>> {
+    let d = api::describe_stream(core, "sensors").await?;
+    let next: u64 = d.shards.iter().map(|s| s.next_offset).sum();
+    let tiered = d.shards.iter().all(|s| s.tiered_offset == s.next_offset);
+    Ok((next == want && tiered).then_some(d))
+}
+
+/// Produces readings `range` (device i % 16, reading i, one header) through
+/// the edge, remembering each device's values in order.
+async fn produce(
+    edge: &Client,
+    range: std::ops::Range<u64>,
+    produced: &mut BTreeMap<String, Vec<String>>,
+) -> Result<()> {
+    let mut b = Builder::with_capacity(64 * 1024);
+    for i in range {
+        let key = format!("device-{}", i % 16);
+        let value = format!(r#"{{"device":"{key}","seq":{i},"temp":{}}}"#, 20 + i % 7);
+        b.push(&NewRecord {
+            key: Some(&key),
+            value: value.as_bytes(),
+            timestamp_ms: BASE_TS + i as i64,
+            headers: &[("unit", b"celsius")],
+        });
+        produced.entry(key).or_default().push(value);
+        if b.len() == 500 {
+            api::produce(edge, "sensors", &b.finish()).await?;
+        }
+    }
+    if !b.is_empty() {
+        api::produce(edge, "sensors", &b.finish()).await?;
+    }
+    Ok(())
+}
+
+/// Reads every shard from offset 0 through the consumer API; checks dense
+/// offsets, the total, and each device's values in order against `produced`.
+async fn read_all(core: &Client, produced: &BTreeMap<String, Vec<String>>) -> Result<Vec<Row>> {
     let mut consumed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut by_offset = Vec::new();
     for shard in 0..SHARDS {
         let mut offset = 0;
         loop {
-            let f = api::fetch(&core, "sensors", shard, offset, 1000, Duration::ZERO).await?;
+            let f = api::fetch(core, "sensors", shard, offset, 1000, Duration::ZERO).await?;
             for r in &f.records {
                 if r.offset != offset {
                     bail!("shard {shard}: expected offset {offset}, got {}", r.offset);
@@ -110,16 +229,23 @@ async fn run(p: &Pipeline) -> Result<()> {
             }
         }
     }
-    assert_eq!(by_offset.len() as u64, RECORDS);
-    assert_eq!(consumed, produced, "per-key order and values after tiering");
+    let total: usize = produced.values().map(Vec::len).sum();
+    assert_eq!(by_offset.len(), total, "records read back");
+    assert_eq!(
+        &consumed, produced,
+        "per-key order and values after tiering"
+    );
+    Ok(by_offset)
+}
 
-    // DuckDB (hive_partitioning) and pyarrow read the same records.
-    let archive = p.dir.path().join("core/archive");
-    let got = s3::read_archive(&archive.display().to_string(), "sensors", &[])?;
-    assert_eq!(got["rows"].as_u64(), Some(RECORDS), "DuckDB row count");
+/// What read_archive.py found must be exactly `by_offset`, with the
+/// documented columns.
+fn check_archive(got: &serde_json::Value, by_offset: &[Row]) -> Result<()> {
+    let n = by_offset.len() as u64;
+    assert_eq!(got["rows"].as_u64(), Some(n), "DuckDB row count");
     assert_eq!(
         got["pyarrow"]["rows"].as_u64(),
-        Some(RECORDS),
+        Some(n),
         "pyarrow row count"
     );
     let columns: Vec<&str> = got["columns"]
@@ -140,7 +266,7 @@ async fn run(p: &Pipeline) -> Result<()> {
         assert!(columns.contains(&c), "column {c} missing from {columns:?}");
     }
     let records = got["records"].as_array().cloned().unwrap_or_default();
-    for (r, (shard, offset, key, value, ts)) in records.iter().zip(&by_offset) {
+    for (r, (shard, offset, key, value, ts)) in records.iter().zip(by_offset) {
         assert_eq!(r["shard"].as_u64(), Some(u64::from(*shard)));
         assert_eq!(r["offset"].as_u64(), Some(*offset));
         assert_eq!(r["partition_key"].as_str(), Some(key.as_str()));

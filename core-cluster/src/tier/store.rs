@@ -17,13 +17,11 @@
 use super::TierError;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
 /// Region used when the environment names none.
@@ -87,7 +85,19 @@ fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path
     }
     let prefix = url.path().trim_matches('/');
     let prefix = Path::parse(prefix).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
-    let mut s3 = s3.with_bucket_name(bucket);
+    // Few, quick retries inside one request: tiering retries whole uploads
+    // with its own backoff, and a stuck request must not hold up the other
+    // shards for object_store's default three minutes.
+    let retry = object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+    };
+    let mut s3 = s3.with_bucket_name(bucket).with_retry(retry);
     if s3.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
         s3 = s3.with_region(DEFAULT_REGION);
     }
@@ -130,9 +140,16 @@ fn endpoint_allows_http(endpoint: &str) -> Result<bool, String> {
     }
 }
 
-/// Uploads `bytes` to `path`: one PUT for small objects, a multipart upload
-/// (parts sent concurrently) for large ones. The object appears whole or not
-/// at all; an interrupted multipart upload is aborted.
+/// Objects up to this size go up in one PUT; larger ones as a multipart
+/// upload of [`PART_BYTES`] parts sent concurrently.
+const SINGLE_PUT_BYTES_MAX: usize = 10 << 20;
+const PART_BYTES: usize = 8 << 20;
+
+/// Uploads `bytes` to `path`. The object appears whole or not at all (a PUT
+/// or a completed multipart upload). A failed multipart upload is aborted
+/// when the failure is at completion; parts left by a failure earlier only
+/// cost storage until the bucket's lifecycle rule for incomplete uploads
+/// removes them.
 pub async fn put_object(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -143,33 +160,13 @@ pub async fn put_object(
         path: path.to_string(),
         source,
     };
-    let mut w = BufWriter::new(Arc::clone(store), path.clone());
-    let put = async {
-        w.put(bytes).await?;
-        w.shutdown().await.map_err(from_io)
-    };
-    if let Err(e) = put.await {
-        // Best effort: a stale multipart upload only costs storage until
-        // the bucket's lifecycle rule removes it.
-        let _ = w.abort().await;
-        return Err(err(e));
+    if bytes.len() <= SINGLE_PUT_BYTES_MAX {
+        store.put(path, bytes.into()).await.map_err(err)?;
+        return Ok(());
     }
+    let upload = store.put_multipart(path).await.map_err(err)?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    w.put(bytes);
+    w.finish().await.map_err(err)?;
     Ok(())
-}
-
-/// `BufWriter`'s `AsyncWrite` side reports object store errors inside an
-/// `io::Error`: take them out again so that retryability survives.
-fn from_io(e: std::io::Error) -> object_store::Error {
-    let kind = e.kind();
-    let source = match e.into_inner() {
-        Some(inner) => match inner.downcast::<object_store::Error>() {
-            Ok(e) => return *e,
-            Err(other) => other,
-        },
-        None => Box::new(std::io::Error::from(kind)),
-    };
-    object_store::Error::Generic {
-        store: "BufWriter",
-        source,
-    }
 }
