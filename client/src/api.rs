@@ -3,7 +3,7 @@
 
 use crate::transport::{Client, ClientError};
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use strata_schema::fb;
 use strata_schema::wire;
@@ -80,6 +80,34 @@ pub fn build_node_description<'a>(
     )
 }
 
+/// How long records are kept: `local_*` on the nodes' disks after they are
+/// tiered (None: the core's `local_retention_ms`), `total_*` anywhere,
+/// object store included (None: unlimited). Per shard for bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+}
+
+impl Retention {
+    /// From wire fields where 0 means unset.
+    pub fn from_wire(local_ms: u64, local_bytes: u64, total_ms: u64, total_bytes: u64) -> Self {
+        let some = |v: u64| (v > 0).then_some(v);
+        Self {
+            local_ms: some(local_ms),
+            local_bytes: some(local_bytes),
+            total_ms: some(total_ms),
+            total_bytes: some(total_bytes),
+        }
+    }
+}
+
 /// A stream as `stream describe` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct StreamInfo {
@@ -90,6 +118,7 @@ pub struct StreamInfo {
     pub nodes: Vec<NodeInfo>,
     /// Where the stream's Parquet archive lives (`<store URL>/stream=<name>`).
     pub archive_url: String,
+    pub retention: Retention,
 }
 
 impl StreamInfo {
@@ -122,6 +151,12 @@ impl StreamInfo {
                 .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
                 .unwrap_or_default(),
             archive_url: s.archive_url().unwrap_or("").to_string(),
+            retention: Retention::from_wire(
+                s.local_retention_ms(),
+                s.local_retention_bytes(),
+                s.retention_ms(),
+                s.retention_bytes(),
+            ),
         }
     }
 
@@ -200,6 +235,10 @@ pub fn build_stream_description<'a>(
         fbb,
         &fb::StreamDescriptionArgs {
             archive_url,
+            local_retention_ms: s.retention.local_ms.unwrap_or(0),
+            local_retention_bytes: s.retention.local_bytes.unwrap_or(0),
+            retention_ms: s.retention.total_ms.unwrap_or(0),
+            retention_bytes: s.retention.total_bytes.unwrap_or(0),
             name,
             replication: s.replication,
             created_ms: s.created_ms,
@@ -306,6 +345,17 @@ pub async fn create_stream(
     shards: u32,
     replication: u32,
 ) -> Result<StreamInfo, ClientError> {
+    create_stream_with(c, name, shards, replication, &Retention::default()).await
+}
+
+/// [`create_stream`] with a retention.
+pub async fn create_stream_with(
+    c: &Client,
+    name: &str,
+    shards: u32,
+    replication: u32,
+    retention: &Retention,
+) -> Result<StreamInfo, ClientError> {
     let req = wire::request(fb::RequestBody::CreateStreamRequest, |fbb| {
         let name = Some(fbb.create_string(name));
         fb::CreateStreamRequest::create(
@@ -314,6 +364,10 @@ pub async fn create_stream(
                 name,
                 shards,
                 replication,
+                local_retention_ms: retention.local_ms.unwrap_or(0),
+                local_retention_bytes: retention.local_bytes.unwrap_or(0),
+                retention_ms: retention.total_ms.unwrap_or(0),
+                retention_bytes: retention.total_bytes.unwrap_or(0),
             },
         )
         .as_union_value()

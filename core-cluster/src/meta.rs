@@ -58,6 +58,8 @@ pub struct StreamMeta {
     pub replication: u32,
     pub created_ms: i64,
     pub shards: Vec<ShardMeta>,
+    #[serde(default)]
+    pub retention: strata_client::api::Retention,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +374,7 @@ mod tests {
             name: name.into(),
             replication: rf,
             created_ms: 0,
+            retention: Default::default(),
             shards: place(c, shards, rf)
                 .unwrap()
                 .into_iter()

@@ -637,6 +637,14 @@ impl Node {
             .collect()
     }
 
+    /// A stream's retention, from the catalog (default if unknown).
+    pub fn retention(&self, stream: &str) -> strata_client::api::Retention {
+        self.meta
+            .sm
+            .read(|c| c.streams.get(stream).map(|s| s.retention))
+            .unwrap_or_default()
+    }
+
     pub fn shard(&self, stream: &str, shard: u32) -> Option<Arc<ShardGroup>> {
         self.shards
             .read()
@@ -744,7 +752,20 @@ impl Node {
         name: &str,
         shards: u32,
         replication: u32,
+        retention: strata_client::api::Retention,
     ) -> Result<StreamInfo, RemoteError> {
+        if let Some(b) = retention
+            .local_bytes
+            .filter(|&b| b < self.cfg.segment_bytes_max)
+        {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
+                    self.cfg.segment_bytes_max
+                ),
+            ));
+        }
         strata_schema::validate_stream_name(name)
             .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
         if shards == 0 || shards > self.cfg.shards_max {
@@ -770,6 +791,7 @@ impl Node {
             name: name.to_string(),
             replication,
             created_ms: now_ms(),
+            retention,
             shards: hashkey::even_ranges(shards)
                 .iter()
                 .zip(replicas)
@@ -966,6 +988,7 @@ impl Node {
                 })
                 .collect(),
             nodes,
+            retention: meta.retention,
             archive_url: format!(
                 "{}/stream={}",
                 self.tier.url.trim_end_matches('/'),

@@ -36,7 +36,17 @@ impl Handler for CoreHandler {
             fb::RequestBody::CreateStreamRequest => {
                 let r = req.body_as_create_stream_request().expect("type checked");
                 self.node
-                    .create_stream(r.name(), r.shards(), r.replication())
+                    .create_stream(
+                        r.name(),
+                        r.shards(),
+                        r.replication(),
+                        strata_client::api::Retention::from_wire(
+                            r.local_retention_ms(),
+                            r.local_retention_bytes(),
+                            r.retention_ms(),
+                            r.retention_bytes(),
+                        ),
+                    )
                     .await
                     .map(|s| describe_reply(&s))
             }

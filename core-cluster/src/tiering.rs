@@ -24,10 +24,11 @@ use crate::tier::manifest::Manifest;
 use crate::tier::{keys, store, TierError};
 use anyhow::{Context, Result};
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strata_client::api::Retention;
 use strata_schema::batch;
 use tokio::sync::watch;
 
@@ -81,6 +82,7 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
     loop {
         for ((stream, shard), g) in node.shard_groups() {
             let st = state.entry((stream.clone(), shard)).or_default();
+            let retention = node.retention(&stream);
             if g.leader() == Some(node.cfg.node_id)
                 && st.retry_at.is_none_or(|t| Instant::now() >= t)
             {
@@ -89,7 +91,8 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
                         .await
                         .unwrap_or_else(|_| {
                             Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
-                        });
+                        })
+                        .and(expire(&tier, &stream, shard, &g, &retention).await);
                 match upload {
                     Ok(_) => {
                         st.retry_at = None;
@@ -105,7 +108,7 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
                 }
             }
             if st.purged_at.is_none_or(|t| t.elapsed() >= PURGE_INTERVAL) {
-                match purge_local(&tier, &g).await {
+                match purge_local(&tier, &g, &retention).await {
                     Ok(true) => st.purged_at = Some(Instant::now()),
                     Ok(false) => {}
                     Err(e) => {
@@ -218,19 +221,33 @@ async fn write_manifest(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -
     Ok(())
 }
 
-/// Purges local log entries that are tiered and older than the local
-/// retention, behind a persisted snapshot. Returns whether it purged.
-async fn purge_local(tier: &Tier, g: &ShardGroup) -> Result<bool> {
-    let cutoff = now_ms().saturating_sub(tier.local_retention_ms as i64);
+/// Purges local log entries that are tiered and past the local retention
+/// (older than its time, or beyond its bytes counted from the newest entry),
+/// behind a persisted snapshot. Returns whether it purged.
+async fn purge_local(tier: &Tier, g: &ShardGroup, retention: &Retention) -> Result<bool> {
+    let local_ms = retention.local_ms.unwrap_or(tier.local_retention_ms);
+    let cutoff = now_ms().saturating_sub(local_ms as i64);
     let upto = g.sm.read(|s| {
         let to = s.tiered_to();
+        // Entries before `keep_from` lie beyond the local byte budget.
+        let keep_from = retention.local_bytes.map(|max| {
+            let mut bytes = 0u64;
+            let mut i = s.index.len();
+            while i > 0 && bytes + u64::from(s.index[i - 1].bytes) <= max {
+                bytes += u64::from(s.index[i - 1].bytes);
+                i -= 1;
+            }
+            i
+        });
         s.index
             .iter()
-            .take_while(|e| {
-                e.base_offset + u64::from(e.count) <= to && e.max_timestamp_ms <= cutoff
+            .enumerate()
+            .take_while(|(i, e)| {
+                e.base_offset + u64::from(e.count) <= to
+                    && (e.max_timestamp_ms <= cutoff || keep_from.is_some_and(|k| *i < k))
             })
             .last()
-            .map(|e| e.log_index)
+            .map(|(_, e)| e.log_index)
     });
     let Some(upto) = upto else {
         return Ok(false);
@@ -253,6 +270,73 @@ async fn purge_local(tier: &Tier, g: &ShardGroup) -> Result<bool> {
         "deleting local log entries that are tiered and past local retention"
     );
     Ok(true)
+}
+
+/// Total retention (shard leader): objects whose records are all older than
+/// the stream's retention, or the oldest ones beyond its byte budget, are
+/// deleted from the store first, then `Command::Expire` moves the shard's
+/// first offset past them. A crash in between leaves the manifest naming
+/// deleted objects of expiring offsets; the next pass deletes (not found is
+/// fine) and commits again, so no object outlives its retention unnamed.
+async fn expire(
+    tier: &Tier,
+    stream: &str,
+    shard: u32,
+    g: &ShardGroup,
+    retention: &Retention,
+) -> Result<()> {
+    if retention.total_ms.is_none() && retention.total_bytes.is_none() {
+        return Ok(());
+    }
+    let (first, gone) = g.sm.read(|s| {
+        let cutoff = retention
+            .total_ms
+            .map(|ms| now_ms().saturating_sub(ms as i64));
+        let total: u64 = s.tiered.iter().map(|o| o.bytes).sum();
+        let mut excess = retention.total_bytes.map_or(0, |b| total.saturating_sub(b));
+        let mut first = None;
+        let mut gone = Vec::new();
+        for o in &s.tiered {
+            let old = cutoff.is_some_and(|c| o.max_timestamp_ms < c);
+            if !old && excess == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(o.bytes);
+            first = Some(o.next_offset);
+            gone.push(o.clone());
+        }
+        (first, gone)
+    });
+    let Some(first) = first else {
+        return Ok(());
+    };
+    for o in &gone {
+        match tier.store.delete(&o.path()?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("deleting expired object {}", o.key)),
+        }
+    }
+    let resp = g
+        .raft
+        .client_write(Command::Expire {
+            first_offset: first,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("committing the expiry: {e}"))?;
+    if !matches!(resp.data, CommandResponse::Expired { .. }) {
+        anyhow::bail!("expiry to offset {first} refused: {:?}", resp.data);
+    }
+    let records: u64 = gone.iter().map(|o| o.records).sum();
+    metrics::counter!("strata_core_expired_records_total").increment(records);
+    tracing::info!(
+        stream,
+        shard,
+        first_offset = first,
+        objects = gone.len(),
+        records,
+        "total retention: expired the oldest records"
+    );
+    write_manifest(tier, stream, shard, g).await
 }
 
 /// Reads records at `offset` from the tiered object holding it.

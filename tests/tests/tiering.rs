@@ -276,3 +276,82 @@ fn check_archive(got: &serde_json::Value, by_offset: &[Row]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Total retention: a stream keeping one day drops readings five days old
+/// once they are tiered, from the object store and from the shard (reads
+/// below the new first offset are out of range). (Without a total retention
+/// the same readings stay readable: the first test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_retention_expires_old_records_everywhere() -> Result<()> {
+    let p = Pipeline::start_with("", FAST_TIERING).await?;
+    let r = tokio::time::timeout(Duration::from_secs(240), retention(&p)).await;
+    let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("test exceeded 240 s")));
+    if r.is_err() {
+        eprintln!("--- core ---\n{}", p.core.log_tail());
+    }
+    r
+}
+
+async fn retention(p: &Pipeline) -> Result<()> {
+    let core = p.client(p.core_addr);
+    let edge = p.client(p.edge_addr);
+    let day = api::Retention {
+        total_ms: Some(24 * 3600 * 1000),
+        ..Default::default()
+    };
+    let s = api::create_stream_with(&core, "sensors", SHARDS, 1, &day).await?;
+    assert_eq!(s.retention.total_ms, Some(24 * 3600 * 1000));
+    // BASE_TS is days before now: every reading is past a day's retention.
+    let mut produced = BTreeMap::new();
+    produce(&edge, 0..RECORDS / 4, &mut produced).await?;
+    let d = wait_for(
+        "old records to expire",
+        Duration::from_secs(120),
+        || async {
+            let d = api::describe_stream(&core, "sensors").await?;
+            let next: u64 = d.shards.iter().map(|s| s.next_offset).sum();
+            let gone = d
+                .shards
+                .iter()
+                .all(|s| s.first_offset == s.next_offset && s.tier_objects == 0);
+            Ok((next == RECORDS / 4 && gone).then_some(d))
+        },
+    )
+    .await?;
+    for sh in &d.shards {
+        let Err(strata_client::ClientError::Remote(e)) =
+            api::fetch(&core, "sensors", sh.id, 0, 10, Duration::ZERO).await
+        else {
+            bail!("offset 0 of shard {} should be out of range", sh.id);
+        };
+        assert_eq!(
+            e.code,
+            strata_schema::fb::ErrorCode::OffsetOutOfRange,
+            "{e}"
+        );
+    }
+    // The objects are gone from the store too (only manifests remain).
+    let archive = p.dir.path().join("core/archive/stream=sensors");
+    let parquet = walk(&archive)?
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert_eq!(parquet, 0, "expired objects are deleted from the store");
+    Ok(())
+}
+
+fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}

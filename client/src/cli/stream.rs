@@ -18,6 +18,21 @@ pub enum StreamCmd {
         /// least 3 zones, else one per zone.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7), hide_default_value = true)]
         replication: u32,
+        /// How long tiered records stay on the nodes' disks (e.g. 6h);
+        /// default: the core's local_retention_ms.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        local_retention: Option<std::time::Duration>,
+        /// Most bytes per shard kept on the nodes' disks once tiered.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        local_retention_bytes: Option<u64>,
+        /// Total retention (e.g. 400d): older records leave the object
+        /// store too. Default: unlimited.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        retention: Option<std::time::Duration>,
+        /// Total bytes per shard kept in the object store (oldest objects
+        /// go first). Default: unlimited.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        retention_bytes: Option<u64>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -42,11 +57,24 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
             name,
             shards,
             replication,
+            local_retention,
+            local_retention_bytes,
+            retention,
+            retention_bytes,
             json,
         } => {
             let name = &name;
-            let s = c
-                .any(|c| async move { api::create_stream(&c, name, shards, replication).await })
+            let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_millis() as u64).max(1));
+            let r = &api::Retention {
+                local_ms: ms(local_retention),
+                local_bytes: local_retention_bytes,
+                total_ms: ms(retention),
+                total_bytes: retention_bytes,
+            };
+            let s =
+                c.any(|c| async move {
+                    api::create_stream_with(&c, name, shards, replication, r).await
+                })
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -132,6 +160,20 @@ fn print_describe(s: &StreamInfo) {
     if !s.archive_url.is_empty() {
         println!("archive {}", s.archive_url);
     }
+    let r = &s.retention;
+    let dur = |v: Option<u64>, none: &str| {
+        v.map_or(none.to_string(), |ms| {
+            humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+        })
+    };
+    let bytes = |v: Option<u64>| v.map_or(String::new(), |b| format!(" or {b} bytes per shard"));
+    println!(
+        "retention: local {}{}, total {}{}",
+        dur(r.local_ms, "core default"),
+        bytes(r.local_bytes),
+        dur(r.total_ms, "unlimited"),
+        bytes(r.total_bytes)
+    );
     println!(
         "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
         "SHARD",

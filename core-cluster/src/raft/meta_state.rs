@@ -8,7 +8,7 @@ impl GroupState for Catalog {
     fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> CommandResponse {
         match cmd {
             Command::Meta(m) => CommandResponse::Meta(Catalog::apply(self, m)),
-            Command::Append(_) | Command::Tier(_) => {
+            Command::Append(_) | Command::Tier(_) | Command::Expire { .. } => {
                 CommandResponse::Rejected("append sent to the metadata group".into())
             }
         }

@@ -127,6 +127,31 @@ impl ShardState {
         }
     }
 
+    /// Total retention: drops the tiered objects (and index entries) below
+    /// `first`, which must be an object boundary. Idempotent.
+    fn expire(&mut self, first: u64) -> CommandResponse {
+        if first <= self.first_offset {
+            return CommandResponse::Expired {
+                first_offset: self.first_offset,
+            };
+        }
+        if !self.tiered.iter().any(|o| o.next_offset == first) {
+            return CommandResponse::Rejected(format!(
+                "offset {first} is not the end of a tiered object"
+            ));
+        }
+        self.tiered.retain(|o| o.next_offset > first);
+        let keep = self
+            .index
+            .partition_point(|e| e.base_offset + u64::from(e.count) <= first);
+        self.index.drain(..keep);
+        self.first_offset = first;
+        self.check_invariants();
+        CommandResponse::Expired {
+            first_offset: first,
+        }
+    }
+
     /// Index of the entry holding `offset`, if it is in the shard.
     pub fn locate(&self, offset: u64) -> Option<usize> {
         if offset < self.first_offset || offset >= self.next_offset {
@@ -162,6 +187,7 @@ impl GroupState for ShardState {
         match cmd {
             Command::Append(a) => self.append(log_id, a),
             Command::Tier(t) => self.tier(t),
+            Command::Expire { first_offset } => self.expire(*first_offset),
             Command::Meta(_) => {
                 CommandResponse::Rejected("metadata command sent to a shard".into())
             }

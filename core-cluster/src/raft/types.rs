@@ -71,6 +71,9 @@ pub enum Command {
     /// Shard groups: offsets `[first, next)` now also live in this object
     /// (the shard leader uploaded it); the manifest grows by one entry.
     Tier(crate::tier::manifest::TieredObject),
+    /// Shard groups: total retention: offsets below `first_offset` leave the
+    /// shard (their objects are then deleted from the store).
+    Expire { first_offset: u64 },
 }
 
 /// What applying a [`Command`] produced.
@@ -86,6 +89,9 @@ pub enum CommandResponse {
     Meta(MetaResponse),
     Tiered {
         tiered_to: u64,
+    },
+    Expired {
+        first_offset: u64,
     },
     /// The command does not belong to this group (a bug in the caller).
     Rejected(String),
@@ -105,6 +111,7 @@ pub enum CodecError {
 const TAG_APPEND: u8 = 1;
 const TAG_META: u8 = 2;
 const TAG_TIER: u8 = 3;
+const TAG_EXPIRE: u8 = 4;
 
 impl Command {
     /// Appends the binary form of the command to `out`. The batch bytes are
@@ -135,6 +142,10 @@ impl Command {
             Command::Tier(t) => {
                 out.put_u8(TAG_TIER);
                 serde_json::to_writer(out, t).expect("tiered objects serialize");
+            }
+            Command::Expire { first_offset } => {
+                out.put_u8(TAG_EXPIRE);
+                out.put_u64_le(*first_offset);
             }
         }
     }
@@ -178,6 +189,10 @@ impl Command {
             }
             TAG_META => Ok(Command::Meta(serde_json::from_slice(&b)?)),
             TAG_TIER => Ok(Command::Tier(serde_json::from_slice(&b)?)),
+            TAG_EXPIRE if b.remaining() == 8 => Ok(Command::Expire {
+                first_offset: b.get_u64_le(),
+            }),
+            TAG_EXPIRE => Err(CodecError::Truncated(total)),
             t => Err(CodecError::UnknownTag(t)),
         }
     }

@@ -1586,6 +1586,10 @@ impl<'a> CreateStreamRequest<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 6;
   pub const VT_REPLICATION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LOCAL_RETENTION_MS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LOCAL_RETENTION_BYTES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_RETENTION_MS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_RETENTION_BYTES: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1597,6 +1601,10 @@ impl<'a> CreateStreamRequest<'a> {
     args: &'args CreateStreamRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<CreateStreamRequest<'bldr>> {
     let mut builder = CreateStreamRequestBuilder::new(_fbb);
+    builder.add_retention_bytes(args.retention_bytes);
+    builder.add_retention_ms(args.retention_ms);
+    builder.add_local_retention_bytes(args.local_retention_bytes);
+    builder.add_local_retention_ms(args.local_retention_ms);
     builder.add_replication(args.replication);
     builder.add_shards(args.shards);
     if let Some(x) = args.name { builder.add_name(x); }
@@ -1625,6 +1633,37 @@ impl<'a> CreateStreamRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(CreateStreamRequest::VT_REPLICATION, Some(0)).unwrap()}
   }
+  /// Retention; 0 = the core's default (local) or unlimited (total).
+  /// Local: how long / how many bytes per shard stay on the nodes' disks
+  /// once tiered. Total: when records leave the object store too.
+  #[inline]
+  pub fn local_retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CreateStreamRequest::VT_LOCAL_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn local_retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CreateStreamRequest::VT_LOCAL_RETENTION_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CreateStreamRequest::VT_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CreateStreamRequest::VT_RETENTION_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CreateStreamRequest<'_> {
@@ -1636,6 +1675,10 @@ impl ::flatbuffers::Verifiable for CreateStreamRequest<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
      .visit_field::<u32>("shards", Self::VT_SHARDS, false)?
      .visit_field::<u32>("replication", Self::VT_REPLICATION, false)?
+     .visit_field::<u64>("local_retention_ms", Self::VT_LOCAL_RETENTION_MS, false)?
+     .visit_field::<u64>("local_retention_bytes", Self::VT_LOCAL_RETENTION_BYTES, false)?
+     .visit_field::<u64>("retention_ms", Self::VT_RETENTION_MS, false)?
+     .visit_field::<u64>("retention_bytes", Self::VT_RETENTION_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -1644,6 +1687,10 @@ pub struct CreateStreamRequestArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub shards: u32,
     pub replication: u32,
+    pub local_retention_ms: u64,
+    pub local_retention_bytes: u64,
+    pub retention_ms: u64,
+    pub retention_bytes: u64,
 }
 impl<'a> Default for CreateStreamRequestArgs<'a> {
   #[inline]
@@ -1652,6 +1699,10 @@ impl<'a> Default for CreateStreamRequestArgs<'a> {
       name: None, // required field
       shards: 0,
       replication: 0,
+      local_retention_ms: 0,
+      local_retention_bytes: 0,
+      retention_ms: 0,
+      retention_bytes: 0,
     }
   }
 }
@@ -1672,6 +1723,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreateStreamRequestBuilder<'a
   #[inline]
   pub fn add_replication(&mut self, replication: u32) {
     self.fbb_.push_slot::<u32>(CreateStreamRequest::VT_REPLICATION, replication, 0);
+  }
+  #[inline]
+  pub fn add_local_retention_ms(&mut self, local_retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(CreateStreamRequest::VT_LOCAL_RETENTION_MS, local_retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_local_retention_bytes(&mut self, local_retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(CreateStreamRequest::VT_LOCAL_RETENTION_BYTES, local_retention_bytes, 0);
+  }
+  #[inline]
+  pub fn add_retention_ms(&mut self, retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(CreateStreamRequest::VT_RETENTION_MS, retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_retention_bytes(&mut self, retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(CreateStreamRequest::VT_RETENTION_BYTES, retention_bytes, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreateStreamRequestBuilder<'a, 'b, A> {
@@ -1695,6 +1762,10 @@ impl ::core::fmt::Debug for CreateStreamRequest<'_> {
       ds.field("name", &self.name());
       ds.field("shards", &self.shards());
       ds.field("replication", &self.replication());
+      ds.field("local_retention_ms", &self.local_retention_ms());
+      ds.field("local_retention_bytes", &self.local_retention_bytes());
+      ds.field("retention_ms", &self.retention_ms());
+      ds.field("retention_bytes", &self.retention_bytes());
       ds.finish()
   }
 }
@@ -2336,6 +2407,10 @@ impl<'a> StreamDescription<'a> {
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
   pub const VT_NODES: ::flatbuffers::VOffsetT = 12;
   pub const VT_ARCHIVE_URL: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LOCAL_RETENTION_MS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LOCAL_RETENTION_BYTES: ::flatbuffers::VOffsetT = 18;
+  pub const VT_RETENTION_MS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_RETENTION_BYTES: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2347,6 +2422,10 @@ impl<'a> StreamDescription<'a> {
     args: &'args StreamDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<StreamDescription<'bldr>> {
     let mut builder = StreamDescriptionBuilder::new(_fbb);
+    builder.add_retention_bytes(args.retention_bytes);
+    builder.add_retention_ms(args.retention_ms);
+    builder.add_local_retention_bytes(args.local_retention_bytes);
+    builder.add_local_retention_ms(args.local_retention_ms);
     builder.add_created_ms(args.created_ms);
     if let Some(x) = args.archive_url { builder.add_archive_url(x); }
     if let Some(x) = args.nodes { builder.add_nodes(x); }
@@ -2401,6 +2480,35 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(StreamDescription::VT_ARCHIVE_URL, None)}
   }
+  /// As in CreateStreamRequest (0 = default / unlimited).
+  #[inline]
+  pub fn local_retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDescription::VT_LOCAL_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn local_retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDescription::VT_LOCAL_RETENTION_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDescription::VT_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDescription::VT_RETENTION_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StreamDescription<'_> {
@@ -2415,6 +2523,10 @@ impl ::flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardDescription>>>>("shards", Self::VT_SHARDS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>("nodes", Self::VT_NODES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("archive_url", Self::VT_ARCHIVE_URL, false)?
+     .visit_field::<u64>("local_retention_ms", Self::VT_LOCAL_RETENTION_MS, false)?
+     .visit_field::<u64>("local_retention_bytes", Self::VT_LOCAL_RETENTION_BYTES, false)?
+     .visit_field::<u64>("retention_ms", Self::VT_RETENTION_MS, false)?
+     .visit_field::<u64>("retention_bytes", Self::VT_RETENTION_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -2426,6 +2538,10 @@ pub struct StreamDescriptionArgs<'a> {
     pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardDescription<'a>>>>>,
     pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>>>,
     pub archive_url: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub local_retention_ms: u64,
+    pub local_retention_bytes: u64,
+    pub retention_ms: u64,
+    pub retention_bytes: u64,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -2437,6 +2553,10 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       shards: None, // required field
       nodes: None,
       archive_url: None,
+      local_retention_ms: 0,
+      local_retention_bytes: 0,
+      retention_ms: 0,
+      retention_bytes: 0,
     }
   }
 }
@@ -2471,6 +2591,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StreamDescriptionBuilder<'a, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_ARCHIVE_URL, archive_url);
   }
   #[inline]
+  pub fn add_local_retention_ms(&mut self, local_retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(StreamDescription::VT_LOCAL_RETENTION_MS, local_retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_local_retention_bytes(&mut self, local_retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StreamDescription::VT_LOCAL_RETENTION_BYTES, local_retention_bytes, 0);
+  }
+  #[inline]
+  pub fn add_retention_ms(&mut self, retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(StreamDescription::VT_RETENTION_MS, retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_retention_bytes(&mut self, retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StreamDescription::VT_RETENTION_BYTES, retention_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StreamDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -2496,6 +2632,10 @@ impl ::core::fmt::Debug for StreamDescription<'_> {
       ds.field("shards", &self.shards());
       ds.field("nodes", &self.nodes());
       ds.field("archive_url", &self.archive_url());
+      ds.field("local_retention_ms", &self.local_retention_ms());
+      ds.field("local_retention_bytes", &self.local_retention_bytes());
+      ds.field("retention_ms", &self.retention_ms());
+      ds.field("retention_bytes", &self.retention_bytes());
       ds.finish()
   }
 }
