@@ -379,6 +379,34 @@ pub async fn create_stream_with(
         .ok_or_else(|| bad(c, "StreamDescription"))
 }
 
+/// Recreates `name` from its archive in the cluster's object store (see
+/// `strata stream restore`).
+pub async fn restore_stream(
+    c: &Client,
+    name: &str,
+    from_url: &str,
+    replication: u32,
+) -> Result<StreamInfo, ClientError> {
+    let req = wire::request(fb::RequestBody::RestoreStreamRequest, |fbb| {
+        let name = Some(fbb.create_string(name));
+        let from_url = Some(fbb.create_string(from_url));
+        fb::RestoreStreamRequest::create(
+            fbb,
+            &fb::RestoreStreamRequestArgs {
+                name,
+                from_url,
+                replication,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_stream_description()
+        .map(|s| StreamInfo::from_fb(&s))
+        .ok_or_else(|| bad(c, "StreamDescription"))
+}
+
 pub async fn list_streams(c: &Client) -> Result<Vec<StreamInfo>, ClientError> {
     let req = wire::request(fb::RequestBody::ListStreamsRequest, |fbb| {
         fb::ListStreamsRequest::create(fbb, &fb::ListStreamsRequestArgs {}).as_union_value()

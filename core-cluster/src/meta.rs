@@ -60,6 +60,10 @@ pub struct StreamMeta {
     pub shards: Vec<ShardMeta>,
     #[serde(default)]
     pub retention: strata_client::api::Retention,
+    /// Set by `stream restore`: each shard leader loads its shard's manifest
+    /// from this object store URL into the (empty) shard.
+    #[serde(default)]
+    pub restore_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,6 +379,7 @@ mod tests {
             replication: rf,
             created_ms: 0,
             retention: Default::default(),
+            restore_from: None,
             shards: place(c, shards, rf)
                 .unwrap()
                 .into_iter()

@@ -637,6 +637,15 @@ impl Node {
             .collect()
     }
 
+    /// Whether `stream` is being restored from an archive.
+    pub fn restoring(&self, stream: &str) -> bool {
+        self.meta.sm.read(|c| {
+            c.streams
+                .get(stream)
+                .is_some_and(|s| s.restore_from.is_some())
+        })
+    }
+
     /// A stream's retention, from the catalog (default if unknown).
     pub fn retention(&self, stream: &str) -> strata_client::api::Retention {
         self.meta
@@ -754,6 +763,55 @@ impl Node {
         replication: u32,
         retention: strata_client::api::Retention,
     ) -> Result<StreamInfo, RemoteError> {
+        self.create_stream_from(name, shards, replication, retention, None)
+            .await
+    }
+
+    /// `strata stream restore`: the archive must be in this cluster's object
+    /// store; one shard per manifest found there.
+    pub async fn restore_stream(
+        &self,
+        name: &str,
+        from_url: &str,
+        replication: u32,
+    ) -> Result<StreamInfo, RemoteError> {
+        let ours = self.tier.url.trim_end_matches('/');
+        if !from_url.is_empty() && from_url.trim_end_matches('/') != ours {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--from {from_url}: this cluster's object store is {ours}; restore reads the archive in place, so set object_store to {from_url} in the core config"
+                ),
+            ));
+        }
+        self.require_meta_leader()?;
+        let shards = crate::tiering::archived_shards(&self.tier, name)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("{e:#}")))?;
+        if shards == 0 {
+            return Err(RemoteError::new(
+                ErrorCode::UnknownStream,
+                format!("no manifests of stream {name:?} under {ours}/_strata/manifests"),
+            ));
+        }
+        self.create_stream_from(
+            name,
+            shards,
+            replication,
+            Default::default(),
+            Some(self.tier.url.clone()),
+        )
+        .await
+    }
+
+    async fn create_stream_from(
+        &self,
+        name: &str,
+        shards: u32,
+        replication: u32,
+        retention: strata_client::api::Retention,
+        restore_from: Option<String>,
+    ) -> Result<StreamInfo, RemoteError> {
         if let Some(b) = retention
             .local_bytes
             .filter(|&b| b < self.cfg.segment_bytes_max)
@@ -792,6 +850,7 @@ impl Node {
             replication,
             created_ms: now_ms(),
             retention,
+            restore_from,
             shards: hashkey::even_ranges(shards)
                 .iter()
                 .zip(replicas)

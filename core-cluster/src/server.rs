@@ -50,6 +50,13 @@ impl Handler for CoreHandler {
                     .await
                     .map(|s| describe_reply(&s))
             }
+            fb::RequestBody::RestoreStreamRequest => {
+                let r = req.body_as_restore_stream_request().expect("type checked");
+                self.node
+                    .restore_stream(r.name(), r.from_url().unwrap_or(""), r.replication())
+                    .await
+                    .map(|s| describe_reply(&s))
+            }
             fb::RequestBody::DescribeStreamRequest => {
                 let r = req.body_as_describe_stream_request().expect("type checked");
                 self.node.describe(r.name()).map(|s| describe_reply(&s))

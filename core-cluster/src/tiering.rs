@@ -83,6 +83,15 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
         for ((stream, shard), g) in node.shard_groups() {
             let st = state.entry((stream.clone(), shard)).or_default();
             let retention = node.retention(&stream);
+            let leads = g.leader() == Some(node.cfg.node_id);
+            if leads
+                && node.restoring(&stream)
+                && g.sm.read(|s| s.next_offset == 0 && s.tiered.is_empty())
+            {
+                if let Err(e) = restore_shard(&tier, &stream, shard, &g).await {
+                    tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), "restoring from the archive failed; will retry");
+                }
+            }
             if g.leader() == Some(node.cfg.node_id)
                 && st.retry_at.is_none_or(|t| Instant::now() >= t)
             {
@@ -337,6 +346,51 @@ async fn expire(
         "total retention: expired the oldest records"
     );
     write_manifest(tier, stream, shard, g).await
+}
+
+/// Number of shards with a manifest of `stream` in the store (shards are
+/// numbered from 0 without gaps).
+pub async fn archived_shards(tier: &Tier, stream: &str) -> Result<u32> {
+    let mut n = 0;
+    loop {
+        let key = keys::manifest_key(&tier.prefix, stream, n);
+        match tier.store.head(&key).await {
+            Ok(_) => n += 1,
+            Err(object_store::Error::NotFound { .. }) => return Ok(n),
+            Err(e) => return Err(e).with_context(|| format!("looking for {key}")),
+        }
+    }
+}
+
+/// Loads shard `shard`'s manifest from the store into the empty shard.
+async fn restore_shard(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<()> {
+    let key = keys::manifest_key(&tier.prefix, stream, shard);
+    let bytes = tier
+        .store
+        .get(&key)
+        .await
+        .with_context(|| format!("reading {key}"))?
+        .bytes()
+        .await?;
+    let m = Manifest::from_json(&bytes).with_context(|| format!("manifest {key}"))?;
+    if m.stream != stream || m.shard != shard {
+        anyhow::bail!(
+            "{key} describes {}/{}, not {stream}/{shard}",
+            m.stream,
+            m.shard
+        );
+    }
+    if m.objects.is_empty() {
+        return Ok(());
+    }
+    let records: u64 = m.objects.iter().map(|o| o.records).sum();
+    let resp = g
+        .raft
+        .client_write(Command::Restore(m.objects))
+        .await
+        .map_err(|e| anyhow::anyhow!("committing the restored manifest: {e}"))?;
+    tracing::info!(stream, shard, records, result = ?resp.data, "restored the shard's history from its manifest");
+    Ok(())
 }
 
 /// Reads records at `offset` from the tiered object holding it.

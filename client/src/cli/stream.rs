@@ -37,6 +37,22 @@ pub enum StreamCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Recreate a stream from its Parquet archive (objects and manifests)
+    /// in the cluster's object store, e.g. in a fresh cluster after losing
+    /// the old one. Offsets, keys, values, timestamps and headers come back
+    /// as they were; nothing is downloaded (reads go to the objects).
+    Restore {
+        name: String,
+        /// Archive location, e.g. s3://bucket/prefix; must be the
+        /// cluster's object_store (the default).
+        #[arg(long, value_name = "URL", default_value = "")]
+        from: String,
+        /// Replicas per shard (default as for `create`).
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        replication: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// List streams.
     List {
         #[arg(long)]
@@ -80,6 +96,43 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 println!("created stream {} with {} shard(s)", s.name, s.shards.len());
+                print_describe(&s);
+            }
+        }
+        StreamCmd::Restore {
+            name,
+            from,
+            replication,
+            json,
+        } => {
+            let (name, from) = (&name, &from);
+            c.any(|c| async move { api::restore_stream(&c, name, from, replication).await })
+                .await?;
+            // Shard leaders load their manifests in the background.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let s = loop {
+                let s = c.describe(name).await?;
+                if s.shards.iter().all(|sh| sh.next_offset > 0) {
+                    break s;
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!("stream {name} is created but some shards have not loaded their manifests within 60 s; check `strata stream describe {name}` and the core logs");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let records: u64 = s
+                    .shards
+                    .iter()
+                    .map(|sh| sh.next_offset - sh.first_offset)
+                    .sum();
+                println!(
+                    "restored stream {} with {} shard(s), {records} records",
+                    s.name,
+                    s.shards.len()
+                );
                 print_describe(&s);
             }
         }

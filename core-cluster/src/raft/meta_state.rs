@@ -8,7 +8,10 @@ impl GroupState for Catalog {
     fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> CommandResponse {
         match cmd {
             Command::Meta(m) => CommandResponse::Meta(Catalog::apply(self, m)),
-            Command::Append(_) | Command::Tier(_) | Command::Expire { .. } => {
+            Command::Append(_)
+            | Command::Tier(_)
+            | Command::Expire { .. }
+            | Command::Restore(_) => {
                 CommandResponse::Rejected("append sent to the metadata group".into())
             }
         }

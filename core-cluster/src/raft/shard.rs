@@ -127,6 +127,29 @@ impl ShardState {
         }
     }
 
+    /// `stream restore`: an empty shard adopts archived objects (contiguous,
+    /// as the manifest checks) as its history; appends continue after them.
+    fn restore(&mut self, objects: &[TieredObject]) -> CommandResponse {
+        if self.next_offset != 0 || !self.tiered.is_empty() {
+            return CommandResponse::Rejected("the shard is not empty".into());
+        }
+        let contiguous = objects
+            .windows(2)
+            .all(|w| w[0].next_offset == w[1].first_offset);
+        let (Some(first), Some(last)) = (objects.first(), objects.last()) else {
+            return CommandResponse::Rejected("no objects to restore".into());
+        };
+        if !contiguous {
+            return CommandResponse::Rejected("the objects are not contiguous".into());
+        }
+        self.first_offset = first.first_offset;
+        self.next_offset = last.next_offset;
+        self.tiered = objects.to_vec();
+        CommandResponse::Tiered {
+            tiered_to: last.next_offset,
+        }
+    }
+
     /// Total retention: drops the tiered objects (and index entries) below
     /// `first`, which must be an object boundary. Idempotent.
     fn expire(&mut self, first: u64) -> CommandResponse {
@@ -160,7 +183,11 @@ impl ShardState {
         let i = self
             .index
             .partition_point(|e| e.base_offset + u64::from(e.count) <= offset);
-        (i < self.index.len()).then_some(i)
+        // After a restore the index starts where the archive ends.
+        self.index
+            .get(i)
+            .filter(|e| e.base_offset <= offset)
+            .map(|_| i)
     }
 
     /// First entry whose running max timestamp reaches `ts`.
@@ -188,6 +215,7 @@ impl GroupState for ShardState {
             Command::Append(a) => self.append(log_id, a),
             Command::Tier(t) => self.tier(t),
             Command::Expire { first_offset } => self.expire(*first_offset),
+            Command::Restore(objects) => self.restore(objects),
             Command::Meta(_) => {
                 CommandResponse::Rejected("metadata command sent to a shard".into())
             }

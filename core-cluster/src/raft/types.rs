@@ -74,6 +74,9 @@ pub enum Command {
     /// Shard groups: total retention: offsets below `first_offset` leave the
     /// shard (their objects are then deleted from the store).
     Expire { first_offset: u64 },
+    /// Shard groups: `stream restore`: an empty shard takes over the
+    /// archived objects of its manifest as its history.
+    Restore(Vec<crate::tier::manifest::TieredObject>),
 }
 
 /// What applying a [`Command`] produced.
@@ -112,6 +115,7 @@ const TAG_APPEND: u8 = 1;
 const TAG_META: u8 = 2;
 const TAG_TIER: u8 = 3;
 const TAG_EXPIRE: u8 = 4;
+const TAG_RESTORE: u8 = 5;
 
 impl Command {
     /// Appends the binary form of the command to `out`. The batch bytes are
@@ -146,6 +150,10 @@ impl Command {
             Command::Expire { first_offset } => {
                 out.put_u8(TAG_EXPIRE);
                 out.put_u64_le(*first_offset);
+            }
+            Command::Restore(objects) => {
+                out.put_u8(TAG_RESTORE);
+                serde_json::to_writer(out, objects).expect("tiered objects serialize");
             }
         }
     }
@@ -193,6 +201,7 @@ impl Command {
                 first_offset: b.get_u64_le(),
             }),
             TAG_EXPIRE => Err(CodecError::Truncated(total)),
+            TAG_RESTORE => Ok(Command::Restore(serde_json::from_slice(&b)?)),
             t => Err(CodecError::UnknownTag(t)),
         }
     }

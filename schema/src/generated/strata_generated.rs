@@ -330,10 +330,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 11] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -344,6 +344,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::FetchRequest,
   RequestBody::ClusterStatusRequest,
   RequestBody::ChangeMembershipRequest,
+  RequestBody::RestoreStreamRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -361,9 +362,10 @@ impl RequestBody {
   pub const FetchRequest: Self = Self(7);
   pub const ClusterStatusRequest: Self = Self(8);
   pub const ChangeMembershipRequest: Self = Self(9);
+  pub const RestoreStreamRequest: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -375,6 +377,7 @@ impl RequestBody {
     Self::FetchRequest,
     Self::ClusterStatusRequest,
     Self::ChangeMembershipRequest,
+    Self::RestoreStreamRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -389,6 +392,7 @@ impl RequestBody {
       Self::FetchRequest => Some("FetchRequest"),
       Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
       Self::ChangeMembershipRequest => Some("ChangeMembershipRequest"),
+      Self::RestoreStreamRequest => Some("RestoreStreamRequest"),
       _ => None,
     }
   }
@@ -1766,6 +1770,142 @@ impl ::core::fmt::Debug for CreateStreamRequest<'_> {
       ds.field("local_retention_bytes", &self.local_retention_bytes());
       ds.field("retention_ms", &self.retention_ms());
       ds.field("retention_bytes", &self.retention_bytes());
+      ds.finish()
+  }
+}
+pub enum RestoreStreamRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `strata stream restore`: recreate a stream from its Parquet archive
+/// (objects and manifests) in the cluster's object store, e.g. in a fresh
+/// cluster after a disaster. Answered with a `StreamDescription`; shard
+/// leaders then load their manifests in the background.
+pub struct RestoreStreamRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for RestoreStreamRequest<'a> {
+  type Inner = RestoreStreamRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> RestoreStreamRequest<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_FROM_URL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLICATION: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    RestoreStreamRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RestoreStreamRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<RestoreStreamRequest<'bldr>> {
+    let mut builder = RestoreStreamRequestBuilder::new(_fbb);
+    builder.add_replication(args.replication);
+    if let Some(x) = args.from_url { builder.add_from_url(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(RestoreStreamRequest::VT_NAME, None).unwrap()}
+  }
+  /// The archive location; must be the cluster's object store (empty: it).
+  #[inline]
+  pub fn from_url(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(RestoreStreamRequest::VT_FROM_URL, None)}
+  }
+  #[inline]
+  pub fn replication(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(RestoreStreamRequest::VT_REPLICATION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for RestoreStreamRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("from_url", Self::VT_FROM_URL, false)?
+     .visit_field::<u32>("replication", Self::VT_REPLICATION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RestoreStreamRequestArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub from_url: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub replication: u32,
+}
+impl<'a> Default for RestoreStreamRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RestoreStreamRequestArgs {
+      name: None, // required field
+      from_url: None,
+      replication: 0,
+    }
+  }
+}
+
+pub struct RestoreStreamRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RestoreStreamRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RestoreStreamRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_from_url(&mut self, from_url: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RestoreStreamRequest::VT_FROM_URL, from_url);
+  }
+  #[inline]
+  pub fn add_replication(&mut self, replication: u32) {
+    self.fbb_.push_slot::<u32>(RestoreStreamRequest::VT_REPLICATION, replication, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RestoreStreamRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RestoreStreamRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<RestoreStreamRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, RestoreStreamRequest::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for RestoreStreamRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("RestoreStreamRequest");
+      ds.field("name", &self.name());
+      ds.field("from_url", &self.from_url());
+      ds.field("replication", &self.replication());
       ds.finish()
   }
 }
@@ -4316,6 +4456,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_restore_stream_request(&self) -> Option<RestoreStreamRequest<'a>> {
+    if self.body_type() == RequestBody::RestoreStreamRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { RestoreStreamRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -4335,6 +4489,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("RequestBody::FetchRequest", pos),
           RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
           RequestBody::ChangeMembershipRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ChangeMembershipRequest>>("RequestBody::ChangeMembershipRequest", pos),
+          RequestBody::RestoreStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RestoreStreamRequest>>("RequestBody::RestoreStreamRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4448,6 +4603,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ChangeMembershipRequest => {
           if let Some(x) = self.body_as_change_membership_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::RestoreStreamRequest => {
+          if let Some(x) = self.body_as_restore_stream_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -2,7 +2,10 @@
 //! machine. `all` runs every workload (docs/benchmarks.md says what each
 //! means), prints a Markdown table and writes CSV files and plot.svg into a
 //! results directory; `smoke` does the same with tiny counts to prove the
-//! harness works; `profile` samples the Strata processes at peak with perf.
+//! harness works (plus a tiny `tier`); `profile` samples the Strata processes
+//! at peak with perf; `tier` measures tiering to object storage (Parquet
+//! conversion throughput per core, compression, and a consumer replaying from
+//! the tier against local disk).
 //!
 //! Nothing here asserts on timing: it measures and reports.
 
@@ -16,6 +19,7 @@ mod run;
 mod stats;
 mod strata;
 mod target;
+mod tier;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -35,10 +39,15 @@ enum Cmd {
     /// Every workload and system, 3 runs each (about 10 minutes on 2 cores).
     All(Opts),
     /// Tiny counts and 1 run, to check the harness works (used by the tests;
-    /// NATS rows are skipped when nats-server is not installed).
+    /// NATS rows are skipped when nats-server is not installed), then a tiny
+    /// `tier` measurement.
     Smoke(Opts),
     /// Profiles strata-edge and strata-core with `perf record` at peak.
     Profile(profile::ProfileOpts),
+    /// Tiering to object storage: Parquet conversion throughput per core,
+    /// compression, and a consumer replaying from the tier vs local disk
+    /// (about 2 minutes).
+    Tier(tier::TierOpts),
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +107,9 @@ fn main() {
         Cmd::Smoke(o) => rt.block_on(until_signal(bench(o, true))),
         Cmd::Profile(o) => {
             build_binaries(o.no_build).and_then(|()| rt.block_on(until_signal(profile::run(o))))
+        }
+        Cmd::Tier(o) => {
+            build_binaries(o.no_build).and_then(|()| rt.block_on(until_signal(tier::command(o))))
         }
     };
     if let Err(e) = r {
@@ -327,7 +339,18 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
     ];
     eprintln!("results: {}", dir.display());
     let mut results = Results::default();
-    let outcome = run::run_plan(&plan, &mut results).await;
+    let mut outcome = run::run_plan(&plan, &mut results).await;
+    // Smoke also runs a tiny tiering measurement (`tier` is the real one).
+    let tiering = if smoke {
+        let tplan = tier::TierPlan::smoke(o.seed);
+        eprintln!("== tiering (tiny)");
+        let mut rep = tier::TierReport::default();
+        let r = tier::measure(&tplan, &dir, &mut rep).await;
+        outcome = outcome.and(r.context("tiering"));
+        Some((rep, tplan))
+    } else {
+        None
+    };
     // Again at the end: on a shared machine the disk and the load drift.
     if let Ok(f) = procfs::fsync_probe(&tmp, Duration::from_secs_f64(probe_secs)) {
         facts.push((
@@ -346,7 +369,11 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
     if let Err(e) = &outcome {
         facts.push(("incomplete".into(), format!("stopped by an error: {e:#}")));
     }
-    let table = report::render(&results, &plan, &facts);
+    let mut table = report::render(&results, &plan, &facts);
+    if let Some((rep, tplan)) = &tiering {
+        table.push_str(&tier::render(rep, tplan));
+        tier::write_csv(&dir, rep)?;
+    }
     println!("{table}");
     std::fs::write(dir.join("table.md"), &table)?;
     report::write_csv(&dir, &results, &facts)?;

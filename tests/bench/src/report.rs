@@ -151,7 +151,7 @@ impl Tables<'_> {
             self.plan
                 .sizes
                 .iter()
-                .map(|_| "not available yet: tiering is not built".to_string()),
+                .map(|_| "measured by `strata-bench tier` (its own table)".to_string()),
         );
         self.row(&c);
     }
@@ -500,6 +500,11 @@ pub fn write_csv(dir: &Path, r: &Results, facts: &Facts) -> Result<()> {
         );
     }
     std::fs::write(dir.join("skipped.csv"), sk)?;
+    write_facts(dir, facts)
+}
+
+/// machine.csv: the facts as `key,value`.
+pub fn write_facts(dir: &Path, facts: &Facts) -> Result<()> {
     let mut mc = String::from("key,value\n");
     for (k, v) in facts {
         let _ = writeln!(

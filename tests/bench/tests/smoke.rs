@@ -1,8 +1,8 @@
 //! Keeps the benchmark harness compiling and working: runs `strata-bench
 //! smoke` (tiny counts, one run; NATS rows skipped when nats-server is not
-//! installed) against the debug binaries and checks that it wrote its
-//! table, CSV files and plot. No timing is asserted: figures from a smoke
-//! run mean nothing.
+//! installed; then a tiny tiering run) against the debug binaries and checks
+//! that it wrote its table, CSV files and plot. No timing is asserted:
+//! figures from a smoke run mean nothing.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -48,10 +48,28 @@ fn smoke_run_writes_table_csv_and_plot() {
         table.contains("| (a) producer → edge | Strata RF=1 |"),
         "{table}"
     );
+    // The tiny tiering run: its section, its CSV files and the core's log.
     assert!(
-        table.contains("not available yet"),
-        "RF=3 and tiering rows: {table}"
+        table.contains("### Tiering to object storage") && table.contains("| **tier ÷ local** |"),
+        "{table}"
     );
+    for f in ["tier.csv", "tier-objects.csv", "tier-core.log"] {
+        assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+    let tier = std::fs::read_to_string(out.path().join("tier.csv")).unwrap();
+    for metric in [
+        "tiering,payload_mb_per_s,",
+        "tiering,payload_mb_per_core_s,",
+        "compression,payload_over_parquet,",
+        "replay_local,records_per_s,",
+        "replay_tier,records_per_s,",
+        "replay_tier,records_served_from_tier,",
+    ] {
+        assert!(
+            tier.contains(metric),
+            "{metric} missing from tier.csv:\n{tier}"
+        );
+    }
     let summary = std::fs::read_to_string(out.path().join("summary.csv")).unwrap();
     for metric in [
         "ack_rps",
