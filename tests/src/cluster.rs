@@ -33,6 +33,11 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` core nodes in zones az-a, az-b, … and one edge agent.
     pub async fn start(n: u64, relays: bool) -> Result<Self> {
+        Self::start_with(n, relays, "").await
+    }
+
+    /// [`TestCluster::start`] with top-level keys added to every core's config.
+    pub async fn start_with(n: u64, relays: bool, core_extra: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let p = dir.path().to_path_buf();
         let (pki, _) = DevPki::ensure(&p.join("tls"))?;
@@ -50,7 +55,8 @@ impl TestCluster {
             };
             specs.push((id, zone, addr, bind, advertise));
         }
-        let mut peers = String::new();
+        // Top-level keys first: the [[peers]] tables end the TOML's top level.
+        let mut peers = format!("{core_extra}\n");
         for (id, zone, addr, _, advertise) in &specs {
             peers += &format!("\n[[peers]]\nid = {id}\nzone = \"{zone}\"\naddr = \"{addr}\"\npeer_addr = \"{advertise}\"\n");
         }

@@ -406,3 +406,111 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
     assert_eq!(got.records.first().map(|r| r.offset), Some(0));
     Ok(())
 }
+
+/// With tiering (one object store shared by the nodes), a replica that
+/// joins after the log was purged recovers the shard from its snapshot (the
+/// manifest), not by copying the tiered bytes, and serves the whole history
+/// from the objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_replica_recovers_tiered_shards_from_the_manifest() -> Result<()> {
+    let store = tempfile::tempdir()?;
+    let extra = format!(
+        "object_store = \"file://{}\"\nsegment_age_max_ms = 1000\nlocal_retention_ms = 1000\n",
+        store.path().display()
+    );
+    let mut c = TestCluster::start_with(3, false, &extra).await?;
+    let r = bounded(600, rebuild(&mut c)).await;
+    if r.is_err() {
+        eprintln!("{}", c.logs());
+    }
+    r
+}
+
+async fn rebuild(c: &mut TestCluster) -> Result<()> {
+    c.create_stream("archived", 1, 3).await?;
+    let producers = workload::start(c.edge_addr, &c.pki.ca, "archived", 30_000, 30, 2, 200);
+    producers.wait_acked(30_000, WAIT).await?;
+    let acked = producers.stop().await?;
+    // Everything is tiered and every replica purged its log.
+    let cluster = c.cluster();
+    wait_for("the shard to be tiered", WAIT, || async {
+        let d = cluster.describe("archived").await?;
+        let s = &d.shards[0];
+        Ok((s.next_offset == 30_000 && s.tiered_offset == s.next_offset).then_some(()))
+    })
+    .await?;
+    let root = c.dir.path().to_path_buf();
+    let shard_dir = move |id: u64| root.join(format!("core-{id}/shards/archived/00000"));
+    wait_for("every replica to purge its log", WAIT, || async {
+        Ok((1..=3)
+            .all(|id| shard_dir(id).join("purged.json").exists())
+            .then_some(()))
+    })
+    .await?;
+
+    // Node 4 replaces node 3; the leader has no log to send it: a snapshot.
+    let (addr, peer) = c.start_joining_node(4, "az-c")?;
+    let add = api::MembershipChange::Add {
+        node_id: 4,
+        zone: "az-c".into(),
+        addr: addr.to_string(),
+        peer_addr: peer.to_string(),
+    };
+    let add = &add;
+    cluster
+        .any(|cl| async move { api::change_membership(&cl, add).await })
+        .await?;
+    c.wait_registered(4).await?;
+    let remove = &api::MembershipChange::Remove { node_id: 3 };
+    cluster
+        .any(|cl| async move { api::change_membership(&cl, remove).await })
+        .await?;
+    wait_for("node 3 to be removed", WAIT, || async {
+        let v = cluster
+            .any(|cl| async move { api::cluster_status(&cl).await })
+            .await?;
+        Ok(v.nodes.iter().all(|n| n.id != 3).then_some(()))
+    })
+    .await?;
+
+    // Node 4 got the shard as a snapshot (its log starts after the purge
+    // point), not as a copy of the tiered entries...
+    assert!(shard_dir(4).join("snapshot.json").exists());
+    assert!(shard_dir(4).join("purged.json").exists());
+    let tiered: u64 = cluster.describe("archived").await?.shards[0].tier_bytes;
+    let local: u64 = walk_size(&shard_dir(4))?;
+    eprintln!("node 4 shard dir {local} bytes; archive {tiered} bytes of Parquet");
+    // ...and serves every record from the objects, in order, in its zone.
+    let local_reader = Cluster::new(c.seeds(), &c.pki.ca)?.with_zone(Some("az-c".into()));
+    local_reader.describe("archived").await?;
+    let mut offset = 0;
+    let mut n = 0;
+    while offset < 30_000 {
+        let got = local_reader
+            .to_reader("archived", 0, |cl| async move {
+                api::fetch(&cl, "archived", 0, offset, 5_000, Duration::ZERO).await
+            })
+            .await?;
+        assert_eq!(got.records.first().map(|r| r.offset), Some(offset));
+        n += got.records.len();
+        offset = got.next_offset;
+    }
+    assert_eq!(n, 30_000);
+    let report = workload::verify(&cluster, "archived", &acked, 30, WAIT).await?;
+    eprintln!("{report:?}");
+    Ok(())
+}
+
+fn walk_size(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let md = e.metadata()?;
+        total += if md.is_dir() {
+            walk_size(&e.path())?
+        } else {
+            md.len()
+        };
+    }
+    Ok(total)
+}

@@ -379,8 +379,13 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
     report::write_csv(&dir, &results, &facts)?;
     plot::write(&dir.join("plot.svg"), &results, &plan)?;
     eprintln!(
-        "wrote {}/{{table.md,runs.csv,summary.csv,skipped.csv,machine.csv,plot.svg}}",
-        dir.display()
+        "wrote {}/{{table.md,runs.csv,summary.csv,skipped.csv,machine.csv,plot.svg{}}}",
+        dir.display(),
+        if tiering.is_some() {
+            ",tier.csv,tier-objects.csv,tier-core.log"
+        } else {
+            ""
+        }
     );
     outcome
 }
