@@ -407,6 +407,28 @@ pub async fn restore_stream(
         .ok_or_else(|| bad(c, "StreamDescription"))
 }
 
+/// Registers a durable producer id with the metadata group (idempotent);
+/// returns (first registration time in ms, producers known).
+pub async fn register_producer(
+    c: &Client,
+    producer_id: u64,
+    agent: &str,
+) -> Result<(i64, u64), ClientError> {
+    let req = wire::request(fb::RequestBody::RegisterProducerRequest, |fbb| {
+        let agent = Some(fbb.create_string(agent));
+        fb::RegisterProducerRequest::create(
+            fbb,
+            &fb::RegisterProducerRequestArgs { producer_id, agent },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_producer_registration()
+        .map(|p| (p.registered_ms(), p.producers()))
+        .ok_or_else(|| bad(c, "ProducerRegistration"))
+}
+
 pub async fn list_streams(c: &Client) -> Result<Vec<StreamInfo>, ClientError> {
     let req = wire::request(fb::RequestBody::ListStreamsRequest, |fbb| {
         fb::ListStreamsRequest::create(fbb, &fb::ListStreamsRequestArgs {}).as_union_value()
@@ -594,6 +616,8 @@ pub struct NodeView {
     pub meta_leader: u64,
     pub nodes: Vec<NodeInfo>,
     pub shards: Vec<ShardLeadership>,
+    /// Producer ids registered in the metadata group.
+    pub producers: u64,
 }
 
 pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
@@ -612,6 +636,7 @@ fn node_view(c: &Client, reply: &Bytes) -> Result<NodeView, ClientError> {
     Ok(NodeView {
         node: s.node(),
         meta_leader: s.meta_leader(),
+        producers: s.producers(),
         nodes: s
             .nodes()
             .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())

@@ -60,7 +60,9 @@ async fn run(args: Args) -> Result<()> {
         Some((_, pool)) => NetworkFactory::Quic(pool.clone()),
     };
     let node = Node::start(cfg.clone(), net, stop_rx.clone()).await?;
-    tracing::info!(object_store = %node.tier.url, "tiering sealed segments");
+    if node.tier.enabled {
+        tracing::info!(object_store = %node.tier.url, "tiering sealed segments");
+    }
     let tiering = tokio::spawn(strata_core::tiering::run(
         node.clone(),
         node.tier.clone(),

@@ -84,6 +84,16 @@ pub enum MetaCommand {
     },
     /// A drained node holds nothing any more and left the metadata group.
     ForgetNode(u64),
+    /// An edge agent announced its durable producer id.
+    RegisterProducer(ProducerMeta),
+}
+
+/// A registered producer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerMeta {
+    pub id: u64,
+    pub agent: String,
+    pub registered_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +112,9 @@ pub struct Catalog {
     #[serde(default)]
     pub nodes: BTreeMap<u64, NodeMeta>,
     pub streams: BTreeMap<String, StreamMeta>,
+    /// Durable producer ids (edge agents), for operators and for fencing.
+    #[serde(default)]
+    pub producers: BTreeMap<u64, ProducerMeta>,
     /// Removed nodes: never registered again from the bootstrap list.
     #[serde(default)]
     pub forgotten: std::collections::BTreeSet<u64>,
@@ -164,6 +177,10 @@ impl Catalog {
                 )),
                 None => MetaResponse::Refused(format!("{stream}/{shard} does not exist")),
             },
+            MetaCommand::RegisterProducer(p) => {
+                self.producers.entry(p.id).or_insert_with(|| p.clone());
+                MetaResponse::Registered
+            }
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {
                     MetaResponse::Refused(format!("node {id} still holds replicas"))

@@ -775,6 +775,12 @@ impl Node {
         from_url: &str,
         replication: u32,
     ) -> Result<StreamInfo, RemoteError> {
+        if !self.tier.enabled {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                "tiering is off in this cluster: set object_store in every node's config",
+            ));
+        }
         let ours = self.tier.url.trim_end_matches('/');
         if !from_url.is_empty() && from_url.trim_end_matches('/') != ours {
             return Err(RemoteError::new(
@@ -985,6 +991,42 @@ impl Node {
         }
     }
 
+    /// Registers a producer id in the metadata group (idempotent: the first
+    /// registration's time is kept). Returns it and the number of producers.
+    pub async fn register_producer(&self, id: u64, agent: &str) -> Result<(i64, u64), RemoteError> {
+        if id == 0 {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                "producer id must be non-zero",
+            ));
+        }
+        let known = self.meta.sm.read(|c| {
+            c.producers
+                .get(&id)
+                .map(|p| (p.registered_ms, c.producers.len() as u64))
+        });
+        if let Some(k) = known {
+            return Ok(k);
+        }
+        self.require_meta_leader()?;
+        let p = crate::meta::ProducerMeta {
+            id,
+            agent: agent.chars().take(256).collect(),
+            registered_ms: now_ms(),
+        };
+        self.meta
+            .raft
+            .client_write(Command::Meta(MetaCommand::RegisterProducer(p)))
+            .await
+            .map_err(|e| self.not_leader_or(e))?;
+        Ok(self.meta.sm.read(|c| {
+            (
+                c.producers.get(&id).map_or(0, |p| p.registered_ms),
+                c.producers.len() as u64,
+            )
+        }))
+    }
+
     pub fn describe(&self, name: &str) -> Result<StreamInfo, RemoteError> {
         let meta = self.stream_meta(name)?;
         Ok(self.info_of(&meta))
@@ -1048,11 +1090,15 @@ impl Node {
                 .collect(),
             nodes,
             retention: meta.retention,
-            archive_url: format!(
-                "{}/stream={}",
-                self.tier.url.trim_end_matches('/'),
-                meta.name
-            ),
+            archive_url: if self.tier.enabled {
+                format!(
+                    "{}/stream={}",
+                    self.tier.url.trim_end_matches('/'),
+                    meta.name
+                )
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -1117,6 +1163,7 @@ impl Node {
             meta_leader: self.meta.leader().unwrap_or(0),
             nodes,
             shards,
+            producers: self.meta.sm.read(|c| c.producers.len() as u64),
         }
     }
 
@@ -1206,6 +1253,7 @@ pub struct ClusterView {
     pub meta_leader: NodeId,
     pub nodes: Vec<NodeInfo>,
     pub shards: Vec<ShardView>,
+    pub producers: u64,
 }
 
 #[derive(Debug, Clone)]

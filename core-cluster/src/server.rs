@@ -57,6 +57,27 @@ impl Handler for CoreHandler {
                     .await
                     .map(|s| describe_reply(&s))
             }
+            fb::RequestBody::RegisterProducerRequest => {
+                let r = req
+                    .body_as_register_producer_request()
+                    .expect("type checked");
+                self.node
+                    .register_producer(r.producer_id(), r.agent().unwrap_or(""))
+                    .await
+                    .map(|(registered_ms, producers)| {
+                        wire::response(fb::ResponseBody::ProducerRegistration, |fbb| {
+                            fb::ProducerRegistration::create(
+                                fbb,
+                                &fb::ProducerRegistrationArgs {
+                                    producer_id: r.producer_id(),
+                                    registered_ms,
+                                    producers,
+                                },
+                            )
+                            .as_union_value()
+                        })
+                    })
+            }
             fb::RequestBody::DescribeStreamRequest => {
                 let r = req.body_as_describe_stream_request().expect("type checked");
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
@@ -175,6 +196,7 @@ fn status_reply(v: &crate::node::ClusterView) -> Bytes {
                 meta_leader: v.meta_leader,
                 nodes,
                 shards,
+                producers: v.producers,
             },
         )
         .as_union_value()

@@ -34,6 +34,9 @@ use tokio::sync::watch;
 
 /// The object store and the tiering settings of a node.
 pub struct Tier {
+    /// Off in a multi-node cluster without an `object_store`: each node's
+    /// local default could not serve the others' objects.
+    pub enabled: bool,
     pub url: String,
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
@@ -46,9 +49,14 @@ pub struct Tier {
 impl Tier {
     pub fn open(cfg: &crate::config::CoreConfig) -> Result<Self> {
         let url = cfg.object_store_url();
+        let enabled = cfg.peers.is_empty() || cfg.object_store.is_some();
+        if !enabled {
+            tracing::warn!("tiering is off: a cluster needs object_store set to a store every node can read (s3://bucket/prefix)");
+        }
         let (store, prefix) =
             store::open(&url).with_context(|| format!("opening the object store {url}"))?;
         Ok(Self {
+            enabled,
             url,
             store,
             prefix,
@@ -78,6 +86,9 @@ struct ShardTiering {
 
 /// Runs tiering and local retention for every shard on the node until `stop`.
 pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<bool>) {
+    if !tier.enabled {
+        return;
+    }
     let mut state: HashMap<(String, u32), ShardTiering> = HashMap::new();
     loop {
         for ((stream, shard), g) in node.shard_groups() {
@@ -158,8 +169,8 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
                 }
             }
             let entries = &s.index[start..end];
-            let first_ts = entries.first().map_or(i64::MAX, |e| e.max_timestamp_ms);
-            let old = now_ms().saturating_sub(first_ts) >= tier.segment_age_max_ms as i64;
+            let first_ms = entries.first().map_or(i64::MAX, |e| e.appended_ms);
+            let old = now_ms().saturating_sub(first_ms) >= tier.segment_age_max_ms as i64;
             let sealed = bytes >= tier.segment_bytes_max || old;
             (sealed && !entries.is_empty()).then(|| entries.to_vec())
         });
@@ -253,7 +264,7 @@ async fn purge_local(tier: &Tier, g: &ShardGroup, retention: &Retention) -> Resu
             .enumerate()
             .take_while(|(i, e)| {
                 e.base_offset + u64::from(e.count) <= to
-                    && (e.max_timestamp_ms <= cutoff || keep_from.is_some_and(|k| *i < k))
+                    && (e.appended_ms <= cutoff || keep_from.is_some_and(|k| *i < k))
             })
             .last()
             .map(|(_, e)| e.log_index)

@@ -117,6 +117,7 @@ impl Agent {
             streams = agent.streams.lock().expect("lock").len(),
             "edge agent ready"
         );
+        tokio::spawn(register(agent.clone()));
         Ok(agent)
     }
 
@@ -292,6 +293,39 @@ impl From<&StreamInfo> for CachedStream {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Registers the agent's producer id with the core's metadata group,
+/// retrying (with backoff) until it succeeds or the agent stops. Forwarding
+/// does not wait for it: dedup works on the id either way.
+async fn register(agent: Arc<Agent>) {
+    let who = format!("edge {}", agent.cfg.listen_addr);
+    let mut backoff = std::time::Duration::from_millis(200);
+    let mut shutdown = agent.shutdown.clone();
+    loop {
+        let (id, who) = (agent.producer_id, who.as_str());
+        match agent
+            .core
+            .any(|c| async move { api::register_producer(&c, id, who).await })
+            .await
+        {
+            Ok((since, producers)) => {
+                tracing::info!(
+                    producer_id = id,
+                    registered_ms = since,
+                    producers,
+                    "producer id registered with the core"
+                );
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "registering the producer id; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
     }
 }
 

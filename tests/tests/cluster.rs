@@ -377,6 +377,15 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
         .any(|cl| async move { api::cluster_status(&cl).await })
         .await?;
     assert!(v.nodes.iter().all(|n| n.id != 3), "{:?}", v.nodes);
+    // The edge registered its producer id in the metadata group, which
+    // survived the metadata voter change.
+    wait_for("the edge's producer registration", WAIT, || async {
+        let v = cluster
+            .any(|cl| async move { api::cluster_status(&cl).await })
+            .await?;
+        Ok((v.producers == 1).then_some(()))
+    })
+    .await?;
     let n4 = v.nodes.iter().find(|n| n.id == 4).expect("node 4 listed");
     assert_eq!(n4.replicas, Some(3), "{n4:?}");
     let info = cluster.describe("moving").await?;

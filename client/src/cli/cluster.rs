@@ -60,6 +60,7 @@ struct NodeStatus {
 #[derive(Serialize)]
 struct Status {
     meta_leader: u64,
+    producers: u64,
     nodes: Vec<NodeStatus>,
     shards: Vec<ShardLeadership>,
 }
@@ -189,6 +190,7 @@ async fn status(c: &strata_client::cluster::Cluster, json: bool) -> Result<()> {
     shards.sort_by(|a, b| (&a.stream, a.shard).cmp(&(&b.stream, b.shard)));
     let status = Status {
         meta_leader,
+        producers: first.producers,
         nodes,
         shards,
     };
@@ -211,6 +213,7 @@ async fn status(c: &strata_client::cluster::Cluster, json: bool) -> Result<()> {
                 if n.meta_leader { "metadata leader" } else { "" }
             );
         }
+        println!("producers registered: {}", status.producers);
         println!();
         println!(
             "{:<24} {:>5} {:>6} {:>6} {:>10}  REPLICAS (node:lag)",

@@ -28,6 +28,12 @@ pub struct IndexEntry {
     /// Size of the entry's batch (sizes tiering segments without reading).
     #[serde(default)]
     pub bytes: u32,
+    /// When this replica applied the entry (its wall clock, ms): segment age
+    /// and local retention count from arrival, not from producer clocks.
+    /// The only field replicas may disagree on; nothing replicated depends
+    /// on it.
+    #[serde(default)]
+    pub appended_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -77,6 +83,7 @@ impl ShardState {
                 count: appended as u32,
                 max_timestamp_ms: prev_ts.max(cmd.max_timestamp_ms),
                 bytes: cmd.batch.len() as u32,
+                appended_ms: crate::node::now_ms(),
             });
             self.next_offset += appended as u64;
             self.producers.insert(cmd.producer_id, cmd.last_seq());

@@ -330,10 +330,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 10;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 11] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -345,6 +345,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 11] = [
   RequestBody::ClusterStatusRequest,
   RequestBody::ChangeMembershipRequest,
   RequestBody::RestoreStreamRequest,
+  RequestBody::RegisterProducerRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -363,9 +364,10 @@ impl RequestBody {
   pub const ClusterStatusRequest: Self = Self(8);
   pub const ChangeMembershipRequest: Self = Self(9);
   pub const RestoreStreamRequest: Self = Self(10);
+  pub const RegisterProducerRequest: Self = Self(11);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 10;
+  pub const ENUM_MAX: u8 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -378,6 +380,7 @@ impl RequestBody {
     Self::ClusterStatusRequest,
     Self::ChangeMembershipRequest,
     Self::RestoreStreamRequest,
+    Self::RegisterProducerRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -393,6 +396,7 @@ impl RequestBody {
       Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
       Self::ChangeMembershipRequest => Some("ChangeMembershipRequest"),
       Self::RestoreStreamRequest => Some("RestoreStreamRequest"),
+      Self::RegisterProducerRequest => Some("RegisterProducerRequest"),
       _ => None,
     }
   }
@@ -452,10 +456,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -465,6 +469,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::SeekResponse,
   ResponseBody::FetchResponse,
   ResponseBody::ClusterStatus,
+  ResponseBody::ProducerRegistration,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -481,9 +486,10 @@ impl ResponseBody {
   pub const SeekResponse: Self = Self(6);
   pub const FetchResponse: Self = Self(7);
   pub const ClusterStatus: Self = Self(8);
+  pub const ProducerRegistration: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -494,6 +500,7 @@ impl ResponseBody {
     Self::SeekResponse,
     Self::FetchResponse,
     Self::ClusterStatus,
+    Self::ProducerRegistration,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -507,6 +514,7 @@ impl ResponseBody {
       Self::SeekResponse => Some("SeekResponse"),
       Self::FetchResponse => Some("FetchResponse"),
       Self::ClusterStatus => Some("ClusterStatus"),
+      Self::ProducerRegistration => Some("ProducerRegistration"),
       _ => None,
     }
   }
@@ -1906,6 +1914,254 @@ impl ::core::fmt::Debug for RestoreStreamRequest<'_> {
       ds.field("name", &self.name());
       ds.field("from_url", &self.from_url());
       ds.field("replication", &self.replication());
+      ds.finish()
+  }
+}
+pub enum RegisterProducerRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// An edge agent (or SDK producer) registers its durable producer id with
+/// the metadata group when it starts. Answered with a `ProducerRegistration`.
+pub struct RegisterProducerRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for RegisterProducerRequest<'a> {
+  type Inner = RegisterProducerRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> RegisterProducerRequest<'a> {
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AGENT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    RegisterProducerRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RegisterProducerRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<RegisterProducerRequest<'bldr>> {
+    let mut builder = RegisterProducerRequestBuilder::new(_fbb);
+    builder.add_producer_id(args.producer_id);
+    if let Some(x) = args.agent { builder.add_agent(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn producer_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(RegisterProducerRequest::VT_PRODUCER_ID, Some(0)).unwrap()}
+  }
+  /// Who the producer is, for operators (e.g. "edge 10.0.1.5:7400").
+  #[inline]
+  pub fn agent(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(RegisterProducerRequest::VT_AGENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for RegisterProducerRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("agent", Self::VT_AGENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RegisterProducerRequestArgs<'a> {
+    pub producer_id: u64,
+    pub agent: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for RegisterProducerRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RegisterProducerRequestArgs {
+      producer_id: 0,
+      agent: None,
+    }
+  }
+}
+
+pub struct RegisterProducerRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RegisterProducerRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: u64) {
+    self.fbb_.push_slot::<u64>(RegisterProducerRequest::VT_PRODUCER_ID, producer_id, 0);
+  }
+  #[inline]
+  pub fn add_agent(&mut self, agent: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RegisterProducerRequest::VT_AGENT, agent);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RegisterProducerRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RegisterProducerRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<RegisterProducerRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for RegisterProducerRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("RegisterProducerRequest");
+      ds.field("producer_id", &self.producer_id());
+      ds.field("agent", &self.agent());
+      ds.finish()
+  }
+}
+pub enum ProducerRegistrationOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ProducerRegistration<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ProducerRegistration<'a> {
+  type Inner = ProducerRegistration<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ProducerRegistration<'a> {
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_REGISTERED_MS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PRODUCERS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ProducerRegistration { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ProducerRegistrationArgs
+  ) -> ::flatbuffers::WIPOffset<ProducerRegistration<'bldr>> {
+    let mut builder = ProducerRegistrationBuilder::new(_fbb);
+    builder.add_producers(args.producers);
+    builder.add_registered_ms(args.registered_ms);
+    builder.add_producer_id(args.producer_id);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn producer_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ProducerRegistration::VT_PRODUCER_ID, Some(0)).unwrap()}
+  }
+  /// When the id was first registered (ms since the epoch).
+  #[inline]
+  pub fn registered_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ProducerRegistration::VT_REGISTERED_MS, Some(0)).unwrap()}
+  }
+  /// Producers the cluster knows.
+  #[inline]
+  pub fn producers(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ProducerRegistration::VT_PRODUCERS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ProducerRegistration<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<i64>("registered_ms", Self::VT_REGISTERED_MS, false)?
+     .visit_field::<u64>("producers", Self::VT_PRODUCERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ProducerRegistrationArgs {
+    pub producer_id: u64,
+    pub registered_ms: i64,
+    pub producers: u64,
+}
+impl<'a> Default for ProducerRegistrationArgs {
+  #[inline]
+  fn default() -> Self {
+    ProducerRegistrationArgs {
+      producer_id: 0,
+      registered_ms: 0,
+      producers: 0,
+    }
+  }
+}
+
+pub struct ProducerRegistrationBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProducerRegistrationBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: u64) {
+    self.fbb_.push_slot::<u64>(ProducerRegistration::VT_PRODUCER_ID, producer_id, 0);
+  }
+  #[inline]
+  pub fn add_registered_ms(&mut self, registered_ms: i64) {
+    self.fbb_.push_slot::<i64>(ProducerRegistration::VT_REGISTERED_MS, registered_ms, 0);
+  }
+  #[inline]
+  pub fn add_producers(&mut self, producers: u64) {
+    self.fbb_.push_slot::<u64>(ProducerRegistration::VT_PRODUCERS, producers, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProducerRegistrationBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ProducerRegistrationBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ProducerRegistration<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ProducerRegistration<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ProducerRegistration");
+      ds.field("producer_id", &self.producer_id());
+      ds.field("registered_ms", &self.registered_ms());
+      ds.field("producers", &self.producers());
       ds.finish()
   }
 }
@@ -3984,6 +4240,7 @@ impl<'a> ClusterStatus<'a> {
   pub const VT_META_LEADER: ::flatbuffers::VOffsetT = 6;
   pub const VT_NODES: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PRODUCERS: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3995,6 +4252,7 @@ impl<'a> ClusterStatus<'a> {
     args: &'args ClusterStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
     let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_producers(args.producers);
     builder.add_meta_leader(args.meta_leader);
     builder.add_node(args.node);
     if let Some(x) = args.shards { builder.add_shards(x); }
@@ -4033,6 +4291,14 @@ impl<'a> ClusterStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardStatus>>>>(ClusterStatus::VT_SHARDS, None)}
   }
+  /// Producer ids registered in the metadata group.
+  #[inline]
+  pub fn producers(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_PRODUCERS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
@@ -4045,6 +4311,7 @@ impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
      .visit_field::<u64>("meta_leader", Self::VT_META_LEADER, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<NodeDescription>>>>("nodes", Self::VT_NODES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardStatus>>>>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<u64>("producers", Self::VT_PRODUCERS, false)?
      .finish();
     Ok(())
   }
@@ -4054,6 +4321,7 @@ pub struct ClusterStatusArgs<'a> {
     pub meta_leader: u64,
     pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<NodeDescription<'a>>>>>,
     pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardStatus<'a>>>>>,
+    pub producers: u64,
 }
 impl<'a> Default for ClusterStatusArgs<'a> {
   #[inline]
@@ -4063,6 +4331,7 @@ impl<'a> Default for ClusterStatusArgs<'a> {
       meta_leader: 0,
       nodes: None,
       shards: None,
+      producers: 0,
     }
   }
 }
@@ -4089,6 +4358,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_SHARDS, shards);
   }
   #[inline]
+  pub fn add_producers(&mut self, producers: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_PRODUCERS, producers, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterStatusBuilder {
@@ -4110,6 +4383,7 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.field("meta_leader", &self.meta_leader());
       ds.field("nodes", &self.nodes());
       ds.field("shards", &self.shards());
+      ds.field("producers", &self.producers());
       ds.finish()
   }
 }
@@ -4470,6 +4744,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_register_producer_request(&self) -> Option<RegisterProducerRequest<'a>> {
+    if self.body_type() == RequestBody::RegisterProducerRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { RegisterProducerRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -4490,6 +4778,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
           RequestBody::ChangeMembershipRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ChangeMembershipRequest>>("RequestBody::ChangeMembershipRequest", pos),
           RequestBody::RestoreStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RestoreStreamRequest>>("RequestBody::RestoreStreamRequest", pos),
+          RequestBody::RegisterProducerRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RegisterProducerRequest>>("RequestBody::RegisterProducerRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4610,6 +4899,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::RestoreStreamRequest => {
           if let Some(x) = self.body_as_restore_stream_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::RegisterProducerRequest => {
+          if let Some(x) = self.body_as_register_producer_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -4915,6 +5211,20 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_producer_registration(&self) -> Option<ProducerRegistration<'a>> {
+    if self.body_type() == ResponseBody::ProducerRegistration {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ProducerRegistration::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -4933,6 +5243,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::SeekResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SeekResponse>>("ResponseBody::SeekResponse", pos),
           ResponseBody::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("ResponseBody::FetchResponse", pos),
           ResponseBody::ClusterStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatus>>("ResponseBody::ClusterStatus", pos),
+          ResponseBody::ProducerRegistration => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerRegistration>>("ResponseBody::ProducerRegistration", pos),
           _ => Ok(()),
         }
      })?
@@ -5039,6 +5350,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::ClusterStatus => {
           if let Some(x) = self.body_as_cluster_status() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ProducerRegistration => {
+          if let Some(x) = self.body_as_producer_registration() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
