@@ -373,9 +373,7 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
     // Node 3 is gone from the catalog and no shard uses it; node 4 holds the
     // replicas and, once caught up, every shard has 3 voters with lag 0.
     let cluster = c.cluster();
-    let v = cluster
-        .any(|cl| async move { api::cluster_status(&cl).await })
-        .await?;
+    let v = wait_for("the metadata leader's view", WAIT, || meta_leader_view(c)).await?;
     assert!(v.nodes.iter().all(|n| n.id != 3), "{:?}", v.nodes);
     // The edge registered its producer id in the metadata group, which
     // survived the metadata voter change.
@@ -475,17 +473,25 @@ async fn rebuild(c: &mut TestCluster) -> Result<()> {
         .any(|cl| async move { api::change_membership(&cl, remove).await })
         .await?;
     wait_for("node 3 to be removed", WAIT, || async {
-        let v = cluster
-            .any(|cl| async move { api::cluster_status(&cl).await })
-            .await?;
-        Ok(v.nodes.iter().all(|n| n.id != 3).then_some(()))
+        let v = meta_leader_view(c).await?;
+        Ok(
+            v.filter(|v| v.nodes.iter().any(|n| n.id == 4) && v.nodes.iter().all(|n| n.id != 3))
+                .map(|_| ()),
+        )
     })
     .await?;
 
     // Node 4 got the shard as a snapshot (its log starts after the purge
     // point), not as a copy of the tiered entries...
-    assert!(shard_dir(4).join("snapshot.json").exists());
-    assert!(shard_dir(4).join("purged.json").exists());
+    for f in ["snapshot.json", "purged.json"] {
+        anyhow::ensure!(
+            shard_dir(4).join(f).exists(),
+            "node 4 has no {f}: {:?}",
+            std::fs::read_dir(shard_dir(4))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Vec<_>>()
+        );
+    }
     let tiered: u64 = cluster.describe("archived").await?.shards[0].tier_bytes;
     let local: u64 = walk_size(&shard_dir(4))?;
     eprintln!("node 4 shard dir {local} bytes; archive {tiered} bytes of Parquet");
@@ -522,4 +528,20 @@ fn walk_size(dir: &std::path::Path) -> Result<u64> {
         };
     }
     Ok(total)
+}
+
+/// The cluster status as the metadata leader itself reports it (a node that
+/// joined a moment ago may not have the catalog yet), if a node answers.
+async fn meta_leader_view(c: &TestCluster) -> Result<Option<api::NodeView>> {
+    for addr in c.seeds() {
+        let cl = c.client(addr);
+        if let Ok(Ok(v)) =
+            tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&cl)).await
+        {
+            if v.node == v.meta_leader {
+                return Ok(Some(v));
+            }
+        }
+    }
+    Ok(None)
 }

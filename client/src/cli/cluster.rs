@@ -127,10 +127,9 @@ async fn remove_node(
     bar.set_message(id.to_string());
     let start = Instant::now();
     loop {
-        let v = c
-            .any(|c| async move { api::cluster_status(&c).await })
-            .await;
-        if let Ok(v) = v {
+        // Only the metadata leader's own view counts: a node that joined a
+        // moment ago may not have the catalog yet (and lists no nodes).
+        if let Some(v) = leader_view(c).await {
             match v.nodes.iter().find(|n| n.id == id) {
                 None => break,
                 Some(n) => {
@@ -152,6 +151,26 @@ async fn remove_node(
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The cluster status as the metadata leader itself reports it, if reachable.
+async fn leader_view(c: &strata_client::cluster::Cluster) -> Option<api::NodeView> {
+    let any = c
+        .any(|c| async move { api::cluster_status(&c).await })
+        .await
+        .ok()?;
+    if any.node == any.meta_leader {
+        return Some(any);
+    }
+    let addr = any
+        .nodes
+        .iter()
+        .find(|n| n.id == any.meta_leader)?
+        .addr
+        .parse()
+        .ok()?;
+    let v = api::cluster_status(&*c.client(addr).ok()?).await.ok()?;
+    (v.node == v.meta_leader && !v.nodes.is_empty()).then_some(v)
 }
 
 async fn status(c: &strata_client::cluster::Cluster, json: bool) -> Result<()> {

@@ -5,10 +5,11 @@
 //!
 //! 1. **Tiering throughput.** `records` readings are produced through the
 //!    edge and committed while no segment can seal: `segment_age_max_ms` is
-//!    `--seal-after-secs` (counted from the records' timestamps, i.e. from the
-//!    first record produced) and `segment_bytes_max` stays at its 128 MiB
-//!    default, above what a shard receives. When the first records reach that
-//!    age every shard's range seals at once and the core's tiering task
+//!    `--seal-after-secs` (counted from when the core applied a range's first
+//!    entry, i.e. from about when the first record was produced) and
+//!    `segment_bytes_max` stays at its 128 MiB default, above what a shard
+//!    receives. When the first records reach that age every shard's range
+//!    seals at once and the core's tiering task
 //!    converts it to Parquet and writes it to the store, with no ingestion or
 //!    reads running. Time: from the first object's start to the last object's
 //!    end, from the core's `tiered a segment … ms=…` log lines, checked against
@@ -679,6 +680,8 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
     }
 
     // -- tiering: wait for the seal time, then poll until the backlog is 0.
+    // The core counts the age from when it applied the first entry, a few
+    // ms after the first record was stamped here.
     let pid = run.core_pid()?;
     let seal_at_ms = prod.first_ts_ms + plan.seal_after.as_millis() as i64;
     let idle0 = (Instant::now(), procfs::read_proc(pid)?.cpu_s);
