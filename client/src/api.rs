@@ -189,6 +189,14 @@ fn bad(c: &Client, what: &str) -> ClientError {
     }
 }
 
+/// Decodes a `StreamDescription` reply.
+fn stream_description(c: &Client, reply: &Bytes) -> Result<StreamInfo, ClientError> {
+    open(reply)
+        .body_as_stream_description()
+        .map(|s| StreamInfo::from_fb(&s))
+        .ok_or_else(|| bad(c, "StreamDescription"))
+}
+
 fn open(reply: &Bytes) -> fb::Response<'_> {
     wire::decode_response(reply).expect("Client::call verified the reply")
 }
@@ -372,11 +380,7 @@ pub async fn create_stream_with(
         )
         .as_union_value()
     });
-    let reply = c.call(&req).await?;
-    let r = open(&reply);
-    r.body_as_stream_description()
-        .map(|s| StreamInfo::from_fb(&s))
-        .ok_or_else(|| bad(c, "StreamDescription"))
+    stream_description(c, &c.call(&req).await?)
 }
 
 /// Recreates `name` from its archive in the cluster's object store (see
@@ -400,11 +404,7 @@ pub async fn restore_stream(
         )
         .as_union_value()
     });
-    let reply = c.call(&req).await?;
-    let r = open(&reply);
-    r.body_as_stream_description()
-        .map(|s| StreamInfo::from_fb(&s))
-        .ok_or_else(|| bad(c, "StreamDescription"))
+    stream_description(c, &c.call(&req).await?)
 }
 
 /// Registers a durable producer id with the metadata group (idempotent);
@@ -451,11 +451,7 @@ pub async fn describe_stream(c: &Client, name: &str) -> Result<StreamInfo, Clien
         fb::DescribeStreamRequest::create(fbb, &fb::DescribeStreamRequestArgs { name })
             .as_union_value()
     });
-    let reply = c.call(&req).await?;
-    let r = open(&reply);
-    r.body_as_stream_description()
-        .map(|s| StreamInfo::from_fb(&s))
-        .ok_or_else(|| bad(c, "StreamDescription"))
+    stream_description(c, &c.call(&req).await?)
 }
 
 /// Where to start reading a shard.
