@@ -8,7 +8,6 @@
 
 use crate::api::{self, StreamInfo};
 use crate::transport::{Client, ClientError};
-use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,8 +20,6 @@ use strata_schema::fb::ErrorCode;
 const ROUTE_DEADLINE: Duration = Duration::from_secs(15);
 /// Per-attempt timeout of a routed call: a dead leader must not stall failover.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-/// After this long without an answer, a routed call also tries the next node.
-const HEDGE_AFTER: Duration = Duration::from_millis(250);
 /// How long a node that did not answer is passed over within one routed call.
 const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
 
@@ -106,12 +103,6 @@ impl Cluster {
         // slow (busy electing) is tried again after the hold.
         let mut unanswered: Vec<SocketAddr> = Vec::new();
         let mut failed_at: HashMap<SocketAddr, Instant> = HashMap::new();
-        // Hedging: a node that has not answered within HEDGE_AFTER keeps its
-        // attempt running while the next candidate is tried, so a dead
-        // leader costs HEDGE_AFTER, not the whole attempt timeout. The first
-        // success wins; retries are safe because writes are deduplicated.
-        let mut inflight = FuturesUnordered::new();
-        let mut inflight_addrs: Vec<SocketAddr> = Vec::new();
         loop {
             if candidates.is_empty() {
                 candidates = self.seeds.clone();
@@ -128,33 +119,8 @@ impl Cluster {
                 pass = candidates.clone();
             }
             let mut hinted = None;
-            let mut pass = pass.into_iter();
-            loop {
-                // Start the next candidate unless it is already running.
-                let started = match pass.find(|a| !inflight_addrs.contains(a)) {
-                    Some(addr) => {
-                        let fut = f(self.client(addr)?);
-                        inflight.push(async move { (addr, fut.await) });
-                        inflight_addrs.push(addr);
-                        true
-                    }
-                    None => false,
-                };
-                if inflight.is_empty() {
-                    break;
-                }
-                // With more candidates to try, wait only HEDGE_AFTER.
-                let next = if started {
-                    match tokio::time::timeout(HEDGE_AFTER, inflight.next()).await {
-                        Ok(n) => n,
-                        Err(_) => continue,
-                    }
-                } else {
-                    inflight.next().await
-                };
-                let Some((addr, r)) = next else { break };
-                inflight_addrs.retain(|a| *a != addr);
-                let e = match r {
+            for addr in pass {
+                let e = match f(self.client(addr)?).await {
                     Ok(v) => return Ok(v),
                     Err(e) if reroutable(&e) && Instant::now() < deadline => e,
                     Err(e) => return Err(e),

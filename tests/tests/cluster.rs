@@ -373,6 +373,9 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
     // Node 3 is gone from the catalog and no shard uses it; node 4 holds the
     // replicas and, once caught up, every shard has 3 voters with lag 0.
     let cluster = c.cluster();
+    // Node 3 is out of the cluster but still running: it may believe it
+    // still leads the metadata group, with a stale catalog. Ask the others.
+    c.kill9(3);
     let v = wait_for("the metadata leader's view", WAIT, || meta_leader_view(c)).await?;
     assert!(v.nodes.iter().all(|n| n.id != 3), "{:?}", v.nodes);
     // The edge registered its producer id in the metadata group, which
@@ -392,8 +395,7 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
         r.sort_unstable();
         assert_eq!(r, vec![1, 2, 4], "shard {}", sh.id);
     }
-    // Node 3 can now be stopped without any effect on availability.
-    c.kill9(3);
+    // Node 3 is stopped: no effect on availability.
     let before = producers.acked_count();
     producers.wait_acked(before + 5_000, WAIT).await?;
 
