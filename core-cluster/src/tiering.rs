@@ -211,6 +211,9 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
             CommandResponse::Tiered { .. } => {}
             other => anyhow::bail!("manifest entry for {key} refused: {other:?}"),
         }
+        // Let the local copy of what was just tiered become a whole segment
+        // file that a purge can delete.
+        g.log.roll_next();
         metrics::counter!("strata_core_tier_objects_total").increment(1);
         metrics::counter!("strata_core_tier_records_total").increment(obj.records);
         metrics::counter!("strata_core_tier_payload_bytes_total").increment(obj.payload_bytes);

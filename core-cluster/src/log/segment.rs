@@ -231,6 +231,8 @@ pub struct SegmentLog {
     unsynced: bool,
     /// A segment file was created and the directory not fsynced since.
     dir_dirty: bool,
+    /// Start a new segment at the next append (see [`Self::roll_next`]).
+    roll_requested: bool,
     failed: bool,
 }
 
@@ -276,6 +278,7 @@ impl SegmentLog {
             pending: Vec::new(),
             unsynced: false,
             dir_dirty: false,
+            roll_requested: false,
             failed: false,
         };
         let mut recovery = Recovery::default();
@@ -411,10 +414,14 @@ impl SegmentLog {
         let frame_len = (FRAME_HEADER_BYTES + body_len) as u64;
         let roll = match self.segments.last() {
             None => true,
-            Some(active) => active.len > 0 && active.len + frame_len > self.opts.segment_bytes_max,
+            Some(active) => {
+                active.len > 0
+                    && (self.roll_requested || active.len + frame_len > self.opts.segment_bytes_max)
+            }
         };
         if roll {
             self.start_segment(index)?;
+            self.roll_requested = false;
         }
         if self.slots.is_empty() {
             self.base = index;
@@ -532,6 +539,13 @@ impl SegmentLog {
             self.dir_dirty = false;
         }
         Ok(pending)
+    }
+
+    /// Makes the next append start a new segment, so that what is in the
+    /// log now can be deleted by a purge as a whole segment (tiering calls
+    /// this once a range is uploaded, instead of waiting for the size).
+    pub fn roll_next(&mut self) {
+        self.roll_requested = true;
     }
 
     /// Reads the record at `index`; `None` if it is not in the log (or purged).

@@ -715,3 +715,26 @@ proptest! {
         prop_assert_eq!(model.last, last);
     }
 }
+
+#[test]
+fn roll_next_lets_a_purge_delete_what_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 30)).unwrap();
+    append_all(&mut log, 1..=10, 100);
+    // One big segment: a purge of a prefix deletes nothing.
+    log.purge_to(5).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    log.roll_next();
+    append_all(&mut log, 11..=12, 100);
+    log.sync().unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.purge_to(10).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(log.first_index(), Some(11));
+    assert_reads(&log, 11..=12, 100);
+    // A request on an empty active segment does not create empty files.
+    log.roll_next();
+    log.roll_next();
+    append_all(&mut log, 13..=13, 100);
+    assert_eq!(log.segment_count(), 2);
+}

@@ -391,6 +391,11 @@ impl LogStore {
     /// The application command at `index`, `None` if `index` is not in the
     /// log; a blank or membership entry is [`StoreError::NotACommand`].
     /// Blocking (one positioned read). The batch bytes are not copied.
+    /// The next append starts a new segment file (see `SegmentLog::roll_next`).
+    pub fn roll_next(&self) {
+        self.inner.write_log().roll_next();
+    }
+
     /// Index of the last entry purged (tiered and deleted locally).
     pub fn purged_index(&self) -> Option<u64> {
         self.inner.meta().purged.map(|p| p.index)
