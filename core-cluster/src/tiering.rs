@@ -202,6 +202,10 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
         let key = enc.key(&tier.prefix, stream, shard);
         store::put_object(&tier.store, &key, enc.parquet.clone()).await?;
         let obj = enc.tiered_object(&key);
+        // The manifest entry starts a new log segment, so the segment with
+        // the data just tiered can be deleted whole by a purge (no entry
+        // after the data keeps it alive).
+        g.log.roll_next();
         let resp = g
             .raft
             .client_write(Command::Tier(obj.clone()))
@@ -211,9 +215,6 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
             CommandResponse::Tiered { .. } => {}
             other => anyhow::bail!("manifest entry for {key} refused: {other:?}"),
         }
-        // Let the local copy of what was just tiered become a whole segment
-        // file that a purge can delete.
-        g.log.roll_next();
         metrics::counter!("strata_core_tier_objects_total").increment(1);
         metrics::counter!("strata_core_tier_records_total").increment(obj.records);
         metrics::counter!("strata_core_tier_payload_bytes_total").increment(obj.payload_bytes);

@@ -68,6 +68,21 @@ async fn local(p: &Pipeline) -> Result<()> {
     )
     .await?;
 
+    // The disk space is given back: the segment files holding the tiered
+    // entries are deleted (about 2 MB were written per shard).
+    wait_for(
+        "the tiered segment files to be deleted",
+        Duration::from_secs(60),
+        || async {
+            let mut sizes = Vec::new();
+            for s in 0..SHARDS {
+                sizes.push(dir_bytes(&shard_dir(s).join("log"))?);
+            }
+            Ok(sizes.iter().all(|&b| b < 100_000).then_some(()))
+        },
+    )
+    .await?;
+
     // Every record is still readable through the consumer API, in order.
     let by_offset = read_all(&core, &produced).await?;
     // DuckDB (hive_partitioning) and pyarrow read the same records.
@@ -420,4 +435,13 @@ async fn restore(cfg: &str) -> Result<()> {
     .await?;
     read_all(&core, &produced).await?;
     Ok(())
+}
+
+/// Bytes of the files below `dir`.
+fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for f in walk(dir)? {
+        total += std::fs::metadata(&f)?.len();
+    }
+    Ok(total)
 }
