@@ -106,13 +106,17 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
             if g.leader() == Some(node.cfg.node_id)
                 && st.retry_at.is_none_or(|t| Instant::now() >= t)
             {
-                let upload =
+                let mut upload =
                     tokio::time::timeout(UPLOAD_PASS_MAX, upload_sealed(&tier, &stream, shard, &g))
                         .await
                         .unwrap_or_else(|_| {
                             Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
-                        })
-                        .and(expire(&tier, &stream, shard, &g, &retention).await);
+                        });
+                if upload.is_ok() {
+                    upload = expire(&tier, &stream, shard, &g, &retention)
+                        .await
+                        .map(|()| 0);
+                }
                 match upload {
                     Ok(_) => {
                         st.retry_at = None;
@@ -178,27 +182,9 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
             return Ok(n);
         };
         let started = Instant::now();
-        let mut w = SegmentWriter::new(stream, shard, tier.writer)?;
-        for e in &entries {
-            let cmd = match g.log.read_command(e.log_index)? {
-                Some(Command::Append(a)) => a,
-                other => anyhow::bail!(
-                    "log entry {} should be an append, found {other:?}",
-                    e.log_index
-                ),
-            };
-            let b = batch::open(&cmd.batch)?;
-            for (i, rec) in b
-                .records()
-                .iter()
-                .enumerate()
-                .skip(e.skip as usize)
-                .take(e.count as usize)
-            {
-                w.push(e.base_offset + (i - e.skip as usize) as u64, &rec)?;
-            }
-        }
-        let enc = w.finish()?;
+        // Reading the log and encoding Parquet is blocking work (hundreds of
+        // ms per object): keep it off the async workers that serve requests.
+        let enc = tokio::task::block_in_place(|| encode(tier, stream, shard, g, &entries))?;
         let key = enc.key(&tier.prefix, stream, shard);
         store::put_object(&tier.store, &key, enc.parquet.clone()).await?;
         let obj = enc.tiered_object(&key);
@@ -230,6 +216,38 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
         write_manifest(tier, stream, shard, g).await?;
         n += 1;
     }
+}
+
+/// Encodes the records of `entries` (whole log entries, in offset order) as
+/// one Parquet object.
+fn encode(
+    tier: &Tier,
+    stream: &str,
+    shard: u32,
+    g: &ShardGroup,
+    entries: &[crate::raft::shard::IndexEntry],
+) -> Result<crate::tier::EncodedObject> {
+    let mut w = SegmentWriter::new(stream, shard, tier.writer)?;
+    for e in entries {
+        let cmd = match g.log.read_command(e.log_index)? {
+            Some(Command::Append(a)) => a,
+            other => anyhow::bail!(
+                "log entry {} should be an append, found {other:?}",
+                e.log_index
+            ),
+        };
+        let b = batch::open(&cmd.batch)?;
+        for (i, rec) in b
+            .records()
+            .iter()
+            .enumerate()
+            .skip(e.skip as usize)
+            .take(e.count as usize)
+        {
+            w.push(e.base_offset + (i - e.skip as usize) as u64, &rec)?;
+        }
+    }
+    Ok(w.finish()?)
 }
 
 /// Writes the shard's manifest copy next to its data (for restore and for

@@ -382,7 +382,7 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
         "wrote {}/{{table.md,runs.csv,summary.csv,skipped.csv,machine.csv,plot.svg{}}}",
         dir.display(),
         if tiering.is_some() {
-            ",tier.csv,tier-objects.csv,tier-core.log"
+            ",tier.csv,tier-summary.csv,tier-objects.csv,tier-core-1.log"
         } else {
             ""
         }

@@ -1,7 +1,8 @@
 //! `strata-bench tier`: tiering to object storage on one core node with the
 //! local filesystem store (the default `file://<data_dir>/archive`), measured
 //! on synthetic sensor readings (JSON of about 120 B, one partition key per
-//! device). Three figures, one dataset:
+//! device). Each of `--runs` runs starts a fresh core and edge and measures
+//! three things on one dataset:
 //!
 //! 1. **Tiering throughput.** `records` readings are produced through the
 //!    edge and committed while no segment can seal: `segment_age_max_ms` is
@@ -9,12 +10,13 @@
 //!    entry, i.e. from about when the first record was produced) and
 //!    `segment_bytes_max` stays at its 128 MiB default, above what a shard
 //!    receives. When the first records reach that age every shard's range
-//!    seals at once and the core's tiering task
-//!    converts it to Parquet and writes it to the store, with no ingestion or
-//!    reads running. Time: from the first object's start to the last object's
-//!    end, from the core's `tiered a segment … ms=…` log lines, checked against
-//!    polling `describe` until the backlog is 0. CPU: the core's utime+stime
-//!    from `/proc` over that polling window (from just before the seal time).
+//!    seals at once and the core's tiering task converts it to Parquet and
+//!    writes it to the store, with no ingestion or reads running. Time: from
+//!    the first object's start to the last object's end, from the core's
+//!    `tiered a segment … ms=…` log lines, checked against polling `describe`
+//!    until the backlog is 0. CPU: the core's utime+stime from `/proc` over
+//!    that polling window (from just before the seal time). The `describe`
+//!    polls are timed, while tiering and before it, to show stalls.
 //! 2. **Compression.** Payload bytes (keys + values, as the core counts them)
 //!    and raw JSON bytes ÷ the Parquet bytes `describe` reports.
 //! 3. **Replay.** A consumer reads every shard from offset 0 with
@@ -25,10 +27,12 @@
 //!    replays check every offset and a checksum of every value against what
 //!    was produced; the second checks the core's
 //!    `strata_core_records_out_tier_total` counter to prove the records came
-//!    from the store.
+//!    from the store. The shard logs' size before and after the purge shows
+//!    whether it freed disk.
 //!
-//! Nothing here asserts on speed. Waits poll a condition with a deadline; the
-//! only sleep that is not polling waits for the configured seal time.
+//! Nothing here asserts on speed. Waits poll a condition with a deadline;
+//! until the configured seal time `describe` is polled too, as a latency
+//! baseline for the same polling while the core tiers.
 
 use crate::procfs;
 use crate::report::{si, sig3};
@@ -60,6 +64,8 @@ const LANES: usize = 8;
 const POLL: Duration = Duration::from_millis(20);
 /// The CPU window opens this long before the configured seal time.
 const METER_LEAD: Duration = Duration::from_millis(250);
+/// Longest wait, once every shard has purged, for its log files to shrink.
+const FREED_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Args, Debug)]
 pub struct TierOpts {
@@ -86,6 +92,9 @@ pub struct TierOpts {
     /// Seed of the sensor readings.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Repetitions, each on a fresh core and edge with a new dataset.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
     /// Do not run `cargo build --release` for strata-core and strata-edge first.
     #[arg(long)]
     pub no_build: bool,
@@ -100,6 +109,7 @@ pub struct TierPlan {
     pub seal_after: Duration,
     pub fetch_records: u32,
     pub seed: u64,
+    pub runs: u32,
     /// Longest wait for each phase (commit, tiering, purge, one replay).
     pub phase_max: Duration,
 }
@@ -113,6 +123,7 @@ impl TierPlan {
             seal_after: Duration::from_secs_f64(o.seal_after_secs.max(0.001)),
             fetch_records: o.fetch_records.max(1),
             seed: o.seed,
+            runs: o.runs.max(1),
             phase_max: Duration::from_secs(180),
         }
     }
@@ -126,16 +137,19 @@ impl TierPlan {
             seal_after: Duration::from_secs(3),
             fetch_records: 10_000,
             seed,
+            runs: 1,
             phase_max: Duration::from_secs(60),
         }
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "{} sensor readings (JSON), {} devices as partition keys, {} shards, one core node \
-             (RF=1), object store = local filesystem (file://<data_dir>/archive); \
-             segment_age_max_ms = {}, segment_bytes_max = 128 MiB (default); consumer fetches \
-             of at most {} records; seed {}",
+            "{} run(s), each on a fresh core and edge: {} sensor readings (JSON), {} devices \
+             as partition keys, {} shards, one core node (RF=1), object store = local \
+             filesystem (file://<data_dir>/archive); segment_age_max_ms = {}, \
+             segment_bytes_max = 128 MiB (default); consumer fetches of at most {} records; \
+             seed {} (+ run number)",
+            self.runs,
             self.records,
             self.devices,
             self.shards,
@@ -146,26 +160,61 @@ impl TierPlan {
     }
 }
 
-/// Everything measured: `(phase, metric, value, unit)` rows, the objects
-/// the core logged, and notes on anything unexpected.
+/// One measured value.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// Repetition, from 1.
+    pub run: u32,
+    pub phase: &'static str,
+    pub metric: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+/// Everything measured: rows per run, the objects the core logged (with
+/// their run), and notes on anything unexpected.
 #[derive(Debug, Default)]
 pub struct TierReport {
-    pub rows: Vec<(&'static str, &'static str, f64, &'static str)>,
-    pub objects: Vec<TieredLine>,
+    /// The run being measured, from 1.
+    pub run: u32,
+    pub rows: Vec<Row>,
+    pub objects: Vec<(u32, TieredLine)>,
     pub notes: Vec<String>,
 }
 
 impl TierReport {
-    fn put(&mut self, phase: &'static str, metric: &'static str, v: f64, unit: &'static str) {
-        self.rows.push((phase, metric, v, unit));
+    fn put(&mut self, phase: &'static str, metric: &'static str, value: f64, unit: &'static str) {
+        self.rows.push(Row {
+            run: self.run,
+            phase,
+            metric,
+            value,
+            unit,
+        });
     }
 
-    pub fn get(&self, phase: &str, metric: &str) -> Option<f64> {
+    /// This run's value.
+    fn this_run(&self, phase: &str, metric: &str) -> Option<f64> {
         self.rows
             .iter()
             .rev()
-            .find(|(p, m, _, _)| *p == phase && *m == metric)
-            .map(|r| r.2)
+            .find(|r| r.run == self.run && r.phase == phase && r.metric == metric)
+            .map(|r| r.value)
+    }
+
+    fn note(&mut self, n: String) {
+        self.notes.push(format!("run {}: {n}", self.run));
+    }
+
+    /// Median, min and max over the runs.
+    pub fn spread(&self, phase: &str, metric: &str) -> Option<crate::stats::Spread> {
+        let v: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| r.phase == phase && r.metric == metric)
+            .map(|r| r.value)
+            .collect();
+        crate::stats::spread(&v)
     }
 }
 
@@ -262,10 +311,10 @@ struct Produced {
 
 /// Sends every reading through the edge, `LANES` batches of
 /// `BATCH_RECORDS` in flight, retrying what the edge asks to retry.
-async fn produce(edge: Arc<Client>, plan: &TierPlan) -> Result<Produced> {
+async fn produce(edge: Arc<Client>, plan: &TierPlan, seed: u64) -> Result<Produced> {
     let started = Instant::now();
     let unknown_until = started + Duration::from_secs(10);
-    let mut gen = Sensors::new(plan.seed, plan.devices);
+    let mut gen = Sensors::new(seed, plan.devices);
     let lanes = Arc::new(Semaphore::new(LANES));
     let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut in_flight = JoinSet::new();
@@ -541,17 +590,21 @@ impl Run<'_> {
             .context("describing the stream")
     }
 
-    /// Polls `describe` every [`POLL`] until `done` holds.
+    /// Polls `describe` every [`POLL`] until `done` holds; also returns
+    /// how long each `describe` took, microseconds.
     async fn poll_until(
         &self,
         what: &str,
         deadline: Instant,
         done: impl Fn(&api::StreamInfo) -> bool,
-    ) -> Result<(api::StreamInfo, Instant)> {
+    ) -> Result<(api::StreamInfo, Instant, Vec<u64>)> {
+        let mut took = Vec::new();
         loop {
+            let t = Instant::now();
             let d = self.describe().await?;
+            took.push(t.elapsed().as_micros() as u64);
             if done(&d) {
-                return Ok((d, Instant::now()));
+                return Ok((d, Instant::now(), took));
             }
             if Instant::now() > deadline {
                 bail!("timed out waiting for {what}: {:?}", shard_view(&d));
@@ -577,10 +630,29 @@ fn mb(bytes: f64) -> f64 {
     bytes / 1e6
 }
 
-/// Runs the three measurements, appending to `rep` as it goes (so a late
-/// failure keeps the earlier figures). The core's log is copied to
-/// `dir/tier-core.log`.
+/// Runs the three measurements `plan.runs` times, appending to `rep` as it
+/// goes (so a late failure keeps the earlier figures). A failed run is noted
+/// and the others still run; the first error is returned at the end. Each
+/// run's core log is copied to `dir/tier-core-<run>.log`.
 pub async fn measure(plan: &TierPlan, dir: &Path, rep: &mut TierReport) -> Result<()> {
+    let mut outcome = Ok(());
+    for run in 1..=plan.runs {
+        rep.run = run;
+        if plan.runs > 1 {
+            eprintln!("   run {run}/{}", plan.runs);
+        }
+        if let Err(e) = measure_once(plan, dir, rep).await {
+            eprintln!("   run {run} failed: {e:#}");
+            rep.note(format!("failed: {e:#}"));
+            if outcome.is_ok() {
+                outcome = Err(e.context(format!("tiering run {run}")));
+            }
+        }
+    }
+    outcome
+}
+
+async fn measure_once(plan: &TierPlan, dir: &Path, rep: &mut TierReport) -> Result<()> {
     let metrics_port = free_tcp_port()?;
     let core_extra = format!(
         "metrics_addr = \"127.0.0.1:{metrics_port}\"\nsegment_age_max_ms = {}\nlocal_retention_ms = {KEEP_LOCAL_MS}\n",
@@ -598,7 +670,7 @@ pub async fn measure(plan: &TierPlan, dir: &Path, rep: &mut TierReport) -> Resul
     };
     let r = phases(&mut run, rep).await;
     let log_path = run.p.core.log.clone();
-    let _ = std::fs::copy(&log_path, dir.join("tier-core.log"));
+    let _ = std::fs::copy(&log_path, dir.join(format!("tier-core-{}.log", rep.run)));
     let log = read_log(&log_path);
     let mut odd: Vec<String> = Vec::new();
     for l in log
@@ -611,7 +683,7 @@ pub async fn measure(plan: &TierPlan, dir: &Path, rep: &mut TierReport) -> Resul
         }
     }
     for l in odd {
-        rep.notes.push(format!("core log: {l}"));
+        rep.note(format!("core log: {l}"));
     }
     r
 }
@@ -629,9 +701,10 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
     );
     let edge = Arc::new(run.p.client(run.p.edge_addr));
     let started = Instant::now();
-    let prod = produce(edge.clone(), plan).await?;
+    let seed = plan.seed.wrapping_add(u64::from(rep.run) - 1);
+    let prod = produce(edge.clone(), plan, seed).await?;
     edge.close().await;
-    let (d, committed_at) = run
+    let (d, committed_at, _) = run
         .poll_until(
             "every record to be committed",
             Instant::now() + plan.phase_max,
@@ -670,7 +743,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
     );
     let ingest_ms = now_ms() - prod.first_ts_ms;
     if d.shards.iter().any(|s| s.tiered_offset > 0) {
-        rep.notes.push(format!(
+        rep.note(format!(
             "tiering started before every record was committed ({} ms after the first record, \
              seal age {} ms): it overlapped ingestion, so its time and CPU include ingestion; \
              rerun with a larger --seal-after-secs",
@@ -685,14 +758,22 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
     let pid = run.core_pid()?;
     let seal_at_ms = prod.first_ts_ms + plan.seal_after.as_millis() as i64;
     let idle0 = (Instant::now(), procfs::read_proc(pid)?.cpu_s);
-    let lead_ms = seal_at_ms - METER_LEAD.as_millis() as i64 - now_ms();
-    if lead_ms > 0 {
+    let lead_until = seal_at_ms - METER_LEAD.as_millis() as i64;
+    if lead_until > now_ms() {
         eprintln!(
             "   waiting {:.1} s for the records to reach the seal age...",
-            lead_ms as f64 / 1000.0
+            (lead_until - now_ms()) as f64 / 1000.0
         );
-        // Not a synchronisation: the seal time is fixed by the configuration.
-        tokio::time::sleep(Duration::from_millis(lead_ms as u64)).await;
+    }
+    // The seal time is fixed by the configuration; until then `describe`
+    // is polled as during tiering, as a baseline for its latency.
+    let mut idle_took = Vec::new();
+    while now_ms() < lead_until {
+        let t = Instant::now();
+        run.describe().await?;
+        idle_took.push(t.elapsed().as_micros() as u64);
+        tokio::time::sleep(POLL.min(Duration::from_millis((lead_until - now_ms()).max(0) as u64)))
+            .await;
     }
     let (t1, cpu1, busy1) = (
         Instant::now(),
@@ -709,7 +790,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
         );
     }
     let records = prod.records;
-    let (d, t2) = run
+    let (d, t2, took) = run
         .poll_until("the tiering backlog to drain", t1 + plan.phase_max, |d| {
             d.shards.iter().map(|s| s.next_offset).sum::<u64>() == records
                 && d.shards.iter().all(|s| s.tiered_offset == s.next_offset)
@@ -723,23 +804,24 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
     let core_cpu = cpu2 - cpu1;
 
     let log = read_log(&run.p.core.log);
-    rep.objects = log.lines().filter_map(parse_tiered_line).collect();
+    let objs: Vec<TieredLine> = log.lines().filter_map(parse_tiered_line).collect();
     ensure!(
-        !rep.objects.is_empty(),
+        !objs.is_empty(),
         "the backlog drained but the core logged no `tiered a segment` line"
     );
-    let first_start = rep
-        .objects
+    rep.objects
+        .extend(objs.iter().map(|o| (rep.run, o.clone())));
+    let first_start = objs
         .iter()
         .map(|o| o.at_ms - o.ms as i64)
         .min()
         .unwrap_or(seal_at_ms);
-    let last_end = rep.objects.iter().map(|o| o.at_ms).max().unwrap_or(done_ms);
+    let last_end = objs.iter().map(|o| o.at_ms).max().unwrap_or(done_ms);
     let log_secs = ((last_end - first_start) as f64 / 1000.0).max(1e-3);
-    let payload: u64 = rep.objects.iter().map(|o| o.payload_bytes).sum();
-    let logged_records: u64 = rep.objects.iter().map(|o| o.records).sum();
-    let logged_object_bytes: u64 = rep.objects.iter().map(|o| o.object_bytes).sum();
-    let busy_ms: u64 = rep.objects.iter().map(|o| o.ms).sum();
+    let payload: u64 = objs.iter().map(|o| o.payload_bytes).sum();
+    let logged_records: u64 = objs.iter().map(|o| o.records).sum();
+    let logged_object_bytes: u64 = objs.iter().map(|o| o.object_bytes).sum();
+    let busy_ms: u64 = objs.iter().map(|o| o.ms).sum();
     let parquet: u64 = d.shards.iter().map(|s| s.tier_bytes).sum();
     let objects: u64 = d.shards.iter().map(|s| s.tier_objects).sum();
     rep.put("tiering", "objects", objects as f64, "objects");
@@ -772,6 +854,16 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
         "records/s",
     );
     rep.put("tiering", "core_cpu_secs", core_cpu, "s");
+    for (mut took, p50, max) in [
+        (idle_took, "describe_idle_p50_ms", "describe_idle_max_ms"),
+        (took, "describe_p50_ms", "describe_max_ms"),
+    ] {
+        took.sort_unstable();
+        if let Some(&m) = took.last() {
+            rep.put("tiering", max, m as f64 / 1000.0, "ms");
+            rep.put("tiering", p50, took[took.len() / 2] as f64 / 1000.0, "ms");
+        }
+    }
     rep.put("tiering", "cpu_window_secs", window, "s");
     rep.put("tiering", "core_cores", core_cpu / window, "cores");
     rep.put(
@@ -794,8 +886,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
             "records/core-s",
         );
     }
-    let mut per_obj: Vec<f64> = rep
-        .objects
+    let mut per_obj: Vec<f64> = objs
         .iter()
         .filter(|o| o.ms > 0)
         .map(|o| mb(o.payload_bytes as f64) / (o.ms as f64 / 1000.0))
@@ -814,7 +905,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
         core_cpu
     );
     if logged_records != records {
-        rep.notes.push(format!(
+        rep.note(format!(
             "the core logged {logged_records} tiered records, {records} were produced"
         ));
     }
@@ -842,14 +933,14 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
         "x",
     );
     if logged_object_bytes != parquet || files != parquet {
-        rep.notes.push(format!(
+        rep.note(format!(
             "Parquet bytes disagree: describe says {parquet}, the log {logged_object_bytes}, \
              the files under {} {files}",
             archive.display()
         ));
     }
     if payload != prod.json_bytes + prod.key_bytes {
-        rep.notes.push(format!(
+        rep.note(format!(
             "the core counted {payload} payload bytes; the producer sent {} of JSON and {} of keys",
             prod.json_bytes, prod.key_bytes
         ));
@@ -863,7 +954,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
             ] {
                 let got = prom_sum(&m, name);
                 if got != Some(want as f64) {
-                    rep.notes.push(format!(
+                    rep.note(format!(
                         "metric {name} is {got:?}; the log lines add up to {want}"
                     ));
                 }
@@ -893,20 +984,15 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
             .map(|s| dir_bytes(&run.shard_dir(s).join("log"), ".log"))
             .sum::<u64>()
     };
-    rep.put(
-        "purge",
-        "local_log_bytes_before",
-        shard_log_bytes(run) as f64,
-        "B",
-    );
+    let log_before = shard_log_bytes(run);
+    rep.put("purge", "local_log_bytes_before", log_before as f64, "B");
     let cfg_path = run.p.dir.path().join("core.toml");
     let cfg = std::fs::read_to_string(&cfg_path)?;
     let keep = format!("local_retention_ms = {KEEP_LOCAL_MS}");
     ensure!(cfg.contains(&keep), "core.toml has no `{keep}` line");
     let stop_started = Instant::now();
     if !run.p.core.stop() {
-        rep.notes
-            .push("the core did not exit cleanly (0) on SIGTERM before the restart".into());
+        rep.note("the core did not exit cleanly (0) on SIGTERM before the restart".into());
     }
     std::fs::write(&cfg_path, cfg.replace(&keep, "local_retention_ms = 1"))?;
     eprintln!("   restarting the core with local_retention_ms = 1...");
@@ -931,22 +1017,31 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
         }
         tokio::time::sleep(POLL).await;
     }
+    let purged_at = Instant::now();
     rep.put(
         "purge",
         "purged_secs_after_restart",
-        restarted.elapsed().as_secs_f64(),
+        (purged_at - restarted).as_secs_f64(),
         "s",
     );
-    rep.put(
-        "purge",
-        "local_log_bytes_after",
-        shard_log_bytes(run) as f64,
-        "B",
-    );
+    // purged.json is written before segment files are deleted: give the
+    // deletion up to FREED_MAX to show on disk.
+    let mut after = shard_log_bytes(run);
+    while after >= log_before && purged_at.elapsed() < FREED_MAX {
+        tokio::time::sleep(POLL).await;
+        after = shard_log_bytes(run);
+    }
+    rep.put("purge", "local_log_bytes_after", after as f64, "B");
+    if after >= log_before {
+        rep.note(format!(
+            "the local purge freed no disk within {FREED_MAX:?}: the shard logs hold {after} bytes, \
+             as before it (a purge deletes whole segment files only)"
+        ));
+    }
     let d = run.describe().await?;
     let after: Vec<(u32, u64)> = d.shards.iter().map(|s| (s.id, s.next_offset)).collect();
     if after != ends || d.shards.iter().any(|s| s.tiered_offset != s.next_offset) {
-        rep.notes.push(format!(
+        rep.note(format!(
             "after the restart describe shows (shard, next, tiered) {:?}; before it {:?}",
             shard_view(&d),
             ends
@@ -973,7 +1068,7 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
                 "records",
             );
             if from_tier < records as f64 {
-                rep.notes.push(format!(
+                rep.note(format!(
                     "only {from_tier} of {records} replayed records came from the object store \
                      (strata_core_records_out_tier_total): the rest were still local"
                 ));
@@ -984,8 +1079,8 @@ async fn phases(run: &mut Run<'_>, rep: &mut TierReport) -> Result<()> {
             .push(format!("could not read the core's metrics: {e:#}")),
     }
     if let (Some(t), Some(l)) = (
-        rep.get("replay_tier", "records_per_s"),
-        rep.get("replay_local", "records_per_s"),
+        rep.this_run("replay_tier", "records_per_s"),
+        rep.this_run("replay_local", "records_per_s"),
     ) {
         rep.put("replay_tier", "over_local", t / l, "x");
     }
@@ -1059,13 +1154,17 @@ async fn replay_phase(
 
 /// The Markdown section for the table.
 pub fn render(rep: &TierReport, plan: &TierPlan) -> String {
-    let g = |p: &str, m: &str| rep.get(p, m);
-    let f = |p: &str, m: &str, fmt: fn(f64) -> String| g(p, m).map_or_else(|| "—".into(), fmt);
+    let f = |p: &str, m: &str, fmt: fn(f64) -> String| match rep.spread(p, m) {
+        Some(s) if s.n > 1 => format!("{} [{}–{}]", fmt(s.median), fmt(s.min), fmt(s.max)),
+        Some(s) => fmt(s.median),
+        None => "—".into(),
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\n### Tiering to object storage (`strata-bench tier`)\n\n\
-         {}. MB = 10^6 bytes. Payload = partition keys + values, as the core counts it.\n",
+         {}. MB = 10^6 bytes. Payload = partition keys + values, as the core counts it. \
+         Figures: median [min–max] over the runs.\n",
         plan.describe()
     );
     let _ = writeln!(out, "| figure | value |\n| --- | --- |");
@@ -1113,6 +1212,16 @@ pub fn render(rep: &TierReport, plan: &TierPlan) -> String {
         ),
     );
     row(
+        "`describe` latency, polled every 20 ms",
+        format!(
+            "while tiering: p50 {} ms, max {} ms; idle before: p50 {} ms, max {} ms",
+            f("tiering", "describe_p50_ms", sig3),
+            f("tiering", "describe_max_ms", sig3),
+            f("tiering", "describe_idle_p50_ms", sig3),
+            f("tiering", "describe_idle_max_ms", sig3)
+        ),
+    );
+    row(
         "**per core-second**",
         format!(
             "**{} MB** payload, **{} records**",
@@ -1140,7 +1249,7 @@ pub fn render(rep: &TierReport, plan: &TierPlan) -> String {
         "local purge",
         format!(
             "core restarted with local_retention_ms = 1 in {} s; every shard purged {} s later; \
-             shard log files {} MB before, {} MB after",
+             shard log files {} MB before, {} MB after (up to 5 s later)",
             f("purge", "restart_secs", sig3),
             f("purge", "purged_secs_after_restart", sig3),
             f("purge", "local_log_bytes_before", |b| sig3(mb(b))),
@@ -1189,19 +1298,40 @@ pub fn render(rep: &TierReport, plan: &TierPlan) -> String {
     out
 }
 
-/// tier.csv (`phase,metric,value,unit`) and tier-objects.csv (one row per
-/// object the core logged).
+/// tier.csv (`run,phase,metric,value,unit`), tier-summary.csv (median,
+/// min and max over the runs) and tier-objects.csv (one row per object the
+/// core logged).
 pub fn write_csv(dir: &Path, rep: &TierReport) -> Result<()> {
-    let mut s = String::from("phase,metric,value,unit\n");
-    for (p, m, v, u) in &rep.rows {
-        let _ = writeln!(s, "{p},{m},{v},{u}");
-    }
-    std::fs::write(dir.join("tier.csv"), s)?;
-    let mut s = String::from("key,records,payload_bytes,object_bytes,ms,payload_mb_per_s\n");
-    for o in &rep.objects {
+    let mut s = String::from("run,phase,metric,value,unit\n");
+    for r in &rep.rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{}",
+            r.run, r.phase, r.metric, r.value, r.unit
+        );
+    }
+    std::fs::write(dir.join("tier.csv"), s)?;
+    let mut s = String::from("phase,metric,median,min,max,runs,unit\n");
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in &rep.rows {
+        if seen.contains(&(r.phase, r.metric)) {
+            continue;
+        }
+        seen.push((r.phase, r.metric));
+        if let Some(sp) = rep.spread(r.phase, r.metric) {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{}",
+                r.phase, r.metric, sp.median, sp.min, sp.max, sp.n, r.unit
+            );
+        }
+    }
+    std::fs::write(dir.join("tier-summary.csv"), s)?;
+    let mut s = String::from("run,key,records,payload_bytes,object_bytes,ms,payload_mb_per_s\n");
+    for (run, o) in &rep.objects {
+        let _ = writeln!(
+            s,
+            "{run},{},{},{},{},{},{}",
             o.key,
             o.records,
             o.payload_bytes,
@@ -1277,7 +1407,7 @@ pub async fn command(o: TierOpts) -> Result<()> {
     write_csv(&dir, &rep)?;
     crate::report::write_facts(&dir, &facts)?;
     eprintln!(
-        "wrote {}/{{table.md,tier.csv,tier-objects.csv,tier-core.log,machine.csv}}",
+        "wrote {}/{{table.md,tier.csv,tier-summary.csv,tier-objects.csv,tier-core-*.log,machine.csv}}",
         dir.display()
     );
     outcome

@@ -53,17 +53,22 @@ fn smoke_run_writes_table_csv_and_plot() {
         table.contains("### Tiering to object storage") && table.contains("| **tier ÷ local** |"),
         "{table}"
     );
-    for f in ["tier.csv", "tier-objects.csv", "tier-core.log"] {
+    for f in [
+        "tier.csv",
+        "tier-summary.csv",
+        "tier-objects.csv",
+        "tier-core-1.log",
+    ] {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
     let tier = std::fs::read_to_string(out.path().join("tier.csv")).unwrap();
     for metric in [
-        "tiering,payload_mb_per_s,",
-        "tiering,payload_mb_per_core_s,",
-        "compression,payload_over_parquet,",
-        "replay_local,records_per_s,",
-        "replay_tier,records_per_s,",
-        "replay_tier,records_served_from_tier,",
+        "1,tiering,payload_mb_per_s,",
+        "1,tiering,payload_mb_per_core_s,",
+        "1,compression,payload_over_parquet,",
+        "1,replay_local,records_per_s,",
+        "1,replay_tier,records_per_s,",
+        "1,replay_tier,records_served_from_tier,",
     ] {
         assert!(
             tier.contains(metric),
