@@ -160,6 +160,14 @@ impl StreamInfo {
         }
     }
 
+    /// Records the stream holds (from each shard's first to next offset).
+    pub fn records(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|sh| sh.next_offset - sh.first_offset)
+            .sum()
+    }
+
     /// Client address of node `id`, if the description lists it.
     pub fn addr_of(&self, id: u64) -> Option<&str> {
         self.nodes

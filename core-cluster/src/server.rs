@@ -364,7 +364,11 @@ impl CoreHandler {
                 RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
             })?;
             metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
-            return Ok(tier_reply(t.first_offset, &t.batch, t.next_offset, next));
+            return Ok(fetch_reply(
+                &[(t.first_offset, 0, t.batch)],
+                t.next_offset,
+                next,
+            ));
         }
         read_batches(&g, offset, max_records, max_bytes)
     }
@@ -403,19 +407,30 @@ fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
     }
 }
 
-fn tier_reply(base_offset: u64, batch: &[u8], next_offset: u64, high_watermark: u64) -> Bytes {
-    let fbb = FlatBufferBuilder::with_capacity(batch.len() + 1024);
+/// A `FetchResponse` of `(base offset, skip, batch bytes)` items.
+fn fetch_reply<B: AsRef<[u8]>>(
+    batches: &[(u64, u32, B)],
+    next_offset: u64,
+    high_watermark: u64,
+) -> Bytes {
+    let bytes: usize = batches.iter().map(|(_, _, b)| b.as_ref().len()).sum();
+    let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
     wire::response_with(fbb, fb::ResponseBody::FetchResponse, |fbb| {
-        let batch = Some(fbb.create_vector(batch));
-        let item = fb::FetchedBatch::create(
-            fbb,
-            &fb::FetchedBatchArgs {
-                base_offset,
-                skip: 0,
-                batch,
-            },
-        );
-        let batches = Some(fbb.create_vector(&[item]));
+        let items: Vec<_> = batches
+            .iter()
+            .map(|(base, skip, b)| {
+                let batch = Some(fbb.create_vector(b.as_ref()));
+                fb::FetchedBatch::create(
+                    fbb,
+                    &fb::FetchedBatchArgs {
+                        base_offset: *base,
+                        skip: *skip,
+                        batch,
+                    },
+                )
+            })
+            .collect();
+        let batches = Some(fbb.create_vector(&items));
         fb::FetchResponse::create(
             fbb,
             &fb::FetchResponseArgs {
@@ -469,35 +484,5 @@ fn read_batches(
     }
     let out_records: u64 = next_offset - offset;
     metrics::counter!("strata_core_records_out_total").increment(out_records);
-    let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
-    Ok(wire::response_with(
-        fbb,
-        fb::ResponseBody::FetchResponse,
-        |fbb| {
-            let items: Vec<_> = fetched
-                .iter()
-                .map(|(base, skip, b)| {
-                    let batch = Some(fbb.create_vector(b));
-                    fb::FetchedBatch::create(
-                        fbb,
-                        &fb::FetchedBatchArgs {
-                            base_offset: *base,
-                            skip: *skip,
-                            batch,
-                        },
-                    )
-                })
-                .collect();
-            let batches = Some(fbb.create_vector(&items));
-            fb::FetchResponse::create(
-                fbb,
-                &fb::FetchResponseArgs {
-                    batches,
-                    next_offset,
-                    high_watermark: next,
-                },
-            )
-            .as_union_value()
-        },
-    ))
+    Ok(fetch_reply(&fetched, next_offset, next))
 }

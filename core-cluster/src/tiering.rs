@@ -17,7 +17,7 @@
 //! - If the store is unreachable, uploads retry with backoff and nothing is
 //!   deleted locally; ingestion goes on while local disk lasts.
 
-use crate::node::{Node, ShardGroup};
+use crate::node::{now_ms, Node, ShardGroup};
 use crate::raft::types::{Command, CommandResponse};
 use crate::tier::format::{SegmentWriter, WriterOptions};
 use crate::tier::manifest::Manifest;
@@ -106,19 +106,18 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
             if g.leader() == Some(node.cfg.node_id)
                 && st.retry_at.is_none_or(|t| Instant::now() >= t)
             {
-                let mut upload =
+                let upload =
                     tokio::time::timeout(UPLOAD_PASS_MAX, upload_sealed(&tier, &stream, shard, &g))
                         .await
                         .unwrap_or_else(|_| {
                             Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
                         });
-                if upload.is_ok() {
-                    upload = expire(&tier, &stream, shard, &g, &retention)
-                        .await
-                        .map(|()| 0);
-                }
-                match upload {
-                    Ok(_) => {
+                let pass = match upload {
+                    Ok(_) => expire(&tier, &stream, shard, &g, &retention).await,
+                    Err(e) => Err(e),
+                };
+                match pass {
+                    Ok(()) => {
                         st.retry_at = None;
                         st.backoff = Duration::ZERO;
                     }
@@ -149,10 +148,6 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
             _ = stop.wait_for(|s| *s) => return,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    crate::node::now_ms()
 }
 
 /// Uploads every sealed range of the shard, oldest first. Returns the

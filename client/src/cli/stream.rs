@@ -123,11 +123,7 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                let records: u64 = s
-                    .shards
-                    .iter()
-                    .map(|sh| sh.next_offset - sh.first_offset)
-                    .sum();
+                let records = s.records();
                 println!(
                     "restored stream {} with {} shard(s), {records} records",
                     s.name,
@@ -150,11 +146,7 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
                     "STREAM", "SHARDS", "REPLICATION", "RECORDS"
                 );
                 for s in &list {
-                    let records: u64 = s
-                        .shards
-                        .iter()
-                        .map(|sh| sh.next_offset - sh.first_offset)
-                        .sum();
+                    let records = s.records();
                     println!(
                         "{:<32} {:>6} {:>11} {:>14}",
                         s.name,
