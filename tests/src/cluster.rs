@@ -199,25 +199,27 @@ impl TestCluster {
 
     /// The metadata leader as some live node sees it.
     pub async fn meta_leader(&self) -> Result<u64> {
-        let targets = self.seeds();
-        let ca = self.pki.ca.clone();
-        wait_for("a metadata leader", Duration::from_secs(30), || {
-            let (targets, ca) = (targets.clone(), ca.clone());
-            async move {
-                for t in targets {
-                    let c = Client::new(t, &ca)?;
-                    if let Ok(Ok(v)) =
-                        tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&c)).await
-                    {
-                        if v.meta_leader != 0 && v.meta_leader == v.node {
-                            return Ok(Some(v.node));
-                        }
-                    }
-                }
-                Ok(None)
-            }
+        wait_for("a metadata leader", Duration::from_secs(30), || async {
+            Ok(self.meta_leader_view().await?.map(|v| v.node))
         })
         .await
+    }
+
+    /// The cluster status as the metadata leader itself reports it (a node
+    /// that joined a moment ago may not have the catalog yet), if a live
+    /// node says it leads.
+    pub async fn meta_leader_view(&self) -> Result<Option<api::NodeView>> {
+        for t in self.seeds() {
+            let c = Client::new(t, &self.pki.ca)?;
+            if let Ok(Ok(v)) =
+                tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&c)).await
+            {
+                if v.meta_leader != 0 && v.meta_leader == v.node {
+                    return Ok(Some(v));
+                }
+            }
+        }
+        Ok(None)
     }
 
     pub fn kill9(&mut self, id: u64) {

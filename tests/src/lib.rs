@@ -38,6 +38,32 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Every file below `dir` (none if it does not exist).
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.is_dir() {
+            out.extend(files_under(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of the files below `dir`.
+pub fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for f in files_under(dir)? {
+        total += std::fs::metadata(&f)?.len();
+    }
+    Ok(total)
+}
+
 /// A free UDP port on 127.0.0.1 (bound and released; QUIC listens on UDP).
 pub fn free_udp_addr() -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");

@@ -376,7 +376,7 @@ async fn membership(c: &mut TestCluster) -> Result<()> {
     // Node 3 is out of the cluster but still running: it may believe it
     // still leads the metadata group, with a stale catalog. Ask the others.
     c.kill9(3);
-    let v = wait_for("the metadata leader's view", WAIT, || meta_leader_view(c)).await?;
+    let v = wait_for("the metadata leader's view", WAIT, || c.meta_leader_view()).await?;
     assert!(v.nodes.iter().all(|n| n.id != 3), "{:?}", v.nodes);
     // The edge registered its producer id in the metadata group, which
     // survived the metadata voter change.
@@ -475,7 +475,7 @@ async fn rebuild(c: &mut TestCluster) -> Result<()> {
         .any(|cl| async move { api::change_membership(&cl, remove).await })
         .await?;
     wait_for("node 3 to be removed", WAIT, || async {
-        let v = meta_leader_view(c).await?;
+        let v = c.meta_leader_view().await?;
         Ok(
             v.filter(|v| v.nodes.iter().any(|n| n.id == 4) && v.nodes.iter().all(|n| n.id != 3))
                 .map(|_| ()),
@@ -490,7 +490,7 @@ async fn rebuild(c: &mut TestCluster) -> Result<()> {
     let snapshot = shard_dir(4).join("snapshot.json").exists();
     eprintln!("node 4 installed a snapshot: {snapshot}");
     let tiered: u64 = cluster.describe("archived").await?.shards[0].tier_bytes;
-    let local: u64 = walk_size(&shard_dir(4))?;
+    let local: u64 = strata_tests::dir_bytes(&shard_dir(4))?;
     eprintln!("node 4 shard dir {local} bytes; archive {tiered} bytes of Parquet");
     // ...and serves every record from the objects, in order, in its zone.
     let local_reader = Cluster::new(c.seeds(), &c.pki.ca)?.with_zone(Some("az-c".into()));
@@ -511,34 +511,4 @@ async fn rebuild(c: &mut TestCluster) -> Result<()> {
     let report = workload::verify(&cluster, "archived", &acked, 30, WAIT).await?;
     eprintln!("{report:?}");
     Ok(())
-}
-
-fn walk_size(dir: &std::path::Path) -> Result<u64> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let md = e.metadata()?;
-        total += if md.is_dir() {
-            walk_size(&e.path())?
-        } else {
-            md.len()
-        };
-    }
-    Ok(total)
-}
-
-/// The cluster status as the metadata leader itself reports it (a node that
-/// joined a moment ago may not have the catalog yet), if a node answers.
-async fn meta_leader_view(c: &TestCluster) -> Result<Option<api::NodeView>> {
-    for addr in c.seeds() {
-        let cl = c.client(addr);
-        if let Ok(Ok(v)) =
-            tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&cl)).await
-        {
-            if v.node == v.meta_leader {
-                return Ok(Some(v));
-            }
-        }
-    }
-    Ok(None)
 }

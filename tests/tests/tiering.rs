@@ -76,7 +76,7 @@ async fn local(p: &Pipeline) -> Result<()> {
         || async {
             let mut sizes = Vec::new();
             for s in 0..SHARDS {
-                sizes.push(dir_bytes(&shard_dir(s).join("log"))?);
+                sizes.push(strata_tests::dir_bytes(&shard_dir(s).join("log"))?);
             }
             Ok(sizes.iter().all(|&b| b < 100_000).then_some(()))
         },
@@ -347,28 +347,12 @@ async fn retention(p: &Pipeline) -> Result<()> {
     }
     // The objects are gone from the store too (only manifests remain).
     let archive = p.dir.path().join("core/archive/stream=sensors");
-    let parquet = walk(&archive)?
+    let parquet = strata_tests::files_under(&archive)?
         .into_iter()
         .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
         .count();
     assert_eq!(parquet, 0, "expired objects are deleted from the store");
     Ok(())
-}
-
-fn walk(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for e in std::fs::read_dir(dir)? {
-        let path = e?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// Disaster recovery: a fresh core pointed at the same object store rebuilds
@@ -435,13 +419,4 @@ async fn restore(cfg: &str) -> Result<()> {
     .await?;
     read_all(&core, &produced).await?;
     Ok(())
-}
-
-/// Bytes of the files below `dir`.
-fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
-    let mut total = 0;
-    for f in walk(dir)? {
-        total += std::fs::metadata(&f)?.len();
-    }
-    Ok(total)
 }
