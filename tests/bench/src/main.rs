@@ -291,28 +291,13 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
         "fsync probe: {:.0} writes/s (4 KiB + fdatasync, p50 {:.2} ms, p99 {:.2} ms)",
         fsync.writes_per_s, fsync.p50_ms, fsync.p99_ms
     );
-    let mut facts: report::Facts = vec![
-        ("started (UTC)".into(), started_utc.format("%Y-%m-%d %H:%M:%S").to_string()),
-        ("mode".into(), if smoke { "smoke (tiny counts: figures mean nothing)".into() } else { "all".into() }),
-        (
-            "machine".into(),
-            format!(
-                "{} cores ({}), {:.1} GiB memory, kernel {}",
-                m.cores,
-                m.cpu_model,
-                m.mem_total_mib as f64 / 1024.0,
-                m.kernel
-            ),
-        ),
-        ("load average at start".into(), m.loadavg.clone()),
-        (
-            format!("disk fsync rate ({} s of 4 KiB write + fdatasync in {})", probe_secs, tmp.display()),
-            format!(
-                "{:.0} writes/s, fdatasync p50 {:.2} ms, p99 {:.2} ms",
-                fsync.writes_per_s, fsync.p50_ms, fsync.p99_ms
-            ),
-        ),
-        ("Strata commit".into(), git_commit()),
+    let mode = if smoke {
+        "smoke (tiny counts: figures mean nothing)"
+    } else {
+        "all"
+    };
+    let mut facts = report::machine_facts(started_utc, mode.into(), &m, probe_secs, &tmp, &fsync);
+    facts.extend([
         (
             "nats-server".into(),
             nats_bin.as_deref().map_or_else(|| "not installed: NATS rows skipped".into(), nats::server_version),
@@ -336,7 +321,7 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
                 plan.seed
             ),
         ),
-    ];
+    ]);
     eprintln!("results: {}", dir.display());
     let mut results = Results::default();
     let mut outcome = run::run_plan(&plan, &mut results).await;

@@ -57,6 +57,48 @@ fn size_label(size: usize) -> String {
 /// Machine and run facts, printed above the tables and saved as machine.csv.
 pub type Facts = Vec<(String, String)>;
 
+/// The facts every results table opens with: start time, mode, machine,
+/// load, the disk's fsync rate (probed for `probe_secs` in `tmp`) and the
+/// Strata commit.
+pub fn machine_facts(
+    started_utc: chrono::DateTime<chrono::Utc>,
+    mode: String,
+    m: &crate::procfs::Machine,
+    probe_secs: f64,
+    tmp: &Path,
+    fsync: &crate::procfs::FsyncRate,
+) -> Facts {
+    vec![
+        (
+            "started (UTC)".into(),
+            started_utc.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ),
+        ("mode".into(), mode),
+        (
+            "machine".into(),
+            format!(
+                "{} cores ({}), {:.1} GiB memory, kernel {}",
+                m.cores,
+                m.cpu_model,
+                m.mem_total_mib as f64 / 1024.0,
+                m.kernel
+            ),
+        ),
+        ("load average at start".into(), m.loadavg.clone()),
+        (
+            format!(
+                "disk fsync rate ({probe_secs} s of 4 KiB write + fdatasync in {})",
+                tmp.display()
+            ),
+            format!(
+                "{:.0} writes/s, fdatasync p50 {:.2} ms, p99 {:.2} ms",
+                fsync.writes_per_s, fsync.p50_ms, fsync.p99_ms
+            ),
+        ),
+        ("Strata commit".into(), crate::git_commit()),
+    ]
+}
+
 struct Tables<'a> {
     r: &'a Results,
     plan: &'a Plan,

@@ -1356,36 +1356,8 @@ pub async fn command(o: TierOpts) -> Result<()> {
     let m = procfs::machine();
     let tmp = std::env::temp_dir();
     let fsync = procfs::fsync_probe(&tmp, Duration::from_secs(1))?;
-    let mut facts: crate::report::Facts = vec![
-        (
-            "started (UTC)".into(),
-            started_utc.format("%Y-%m-%d %H:%M:%S").to_string(),
-        ),
-        ("mode".into(), "tier".into()),
-        (
-            "machine".into(),
-            format!(
-                "{} cores ({}), {:.1} GiB memory, kernel {}",
-                m.cores,
-                m.cpu_model,
-                m.mem_total_mib as f64 / 1024.0,
-                m.kernel
-            ),
-        ),
-        ("load average at start".into(), m.loadavg.clone()),
-        (
-            format!(
-                "disk fsync rate (1 s of 4 KiB write + fdatasync in {})",
-                tmp.display()
-            ),
-            format!(
-                "{:.0} writes/s, fdatasync p50 {:.2} ms, p99 {:.2} ms",
-                fsync.writes_per_s, fsync.p50_ms, fsync.p99_ms
-            ),
-        ),
-        ("Strata commit".into(), crate::git_commit()),
-        ("settings".into(), plan.describe()),
-    ];
+    let mut facts = crate::report::machine_facts(started_utc, "tier".into(), &m, 1.0, &tmp, &fsync);
+    facts.push(("settings".into(), plan.describe()));
     eprintln!("results: {}", dir.display());
     let mut rep = TierReport::default();
     let outcome = measure(&plan, &dir, &mut rep).await;
