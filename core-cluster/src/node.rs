@@ -115,6 +115,9 @@ pub type ShardGroup = Group<ShardState>;
 /// hands leadership back (after a failover, once the preferred replica is
 /// back and caught up).
 const HAND_OVER_AFTER: Duration = Duration::from_secs(10);
+/// How long a handing-over leader, writes paused, waits for the preferred
+/// replica to receive the last entries before it gives up for this round.
+const HAND_OVER_SETTLE: Duration = Duration::from_millis(500);
 
 /// How long a replica waits for a shard's preferred leader to initialize a
 /// new group before doing it itself.
@@ -469,6 +472,30 @@ impl Node {
             tracing::info!(shard = %name, to = preferred, "handing leadership to the preferred replica");
             use std::sync::atomic::Ordering;
             g.handing_over.store(true, Ordering::SeqCst);
+            // Writes accepted just before the pause may still be on their
+            // way: the preferred replica must hold every entry before it
+            // campaigns, or the voters refuse it (its log is behind) while
+            // its higher term unseats every other leader for a while.
+            let settled = g
+                .raft
+                .wait(Some(HAND_OVER_SETTLE))
+                .metrics(
+                    |m| {
+                        let last = m.last_log_index;
+                        m.replication.as_ref().is_some_and(|r| {
+                            r.get(&preferred)
+                                .is_some_and(|l| l.as_ref().map(|l| l.index) == last)
+                        })
+                    },
+                    "preferred replica holds the whole log",
+                )
+                .await
+                .is_ok();
+            if !settled {
+                tracing::info!(shard = %name, to = preferred, "preferred replica did not catch up; hand-over postponed");
+                g.handing_over.store(false, Ordering::SeqCst);
+                return;
+            }
             let rc = g.raft.runtime_config();
             rc.heartbeat(false);
             rc.elect(false);

@@ -63,6 +63,8 @@ const KIND_META_WRITE: u8 = 4;
 const KIND_ELECT: u8 = 5;
 /// How long an Elect request keeps the receiver campaigning.
 pub const CAMPAIGN_FOR: Duration = Duration::from_millis(1500);
+/// Most elections one Elect request starts.
+const CAMPAIGN_ELECTIONS_MAX: u32 = 3;
 
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_UNKNOWN_GROUP: u8 = 1;
@@ -406,18 +408,31 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
     }
 }
 
-/// Starts elections until this node leads or [`CAMPAIGN_FOR`] passes. The
-/// followers reject votes until the old leader's lease runs out (openraft's
-/// leader lease); asking every 50 ms makes this node the first candidate
-/// they accept, ahead of their own randomized election timers.
+/// Campaigns until this node leads, another leader appears, or
+/// [`CAMPAIGN_FOR`] passes. The followers reject votes until the old
+/// leader's lease runs out (openraft's leader lease), so the first election
+/// may fail; a new one starts only once this node is no longer a candidate.
+/// Every election raises the term, and a node whose log turns out to be
+/// behind would unseat each following leader until their terms pass its
+/// own: so elections are started sparingly, never on a timer of our own.
 async fn campaign(raft: Raft) {
+    use openraft::ServerState;
     let me = raft.metrics().borrow().id;
     let until = tokio::time::Instant::now() + CAMPAIGN_FOR;
-    while tokio::time::Instant::now() < until {
-        if raft.metrics().borrow().current_leader == Some(me)
-            || raft.trigger().elect().await.is_err()
-        {
+    let mut elections = 0;
+    while tokio::time::Instant::now() < until && elections < CAMPAIGN_ELECTIONS_MAX {
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader == Some(me) {
             return;
+        }
+        if m.state == ServerState::Follower {
+            if m.current_leader.is_some() && elections > 0 {
+                return; // another node won
+            }
+            if raft.trigger().elect().await.is_err() {
+                return;
+            }
+            elections += 1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
