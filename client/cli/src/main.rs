@@ -1,6 +1,8 @@
-//! `strata`: run a local dev pipeline, manage streams, produce and consume.
+//! `strata`: run a local dev pipeline, manage streams, produce, consume,
+//! operate the cluster and query the archive with SQL.
 
 mod cli;
+mod query;
 
 use clap::Parser;
 

@@ -229,8 +229,10 @@ impl EncodedObject {
     }
 }
 
-/// Arrow builders for one chunk of rows.
-struct Chunk {
+/// Builds Arrow record batches in the archive [`schema`]: the rows of a
+/// Parquet object, or records read from the log (the query engine's hot
+/// tail) in the same shape.
+pub struct RowsBuilder {
     offset: Int64Builder,
     timestamp: TimestampMillisecondBuilder,
     partition_key: StringBuilder,
@@ -240,8 +242,14 @@ struct Chunk {
     bytes: usize,
 }
 
-impl Chunk {
-    fn new() -> Self {
+impl Default for RowsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowsBuilder {
+    pub fn new() -> Self {
         Self {
             offset: Int64Builder::new(),
             timestamp: TimestampMillisecondBuilder::new().with_timezone("UTC"),
@@ -258,7 +266,37 @@ impl Chunk {
         }
     }
 
-    fn finish(
+    /// Rows added since the last [`RowsBuilder::finish`].
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds one row; `len` counts towards [`RowsBuilder::bytes`].
+    pub fn push<'a>(
+        &mut self,
+        offset: i64,
+        timestamp_ms: i64,
+        key: Option<&str>,
+        data: &[u8],
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        len: usize,
+    ) -> Result<(), arrow::error::ArrowError> {
+        self.offset.append_value(offset);
+        self.timestamp.append_value(timestamp_ms);
+        self.partition_key.append_option(key);
+        self.data.append_value(data);
+        for (k, v) in headers {
+            self.headers.keys().append_value(k);
+            self.headers.values().append_value(v);
+        }
+        self.headers.append(true)?;
+        self.rows += 1;
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// The rows added since the last call, as one batch of `shard` of `stream`.
+    pub fn finish(
         &mut self,
         shard: u32,
         stream: &str,
@@ -289,7 +327,7 @@ pub struct SegmentWriter {
     stream: String,
     shard: u32,
     writer: ArrowWriter<Vec<u8>>,
-    chunk: Chunk,
+    chunk: RowsBuilder,
     first: Option<(u64, i64)>,
     next_offset: u64,
     min_timestamp_ms: i64,
@@ -306,7 +344,7 @@ impl SegmentWriter {
             stream: stream.to_string(),
             shard,
             writer,
-            chunk: Chunk::new(),
+            chunk: RowsBuilder::new(),
             first: None,
             next_offset: 0,
             min_timestamp_ms: i64::MAX,
@@ -339,23 +377,17 @@ impl SegmentWriter {
             self.write_chunk()?;
         }
         let ts = record.timestamp_ms();
-        let c = &mut self.chunk;
-        c.offset.append_value(offset_i64);
-        c.timestamp.append_value(ts);
-        c.partition_key.append_option(record.key());
-        c.data
-            .append_value(record.value().map_or(&[][..], |v| v.bytes()));
-        for h in record.headers().iter().flatten() {
-            c.headers.keys().append_value(h.key());
-            c.headers
-                .values()
-                .append_value(h.value().map_or(&[][..], |v| v.bytes()));
-        }
-        if let Err(e) = c.headers.append(true) {
+        let headers = record.headers().into_iter().flatten().map(|h| {
+            let v: &[u8] = h.value().map_or(&[][..], |v| v.bytes());
+            (h.key(), v)
+        });
+        let data = record.value().map_or(&[][..], |v| v.bytes());
+        if let Err(e) = self
+            .chunk
+            .push(offset_i64, ts, record.key(), data, headers, len)
+        {
             return Err(self.encode_error(e.into()));
         }
-        c.rows += 1;
-        c.bytes += len;
 
         self.first.get_or_insert((offset, ts));
         self.next_offset = next;

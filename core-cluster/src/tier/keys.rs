@@ -51,14 +51,18 @@ pub fn data_key(
         .join(format!("shard-{shard}-{first_offset:020}.parquet"))
 }
 
-/// The key of the JSON copy of a shard's manifest.
-pub fn manifest_key(prefix: &Path, stream: &str, shard: u32) -> Path {
+/// Where the JSON copies of a stream's shard manifests are.
+pub fn manifest_dir(prefix: &Path, stream: &str) -> Path {
     prefix
         .clone()
         .join("_strata")
         .join("manifests")
         .join(format!("stream={stream}"))
-        .join(format!("shard-{shard}.json"))
+}
+
+/// The key of the JSON copy of a shard's manifest.
+pub fn manifest_key(prefix: &Path, stream: &str, shard: u32) -> Path {
+    manifest_dir(prefix, stream).join(format!("shard-{shard}.json"))
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ mod format_tests;
 #[cfg(test)]
 mod store_tests;
 
-pub use format::{EncodedObject, SegmentWriter, WriterOptions};
+pub use format::{EncodedObject, RowsBuilder, SegmentWriter, WriterOptions};
 pub use manifest::{Manifest, TieredObject};
 pub use read::{read_records, TierRead};
 

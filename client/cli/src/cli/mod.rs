@@ -4,6 +4,7 @@ mod cluster;
 mod consume;
 mod dev;
 mod produce;
+mod query;
 mod stream;
 
 use anyhow::Result;
@@ -83,6 +84,8 @@ pub enum Cmd {
     Produce(produce::ProduceArgs),
     /// Read records from the core.
     Consume(consume::ConsumeArgs),
+    /// Run SQL over streams' Parquet archives (and hot tails).
+    Query(query::QueryArgs),
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -92,5 +95,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Cluster { cmd, tls, core } => cluster::run(cmd, &tls, &core).await,
         Cmd::Produce(a) => produce::run(a).await,
         Cmd::Consume(a) => consume::run(a).await,
+        Cmd::Query(a) => query::run(a).await,
     }
 }
