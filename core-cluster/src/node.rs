@@ -115,6 +115,9 @@ pub type ShardGroup = Group<ShardState>;
 /// hands leadership back (after a failover, once the preferred replica is
 /// back and caught up).
 const HAND_OVER_AFTER: Duration = Duration::from_secs(10);
+/// How long a new replica may take to catch up (from the log, or a
+/// snapshot) before the move is retried.
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(60);
 /// How long a handing-over leader, writes paused, waits for the preferred
 /// replica to receive the last entries before it gives up for this round.
 const HAND_OVER_SETTLE: Duration = Duration::from_millis(500);
@@ -321,6 +324,14 @@ impl Node {
             if !n.draining || cat.replica_count(n.id) > 0 || voters.contains(&n.id) {
                 continue;
             }
+            // Forget first, then leave the group: when the drained node is
+            // this leader, it can commit nothing once it has removed itself.
+            tracing::info!(node = n.id, "node drained: removing it from the cluster");
+            self.meta
+                .raft
+                .client_write(Command::Meta(MetaCommand::ForgetNode(n.id)))
+                .await
+                .map_err(raft_err(format!("forgetting node {}", n.id)))?;
             if members.contains(&n.id) {
                 self.meta
                     .raft
@@ -331,12 +342,19 @@ impl Node {
                         n.id
                     )))?;
             }
-            tracing::info!(node = n.id, "node drained: removing it from the cluster");
+        }
+        // A forgotten node whose removal from the group did not finish.
+        for id in members.iter().filter(|id| cat.forgotten.contains(id)) {
+            if voters.contains(id) {
+                continue;
+            }
             self.meta
                 .raft
-                .client_write(Command::Meta(MetaCommand::ForgetNode(n.id)))
+                .change_membership(ChangeMembers::RemoveNodes([*id].into()), false)
                 .await
-                .map_err(raft_err(format!("forgetting node {}", n.id)))?;
+                .map_err(raft_err(format!(
+                    "removing node {id} from the metadata group"
+                )))?;
         }
         Ok(())
     }
@@ -522,15 +540,14 @@ impl Node {
     ) -> Result<()> {
         let name = format!("{stream}/{shard}");
         if !settled {
-            let members: BTreeSet<u64> = g
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .collect();
+            let (members, voters_now): (BTreeSet<u64>, BTreeSet<u64>) = {
+                let m = g.raft.metrics().borrow().membership_config.clone();
+                let m = m.membership();
+                (
+                    m.nodes().map(|(id, _)| *id).collect(),
+                    m.voter_ids().collect(),
+                )
+            };
             for &id in replicas.iter().filter(|id| !members.contains(id)) {
                 let addr = self
                     .meta
@@ -539,9 +556,29 @@ impl Node {
                     .with_context(|| format!("node {id} is not in the catalog"))?;
                 tracing::info!(shard = %name, node = id, "adding a replica: catching it up as a learner");
                 g.raft
-                    .add_learner(id, BasicNode::new(&addr), true)
+                    .add_learner(id, BasicNode::new(&addr), false)
                     .await
                     .map_err(|e| anyhow::anyhow!("adding learner {id}: {e}"))?;
+            }
+            // openraft's blocking add_learner stops waiting after 500 ms
+            // without an error: each new replica must hold the whole log (or
+            // the snapshot) before it may count towards a majority.
+            for &id in replicas.iter().filter(|id| !voters_now.contains(id)) {
+                let target = g.raft.metrics().borrow().last_log_index;
+                g.raft
+                    .wait(Some(LEARNER_CATCH_UP))
+                    .metrics(
+                        |m| {
+                            m.replication.as_ref().is_some_and(|r| {
+                                r.get(&id)
+                                    .is_some_and(|l| l.as_ref().map(|l| l.index) >= target)
+                            })
+                        },
+                        "the new replica to catch up",
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("node {id} did not catch up: {e}"))?;
+                tracing::info!(shard = %name, node = id, "the new replica caught up");
             }
             let voters: BTreeSet<u64> = replicas.iter().copied().collect();
             tracing::info!(shard = %name, ?voters, "changing the replica set");
