@@ -162,7 +162,36 @@ async fn outage(p: &Pipeline, s3: &mut s3::S3Server, url: &str) -> Result<()> {
     .await?;
     let by_offset = read_all(&core, &produced).await?;
     let got = s3::read_archive(url, "sensors", &s3.env())?;
-    check_archive(&got, &by_offset)
+    check_archive(&got, &by_offset)?;
+
+    // `strata query` reads the same objects over S3: asking the core where
+    // the archive is, and straight from the store.
+    let sql = "SELECT count(*) AS n, count(DISTINCT partition_key) AS k FROM sensors";
+    let want = format!("n,k\n{RECORDS},16\n");
+    for direct in [false, true] {
+        let mut cmd = std::process::Command::new(strata_tests::bin("strata")?);
+        cmd.args([
+            "query",
+            "--format",
+            "csv",
+            "--core",
+            &p.core_addr.to_string(),
+        ])
+        .arg("--ca")
+        .arg(&p.pki.ca)
+        .envs(s3.env());
+        if direct {
+            cmd.args(["--object-store", url]);
+        }
+        let out = cmd.arg(sql).stdin(std::process::Stdio::null()).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "strata query (direct: {direct}): {stderr}"
+        );
+        assert_eq!(String::from_utf8(out.stdout)?, want, "direct: {direct}");
+    }
+    Ok(())
 }
 
 /// Upload failures the core has logged so far.
