@@ -272,6 +272,10 @@ async fn run(p: &mut Pipeline) -> Result<()> {
         ("SELEC 1", "SQL error"),
         ("SELECT nope FROM sensors", "nope"),
         ("SELECT * FROM missing", "missing"),
+        (
+            "COPY (SELECT 1) TO '/tmp/strata-query-copy.csv'",
+            "not supported",
+        ),
     ] {
         let (ok, out, err) = strata_query(p, &[sql])?;
         assert!(!ok, "{sql} succeeded: {out}");

@@ -19,6 +19,7 @@ pub mod table;
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::TableReference;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{col, try_cast};
 use datafusion::physical_plan::metrics::MetricValue;
@@ -104,7 +105,11 @@ impl Engine {
                 .await
                 .with_context(|| format!("opening stream {name:?}"))?;
         }
-        let df = self.ctx.sql(sql).await?;
+        // Queries only: no tables created, no files written (COPY, INSERT).
+        let read_only = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false);
+        let df = self.ctx.sql_with_options(sql, read_only).await?;
         Ok(df.create_physical_plan().await?)
     }
 
