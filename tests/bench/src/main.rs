@@ -5,7 +5,8 @@
 //! harness works (plus a tiny `tier`); `profile` samples the Strata processes
 //! at peak with perf; `tier` measures tiering to object storage (Parquet
 //! conversion throughput per core, compression, and a consumer replaying from
-//! the tier against local disk).
+//! the tier against local disk); `query` measures SQL over a Parquet
+//! archive with `strata query`, DuckDB on the same files as the peer.
 //!
 //! Nothing here asserts on timing: it measures and reports.
 
@@ -14,6 +15,7 @@ mod nats;
 mod plot;
 mod procfs;
 mod profile;
+mod query;
 mod report;
 mod run;
 mod stats;
@@ -48,6 +50,10 @@ enum Cmd {
     /// compression, and a consumer replaying from the tier vs local disk
     /// (about 2 minutes).
     Tier(tier::TierOpts),
+    /// SQL over a Parquet archive (1 GB, one day, generated once and kept
+    /// in target/bench-query): `strata query` against DuckDB on the same
+    /// files, scan rate and a query pruned to one hour.
+    Query(query::QueryOpts),
 }
 
 #[derive(Args, Debug)]
@@ -105,11 +111,14 @@ fn main() {
     let r = match cli.cmd {
         Cmd::All(o) => rt.block_on(until_signal(bench(o, false))),
         Cmd::Smoke(o) => rt.block_on(until_signal(bench(o, true))),
-        Cmd::Profile(o) => {
-            build_binaries(o.no_build).and_then(|()| rt.block_on(until_signal(profile::run(o))))
-        }
-        Cmd::Tier(o) => {
-            build_binaries(o.no_build).and_then(|()| rt.block_on(until_signal(tier::command(o))))
+        Cmd::Profile(o) => build_binaries(o.no_build, DAEMONS)
+            .and_then(|()| rt.block_on(until_signal(profile::run(o)))),
+        Cmd::Tier(o) => build_binaries(o.no_build, DAEMONS)
+            .and_then(|()| rt.block_on(until_signal(tier::command(o)))),
+        // Synchronous: one query process at a time, each dies with this
+        // process (PR_SET_PDEATHSIG), and Ctrl-C reaches it anyway.
+        Cmd::Query(o) => {
+            build_binaries(o.no_build, &["strata-cli"]).and_then(|()| query::command(o))
         }
     };
     if let Err(e) = r {
@@ -146,15 +155,18 @@ fn results_dir(out: Option<PathBuf>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Rebuilds the daemons when this is a release build started by cargo, so a
-/// benchmark never measures stale binaries (`cargo run` has released its
-/// lock by the time this runs).
-fn build_binaries(skip: bool) -> Result<()> {
+/// The packages of the binaries most modes start.
+const DAEMONS: &[&str] = &["strata-core", "strata-edge"];
+
+/// Rebuilds the binaries of `packages` when this is a release build started
+/// by cargo, so a benchmark never measures stale binaries (`cargo run` has
+/// released its lock by the time this runs).
+fn build_binaries(skip: bool, packages: &[&str]) -> Result<()> {
     let release = strata_tests::bin_dir().ends_with("release");
     let Some(cargo) = std::env::var_os("CARGO").filter(|_| release && !skip) else {
         return Ok(());
     };
-    eprintln!("building strata-core and strata-edge (release)...");
+    eprintln!("building {} (release)...", packages.join(", "));
     let mut cmd = std::process::Command::new(cargo);
     // `cargo run` describes this package in CARGO_PKG_* and friends; build
     // scripts that watch such variables would otherwise rebuild each time.
@@ -170,20 +182,13 @@ fn build_binaries(skip: bool) -> Result<()> {
             cmd.env_remove(k);
         }
     }
-    let status = cmd
-        .args([
-            "build",
-            "--release",
-            "--bins",
-            "-p",
-            "strata-core",
-            "-p",
-            "strata-edge",
-        ])
-        .status()
-        .context("running cargo build")?;
+    cmd.args(["build", "--release", "--bins"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd.status().context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --release -p strata-core -p strata-edge failed");
+        bail!("cargo build --release -p {} failed", packages.join(" -p "));
     }
     Ok(())
 }
@@ -261,7 +266,7 @@ fn git_commit() -> String {
 
 async fn bench(o: Opts, smoke: bool) -> Result<()> {
     if !smoke {
-        build_binaries(o.no_build)?;
+        build_binaries(o.no_build, DAEMONS)?;
     }
     let started = Instant::now();
     let started_utc = chrono::Utc::now();
