@@ -351,14 +351,7 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
             ),
         ));
     }
-    facts.push(("load average at the end".into(), procfs::machine().loadavg));
-    facts.push((
-        "wall time".into(),
-        format!("{:.0} s", started.elapsed().as_secs_f64()),
-    ));
-    if let Err(e) = &outcome {
-        facts.push(("incomplete".into(), format!("stopped by an error: {e:#}")));
-    }
+    report::closing_facts(&mut facts, started, &outcome);
     let mut table = report::render(&results, &plan, &facts);
     if let Some((rep, tplan)) = &tiering {
         table.push_str(&tier::render(rep, tplan));

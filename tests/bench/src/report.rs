@@ -545,6 +545,23 @@ pub fn write_csv(dir: &Path, r: &Results, facts: &Facts) -> Result<()> {
     write_facts(dir, facts)
 }
 
+/// The facts every mode records once it has measured: the load average at
+/// the end, the wall time since `started`, and the error that stopped the
+/// run early, if any.
+pub fn closing_facts<T>(facts: &mut Facts, started: std::time::Instant, outcome: &Result<T>) {
+    facts.push((
+        "load average at the end".into(),
+        crate::procfs::machine().loadavg,
+    ));
+    facts.push((
+        "wall time".into(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
+    if let Err(e) = outcome {
+        facts.push(("incomplete".into(), format!("stopped by an error: {e:#}")));
+    }
+}
+
 /// machine.csv: the facts as `key,value`.
 pub fn write_facts(dir: &Path, facts: &Facts) -> Result<()> {
     let mut mc = String::from("key,value\n");

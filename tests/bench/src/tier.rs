@@ -1361,14 +1361,7 @@ pub async fn command(o: TierOpts) -> Result<()> {
     eprintln!("results: {}", dir.display());
     let mut rep = TierReport::default();
     let outcome = measure(&plan, &dir, &mut rep).await;
-    facts.push(("load average at the end".into(), procfs::machine().loadavg));
-    facts.push((
-        "wall time".into(),
-        format!("{:.0} s", started.elapsed().as_secs_f64()),
-    ));
-    if let Err(e) = &outcome {
-        facts.push(("incomplete".into(), format!("stopped by an error: {e:#}")));
-    }
+    crate::report::closing_facts(&mut facts, started, &outcome);
     let mut table = String::from("### Machine and settings\n\n");
     for (k, v) in &facts {
         let _ = writeln!(table, "- {k}: {v}");

@@ -4,46 +4,30 @@
 //! note otherwise). Every answer is checked by the harness itself; this test
 //! checks that it finished and wrote its files. No timing is asserted.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 #[test]
 fn query_smoke_writes_table_and_csv() {
     let out = tempfile::tempdir().unwrap();
     let archives = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata-bench"))
-        .args([
-            "query",
-            "--smoke",
-            "--archive-mb",
-            "2",
-            "--warmup",
-            "0",
-            "--no-build",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .arg("--archive-root")
-        .arg(archives.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start strata-bench");
-    // Bounded: a hung harness fails the test instead of hanging CI.
-    let deadline = started + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata-bench query --smoke did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut table = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut table).unwrap();
+    let (status, table) = support::run_bench(
+        &[
+            "query".as_ref(),
+            "--smoke".as_ref(),
+            "--archive-mb".as_ref(),
+            "2".as_ref(),
+            "--warmup".as_ref(),
+            "0".as_ref(),
+            "--no-build".as_ref(),
+            "--out".as_ref(),
+            out.path().as_os_str(),
+            "--archive-root".as_ref(),
+            archives.path().as_os_str(),
+        ],
+        Duration::from_secs(240),
+    );
     assert!(
         status.success(),
         "strata-bench query --smoke failed:\n{table}"

@@ -4,35 +4,17 @@
 //! that it wrote its table, CSV files and plot. No timing is asserted:
 //! figures from a smoke run mean nothing.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 #[test]
 fn smoke_run_writes_table_csv_and_plot() {
     let out = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata-bench"))
-        .arg("smoke")
-        .arg("--out")
-        .arg(out.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start strata-bench");
-    // Bounded: a hung harness fails the test instead of hanging CI.
-    let deadline = started + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("strata-bench smoke did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut table = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut table).unwrap();
+    let (status, table) = support::run_bench(
+        &["smoke".as_ref(), "--out".as_ref(), out.path().as_os_str()],
+        Duration::from_secs(240),
+    );
     assert!(status.success(), "strata-bench smoke failed:\n{table}");
     for f in [
         "table.md",

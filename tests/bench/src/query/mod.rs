@@ -638,14 +638,7 @@ pub fn command(o: QueryOpts) -> Result<()> {
     let mut rep = QueryReport::default();
     let outcome = measure(&plan, &mut rep);
     facts.extend(render::archive_facts(&rep));
-    facts.push(("load average at the end".into(), procfs::machine().loadavg));
-    facts.push((
-        "wall time".into(),
-        format!("{:.0} s", started.elapsed().as_secs_f64()),
-    ));
-    if let Err(e) = &outcome {
-        facts.push(("incomplete".into(), format!("stopped by an error: {e:#}")));
-    }
+    crate::report::closing_facts(&mut facts, started, &outcome);
     let table = render::table(&rep, &plan, &facts);
     println!("{table}");
     std::fs::write(dir.join("table.md"), &table)?;
