@@ -111,6 +111,15 @@ impl<S: GroupState> Group<S> {
 
 pub type ShardGroup = Group<ShardState>;
 
+/// Whether the leader whose metrics are `m` has replicated its log up to
+/// `upto` on node `id`.
+fn replica_holds(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: u64, upto: Option<u64>) -> bool {
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .is_some_and(|l| l.as_ref().map(|l| l.index) >= upto)
+}
+
 /// How long a node leads a shard it is not the preferred leader of before it
 /// hands leadership back (after a failover, once the preferred replica is
 /// back and caught up).
@@ -463,11 +472,7 @@ impl Node {
                 }
             })
             .or_insert((m.current_term, std::time::Instant::now()));
-        let last = m.last_log_index.unwrap_or(0);
-        let caught_up = m.replication.as_ref().is_some_and(|r| {
-            r.get(&preferred)
-                .is_some_and(|l| l.is_some_and(|l| l.index == last))
-        });
+        let caught_up = replica_holds(m, preferred, m.last_log_index);
         if at.elapsed() < HAND_OVER_AFTER || !caught_up {
             return;
         }
@@ -498,13 +503,7 @@ impl Node {
                 .raft
                 .wait(Some(HAND_OVER_SETTLE))
                 .metrics(
-                    |m| {
-                        let last = m.last_log_index;
-                        m.replication.as_ref().is_some_and(|r| {
-                            r.get(&preferred)
-                                .is_some_and(|l| l.as_ref().map(|l| l.index) == last)
-                        })
-                    },
+                    |m| replica_holds(m, preferred, m.last_log_index),
                     "preferred replica holds the whole log",
                 )
                 .await
@@ -568,12 +567,7 @@ impl Node {
                 g.raft
                     .wait(Some(LEARNER_CATCH_UP))
                     .metrics(
-                        |m| {
-                            m.replication.as_ref().is_some_and(|r| {
-                                r.get(&id)
-                                    .is_some_and(|l| l.as_ref().map(|l| l.index) >= target)
-                            })
-                        },
+                        |m| replica_holds(m, id, target),
                         "the new replica to catch up",
                     )
                     .await

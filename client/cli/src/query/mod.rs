@@ -52,8 +52,9 @@ pub struct Engine {
     ctx: SessionContext,
     sources: Sources,
     counts: Arc<Mutex<ScanCounts>>,
-    /// Archive root URL → the name DataFusion knows its store by.
-    stores: BTreeMap<String, ObjectStoreUrl>,
+    /// Archive root URL → the name DataFusion knows its store by, the
+    /// store, and the key prefix in it.
+    stores: BTreeMap<String, (ObjectStoreUrl, Arc<dyn ObjectStore>, Path)>,
 }
 
 /// Archive statistics of a finished query, for `--explain`.
@@ -182,23 +183,13 @@ impl Engine {
         };
         let (store_url, manifests) = match root {
             Some(root) => {
-                let (store, prefix) = open_store(&root)?;
+                let (url, store, prefix) = self.store(&root)?;
                 let manifests = read_manifests(store.as_ref(), &prefix, name)
                     .await
                     .with_context(|| format!("reading the manifests of {name} under {root}"))?;
                 if manifests.is_empty() && info.is_none() {
                     bail!("no archive of stream {name:?} under {root} (no manifests)");
                 }
-                let n = self.stores.len();
-                let url = match self.stores.get(&root) {
-                    Some(u) => u.clone(),
-                    None => {
-                        let u = ObjectStoreUrl::parse(format!("strata://archive-{n}"))?;
-                        self.ctx.register_object_store(u.as_ref(), store);
-                        self.stores.insert(root.clone(), u.clone());
-                        u
-                    }
-                };
                 (url, manifests)
             }
             None => (ObjectStoreUrl::parse("strata://none")?, Vec::new()),
@@ -234,6 +225,22 @@ impl Engine {
             .into_view();
         self.ctx.register_table(TableReference::bare(name), view)?;
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The store at archive root `root`, opened and registered with
+    /// DataFusion on first use.
+    fn store(&mut self, root: &str) -> Result<(ObjectStoreUrl, Arc<dyn ObjectStore>, Path)> {
+        if let Some(s) = self.stores.get(root) {
+            return Ok(s.clone());
+        }
+        let (store, prefix) = open_store(root)?;
+        let url = ObjectStoreUrl::parse(format!("strata://archive-{}", self.stores.len()))?;
+        self.ctx.register_object_store(url.as_ref(), store.clone());
+        let entry = (url, store, prefix);
+        self.stores.insert(root.to_string(), entry.clone());
+        Ok(entry)
     }
 }
 
