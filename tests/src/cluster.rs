@@ -114,8 +114,27 @@ impl TestCluster {
     }
 
     /// Last lines of every daemon's log, for failure messages.
+    /// The tail of every process's log; with `STRATA_TEST_LOG_DIR` set, the
+    /// whole logs are also copied there (one folder per call).
     pub fn logs(&self) -> String {
         let mut out = String::new();
+        if let Some(dir) = std::env::var_os("STRATA_TEST_LOG_DIR") {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let dest = std::path::Path::new(&dir).join(format!("{}-{stamp}", std::process::id()));
+            let procs = self.nodes.iter().map(|n| &n.proc).chain([&self.edge]);
+            for p in procs {
+                let copied = std::fs::create_dir_all(&dest).and_then(|_| {
+                    let name = p.log_path().file_name().unwrap_or_default();
+                    std::fs::copy(p.log_path(), dest.join(name))
+                });
+                if let Err(e) = copied {
+                    out += &format!("(copying {} failed: {e})\n", p.log_path().display());
+                }
+            }
+            out += &format!("whole logs: {}\n", dest.display());
+        }
         for n in &self.nodes {
             out += &format!("--- core node {} ---\n{}\n", n.id, n.proc.log_tail());
         }
