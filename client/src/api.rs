@@ -22,6 +22,8 @@ pub struct ShardInfo {
     pub tiered_offset: u64,
     pub tier_objects: u64,
     pub tier_bytes: u64,
+    /// Newest record timestamp in the shard (0 if empty or unknown).
+    pub newest_timestamp_ms: i64,
 }
 
 /// A core node holding replicas of a stream (or, in cluster status, any
@@ -119,6 +121,8 @@ pub struct StreamInfo {
     /// Where the stream's Parquet archive lives (`<store URL>/stream=<name>`).
     pub archive_url: String,
     pub retention: Retention,
+    /// Consumer groups with their checkpoints.
+    pub groups: Vec<crate::group::GroupInfo>,
 }
 
 impl StreamInfo {
@@ -144,6 +148,7 @@ impl StreamInfo {
                     tiered_offset: sh.tiered_offset(),
                     tier_objects: sh.tier_objects(),
                     tier_bytes: sh.tier_bytes(),
+                    newest_timestamp_ms: sh.newest_timestamp_ms(),
                 })
                 .collect(),
             nodes: s
@@ -157,6 +162,14 @@ impl StreamInfo {
                 s.retention_ms(),
                 s.retention_bytes(),
             ),
+            groups: s
+                .groups()
+                .map(|gs| {
+                    gs.iter()
+                        .map(|g| crate::group::GroupInfo::from_fb(&g))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -190,7 +203,7 @@ impl StreamInfo {
     }
 }
 
-fn bad(c: &Client, what: &str) -> ClientError {
+pub(crate) fn bad(c: &Client, what: &str) -> ClientError {
     ClientError::BadReply {
         addr: c.addr(),
         detail: format!("expected a {what} reply"),
@@ -205,7 +218,7 @@ fn stream_description(c: &Client, reply: &Bytes) -> Result<StreamInfo, ClientErr
         .ok_or_else(|| bad(c, "StreamDescription"))
 }
 
-fn open(reply: &Bytes) -> fb::Response<'_> {
+pub(crate) fn open(reply: &Bytes) -> fb::Response<'_> {
     wire::decode_response(reply).expect("Client::call verified the reply")
 }
 
@@ -234,6 +247,7 @@ pub fn build_stream_description<'a>(
                     tiered_offset: sh.tiered_offset,
                     tier_objects: sh.tier_objects,
                     tier_bytes: sh.tier_bytes,
+                    newest_timestamp_ms: sh.newest_timestamp_ms,
                 },
             )
         })
@@ -247,6 +261,12 @@ pub fn build_stream_description<'a>(
     let nodes = Some(fbb.create_vector(&nodes));
     let name = Some(fbb.create_string(&s.name));
     let archive_url = Some(fbb.create_string(&s.archive_url));
+    let groups: Vec<_> = s
+        .groups
+        .iter()
+        .map(|g| crate::group::build_group_description(fbb, g))
+        .collect();
+    let groups = Some(fbb.create_vector(&groups));
     fb::StreamDescription::create(
         fbb,
         &fb::StreamDescriptionArgs {
@@ -260,6 +280,7 @@ pub fn build_stream_description<'a>(
             created_ms: s.created_ms,
             shards,
             nodes,
+            groups,
         },
     )
 }

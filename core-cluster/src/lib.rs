@@ -1,6 +1,7 @@
 //! `strata-core`: the core cluster node.
 
 pub mod config;
+pub mod groups;
 pub mod log;
 pub mod meta;
 pub mod node;

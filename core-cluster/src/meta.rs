@@ -86,6 +86,12 @@ pub enum MetaCommand {
     ForgetNode(u64),
     /// An edge agent announced its durable producer id.
     RegisterProducer(ProducerMeta),
+    /// A consumer-group member's heartbeat ([`crate::groups`]).
+    GroupHeartbeat {
+        stream: String,
+        group: String,
+        heartbeat: crate::groups::Heartbeat,
+    },
 }
 
 /// A registered producer.
@@ -104,6 +110,8 @@ pub enum MetaResponse {
     Done,
     /// The command does not fit the catalog (the reason, for the operator).
     Refused(String),
+    /// A group member's shards after its heartbeat.
+    Group(crate::groups::Assignment),
 }
 
 /// The catalog every metadata replica holds.
@@ -118,6 +126,9 @@ pub struct Catalog {
     /// Removed nodes: never registered again from the bootstrap list.
     #[serde(default)]
     pub forgotten: std::collections::BTreeSet<u64>,
+    /// Consumer groups: stream → group name → group.
+    #[serde(default)]
+    pub groups: BTreeMap<String, BTreeMap<String, crate::groups::Group>>,
 }
 
 impl Catalog {
@@ -180,6 +191,23 @@ impl Catalog {
             MetaCommand::RegisterProducer(p) => {
                 self.producers.entry(p.id).or_insert_with(|| p.clone());
                 MetaResponse::Registered
+            }
+            MetaCommand::GroupHeartbeat {
+                stream,
+                group,
+                heartbeat,
+            } => {
+                let Some(s) = self.streams.get(stream) else {
+                    return MetaResponse::Refused(format!("stream {stream:?} does not exist"));
+                };
+                let shards: Vec<u32> = s.shards.iter().map(|sh| sh.id).collect();
+                let groups = self.groups.entry(stream.clone()).or_default();
+                let g = groups.entry(group.clone()).or_default();
+                let a = g.heartbeat(&shards, heartbeat);
+                if g.members.is_empty() && heartbeat.leave && g.checkpoints.is_empty() {
+                    groups.remove(group);
+                }
+                MetaResponse::Group(a)
             }
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {

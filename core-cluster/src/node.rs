@@ -1085,6 +1085,82 @@ impl Node {
         }))
     }
 
+    /// A consumer-group member's heartbeat, on the metadata leader: joins or
+    /// keeps the member, applies its commits, rebalances if the member set
+    /// changed, and returns the member's shards.
+    pub async fn group_heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        heartbeat: crate::groups::Heartbeat,
+    ) -> Result<crate::groups::Assignment, RemoteError> {
+        let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
+        crate::groups::validate_name("group", group).map_err(invalid)?;
+        crate::groups::validate_name("member", &heartbeat.member).map_err(invalid)?;
+        self.stream_meta(stream)?;
+        self.require_meta_leader()?;
+        let cmd = MetaCommand::GroupHeartbeat {
+            stream: stream.to_string(),
+            group: group.to_string(),
+            heartbeat,
+        };
+        let resp = self
+            .meta
+            .raft
+            .client_write(Command::Meta(cmd))
+            .await
+            .map_err(|e| self.not_leader_or(e))?;
+        match resp.data {
+            CommandResponse::Meta(MetaResponse::Group(a)) => Ok(a),
+            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+                Err(RemoteError::new(ErrorCode::UnknownStream, m))
+            }
+            other => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
+    /// The consumer groups of a stream as clients see them.
+    fn groups_of(&self, stream: &str) -> Vec<strata_client::group::GroupInfo> {
+        use strata_client::group::{Checkpoint, GroupInfo, GroupShardInfo};
+        self.meta.sm.read(|c| {
+            let Some(groups) = c.groups.get(stream) else {
+                return Vec::new();
+            };
+            groups
+                .iter()
+                .map(|(name, g)| {
+                    let mut shards: Vec<u32> = g
+                        .owners
+                        .keys()
+                        .chain(g.checkpoints.keys())
+                        .copied()
+                        .collect();
+                    shards.sort_unstable();
+                    shards.dedup();
+                    GroupInfo {
+                        name: name.clone(),
+                        generation: g.generation,
+                        members: g.members.keys().cloned().collect(),
+                        shards: shards
+                            .into_iter()
+                            .map(|s| GroupShardInfo {
+                                shard: s,
+                                owner: g.owners.get(&s).cloned().unwrap_or_default(),
+                                checkpoint: g.checkpoints.get(&s).map(|cp| Checkpoint {
+                                    offset: cp.offset,
+                                    timestamp_ms: cp.timestamp_ms,
+                                }),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect()
+        })
+    }
+
     pub fn describe(&self, name: &str) -> Result<StreamInfo, RemoteError> {
         let meta = self.stream_meta(name)?;
         Ok(self.info_of(&meta))
@@ -1118,7 +1194,7 @@ impl Node {
                 .iter()
                 .map(|sh| {
                     let local = self.shard(&meta.name, sh.id);
-                    let (first, next, tiered, objects, tier_bytes) = local
+                    let (first, next, tiered, objects, tier_bytes, newest) = local
                         .as_ref()
                         .map(|g| {
                             g.sm.read(|s| {
@@ -1128,10 +1204,11 @@ impl Node {
                                     s.tiered_to(),
                                     s.tiered.len() as u64,
                                     s.tiered.iter().map(|o| o.bytes).sum(),
+                                    s.index.last().map_or(0, |e| e.max_timestamp_ms),
                                 )
                             })
                         })
-                        .unwrap_or((0, 0, 0, 0, 0));
+                        .unwrap_or((0, 0, 0, 0, 0, 0));
                     ShardInfo {
                         id: sh.id,
                         start_hash_key: sh.start_hash_key.clone(),
@@ -1143,6 +1220,7 @@ impl Node {
                         tiered_offset: tiered,
                         tier_objects: objects,
                         tier_bytes,
+                        newest_timestamp_ms: newest,
                     }
                 })
                 .collect(),
@@ -1157,6 +1235,7 @@ impl Node {
             } else {
                 String::new()
             },
+            groups: self.groups_of(&meta.name),
         }
     }
 

@@ -78,6 +78,10 @@ impl Handler for CoreHandler {
                         })
                     })
             }
+            fb::RequestBody::GroupHeartbeatRequest => {
+                let r = req.body_as_group_heartbeat_request().expect("type checked");
+                self.group_heartbeat(&r).await
+            }
             fb::RequestBody::DescribeStreamRequest => {
                 let r = req.body_as_describe_stream_request().expect("type checked");
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
@@ -117,6 +121,82 @@ impl Handler for CoreHandler {
             tracing::debug!(%peer, error = %e, "request failed");
             e.encode()
         })
+    }
+}
+
+impl CoreHandler {
+    async fn group_heartbeat(
+        &self,
+        r: &fb::GroupHeartbeatRequest<'_>,
+    ) -> Result<Bytes, RemoteError> {
+        use crate::groups::{Checkpoint, Heartbeat, SESSION_MS_DEFAULT};
+        let session_ms = match r.session_ms() {
+            0 => SESSION_MS_DEFAULT,
+            ms => u64::from(ms),
+        };
+        let heartbeat = Heartbeat {
+            member: r.member().to_string(),
+            now_ms: crate::node::now_ms(),
+            session_ms,
+            generation: r.generation(),
+            commits: r
+                .commits()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| {
+                            (
+                                c.shard(),
+                                Checkpoint {
+                                    offset: c.offset(),
+                                    timestamp_ms: c.timestamp_ms(),
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            leave: r.leave(),
+        };
+        let a = self
+            .node
+            .group_heartbeat(r.stream(), r.group(), heartbeat)
+            .await?;
+        Ok(wire::response(fb::ResponseBody::GroupAssignment, |fbb| {
+            let shards: Vec<_> = a
+                .shards
+                .iter()
+                .map(|(shard, cp)| {
+                    let c = cp.unwrap_or_default();
+                    let checkpoint = Some(fb::GroupCheckpoint::create(
+                        fbb,
+                        &fb::GroupCheckpointArgs {
+                            shard: *shard,
+                            offset: c.offset,
+                            timestamp_ms: c.timestamp_ms,
+                        },
+                    ));
+                    fb::AssignedShard::create(
+                        fbb,
+                        &fb::AssignedShardArgs {
+                            shard: *shard,
+                            has_checkpoint: cp.is_some(),
+                            checkpoint,
+                        },
+                    )
+                })
+                .collect();
+            let shards = Some(fbb.create_vector(&shards));
+            fb::GroupAssignment::create(
+                fbb,
+                &fb::GroupAssignmentArgs {
+                    generation: a.generation,
+                    shards,
+                    members: a.members,
+                    refused_commits: a.refused_commits,
+                },
+            )
+            .as_union_value()
+        }))
     }
 }
 

@@ -66,8 +66,30 @@ pub fn dir_bytes(dir: &Path) -> Result<u64> {
 
 /// A free UDP port on 127.0.0.1 (bound and released; QUIC listens on UDP).
 pub fn free_udp_addr() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
-    s.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Ports below the kernel's ephemeral range (32768 and up by default): a
+    // socket bound to port 0 (every QUIC client) cannot take one between this
+    // check and the child process binding it. Each test process starts at
+    // its own place in the range and never hands out a port twice.
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", port as u16)) {
+            return s.local_addr().expect("local addr");
+        }
+    }
+    panic!(
+        "no free UDP port on 127.0.0.1 between {LOW} and {}",
+        LOW + SPAN
+    )
 }
 
 /// A child process killed (SIGKILL) when dropped.

@@ -330,10 +330,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 11;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -346,6 +346,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
   RequestBody::ChangeMembershipRequest,
   RequestBody::RestoreStreamRequest,
   RequestBody::RegisterProducerRequest,
+  RequestBody::GroupHeartbeatRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -365,9 +366,10 @@ impl RequestBody {
   pub const ChangeMembershipRequest: Self = Self(9);
   pub const RestoreStreamRequest: Self = Self(10);
   pub const RegisterProducerRequest: Self = Self(11);
+  pub const GroupHeartbeatRequest: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -381,6 +383,7 @@ impl RequestBody {
     Self::ChangeMembershipRequest,
     Self::RestoreStreamRequest,
     Self::RegisterProducerRequest,
+    Self::GroupHeartbeatRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -397,6 +400,7 @@ impl RequestBody {
       Self::ChangeMembershipRequest => Some("ChangeMembershipRequest"),
       Self::RestoreStreamRequest => Some("RestoreStreamRequest"),
       Self::RegisterProducerRequest => Some("RegisterProducerRequest"),
+      Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
       _ => None,
     }
   }
@@ -456,10 +460,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 9;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 11] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -470,6 +474,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
   ResponseBody::FetchResponse,
   ResponseBody::ClusterStatus,
   ResponseBody::ProducerRegistration,
+  ResponseBody::GroupAssignment,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -487,9 +492,10 @@ impl ResponseBody {
   pub const FetchResponse: Self = Self(7);
   pub const ClusterStatus: Self = Self(8);
   pub const ProducerRegistration: Self = Self(9);
+  pub const GroupAssignment: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -501,6 +507,7 @@ impl ResponseBody {
     Self::FetchResponse,
     Self::ClusterStatus,
     Self::ProducerRegistration,
+    Self::GroupAssignment,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -515,6 +522,7 @@ impl ResponseBody {
       Self::FetchResponse => Some("FetchResponse"),
       Self::ClusterStatus => Some("ClusterStatus"),
       Self::ProducerRegistration => Some("ProducerRegistration"),
+      Self::GroupAssignment => Some("GroupAssignment"),
       _ => None,
     }
   }
@@ -2366,6 +2374,7 @@ impl<'a> ShardDescription<'a> {
   pub const VT_TIERED_OFFSET: ::flatbuffers::VOffsetT = 18;
   pub const VT_TIER_OBJECTS: ::flatbuffers::VOffsetT = 20;
   pub const VT_TIER_BYTES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_NEWEST_TIMESTAMP_MS: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2377,6 +2386,7 @@ impl<'a> ShardDescription<'a> {
     args: &'args ShardDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ShardDescription<'bldr>> {
     let mut builder = ShardDescriptionBuilder::new(_fbb);
+    builder.add_newest_timestamp_ms(args.newest_timestamp_ms);
     builder.add_tier_bytes(args.tier_bytes);
     builder.add_tier_objects(args.tier_objects);
     builder.add_tiered_offset(args.tiered_offset);
@@ -2465,6 +2475,14 @@ impl<'a> ShardDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ShardDescription::VT_TIER_BYTES, Some(0)).unwrap()}
   }
+  /// Newest record timestamp in the shard (0 if empty or unknown).
+  #[inline]
+  pub fn newest_timestamp_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ShardDescription::VT_NEWEST_TIMESTAMP_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ShardDescription<'_> {
@@ -2483,6 +2501,7 @@ impl ::flatbuffers::Verifiable for ShardDescription<'_> {
      .visit_field::<u64>("tiered_offset", Self::VT_TIERED_OFFSET, false)?
      .visit_field::<u64>("tier_objects", Self::VT_TIER_OBJECTS, false)?
      .visit_field::<u64>("tier_bytes", Self::VT_TIER_BYTES, false)?
+     .visit_field::<i64>("newest_timestamp_ms", Self::VT_NEWEST_TIMESTAMP_MS, false)?
      .finish();
     Ok(())
   }
@@ -2498,6 +2517,7 @@ pub struct ShardDescriptionArgs<'a> {
     pub tiered_offset: u64,
     pub tier_objects: u64,
     pub tier_bytes: u64,
+    pub newest_timestamp_ms: i64,
 }
 impl<'a> Default for ShardDescriptionArgs<'a> {
   #[inline]
@@ -2513,6 +2533,7 @@ impl<'a> Default for ShardDescriptionArgs<'a> {
       tiered_offset: 0,
       tier_objects: 0,
       tier_bytes: 0,
+      newest_timestamp_ms: 0,
     }
   }
 }
@@ -2563,6 +2584,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardDescriptionBuilder<'a, '
     self.fbb_.push_slot::<u64>(ShardDescription::VT_TIER_BYTES, tier_bytes, 0);
   }
   #[inline]
+  pub fn add_newest_timestamp_ms(&mut self, newest_timestamp_ms: i64) {
+    self.fbb_.push_slot::<i64>(ShardDescription::VT_NEWEST_TIMESTAMP_MS, newest_timestamp_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ShardDescriptionBuilder {
@@ -2592,6 +2617,7 @@ impl ::core::fmt::Debug for ShardDescription<'_> {
       ds.field("tiered_offset", &self.tiered_offset());
       ds.field("tier_objects", &self.tier_objects());
       ds.field("tier_bytes", &self.tier_bytes());
+      ds.field("newest_timestamp_ms", &self.newest_timestamp_ms());
       ds.finish()
   }
 }
@@ -2807,6 +2833,7 @@ impl<'a> StreamDescription<'a> {
   pub const VT_LOCAL_RETENTION_BYTES: ::flatbuffers::VOffsetT = 18;
   pub const VT_RETENTION_MS: ::flatbuffers::VOffsetT = 20;
   pub const VT_RETENTION_BYTES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2823,6 +2850,7 @@ impl<'a> StreamDescription<'a> {
     builder.add_local_retention_bytes(args.local_retention_bytes);
     builder.add_local_retention_ms(args.local_retention_ms);
     builder.add_created_ms(args.created_ms);
+    if let Some(x) = args.groups { builder.add_groups(x); }
     if let Some(x) = args.archive_url { builder.add_archive_url(x); }
     if let Some(x) = args.nodes { builder.add_nodes(x); }
     if let Some(x) = args.shards { builder.add_shards(x); }
@@ -2905,6 +2933,14 @@ impl<'a> StreamDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(StreamDescription::VT_RETENTION_BYTES, Some(0)).unwrap()}
   }
+  /// Consumer groups of the stream, with their checkpoints.
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription>>>>(StreamDescription::VT_GROUPS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StreamDescription<'_> {
@@ -2923,6 +2959,7 @@ impl ::flatbuffers::Verifiable for StreamDescription<'_> {
      .visit_field::<u64>("local_retention_bytes", Self::VT_LOCAL_RETENTION_BYTES, false)?
      .visit_field::<u64>("retention_ms", Self::VT_RETENTION_MS, false)?
      .visit_field::<u64>("retention_bytes", Self::VT_RETENTION_BYTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupDescription>>>>("groups", Self::VT_GROUPS, false)?
      .finish();
     Ok(())
   }
@@ -2938,6 +2975,7 @@ pub struct StreamDescriptionArgs<'a> {
     pub local_retention_bytes: u64,
     pub retention_ms: u64,
     pub retention_bytes: u64,
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription<'a>>>>>,
 }
 impl<'a> Default for StreamDescriptionArgs<'a> {
   #[inline]
@@ -2953,6 +2991,7 @@ impl<'a> Default for StreamDescriptionArgs<'a> {
       local_retention_bytes: 0,
       retention_ms: 0,
       retention_bytes: 0,
+      groups: None,
     }
   }
 }
@@ -3003,6 +3042,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StreamDescriptionBuilder<'a, 
     self.fbb_.push_slot::<u64>(StreamDescription::VT_RETENTION_BYTES, retention_bytes, 0);
   }
   #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDescription::VT_GROUPS, groups);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StreamDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StreamDescriptionBuilder {
@@ -3032,6 +3075,7 @@ impl ::core::fmt::Debug for StreamDescription<'_> {
       ds.field("local_retention_bytes", &self.local_retention_bytes());
       ds.field("retention_ms", &self.retention_ms());
       ds.field("retention_bytes", &self.retention_bytes());
+      ds.field("groups", &self.groups());
       ds.finish()
   }
 }
@@ -3825,6 +3869,940 @@ impl ::core::fmt::Debug for FetchResponse<'_> {
       ds.field("batches", &self.batches());
       ds.field("next_offset", &self.next_offset());
       ds.field("high_watermark", &self.high_watermark());
+      ds.finish()
+  }
+}
+pub enum GroupCheckpointOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Where a consumer group stands in one shard.
+pub struct GroupCheckpoint<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupCheckpoint<'a> {
+  type Inner = GroupCheckpoint<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupCheckpoint<'a> {
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TIMESTAMP_MS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupCheckpoint { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupCheckpointArgs
+  ) -> ::flatbuffers::WIPOffset<GroupCheckpoint<'bldr>> {
+    let mut builder = GroupCheckpointBuilder::new(_fbb);
+    builder.add_timestamp_ms(args.timestamp_ms);
+    builder.add_offset(args.offset);
+    builder.add_shard(args.shard);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupCheckpoint::VT_SHARD, Some(0)).unwrap()}
+  }
+  /// The next offset to read.
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupCheckpoint::VT_OFFSET, Some(0)).unwrap()}
+  }
+  /// Timestamp of the last record before `offset` (0 if unknown).
+  #[inline]
+  pub fn timestamp_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(GroupCheckpoint::VT_TIMESTAMP_MS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupCheckpoint<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<i64>("timestamp_ms", Self::VT_TIMESTAMP_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupCheckpointArgs {
+    pub shard: u32,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+}
+impl<'a> Default for GroupCheckpointArgs {
+  #[inline]
+  fn default() -> Self {
+    GroupCheckpointArgs {
+      shard: 0,
+      offset: 0,
+      timestamp_ms: 0,
+    }
+  }
+}
+
+pub struct GroupCheckpointBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupCheckpointBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(GroupCheckpoint::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(GroupCheckpoint::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_timestamp_ms(&mut self, timestamp_ms: i64) {
+    self.fbb_.push_slot::<i64>(GroupCheckpoint::VT_TIMESTAMP_MS, timestamp_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupCheckpointBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupCheckpointBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupCheckpoint<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupCheckpoint<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupCheckpoint");
+      ds.field("shard", &self.shard());
+      ds.field("offset", &self.offset());
+      ds.field("timestamp_ms", &self.timestamp_ms());
+      ds.finish()
+  }
+}
+pub enum GroupHeartbeatRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Join a consumer group, keep the lease, commit checkpoints, or leave.
+/// Answered by the metadata leader with a `GroupAssignment`.
+pub struct GroupHeartbeatRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupHeartbeatRequest<'a> {
+  type Inner = GroupHeartbeatRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupHeartbeatRequest<'a> {
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SESSION_MS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 12;
+  pub const VT_COMMITS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LEAVE: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupHeartbeatRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupHeartbeatRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'bldr>> {
+    let mut builder = GroupHeartbeatRequestBuilder::new(_fbb);
+    builder.add_generation(args.generation);
+    if let Some(x) = args.commits { builder.add_commits(x); }
+    builder.add_session_ms(args.session_ms);
+    if let Some(x) = args.member { builder.add_member(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.add_leave(args.leave);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn member(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_MEMBER, None).unwrap()}
+  }
+  /// Without a heartbeat for this long the member loses its shards (0 = 10 s).
+  #[inline]
+  pub fn session_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupHeartbeatRequest::VT_SESSION_MS, Some(0)).unwrap()}
+  }
+  /// Generation of the assignment the commits were made under.
+  #[inline]
+  pub fn generation(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupHeartbeatRequest::VT_GENERATION, Some(0)).unwrap()}
+  }
+  /// Checkpoints of shards the member owns.
+  #[inline]
+  pub fn commits(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupCheckpoint<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupCheckpoint>>>>(GroupHeartbeatRequest::VT_COMMITS, None)}
+  }
+  #[inline]
+  pub fn leave(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GroupHeartbeatRequest::VT_LEAVE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member", Self::VT_MEMBER, true)?
+     .visit_field::<u32>("session_ms", Self::VT_SESSION_MS, false)?
+     .visit_field::<u64>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupCheckpoint>>>>("commits", Self::VT_COMMITS, false)?
+     .visit_field::<bool>("leave", Self::VT_LEAVE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupHeartbeatRequestArgs<'a> {
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub session_ms: u32,
+    pub generation: u64,
+    pub commits: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupCheckpoint<'a>>>>>,
+    pub leave: bool,
+}
+impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupHeartbeatRequestArgs {
+      stream: None, // required field
+      group: None, // required field
+      member: None, // required field
+      session_ms: 0,
+      generation: 0,
+      commits: None,
+      leave: false,
+    }
+  }
+}
+
+pub struct GroupHeartbeatRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupHeartbeatRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member(&mut self, member: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_MEMBER, member);
+  }
+  #[inline]
+  pub fn add_session_ms(&mut self, session_ms: u32) {
+    self.fbb_.push_slot::<u32>(GroupHeartbeatRequest::VT_SESSION_MS, session_ms, 0);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: u64) {
+    self.fbb_.push_slot::<u64>(GroupHeartbeatRequest::VT_GENERATION, generation, 0);
+  }
+  #[inline]
+  pub fn add_commits(&mut self, commits: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupCheckpoint<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_COMMITS, commits);
+  }
+  #[inline]
+  pub fn add_leave(&mut self, leave: bool) {
+    self.fbb_.push_slot::<bool>(GroupHeartbeatRequest::VT_LEAVE, leave, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupHeartbeatRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupHeartbeatRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupHeartbeatRequest::VT_STREAM,"stream");
+    self.fbb_.required(o, GroupHeartbeatRequest::VT_GROUP,"group");
+    self.fbb_.required(o, GroupHeartbeatRequest::VT_MEMBER,"member");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupHeartbeatRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupHeartbeatRequest");
+      ds.field("stream", &self.stream());
+      ds.field("group", &self.group());
+      ds.field("member", &self.member());
+      ds.field("session_ms", &self.session_ms());
+      ds.field("generation", &self.generation());
+      ds.field("commits", &self.commits());
+      ds.field("leave", &self.leave());
+      ds.finish()
+  }
+}
+pub enum AssignedShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AssignedShard<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AssignedShard<'a> {
+  type Inner = AssignedShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AssignedShard<'a> {
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 4;
+  pub const VT_HAS_CHECKPOINT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CHECKPOINT: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AssignedShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AssignedShardArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AssignedShard<'bldr>> {
+    let mut builder = AssignedShardBuilder::new(_fbb);
+    if let Some(x) = args.checkpoint { builder.add_checkpoint(x); }
+    builder.add_shard(args.shard);
+    builder.add_has_checkpoint(args.has_checkpoint);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(AssignedShard::VT_SHARD, Some(0)).unwrap()}
+  }
+  /// Whether the group has a checkpoint in the shard (else start where the
+  /// member was told to).
+  #[inline]
+  pub fn has_checkpoint(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AssignedShard::VT_HAS_CHECKPOINT, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn checkpoint(&self) -> Option<GroupCheckpoint<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<GroupCheckpoint>>(AssignedShard::VT_CHECKPOINT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AssignedShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<bool>("has_checkpoint", Self::VT_HAS_CHECKPOINT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<GroupCheckpoint>>("checkpoint", Self::VT_CHECKPOINT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AssignedShardArgs<'a> {
+    pub shard: u32,
+    pub has_checkpoint: bool,
+    pub checkpoint: Option<::flatbuffers::WIPOffset<GroupCheckpoint<'a>>>,
+}
+impl<'a> Default for AssignedShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AssignedShardArgs {
+      shard: 0,
+      has_checkpoint: false,
+      checkpoint: None,
+    }
+  }
+}
+
+pub struct AssignedShardBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AssignedShardBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(AssignedShard::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_has_checkpoint(&mut self, has_checkpoint: bool) {
+    self.fbb_.push_slot::<bool>(AssignedShard::VT_HAS_CHECKPOINT, has_checkpoint, false);
+  }
+  #[inline]
+  pub fn add_checkpoint(&mut self, checkpoint: ::flatbuffers::WIPOffset<GroupCheckpoint<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<GroupCheckpoint>>(AssignedShard::VT_CHECKPOINT, checkpoint);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AssignedShardBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AssignedShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AssignedShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AssignedShard<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AssignedShard");
+      ds.field("shard", &self.shard());
+      ds.field("has_checkpoint", &self.has_checkpoint());
+      ds.field("checkpoint", &self.checkpoint());
+      ds.finish()
+  }
+}
+pub enum GroupAssignmentOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupAssignment<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupAssignment<'a> {
+  type Inner = GroupAssignment<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupAssignment<'a> {
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_REFUSED_COMMITS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupAssignment { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupAssignmentArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupAssignment<'bldr>> {
+    let mut builder = GroupAssignmentBuilder::new(_fbb);
+    builder.add_generation(args.generation);
+    builder.add_refused_commits(args.refused_commits);
+    builder.add_members(args.members);
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn generation(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupAssignment::VT_GENERATION, Some(0)).unwrap()}
+  }
+  /// The member's shards.
+  #[inline]
+  pub fn shards(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedShard>>>>(GroupAssignment::VT_SHARDS, None)}
+  }
+  #[inline]
+  pub fn members(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupAssignment::VT_MEMBERS, Some(0)).unwrap()}
+  }
+  /// Commits refused: shards the member did not own in this generation.
+  #[inline]
+  pub fn refused_commits(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupAssignment::VT_REFUSED_COMMITS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupAssignment<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AssignedShard>>>>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<u32>("members", Self::VT_MEMBERS, false)?
+     .visit_field::<u32>("refused_commits", Self::VT_REFUSED_COMMITS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupAssignmentArgs<'a> {
+    pub generation: u64,
+    pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedShard<'a>>>>>,
+    pub members: u32,
+    pub refused_commits: u32,
+}
+impl<'a> Default for GroupAssignmentArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupAssignmentArgs {
+      generation: 0,
+      shards: None,
+      members: 0,
+      refused_commits: 0,
+    }
+  }
+}
+
+pub struct GroupAssignmentBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupAssignmentBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_generation(&mut self, generation: u64) {
+    self.fbb_.push_slot::<u64>(GroupAssignment::VT_GENERATION, generation, 0);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AssignedShard<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupAssignment::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: u32) {
+    self.fbb_.push_slot::<u32>(GroupAssignment::VT_MEMBERS, members, 0);
+  }
+  #[inline]
+  pub fn add_refused_commits(&mut self, refused_commits: u32) {
+    self.fbb_.push_slot::<u32>(GroupAssignment::VT_REFUSED_COMMITS, refused_commits, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupAssignmentBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupAssignmentBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupAssignment<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupAssignment<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupAssignment");
+      ds.field("generation", &self.generation());
+      ds.field("shards", &self.shards());
+      ds.field("members", &self.members());
+      ds.field("refused_commits", &self.refused_commits());
+      ds.finish()
+  }
+}
+pub enum GroupDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A consumer group as `describe` shows it.
+pub struct GroupDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupDescription<'a> {
+  type Inner = GroupDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupDescription<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupDescription<'bldr>> {
+    let mut builder = GroupDescriptionBuilder::new(_fbb);
+    builder.add_generation(args.generation);
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    if let Some(x) = args.members { builder.add_members(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn generation(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupDescription::VT_GENERATION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(GroupDescription::VT_MEMBERS, None)}
+  }
+  /// Per shard: owner and checkpoint (lag is computed against the shard).
+  #[inline]
+  pub fn shards(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupShard<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupShard>>>>(GroupDescription::VT_SHARDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<u64>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("members", Self::VT_MEMBERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupShard>>>>("shards", Self::VT_SHARDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupDescriptionArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: u64,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupShard<'a>>>>>,
+}
+impl<'a> Default for GroupDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupDescriptionArgs {
+      name: None, // required field
+      generation: 0,
+      members: None,
+      shards: None,
+    }
+  }
+}
+
+pub struct GroupDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: u64) {
+    self.fbb_.push_slot::<u64>(GroupDescription::VT_GENERATION, generation, 0);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupShard<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupDescription::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupDescription");
+      ds.field("name", &self.name());
+      ds.field("generation", &self.generation());
+      ds.field("members", &self.members());
+      ds.field("shards", &self.shards());
+      ds.finish()
+  }
+}
+pub enum GroupShardOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupShard<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupShard<'a> {
+  type Inner = GroupShard<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupShard<'a> {
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OWNER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_HAS_CHECKPOINT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TIMESTAMP_MS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupShard { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupShardArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupShard<'bldr>> {
+    let mut builder = GroupShardBuilder::new(_fbb);
+    builder.add_timestamp_ms(args.timestamp_ms);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.owner { builder.add_owner(x); }
+    builder.add_shard(args.shard);
+    builder.add_has_checkpoint(args.has_checkpoint);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupShard::VT_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn owner(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupShard::VT_OWNER, None)}
+  }
+  #[inline]
+  pub fn has_checkpoint(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GroupShard::VT_HAS_CHECKPOINT, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupShard::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn timestamp_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(GroupShard::VT_TIMESTAMP_MS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupShard<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("owner", Self::VT_OWNER, false)?
+     .visit_field::<bool>("has_checkpoint", Self::VT_HAS_CHECKPOINT, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<i64>("timestamp_ms", Self::VT_TIMESTAMP_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupShardArgs<'a> {
+    pub shard: u32,
+    pub owner: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub has_checkpoint: bool,
+    pub offset: u64,
+    pub timestamp_ms: i64,
+}
+impl<'a> Default for GroupShardArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupShardArgs {
+      shard: 0,
+      owner: None,
+      has_checkpoint: false,
+      offset: 0,
+      timestamp_ms: 0,
+    }
+  }
+}
+
+pub struct GroupShardBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupShardBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(GroupShard::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_owner(&mut self, owner: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupShard::VT_OWNER, owner);
+  }
+  #[inline]
+  pub fn add_has_checkpoint(&mut self, has_checkpoint: bool) {
+    self.fbb_.push_slot::<bool>(GroupShard::VT_HAS_CHECKPOINT, has_checkpoint, false);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(GroupShard::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_timestamp_ms(&mut self, timestamp_ms: i64) {
+    self.fbb_.push_slot::<i64>(GroupShard::VT_TIMESTAMP_MS, timestamp_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupShardBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupShardBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupShard<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupShard<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupShard");
+      ds.field("shard", &self.shard());
+      ds.field("owner", &self.owner());
+      ds.field("has_checkpoint", &self.has_checkpoint());
+      ds.field("offset", &self.offset());
+      ds.field("timestamp_ms", &self.timestamp_ms());
       ds.finish()
   }
 }
@@ -4758,6 +5736,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_group_heartbeat_request(&self) -> Option<GroupHeartbeatRequest<'a>> {
+    if self.body_type() == RequestBody::GroupHeartbeatRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { GroupHeartbeatRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -4779,6 +5771,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::ChangeMembershipRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ChangeMembershipRequest>>("RequestBody::ChangeMembershipRequest", pos),
           RequestBody::RestoreStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RestoreStreamRequest>>("RequestBody::RestoreStreamRequest", pos),
           RequestBody::RegisterProducerRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RegisterProducerRequest>>("RequestBody::RegisterProducerRequest", pos),
+          RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4906,6 +5899,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::RegisterProducerRequest => {
           if let Some(x) = self.body_as_register_producer_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::GroupHeartbeatRequest => {
+          if let Some(x) = self.body_as_group_heartbeat_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -5225,6 +6225,20 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_group_assignment(&self) -> Option<GroupAssignment<'a>> {
+    if self.body_type() == ResponseBody::GroupAssignment {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { GroupAssignment::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -5244,6 +6258,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("ResponseBody::FetchResponse", pos),
           ResponseBody::ClusterStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatus>>("ResponseBody::ClusterStatus", pos),
           ResponseBody::ProducerRegistration => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerRegistration>>("ResponseBody::ProducerRegistration", pos),
+          ResponseBody::GroupAssignment => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupAssignment>>("ResponseBody::GroupAssignment", pos),
           _ => Ok(()),
         }
      })?
@@ -5357,6 +6372,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::ProducerRegistration => {
           if let Some(x) = self.body_as_producer_registration() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::GroupAssignment => {
+          if let Some(x) = self.body_as_group_assignment() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

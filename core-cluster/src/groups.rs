@@ -1,0 +1,187 @@
+//! Consumer groups: the members of a group share a stream's shards, each
+//! shard owned by one member at a time, with leases and checkpoints.
+//!
+//! A group lives in the metadata catalog and changes only through committed
+//! metadata commands, so every replica holds the same groups and a new
+//! metadata leader continues where the old one stopped. Time enters only as
+//! the proposer's clock carried in the command ([`Heartbeat::now_ms`]), so
+//! applying is deterministic.
+//!
+//! A member joins and keeps its lease with heartbeats; one that sends none for
+//! its session time loses its shards at the next heartbeat of any member.
+//! Every change of the member set (or of the stream's shards) starts a new
+//! generation and rebalances: members hold `⌊shards/members⌋` or one more,
+//! and a shard stays with its owner when the balance allows (sticky). A
+//! checkpoint (the next offset to read) is accepted only from the shard's
+//! owner in the current generation, so a member that lost a shard cannot move
+//! its checkpoint.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Session time when a member asks for none.
+pub const SESSION_MS_DEFAULT: u64 = 10_000;
+/// Allowed session times.
+pub const SESSION_MS_MIN: u64 = 500;
+pub const SESSION_MS_MAX: u64 = 300_000;
+/// Longest group or member name.
+pub const NAME_BYTES_MAX: usize = 200;
+
+/// Where a group stands in one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The next offset to read.
+    pub offset: u64,
+    /// Timestamp of the last record before `offset` (0 if unknown): how far
+    /// behind the group is, in time.
+    pub timestamp_ms: i64,
+}
+
+/// One consumer group of one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Raised on every rebalance.
+    pub generation: u64,
+    /// Member → lease expiry (milliseconds since the epoch).
+    pub members: BTreeMap<String, i64>,
+    /// Shard → owning member.
+    pub owners: BTreeMap<u32, String>,
+    pub checkpoints: BTreeMap<u32, Checkpoint>,
+}
+
+/// A member's heartbeat: join, keep the lease, commit checkpoints, or leave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub member: String,
+    /// The proposer's clock.
+    pub now_ms: i64,
+    pub session_ms: u64,
+    /// The generation the member's assignment came from.
+    pub generation: u64,
+    pub commits: Vec<(u32, Checkpoint)>,
+    pub leave: bool,
+}
+
+/// What a member is told after its heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub generation: u64,
+    /// The member's shards with the group's checkpoint in each (if any).
+    pub shards: Vec<(u32, Option<Checkpoint>)>,
+    pub members: u32,
+    /// Commits refused: shards the member did not own in this generation.
+    pub refused_commits: u32,
+}
+
+impl Group {
+    /// Applies a heartbeat for a stream whose shards are `shards`.
+    pub fn heartbeat(&mut self, shards: &[u32], hb: &Heartbeat) -> Assignment {
+        let mut refused = 0;
+        for (shard, cp) in &hb.commits {
+            let owns = self.owners.get(shard) == Some(&hb.member);
+            if owns && hb.generation == self.generation && shards.contains(shard) {
+                self.checkpoints.insert(*shard, *cp);
+            } else {
+                refused += 1;
+            }
+        }
+        let before: Vec<String> = self.members.keys().cloned().collect();
+        self.members
+            .retain(|m, expires| *m == hb.member || *expires >= hb.now_ms);
+        if hb.leave {
+            self.members.remove(&hb.member);
+        } else {
+            let session = hb.session_ms.clamp(SESSION_MS_MIN, SESSION_MS_MAX);
+            self.members
+                .insert(hb.member.clone(), hb.now_ms.saturating_add(session as i64));
+        }
+        let changed = !self.members.keys().eq(before.iter())
+            || !self.owners.keys().eq(shards.iter())
+            || self.owners.values().any(|o| !self.members.contains_key(o));
+        if changed {
+            self.generation += 1;
+            let members: Vec<&String> = self.members.keys().collect();
+            self.owners = rebalance(&members, shards, &self.owners);
+        }
+        self.checkpoints.retain(|s, _| shards.contains(s));
+        Assignment {
+            generation: self.generation,
+            shards: self
+                .owners
+                .iter()
+                .filter(|(_, o)| **o == hb.member)
+                .map(|(s, _)| (*s, self.checkpoints.get(s).copied()))
+                .collect(),
+            members: self.members.len() as u32,
+            refused_commits: refused,
+        }
+    }
+}
+
+/// Balanced, sticky assignment of `shards` to `members` (sorted names).
+fn rebalance(
+    members: &[&String],
+    shards: &[u32],
+    old: &BTreeMap<u32, String>,
+) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    if members.is_empty() {
+        return out;
+    }
+    let (base, extra) = (shards.len() / members.len(), shards.len() % members.len());
+    // Members that already own the most keep the extra shards, so a change
+    // moves as few shards as it can.
+    let mut by_load: Vec<(usize, &String)> = members
+        .iter()
+        .map(|m| (old.values().filter(|o| o == m).count(), *m))
+        .collect();
+    by_load.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut quota: BTreeMap<&String, usize> = by_load
+        .iter()
+        .enumerate()
+        .map(|(i, (_, m))| (*m, base + usize::from(i < extra)))
+        .collect();
+    let mut free = Vec::new();
+    for &s in shards {
+        match old.get(&s).and_then(|o| quota.get_mut(o).map(|q| (o, q))) {
+            Some((o, q)) if *q > 0 => {
+                *q -= 1;
+                out.insert(s, o.clone());
+            }
+            _ => free.push(s),
+        }
+    }
+    for s in free {
+        let (m, q) = quota
+            .iter_mut()
+            .filter(|(_, q)| **q > 0)
+            .max_by(|a, b| (*a.1).cmp(&*b.1).then(b.0.cmp(a.0)))
+            .expect("quotas add up to the shard count");
+        *q -= 1;
+        out.insert(s, (*m).clone());
+    }
+    out
+}
+
+/// Checks a group or member name.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(format!(
+            "{what} name must be 1 to {NAME_BYTES_MAX} bytes, got {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "{what} name {name:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "groups_tests.rs"]
+mod tests;
