@@ -409,10 +409,7 @@ impl<'a> GroupConsumer<'a> {
                 }
                 beat_at = Instant::now() + interval;
             }
-            if self.cfg.stop_at_end
-                && !self.owned.is_empty()
-                && self.owned.values().all(|o| o.at_end)
-            {
+            if self.cfg.stop_at_end && self.owned.values().all(|o| o.at_end) {
                 break Ok(());
             }
             let wait = if self.owned.values().any(|o| !o.at_end) {

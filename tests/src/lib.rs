@@ -132,6 +132,29 @@ impl Proc {
         })
     }
 
+    /// Starts binary `name` with `args`; its stdout goes to `out`, its
+    /// stderr to `log`.
+    pub fn spawn_args(name: &str, args: &[&str], out: &Path, log: &Path) -> Result<Self> {
+        let stdout = std::fs::File::create(out)?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(bin(name)?)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

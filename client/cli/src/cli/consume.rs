@@ -35,6 +35,17 @@ pub struct ConsumeArgs {
     /// One JSON object per line: stream, shard, offset, timestamp, key, data or data_b64.
     #[arg(long)]
     pub json: bool,
+    /// Read as a member of this consumer group: the group's members share
+    /// the shards, and the group's checkpoints (kept by the core) say where
+    /// to resume; --from applies only to shards without a checkpoint.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// This member's name within the group (default: host-pid).
+    #[arg(long, requires = "group")]
+    pub member: Option<String>,
+    /// Without a heartbeat for this long a member loses its shards.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "group")]
+    pub session: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -63,6 +74,102 @@ fn parse_start(s: &str) -> Result<Start, String> {
     }
 }
 
+/// Prints one record as `consume` does.
+fn print_record(out: &mut impl Write, a: &ConsumeArgs, r: &ConsumedRecord) -> std::io::Result<()> {
+    if a.json {
+        writeln!(out, "{}", record_json(&a.stream, r))
+    } else {
+        writeln!(
+            out,
+            "{}/{} {} {}",
+            r.shard,
+            r.offset,
+            r.key.as_deref().unwrap_or("-"),
+            String::from_utf8_lossy(&r.data)
+        )
+    }
+}
+
+/// `consume --group`: a consumer-group member that prints what it reads and
+/// checkpoints what it printed; Ctrl-C (or --limit) commits and leaves.
+async fn run_group(client: &strata_client::cluster::Cluster, a: &ConsumeArgs) -> Result<()> {
+    use strata_client::group::{GroupConfig, GroupConsumer};
+    let group = a.group.as_deref().expect("checked by the caller");
+    if a.shard.is_some() {
+        bail!("--group and --shard exclude each other: the group assigns the shards");
+    }
+    if matches!(a.from, Start::Offset(_)) {
+        bail!("--from offset:N does not apply to a group: offsets are per shard");
+    }
+    let member = match &a.member {
+        Some(m) => m.clone(),
+        None => format!(
+            "{}-{}",
+            hostname().unwrap_or_else(|| "strata".into()),
+            std::process::id()
+        ),
+    };
+    let mut cfg = GroupConfig::new(&a.stream, group, &member);
+    cfg.session = a.session;
+    cfg.start = a.from;
+    cfg.stop_at_end = !a.follow;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Ctrl-C or SIGTERM: commit what was printed and leave the group.
+    let signalled = stop_tx.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = signalled.send(true);
+    });
+    let mut consumer = GroupConsumer::new(client, cfg);
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut printed = 0u64;
+    let stats = consumer
+        .run(
+            |_, recs| {
+                let mut handled = 0;
+                let mut result = Ok(());
+                for r in &recs {
+                    if a.limit.is_some_and(|l| printed >= l) {
+                        let _ = stop_tx.send(true);
+                        break;
+                    }
+                    if let Err(e) = print_record(&mut out, a, r) {
+                        result = Err(e);
+                        break;
+                    }
+                    printed += 1;
+                    handled += 1;
+                }
+                if a.limit.is_some_and(|l| printed >= l) {
+                    let _ = stop_tx.send(true);
+                }
+                let flushed = out.flush();
+                async move {
+                    result?;
+                    flushed?;
+                    Ok::<usize, std::io::Error>(handled)
+                }
+            },
+            stop,
+        )
+        .await
+        .with_context(|| format!("consumer group {group} of stream {}", a.stream))?;
+    tracing::info!(member = %member, records = stats.records, rebalances = stats.rebalances, "left the consumer group");
+    Ok(())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 pub fn record_json(stream: &str, r: &ConsumedRecord) -> serde_json::Value {
     let ts = chrono::DateTime::from_timestamp_millis(r.timestamp_ms)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
@@ -86,6 +193,9 @@ pub fn record_json(stream: &str, r: &ConsumedRecord) -> serde_json::Value {
 
 pub async fn run(a: ConsumeArgs) -> Result<()> {
     let client = Arc::new(a.tls.cluster(&a.core)?.with_zone(a.zone.clone()));
+    if a.group.is_some() {
+        return run_group(&client, &a).await;
+    }
     let info = client.describe(&a.stream).await?;
     let shards: Vec<u32> = match a.shard {
         Some(s) => {
@@ -167,18 +277,7 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
             if a.limit.is_some_and(|l| printed >= l) {
                 break 'outer;
             }
-            if a.json {
-                writeln!(out, "{}", record_json(&a.stream, &r))?;
-            } else {
-                writeln!(
-                    out,
-                    "{}/{} {} {}",
-                    r.shard,
-                    r.offset,
-                    r.key.as_deref().unwrap_or("-"),
-                    String::from_utf8_lossy(&r.data)
-                )?;
-            }
+            print_record(&mut out, &a, &r)?;
             printed += 1;
         }
         if a.follow {

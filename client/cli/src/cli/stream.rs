@@ -160,7 +160,13 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
         StreamCmd::Describe { name, json } => {
             let s = describe_merged(&c, &name).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                let mut v = serde_json::to_value(&s)?;
+                if let Some(gs) = v.get_mut("groups").and_then(|g| g.as_array_mut()) {
+                    for (gv, g) in gs.iter_mut().zip(&s.groups) {
+                        gv["lag"] = serde_json::to_value(g.lag(&s))?;
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_describe(&s);
             }
@@ -246,5 +252,37 @@ fn print_describe(s: &StreamInfo) {
             sh.tier_objects,
             sh.tier_bytes
         );
+    }
+    for g in &s.groups {
+        println!(
+            "consumer group {}  generation {}  members {}",
+            g.name,
+            g.generation,
+            if g.members.is_empty() {
+                "(none)".to_string()
+            } else {
+                g.members.join(", ")
+            }
+        );
+        println!(
+            "{:>5} {:>24} {:>12} {:>12} {:>12}",
+            "SHARD", "OWNER", "CHECKPOINT", "LAG RECORDS", "LAG MS"
+        );
+        for lag in g.lag(s) {
+            let gs = g.shards.iter().find(|x| x.shard == lag.shard);
+            println!(
+                "{:>5} {:>24} {:>12} {:>12} {:>12}",
+                lag.shard,
+                gs.map_or("-", |x| if x.owner.is_empty() {
+                    "-"
+                } else {
+                    x.owner.as_str()
+                }),
+                gs.and_then(|x| x.checkpoint)
+                    .map_or("-".to_string(), |c| c.offset.to_string()),
+                lag.records,
+                lag.ms
+            );
+        }
     }
 }

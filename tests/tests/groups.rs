@@ -1,0 +1,261 @@
+//! Consumer groups with real processes: three `strata consume --group`
+//! members share a 4-shard stream while an edge keeps producing; one member
+//! is killed (SIGKILL) and a new one joins. Every record is processed at
+//! least once, none is skipped, each member reads a shard in offset order
+//! (so per-key order holds), and re-delivery starts no earlier than the
+//! group's checkpoint before the kill. A second run of the group resumes
+//! where the group stopped.
+
+use anyhow::{anyhow, bail, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use strata_client::api::StreamInfo;
+use strata_client::cluster::Cluster;
+use strata_tests::{wait_for, workload, Pipeline, Proc};
+
+const STREAM: &str = "readings";
+const GROUP: &str = "billing";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// (shard, offset) positions, in the order a member printed them.
+type Positions = Vec<(u32, u64)>;
+
+/// (shard, offset) of each line a member printed (`shard/offset key value`).
+fn consumed(out: &Path) -> Result<Positions> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let mut v = Vec::new();
+    // The last line may be partly written.
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let pos = line.split(' ').next().unwrap_or("");
+        let (s, o) = pos
+            .split_once('/')
+            .ok_or_else(|| anyhow!("unexpected line {line:?}"))?;
+        match (s.parse(), o.parse()) {
+            (Ok(s), Ok(o)) => v.push((s, o)),
+            _ if !text.ends_with('\n') => break,
+            _ => bail!("unexpected line {line:?}"),
+        }
+    }
+    Ok(v)
+}
+
+struct Members {
+    dir: PathBuf,
+    core: String,
+    ca: String,
+    procs: BTreeMap<String, Proc>,
+}
+
+impl Members {
+    fn start(&mut self, name: &str) -> Result<()> {
+        let out = self.dir.join(format!("{name}.out"));
+        let log = self.dir.join(format!("{name}.log"));
+        let args = [
+            "consume",
+            STREAM,
+            "--core",
+            &self.core,
+            "--ca",
+            &self.ca,
+            "--group",
+            GROUP,
+            "--member",
+            name,
+            "--session",
+            "2s",
+            "--follow",
+        ];
+        let p = Proc::spawn_args("strata", &args, &out, &log)?;
+        self.procs.insert(name.to_string(), p);
+        Ok(())
+    }
+
+    fn outputs(&self) -> Result<Vec<(String, Positions)>> {
+        self.procs
+            .keys()
+            .map(|m| Ok((m.clone(), consumed(&self.dir.join(format!("{m}.out")))?)))
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for (m, p) in &self.procs {
+            s += &format!("--- member {m} ---\n{}\n", p.log_tail());
+        }
+        s
+    }
+}
+
+async fn describe(c: &Cluster) -> Result<StreamInfo> {
+    Ok(c.describe(STREAM).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_shares_shards_survives_a_killed_member_and_resumes() -> Result<()> {
+    let p = Pipeline::start("").await?;
+    let mut members = Members {
+        dir: p.dir.path().to_path_buf(),
+        core: p.core_addr.to_string(),
+        ca: p.pki.ca.display().to_string(),
+        procs: BTreeMap::new(),
+    };
+    let r = tokio::time::timeout(Duration::from_secs(300), run(&p, &mut members)).await;
+    let r = r.unwrap_or_else(|_| Err(anyhow!("test exceeded 300 s")));
+    if r.is_err() {
+        eprintln!("{}--- core ---\n{}\n", members.logs(), p.core.log_tail());
+    }
+    r
+}
+
+async fn run(p: &Pipeline, members: &mut Members) -> Result<()> {
+    let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+    strata_client::api::create_stream(&*cluster.client(p.core_addr)?, STREAM, 4, 1).await?;
+    for m in ["m1", "m2", "m3"] {
+        members.start(m)?;
+    }
+    wait_for("three members sharing the shards", WAIT, || async {
+        let d = describe(&cluster).await?;
+        Ok(d.groups
+            .iter()
+            .find(|g| g.name == GROUP)
+            .filter(|g| g.members.len() == 3 && g.shards.iter().all(|s| !s.owner.is_empty()))
+            .map(|_| ()))
+    })
+    .await?;
+
+    let producers = workload::start(p.edge_addr, &p.pki.ca, STREAM, 100_000_000, 40, 2, 100);
+    producers.wait_acked(4_000, WAIT).await?;
+    // Every member is reading before one of them dies.
+    wait_for("every member to have read records", WAIT, || async {
+        let outs = members.outputs()?;
+        Ok(outs.iter().all(|(_, v)| !v.is_empty()).then_some(()))
+    })
+    .await?;
+
+    // m1 dies without committing what it read since its last heartbeat.
+    let before = describe(&cluster).await?;
+    let group = before
+        .groups
+        .iter()
+        .find(|g| g.name == GROUP)
+        .ok_or_else(|| anyhow!("no group {GROUP}"))?;
+    let checkpoints: HashMap<u32, u64> = group
+        .shards
+        .iter()
+        .map(|s| (s.shard, s.checkpoint.map_or(0, |c| c.offset)))
+        .collect();
+    members
+        .procs
+        .get_mut("m1")
+        .ok_or_else(|| anyhow!("no m1"))?
+        .kill9();
+    members.start("m4")?;
+    let acked = producers.acked_count();
+    producers.wait_acked(acked + 4_000, WAIT).await?;
+    let acked = producers.stop().await?;
+
+    // Everything the edge acknowledged reaches the core, then the members.
+    wait_for(
+        "the core to hold every acknowledged record",
+        WAIT,
+        || async {
+            let d = describe(&cluster).await?;
+            Ok((d.records() as usize >= acked.len()).then_some(()))
+        },
+    )
+    .await?;
+    let end = describe(&cluster).await?;
+    let ends: BTreeMap<u32, u64> = end.shards.iter().map(|s| (s.id, s.next_offset)).collect();
+    wait_for("the members to read every record", WAIT, || async {
+        let mut seen: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        for (_, v) in members.outputs()? {
+            for (s, o) in v {
+                seen.entry(s).or_default().insert(o);
+            }
+        }
+        Ok(ends
+            .iter()
+            .all(|(s, e)| seen.get(s).map_or(0, |x| x.len() as u64) >= *e)
+            .then_some(()))
+    })
+    .await?;
+    wait_for("the group to commit every record", WAIT, || async {
+        let d = describe(&cluster).await?;
+        let g = d.groups.iter().find(|g| g.name == GROUP);
+        Ok(g.filter(|g| g.lag(&d).iter().all(|l| l.records == 0))
+            .map(|_| ()))
+    })
+    .await?;
+    for m in ["m2", "m3", "m4"] {
+        let proc = members.procs.get_mut(m).ok_or_else(|| anyhow!("no {m}"))?;
+        if !proc.stop() {
+            bail!("member {m} did not leave cleanly");
+        }
+    }
+
+    // Each member read each shard in offset order, without a gap: a step
+    // back is a re-delivery from a checkpoint, never a skip forward.
+    let mut count: HashMap<(u32, u64), u32> = HashMap::new();
+    for (m, v) in members.outputs()? {
+        let mut last: HashMap<u32, u64> = HashMap::new();
+        for &(s, o) in &v {
+            if let Some(&prev) = last.get(&s) {
+                if o > prev + 1 {
+                    bail!("member {m} skipped from {s}/{prev} to {s}/{o}");
+                }
+            }
+            last.insert(s, o);
+            *count.entry((s, o)).or_default() += 1;
+        }
+    }
+    for (s, e) in &ends {
+        for o in 0..*e {
+            if !count.contains_key(&(*s, o)) {
+                bail!("record {s}/{o} was never processed");
+            }
+        }
+    }
+    // Re-delivery is bounded by the checkpoints before the kill.
+    let mut again = 0;
+    for ((s, o), n) in &count {
+        if *n > 1 {
+            again += n - 1;
+            let cp = checkpoints.get(s).copied().unwrap_or(0);
+            if *o < cp {
+                bail!("{s}/{o} was delivered {n} times, though the group had committed {s}/{cp}");
+            }
+        }
+    }
+    eprintln!(
+        "records {}, delivered again {again}",
+        ends.values().sum::<u64>()
+    );
+
+    // The group stopped at the end: a new member resumes there and reads nothing.
+    let out = p.dir.path().join("resume.out");
+    let log = p.dir.path().join("resume.log");
+    let args = [
+        "consume",
+        STREAM,
+        "--core",
+        &members.core,
+        "--ca",
+        &members.ca,
+        "--group",
+        GROUP,
+        "--member",
+        "m5",
+    ];
+    let mut resume = Proc::spawn_args("strata", &args, &out, &log)?;
+    wait_for("the resumed member to finish", WAIT, || {
+        let done = !resume.is_running();
+        async move { Ok(done.then_some(())) }
+    })
+    .await?;
+    let got = consumed(&out)?;
+    if !got.is_empty() {
+        bail!("a resumed member read {} records again", got.len());
+    }
+    Ok(())
+}
