@@ -68,6 +68,7 @@ async fn run(args: Args) -> Result<()> {
         node.tier.clone(),
         stop_rx.clone(),
     ));
+    tokio::spawn(node.clone().report_group_lag(stop_rx.clone()));
     let peers = peer_endpoint.map(|(ep, _)| {
         tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), "Raft peer endpoint listening (QUIC, mutual TLS)");
         tokio::spawn(serve_peers(ep, node.clone(), stop_rx.clone()))
