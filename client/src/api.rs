@@ -567,15 +567,28 @@ pub async fn fetch(
     let reply = c
         .call_with_timeout(&req, wait + Duration::from_secs(30))
         .await?;
-    let r = open(&reply);
+    fetched_from(c.addr(), shard, &reply, max_records)
+}
+
+/// The records of a `FetchResponse` reply (verified).
+fn fetched_from(
+    addr: std::net::SocketAddr,
+    shard: u32,
+    reply: &Bytes,
+    max_records: u32,
+) -> Result<Fetched, ClientError> {
+    let r = open(reply);
     let f = r
         .body_as_fetch_response()
-        .ok_or_else(|| bad(c, "FetchResponse"))?;
+        .ok_or_else(|| ClientError::BadReply {
+            addr,
+            detail: "expected a FetchResponse reply".into(),
+        })?;
     let mut records = Vec::new();
     for fetched in f.batches().iter() {
         let bytes = fetched.batch().bytes();
         let batch = strata_schema::batch::open(bytes).map_err(|e| ClientError::BadReply {
-            addr: c.addr(),
+            addr,
             detail: e.to_string(),
         })?;
         let skip = fetched.skip() as usize;
@@ -612,6 +625,75 @@ pub async fn fetch(
         records,
         next_offset,
         high_watermark: f.high_watermark(),
+    })
+}
+
+/// A push subscription to one shard ([`subscribe`]).
+pub struct Subscription {
+    addr: std::net::SocketAddr,
+    shard: u32,
+    /// Kept open: dropping the subscription stops the core's stream.
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Subscription {
+    /// The next records as they commit (waits as long as it takes). An
+    /// error ends the subscription.
+    pub async fn next(&mut self) -> Result<Fetched, ClientError> {
+        let addr = self.addr;
+        let reply =
+            crate::transport::read_frame(&mut self.recv, strata_schema::frame::FRAME_BYTES_MAX)
+                .await
+                .map_err(|e| match e {
+                    crate::transport::FrameReadError::Io(d) => {
+                        ClientError::Connection { addr, detail: d }
+                    }
+                    other => ClientError::BadReply {
+                        addr,
+                        detail: other.to_string(),
+                    },
+                })?;
+        let resp = wire::decode_response(&reply).map_err(|e| ClientError::BadReply {
+            addr,
+            detail: e.to_string(),
+        })?;
+        if let Some(err) = wire::error_of(&resp) {
+            return Err(ClientError::Remote(err));
+        }
+        fetched_from(addr, self.shard, &reply, u32::MAX)
+    }
+}
+
+/// Subscribes to one shard from `offset`: the node (any replica) pushes
+/// committed records as they commit, without polling.
+pub async fn subscribe(
+    c: &Client,
+    stream: &str,
+    shard: u32,
+    offset: u64,
+    max_records: u32,
+) -> Result<Subscription, ClientError> {
+    let req = wire::request(fb::RequestBody::SubscribeRequest, |fbb| {
+        let stream = Some(fbb.create_string(stream));
+        fb::SubscribeRequest::create(
+            fbb,
+            &fb::SubscribeRequestArgs {
+                stream,
+                shard,
+                offset,
+                max_records,
+                max_bytes: 0,
+            },
+        )
+        .as_union_value()
+    });
+    let (send, recv) = c.open_stream(&req).await?;
+    Ok(Subscription {
+        addr: c.addr(),
+        shard,
+        _send: send,
+        recv,
     })
 }
 

@@ -214,6 +214,27 @@ impl Client {
         Ok(reply)
     }
 
+    /// Sends `request` on a new QUIC stream and returns the stream's receive
+    /// side, for requests answered by several frames (subscriptions). The
+    /// send side stays open until the returned stream is dropped.
+    pub async fn open_stream(
+        &self,
+        request: &[u8],
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let conn = self.connection(self.timeout).await?;
+        let addr = self.addr;
+        let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
+            addr,
+            detail: e.to_string(),
+        };
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+        send.write_all(&frame::header(request.len()))
+            .await
+            .map_err(|e| lost(&e))?;
+        send.write_all(request).await.map_err(|e| lost(&e))?;
+        Ok((send, recv))
+    }
+
     /// Drops `conn` if it is still the cached connection.
     async fn forget(&self, conn: &quinn::Connection) {
         let mut guard = self.conn.lock().await;
@@ -271,6 +292,36 @@ async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), 
 /// (`strata_schema::wire::decode_request` succeeded once already).
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Bytes, peer: SocketAddr) -> impl Future<Output = Bytes> + Send;
+
+    /// Serves a `SubscribeRequest`: writes reply frames to `send` (see
+    /// [`write_reply`]) until the subscriber stops reading. A server without
+    /// subscriptions answers with one error.
+    fn subscribe(
+        &self,
+        request: Bytes,
+        peer: SocketAddr,
+        send: quinn::SendStream,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (request, peer);
+        async move {
+            let mut send = send;
+            let e = RemoteError::new(
+                fb::ErrorCode::InvalidArgument,
+                "this server has no subscriptions: subscribe at a core node",
+            );
+            let _ = write_reply(&mut send, &e.encode()).await;
+            let _ = send.finish();
+        }
+    }
+}
+
+/// Writes one reply frame.
+pub async fn write_reply(
+    send: &mut quinn::SendStream,
+    reply: &[u8],
+) -> Result<(), quinn::WriteError> {
+    send.write_all(&frame::header(reply.len())).await?;
+    send.write_all(reply).await
 }
 
 /// Limits of a server loop.
@@ -352,6 +403,10 @@ async fn serve_connection<H: Handler>(
             let _permit = permit;
             let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
                 Ok(req) => match wire::decode_request(&req) {
+                    Ok(r) if r.body_type() == fb::RequestBody::SubscribeRequest => {
+                        handler.subscribe(req, peer, send).await;
+                        return;
+                    }
                     Ok(_) => handler.handle(req, peer).await,
                     Err(e) => {
                         RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode()

@@ -23,6 +23,17 @@ fn invalid(msg: impl Into<String>) -> RemoteError {
 }
 
 impl Handler for CoreHandler {
+    async fn subscribe(&self, request: Bytes, peer: SocketAddr, mut send: quinn::SendStream) {
+        let req = wire::decode_request(&request).expect("serve() verified the request");
+        let r = req.body_as_subscribe_request().expect("type checked");
+        tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
+        if let Err(e) = self.serve_subscription(r, &mut send).await {
+            let _ = strata_client::transport::write_reply(&mut send, &e.encode()).await;
+            let _ = send.finish();
+            let _ = send.stopped().await;
+        }
+    }
+
     async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
         let req = wire::decode_request(&request).expect("serve() verified the request");
         let result = match req.body_type() {
@@ -387,21 +398,40 @@ impl CoreHandler {
     }
 
     async fn fetch(&self, r: fb::FetchRequest<'_>) -> Result<Bytes, RemoteError> {
-        let g = self.node.shard_for(r.stream(), r.shard())?;
-        let offset = r.offset();
+        let wait = Duration::from_millis(u64::from(r.wait_ms()));
+        self.fetch_at(
+            r.stream(),
+            r.shard(),
+            r.offset(),
+            r.max_records(),
+            r.max_bytes(),
+            wait,
+        )
+        .await
+        .map(|(reply, _)| reply)
+    }
+
+    /// A `FetchResponse` from `offset` (waiting up to `wait` for records
+    /// there) and the offset after it.
+    async fn fetch_at(
+        &self,
+        stream: &str,
+        shard: u32,
+        offset: u64,
+        max_records: u32,
+        max_bytes: u32,
+        wait: Duration,
+    ) -> Result<(Bytes, u64), RemoteError> {
+        let g = self.node.shard_for(stream, shard)?;
         let (first, next) = g.sm.read(|s| (s.first_offset, s.next_offset));
         if offset < first || offset > next {
             return Err(RemoteError::new(
                 ErrorCode::OffsetOutOfRange,
-                format!(
-                    "offset {offset} is outside [{first}, {next}] of shard {}",
-                    r.shard()
-                ),
+                format!("offset {offset} is outside [{first}, {next}] of shard {shard}"),
             ));
         }
-        if offset == next && r.wait_ms() > 0 {
-            let wait =
-                Duration::from_millis(u64::from(r.wait_ms()).min(self.node.cfg.fetch_wait_ms_max));
+        if offset == next && !wait.is_zero() {
+            let wait = wait.min(Duration::from_millis(self.node.cfg.fetch_wait_ms_max));
             let mut rx = g.sm.subscribe();
             let _ = tokio::time::timeout(wait, async {
                 while g.sm.read(|s| s.next_offset) <= offset {
@@ -412,15 +442,15 @@ impl CoreHandler {
             })
             .await;
         }
-        let max_records = if r.max_records() == 0 {
+        let max_records = if max_records == 0 {
             10_000
         } else {
-            r.max_records()
+            max_records
         } as u64;
-        let max_bytes = if r.max_bytes() == 0 {
+        let max_bytes = if max_bytes == 0 {
             8 << 20
         } else {
-            r.max_bytes() as usize
+            max_bytes as usize
         }
         .min(32 << 20);
         // Offsets whose log entries this replica has deleted (tiered, past
@@ -444,13 +474,44 @@ impl CoreHandler {
                 RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
             })?;
             metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
-            return Ok(fetch_reply(
-                &[(t.first_offset, 0, t.batch)],
+            return Ok((
+                fetch_reply(&[(t.first_offset, 0, t.batch)], t.next_offset, next),
                 t.next_offset,
-                next,
             ));
         }
         read_batches(&g, offset, max_records, max_bytes)
+    }
+
+    /// A push subscription: a `FetchResponse` frame as soon as records
+    /// commit after the subscriber's position, until it stops reading. The
+    /// frames wait for QUIC flow control, so a slow subscriber holds back
+    /// only this task; writers and other subscribers go on.
+    async fn serve_subscription(
+        &self,
+        r: fb::SubscribeRequest<'_>,
+        send: &mut quinn::SendStream,
+    ) -> Result<(), RemoteError> {
+        let (stream, shard) = (r.stream(), r.shard());
+        let mut offset = r.offset();
+        let wait = Duration::from_millis(self.node.cfg.fetch_wait_ms_max);
+        loop {
+            let fetched = tokio::select! {
+                f = self.fetch_at(stream, shard, offset, r.max_records(), r.max_bytes(), wait) => f?,
+                _ = send.stopped() => return Ok(()),
+            };
+            let (reply, next) = fetched;
+            if next == offset {
+                continue;
+            }
+            metrics::counter!("strata_core_push_frames_total").increment(1);
+            if strata_client::transport::write_reply(send, &reply)
+                .await
+                .is_err()
+            {
+                return Ok(()); // the subscriber went away
+            }
+            offset = next;
+        }
     }
 }
 
@@ -528,7 +589,7 @@ fn read_batches(
     offset: u64,
     max_records: u64,
     max_bytes: usize,
-) -> Result<Bytes, RemoteError> {
+) -> Result<(Bytes, u64), RemoteError> {
     let (entries, next) = g.sm.read(|s| {
         let mut out = Vec::new();
         if let Some(i) = s.locate(offset) {
@@ -564,5 +625,5 @@ fn read_batches(
     }
     let out_records: u64 = next_offset - offset;
     metrics::counter!("strata_core_records_out_total").increment(out_records);
-    Ok(fetch_reply(&fetched, next_offset, next))
+    Ok((fetch_reply(&fetched, next_offset, next), next_offset))
 }

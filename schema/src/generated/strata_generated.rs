@@ -330,10 +330,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 14] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -347,6 +347,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::RestoreStreamRequest,
   RequestBody::RegisterProducerRequest,
   RequestBody::GroupHeartbeatRequest,
+  RequestBody::SubscribeRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -367,9 +368,10 @@ impl RequestBody {
   pub const RestoreStreamRequest: Self = Self(10);
   pub const RegisterProducerRequest: Self = Self(11);
   pub const GroupHeartbeatRequest: Self = Self(12);
+  pub const SubscribeRequest: Self = Self(13);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -384,6 +386,7 @@ impl RequestBody {
     Self::RestoreStreamRequest,
     Self::RegisterProducerRequest,
     Self::GroupHeartbeatRequest,
+    Self::SubscribeRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -401,6 +404,7 @@ impl RequestBody {
       Self::RestoreStreamRequest => Some("RestoreStreamRequest"),
       Self::RegisterProducerRequest => Some("RegisterProducerRequest"),
       Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
+      Self::SubscribeRequest => Some("SubscribeRequest"),
       _ => None,
     }
   }
@@ -3872,6 +3876,177 @@ impl ::core::fmt::Debug for FetchResponse<'_> {
       ds.finish()
   }
 }
+pub enum SubscribeRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Push: the core answers with a stream of `FetchResponse` frames on this
+/// request's QUIC stream, one as soon as records commit after `offset`,
+/// until the subscriber stops reading (or an error frame ends it). QUIC flow
+/// control paces each subscription on its own: a slow subscriber holds back
+/// only its own stream.
+pub struct SubscribeRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SubscribeRequest<'a> {
+  type Inner = SubscribeRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SubscribeRequest<'a> {
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MAX_RECORDS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_MAX_BYTES: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SubscribeRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SubscribeRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SubscribeRequest<'bldr>> {
+    let mut builder = SubscribeRequestBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_max_bytes(args.max_bytes);
+    builder.add_max_records(args.max_records);
+    builder.add_shard(args.shard);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SubscribeRequest::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(SubscribeRequest::VT_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SubscribeRequest::VT_OFFSET, Some(0)).unwrap()}
+  }
+  /// Most records / bytes per frame (0 = 10,000 / 8 MiB).
+  #[inline]
+  pub fn max_records(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(SubscribeRequest::VT_MAX_RECORDS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(SubscribeRequest::VT_MAX_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SubscribeRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<u32>("max_records", Self::VT_MAX_RECORDS, false)?
+     .visit_field::<u32>("max_bytes", Self::VT_MAX_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SubscribeRequestArgs<'a> {
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub shard: u32,
+    pub offset: u64,
+    pub max_records: u32,
+    pub max_bytes: u32,
+}
+impl<'a> Default for SubscribeRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SubscribeRequestArgs {
+      stream: None, // required field
+      shard: 0,
+      offset: 0,
+      max_records: 0,
+      max_bytes: 0,
+    }
+  }
+}
+
+pub struct SubscribeRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SubscribeRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SubscribeRequest::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(SubscribeRequest::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(SubscribeRequest::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_max_records(&mut self, max_records: u32) {
+    self.fbb_.push_slot::<u32>(SubscribeRequest::VT_MAX_RECORDS, max_records, 0);
+  }
+  #[inline]
+  pub fn add_max_bytes(&mut self, max_bytes: u32) {
+    self.fbb_.push_slot::<u32>(SubscribeRequest::VT_MAX_BYTES, max_bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SubscribeRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SubscribeRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SubscribeRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SubscribeRequest::VT_STREAM,"stream");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SubscribeRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SubscribeRequest");
+      ds.field("stream", &self.stream());
+      ds.field("shard", &self.shard());
+      ds.field("offset", &self.offset());
+      ds.field("max_records", &self.max_records());
+      ds.field("max_bytes", &self.max_bytes());
+      ds.finish()
+  }
+}
 pub enum GroupCheckpointOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5750,6 +5925,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_subscribe_request(&self) -> Option<SubscribeRequest<'a>> {
+    if self.body_type() == RequestBody::SubscribeRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { SubscribeRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -5772,6 +5961,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::RestoreStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RestoreStreamRequest>>("RequestBody::RestoreStreamRequest", pos),
           RequestBody::RegisterProducerRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RegisterProducerRequest>>("RequestBody::RegisterProducerRequest", pos),
           RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
+          RequestBody::SubscribeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SubscribeRequest>>("RequestBody::SubscribeRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -5906,6 +6096,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::GroupHeartbeatRequest => {
           if let Some(x) = self.body_as_group_heartbeat_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::SubscribeRequest => {
+          if let Some(x) = self.body_as_subscribe_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

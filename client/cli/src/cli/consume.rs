@@ -32,6 +32,10 @@ pub struct ConsumeArgs {
     /// Keep waiting for new records.
     #[arg(long)]
     pub follow: bool,
+    /// With --follow: the core pushes records to this consumer as they
+    /// commit (one subscription per shard) instead of answering long polls.
+    #[arg(long, requires = "follow", conflicts_with = "group")]
+    pub push: bool,
     /// One JSON object per line: stream, shard, offset, timestamp, key, data or data_b64.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +73,40 @@ fn parse_start(s: &str) -> Result<Start, String> {
                 Err(format!(
                     "{s:?}: expected oldest, latest, offset:N or time:RFC3339"
                 ))
+            }
+        }
+    }
+}
+
+/// `consume --follow --push`: one subscription to a replica of the shard,
+/// resubscribing from the last position if it breaks (a node restarts).
+async fn push_shard(
+    client: &strata_client::cluster::Cluster,
+    stream: &str,
+    shard: u32,
+    mut offset: u64,
+    tx: tokio::sync::mpsc::Sender<Vec<ConsumedRecord>>,
+) -> Result<()> {
+    loop {
+        let mut sub = client
+            .to_reader(stream, shard, |c| async move {
+                api::subscribe(&c, stream, shard, offset, 5000).await
+            })
+            .await
+            .with_context(|| format!("subscribing to shard {shard}"))?;
+        loop {
+            match sub.next().await {
+                Ok(f) => {
+                    offset = f.next_offset;
+                    if !f.records.is_empty() && tx.send(f.records).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(shard, error = %e, "subscription broke; subscribing again");
+                    break;
+                }
+                Err(e) => return Err(e).with_context(|| format!("subscription to shard {shard}")),
             }
         }
     }
@@ -220,12 +258,13 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ConsumedRecord>>(64);
     let mut tasks: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     for shard in shards {
-        let (client, tx, stream, from, follow) = (
+        let (client, tx, stream, from, follow, push) = (
             client.clone(),
             tx.clone(),
             a.stream.clone(),
             a.from,
             a.follow,
+            a.push,
         );
         tasks.spawn(async move {
             let stream = &stream;
@@ -242,6 +281,9 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
             let mut offset = seek(from)
                 .await
                 .with_context(|| format!("seeking shard {shard}"))?;
+            if push {
+                return push_shard(&client, stream, shard, offset, tx).await;
+            }
             // Without --follow, read up to the end as of now.
             let end = seek(Start::Latest).await?;
             loop {
