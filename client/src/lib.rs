@@ -5,6 +5,7 @@ pub mod api;
 pub mod cluster;
 pub mod daemon;
 pub mod group;
+pub mod producer;
 pub mod settings;
 pub mod tls;
 pub mod transport;

@@ -1,11 +1,17 @@
-//! Push subscriptions with real processes: subscribers opened before any
-//! record exists receive every record after it commits, in offset order,
-//! over their one request, while a subscriber that reads nothing (its QUIC
-//! flow-control window full) holds back neither the writers nor the others.
+//! The SDK against real processes.
+//!
+//! - Push subscriptions: subscribers opened before any record exists receive
+//!   every record after it commits, in offset order, over their one request,
+//!   while a subscriber that reads nothing (its QUIC flow-control window
+//!   full) holds back neither the writers nor the others.
+//! - The producer: the async producer (batching, a small queue for
+//!   backpressure) and the blocking wrapper deliver every record, in order
+//!   per key, through an edge that restarts in the middle.
 
 use anyhow::{bail, Result};
 use std::time::Duration;
 use strata_client::api::{self, Subscription};
+use strata_client::producer::{Producer, ProducerConfig, Record, SyncProducer};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_tests::{wait_for, Pipeline};
 
@@ -103,5 +109,87 @@ async fn subscribers_get_every_record_as_it_commits_without_polling() -> Result<
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("does not exist"), "{e}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
+    const N: u64 = 20_000;
+    let mut p = Pipeline::start("").await?;
+    let core = p.client(p.core_addr);
+    api::create_stream(&core, "sdk", 4, 1).await?;
+
+    // The async producer with a small queue: `send` waits when it is full.
+    let mut cfg = ProducerConfig::new("sdk");
+    cfg.queue_records = 100;
+    cfg.batch_records = 250;
+    let producer = Producer::new(p.client(p.edge_addr), cfg);
+    let mut acks = Vec::new();
+    for i in 0..N / 2 {
+        if i == N / 4 {
+            // The edge restarts under the producer: batches are retried.
+            p.edge.kill9();
+            p.restart_edge().await?;
+        }
+        let r = Record::new(format!("k{}", i % 16), format!("{i}"));
+        acks.push(producer.send(r).await?);
+    }
+    producer.flush().await?;
+    for a in acks {
+        a.await?;
+    }
+    producer.close().await;
+
+    // The blocking wrapper, from a plain thread.
+    let (edge, ca) = (p.edge_addr, p.pki.ca.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let sync = SyncProducer::connect(edge, &ca, ProducerConfig::new("sdk"))?;
+        let mut acks = Vec::new();
+        for i in N / 2..N {
+            acks.push(sync.send(Record::new(format!("k{}", i % 16), format!("{i}")))?);
+        }
+        sync.flush()?;
+        for a in acks {
+            sync.wait(a)?;
+        }
+        Ok(())
+    })
+    .await??;
+
+    wait_for(
+        "the core to hold every record",
+        Duration::from_secs(120),
+        || async {
+            let d = api::describe_stream(&core, "sdk").await?;
+            Ok((d.records() >= N).then_some(()))
+        },
+    )
+    .await?;
+    // Every value arrived; per key, values only grow (a retried batch may
+    // repeat records, never reorder them).
+    let d = api::describe_stream(&core, "sdk").await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    for sh in &d.shards {
+        let mut offset = sh.first_offset;
+        while offset < sh.next_offset {
+            let f = api::fetch(&core, "sdk", sh.id, offset, 5000, Duration::ZERO).await?;
+            for r in &f.records {
+                let v: u64 = std::str::from_utf8(&r.data)?.parse()?;
+                let key = r.key.clone().unwrap_or_default();
+                if let Some(&prev) = last.get(&key) {
+                    if v < prev && !seen.contains(&v) {
+                        bail!("key {key}: {v} first arrived after {prev}");
+                    }
+                }
+                last.insert(key, v);
+                seen.insert(v);
+            }
+            offset = f.next_offset;
+        }
+    }
+    if seen.len() as u64 != N {
+        bail!("{} of {N} values arrived", seen.len());
+    }
     Ok(())
 }
