@@ -10,6 +10,7 @@
 //!
 //! Nothing here asserts on timing: it measures and reports.
 
+mod consume;
 mod load;
 mod nats;
 mod plot;
@@ -54,6 +55,10 @@ enum Cmd {
     /// in target/bench-query): `strata query` against DuckDB on the same
     /// files, scan rate and a query pruned to one hour.
     Query(query::QueryOpts),
+    /// Consumers on one shard: produce-to-receive latency of a push
+    /// subscription, a long poll and a plain poll at a fixed rate; fan-out
+    /// throughput with 1, 4 and 16 subscribers (about 1 minute).
+    Consume(consume::ConsumeOpts),
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +122,8 @@ fn main() {
             .and_then(|()| rt.block_on(until_signal(tier::command(o)))),
         // Synchronous: one query process at a time, each dies with this
         // process (PR_SET_PDEATHSIG), and Ctrl-C reaches it anyway.
+        Cmd::Consume(o) => build_binaries(o.no_build, DAEMONS)
+            .and_then(|()| rt.block_on(until_signal(consume::command(o)))),
         Cmd::Query(o) => {
             build_binaries(o.no_build, &["strata-cli"]).and_then(|()| query::command(o))
         }
