@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod group;
 pub mod producer;
+pub mod reader;
 pub mod settings;
 pub mod tls;
 pub mod transport;

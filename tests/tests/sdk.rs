@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 use std::time::Duration;
 use strata_client::api::{self, Subscription};
 use strata_client::producer::{Producer, ProducerConfig, Record, SyncProducer};
+use strata_client::reader::StreamReader;
 use strata_schema::batch::{Builder, NewRecord};
 use strata_tests::{wait_for, Pipeline};
 
@@ -191,5 +192,35 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
     if seen.len() as u64 != N {
         bail!("{} of {N} values arrived", seen.len());
     }
+
+    // The whole-stream reader from the oldest record sees them all again;
+    // from the latest it sees nothing until something new arrives.
+    let cluster = strata_client::cluster::Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+    let mut all = StreamReader::open(&cluster, "sdk", api::Start::Oldest).await?;
+    let mut again = std::collections::HashSet::new();
+    loop {
+        let page = all.next(Duration::ZERO).await?;
+        if page.is_empty() {
+            break;
+        }
+        again.extend(page.iter().map(|r| (r.shard, r.offset)));
+    }
+    assert_eq!(again.len() as u64, d.records());
+    let mut latest = StreamReader::open(&cluster, "sdk", api::Start::Latest).await?;
+    assert!(latest.next(Duration::ZERO).await?.is_empty());
+    let producer = Producer::new(p.client(p.edge_addr), ProducerConfig::new("sdk"));
+    producer.send_wait(Record::new("new", "after")).await?;
+    let page = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let page = latest.next(Duration::from_secs(1)).await?;
+            if !page.is_empty() {
+                return Ok::<_, anyhow::Error>(page);
+            }
+        }
+    })
+    .await??;
+    assert_eq!(&page[0].data[..], b"after");
+    let one_shard = StreamReader::open(&cluster, "sdk", api::Start::Offset(0)).await;
+    assert!(one_shard.is_err(), "an offset applies to one shard only");
     Ok(())
 }
