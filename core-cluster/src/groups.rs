@@ -11,10 +11,18 @@
 //! its session time loses its shards at the next heartbeat of any member.
 //! Every change of the member set (or of the stream's shards) starts a new
 //! generation and rebalances: members hold `⌊shards/members⌋` or one more,
-//! and a shard stays with its owner when the balance allows (sticky). A
-//! checkpoint (the next offset to read) is accepted only from the shard's
-//! owner in the current generation, so a member that lost a shard cannot move
-//! its checkpoint.
+//! and a shard stays with its owner when the balance allows (sticky).
+//!
+//! A shard that moves between two live members is revoked before it is
+//! assigned: the old owner keeps it until its next heartbeat, which commits
+//! everything it handled, and only then does the new owner get it, from that
+//! checkpoint. So a rebalance re-delivers nothing; only a member that dies
+//! (or whose lease runs out) leaves records to be read again, those it
+//! handled after its last heartbeat. A checkpoint (the next offset to read)
+//! is accepted only from the shard's owner, and only once that member has
+//! seen the assignment (its heartbeat's generation is at least the one that
+//! gave it the shard), so a member that lost a shard cannot move its
+//! checkpoint.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,6 +54,12 @@ pub struct Group {
     pub members: BTreeMap<String, i64>,
     /// Shard → owning member.
     pub owners: BTreeMap<u32, String>,
+    /// Shard → the generation in which its owner got it.
+    #[serde(default)]
+    pub assigned_at: BTreeMap<u32, u64>,
+    /// Shard → the member it goes to once its owner hands it over.
+    #[serde(default)]
+    pub revoking: BTreeMap<u32, String>,
     pub checkpoints: BTreeMap<u32, Checkpoint>,
 }
 
@@ -69,7 +83,8 @@ pub struct Assignment {
     /// The member's shards with the group's checkpoint in each (if any).
     pub shards: Vec<(u32, Option<Checkpoint>)>,
     pub members: u32,
-    /// Commits refused: shards the member did not own in this generation.
+    /// Commits refused: shards the member did not own (or had not yet
+    /// been told it owns).
     pub refused_commits: u32,
 }
 
@@ -79,7 +94,11 @@ impl Group {
         let mut refused = 0;
         for (shard, cp) in &hb.commits {
             let owns = self.owners.get(shard) == Some(&hb.member);
-            if owns && hb.generation == self.generation && shards.contains(shard) {
+            let seen = self
+                .assigned_at
+                .get(shard)
+                .is_some_and(|g| hb.generation >= *g);
+            if owns && seen && shards.contains(shard) {
                 self.checkpoints.insert(*shard, *cp);
             } else {
                 refused += 1;
@@ -101,8 +120,41 @@ impl Group {
         if changed {
             self.generation += 1;
             let members: Vec<&String> = self.members.keys().collect();
-            self.owners = rebalance(&members, shards, &self.owners);
+            let target = rebalance(&members, shards, &self.owners);
+            self.owners.retain(|s, _| shards.contains(s));
+            self.revoking.clear();
+            for (s, t) in target {
+                match self.owners.get(&s) {
+                    // A live owner other than the target hands it over first.
+                    Some(o) if *o != t && self.members.contains_key(o) => {
+                        self.revoking.insert(s, t);
+                    }
+                    Some(o) if *o == t => {}
+                    _ => {
+                        self.owners.insert(s, t);
+                        self.assigned_at.insert(s, self.generation);
+                    }
+                }
+            }
         }
+        // This heartbeat committed what the member handled: its revoked
+        // shards go to their new owners now.
+        let handed: Vec<u32> = self
+            .revoking
+            .keys()
+            .copied()
+            .filter(|s| self.owners.get(s) == Some(&hb.member))
+            .collect();
+        for s in handed {
+            if let Some(t) = self.revoking.remove(&s) {
+                self.owners.insert(s, t);
+                self.assigned_at.insert(s, self.generation);
+            }
+        }
+        if self.members.is_empty() {
+            self.owners.clear();
+        }
+        self.assigned_at.retain(|s, _| self.owners.contains_key(s));
         self.checkpoints.retain(|s, _| shards.contains(s));
         Assignment {
             generation: self.generation,

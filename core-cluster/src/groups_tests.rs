@@ -27,14 +27,21 @@ fn members_share_shards_and_a_silent_member_loses_them() {
     let a = g.heartbeat(&shards, &hb("a", 0));
     assert_eq!(a.shards.len(), 4);
     assert_eq!(a.generation, 1);
+    // b joins: two shards are revoked from a, which keeps them until its
+    // next heartbeat commits them; only then does b get them.
     let b = g.heartbeat(&shards, &hb("b", 100));
-    assert_eq!((b.generation, b.shards.len()), (2, 2));
-    assert_eq!(owned(&g, "a").len(), 2);
+    assert_eq!((b.generation, b.shards.len()), (2, 0));
+    assert_eq!(g.revoking.len(), 2);
+    let a = g.heartbeat(&shards, &hb("a", 200));
+    assert_eq!((a.generation, a.shards.len()), (2, 2));
+    let b = g.heartbeat(&shards, &hb("b", 300));
+    assert_eq!(b.shards.len(), 2);
+    assert!(g.revoking.is_empty());
     // Within the lease nothing changes.
     let a = g.heartbeat(&shards, &hb("a", 900));
     assert_eq!((a.generation, a.shards.len()), (2, 2));
     // b says nothing for longer than its session: a takes everything back.
-    let a = g.heartbeat(&shards, &hb("a", 1_200));
+    let a = g.heartbeat(&shards, &hb("a", 1_400));
     assert_eq!((a.generation, a.shards.len(), a.members), (3, 4, 1));
 }
 
@@ -43,29 +50,45 @@ fn only_the_owner_in_the_current_generation_moves_a_checkpoint() {
     let shards = [0, 1];
     let mut g = Group::default();
     g.heartbeat(&shards, &hb("a", 0));
-    let b = g.heartbeat(&shards, &hb("b", 10));
-    let b_shard = b.shards[0].0;
+    g.heartbeat(&shards, &hb("b", 10));
+    let b_shard = *g.revoking.keys().next().expect("one shard moves to b");
     let a_shard = 1 - b_shard;
     let cp = Checkpoint {
         offset: 42,
         timestamp_ms: 7,
     };
-    // a commits with its old generation, and for a shard it lost: refused.
+    // a still owns both until this heartbeat, which commits and hands b's over.
     let mut h = hb("a", 20);
     h.generation = 1;
-    h.commits = vec![(a_shard, cp), (b_shard, cp)];
-    assert_eq!(g.heartbeat(&shards, &h).refused_commits, 2);
-    assert!(g.checkpoints.is_empty());
-    h.generation = g.generation;
+    h.commits = vec![(b_shard, cp)];
     let r = g.heartbeat(&shards, &h);
-    assert_eq!(r.refused_commits, 1);
+    assert_eq!(r.refused_commits, 0);
+    assert_eq!(r.shards, vec![(a_shard, None)]);
+    assert_eq!(g.owners.get(&b_shard).map(String::as_str), Some("b"));
+    // b resumes from a's checkpoint.
+    let mut hb_b = hb("b", 30);
+    let b = g.heartbeat(&shards, &hb_b);
+    assert_eq!(b.shards, vec![(b_shard, Some(cp))]);
+    // a can no longer move b's shard; b can, once it has seen its assignment.
+    h.commits = vec![(b_shard, Checkpoint::default()), (a_shard, cp)];
+    assert_eq!(g.heartbeat(&shards, &h).refused_commits, 1);
+    assert_eq!(g.checkpoints.get(&b_shard), Some(&cp));
     assert_eq!(g.checkpoints.get(&a_shard), Some(&cp));
-    assert_eq!(r.shards, vec![(a_shard, Some(cp))]);
+    let later = Checkpoint {
+        offset: 50,
+        timestamp_ms: 9,
+    };
+    hb_b.commits = vec![(b_shard, later)];
+    hb_b.generation = 1;
+    assert_eq!(g.heartbeat(&shards, &hb_b).refused_commits, 1);
+    hb_b.generation = b.generation;
+    assert_eq!(g.heartbeat(&shards, &hb_b).refused_commits, 0);
+    assert_eq!(g.checkpoints.get(&b_shard), Some(&later));
     // Leaving hands the shard, with its checkpoint, to the other member.
-    let mut l = hb("a", 30);
+    let mut l = hb("a", 40);
     l.leave = true;
     g.heartbeat(&shards, &l);
-    let b = g.heartbeat(&shards, &hb("b", 40));
+    let b = g.heartbeat(&shards, &hb("b", 50));
     assert!(b.shards.contains(&(a_shard, Some(cp))));
 }
 
@@ -98,15 +121,24 @@ proptest! {
                 continue;
             }
             prop_assert_eq!(g.owners.len(), shards.len());
-            for o in g.owners.values() {
+            for o in g.owners.values().chain(g.revoking.values()) {
                 prop_assert!(g.members.contains_key(o));
             }
-            let loads: Vec<usize> = g.members.keys().map(|m| owned(&g, m).len()).collect();
+            // Once every revoked shard is handed over, the load is balanced.
+            let mut target = g.clone();
+            target.owners.extend(target.revoking.clone());
+            let loads: Vec<usize> = g.members.keys().map(|m| owned(&target, m).len()).collect();
             let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
             prop_assert!(hi - lo <= 1, "loads {:?}", loads);
             if before.members.keys().eq(g.members.keys()) && !before.owners.is_empty() {
-                prop_assert_eq!(&before.owners, &g.owners);
                 prop_assert_eq!(before.generation, g.generation);
+                // At most the member's own revoked shards moved.
+                for (s, o) in &g.owners {
+                    if before.owners.get(s) != Some(o) {
+                        prop_assert_eq!(before.owners.get(s), Some(&h.member));
+                        prop_assert_eq!(before.revoking.get(s), Some(o));
+                    }
+                }
             }
         }
     }
