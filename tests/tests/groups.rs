@@ -93,14 +93,15 @@ async fn describe(c: &Cluster) -> Result<StreamInfo> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_shares_shards_survives_a_killed_member_and_resumes() -> Result<()> {
-    let p = Pipeline::start("").await?;
+    let metrics = strata_tests::free_udp_addr();
+    let p = Pipeline::start_with("", &format!("metrics_addr = \"{metrics}\"")).await?;
     let mut members = Members {
         dir: p.dir.path().to_path_buf(),
         core: p.core_addr.to_string(),
         ca: p.pki.ca.display().to_string(),
         procs: BTreeMap::new(),
     };
-    let r = tokio::time::timeout(Duration::from_secs(300), run(&p, &mut members)).await;
+    let r = tokio::time::timeout(Duration::from_secs(300), run(&p, &mut members, metrics)).await;
     let r = r.unwrap_or_else(|_| Err(anyhow!("test exceeded 300 s")));
     if r.is_err() {
         eprintln!("{}--- core ---\n{}\n", members.logs(), p.core.log_tail());
@@ -108,7 +109,18 @@ async fn a_group_shares_shards_survives_a_killed_member_and_resumes() -> Result<
     r
 }
 
-async fn run(p: &Pipeline, members: &mut Members) -> Result<()> {
+/// The core's Prometheus text (`GET /metrics`).
+async fn scrape(addr: std::net::SocketAddr) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: core\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr) -> Result<()> {
     let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
     strata_client::api::create_stream(&*cluster.client(p.core_addr)?, STREAM, 4, 1).await?;
     for m in ["m1", "m2", "m3"] {
@@ -191,6 +203,18 @@ async fn run(p: &Pipeline, members: &mut Members) -> Result<()> {
         let g = d.groups.iter().find(|g| g.name == GROUP);
         Ok(g.filter(|g| g.lag(&d).iter().all(|l| l.records == 0))
             .map(|_| ()))
+    })
+    .await?;
+    // The shard leader exports the group's lag: zero in every shard now.
+    wait_for("the lag gauges to reach zero", WAIT, || async {
+        let text = scrape(metrics).await?;
+        let zero = ends.keys().all(|s| {
+            let line = format!(
+                "strata_core_group_lag_records{{stream=\"{STREAM}\",group=\"{GROUP}\",shard=\"{s}\"}} 0"
+            );
+            text.lines().any(|l| l == line)
+        });
+        Ok(zero.then_some(()))
     })
     .await?;
     for m in ["m2", "m3", "m4"] {
