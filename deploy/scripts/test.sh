@@ -6,7 +6,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n== [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 step "setup"
 ./deploy/scripts/setup.sh
@@ -21,3 +22,4 @@ step "build binaries for the integration tests"
 cargo build --workspace --bins --locked
 step "tests"
 cargo test --workspace --locked -- --test-threads 2
+step "done"

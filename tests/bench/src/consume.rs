@@ -142,8 +142,8 @@ async fn latency(p: &Pipeline, o: &ConsumeOpts, md: &mut String) -> Result<()> {
         Mode::Poll(Duration::from_millis(o.poll_ms)),
     ];
     let warm = 2_000_000_000u64;
-    let start = now_ns() + 200_000_000;
-    let window = (start + warm, start + warm + (o.measure_secs * 1e9) as u64);
+    // Readers keep (stamp, arrival) pairs; the window is known only once the
+    // schedule starts, after one record crossed the whole path (below).
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut readers = tokio::task::JoinSet::new();
     let mut counters = Vec::new();
@@ -152,27 +152,51 @@ async fn latency(p: &Pipeline, o: &ConsumeOpts, md: &mut String) -> Result<()> {
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         counters.push(seen.clone());
         readers.spawn(async move {
-            let mut rec = LatencyRecorder::new(window);
+            let mut stamps = Vec::new();
             read(&c, "latency", 0, mode, &stop, |recs| {
                 let now = now_ns();
                 seen.fetch_add(recs.len() as u64, std::sync::atomic::Ordering::SeqCst);
-                for r in recs {
-                    if let Some(s) = read_stamp(&r.data) {
-                        rec.handle_record(s, now);
-                    }
-                }
+                stamps.extend(
+                    recs.iter()
+                        .filter_map(|r| read_stamp(&r.data))
+                        .map(|s| (s, now)),
+                );
             })
             .await?;
-            Ok::<_, anyhow::Error>((mode, rec))
+            Ok::<_, anyhow::Error>((mode, stamps))
         });
     }
-    // The producer: one batch per 1 ms tick, sent in the background so a
-    // slow acknowledgement does not delay the schedule.
+    // Start-up (the stream reaching the edge, connections, first
+    // subscription frames) is not measured: one record crosses edge, core
+    // and every reader before the schedule starts.
     let edge = std::sync::Arc::new(p.client(p.edge_addr));
     let tmpl = template(7, o.size);
+    let mut first = Builder::default();
+    first.push(&NewRecord {
+        key: Some("k0"),
+        value: &tmpl,
+        timestamp_ms: 0,
+        headers: &[],
+    });
+    api::produce(&edge, "latency", &first.finish()).await?;
+    wait_for(
+        "every reader to see a first record",
+        Duration::from_secs(60),
+        || {
+            let done = counters
+                .iter()
+                .all(|c| c.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+            async move { Ok(done.then_some(())) }
+        },
+    )
+    .await?;
+    let start = now_ns() + 100_000_000;
+    let window = (start + warm, start + warm + (o.measure_secs * 1e9) as u64);
+    // The producer: one batch per 1 ms tick, sent in the background so a
+    // slow acknowledgement does not delay the schedule.
     let mut ticker = Ticker::new(o.rate, start);
     let mut sends = tokio::task::JoinSet::new();
-    let mut produced = 0u64;
+    let mut produced = 1u64;
     loop {
         let (due, n) = ticker.next_tick();
         if due >= window.1 {
@@ -220,7 +244,12 @@ async fn latency(p: &Pipeline, o: &ConsumeOpts, md: &mut String) -> Result<()> {
     let _ = stop_tx.send(true);
     let mut rows = Vec::new();
     while let Some(r) = readers.join_next().await {
-        rows.push(r??);
+        let (mode, stamps) = r??;
+        let mut rec = LatencyRecorder::new(window);
+        for (s, now) in stamps {
+            rec.handle_record(s, now);
+        }
+        rows.push((mode, rec));
     }
     rows.sort_by_key(|(m, _)| m.label());
     writeln!(
