@@ -641,27 +641,8 @@ impl Subscription {
     /// The next records as they commit (waits as long as it takes). An
     /// error ends the subscription.
     pub async fn next(&mut self) -> Result<Fetched, ClientError> {
-        let addr = self.addr;
-        let reply =
-            crate::transport::read_frame(&mut self.recv, strata_schema::frame::FRAME_BYTES_MAX)
-                .await
-                .map_err(|e| match e {
-                    crate::transport::FrameReadError::Io(d) => {
-                        ClientError::Connection { addr, detail: d }
-                    }
-                    other => ClientError::BadReply {
-                        addr,
-                        detail: other.to_string(),
-                    },
-                })?;
-        let resp = wire::decode_response(&reply).map_err(|e| ClientError::BadReply {
-            addr,
-            detail: e.to_string(),
-        })?;
-        if let Some(err) = wire::error_of(&resp) {
-            return Err(ClientError::Remote(err));
-        }
-        fetched_from(addr, self.shard, &reply, u32::MAX)
+        let reply = crate::transport::read_reply(&mut self.recv, self.addr).await?;
+        fetched_from(self.addr, self.shard, &reply, u32::MAX)
     }
 }
 

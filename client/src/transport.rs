@@ -177,15 +177,7 @@ impl Client {
                 .map_err(|e| lost(&e))?;
             send.write_all(request).await.map_err(|e| lost(&e))?;
             let _ = send.finish();
-            read_frame(&mut recv, FRAME_BYTES_MAX)
-                .await
-                .map_err(|e| match e {
-                    FrameReadError::Io(d) => ClientError::Connection { addr, detail: d },
-                    other => ClientError::BadReply {
-                        addr,
-                        detail: other.to_string(),
-                    },
-                })
+            read_reply_frame(&mut recv, addr).await
         };
         let reply = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(r)) => r,
@@ -204,14 +196,7 @@ impl Client {
                 });
             }
         };
-        let resp = wire::decode_response(&reply).map_err(|e| ClientError::BadReply {
-            addr,
-            detail: e.to_string(),
-        })?;
-        if let Some(err) = wire::error_of(&resp) {
-            return Err(ClientError::Remote(err));
-        }
-        Ok(reply)
+        check_reply(addr, reply)
     }
 
     /// Sends `request` on a new QUIC stream and returns the stream's receive
@@ -254,6 +239,44 @@ impl Client {
         }
         self.endpoint.wait_idle().await;
     }
+}
+
+/// Reads one reply frame from `addr` (not yet checked: see [`check_reply`]).
+async fn read_reply_frame(
+    recv: &mut quinn::RecvStream,
+    addr: SocketAddr,
+) -> Result<Bytes, ClientError> {
+    read_frame(recv, FRAME_BYTES_MAX)
+        .await
+        .map_err(|e| match e {
+            FrameReadError::Io(d) => ClientError::Connection { addr, detail: d },
+            other => ClientError::BadReply {
+                addr,
+                detail: other.to_string(),
+            },
+        })
+}
+
+/// A verified reply from `addr`; an error reply becomes `ClientError::Remote`.
+fn check_reply(addr: SocketAddr, reply: Bytes) -> Result<Bytes, ClientError> {
+    let resp = wire::decode_response(&reply).map_err(|e| ClientError::BadReply {
+        addr,
+        detail: e.to_string(),
+    })?;
+    if let Some(err) = wire::error_of(&resp) {
+        return Err(ClientError::Remote(err));
+    }
+    Ok(reply)
+}
+
+/// Reads and checks the next reply frame of a stream answered by several
+/// frames (a subscription).
+pub(crate) async fn read_reply(
+    recv: &mut quinn::RecvStream,
+    addr: SocketAddr,
+) -> Result<Bytes, ClientError> {
+    let reply = read_reply_frame(recv, addr).await?;
+    check_reply(addr, reply)
 }
 
 /// Errors reading one frame.

@@ -801,6 +801,18 @@ impl Node {
         }
     }
 
+    /// Commits `cmd` on the metadata group, which this node must lead, and
+    /// returns the catalog's answer.
+    async fn commit_meta(&self, cmd: MetaCommand) -> Result<CommandResponse, RemoteError> {
+        Ok(self
+            .meta
+            .raft
+            .client_write(Command::Meta(cmd))
+            .await
+            .map_err(|e| self.not_leader_or(e))?
+            .data)
+    }
+
     fn not_leader_or(
         &self,
         e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
@@ -929,13 +941,7 @@ impl Node {
                 })
                 .collect(),
         };
-        let resp = self
-            .meta
-            .raft
-            .client_write(Command::Meta(MetaCommand::CreateStream(meta)))
-            .await
-            .map_err(|e| self.not_leader_or(e))?;
-        match resp.data {
+        match self.commit_meta(MetaCommand::CreateStream(meta)).await? {
             CommandResponse::Meta(MetaResponse::Created) => {}
             CommandResponse::Meta(MetaResponse::AlreadyExists) => {
                 return Err(RemoteError::new(
@@ -1031,13 +1037,7 @@ impl Node {
                 MetaCommand::DrainNode(*node_id)
             }
         };
-        let resp = self
-            .meta
-            .raft
-            .client_write(Command::Meta(cmd))
-            .await
-            .map_err(|e| self.not_leader_or(e))?;
-        match resp.data {
+        match self.commit_meta(cmd).await? {
             CommandResponse::Meta(MetaResponse::Refused(m)) => {
                 Err(RemoteError::new(ErrorCode::InvalidArgument, m))
             }
@@ -1072,11 +1072,7 @@ impl Node {
             agent: agent.chars().take(256).collect(),
             registered_ms: now_ms(),
         };
-        self.meta
-            .raft
-            .client_write(Command::Meta(MetaCommand::RegisterProducer(p)))
-            .await
-            .map_err(|e| self.not_leader_or(e))?;
+        self.commit_meta(MetaCommand::RegisterProducer(p)).await?;
         Ok(self.meta.sm.read(|c| {
             (
                 c.producers.get(&id).map_or(0, |p| p.registered_ms),
@@ -1104,13 +1100,7 @@ impl Node {
             group: group.to_string(),
             heartbeat,
         };
-        let resp = self
-            .meta
-            .raft
-            .client_write(Command::Meta(cmd))
-            .await
-            .map_err(|e| self.not_leader_or(e))?;
-        match resp.data {
+        match self.commit_meta(cmd).await? {
             CommandResponse::Meta(MetaResponse::Group(a)) => Ok(a),
             CommandResponse::Meta(MetaResponse::Refused(m)) => {
                 Err(RemoteError::new(ErrorCode::UnknownStream, m))

@@ -99,6 +99,14 @@ pub struct Proc {
     pub log: PathBuf,
 }
 
+/// `path` opened for appending (created if missing).
+fn append_to(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 impl Proc {
     pub fn spawn(name: &str, config: &Path, log: &Path) -> Result<Self> {
         Self::spawn_env(name, config, log, &[])
@@ -111,38 +119,39 @@ impl Proc {
         log: &Path,
         env: &[(&str, String)],
     ) -> Result<Self> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let child = Command::new(bin(name)?)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info,openraft=warn")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Self {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        })
+        let out = append_to(log)?;
+        let config = config.to_string_lossy();
+        let mut env = env.to_vec();
+        env.insert(0, ("RUST_LOG", "info,openraft=warn".into()));
+        Self::start(
+            name,
+            &["--config", &config],
+            &env,
+            out.try_clone()?,
+            out,
+            log,
+        )
     }
 
     /// Starts binary `name` with `args`; its stdout goes to `out`, its
     /// stderr to `log`.
     pub fn spawn_args(name: &str, args: &[&str], out: &Path, log: &Path) -> Result<Self> {
         let stdout = std::fs::File::create(out)?;
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
+        let env = [("RUST_LOG", "info".to_string())];
+        Self::start(name, args, &env, stdout, append_to(log)?, log)
+    }
+
+    fn start(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        stdout: std::fs::File,
+        stderr: std::fs::File,
+        log: &Path,
+    ) -> Result<Self> {
         let child = Command::new(bin(name)?)
             .args(args)
-            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
