@@ -166,16 +166,8 @@ impl Client {
     ) -> Result<Bytes, ClientError> {
         let conn = self.connection(timeout).await?;
         let addr = self.addr;
-        let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
-            addr,
-            detail: e.to_string(),
-        };
         let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
-            send.write_all(&frame::header(request.len()))
-                .await
-                .map_err(|e| lost(&e))?;
-            send.write_all(request).await.map_err(|e| lost(&e))?;
+            let (mut send, mut recv) = start_request(&conn, addr, request).await?;
             let _ = send.finish();
             read_reply_frame(&mut recv, addr).await
         };
@@ -207,17 +199,7 @@ impl Client {
         request: &[u8],
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         let conn = self.connection(self.timeout).await?;
-        let addr = self.addr;
-        let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
-            addr,
-            detail: e.to_string(),
-        };
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
-        send.write_all(&frame::header(request.len()))
-            .await
-            .map_err(|e| lost(&e))?;
-        send.write_all(request).await.map_err(|e| lost(&e))?;
-        Ok((send, recv))
+        start_request(&conn, self.addr, request).await
     }
 
     /// Drops `conn` if it is still the cached connection.
@@ -239,6 +221,23 @@ impl Client {
         }
         self.endpoint.wait_idle().await;
     }
+}
+
+/// Opens a stream on `conn` (to `addr`) and writes `request` as one frame.
+async fn start_request(
+    conn: &quinn::Connection,
+    addr: SocketAddr,
+    request: &[u8],
+) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
+        addr,
+        detail: e.to_string(),
+    };
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    write_frame(&mut send, request)
+        .await
+        .map_err(|e| lost(&e))?;
+    Ok((send, recv))
 }
 
 /// Reads one reply frame from `addr` (not yet checked: see [`check_reply`]).
@@ -317,7 +316,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Bytes, peer: SocketAddr) -> impl Future<Output = Bytes> + Send;
 
     /// Serves a `SubscribeRequest`: writes reply frames to `send` (see
-    /// [`write_reply`]) until the subscriber stops reading. A server without
+    /// [`write_frame`]) until the subscriber stops reading. A server without
     /// subscriptions answers with one error.
     fn subscribe(
         &self,
@@ -332,14 +331,14 @@ pub trait Handler: Send + Sync + 'static {
                 fb::ErrorCode::InvalidArgument,
                 "this server has no subscriptions: subscribe at a core node",
             );
-            let _ = write_reply(&mut send, &e.encode()).await;
+            let _ = write_frame(&mut send, &e.encode()).await;
             let _ = send.finish();
         }
     }
 }
 
-/// Writes one reply frame.
-pub async fn write_reply(
+/// Writes one frame: a request, or one reply.
+pub async fn write_frame(
     send: &mut quinn::SendStream,
     reply: &[u8],
 ) -> Result<(), quinn::WriteError> {
@@ -441,8 +440,7 @@ async fn serve_connection<H: Handler>(
                 }
                 Err(e) => RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode(),
             };
-            let _ = send.write_all(&frame::header(reply.len())).await;
-            let _ = send.write_all(&reply).await;
+            let _ = write_frame(&mut send, &reply).await;
             let _ = send.finish();
             // Let the peer read the reply before the stream is dropped.
             let _ = send.stopped().await;

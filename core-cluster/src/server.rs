@@ -28,7 +28,7 @@ impl Handler for CoreHandler {
         let r = req.body_as_subscribe_request().expect("type checked");
         tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
         if let Err(e) = self.serve_subscription(r, &mut send).await {
-            let _ = strata_client::transport::write_reply(&mut send, &e.encode()).await;
+            let _ = strata_client::transport::write_frame(&mut send, &e.encode()).await;
             let _ = send.finish();
             let _ = send.stopped().await;
         }
@@ -504,7 +504,7 @@ impl CoreHandler {
                 continue;
             }
             metrics::counter!("strata_core_push_frames_total").increment(1);
-            if strata_client::transport::write_reply(send, &reply)
+            if strata_client::transport::write_frame(send, &reply)
                 .await
                 .is_err()
             {
