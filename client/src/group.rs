@@ -97,15 +97,8 @@ impl GroupInfo {
                     .iter()
                     .find(|g| g.shard == sh.id)
                     .and_then(|g| g.checkpoint);
-                let from = cp.map_or(sh.first_offset, |c| c.offset.max(sh.first_offset));
-                let records = sh.next_offset.saturating_sub(from);
-                let ms = match cp {
-                    _ if records == 0 => 0,
-                    Some(c) if c.timestamp_ms > 0 => {
-                        (sh.newest_timestamp_ms - c.timestamp_ms).max(0)
-                    }
-                    _ => 0,
-                };
+                let (records, ms) =
+                    shard_lag(sh.first_offset, sh.next_offset, sh.newest_timestamp_ms, cp);
                 ShardLag {
                     shard: sh.id,
                     records,
@@ -114,6 +107,20 @@ impl GroupInfo {
             })
             .collect()
     }
+}
+
+/// How far `cp` is behind a shard holding offsets `[first, next)` whose
+/// newest record is stamped `newest_ms`: (records, ms). Without a
+/// checkpoint the lag counts from `first`; ms is 0 when caught up or when
+/// the checkpoint has no timestamp.
+pub fn shard_lag(first: u64, next: u64, newest_ms: i64, cp: Option<Checkpoint>) -> (u64, i64) {
+    let from = cp.map_or(first, |c| c.offset.max(first));
+    let records = next.saturating_sub(from);
+    let ms = match cp {
+        Some(c) if records > 0 && c.timestamp_ms > 0 => (newest_ms - c.timestamp_ms).max(0),
+        _ => 0,
+    };
+    (records, ms)
 }
 
 /// Writes a `GroupDescription` table.

@@ -45,6 +45,15 @@ pub struct Checkpoint {
     pub timestamp_ms: i64,
 }
 
+impl From<Checkpoint> for strata_client::group::Checkpoint {
+    fn from(c: Checkpoint) -> Self {
+        Self {
+            offset: c.offset,
+            timestamp_ms: c.timestamp_ms,
+        }
+    }
+}
+
 /// One consumer group of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {

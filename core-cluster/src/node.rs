@@ -1121,28 +1121,17 @@ impl Node {
                 if g.leader() != Some(self.cfg.node_id) {
                     continue;
                 }
-                let (first, next, newest) = g.sm.read(|s| {
-                    (
-                        s.first_offset,
-                        s.next_offset,
-                        s.index.last().map_or(0, |e| e.max_timestamp_ms),
-                    )
-                });
+                let (first, next, newest) =
+                    g.sm.read(|s| (s.first_offset, s.next_offset, s.newest_timestamp_ms()));
                 let lags: Vec<(String, u64, i64)> = self.meta.sm.read(|c| {
                     c.groups
                         .get(&stream)
                         .into_iter()
                         .flatten()
                         .map(|(name, grp)| {
-                            let cp = grp.checkpoints.get(&shard);
-                            let from = cp.map_or(first, |c| c.offset.max(first));
-                            let records = next.saturating_sub(from);
-                            let ms = match cp {
-                                Some(c) if records > 0 && c.timestamp_ms > 0 => {
-                                    (newest - c.timestamp_ms).max(0)
-                                }
-                                _ => 0,
-                            };
+                            let cp = grp.checkpoints.get(&shard).map(|&c| c.into());
+                            let (records, ms) =
+                                strata_client::group::shard_lag(first, next, newest, cp);
                             (name.clone(), records, ms)
                         })
                         .collect()
@@ -1166,7 +1155,7 @@ impl Node {
 
     /// The consumer groups of a stream as clients see them.
     fn groups_of(&self, stream: &str) -> Vec<strata_client::group::GroupInfo> {
-        use strata_client::group::{Checkpoint, GroupInfo, GroupShardInfo};
+        use strata_client::group::{GroupInfo, GroupShardInfo};
         self.meta.sm.read(|c| {
             let Some(groups) = c.groups.get(stream) else {
                 return Vec::new();
@@ -1191,10 +1180,7 @@ impl Node {
                             .map(|s| GroupShardInfo {
                                 shard: s,
                                 owner: g.owners.get(&s).cloned().unwrap_or_default(),
-                                checkpoint: g.checkpoints.get(&s).map(|cp| Checkpoint {
-                                    offset: cp.offset,
-                                    timestamp_ms: cp.timestamp_ms,
-                                }),
+                                checkpoint: g.checkpoints.get(&s).map(|&cp| cp.into()),
                             })
                             .collect(),
                     }
@@ -1246,7 +1232,7 @@ impl Node {
                                     s.tiered_to(),
                                     s.tiered.len() as u64,
                                     s.tiered.iter().map(|o| o.bytes).sum(),
-                                    s.index.last().map_or(0, |e| e.max_timestamp_ms),
+                                    s.newest_timestamp_ms(),
                                 )
                             })
                         })

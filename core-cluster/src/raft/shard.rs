@@ -50,6 +50,11 @@ pub struct ShardState {
 }
 
 impl ShardState {
+    /// Timestamp of the newest record (0 when the shard is empty).
+    pub fn newest_timestamp_ms(&self) -> i64 {
+        self.index.last().map_or(0, |e| e.max_timestamp_ms)
+    }
+
     /// Number of leading records of `cmd` the shard already has.
     pub fn duplicate_prefix(&self, cmd: &AppendCmd) -> usize {
         let Some(&last) = self.producers.get(&cmd.producer_id) else {
