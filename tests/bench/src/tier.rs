@@ -220,13 +220,45 @@ impl TierReport {
 
 // ---- the synthetic sensor readings -----------------------------------------
 
-struct Device {
-    id: String,
-    seq: u64,
-    temp: f64,
-    humidity: f64,
-    battery: f64,
-    rssi: i32,
+/// One simulated sensor: every measurement a slow random walk. Shared by
+/// the tiering and query benchmarks' generators.
+pub struct Device {
+    pub id: String,
+    pub seq: u64,
+    pub temp: f64,
+    pub humidity: f64,
+    pub battery: f64,
+    pub rssi: i32,
+}
+
+impl Device {
+    /// Device `i`, its starting values drawn from `rng`.
+    pub fn new(rng: &mut rand::rngs::StdRng, i: u32) -> Self {
+        Self {
+            id: format!("dev-{i:04}"),
+            seq: rng.random_range(0..100_000),
+            temp: rng.random_range(15.0..28.0),
+            humidity: rng.random_range(25.0..70.0),
+            battery: rng.random_range(3.3..4.2),
+            rssi: rng.random_range(-95..-40),
+        }
+    }
+
+    /// Takes the next reading (one step of every walk); returns its status.
+    pub fn step(&mut self, r: &mut rand::rngs::StdRng) -> &'static str {
+        self.seq += 1;
+        self.temp = (self.temp + r.random_range(-0.08..0.08)).clamp(-20.0, 50.0);
+        self.humidity = (self.humidity + r.random_range(-0.3..0.3)).clamp(5.0, 100.0);
+        self.battery = (self.battery - r.random_range(0.0..0.0004)).max(2.9);
+        self.rssi = (self.rssi + r.random_range(-2..=2)).clamp(-110, -30);
+        if self.battery < 3.3 {
+            "low_battery"
+        } else if r.random_bool(0.004) {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
 }
 
 /// Readings of `n` devices, each a slow random walk, in random device order:
@@ -240,36 +272,15 @@ pub struct Sensors {
 impl Sensors {
     pub fn new(seed: u64, n: u32) -> Self {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let devices = (0..n)
-            .map(|i| Device {
-                id: format!("dev-{i:04}"),
-                seq: rng.random_range(0..100_000),
-                temp: rng.random_range(15.0..28.0),
-                humidity: rng.random_range(25.0..70.0),
-                battery: rng.random_range(3.3..4.2),
-                rssi: rng.random_range(-95..-40),
-            })
-            .collect();
+        let devices = (0..n).map(|i| Device::new(&mut rng, i)).collect();
         Self { rng, devices }
     }
 
     /// Writes the next reading, stamped `ts_ms`, into `out`; returns its device.
     pub fn next(&mut self, ts_ms: i64, out: &mut Vec<u8>) -> usize {
         let i = self.rng.random_range(0..self.devices.len());
-        let r = &mut self.rng;
         let d = &mut self.devices[i];
-        d.seq += 1;
-        d.temp = (d.temp + r.random_range(-0.08..0.08)).clamp(-20.0, 50.0);
-        d.humidity = (d.humidity + r.random_range(-0.3..0.3)).clamp(5.0, 100.0);
-        d.battery = (d.battery - r.random_range(0.0..0.0004)).max(2.9);
-        d.rssi = (d.rssi + r.random_range(-2..=2)).clamp(-110, -30);
-        let status = if d.battery < 3.3 {
-            "low_battery"
-        } else if r.random_bool(0.004) {
-            "degraded"
-        } else {
-            "ok"
-        };
+        let status = d.step(&mut self.rng);
         out.clear();
         let _ = write!(
             out,

@@ -28,6 +28,7 @@
 //! An archive whose `bench-archive.json` has the same [`Spec`] (and whose
 //! objects are all there, with their sizes) is reused.
 
+use crate::tier::Device;
 use anyhow::{bail, ensure, Context, Result};
 use object_store::path::Path as StorePath;
 use rand::{Rng, SeedableRng};
@@ -234,15 +235,6 @@ fn load(dir: &Path, spec: &Spec) -> Result<Option<Archive>> {
 
 // ---- the readings -------------------------------------------------------------
 
-struct Device {
-    id: String,
-    seq: u64,
-    temperature: f64,
-    humidity: f64,
-    battery: f64,
-    rssi: i32,
-}
-
 /// Readings of one shard's devices, each a slow random walk, devices drawn
 /// at random: `{"device":"dev-0042","seq":1234,"temperature":21.37,
 /// "humidity":48.2,"battery":3.91,"rssi":-67,"status":"ok",
@@ -262,14 +254,7 @@ impl Readings {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let devices = (0..devices)
             .filter(|i| i % shards == shard)
-            .map(|i| Device {
-                id: format!("dev-{i:04}"),
-                seq: rng.random_range(0..100_000),
-                temperature: rng.random_range(15.0..28.0),
-                humidity: rng.random_range(25.0..70.0),
-                battery: rng.random_range(3.3..4.2),
-                rssi: rng.random_range(-95..-40),
-            })
+            .map(|i| Device::new(&mut rng, i))
             .collect();
         Self {
             rng,
@@ -283,18 +268,7 @@ impl Readings {
         let i = self.rng.random_range(0..self.devices.len());
         let r = &mut self.rng;
         let d = &mut self.devices[i];
-        d.seq += 1;
-        d.temperature = (d.temperature + r.random_range(-0.08..0.08)).clamp(-20.0, 50.0);
-        d.humidity = (d.humidity + r.random_range(-0.3..0.3)).clamp(5.0, 100.0);
-        d.battery = (d.battery - r.random_range(0.0..0.0004)).max(2.9);
-        d.rssi = (d.rssi + r.random_range(-2..=2)).clamp(-110, -30);
-        let status = if d.battery < 3.3 {
-            "low_battery"
-        } else if r.random_bool(0.004) {
-            "degraded"
-        } else {
-            "ok"
-        };
+        let status = d.step(r);
         // 6 bits per character from one draw per 10 characters.
         for chunk in self.token.chunks_mut(10) {
             let mut bits: u64 = r.random();
@@ -308,7 +282,7 @@ impl Readings {
         let _ = write!(
             out,
             r#"{{"device":"{}","seq":{},"temperature":{:.2},"humidity":{:.1},"battery":{:.2},"rssi":{},"status":"{status}","fw":"{token}"}}"#,
-            d.id, d.seq, d.temperature, d.humidity, d.battery, d.rssi
+            d.id, d.seq, d.temp, d.humidity, d.battery, d.rssi
         );
         i
     }
