@@ -126,11 +126,11 @@ impl TestCluster {
             let procs = self.nodes.iter().map(|n| &n.proc).chain([&self.edge]);
             for p in procs {
                 let copied = std::fs::create_dir_all(&dest).and_then(|_| {
-                    let name = p.log_path().file_name().unwrap_or_default();
-                    std::fs::copy(p.log_path(), dest.join(name))
+                    let name = p.log.file_name().unwrap_or_default();
+                    std::fs::copy(&p.log, dest.join(name))
                 });
                 if let Err(e) = copied {
-                    out += &format!("(copying {} failed: {e})\n", p.log_path().display());
+                    out += &format!("(copying {} failed: {e})\n", p.log.display());
                 }
             }
             out += &format!("whole logs: {}\n", dest.display());

@@ -199,11 +199,6 @@ impl Proc {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Where this process logs.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     pub fn log_tail(&self) -> String {
         let bytes = std::fs::read(&self.log).unwrap_or_default();
         let s = String::from_utf8_lossy(&bytes);

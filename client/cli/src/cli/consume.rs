@@ -154,13 +154,8 @@ async fn run_group(client: &strata_client::cluster::Cluster, a: &ConsumeArgs) ->
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // Ctrl-C or SIGTERM: commit what was printed and leave the group.
     let signalled = stop_tx.clone();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        strata_client::daemon::shutdown_signal().await;
         let _ = signalled.send(true);
     });
     let mut consumer = GroupConsumer::new(client, cfg);
@@ -171,11 +166,10 @@ async fn run_group(client: &strata_client::cluster::Cluster, a: &ConsumeArgs) ->
             |_, recs| {
                 let mut handled = 0;
                 let mut result = Ok(());
-                for r in &recs {
-                    if a.limit.is_some_and(|l| printed >= l) {
-                        let _ = stop_tx.send(true);
-                        break;
-                    }
+                let room = a
+                    .limit
+                    .map_or(usize::MAX, |l| l.saturating_sub(printed) as usize);
+                for r in recs.iter().take(room) {
                     if let Err(e) = print_record(&mut out, a, r) {
                         result = Err(e);
                         break;
