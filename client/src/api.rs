@@ -24,6 +24,24 @@ pub struct ShardInfo {
     pub tier_bytes: u64,
     /// Newest record timestamp in the shard (0 if empty or unknown).
     pub newest_timestamp_ms: i64,
+    /// Lineage: the shards this one was split or merged from.
+    pub parents: Vec<u32>,
+    /// "open", "closing" (resharded, sealing) or "closed".
+    pub state: String,
+    /// With state "closed": the offset after its last record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_offset: Option<u64>,
+}
+
+impl ShardInfo {
+    /// Takes new records (not split or merged away).
+    pub fn is_open(&self) -> bool {
+        self.state.is_empty() || self.state == "open"
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == "closed"
+    }
 }
 
 /// A core node holding replicas of a stream (or, in cluster status, any
@@ -149,6 +167,9 @@ impl StreamInfo {
                     tier_objects: sh.tier_objects(),
                     tier_bytes: sh.tier_bytes(),
                     newest_timestamp_ms: sh.newest_timestamp_ms(),
+                    parents: sh.parents().map(|p| p.iter().collect()).unwrap_or_default(),
+                    state: sh.state().unwrap_or("open").to_string(),
+                    end_offset: (sh.state() == Some("closed")).then(|| sh.end_offset()),
                 })
                 .collect(),
             nodes: s
@@ -189,7 +210,7 @@ impl StreamInfo {
             .map(|n| n.addr.as_str())
     }
 
-    /// The shards' hash ranges in order, for routing.
+    /// Every shard's hash range (open and closed), in `shards` order.
     pub fn ranges(&self) -> Result<Vec<strata_schema::hashkey::HashRange>, String> {
         self.shards
             .iter()
@@ -200,6 +221,11 @@ impl StreamInfo {
                 })
             })
             .collect()
+    }
+
+    /// The shards that take new records.
+    pub fn open_shards(&self) -> impl Iterator<Item = &ShardInfo> {
+        self.shards.iter().filter(|s| s.is_open())
     }
 }
 
@@ -234,6 +260,8 @@ pub fn build_stream_description<'a>(
             let start = Some(fbb.create_string(&sh.start_hash_key));
             let end = Some(fbb.create_string(&sh.end_hash_key));
             let replicas = Some(fbb.create_vector(&sh.replicas));
+            let parents = Some(fbb.create_vector(&sh.parents));
+            let state = Some(fbb.create_string(&sh.state));
             fb::ShardDescription::create(
                 fbb,
                 &fb::ShardDescriptionArgs {
@@ -248,6 +276,9 @@ pub fn build_stream_description<'a>(
                     tier_objects: sh.tier_objects,
                     tier_bytes: sh.tier_bytes,
                     newest_timestamp_ms: sh.newest_timestamp_ms,
+                    parents,
+                    state,
+                    end_offset: sh.end_offset.unwrap_or(0),
                 },
             )
         })
@@ -412,6 +443,45 @@ pub async fn create_stream_with(
     stream_description(c, &c.call(&req).await?)
 }
 
+/// A reshard (`strata stream split | merge | scale`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reshard {
+    /// Split `shard` in two at hash key `at` (the upper child's first key;
+    /// None: the middle).
+    Split { shard: u32, at: Option<u128> },
+    /// Merge two shards with adjacent hash-key ranges.
+    Merge { shards: [u32; 2] },
+    /// Close every open shard and create `count` with uniform ranges.
+    Scale { count: u32 },
+}
+
+/// Reshards a stream; answered (by the metadata leader) once the change is
+/// committed, with the stream's new shards. Parents seal in the background.
+pub async fn reshard(c: &Client, stream: &str, op: &Reshard) -> Result<StreamInfo, ClientError> {
+    let req = wire::request(fb::RequestBody::ReshardRequest, |fbb| {
+        let (kind, shards, at, count) = match op {
+            Reshard::Split { shard, at } => (fb::ReshardOp::Split, vec![*shard], *at, 0),
+            Reshard::Merge { shards } => (fb::ReshardOp::Merge, shards.to_vec(), None, 0),
+            Reshard::Scale { count } => (fb::ReshardOp::Scale, vec![], None, *count),
+        };
+        let stream = Some(fbb.create_string(stream));
+        let shards = Some(fbb.create_vector(&shards));
+        let at_hash_key = at.map(|a| fbb.create_string(&a.to_string()));
+        fb::ReshardRequest::create(
+            fbb,
+            &fb::ReshardRequestArgs {
+                stream,
+                op: kind,
+                shards,
+                at_hash_key,
+                count,
+            },
+        )
+        .as_union_value()
+    });
+    stream_description(c, &c.call(&req).await?)
+}
+
 /// Recreates `name` from its archive in the cluster's object store (see
 /// `strata stream restore`).
 pub async fn restore_stream(
@@ -537,6 +607,9 @@ pub struct Fetched {
     pub records: Vec<ConsumedRecord>,
     pub next_offset: u64,
     pub high_watermark: u64,
+    /// The shard is closed (split or merged) and this page reached its end:
+    /// read its children next.
+    pub end_of_shard: bool,
 }
 
 /// Reads committed records of one shard from `offset`, waiting up to `wait`
@@ -622,6 +695,7 @@ fn fetched_from(
     }
     let next_offset = records.last().map_or(f.next_offset(), |r| r.offset + 1);
     Ok(Fetched {
+        end_of_shard: f.end_of_shard() && next_offset >= f.next_offset(),
         records,
         next_offset,
         high_watermark: f.high_watermark(),

@@ -23,6 +23,13 @@
 //! seen the assignment (its heartbeat's generation is at least the one that
 //! gave it the shard), so a member that lost a shard cannot move its
 //! checkpoint.
+//!
+//! Resharding: a group reads a closed shard to its end before any of its
+//! children. A shard is assigned only while it is not *finished* (closed,
+//! with the group's checkpoint at its end offset) and once all its parents
+//! are finished; a child the group has no checkpoint in starts at its
+//! oldest record, as it holds exactly what followed its parents. So per-key
+//! order holds across a split or merge.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +57,24 @@ impl From<Checkpoint> for strata_client::group::Checkpoint {
         Self {
             offset: c.offset,
             timestamp_ms: c.timestamp_ms,
+        }
+    }
+}
+
+/// A shard as a group sees it: its parents and, once sealed, where it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLineage {
+    pub id: u32,
+    pub parents: Vec<u32>,
+    pub end_offset: Option<u64>,
+}
+
+impl ShardLineage {
+    pub fn of(sh: &crate::meta::ShardMeta) -> Self {
+        Self {
+            id: sh.id,
+            parents: sh.parents.clone(),
+            end_offset: sh.end_offset,
         }
     }
 }
@@ -98,8 +123,35 @@ pub struct Assignment {
 }
 
 impl Group {
-    /// Applies a heartbeat for a stream whose shards are `shards`.
-    pub fn heartbeat(&mut self, shards: &[u32], hb: &Heartbeat) -> Assignment {
+    /// Whether the group has read `sh` to its end.
+    fn finished(&self, sh: &ShardLineage) -> bool {
+        sh.end_offset.is_some_and(|end| {
+            end == 0
+                || self
+                    .checkpoints
+                    .get(&sh.id)
+                    .is_some_and(|c| c.offset >= end)
+        })
+    }
+
+    /// The shards the group reads now: not finished, parents finished.
+    pub fn readable(&self, lineage: &[ShardLineage]) -> Vec<u32> {
+        let finished: Vec<u32> = lineage
+            .iter()
+            .filter(|sh| self.finished(sh))
+            .map(|sh| sh.id)
+            .collect();
+        lineage
+            .iter()
+            .filter(|sh| !finished.contains(&sh.id))
+            .filter(|sh| sh.parents.iter().all(|p| finished.contains(p)))
+            .map(|sh| sh.id)
+            .collect()
+    }
+
+    /// Applies a heartbeat for a stream whose shards are `lineage`.
+    pub fn heartbeat(&mut self, lineage: &[ShardLineage], hb: &Heartbeat) -> Assignment {
+        let known: Vec<u32> = lineage.iter().map(|sh| sh.id).collect();
         let mut refused = 0;
         for (shard, cp) in &hb.commits {
             let owns = self.owners.get(shard) == Some(&hb.member);
@@ -107,12 +159,15 @@ impl Group {
                 .assigned_at
                 .get(shard)
                 .is_some_and(|g| hb.generation >= *g);
-            if owns && seen && shards.contains(shard) {
+            if owns && seen && known.contains(shard) {
                 self.checkpoints.insert(*shard, *cp);
             } else {
                 refused += 1;
             }
         }
+        // After the commits: a shard they finished gives way to its children.
+        let readable = self.readable(lineage);
+        let shards = readable.as_slice();
         let before: Vec<String> = self.members.keys().cloned().collect();
         self.members
             .retain(|m, expires| *m == hb.member || *expires >= hb.now_ms);
@@ -164,14 +219,23 @@ impl Group {
             self.owners.clear();
         }
         self.assigned_at.retain(|s, _| self.owners.contains_key(s));
-        self.checkpoints.retain(|s, _| shards.contains(s));
+        self.checkpoints.retain(|s, _| known.contains(s));
+        let has_parents = |s: &u32| {
+            lineage
+                .iter()
+                .any(|sh| sh.id == *s && !sh.parents.is_empty())
+        };
         Assignment {
             generation: self.generation,
             shards: self
                 .owners
                 .iter()
                 .filter(|(_, o)| **o == hb.member)
-                .map(|(s, _)| (*s, self.checkpoints.get(s).copied()))
+                .map(|(s, _)| {
+                    // A child continues its parents: from its first record.
+                    let cp = self.checkpoints.get(s).copied();
+                    (*s, cp.or_else(|| has_parents(s).then(Checkpoint::default)))
+                })
                 .collect(),
             members: self.members.len() as u32,
             refused_commits: refused,

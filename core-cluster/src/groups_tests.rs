@@ -12,6 +12,17 @@ fn hb(member: &str, now_ms: i64) -> Heartbeat {
     }
 }
 
+/// Shards without lineage.
+fn flat(ids: &[u32]) -> Vec<ShardLineage> {
+    ids.iter()
+        .map(|&id| ShardLineage {
+            id,
+            parents: vec![],
+            end_offset: None,
+        })
+        .collect()
+}
+
 fn owned(g: &Group, m: &str) -> Vec<u32> {
     g.owners
         .iter()
@@ -22,7 +33,7 @@ fn owned(g: &Group, m: &str) -> Vec<u32> {
 
 #[test]
 fn members_share_shards_and_a_silent_member_loses_them() {
-    let shards = [0, 1, 2, 3];
+    let shards = flat(&[0, 1, 2, 3]);
     let mut g = Group::default();
     let a = g.heartbeat(&shards, &hb("a", 0));
     assert_eq!(a.shards.len(), 4);
@@ -47,7 +58,7 @@ fn members_share_shards_and_a_silent_member_loses_them() {
 
 #[test]
 fn only_the_owner_in_the_current_generation_moves_a_checkpoint() {
-    let shards = [0, 1];
+    let shards = flat(&[0, 1]);
     let mut g = Group::default();
     g.heartbeat(&shards, &hb("a", 0));
     g.heartbeat(&shards, &hb("b", 10));
@@ -108,7 +119,7 @@ proptest! {
         shard_count in 1u32..20,
         steps in proptest::collection::vec((0usize..6, any::<bool>()), 1..40),
     ) {
-        let shards: Vec<u32> = (0..shard_count).collect();
+        let shards = flat(&(0..shard_count).collect::<Vec<u32>>());
         let mut g = Group::default();
         for (i, (m, leave)) in steps.into_iter().enumerate() {
             let mut h = hb(&format!("m{m}"), i as i64);
@@ -142,4 +153,89 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn children_are_read_only_after_their_parents_are_finished() {
+    // Shard 0 split into 2 and 3; shards 1 and 2 then merged into 4.
+    let mut lineage = vec![
+        ShardLineage {
+            id: 0,
+            parents: vec![],
+            end_offset: Some(10),
+        },
+        ShardLineage {
+            id: 1,
+            parents: vec![],
+            end_offset: None,
+        },
+        ShardLineage {
+            id: 2,
+            parents: vec![0],
+            end_offset: None,
+        },
+        ShardLineage {
+            id: 3,
+            parents: vec![0],
+            end_offset: None,
+        },
+    ];
+    let mut g = Group::default();
+    let a = g.heartbeat(&lineage, &hb("a", 0));
+    assert_eq!(a.shards, vec![(0, None), (1, None)]);
+    // Not yet at the end of 0: still no children.
+    let mut h = hb("a", 10);
+    h.generation = a.generation;
+    h.commits = vec![(
+        0,
+        Checkpoint {
+            offset: 9,
+            timestamp_ms: 1,
+        },
+    )];
+    let a = g.heartbeat(&lineage, &h);
+    assert_eq!(a.shards.len(), 2);
+    // At its end: 0 is done, its children come from their first record.
+    h.commits = vec![(
+        0,
+        Checkpoint {
+            offset: 10,
+            timestamp_ms: 1,
+        },
+    )];
+    let a = g.heartbeat(&lineage, &h);
+    assert_eq!(
+        a.shards,
+        vec![
+            (1, None),
+            (2, Some(Checkpoint::default())),
+            (3, Some(Checkpoint::default()))
+        ]
+    );
+    // Merge 1 and 2 into 4: 4 waits for both.
+    lineage[1].end_offset = Some(5);
+    lineage[2].end_offset = Some(0);
+    lineage.push(ShardLineage {
+        id: 4,
+        parents: vec![1, 2],
+        end_offset: None,
+    });
+    h.generation = a.generation;
+    h.commits = vec![];
+    let a = g.heartbeat(&lineage, &h);
+    // 2 was empty when sealed: finished without a checkpoint.
+    assert_eq!(a.shards.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 3]);
+    h.generation = a.generation;
+    h.commits = vec![(
+        1,
+        Checkpoint {
+            offset: 5,
+            timestamp_ms: 2,
+        },
+    )];
+    let a = g.heartbeat(&lineage, &h);
+    assert_eq!(a.shards.iter().map(|s| s.0).collect::<Vec<_>>(), vec![3, 4]);
+    // Checkpoints of finished shards stay (they prove the lineage is read).
+    assert_eq!(g.checkpoints[&0].offset, 10);
+    assert_eq!(g.readable(&lineage), vec![3, 4]);
 }

@@ -7,6 +7,7 @@ pub mod meta;
 pub mod node;
 pub mod peer;
 pub mod raft;
+pub mod reshard;
 pub mod server;
 pub mod tier;
 pub mod tiering;

@@ -42,9 +42,28 @@ pub struct ShardMeta {
     /// initialize it again (only the creation-time replicas ever do).
     #[serde(default)]
     pub moved: bool,
+    /// Lineage: the shards this one was split or merged from.
+    #[serde(default)]
+    pub parents: Vec<u32>,
+    /// Resharded: its leader seals its log ([`crate::raft::types::Command::Seal`]);
+    /// no new records once that is applied.
+    #[serde(default)]
+    pub closing: bool,
+    /// Sealed: the offset after its last record. Set once the seal applied.
+    #[serde(default)]
+    pub end_offset: Option<u64>,
 }
 
 impl ShardMeta {
+    /// "open", "closing" or "closed".
+    pub fn state(&self) -> &'static str {
+        match (self.closing, self.end_offset) {
+            (_, Some(_)) => "closed",
+            (true, None) => "closing",
+            (false, None) => "open",
+        }
+    }
+
     /// Whether `node` must keep a copy of the shard (a replica, or one that
     /// is being moved off it).
     pub fn hosted_on(&self, node: u64) -> bool {
@@ -86,6 +105,19 @@ pub enum MetaCommand {
     ForgetNode(u64),
     /// An edge agent announced its durable producer id.
     RegisterProducer(ProducerMeta),
+    /// `stream split | merge | scale` ([`crate::reshard`]): `close` start
+    /// closing, `children` join the stream (new ids, with their parents).
+    Reshard {
+        stream: String,
+        close: Vec<u32>,
+        children: Vec<ShardMeta>,
+    },
+    /// A closing shard's leader applied its seal: the shard ends at `end_offset`.
+    ShardSealed {
+        stream: String,
+        shard: u32,
+        end_offset: u64,
+    },
     /// A consumer-group member's heartbeat ([`crate::groups`]).
     GroupHeartbeat {
         stream: String,
@@ -192,6 +224,35 @@ impl Catalog {
                 self.producers.entry(p.id).or_insert_with(|| p.clone());
                 MetaResponse::Registered
             }
+            MetaCommand::Reshard {
+                stream,
+                close,
+                children,
+            } => match self.streams.get_mut(stream) {
+                None => MetaResponse::Refused(format!("stream {stream:?} does not exist")),
+                Some(s) => match crate::reshard::check(s, close, children) {
+                    Err(m) => MetaResponse::Refused(m),
+                    Ok(()) => {
+                        for sh in s.shards.iter_mut().filter(|sh| close.contains(&sh.id)) {
+                            sh.closing = true;
+                        }
+                        s.shards.extend(children.iter().cloned());
+                        MetaResponse::Done
+                    }
+                },
+            },
+            MetaCommand::ShardSealed {
+                stream,
+                shard,
+                end_offset,
+            } => match self.shard_mut(stream, *shard) {
+                Some(sh) if sh.closing => {
+                    sh.end_offset = Some(*end_offset);
+                    MetaResponse::Done
+                }
+                Some(_) => MetaResponse::Refused(format!("{stream}/{shard} is not closing")),
+                None => MetaResponse::Refused(format!("{stream}/{shard} does not exist")),
+            },
             MetaCommand::GroupHeartbeat {
                 stream,
                 group,
@@ -200,7 +261,11 @@ impl Catalog {
                 let Some(s) = self.streams.get(stream) else {
                     return MetaResponse::Refused(format!("stream {stream:?} does not exist"));
                 };
-                let shards: Vec<u32> = s.shards.iter().map(|sh| sh.id).collect();
+                let shards: Vec<crate::groups::ShardLineage> = s
+                    .shards
+                    .iter()
+                    .map(crate::groups::ShardLineage::of)
+                    .collect();
                 let groups = self.groups.entry(stream.clone()).or_default();
                 let g = groups.entry(group.clone()).or_default();
                 let a = g.heartbeat(&shards, heartbeat);
@@ -436,6 +501,9 @@ mod tests {
                     replicas,
                     retiring: vec![],
                     moved: false,
+                    parents: vec![],
+                    closing: false,
+                    end_offset: None,
                 })
                 .collect(),
         }

@@ -265,9 +265,64 @@ impl Node {
         for s in &streams {
             self.open_shards(s).await?;
         }
+        self.seal_closing(&streams).await;
         self.close_unhosted(&streams);
         self.converge_replicas(&streams);
         Ok(())
+    }
+
+    /// Resharded shards this node leads: append the seal to the shard's log,
+    /// then record where the shard ends in the catalog. Both steps are
+    /// idempotent, so a failure is simply retried at the next reconcile.
+    async fn seal_closing(&self, streams: &[StreamMeta]) {
+        for s in streams {
+            for sh in s
+                .shards
+                .iter()
+                .filter(|sh| sh.closing && sh.end_offset.is_none())
+            {
+                let Some(g) = self.shard(&s.name, sh.id) else {
+                    continue;
+                };
+                if g.leader() != Some(self.cfg.node_id) {
+                    continue;
+                }
+                let name = format!("{}/{}", s.name, sh.id);
+                let sealed = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    g.raft.client_write(Command::Seal),
+                )
+                .await;
+                let end_offset = match sealed {
+                    Ok(Ok(r)) => match r.data {
+                        CommandResponse::Sealed { end_offset } => end_offset,
+                        other => {
+                            tracing::warn!(shard = %name, reply = ?other, "unexpected reply to the seal");
+                            continue;
+                        }
+                    },
+                    Ok(Err(e)) => {
+                        tracing::warn!(shard = %name, error = %e, "sealing the shard failed; will retry");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(shard = %name, "sealing the shard timed out; will retry");
+                        continue;
+                    }
+                };
+                let cmd = MetaCommand::ShardSealed {
+                    stream: s.name.clone(),
+                    shard: sh.id,
+                    end_offset,
+                };
+                match self.propose_meta(cmd).await {
+                    Ok(_) => tracing::info!(shard = %name, end_offset, "shard closed"),
+                    Err(e) => {
+                        tracing::warn!(shard = %name, error = %format!("{e:#}"), "recording the closed shard failed; will retry")
+                    }
+                }
+            }
+        }
     }
 
     /// Metadata leader: every active node is a member of the metadata group
@@ -938,6 +993,9 @@ impl Node {
                     replicas,
                     retiring: Vec::new(),
                     moved: false,
+                    parents: Vec::new(),
+                    closing: false,
+                    end_offset: None,
                 })
                 .collect(),
         };
@@ -968,6 +1026,68 @@ impl Node {
             }
         }
         self.describe(name)
+    }
+
+    /// `stream split | merge | scale`: plans the reshard on the catalog,
+    /// places the children's replicas, commits it, and opens what this node
+    /// hosts. The parents' leaders seal them in the background.
+    pub async fn reshard(
+        &self,
+        stream: &str,
+        op: &crate::reshard::ReshardOp,
+    ) -> Result<StreamInfo, RemoteError> {
+        let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
+        let meta = self.stream_meta(stream)?;
+        self.require_meta_leader()?;
+        let plan = crate::reshard::plan(&meta, op, self.cfg.shards_max).map_err(invalid)?;
+        // Placement rotates with the shard id, as at creation.
+        let last = plan.children.iter().map(|c| c.id).max().unwrap_or(0);
+        let placed = self
+            .meta
+            .sm
+            .read(|c| place(c, last + 1, meta.replication))
+            .map_err(invalid)?;
+        let children = plan
+            .children
+            .iter()
+            .map(|c| ShardMeta {
+                id: c.id,
+                start_hash_key: c.range.start.to_string(),
+                end_hash_key: c.range.end.to_string(),
+                replicas: placed[c.id as usize].clone(),
+                retiring: Vec::new(),
+                moved: false,
+                parents: c.parents.clone(),
+                closing: false,
+                end_offset: None,
+            })
+            .collect();
+        let cmd = MetaCommand::Reshard {
+            stream: stream.to_string(),
+            close: plan.close.clone(),
+            children,
+        };
+        match self.commit_meta(cmd).await? {
+            CommandResponse::Meta(MetaResponse::Done) => {}
+            CommandResponse::Meta(MetaResponse::Refused(m)) => return Err(invalid(m)),
+            other => {
+                return Err(RemoteError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected {other:?}"),
+                ))
+            }
+        }
+        tracing::info!(stream, closed = ?plan.close, children = ?plan.children.iter().map(|c| c.id).collect::<Vec<_>>(), "resharded");
+        let meta = self.stream_meta(stream)?;
+        self.open_shards(&meta)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Internal, format!("{e:#}")))?;
+        for c in &plan.children {
+            if let Some(g) = self.shard(stream, c.id) {
+                let _ = g.wait_leader(stream, Duration::from_secs(10)).await;
+            }
+        }
+        self.describe(stream)
     }
 
     fn require_meta_leader(&self) -> Result<(), RemoteError> {
@@ -1249,6 +1369,9 @@ impl Node {
                         tier_objects: objects,
                         tier_bytes,
                         newest_timestamp_ms: newest,
+                        parents: sh.parents.clone(),
+                        state: sh.state().to_string(),
+                        end_offset: sh.end_offset,
                     }
                 })
                 .collect(),
@@ -1341,11 +1464,21 @@ impl Node {
         let mut receivers = Vec::with_capacity(cmds.len());
         let mut duplicates = 0u64;
         for cmd in cmds {
-            // Skip proposing what is certainly a duplicate; apply still decides.
-            let dup = g.sm.read(|s| s.duplicate_prefix(&cmd));
+            // Skip proposing what is certainly a duplicate or certainly
+            // refused; apply still decides.
+            let (dup, sealed, next_seq) = g.sm.read(|s| {
+                (
+                    s.duplicate_prefix(&cmd),
+                    s.sealed,
+                    s.producer_next_seq(cmd.producer_id),
+                )
+            });
             if dup == cmd.records as usize {
                 duplicates += u64::from(cmd.records);
                 continue;
+            }
+            if sealed {
+                return Err(closed(next_seq));
             }
             let rx = g
                 .raft
@@ -1370,6 +1503,9 @@ impl Node {
                 } => {
                     appended += a;
                     duplicates += d;
+                }
+                CommandResponse::Closed { producer_next_seq } => {
+                    return Err(closed(producer_next_seq));
                 }
                 other => {
                     return Err(RemoteError::new(
@@ -1430,6 +1566,14 @@ pub struct ShardView {
     pub last_log_index: u64,
     /// (node, matched index, lag in entries)
     pub replicas: Vec<(NodeId, u64, u64)>,
+}
+
+/// The reply to a forward that reached a sealed shard.
+fn closed(producer_next_seq: u64) -> RemoteError {
+    RemoteError::shard_closed(
+        "the shard is closed (split or merged): its records go to its children now (see stream describe)",
+        producer_next_seq,
+    )
 }
 
 pub fn now_ms() -> i64 {

@@ -93,6 +93,17 @@ impl Handler for CoreHandler {
                 let r = req.body_as_group_heartbeat_request().expect("type checked");
                 self.group_heartbeat(&r).await
             }
+            fb::RequestBody::ReshardRequest => {
+                let r = req.body_as_reshard_request().expect("type checked");
+                match reshard_op(&r) {
+                    Ok(op) => self
+                        .node
+                        .reshard(r.stream(), &op)
+                        .await
+                        .map(|s| describe_reply(&s)),
+                    Err(e) => Err(e),
+                }
+            }
             fb::RequestBody::DescribeStreamRequest => {
                 let r = req.body_as_describe_stream_request().expect("type checked");
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
@@ -208,6 +219,25 @@ impl CoreHandler {
             )
             .as_union_value()
         }))
+    }
+}
+
+fn reshard_op(r: &fb::ReshardRequest<'_>) -> Result<crate::reshard::ReshardOp, RemoteError> {
+    use crate::reshard::ReshardOp;
+    let shards: Vec<u32> = r.shards().map(|s| s.iter().collect()).unwrap_or_default();
+    match (r.op(), shards.as_slice()) {
+        (fb::ReshardOp::Split, [shard]) => {
+            let at = match r.at_hash_key().filter(|a| !a.is_empty()) {
+                None => None,
+                Some(a) => Some(strata_schema::hashkey::parse_hash_key(a).map_err(invalid)?),
+            };
+            Ok(ReshardOp::Split { shard: *shard, at })
+        }
+        (fb::ReshardOp::Split, _) => Err(invalid("split takes exactly one shard")),
+        (fb::ReshardOp::Merge, [a, b]) => Ok(ReshardOp::Merge { shards: [*a, *b] }),
+        (fb::ReshardOp::Merge, _) => Err(invalid("merge takes exactly two shards")),
+        (fb::ReshardOp::Scale, _) => Ok(ReshardOp::Scale { count: r.count() }),
+        (other, _) => Err(invalid(format!("unknown reshard operation {}", other.0))),
     }
 }
 
@@ -408,11 +438,11 @@ impl CoreHandler {
             wait,
         )
         .await
-        .map(|(reply, _)| reply)
+        .map(|f| f.reply)
     }
 
     /// A `FetchResponse` from `offset` (waiting up to `wait` for records
-    /// there) and the offset after it.
+    /// there, unless the shard is sealed).
     async fn fetch_at(
         &self,
         stream: &str,
@@ -421,16 +451,16 @@ impl CoreHandler {
         max_records: u32,
         max_bytes: u32,
         wait: Duration,
-    ) -> Result<(Bytes, u64), RemoteError> {
+    ) -> Result<Fetch, RemoteError> {
         let g = self.node.shard_for(stream, shard)?;
-        let (first, next) = g.sm.read(|s| (s.first_offset, s.next_offset));
+        let (first, next, sealed) = g.sm.read(|s| (s.first_offset, s.next_offset, s.sealed));
         if offset < first || offset > next {
             return Err(RemoteError::new(
                 ErrorCode::OffsetOutOfRange,
                 format!("offset {offset} is outside [{first}, {next}] of shard {shard}"),
             ));
         }
-        if offset == next && !wait.is_zero() {
+        if offset == next && !wait.is_zero() && !sealed {
             let wait = wait.min(Duration::from_millis(self.node.cfg.fetch_wait_ms_max));
             let mut rx = g.sm.subscribe();
             let _ = tokio::time::timeout(wait, async {
@@ -474,16 +504,18 @@ impl CoreHandler {
                 RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
             })?;
             metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
-            return Ok((
-                fetch_reply(&[(t.first_offset, 0, t.batch)], t.next_offset, next),
-                t.next_offset,
-            ));
+            return Ok(Fetch {
+                reply: fetch_reply(&[(t.first_offset, 0, t.batch)], t.next_offset, next, sealed),
+                next: t.next_offset,
+                end_of_shard: sealed && t.next_offset >= next,
+            });
         }
         read_batches(&g, offset, max_records, max_bytes)
     }
 
     /// A push subscription: a `FetchResponse` frame as soon as records
-    /// commit after the subscriber's position, until it stops reading. The
+    /// commit after the subscriber's position, until it stops reading or
+    /// the shard ends (a closed shard's last frame says `end_of_shard`). The
     /// frames wait for QUIC flow control, so a slow subscriber holds back
     /// only this task; writers and other subscribers go on.
     async fn serve_subscription(
@@ -499,18 +531,22 @@ impl CoreHandler {
                 f = self.fetch_at(stream, shard, offset, r.max_records(), r.max_bytes(), wait) => f?,
                 _ = send.stopped() => return Ok(()),
             };
-            let (reply, next) = fetched;
-            if next == offset {
+            if fetched.next == offset && !fetched.end_of_shard {
                 continue;
             }
             metrics::counter!("strata_core_push_frames_total").increment(1);
-            if strata_client::transport::write_frame(send, &reply)
+            if strata_client::transport::write_frame(send, &fetched.reply)
                 .await
                 .is_err()
             {
                 return Ok(()); // the subscriber went away
             }
-            offset = next;
+            if fetched.end_of_shard {
+                let _ = send.finish();
+                let _ = send.stopped().await;
+                return Ok(());
+            }
+            offset = fetched.next;
         }
     }
 }
@@ -549,10 +585,13 @@ fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
 }
 
 /// A `FetchResponse` of `(base offset, skip, batch bytes)` items.
+/// `sealed`: the shard is closed, so a reply that reaches `high_watermark`
+/// is its end.
 fn fetch_reply<B: AsRef<[u8]>>(
     batches: &[(u64, u32, B)],
     next_offset: u64,
     high_watermark: u64,
+    sealed: bool,
 ) -> Bytes {
     let bytes: usize = batches.iter().map(|(_, _, b)| b.as_ref().len()).sum();
     let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
@@ -578,6 +617,7 @@ fn fetch_reply<B: AsRef<[u8]>>(
                 batches,
                 next_offset,
                 high_watermark,
+                end_of_shard: sealed && next_offset >= high_watermark,
             },
         )
         .as_union_value()
@@ -589,8 +629,8 @@ fn read_batches(
     offset: u64,
     max_records: u64,
     max_bytes: usize,
-) -> Result<(Bytes, u64), RemoteError> {
-    let (entries, next) = g.sm.read(|s| {
+) -> Result<Fetch, RemoteError> {
+    let (entries, next, sealed) = g.sm.read(|s| {
         let mut out = Vec::new();
         if let Some(i) = s.locate(offset) {
             let mut records = 0u64;
@@ -602,7 +642,7 @@ fn read_batches(
                 }
             }
         }
-        (out, s.next_offset)
+        (out, s.next_offset, s.sealed)
     });
     let mut fetched = Vec::with_capacity(entries.len());
     let mut bytes = 0usize;
@@ -625,5 +665,17 @@ fn read_batches(
     }
     let out_records: u64 = next_offset - offset;
     metrics::counter!("strata_core_records_out_total").increment(out_records);
-    Ok((fetch_reply(&fetched, next_offset, next), next_offset))
+    Ok(Fetch {
+        reply: fetch_reply(&fetched, next_offset, next, sealed),
+        next: next_offset,
+        end_of_shard: sealed && next_offset >= next,
+    })
+}
+
+/// A `FetchResponse` frame and where it leaves the reader.
+struct Fetch {
+    reply: Bytes,
+    next: u64,
+    /// The shard is sealed and `next` is its end.
+    end_of_shard: bool,
 }

@@ -97,6 +97,9 @@ pub struct RemoteError {
     pub message: String,
     /// With `NotLeader`: the client address of the node to retry at.
     pub leader_hint: Option<String>,
+    /// With `ShardClosed` (a forward): the position after the producer's
+    /// last record in the closed shard, 0 if it has none there.
+    pub producer_next_seq: u64,
 }
 
 impl RemoteError {
@@ -105,15 +108,24 @@ impl RemoteError {
             code,
             message: message.into(),
             leader_hint: None,
+            producer_next_seq: 0,
+        }
+    }
+
+    /// A `ShardClosed` reply to a forward from a producer whose records in
+    /// the shard end before `producer_next_seq`.
+    pub fn shard_closed(message: impl Into<String>, producer_next_seq: u64) -> Self {
+        Self {
+            producer_next_seq,
+            ..Self::new(fb::ErrorCode::ShardClosed, message)
         }
     }
 
     /// A `NotLeader` reply pointing at `leader` (a client address), if known.
     pub fn not_leader(message: impl Into<String>, leader: Option<String>) -> Self {
         Self {
-            code: fb::ErrorCode::NotLeader,
-            message: message.into(),
             leader_hint: leader,
+            ..Self::new(fb::ErrorCode::NotLeader, message)
         }
     }
 
@@ -136,6 +148,7 @@ impl RemoteError {
                     code: self.code,
                     message,
                     leader_hint,
+                    producer_next_seq: self.producer_next_seq,
                 },
             )
             .as_union_value()
@@ -162,6 +175,7 @@ pub fn error_of(resp: &fb::Response<'_>) -> Option<RemoteError> {
         code: e.code(),
         message: e.message().unwrap_or("").to_string(),
         leader_hint: e.leader_hint().map(str::to_string),
+        producer_next_seq: e.producer_next_seq(),
     })
 }
 

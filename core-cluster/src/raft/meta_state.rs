@@ -11,7 +11,8 @@ impl GroupState for Catalog {
             Command::Append(_)
             | Command::Tier(_)
             | Command::Expire { .. }
-            | Command::Restore(_) => {
+            | Command::Restore(_)
+            | Command::Seal => {
                 CommandResponse::Rejected("append sent to the metadata group".into())
             }
         }

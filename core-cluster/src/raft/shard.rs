@@ -47,6 +47,9 @@ pub struct ShardState {
     /// (or from the first retained object), in offset order.
     #[serde(default)]
     pub tiered: Vec<TieredObject>,
+    /// Closed by a split or merge ([`Command::Seal`]): `next_offset` is final.
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 impl ShardState {
@@ -74,9 +77,20 @@ impl ShardState {
         lo
     }
 
+    /// Where the producer's records in this shard end: the position after
+    /// its last one (0 if it has none).
+    pub fn producer_next_seq(&self, producer_id: u64) -> u64 {
+        self.producers.get(&producer_id).map_or(0, |&last| last + 1)
+    }
+
     fn append(&mut self, log_id: &LogId, cmd: &AppendCmd) -> CommandResponse {
         let skip = self.duplicate_prefix(cmd);
         let records = cmd.records as usize;
+        if self.sealed && skip < records {
+            return CommandResponse::Closed {
+                producer_next_seq: self.producer_next_seq(cmd.producer_id),
+            };
+        }
         let appended = records - skip;
         let base_offset = self.next_offset;
         if appended > 0 {
@@ -228,6 +242,12 @@ impl GroupState for ShardState {
             Command::Tier(t) => self.tier(t),
             Command::Expire { first_offset } => self.expire(*first_offset),
             Command::Restore(objects) => self.restore(objects),
+            Command::Seal => {
+                self.sealed = true;
+                CommandResponse::Sealed {
+                    end_offset: self.next_offset,
+                }
+            }
             Command::Meta(_) => {
                 CommandResponse::Rejected("metadata command sent to a shard".into())
             }
@@ -289,5 +309,40 @@ mod tests {
         assert_eq!(s.locate(15), Some(2));
         assert_eq!(s.locate(21), None);
         s.check_invariants();
+    }
+
+    #[test]
+    fn a_sealed_shard_takes_only_duplicates_and_names_the_producers_end() {
+        let mut s = ShardState::default();
+        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10))), (10, 0));
+        assert_eq!(
+            s.apply(&lid(2), &Command::Seal),
+            CommandResponse::Sealed { end_offset: 10 }
+        );
+        // A retry of what the shard has is still acknowledged.
+        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 4, None, 6))), (0, 6));
+        // Anything new is refused whole, with where the producer's records end.
+        for c in [cmd(7, 5, None, 10), cmd(7, 10, None, 1), cmd(9, 0, None, 1)] {
+            let want = if matches!(&c, Command::Append(a) if a.producer_id == 9) {
+                0
+            } else {
+                10
+            };
+            assert_eq!(
+                s.apply(&lid(4), &c),
+                CommandResponse::Closed {
+                    producer_next_seq: want
+                }
+            );
+        }
+        assert_eq!(s.next_offset, 10);
+        // Sealing again is harmless and reports the same end.
+        assert_eq!(
+            s.apply(&lid(5), &Command::Seal),
+            CommandResponse::Sealed { end_offset: 10 }
+        );
+        let mut enc = Vec::new();
+        Command::Seal.encode(&mut enc);
+        assert_eq!(Command::decode(enc.into()).unwrap(), Command::Seal);
     }
 }

@@ -77,6 +77,10 @@ pub enum Command {
     /// Shard groups: `stream restore`: an empty shard takes over the
     /// archived objects of its manifest as its history.
     Restore(Vec<crate::tier::manifest::TieredObject>),
+    /// Shard groups: the shard was split or merged: close it. Appends
+    /// ordered after this entry are refused (except pure duplicates), so the
+    /// shard's final offset is fixed inside its own log.
+    Seal,
 }
 
 /// What applying a [`Command`] produced.
@@ -95,6 +99,15 @@ pub enum CommandResponse {
     },
     Expired {
         first_offset: u64,
+    },
+    /// The shard is sealed; its records end before `end_offset`.
+    Sealed {
+        end_offset: u64,
+    },
+    /// An append to a sealed shard with records it does not have. The
+    /// producer's records in the shard end before `producer_next_seq`.
+    Closed {
+        producer_next_seq: u64,
     },
     /// The command does not belong to this group (a bug in the caller).
     Rejected(String),
@@ -116,6 +129,7 @@ const TAG_META: u8 = 2;
 const TAG_TIER: u8 = 3;
 const TAG_EXPIRE: u8 = 4;
 const TAG_RESTORE: u8 = 5;
+const TAG_SEAL: u8 = 6;
 
 impl Command {
     /// Appends the binary form of the command to `out`. The batch bytes are
@@ -155,6 +169,7 @@ impl Command {
                 out.put_u8(TAG_RESTORE);
                 serde_json::to_writer(out, objects).expect("tiered objects serialize");
             }
+            Command::Seal => out.put_u8(TAG_SEAL),
         }
     }
 
@@ -202,6 +217,8 @@ impl Command {
             }),
             TAG_EXPIRE => Err(CodecError::Truncated(total)),
             TAG_RESTORE => Ok(Command::Restore(serde_json::from_slice(&b)?)),
+            TAG_SEAL if !b.has_remaining() => Ok(Command::Seal),
+            TAG_SEAL => Err(CodecError::Truncated(total)),
             t => Err(CodecError::UnknownTag(t)),
         }
     }

@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 12;
+pub const ENUM_MAX_ERROR_CODE: u16 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 13] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 14] = [
   ErrorCode::None,
   ErrorCode::MalformedRequest,
   ErrorCode::UnknownStream,
@@ -30,6 +30,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 13] = [
   ErrorCode::StreamExists,
   ErrorCode::OffsetOutOfRange,
   ErrorCode::Internal,
+  ErrorCode::ShardClosed,
 ];
 
 /// Stable error codes. A retired code is never reused.
@@ -63,9 +64,13 @@ impl ErrorCode {
   pub const OffsetOutOfRange: Self = Self(11);
   /// A bug or an I/O failure on the server; see its log.
   pub const Internal: Self = Self(12);
+  /// The shard was closed by a split, merge or scale: its records go to its
+  /// children now (see `describe`). With a forward, `producer_next_seq` says
+  /// which of the producer's records the closed shard holds.
+  pub const ShardClosed: Self = Self(13);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 12;
+  pub const ENUM_MAX: u16 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::MalformedRequest,
@@ -80,6 +85,7 @@ impl ErrorCode {
     Self::StreamExists,
     Self::OffsetOutOfRange,
     Self::Internal,
+    Self::ShardClosed,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -97,6 +103,7 @@ impl ErrorCode {
       Self::StreamExists => Some("StreamExists"),
       Self::OffsetOutOfRange => Some("OffsetOutOfRange"),
       Self::Internal => Some("Internal"),
+      Self::ShardClosed => Some("ShardClosed"),
       _ => None,
     }
   }
@@ -151,6 +158,94 @@ impl<'a> ::flatbuffers::Verifiable for ErrorCode {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_RESHARD_OP: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_RESHARD_OP: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_RESHARD_OP: [ReshardOp; 3] = [
+  ReshardOp::Split,
+  ReshardOp::Merge,
+  ReshardOp::Scale,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ReshardOp(pub u8);
+#[allow(non_upper_case_globals)]
+impl ReshardOp {
+  pub const Split: Self = Self(0);
+  pub const Merge: Self = Self(1);
+  pub const Scale: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Split,
+    Self::Merge,
+    Self::Scale,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Split => Some("Split"),
+      Self::Merge => Some("Merge"),
+      Self::Scale => Some("Scale"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ReshardOp {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ReshardOp {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ReshardOp {
+    type Output = ReshardOp;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ReshardOp {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ReshardOp {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ReshardOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_START_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
@@ -330,10 +425,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 13;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 14] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 15] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -348,6 +443,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 14] = [
   RequestBody::RegisterProducerRequest,
   RequestBody::GroupHeartbeatRequest,
   RequestBody::SubscribeRequest,
+  RequestBody::ReshardRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -369,9 +465,10 @@ impl RequestBody {
   pub const RegisterProducerRequest: Self = Self(11);
   pub const GroupHeartbeatRequest: Self = Self(12);
   pub const SubscribeRequest: Self = Self(13);
+  pub const ReshardRequest: Self = Self(14);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 13;
+  pub const ENUM_MAX: u8 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -387,6 +484,7 @@ impl RequestBody {
     Self::RegisterProducerRequest,
     Self::GroupHeartbeatRequest,
     Self::SubscribeRequest,
+    Self::ReshardRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -405,6 +503,7 @@ impl RequestBody {
       Self::RegisterProducerRequest => Some("RegisterProducerRequest"),
       Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
       Self::SubscribeRequest => Some("SubscribeRequest"),
+      Self::ReshardRequest => Some("ReshardRequest"),
       _ => None,
     }
   }
@@ -2379,6 +2478,9 @@ impl<'a> ShardDescription<'a> {
   pub const VT_TIER_OBJECTS: ::flatbuffers::VOffsetT = 20;
   pub const VT_TIER_BYTES: ::flatbuffers::VOffsetT = 22;
   pub const VT_NEWEST_TIMESTAMP_MS: ::flatbuffers::VOffsetT = 24;
+  pub const VT_PARENTS: ::flatbuffers::VOffsetT = 26;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 28;
+  pub const VT_END_OFFSET: ::flatbuffers::VOffsetT = 30;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2390,6 +2492,7 @@ impl<'a> ShardDescription<'a> {
     args: &'args ShardDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ShardDescription<'bldr>> {
     let mut builder = ShardDescriptionBuilder::new(_fbb);
+    builder.add_end_offset(args.end_offset);
     builder.add_newest_timestamp_ms(args.newest_timestamp_ms);
     builder.add_tier_bytes(args.tier_bytes);
     builder.add_tier_objects(args.tier_objects);
@@ -2397,6 +2500,8 @@ impl<'a> ShardDescription<'a> {
     builder.add_leader_node(args.leader_node);
     builder.add_next_offset(args.next_offset);
     builder.add_first_offset(args.first_offset);
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.parents { builder.add_parents(x); }
     if let Some(x) = args.replicas { builder.add_replicas(x); }
     if let Some(x) = args.end_hash_key { builder.add_end_hash_key(x); }
     if let Some(x) = args.start_hash_key { builder.add_start_hash_key(x); }
@@ -2487,6 +2592,32 @@ impl<'a> ShardDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(ShardDescription::VT_NEWEST_TIMESTAMP_MS, Some(0)).unwrap()}
   }
+  /// Lineage: the shards this one was split or merged from (none for the
+  /// stream's first shards). Read a parent to its end before its children.
+  #[inline]
+  pub fn parents(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ShardDescription::VT_PARENTS, None)}
+  }
+  /// "open" (takes records), "closing" (resharded; sealing its log) or
+  /// "closed" (sealed at `end_offset`).
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ShardDescription::VT_STATE, None)}
+  }
+  /// With state "closed": the offset after the shard's last record.
+  #[inline]
+  pub fn end_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ShardDescription::VT_END_OFFSET, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ShardDescription<'_> {
@@ -2506,6 +2637,9 @@ impl ::flatbuffers::Verifiable for ShardDescription<'_> {
      .visit_field::<u64>("tier_objects", Self::VT_TIER_OBJECTS, false)?
      .visit_field::<u64>("tier_bytes", Self::VT_TIER_BYTES, false)?
      .visit_field::<i64>("newest_timestamp_ms", Self::VT_NEWEST_TIMESTAMP_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("parents", Self::VT_PARENTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<u64>("end_offset", Self::VT_END_OFFSET, false)?
      .finish();
     Ok(())
   }
@@ -2522,6 +2656,9 @@ pub struct ShardDescriptionArgs<'a> {
     pub tier_objects: u64,
     pub tier_bytes: u64,
     pub newest_timestamp_ms: i64,
+    pub parents: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub end_offset: u64,
 }
 impl<'a> Default for ShardDescriptionArgs<'a> {
   #[inline]
@@ -2538,6 +2675,9 @@ impl<'a> Default for ShardDescriptionArgs<'a> {
       tier_objects: 0,
       tier_bytes: 0,
       newest_timestamp_ms: 0,
+      parents: None,
+      state: None,
+      end_offset: 0,
     }
   }
 }
@@ -2592,6 +2732,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ShardDescriptionBuilder<'a, '
     self.fbb_.push_slot::<i64>(ShardDescription::VT_NEWEST_TIMESTAMP_MS, newest_timestamp_ms, 0);
   }
   #[inline]
+  pub fn add_parents(&mut self, parents: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardDescription::VT_PARENTS, parents);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ShardDescription::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_end_offset(&mut self, end_offset: u64) {
+    self.fbb_.push_slot::<u64>(ShardDescription::VT_END_OFFSET, end_offset, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ShardDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ShardDescriptionBuilder {
@@ -2622,6 +2774,9 @@ impl ::core::fmt::Debug for ShardDescription<'_> {
       ds.field("tier_objects", &self.tier_objects());
       ds.field("tier_bytes", &self.tier_bytes());
       ds.field("newest_timestamp_ms", &self.newest_timestamp_ms());
+      ds.field("parents", &self.parents());
+      ds.field("state", &self.state());
+      ds.field("end_offset", &self.end_offset());
       ds.finish()
   }
 }
@@ -3177,6 +3332,179 @@ impl ::core::fmt::Debug for StreamList<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("StreamList");
       ds.field("streams", &self.streams());
+      ds.finish()
+  }
+}
+pub enum ReshardRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `strata stream split | merge | scale`, answered by the metadata leader
+/// with the new `StreamDescription`. The parents close at a final offset
+/// (sealed in their own Raft logs); the children own their hash-key ranges
+/// and list their parents.
+pub struct ReshardRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReshardRequest<'a> {
+  type Inner = ReshardRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReshardRequest<'a> {
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SHARDS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_AT_HASH_KEY: ::flatbuffers::VOffsetT = 10;
+  pub const VT_COUNT: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReshardRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReshardRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReshardRequest<'bldr>> {
+    let mut builder = ReshardRequestBuilder::new(_fbb);
+    builder.add_count(args.count);
+    if let Some(x) = args.at_hash_key { builder.add_at_hash_key(x); }
+    if let Some(x) = args.shards { builder.add_shards(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReshardRequest::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn op(&self) -> ReshardOp {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ReshardOp>(ReshardRequest::VT_OP, Some(ReshardOp::Split)).unwrap()}
+  }
+  /// Split: one shard. Merge: two shards with adjacent ranges.
+  #[inline]
+  pub fn shards(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReshardRequest::VT_SHARDS, None)}
+  }
+  /// Split: the first hash key of the upper child (decimal; empty: the
+  /// middle of the range).
+  #[inline]
+  pub fn at_hash_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReshardRequest::VT_AT_HASH_KEY, None)}
+  }
+  /// Scale: the number of open shards wanted (uniform ranges).
+  #[inline]
+  pub fn count(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReshardRequest::VT_COUNT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReshardRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<ReshardOp>("op", Self::VT_OP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("at_hash_key", Self::VT_AT_HASH_KEY, false)?
+     .visit_field::<u32>("count", Self::VT_COUNT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReshardRequestArgs<'a> {
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub op: ReshardOp,
+    pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub at_hash_key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub count: u32,
+}
+impl<'a> Default for ReshardRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReshardRequestArgs {
+      stream: None, // required field
+      op: ReshardOp::Split,
+      shards: None,
+      at_hash_key: None,
+      count: 0,
+    }
+  }
+}
+
+pub struct ReshardRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReshardRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReshardRequest::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_op(&mut self, op: ReshardOp) {
+    self.fbb_.push_slot::<ReshardOp>(ReshardRequest::VT_OP, op, ReshardOp::Split);
+  }
+  #[inline]
+  pub fn add_shards(&mut self, shards: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReshardRequest::VT_SHARDS, shards);
+  }
+  #[inline]
+  pub fn add_at_hash_key(&mut self, at_hash_key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReshardRequest::VT_AT_HASH_KEY, at_hash_key);
+  }
+  #[inline]
+  pub fn add_count(&mut self, count: u32) {
+    self.fbb_.push_slot::<u32>(ReshardRequest::VT_COUNT, count, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReshardRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReshardRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReshardRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReshardRequest::VT_STREAM,"stream");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReshardRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReshardRequest");
+      ds.field("stream", &self.stream());
+      ds.field("op", &self.op());
+      ds.field("shards", &self.shards());
+      ds.field("at_hash_key", &self.at_hash_key());
+      ds.field("count", &self.count());
       ds.finish()
   }
 }
@@ -3762,6 +4090,7 @@ impl<'a> FetchResponse<'a> {
   pub const VT_BATCHES: ::flatbuffers::VOffsetT = 4;
   pub const VT_NEXT_OFFSET: ::flatbuffers::VOffsetT = 6;
   pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 8;
+  pub const VT_END_OF_SHARD: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3776,6 +4105,7 @@ impl<'a> FetchResponse<'a> {
     builder.add_high_watermark(args.high_watermark);
     builder.add_next_offset(args.next_offset);
     if let Some(x) = args.batches { builder.add_batches(x); }
+    builder.add_end_of_shard(args.end_of_shard);
     builder.finish()
   }
 
@@ -3803,6 +4133,15 @@ impl<'a> FetchResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(FetchResponse::VT_HIGH_WATERMARK, Some(0)).unwrap()}
   }
+  /// The shard is closed (split or merged) and `next_offset` is its end:
+  /// nothing more will come; read its children next.
+  #[inline]
+  pub fn end_of_shard(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(FetchResponse::VT_END_OF_SHARD, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for FetchResponse<'_> {
@@ -3814,6 +4153,7 @@ impl ::flatbuffers::Verifiable for FetchResponse<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<FetchedBatch>>>>("batches", Self::VT_BATCHES, true)?
      .visit_field::<u64>("next_offset", Self::VT_NEXT_OFFSET, false)?
      .visit_field::<u64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<bool>("end_of_shard", Self::VT_END_OF_SHARD, false)?
      .finish();
     Ok(())
   }
@@ -3822,6 +4162,7 @@ pub struct FetchResponseArgs<'a> {
     pub batches: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FetchedBatch<'a>>>>>,
     pub next_offset: u64,
     pub high_watermark: u64,
+    pub end_of_shard: bool,
 }
 impl<'a> Default for FetchResponseArgs<'a> {
   #[inline]
@@ -3830,6 +4171,7 @@ impl<'a> Default for FetchResponseArgs<'a> {
       batches: None, // required field
       next_offset: 0,
       high_watermark: 0,
+      end_of_shard: false,
     }
   }
 }
@@ -3850,6 +4192,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FetchResponseBuilder<'a, 'b, 
   #[inline]
   pub fn add_high_watermark(&mut self, high_watermark: u64) {
     self.fbb_.push_slot::<u64>(FetchResponse::VT_HIGH_WATERMARK, high_watermark, 0);
+  }
+  #[inline]
+  pub fn add_end_of_shard(&mut self, end_of_shard: bool) {
+    self.fbb_.push_slot::<bool>(FetchResponse::VT_END_OF_SHARD, end_of_shard, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FetchResponseBuilder<'a, 'b, A> {
@@ -3873,6 +4219,7 @@ impl ::core::fmt::Debug for FetchResponse<'_> {
       ds.field("batches", &self.batches());
       ds.field("next_offset", &self.next_offset());
       ds.field("high_watermark", &self.high_watermark());
+      ds.field("end_of_shard", &self.end_of_shard());
       ds.finish()
   }
 }
@@ -5939,6 +6286,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_reshard_request(&self) -> Option<ReshardRequest<'a>> {
+    if self.body_type() == RequestBody::ReshardRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ReshardRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -5962,6 +6323,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::RegisterProducerRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RegisterProducerRequest>>("RequestBody::RegisterProducerRequest", pos),
           RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
           RequestBody::SubscribeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SubscribeRequest>>("RequestBody::SubscribeRequest", pos),
+          RequestBody::ReshardRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReshardRequest>>("RequestBody::ReshardRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6108,6 +6470,13 @@ impl ::core::fmt::Debug for Request<'_> {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
           }
         },
+        RequestBody::ReshardRequest => {
+          if let Some(x) = self.body_as_reshard_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
         _ => {
           let x: Option<()> = None;
           ds.field("body", &x)
@@ -6135,6 +6504,7 @@ impl<'a> Error<'a> {
   pub const VT_CODE: ::flatbuffers::VOffsetT = 4;
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
   pub const VT_LEADER_HINT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PRODUCER_NEXT_SEQ: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6146,6 +6516,7 @@ impl<'a> Error<'a> {
     args: &'args ErrorArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Error<'bldr>> {
     let mut builder = ErrorBuilder::new(_fbb);
+    builder.add_producer_next_seq(args.producer_next_seq);
     if let Some(x) = args.leader_hint { builder.add_leader_hint(x); }
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_code(args.code);
@@ -6175,6 +6546,17 @@ impl<'a> Error<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Error::VT_LEADER_HINT, None)}
   }
+  /// With ShardClosed, for a forward: the position after the producer's
+  /// last record in the closed shard (0: it has none there). Its records in
+  /// that shard's range below this are in the shard; the rest go to the
+  /// children.
+  #[inline]
+  pub fn producer_next_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Error::VT_PRODUCER_NEXT_SEQ, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Error<'_> {
@@ -6186,6 +6568,7 @@ impl ::flatbuffers::Verifiable for Error<'_> {
      .visit_field::<ErrorCode>("code", Self::VT_CODE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader_hint", Self::VT_LEADER_HINT, false)?
+     .visit_field::<u64>("producer_next_seq", Self::VT_PRODUCER_NEXT_SEQ, false)?
      .finish();
     Ok(())
   }
@@ -6194,6 +6577,7 @@ pub struct ErrorArgs<'a> {
     pub code: ErrorCode,
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub leader_hint: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub producer_next_seq: u64,
 }
 impl<'a> Default for ErrorArgs<'a> {
   #[inline]
@@ -6202,6 +6586,7 @@ impl<'a> Default for ErrorArgs<'a> {
       code: ErrorCode::None,
       message: None,
       leader_hint: None,
+      producer_next_seq: 0,
     }
   }
 }
@@ -6224,6 +6609,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ErrorBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Error::VT_LEADER_HINT, leader_hint);
   }
   #[inline]
+  pub fn add_producer_next_seq(&mut self, producer_next_seq: u64) {
+    self.fbb_.push_slot::<u64>(Error::VT_PRODUCER_NEXT_SEQ, producer_next_seq, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ErrorBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ErrorBuilder {
@@ -6244,6 +6633,7 @@ impl ::core::fmt::Debug for Error<'_> {
       ds.field("code", &self.code());
       ds.field("message", &self.message());
       ds.field("leader_hint", &self.leader_hint());
+      ds.field("producer_next_seq", &self.producer_next_seq());
       ds.finish()
   }
 }
