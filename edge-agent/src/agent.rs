@@ -26,6 +26,10 @@ use tokio::sync::watch;
 pub struct StreamState {
     pub buffer: BufferHandle,
     pub info: Mutex<StreamInfo>,
+    /// Closed shards that refused this agent's records (`SHARD_CLOSED`):
+    /// shard → the position after the agent's last record in it. Learned
+    /// again after a restart.
+    pub closed_at: Mutex<HashMap<u32, u64>>,
 }
 
 pub struct Agent {
@@ -150,6 +154,7 @@ impl Agent {
         let state = Arc::new(StreamState {
             buffer: BufferHandle::spawn(buffer, name.clone()),
             info: Mutex::new(info),
+            closed_at: Mutex::new(HashMap::new()),
         });
         self.streams
             .lock()
@@ -275,6 +280,9 @@ struct CachedShard {
     id: u32,
     start_hash_key: String,
     end_hash_key: String,
+    /// "open", "closing" or "closed" (absent in caches from before resharding: open).
+    #[serde(default)]
+    state: String,
 }
 
 impl From<&StreamInfo> for CachedStream {
@@ -290,6 +298,7 @@ impl From<&StreamInfo> for CachedStream {
                     id: sh.id,
                     start_hash_key: sh.start_hash_key.clone(),
                     end_hash_key: sh.end_hash_key.clone(),
+                    state: sh.state.clone(),
                 })
                 .collect(),
         }
@@ -342,6 +351,7 @@ impl From<CachedStream> for StreamInfo {
                     id: sh.id,
                     start_hash_key: sh.start_hash_key,
                     end_hash_key: sh.end_hash_key,
+                    state: sh.state,
                     ..Default::default()
                 })
                 .collect(),

@@ -6,10 +6,13 @@
 //! the buffer only once every shard acknowledged. A failed round is retried
 //! whole: the core drops what it already has by (producer id, position), so a
 //! retry never writes a record twice. While the core is unreachable the
-//! forwarder backs off (bounded) and the buffer keeps accepting.
+//! forwarder backs off (bounded) and the buffer keeps accepting. A shard
+//! closed by a reshard refuses with `SHARD_CLOSED` and where this agent's
+//! records in it end; the forwarder notes that, refreshes the shard map and
+//! retries at once, and [`route`] sends the rest to the children.
 
 use crate::agent::{Agent, StreamState};
-use crate::route::{self, Buffered};
+use crate::route::{self, Buffered, Router};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_client::api;
@@ -38,6 +41,10 @@ pub async fn run(
         }
         match round(&agent, &name, &stream).await {
             Ok(()) => backoff = Duration::from_millis(50),
+            // Shards closed under us: the map is fresh, go again at once.
+            Err(RoundError::Resharded(closed)) => {
+                tracing::info!(stream = %name, shards = ?closed, "shards closed by a reshard; routing to their children");
+            }
             Err(e) => {
                 metrics::counter!("strata_edge_forward_errors_total").increment(1);
                 if !e.is_retryable() {
@@ -68,6 +75,9 @@ enum RoundError {
     Core(#[from] ClientError),
     #[error("{0}")]
     Local(String),
+    /// These shards refused records as closed; their positions are noted.
+    #[error("shards {0:?} are closed")]
+    Resharded(Vec<u32>),
 }
 
 impl RoundError {
@@ -75,13 +85,14 @@ impl RoundError {
         match self {
             RoundError::Core(e) => e.is_retryable(),
             RoundError::Local(_) => false,
+            RoundError::Resharded(_) => true,
         }
     }
 
     fn code(&self) -> Option<ErrorCode> {
         match self {
             RoundError::Core(e) => e.code(),
-            RoundError::Local(_) => None,
+            RoundError::Local(_) | RoundError::Resharded(_) => None,
         }
     }
 }
@@ -105,14 +116,13 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
             batch: b.batch,
         })
         .collect();
-    let (ranges, ids) = {
+    let router = {
         let info = stream.info.lock().expect("info lock");
-        let ranges = info
-            .ranges()
-            .map_err(|e| RoundError::Local(format!("bad shard map: {e}")))?;
-        (ranges, info.shards.iter().map(|s| s.id).collect::<Vec<_>>())
+        let closed_at = stream.closed_at.lock().expect("closed_at lock");
+        Router::new(&info, &closed_at)
+            .map_err(|e| RoundError::Local(format!("bad shard map: {e}")))?
     };
-    let per_shard = route::split(&buffered, &ranges, &ids)
+    let per_shard = route::split(&buffered, &router)
         .map_err(|e| RoundError::Local(format!("a buffered batch failed verification: {e}")))?;
     let sends = per_shard.iter().map(|sp| async move {
         let mut start = 0;
@@ -138,8 +148,28 @@ async fn round(agent: &Agent, name: &str, stream: &StreamState) -> Result<(), Ro
     });
     let results = futures::future::join_all(sends).await;
     let mut forwarded = 0;
-    for r in results {
-        forwarded += r?;
+    let mut failed = None;
+    let mut closed = Vec::new();
+    for (sp, r) in per_shard.iter().zip(results) {
+        match r {
+            Ok(n) => forwarded += n,
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::ShardClosed => {
+                closed.push(sp.shard);
+                stream
+                    .closed_at
+                    .lock()
+                    .expect("closed_at lock")
+                    .insert(sp.shard, e.producer_next_seq);
+            }
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if !closed.is_empty() {
+        agent.refresh(stream, name).await?;
+        return Err(RoundError::Resharded(closed));
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     stream
         .buffer

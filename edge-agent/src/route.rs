@@ -8,9 +8,19 @@
 //! A batch whose records all map to one shard is forwarded unchanged (the
 //! common case when producers batch per key or a stream has one shard); only
 //! a mixed batch is split and re-encoded.
+//!
+//! Resharding: the shards that hold a hash key over time form a chain (a
+//! parent, then the child owning the key, ...), in increasing id order. A
+//! closed (or closing) shard still gets a record until it refuses one with
+//! `SHARD_CLOSED`, which says where this agent's records in it end
+//! ([`Router::new`]'s `closed_at`). Then records below that position are
+//! already in it and are dropped, and the rest go on down the chain. So a
+//! reshard neither loses nor duplicates a record, and the parent holds every
+//! record of a key that precedes the first one in the child.
 
 use bytes::Bytes;
-use strata_client::api::Piece;
+use std::collections::HashMap;
+use strata_client::api::{Piece, StreamInfo};
 use strata_schema::batch::{self, Builder};
 use strata_schema::hashkey::{self, HashRange};
 
@@ -30,22 +40,88 @@ pub struct ShardPieces {
     pub records: u64,
 }
 
-fn shard_of(ranges: &[HashRange], key: Option<&str>, seq: u64) -> usize {
-    let h = match key {
-        Some(k) => hashkey::hash_key(k.as_bytes()),
-        None => hashkey::hash_key(&seq.to_be_bytes()),
-    };
-    hashkey::route(ranges, h)
+/// Where each record of a stream goes.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Every shard id, in id order (parents before children).
+    ids: Vec<u32>,
+    /// Open shards: (range, index into `ids`), sorted by range.
+    open: Vec<(HashRange, usize)>,
+    /// Closed shards that may still take or hold this agent's records:
+    /// (range, index, where the agent's records in it end, if known).
+    closed: Vec<(HashRange, usize, Option<u64>)>,
 }
 
-/// Splits `batches` by shard. `shard_ids[i]` is the id of the shard owning `ranges[i]`.
-pub fn split(
-    batches: &[Buffered],
-    ranges: &[HashRange],
-    shard_ids: &[u32],
-) -> Result<Vec<ShardPieces>, batch::BatchError> {
-    assert_eq!(ranges.len(), shard_ids.len());
-    let mut out: Vec<ShardPieces> = shard_ids
+impl Router {
+    /// A router for `info`'s shards; `closed_at` holds what closed shards
+    /// said when they refused this agent's records. Refused if the open
+    /// shards do not cover the hash-key space exactly.
+    pub fn new(info: &StreamInfo, closed_at: &HashMap<u32, u64>) -> Result<Self, String> {
+        let mut shards: Vec<_> = info.shards.iter().zip(info.ranges()?).collect();
+        shards.sort_by_key(|(sh, _)| sh.id);
+        let ids = shards.iter().map(|(sh, _)| sh.id).collect();
+        let mut open = Vec::new();
+        let mut closed = Vec::new();
+        for (i, (sh, r)) in shards.iter().enumerate() {
+            if sh.is_open() {
+                open.push((*r, i));
+            } else {
+                let at = closed_at.get(&sh.id).copied();
+                // Ends at 0: none of this agent's records are there.
+                if at != Some(0) {
+                    closed.push((*r, i, at));
+                }
+            }
+        }
+        open.sort_by_key(|(r, _)| r.start);
+        let covers = open.first().is_some_and(|(r, _)| r.start == 0)
+            && open.last().is_some_and(|(r, _)| r.end == u128::MAX)
+            && open
+                .windows(2)
+                .all(|w| w[0].0.end.checked_add(1) == Some(w[1].0.start));
+        if !covers {
+            return Err(format!(
+                "the open shards of {} do not cover the hash-key space",
+                info.name
+            ));
+        }
+        Ok(Self { ids, open, closed })
+    }
+
+    /// Shard ids, indexed as [`Router::target`] answers.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Index of the shard for the record at `seq` with hash key `h`, or
+    /// None when a closed shard already holds it.
+    pub fn target(&self, h: u128, seq: u64) -> Option<usize> {
+        for (r, i, at) in &self.closed {
+            if !r.contains(h) {
+                continue;
+            }
+            match at {
+                None => return Some(*i),
+                Some(end) if seq < *end => return None,
+                Some(_) => {}
+            }
+        }
+        let k = self.open.partition_point(|(r, _)| r.end < h);
+        Some(self.open[k.min(self.open.len() - 1)].1)
+    }
+}
+
+fn hash_of(key: Option<&str>, seq: u64) -> u128 {
+    match key {
+        Some(k) => hashkey::hash_key(k.as_bytes()),
+        None => hashkey::hash_key(&seq.to_be_bytes()),
+    }
+}
+
+/// Splits `batches` by shard (records a closed shard already holds are left out).
+pub fn split(batches: &[Buffered], router: &Router) -> Result<Vec<ShardPieces>, batch::BatchError> {
+    let mut out: Vec<ShardPieces> = router
+        .ids()
         .iter()
         .map(|&shard| ShardPieces {
             shard,
@@ -53,30 +129,37 @@ pub fn split(
         })
         .collect();
     let mut builders: Vec<Option<(Builder, Vec<u32>, i64)>> =
-        (0..ranges.len()).map(|_| None).collect();
+        (0..out.len()).map(|_| None).collect();
     for b in batches {
         let fb = batch::open(&b.batch)?;
         let records = fb.records();
-        let targets: Vec<usize> = records
+        let targets: Vec<Option<usize>> = records
             .iter()
             .enumerate()
-            .map(|(i, r)| shard_of(ranges, r.key(), b.first_seq + i as u64))
+            .map(|(i, r)| {
+                let seq = b.first_seq + i as u64;
+                router.target(hash_of(r.key(), seq), seq)
+            })
             .collect();
         let Some(&first) = targets.first() else {
             continue;
         };
         if targets.iter().all(|&t| t == first) {
-            out[first].records += targets.len() as u64;
-            out[first].pieces.push(Piece {
-                first_seq: b.first_seq,
-                seq_deltas: None,
-                max_timestamp_ms: b.max_timestamp_ms,
-                batch: b.batch.clone(),
-            });
+            if let Some(first) = first {
+                out[first].records += targets.len() as u64;
+                out[first].pieces.push(Piece {
+                    first_seq: b.first_seq,
+                    seq_deltas: None,
+                    max_timestamp_ms: b.max_timestamp_ms,
+                    batch: b.batch.clone(),
+                });
+            }
             continue;
         }
         for (i, r) in records.iter().enumerate() {
-            let t = targets[i];
+            let Some(t) = targets[i] else {
+                continue;
+            };
             let (builder, deltas, max_ts) = builders[t].get_or_insert_with(|| {
                 (
                     Builder::with_capacity(b.batch.len() / 2),
@@ -107,6 +190,7 @@ pub fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_client::api::ShardInfo;
     use strata_schema::batch::NewRecord;
 
     fn make(keys: &[&str]) -> Bytes {
@@ -122,23 +206,75 @@ mod tests {
         b.finish()
     }
 
+    /// A stream of (id, range, state) shards.
+    fn info(shards: &[(u32, HashRange, &str)]) -> StreamInfo {
+        StreamInfo {
+            name: "s".into(),
+            shards: shards
+                .iter()
+                .map(|(id, r, state)| ShardInfo {
+                    id: *id,
+                    start_hash_key: r.start.to_string(),
+                    end_hash_key: r.end.to_string(),
+                    state: state.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn even(n: u32) -> StreamInfo {
+        let shards: Vec<_> = hashkey::even_ranges(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32, r, "open"))
+            .collect();
+        info(&shards)
+    }
+
+    fn router(i: &StreamInfo, closed_at: &[(u32, u64)]) -> Router {
+        Router::new(i, &closed_at.iter().copied().collect()).unwrap()
+    }
+
     #[test]
     fn single_shard_batches_pass_through_unchanged() {
         let bytes = make(&["a", "b", "c"]);
-        let ranges = hashkey::even_ranges(1);
         let out = split(
             &[Buffered {
                 first_seq: 10,
                 max_timestamp_ms: 2,
                 batch: bytes.clone(),
             }],
-            &ranges,
-            &[0],
+            &router(&even(1), &[]),
         )
         .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].pieces[0].batch, bytes);
         assert_eq!(out[0].pieces[0].seq_deltas, None);
+    }
+
+    /// (shard, seq, key) of every record in `out`.
+    fn routed(out: &[ShardPieces], first: u64, keys: &[String]) -> Vec<(u32, u64, String)> {
+        let mut seen = Vec::new();
+        for s in out {
+            for p in &s.pieces {
+                let fb = batch::open(&p.batch).unwrap();
+                for (i, r) in fb.records().iter().enumerate() {
+                    let seq =
+                        p.first_seq + p.seq_deltas.as_ref().map_or(i as u64, |d| u64::from(d[i]));
+                    let key = r.key().unwrap().to_string();
+                    assert_eq!(key, keys[(seq - first) as usize]);
+                    seen.push((s.shard, seq, key));
+                }
+                if let Some(d) = &p.seq_deltas {
+                    assert_eq!(d.len(), fb.records().len());
+                    assert!(d.windows(2).all(|w| w[0] < w[1]));
+                }
+            }
+        }
+        seen.sort_by_key(|x| x.1);
+        seen
     }
 
     #[test]
@@ -152,29 +288,80 @@ mod tests {
                 max_timestamp_ms: 49,
                 batch: make(&refs),
             }],
-            &ranges,
-            &[0, 1, 2, 3],
+            &router(&even(4), &[]),
         )
         .unwrap();
-        let total: u64 = out.iter().map(|s| s.records).sum();
-        assert_eq!(total, 50);
-        let mut seen = Vec::new();
-        for s in &out {
-            for p in &s.pieces {
-                let fb = batch::open(&p.batch).unwrap();
-                let d = p.seq_deltas.as_ref().unwrap();
-                assert_eq!(d.len(), fb.records().len());
-                for (i, r) in fb.records().iter().enumerate() {
-                    let seq = p.first_seq + u64::from(d[i]);
-                    assert_eq!(r.key().unwrap(), keys[(seq - 100) as usize]);
-                    let h = hashkey::hash_key(r.key().unwrap().as_bytes());
-                    assert!(ranges[s.shard as usize].contains(h));
-                    seen.push(seq);
-                }
-                assert!(d.windows(2).all(|w| w[0] < w[1]));
-            }
+        let seen = routed(&out, 100, &keys);
+        assert_eq!(
+            seen.iter().map(|x| x.1).collect::<Vec<_>>(),
+            (100..150).collect::<Vec<_>>()
+        );
+        for (shard, _, key) in seen {
+            assert!(ranges[shard as usize].contains(hashkey::hash_key(key.as_bytes())));
         }
-        seen.sort_unstable();
-        assert_eq!(seen, (100..150).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_closed_shard_keeps_what_it_has_and_its_children_get_the_rest() {
+        let all = HashRange {
+            start: 0,
+            end: u128::MAX,
+        };
+        let [lo, hi] = [hashkey::even_ranges(2)[0], hashkey::even_ranges(2)[1]];
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let batches = [Buffered {
+            first_seq: 100,
+            max_timestamp_ms: 39,
+            batch: make(&refs),
+        }];
+        // 0 split into 1 and 2.
+        let split_info = info(&[(0, all, "closing"), (1, lo, "open"), (2, hi, "open")]);
+        // Until 0 refuses: everything still goes to 0.
+        let seen = routed(
+            &split(&batches, &router(&split_info, &[])).unwrap(),
+            100,
+            &keys,
+        );
+        assert!(seen.iter().all(|x| x.0 == 0) && seen.len() == 40);
+        // 0 holds this agent's records below 120: those are left out, the
+        // rest go to the child owning their key.
+        let seen = routed(
+            &split(&batches, &router(&split_info, &[(0, 120)])).unwrap(),
+            100,
+            &keys,
+        );
+        assert_eq!(seen.first().unwrap().1, 120);
+        assert_eq!(seen.len(), 20);
+        for (shard, _, key) in &seen {
+            let h = hashkey::hash_key(key.as_bytes());
+            assert_eq!(*shard, if lo.contains(h) { 1 } else { 2 });
+        }
+        // Then 1 and 2 merged into 3; 1 refused with its end at 130, 2 has
+        // not answered yet.
+        let merged = info(&[
+            (0, all, "closed"),
+            (1, lo, "closed"),
+            (2, hi, "closed"),
+            (3, all, "open"),
+        ]);
+        let r = router(&merged, &[(0, 120), (1, 130)]);
+        let seen = routed(&split(&batches, &r).unwrap(), 100, &keys);
+        for (shard, seq, key) in &seen {
+            let h = hashkey::hash_key(key.as_bytes());
+            assert!(*seq >= 120);
+            let want = match (lo.contains(h), *seq < 130) {
+                (true, true) => unreachable!("in shard 1 already"),
+                (true, false) => 3,
+                (false, _) => 2,
+            };
+            assert_eq!(*shard, want, "seq {seq}");
+        }
+        assert!(seen
+            .iter()
+            .all(|x| !(lo.contains(hashkey::hash_key(x.2.as_bytes())) && x.1 < 130)));
+        // A map whose open shards leave a gap is refused.
+        let gap = info(&[(0, lo, "open")]);
+        assert!(Router::new(&gap, &HashMap::new()).is_err());
     }
 }
