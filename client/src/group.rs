@@ -288,6 +288,9 @@ struct Owned {
     done: Option<Checkpoint>,
     committed: Option<Checkpoint>,
     at_end: bool,
+    /// A closed shard read to its end: nothing to fetch; the next heartbeat
+    /// commits the end and the group moves on to its children.
+    finished: bool,
 }
 
 /// A consumer-group member (see the module docs).
@@ -375,6 +378,7 @@ impl<'a> GroupConsumer<'a> {
                         done: cp,
                         committed: cp,
                         at_end: false,
+                        finished: false,
                     }
                 }
             };
@@ -426,7 +430,7 @@ impl<'a> GroupConsumer<'a> {
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_secs(1))
             };
-            if self.owned.is_empty() {
+            if self.owned.values().all(|o| o.finished) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
                     _ = stop.changed() => {}
@@ -436,17 +440,21 @@ impl<'a> GroupConsumer<'a> {
             let stream = self.cfg.stream.as_str();
             let max = self.cfg.max_records;
             let cluster = self.cluster;
-            let fetches = self.owned.iter().map(|(&shard, o)| {
-                let offset = o.next;
-                async move {
-                    let r = cluster
-                        .to_reader(stream, shard, |c| async move {
-                            api::fetch(&c, stream, shard, offset, max, wait).await
-                        })
-                        .await;
-                    (shard, r)
-                }
-            });
+            let fetches = self
+                .owned
+                .iter()
+                .filter(|(_, o)| !o.finished)
+                .map(|(&shard, o)| {
+                    let offset = o.next;
+                    async move {
+                        let r = cluster
+                            .to_reader(stream, shard, |c| async move {
+                                api::fetch(&c, stream, shard, offset, max, wait).await
+                            })
+                            .await;
+                        (shard, r)
+                    }
+                });
             let pages = tokio::select! {
                 p = futures::future::join_all(fetches) => p,
                 _ = stop.changed() => continue,
@@ -470,6 +478,10 @@ impl<'a> GroupConsumer<'a> {
                     .map(|r| (r.offset, r.timestamp_ms))
                     .collect();
                 if positions.is_empty() {
+                    if page.end_of_shard {
+                        finished_shard(o, page.next_offset);
+                        beat_at = Instant::now();
+                    }
                     continue;
                 }
                 let handled = match handle(shard, page.records).await {
@@ -481,6 +493,10 @@ impl<'a> GroupConsumer<'a> {
                 };
                 if handled < positions.len() {
                     o.at_end = false;
+                }
+                if page.end_of_shard && handled == positions.len() {
+                    finished_shard(o, page.next_offset);
+                    beat_at = Instant::now();
                 }
                 if let Some(&(offset, timestamp_ms)) = handled.checked_sub(1).map(|i| &positions[i])
                 {
@@ -506,6 +522,19 @@ impl<'a> GroupConsumer<'a> {
         left.map_err(GroupError::Core)?;
         Ok(stats)
     }
+}
+
+/// `o` is a closed shard read to its end `end`: commit that with the next
+/// heartbeat (which is due at once).
+fn finished_shard(o: &mut Owned, end: u64) {
+    o.finished = true;
+    o.at_end = true;
+    o.next = end;
+    let timestamp_ms = o.done.map_or(0, |d| d.timestamp_ms);
+    o.done = Some(Checkpoint {
+        offset: end,
+        timestamp_ms,
+    });
 }
 
 /// Why [`GroupConsumer::run`] stopped early.

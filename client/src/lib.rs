@@ -5,6 +5,7 @@ pub mod api;
 pub mod cluster;
 pub mod daemon;
 pub mod group;
+pub mod lineage;
 pub mod producer;
 pub mod reader;
 pub mod settings;

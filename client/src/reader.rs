@@ -3,11 +3,13 @@
 //! [`StreamReader`] resolves the start (oldest, latest, a timestamp) in each
 //! shard, then returns pages of records shard by shard as they are there;
 //! each shard is read in offset order, so records with the same key come in
-//! order. Reads go to a replica in the reader's zone when the cluster client
-//! has one (see [`Cluster::with_zone`]).
+//! order. Across a split or merge too: a closed shard is read to its end
+//! before its children ([`crate::lineage`]). Reads go to a replica in the
+//! reader's zone when the cluster client has one (see [`Cluster::with_zone`]).
 
 use crate::api::{self, ConsumedRecord, Start};
 use crate::cluster::Cluster;
+use crate::lineage::Lineage;
 use crate::transport::ClientError;
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct StreamReader<'a> {
     /// Where the next page is read from (round robin over the shards).
     turn: usize,
     max_records: u32,
+    /// The whole stream: which shards come next (None: one shard).
+    lineage: Option<Lineage>,
 }
 
 impl<'a> StreamReader<'a> {
@@ -41,22 +45,48 @@ impl<'a> StreamReader<'a> {
                 ),
             )));
         }
-        let mut positions = Vec::new();
-        for shard in shards {
-            let offset = cluster
+        let mut reader = Self {
+            cluster,
+            stream: stream.into(),
+            positions: Vec::new(),
+            turn: 0,
+            max_records: 5000,
+            lineage: Some(Lineage::new(&info, start)),
+        };
+        reader.start_ready().await?;
+        Ok(reader)
+    }
+
+    /// Seeks the shards that became readable.
+    async fn start_ready(&mut self) -> Result<(), ClientError> {
+        let Some(lineage) = self.lineage.as_mut() else {
+            return Ok(());
+        };
+        let stream = self.stream.as_str();
+        for (shard, start) in lineage.ready() {
+            let offset = self
+                .cluster
                 .to_reader(stream, shard, |c| async move {
                     api::seek(&c, stream, shard, start).await
                 })
                 .await?;
-            positions.push((shard, offset));
+            self.positions.push((shard, offset));
         }
-        Ok(Self {
-            cluster,
-            stream: stream.into(),
-            positions,
-            turn: 0,
-            max_records: 5000,
-        })
+        Ok(())
+    }
+
+    /// `shard` ended (closed and read to its end): its children come next.
+    async fn finished(&mut self, idx: usize) -> Result<(), ClientError> {
+        let (shard, _) = self.positions.remove(idx);
+        if let Some(lineage) = self.lineage.as_mut() {
+            lineage.finished(shard);
+            let info = self.cluster.describe(&self.stream).await?;
+            if let Some(lineage) = self.lineage.as_mut() {
+                lineage.update(&info);
+            }
+            self.start_ready().await?;
+        }
+        Ok(())
     }
 
     /// A reader of one shard from `start`.
@@ -77,6 +107,7 @@ impl<'a> StreamReader<'a> {
             positions: vec![(shard, offset)],
             turn: 0,
             max_records: 5000,
+            lineage: None,
         })
     }
 
@@ -86,9 +117,14 @@ impl<'a> StreamReader<'a> {
     }
 
     /// The next records of one shard, or an empty page when no shard has
-    /// new records within `wait` (each shard is asked in turn).
+    /// new records within `wait` (each shard is asked in turn). A reader of
+    /// one shard that was closed returns empty pages once past its end.
     pub async fn next(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
         let n = self.positions.len();
+        if n == 0 {
+            tokio::time::sleep(wait).await;
+            return Ok(Vec::new());
+        }
         for i in 0..n {
             let idx = (self.turn + i) % n;
             let (shard, offset) = self.positions[idx];
@@ -103,6 +139,14 @@ impl<'a> StreamReader<'a> {
                 })
                 .await?;
             self.positions[idx].1 = page.next_offset;
+            if page.end_of_shard && self.lineage.is_some() {
+                self.finished(idx).await?;
+                self.turn = 0;
+                if page.records.is_empty() {
+                    return Ok(Vec::new());
+                }
+                return Ok(page.records);
+            }
             if !page.records.is_empty() {
                 self.turn = (idx + 1) % n;
                 return Ok(page.records);

@@ -80,13 +80,14 @@ fn parse_start(s: &str) -> Result<Start, String> {
 
 /// `consume --follow --push`: one subscription to a replica of the shard,
 /// resubscribing from the last position if it breaks (a node restarts).
+/// Returns whether the shard ended (closed and read to its end).
 async fn push_shard(
     client: &strata_client::cluster::Cluster,
     stream: &str,
     shard: u32,
     mut offset: u64,
     tx: tokio::sync::mpsc::Sender<Vec<ConsumedRecord>>,
-) -> Result<()> {
+) -> Result<bool> {
     loop {
         let mut sub = client
             .to_reader(stream, shard, |c| async move {
@@ -98,8 +99,12 @@ async fn push_shard(
             match sub.next().await {
                 Ok(f) => {
                     offset = f.next_offset;
+                    let ended = f.end_of_shard;
                     if !f.records.is_empty() && tx.send(f.records).await.is_err() {
-                        return Ok(());
+                        return Ok(false);
+                    }
+                    if ended {
+                        return Ok(true);
                     }
                 }
                 Err(e) if e.is_retryable() => {
@@ -229,104 +234,150 @@ pub async fn run(a: ConsumeArgs) -> Result<()> {
         return run_group(&client, &a).await;
     }
     let info = client.describe(&a.stream).await?;
-    let shards: Vec<u32> = match a.shard {
+    // The whole stream: parents before children across reshards.
+    let mut lineage = None;
+    let first: Vec<(u32, Start)> = match a.shard {
         Some(s) => {
             if !info.shards.iter().any(|sh| sh.id == s) {
                 bail!(
-                    "stream {} has no shard {s} (shards: 0..{})",
+                    "stream {} has no shard {s} (shards: {})",
+                    a.stream,
+                    info.shards
+                        .iter()
+                        .map(|sh| sh.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            vec![(s, a.from)]
+        }
+        None => {
+            if matches!(a.from, Start::Offset(_)) && info.shards.len() > 1 {
+                bail!(
+                    "--from offset:N needs --shard ID: offsets are per shard and {} has {} shards",
                     a.stream,
                     info.shards.len()
                 );
             }
-            vec![s]
+            lineage
+                .insert(strata_client::lineage::Lineage::new(&info, a.from))
+                .ready()
         }
-        None => info.shards.iter().map(|s| s.id).collect(),
     };
-    if matches!(a.from, Start::Offset(_)) && shards.len() > 1 {
-        bail!(
-            "--from offset:N needs --shard ID: offsets are per shard and {} has {} shards",
-            a.stream,
-            shards.len()
-        );
-    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ConsumedRecord>>(64);
-    let mut tasks: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
-    for shard in shards {
-        let (client, tx, stream, from, follow, push) = (
-            client.clone(),
-            tx.clone(),
-            a.stream.clone(),
-            a.from,
-            a.follow,
-            a.push,
-        );
+    let mut tasks: tokio::task::JoinSet<Result<(u32, bool)>> = tokio::task::JoinSet::new();
+    let spawn = |tasks: &mut tokio::task::JoinSet<_>, shard: u32, start: Start| {
+        let (client, tx, stream) = (client.clone(), tx.clone(), a.stream.clone());
+        let (follow, push) = (a.follow, a.push);
         tasks.spawn(async move {
-            let stream = &stream;
-            let seek = |start: Start| {
-                let client = &client;
-                async move {
-                    client
-                        .to_reader(stream, shard, |c| async move {
-                            api::seek(&c, stream, shard, start).await
-                        })
-                        .await
-                }
-            };
-            let mut offset = seek(from)
-                .await
-                .with_context(|| format!("seeking shard {shard}"))?;
-            if push {
-                return push_shard(&client, stream, shard, offset, tx).await;
-            }
-            // Without --follow, read up to the end as of now.
-            let end = seek(Start::Latest).await?;
-            loop {
-                if !follow && offset >= end {
-                    return Ok(());
-                }
-                let wait = if follow {
-                    Duration::from_secs(10)
-                } else {
-                    Duration::ZERO
-                };
-                let f = client
-                    .to_reader(stream, shard, |c| async move {
-                        api::fetch(&c, stream, shard, offset, 5000, wait).await
-                    })
-                    .await?;
-                offset = f.next_offset;
-                let mut recs = f.records;
-                if !follow {
-                    recs.retain(|r| r.offset < end);
-                }
-                if !recs.is_empty() && tx.send(recs).await.is_err() {
-                    return Ok(());
-                }
-            }
+            let ended = read_shard(&client, &stream, shard, start, follow, push, tx).await?;
+            Ok((shard, ended))
         });
+    };
+    for (shard, start) in first {
+        spawn(&mut tasks, shard, start);
     }
-    drop(tx);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printed = 0u64;
-    'outer: while let Some(recs) = rx.recv().await {
+    let mut print = |recs: Vec<ConsumedRecord>, out: &mut std::io::BufWriter<_>| -> Result<bool> {
         for r in recs {
             if a.limit.is_some_and(|l| printed >= l) {
-                break 'outer;
+                return Ok(false);
             }
-            print_record(&mut out, &a, &r)?;
+            print_record(out, &a, &r)?;
             printed += 1;
         }
         if a.follow {
             out.flush()?;
         }
-    }
-    out.flush()?;
-    drop(rx);
-    if a.limit.is_none_or(|l| printed < l) {
-        while let Some(r) = tasks.join_next().await {
-            r.context("consumer task panicked")??;
+        Ok(a.limit.is_none_or(|l| printed < l))
+    };
+    'outer: loop {
+        if tasks.is_empty() {
+            // Every shard is done: print what they sent last.
+            while let Ok(recs) = rx.try_recv() {
+                if !print(recs, &mut out)? {
+                    break;
+                }
+            }
+            break;
+        }
+        tokio::select! {
+            Some(recs) = rx.recv() => {
+                if !print(recs, &mut out)? {
+                    break 'outer;
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                let (shard, ended) = done.context("consumer task panicked")??;
+                let Some(lineage) = lineage.as_mut().filter(|_| ended) else {
+                    continue;
+                };
+                // A closed shard read to its end: its children come next.
+                lineage.finished(shard);
+                lineage.update(&client.describe(&a.stream).await?);
+                for (child, start) in lineage.ready() {
+                    spawn(&mut tasks, child, start);
+                }
+            }
         }
     }
+    out.flush()?;
     tasks.abort_all();
     Ok(())
+}
+
+/// Reads one shard from `start` into `tx`: to its end as of now, or with
+/// `follow` on and on. Returns whether the shard ended (closed by a
+/// reshard and read to its end).
+async fn read_shard(
+    client: &strata_client::cluster::Cluster,
+    stream: &str,
+    shard: u32,
+    start: Start,
+    follow: bool,
+    push: bool,
+    tx: tokio::sync::mpsc::Sender<Vec<ConsumedRecord>>,
+) -> Result<bool> {
+    let seek = |start: Start| async move {
+        client
+            .to_reader(stream, shard, |c| async move {
+                api::seek(&c, stream, shard, start).await
+            })
+            .await
+    };
+    let mut offset = seek(start)
+        .await
+        .with_context(|| format!("seeking shard {shard}"))?;
+    if push {
+        return push_shard(client, stream, shard, offset, tx).await;
+    }
+    // Without --follow, read up to the end as of now.
+    let end = seek(Start::Latest).await?;
+    loop {
+        let wait = if follow {
+            Duration::from_secs(10)
+        } else {
+            Duration::ZERO
+        };
+        let f = client
+            .to_reader(stream, shard, |c| async move {
+                api::fetch(&c, stream, shard, offset, 5000, wait).await
+            })
+            .await?;
+        offset = f.next_offset;
+        let mut recs = f.records;
+        if !follow {
+            recs.retain(|r| r.offset < end);
+        }
+        if !recs.is_empty() && tx.send(recs).await.is_err() {
+            return Ok(false);
+        }
+        if f.end_of_shard {
+            return Ok(true);
+        }
+        if !follow && offset >= end {
+            return Ok(false);
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `strata stream create|list|describe`.
+//! `strata stream create|restore|list|describe|split|merge|scale`.
 
 use super::{Seeds, TlsArgs};
 use anyhow::Result;
@@ -64,6 +64,96 @@ pub enum StreamCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Split a shard in two: it closes at its final offset, and two children
+    /// own the lower and upper part of its hash-key range.
+    Split {
+        name: String,
+        /// The open shard to split.
+        #[arg(long)]
+        shard: u32,
+        /// The upper child's first hash key (decimal, as `describe` shows);
+        /// default: the middle of the shard's range.
+        #[arg(long, value_name = "HASHKEY", value_parser = parse_hash_key)]
+        at: Option<u128>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge two open shards with adjacent hash-key ranges into one.
+    Merge {
+        name: String,
+        /// The two shards, e.g. --shards 3,4.
+        #[arg(long, value_delimiter = ',', num_args = 2, required = true)]
+        shards: Vec<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close every open shard and create N with uniform hash-key ranges.
+    Scale {
+        name: String,
+        /// Open shards wanted.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        shards: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_hash_key(s: &str) -> Result<u128, String> {
+    strata_schema::hashkey::parse_hash_key(s)
+}
+
+/// Sends a reshard and waits (up to 30 s) for the parents to close.
+async fn reshard(c: &Cluster, name: &str, op: &api::Reshard, json: bool) -> Result<()> {
+    let before = c.describe(name).await?;
+    let s = c
+        .any(|c| async move { api::reshard(&c, name, op).await })
+        .await?;
+    let old: Vec<u32> = before.shards.iter().map(|sh| sh.id).collect();
+    let children: Vec<u32> = s
+        .shards
+        .iter()
+        .filter(|sh| !old.contains(&sh.id))
+        .map(|sh| sh.id)
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let s = loop {
+        let s = describe_merged(c, name).await?;
+        if s.shards.iter().all(|sh| sh.state != "closing") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!("the parents are still closing after 30 s; `strata stream describe {name}` shows when they are closed");
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    for sh in s.shards.iter().filter(|sh| children.contains(&sh.id)) {
+        println!(
+            "shard {} ({}..={}) from {}",
+            sh.id,
+            sh.start_hash_key,
+            sh.end_hash_key,
+            sh.parents
+                .iter()
+                .map(|p| {
+                    let end = s
+                        .shards
+                        .iter()
+                        .find(|x| x.id == *p)
+                        .and_then(|x| x.end_offset)
+                        .map_or("closing".to_string(), |e| format!("closed at offset {e}"));
+                    format!("shard {p} ({end})")
+                })
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    }
+    print_describe(&s);
+    Ok(())
 }
 
 pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
@@ -171,6 +261,19 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
                 print_describe(&s);
             }
         }
+        StreamCmd::Split {
+            name,
+            shard,
+            at,
+            json,
+        } => reshard(&c, &name, &api::Reshard::Split { shard, at }, json).await?,
+        StreamCmd::Merge { name, shards, json } => {
+            let shards = [shards[0], shards[1]];
+            reshard(&c, &name, &api::Reshard::Merge { shards }, json).await?
+        }
+        StreamCmd::Scale { name, shards, json } => {
+            reshard(&c, &name, &api::Reshard::Scale { count: shards }, json).await?
+        }
     }
     c.close().await;
     Ok(())
@@ -203,10 +306,11 @@ pub async fn describe_merged(c: &Cluster, name: &str) -> Result<StreamInfo> {
 
 fn print_describe(s: &StreamInfo) {
     println!(
-        "stream {}  replication {}  shards {}",
+        "stream {}  replication {}  shards {} ({} open)",
         s.name,
         s.replication,
-        s.shards.len()
+        s.shards.len(),
+        s.open_shards().count()
     );
     if !s.archive_url.is_empty() {
         println!("archive {}", s.archive_url);
@@ -226,8 +330,10 @@ fn print_describe(s: &StreamInfo) {
         bytes(r.total_bytes)
     );
     println!(
-        "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
+        "{:>5} {:>7} {:>8} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
         "SHARD",
+        "STATE",
+        "PARENTS",
         "START HASH KEY",
         "END HASH KEY",
         "FIRST",
@@ -239,9 +345,20 @@ fn print_describe(s: &StreamInfo) {
         "TIER BYTES"
     );
     for sh in &s.shards {
+        let parents = if sh.parents.is_empty() {
+            "-".to_string()
+        } else {
+            sh.parents
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         println!(
-            "{:>5} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
+            "{:>5} {:>7} {:>8} {:>40} {:>40} {:>12} {:>12} {:>7} {:>12} {:>10} {:>8} {:>10}",
             sh.id,
+            sh.state,
+            parents,
             sh.start_hash_key,
             sh.end_hash_key,
             sh.first_offset,
