@@ -305,3 +305,259 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
     }
     Ok(())
 }
+
+/// Runs `strata ARGS` to completion (bounded); its stdout, or why it failed.
+async fn strata(args: &[&str]) -> Result<String> {
+    let mut cmd = tokio::process::Command::new(strata_tests::bin("strata")?);
+    cmd.args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .map_err(|_| anyhow!("strata {args:?} did not finish within 90 s"))??;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// A group of three reads while one shard is split and two are merged; one
+/// member is killed and another joins. Every record is processed at least
+/// once and none is skipped; the core holds each acknowledged record once,
+/// in per-key order along the lineage; a child is never read (committed)
+/// before the group finished its parents; each member reads every key in
+/// order; re-delivery is bounded by the checkpoints before the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reads_through_a_split_and_a_merge_in_key_order() -> Result<()> {
+    let p = Pipeline::start("").await?;
+    let mut members = Members {
+        dir: p.dir.path().to_path_buf(),
+        core: p.core_addr.to_string(),
+        ca: p.pki.ca.display().to_string(),
+        procs: BTreeMap::new(),
+    };
+    let r = tokio::time::timeout(Duration::from_secs(300), reshard_run(&p, &mut members)).await;
+    let r = r.unwrap_or_else(|_| Err(anyhow!("test exceeded 300 s")));
+    if r.is_err() {
+        eprintln!(
+            "{}--- core ---\n{}\n--- edge ---\n{}\n",
+            members.logs(),
+            p.core.log_tail(),
+            p.edge.log_tail()
+        );
+    }
+    r
+}
+
+/// Checks, on one description, that no child has a checkpoint while the
+/// group has not finished one of its parents.
+fn lineage_respected(d: &StreamInfo) -> Result<()> {
+    let Some(g) = d.groups.iter().find(|g| g.name == GROUP) else {
+        return Ok(());
+    };
+    let cp = |s: u32| {
+        g.shards
+            .iter()
+            .find(|x| x.shard == s)
+            .and_then(|x| x.checkpoint)
+            .map(|c| c.offset)
+    };
+    for sh in &d.shards {
+        if cp(sh.id).unwrap_or(0) == 0 {
+            continue;
+        }
+        for parent in &sh.parents {
+            let p = d.shards.iter().find(|x| x.id == *parent);
+            let end = p.and_then(|x| x.end_offset);
+            let finished = end.is_some_and(|e| e == 0 || cp(*parent).is_some_and(|c| c >= e));
+            if !finished {
+                bail!(
+                    "the group committed {} in child {} before finishing parent {parent} (end {end:?}, checkpoint {:?})",
+                    cp(sh.id).unwrap_or(0),
+                    sh.id,
+                    cp(*parent)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (shard, offset, key, i) of each line a member printed.
+fn consumed_records(out: &Path) -> Result<Vec<(u32, u64, String, u64)>> {
+    let positions = consumed(out)?;
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let mut v = Vec::new();
+    for (line, (s, o)) in text.lines().zip(positions) {
+        let mut parts = line.splitn(3, ' ');
+        let (_, key, value) = (parts.next(), parts.next(), parts.next());
+        let i = value
+            .and_then(|v| v.split('|').next())
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected line {line:?}"))?;
+        v.push((s, o, key.unwrap_or("").to_string(), i));
+    }
+    Ok(v)
+}
+
+async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
+    const KEYS: u64 = 40;
+    let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+    strata_client::api::create_stream(&*cluster.client(p.core_addr)?, STREAM, 2, 1).await?;
+    for m in ["m1", "m2", "m3"] {
+        members.start(m)?;
+    }
+    let producers = workload::start(p.edge_addr, &p.pki.ca, STREAM, 100_000_000, KEYS, 2, 100);
+    producers.wait_acked(3_000, WAIT).await?;
+    let base: Vec<String> = ["--core", &members.core, "--ca", &members.ca]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let cli = |args: &[&str]| {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(base.iter().cloned());
+        v
+    };
+    let run = |v: Vec<String>| async move {
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        strata(&refs).await
+    };
+    // Split shard 0 into 2 and 3 while the group reads and the edge writes.
+    let out = run(cli(&["stream", "split", STREAM, "--shard", "0"])).await?;
+    eprintln!("{out}");
+    let d = describe(&cluster).await?;
+    lineage_respected(&d)?;
+    if d.shards.len() != 4 || d.shards[0].state != "closed" {
+        bail!("after the split: {:?}", d.shards);
+    }
+    producers
+        .wait_acked(producers.acked_count() + 3_000, WAIT)
+        .await?;
+    wait_for("the group to read the split's children", WAIT, || async {
+        let d = describe(&cluster).await?;
+        lineage_respected(&d)?;
+        let g = d.groups.iter().find(|g| g.name == GROUP);
+        let read = |s: u32| {
+            g.and_then(|g| g.shards.iter().find(|x| x.shard == s))
+                .and_then(|x| x.checkpoint)
+                .is_some_and(|c| c.offset > 0)
+        };
+        Ok((read(2) && read(3)).then_some(()))
+    })
+    .await?;
+
+    // m1 dies without committing; m4 joins.
+    let before = describe(&cluster).await?;
+    let group = before
+        .groups
+        .iter()
+        .find(|g| g.name == GROUP)
+        .ok_or_else(|| anyhow!("no group {GROUP}"))?;
+    let checkpoints: HashMap<u32, u64> = group
+        .shards
+        .iter()
+        .map(|s| (s.shard, s.checkpoint.map_or(0, |c| c.offset)))
+        .collect();
+    let m1_shards: Vec<u32> = group
+        .shards
+        .iter()
+        .filter(|s| s.owner == "m1")
+        .map(|s| s.shard)
+        .collect();
+    members
+        .procs
+        .get_mut("m1")
+        .ok_or_else(|| anyhow!("no m1"))?
+        .kill9();
+    members.start("m4")?;
+
+    // Merge 3 and 1 (adjacent: 3 is the upper half of 0) into 4.
+    let out = run(cli(&["stream", "merge", STREAM, "--shards", "3,1"])).await?;
+    eprintln!("{out}");
+    producers
+        .wait_acked(producers.acked_count() + 3_000, WAIT)
+        .await?;
+    let acked = producers.stop().await?;
+
+    // The core holds every acknowledged record once, in key order along
+    // the lineage (parents have lower ids than their children).
+    let report = workload::verify(&cluster, STREAM, &acked, KEYS, WAIT).await?;
+    eprintln!("{report:?}");
+    let end = describe(&cluster).await?;
+    let ends: BTreeMap<u32, u64> = end.shards.iter().map(|s| (s.id, s.next_offset)).collect();
+    if ends.len() != 5 || !ends.values().all(|&e| e > 0) {
+        bail!("expected 5 shards with records, got {ends:?}");
+    }
+    wait_for("the members to read every record", WAIT, || async {
+        lineage_respected(&describe(&cluster).await?)?;
+        let mut seen: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        for (_, v) in members.outputs()? {
+            for (s, o) in v {
+                seen.entry(s).or_default().insert(o);
+            }
+        }
+        Ok(ends
+            .iter()
+            .all(|(s, e)| seen.get(s).map_or(0, |x| x.len() as u64) >= *e)
+            .then_some(()))
+    })
+    .await?;
+    wait_for("the group to commit every record", WAIT, || async {
+        let d = describe(&cluster).await?;
+        lineage_respected(&d)?;
+        let g = d.groups.iter().find(|g| g.name == GROUP);
+        Ok(g.filter(|g| g.lag(&d).iter().all(|l| l.records == 0))
+            .map(|_| ()))
+    })
+    .await?;
+    for m in ["m2", "m3", "m4"] {
+        let proc = members.procs.get_mut(m).ok_or_else(|| anyhow!("no {m}"))?;
+        if !proc.stop() {
+            bail!("member {m} did not leave cleanly");
+        }
+    }
+
+    let mut count: HashMap<(u32, u64), u32> = HashMap::new();
+    for m in members.procs.keys() {
+        let recs = consumed_records(&members.dir.join(format!("{m}.out")))?;
+        // Each member reads each key in order (re-delivered records aside).
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for (s, o, key, i) in &recs {
+            *count.entry((*s, *o)).or_default() += 1;
+            if let Some(&prev) = last.get(key.as_str()) {
+                if *i <= prev && !m1_shards.contains(s) {
+                    bail!("member {m} read key {key} record {i} ({s}/{o}) after record {prev}");
+                }
+            }
+            last.insert(key, (*i).max(last.get(key.as_str()).copied().unwrap_or(0)));
+        }
+    }
+    for (s, e) in &ends {
+        for o in 0..*e {
+            if !count.contains_key(&(*s, o)) {
+                bail!("record {s}/{o} was never processed");
+            }
+        }
+    }
+    let mut again = 0;
+    for ((s, o), n) in &count {
+        if *n > 1 {
+            again += n - 1;
+            if !m1_shards.contains(s) {
+                bail!("{s}/{o} was delivered {n} times, but m1 (killed) did not own shard {s}");
+            }
+            let cp = checkpoints.get(s).copied().unwrap_or(0);
+            if *o < cp {
+                bail!("{s}/{o} was delivered {n} times, though the group had committed {s}/{cp}");
+            }
+        }
+    }
+    eprintln!(
+        "records {}, delivered again {again} (m1 owned shards {m1_shards:?}), shards {ends:?}",
+        ends.values().sum::<u64>()
+    );
+    Ok(())
+}

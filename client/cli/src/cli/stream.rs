@@ -82,7 +82,7 @@ pub enum StreamCmd {
     Merge {
         name: String,
         /// The two shards, e.g. --shards 3,4.
-        #[arg(long, value_delimiter = ',', num_args = 2, required = true)]
+        #[arg(long, value_delimiter = ',', required = true)]
         shards: Vec<u32>,
         #[arg(long)]
         json: bool,
@@ -268,7 +268,10 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
             json,
         } => reshard(&c, &name, &api::Reshard::Split { shard, at }, json).await?,
         StreamCmd::Merge { name, shards, json } => {
-            let shards = [shards[0], shards[1]];
+            let [a, b] = shards[..] else {
+                anyhow::bail!("--shards takes two shard ids, e.g. --shards 3,4 (got {shards:?})");
+            };
+            let shards = [a, b];
             reshard(&c, &name, &api::Reshard::Merge { shards }, json).await?
         }
         StreamCmd::Scale { name, shards, json } => {
