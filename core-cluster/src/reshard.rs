@@ -54,7 +54,7 @@ fn range_of(sh: &ShardMeta) -> Result<HashRange, String> {
     })
 }
 
-fn open_shard<'a>(s: &'a StreamMeta, id: u32) -> Result<&'a ShardMeta, String> {
+fn open_shard(s: &StreamMeta, id: u32) -> Result<&ShardMeta, String> {
     let sh = s
         .shards
         .iter()
