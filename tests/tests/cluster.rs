@@ -512,3 +512,131 @@ async fn rebuild(c: &mut TestCluster) -> Result<()> {
     eprintln!("{report:?}");
     Ok(())
 }
+
+/// Resharding on a three-zone cluster: a shard is split, the leader of a
+/// child is killed, then two shards are merged, while an edge writes and a
+/// group member (the SDK's `GroupConsumer`) reads. Every acknowledged record
+/// is in the core once and in key order along the lineage, and the member
+/// reads each record once, each key in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_reshards_on_a_cluster_while_a_group_reads() -> Result<()> {
+    let mut c = TestCluster::start(3, false).await?;
+    let r = bounded(400, reshard(&mut c)).await;
+    if r.is_err() {
+        eprintln!("{}", c.logs());
+    }
+    r
+}
+
+async fn reshard(c: &mut TestCluster) -> Result<()> {
+    use std::sync::{Arc, Mutex};
+    use strata_client::group::{GroupConfig, GroupConsumer};
+    const STREAM: &str = "events";
+    const KEYS: u64 = 30;
+    c.create_stream(STREAM, 2, 3).await?;
+    let cluster = c.cluster();
+    // (shard, offset, key, i) in the order the member handled them.
+    let seen: Arc<Mutex<Vec<(u32, u64, String, u64)>>> = Arc::default();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let member = {
+        let (seen, member_cluster) = (seen.clone(), c.cluster());
+        tokio::spawn(async move {
+            let mut cfg = GroupConfig::new(STREAM, "g", "m1");
+            cfg.session = Duration::from_secs(3);
+            let mut m = GroupConsumer::new(&member_cluster, cfg);
+            m.run(
+                |shard, recs| {
+                    let mut s = seen.lock().unwrap();
+                    for r in &recs {
+                        let v = String::from_utf8_lossy(&r.data);
+                        let i = v
+                            .split('|')
+                            .next()
+                            .and_then(|i| i.parse().ok())
+                            .unwrap_or(u64::MAX);
+                        s.push((shard, r.offset, r.key.clone().unwrap_or_default(), i));
+                    }
+                    async move { Ok::<usize, std::io::Error>(recs.len()) }
+                },
+                stop,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("group member: {e}"))
+        })
+    };
+    let producers = workload::start(c.edge_addr, &c.pki.ca, STREAM, RECORDS, KEYS, 2, 100);
+    producers.wait_acked(3_000, WAIT).await?;
+    let split = api::Reshard::Split { shard: 0, at: None };
+    let split = &split;
+    cluster
+        .any(|cl| async move { api::reshard(&cl, STREAM, split).await })
+        .await?;
+    producers
+        .wait_acked(producers.acked_count() + 3_000, WAIT)
+        .await?;
+    // The leader of a child dies; the child fails over, writes go on.
+    let leader = c.leader_of(STREAM, 2).await?;
+    mid_stream(&producers)?;
+    c.kill9(leader);
+    producers
+        .wait_acked(producers.acked_count() + 3_000, WAIT)
+        .await?;
+    c.restart(leader)?;
+    let merge = api::Reshard::Merge { shards: [3, 1] };
+    let merge = &merge;
+    wait_for("the split's parent to close", WAIT, || async {
+        let d = cluster.describe(STREAM).await?;
+        Ok(d.shards.iter().all(|s| s.state != "closing").then_some(()))
+    })
+    .await?;
+    cluster
+        .any(|cl| async move { api::reshard(&cl, STREAM, merge).await })
+        .await?;
+    producers
+        .wait_acked(producers.acked_count() + 3_000, WAIT)
+        .await?;
+    let acked = producers.stop().await?;
+    let report = workload::verify(&cluster, STREAM, &acked, KEYS, WAIT).await?;
+    eprintln!("{report:?}");
+    wait_for("the member to read every record", WAIT, || {
+        let n = seen.lock().unwrap().len();
+        let want = report.records;
+        async move { Ok((n >= want).then_some(())) }
+    })
+    .await?;
+    let _ = stop_tx.send(true);
+    member.await??;
+    let seen = seen.lock().unwrap();
+    let mut last: std::collections::HashMap<&str, u64> = Default::default();
+    let mut positions = std::collections::HashSet::new();
+    for (shard, offset, key, i) in seen.iter() {
+        if !positions.insert((shard, offset)) {
+            bail!("the member read {shard}/{offset} twice");
+        }
+        if last.get(key.as_str()).is_some_and(|&p| p >= *i) {
+            bail!(
+                "the member read key {key} record {i} after record {}",
+                last[key.as_str()]
+            );
+        }
+        last.insert(key, *i);
+    }
+    if seen.len() != report.records {
+        bail!(
+            "the member read {} records; the stream holds {}",
+            seen.len(),
+            report.records
+        );
+    }
+    let d = cluster.describe(STREAM).await?;
+    let states: Vec<(u32, &str, Vec<u32>)> = d
+        .shards
+        .iter()
+        .map(|s| (s.id, s.state.as_str(), s.parents.clone()))
+        .collect();
+    eprintln!("records {}, shards {states:?}", seen.len());
+    if states.len() != 5 || states.iter().filter(|s| s.1 == "open").count() != 2 {
+        bail!("unexpected shards after a split and a merge: {states:?}");
+    }
+    Ok(())
+}

@@ -559,5 +559,35 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
         "records {}, delivered again {again} (m1 owned shards {m1_shards:?}), shards {ends:?}",
         ends.values().sum::<u64>()
     );
+
+    // One reader (no group) prints the whole stream in one order: each
+    // record once, and each key's records in order across the reshards.
+    let text = run(cli(&["consume", STREAM])).await?;
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut lines = 0u64;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (_, key, value) = (parts.next(), parts.next(), parts.next());
+        let (Some(key), Some(i)) = (
+            key,
+            value.and_then(|v| v.split('|').next()?.parse::<u64>().ok()),
+        ) else {
+            bail!("unexpected line {line:?}");
+        };
+        if last.get(key).is_some_and(|&prev| prev >= i) {
+            bail!(
+                "consume printed key {key} record {i} after record {}",
+                last[key]
+            );
+        }
+        last.insert(key, i);
+        lines += 1;
+    }
+    if lines != ends.values().sum::<u64>() {
+        bail!(
+            "consume printed {lines} records; the stream holds {}",
+            ends.values().sum::<u64>()
+        );
+    }
     Ok(())
 }
