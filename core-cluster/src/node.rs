@@ -1078,15 +1078,10 @@ impl Node {
             }
         }
         tracing::info!(stream, closed = ?plan.close, children = ?plan.children.iter().map(|c| c.id).collect::<Vec<_>>(), "resharded");
-        let meta = self.stream_meta(stream)?;
-        self.open_shards(&meta)
-            .await
-            .map_err(|e| RemoteError::new(ErrorCode::Internal, format!("{e:#}")))?;
-        for c in &plan.children {
-            if let Some(g) = self.shard(stream, c.id) {
-                let _ = g.wait_leader(stream, Duration::from_secs(10)).await;
-            }
-        }
+        // Reply at once: the reshard is committed (a client retrying a slow
+        // reply would be refused, its shards being closed by then). The
+        // children open on every node through the catalog watch; writers
+        // retry until their leaders are elected.
         self.describe(stream)
     }
 
