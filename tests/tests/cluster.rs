@@ -536,7 +536,8 @@ async fn reshard(c: &mut TestCluster) -> Result<()> {
     c.create_stream(STREAM, 2, 3).await?;
     let cluster = c.cluster();
     // (shard, offset, key, i) in the order the member handled them.
-    let seen: Arc<Mutex<Vec<(u32, u64, String, u64)>>> = Arc::default();
+    type Handled = Vec<(u32, u64, String, u64)>;
+    let seen: Arc<Mutex<Handled>> = Arc::default();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let member = {
         let (seen, member_cluster) = (seen.clone(), c.cluster());
@@ -606,7 +607,7 @@ async fn reshard(c: &mut TestCluster) -> Result<()> {
     .await?;
     let _ = stop_tx.send(true);
     member.await??;
-    let seen = seen.lock().unwrap();
+    let seen: Handled = std::mem::take(&mut *seen.lock().unwrap());
     let mut last: std::collections::HashMap<&str, u64> = Default::default();
     let mut positions = std::collections::HashSet::new();
     for (shard, offset, key, i) in seen.iter() {
