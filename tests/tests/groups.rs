@@ -386,6 +386,29 @@ fn lineage_respected(d: &StreamInfo) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `text` (lines `shard/offset key i|...`) holds `total`
+/// records with each key's records in increasing order.
+fn in_key_order(what: &str, text: &str, total: u64) -> Result<()> {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut lines = 0u64;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (_, key, value) = (parts.next(), parts.next(), parts.next());
+        let i = value.and_then(|v| v.split('|').next()?.parse::<u64>().ok());
+        let (Some(key), Some(i)) = (key, i) else {
+            bail!("{what}: unexpected line {line:?}");
+        };
+        if let Some(prev) = last.insert(key, i).filter(|&prev| prev >= i) {
+            bail!("{what} printed key {key} record {i} after record {prev}");
+        }
+        lines += 1;
+    }
+    if lines != total {
+        bail!("{what} printed {lines} records; the stream holds {total}");
+    }
+    Ok(())
+}
+
 /// (shard, offset, key, i) of each line a member printed.
 fn consumed_records(out: &Path) -> Result<Vec<(u32, u64, String, u64)>> {
     let positions = consumed(out)?;
@@ -561,33 +584,14 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
     );
 
     // One reader (no group) prints the whole stream in one order: each
-    // record once, and each key's records in order across the reshards.
+    // record once, and each key's records in order across the reshards;
+    // by fetching, and by push subscriptions that end with each closed shard.
+    let total = ends.values().sum::<u64>();
     let text = run(cli(&["consume", STREAM])).await?;
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    let mut lines = 0u64;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (_, key, value) = (parts.next(), parts.next(), parts.next());
-        let (Some(key), Some(i)) = (
-            key,
-            value.and_then(|v| v.split('|').next()?.parse::<u64>().ok()),
-        ) else {
-            bail!("unexpected line {line:?}");
-        };
-        if last.get(key).is_some_and(|&prev| prev >= i) {
-            bail!(
-                "consume printed key {key} record {i} after record {}",
-                last[key]
-            );
-        }
-        last.insert(key, i);
-        lines += 1;
-    }
-    if lines != ends.values().sum::<u64>() {
-        bail!(
-            "consume printed {lines} records; the stream holds {}",
-            ends.values().sum::<u64>()
-        );
-    }
+    in_key_order("consume", &text, total)?;
+    let limit = total.to_string();
+    let args = ["consume", STREAM, "--follow", "--push", "--limit", &limit];
+    let text = run(cli(&args)).await?;
+    in_key_order("consume --follow --push", &text, total)?;
     Ok(())
 }
