@@ -120,38 +120,41 @@ impl<'a> StreamReader<'a> {
     /// new records within `wait` (each shard is asked in turn). A reader of
     /// one shard that was closed returns empty pages once past its end.
     pub async fn next(&mut self, wait: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
-        let n = self.positions.len();
-        if n == 0 {
-            tokio::time::sleep(wait).await;
+        'round: loop {
+            let n = self.positions.len();
+            if n == 0 {
+                tokio::time::sleep(wait).await;
+                return Ok(Vec::new());
+            }
+            for i in 0..n {
+                let idx = (self.turn + i) % n;
+                let (shard, offset) = self.positions[idx];
+                // Only the last shard asked in a round waits for new records.
+                let w = if i + 1 == n { wait } else { Duration::ZERO };
+                let stream = self.stream.as_str();
+                let max = self.max_records;
+                let page = self
+                    .cluster
+                    .to_reader(stream, shard, |c| async move {
+                        api::fetch(&c, stream, shard, offset, max, w).await
+                    })
+                    .await?;
+                self.positions[idx].1 = page.next_offset;
+                if page.end_of_shard && self.lineage.is_some() {
+                    // Its children take its place; ask again if it had nothing.
+                    self.finished(idx).await?;
+                    self.turn = 0;
+                    if page.records.is_empty() {
+                        continue 'round;
+                    }
+                    return Ok(page.records);
+                }
+                if !page.records.is_empty() {
+                    self.turn = (idx + 1) % n;
+                    return Ok(page.records);
+                }
+            }
             return Ok(Vec::new());
         }
-        for i in 0..n {
-            let idx = (self.turn + i) % n;
-            let (shard, offset) = self.positions[idx];
-            // Only the last shard asked in a round waits for new records.
-            let w = if i + 1 == n { wait } else { Duration::ZERO };
-            let stream = self.stream.as_str();
-            let max = self.max_records;
-            let page = self
-                .cluster
-                .to_reader(stream, shard, |c| async move {
-                    api::fetch(&c, stream, shard, offset, max, w).await
-                })
-                .await?;
-            self.positions[idx].1 = page.next_offset;
-            if page.end_of_shard && self.lineage.is_some() {
-                self.finished(idx).await?;
-                self.turn = 0;
-                if page.records.is_empty() {
-                    return Ok(Vec::new());
-                }
-                return Ok(page.records);
-            }
-            if !page.records.is_empty() {
-                self.turn = (idx + 1) % n;
-                return Ok(page.records);
-            }
-        }
-        Ok(Vec::new())
     }
 }

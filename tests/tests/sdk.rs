@@ -222,5 +222,62 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
     assert_eq!(&page[0].data[..], b"after");
     let one_shard = StreamReader::open(&cluster, "sdk", api::Start::Offset(0)).await;
     assert!(one_shard.is_err(), "an offset applies to one shard only");
+
+    // Across a split: the producer goes on with the same keys, and the
+    // whole-stream reader reads the closed shard before its children, so
+    // every key's values still only grow.
+    let split = api::Reshard::Split { shard: 1, at: None };
+    api::reshard(&core, "sdk", &split).await?;
+    for i in N..N + 2_000 {
+        producer
+            .send(Record::new(format!("k{}", i % 16), format!("{i}")))
+            .await?;
+    }
+    producer.flush().await?;
+    producer.close().await;
+    let total = d.records() + 1 + 2_000;
+    wait_for(
+        "the core to hold the records after the split",
+        Duration::from_secs(120),
+        || async {
+            let d = api::describe_stream(&core, "sdk").await?;
+            Ok((d.records() >= total).then_some(()))
+        },
+    )
+    .await?;
+    let mut reader = StreamReader::open(&cluster, "sdk", api::Start::Oldest).await?;
+    let (mut read, mut last, mut seen) = (
+        0u64,
+        std::collections::HashMap::new(),
+        std::collections::HashSet::new(),
+    );
+    while read < total {
+        let page =
+            tokio::time::timeout(Duration::from_secs(60), reader.next(Duration::from_secs(1)))
+                .await??;
+        for r in &page {
+            read += 1;
+            let Ok(v) = std::str::from_utf8(&r.data)?.parse::<u64>() else {
+                continue; // the one "after" record
+            };
+            let key = r.key.clone().unwrap_or_default();
+            if last.get(&key).is_some_and(|&prev| v < prev) && !seen.contains(&v) {
+                bail!("key {key}: {v} read after {} across the split", last[&key]);
+            }
+            last.insert(key, v);
+            seen.insert(v);
+        }
+    }
+    if seen.len() as u64 != N + 2_000 {
+        bail!(
+            "the reader saw {} of {} values across the split",
+            seen.len(),
+            N + 2_000
+        );
+    }
+    let split_shards: Vec<_> = reader.positions().iter().map(|p| p.0).collect();
+    if split_shards.contains(&1) || !split_shards.contains(&4) || !split_shards.contains(&5) {
+        bail!("the reader should have moved from shard 1 to its children: {split_shards:?}");
+    }
     Ok(())
 }
