@@ -12,15 +12,17 @@ fn hb(member: &str, now_ms: i64) -> Heartbeat {
     }
 }
 
+fn lin(id: u32, parents: &[u32], end_offset: Option<u64>) -> ShardLineage {
+    ShardLineage {
+        id,
+        parents: parents.to_vec(),
+        end_offset,
+    }
+}
+
 /// Shards without lineage.
 fn flat(ids: &[u32]) -> Vec<ShardLineage> {
-    ids.iter()
-        .map(|&id| ShardLineage {
-            id,
-            parents: vec![],
-            end_offset: None,
-        })
-        .collect()
+    ids.iter().map(|&id| lin(id, &[], None)).collect()
 }
 
 fn owned(g: &Group, m: &str) -> Vec<u32> {
@@ -159,26 +161,10 @@ proptest! {
 fn children_are_read_only_after_their_parents_are_finished() {
     // Shard 0 split into 2 and 3; shards 1 and 2 then merged into 4.
     let mut lineage = vec![
-        ShardLineage {
-            id: 0,
-            parents: vec![],
-            end_offset: Some(10),
-        },
-        ShardLineage {
-            id: 1,
-            parents: vec![],
-            end_offset: None,
-        },
-        ShardLineage {
-            id: 2,
-            parents: vec![0],
-            end_offset: None,
-        },
-        ShardLineage {
-            id: 3,
-            parents: vec![0],
-            end_offset: None,
-        },
+        lin(0, &[], Some(10)),
+        lin(1, &[], None),
+        lin(2, &[0], None),
+        lin(3, &[0], None),
     ];
     let mut g = Group::default();
     let a = g.heartbeat(&lineage, &hb("a", 0));
@@ -215,11 +201,7 @@ fn children_are_read_only_after_their_parents_are_finished() {
     // Merge 1 and 2 into 4: 4 waits for both.
     lineage[1].end_offset = Some(5);
     lineage[2].end_offset = Some(0);
-    lineage.push(ShardLineage {
-        id: 4,
-        parents: vec![1, 2],
-        end_offset: None,
-    });
+    lineage.push(lin(4, &[1, 2], None));
     h.generation = a.generation;
     h.commits = vec![];
     let a = g.heartbeat(&lineage, &h);

@@ -55,6 +55,34 @@ pub struct ShardMeta {
 }
 
 impl ShardMeta {
+    /// A new open shard owning `range`, with its lineage.
+    pub fn new(
+        id: u32,
+        range: strata_schema::hashkey::HashRange,
+        replicas: Vec<u64>,
+        parents: Vec<u32>,
+    ) -> Self {
+        Self {
+            id,
+            start_hash_key: range.start.to_string(),
+            end_hash_key: range.end.to_string(),
+            replicas,
+            retiring: Vec::new(),
+            moved: false,
+            parents,
+            closing: false,
+            end_offset: None,
+        }
+    }
+
+    /// The shard's inclusive hash-key range.
+    pub fn range(&self) -> Result<strata_schema::hashkey::HashRange, String> {
+        Ok(strata_schema::hashkey::HashRange {
+            start: strata_schema::hashkey::parse_hash_key(&self.start_hash_key)?,
+            end: strata_schema::hashkey::parse_hash_key(&self.end_hash_key)?,
+        })
+    }
+
     /// "open", "closing" or "closed".
     pub fn state(&self) -> &'static str {
         match (self.closing, self.end_offset) {
@@ -494,16 +522,9 @@ mod tests {
                 .unwrap()
                 .into_iter()
                 .enumerate()
-                .map(|(i, replicas)| ShardMeta {
-                    id: i as u32,
-                    start_hash_key: "0".into(),
-                    end_hash_key: "0".into(),
-                    replicas,
-                    retiring: vec![],
-                    moved: false,
-                    parents: vec![],
-                    closing: false,
-                    end_offset: None,
+                .map(|(i, replicas)| {
+                    let range = strata_schema::hashkey::HashRange { start: 0, end: 0 };
+                    ShardMeta::new(i as u32, range, replicas, vec![])
                 })
                 .collect(),
         }

@@ -986,17 +986,7 @@ impl Node {
                 .iter()
                 .zip(replicas)
                 .enumerate()
-                .map(|(i, (r, replicas))| ShardMeta {
-                    id: i as u32,
-                    start_hash_key: r.start.to_string(),
-                    end_hash_key: r.end.to_string(),
-                    replicas,
-                    retiring: Vec::new(),
-                    moved: false,
-                    parents: Vec::new(),
-                    closing: false,
-                    end_offset: None,
-                })
+                .map(|(i, (r, replicas))| ShardMeta::new(i as u32, *r, replicas, Vec::new()))
                 .collect(),
         };
         match self.commit_meta(MetaCommand::CreateStream(meta)).await? {
@@ -1050,16 +1040,13 @@ impl Node {
         let children = plan
             .children
             .iter()
-            .map(|c| ShardMeta {
-                id: c.id,
-                start_hash_key: c.range.start.to_string(),
-                end_hash_key: c.range.end.to_string(),
-                replicas: placed[c.id as usize].clone(),
-                retiring: Vec::new(),
-                moved: false,
-                parents: c.parents.clone(),
-                closing: false,
-                end_offset: None,
+            .map(|c| {
+                ShardMeta::new(
+                    c.id,
+                    c.range,
+                    placed[c.id as usize].clone(),
+                    c.parents.clone(),
+                )
             })
             .collect();
         let cmd = MetaCommand::Reshard {

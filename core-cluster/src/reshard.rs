@@ -47,13 +47,6 @@ pub struct Plan {
     pub children: Vec<NewShard>,
 }
 
-fn range_of(sh: &ShardMeta) -> Result<HashRange, String> {
-    Ok(HashRange {
-        start: hashkey::parse_hash_key(&sh.start_hash_key)?,
-        end: hashkey::parse_hash_key(&sh.end_hash_key)?,
-    })
-}
-
 fn open_shard(s: &StreamMeta, id: u32) -> Result<&ShardMeta, String> {
     let sh = s
         .shards
@@ -100,7 +93,7 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
     let plan = match op {
         ReshardOp::Split { shard, at } => {
             let sh = open_shard(s, *shard)?;
-            let r = range_of(sh)?;
+            let r = sh.range()?;
             if r.start == r.end {
                 return Err(format!("shard {shard} owns one hash key; it cannot split"));
             }
@@ -135,7 +128,7 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
             if a == b {
                 return Err(format!("cannot merge shard {a} with itself"));
             }
-            let (ra, rb) = (range_of(open_shard(s, *a)?)?, range_of(open_shard(s, *b)?)?);
+            let (ra, rb) = (open_shard(s, *a)?.range()?, open_shard(s, *b)?.range()?);
             let (lo, hi, ids) = if ra.start < rb.start {
                 (ra, rb, vec![*a, *b])
             } else {
@@ -166,7 +159,7 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
             }
             let ranges: Vec<(u32, HashRange)> = open
                 .iter()
-                .map(|sh| Ok((sh.id, range_of(sh)?)))
+                .map(|sh| Ok((sh.id, sh.range()?)))
                 .collect::<Result<_, String>>()?;
             let children = hashkey::even_ranges(*count)
                 .into_iter()
@@ -202,7 +195,7 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
 pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<(), String> {
     let mut closed = Vec::new();
     for id in close {
-        closed.push(range_of(open_shard(s, *id)?)?);
+        closed.push(open_shard(s, *id)?.range()?);
     }
     let mut kids = Vec::new();
     for c in children {
@@ -212,7 +205,7 @@ pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<()
         if c.parents.iter().any(|p| !close.contains(p)) || c.parents.is_empty() {
             return Err(format!("shard {} must have parents among {close:?}", c.id));
         }
-        kids.push(range_of(c)?);
+        kids.push(c.range()?);
     }
     let covered = |mut rs: Vec<HashRange>| {
         rs.sort_by_key(|r| r.start);
@@ -230,9 +223,12 @@ pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::{Catalog, MetaCommand, MetaResponse};
 
-    fn stream(ranges: &[HashRange]) -> StreamMeta {
-        StreamMeta {
+    /// A catalog with stream "s" over `ranges`.
+    fn catalog(ranges: &[HashRange]) -> Catalog {
+        let mut c = Catalog::default();
+        let s = StreamMeta {
             name: "s".into(),
             replication: 1,
             created_ms: 0,
@@ -241,43 +237,35 @@ mod tests {
             shards: ranges
                 .iter()
                 .enumerate()
-                .map(|(i, r)| ShardMeta {
-                    id: i as u32,
-                    start_hash_key: r.start.to_string(),
-                    end_hash_key: r.end.to_string(),
-                    replicas: vec![1],
-                    retiring: vec![],
-                    moved: false,
-                    parents: vec![],
-                    closing: false,
-                    end_offset: None,
-                })
+                .map(|(i, r)| ShardMeta::new(i as u32, *r, vec![1], vec![]))
                 .collect(),
-        }
+        };
+        c.apply(&MetaCommand::CreateStream(s));
+        c
     }
 
-    fn apply(s: &mut StreamMeta, p: &Plan) {
-        let children: Vec<ShardMeta> = p
+    /// Commits `p` as the metadata leader would, then seals the parents.
+    fn apply(c: &mut Catalog, p: &Plan) {
+        let children = p
             .children
             .iter()
-            .map(|c| ShardMeta {
-                id: c.id,
-                start_hash_key: c.range.start.to_string(),
-                end_hash_key: c.range.end.to_string(),
-                replicas: vec![1],
-                retiring: vec![],
-                moved: false,
-                parents: c.parents.clone(),
-                closing: false,
-                end_offset: None,
-            })
+            .map(|k| ShardMeta::new(k.id, k.range, vec![1], k.parents.clone()))
             .collect();
-        check(s, &p.close, &children).unwrap();
-        for sh in s.shards.iter_mut().filter(|sh| p.close.contains(&sh.id)) {
-            sh.closing = true;
-            sh.end_offset = Some(0);
+        let stream = "s".to_string();
+        let cmd = MetaCommand::Reshard {
+            stream: stream.clone(),
+            close: p.close.clone(),
+            children,
+        };
+        assert_eq!(c.apply(&cmd), MetaResponse::Done);
+        for &shard in &p.close {
+            let sealed = MetaCommand::ShardSealed {
+                stream: stream.clone(),
+                shard,
+                end_offset: 0,
+            };
+            assert_eq!(c.apply(&sealed), MetaResponse::Done);
         }
-        s.shards.extend(children);
     }
 
     /// The open shards cover the key space exactly.
@@ -286,7 +274,7 @@ mod tests {
             .shards
             .iter()
             .filter(|sh| !sh.closing)
-            .map(|sh| range_of(sh).unwrap())
+            .map(|sh| sh.range().unwrap())
             .collect();
         open.sort_by_key(|r| r.start);
         assert_eq!(open[0].start, 0);
@@ -298,8 +286,13 @@ mod tests {
 
     #[test]
     fn split_merge_and_scale_keep_the_key_space_covered_with_lineage() {
-        let mut s = stream(&hashkey::even_ranges(2));
-        let p = plan(&s, &ReshardOp::Split { shard: 0, at: None }, 64).unwrap();
+        let mut c = catalog(&hashkey::even_ranges(2));
+        let p = plan(
+            &c.streams["s"],
+            &ReshardOp::Split { shard: 0, at: None },
+            64,
+        )
+        .unwrap();
         assert_eq!(p.close, vec![0]);
         assert_eq!(
             p.children
@@ -308,38 +301,51 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(2, vec![0]), (3, vec![0])]
         );
-        apply(&mut s, &p);
-        assert_covers(&s);
+        apply(&mut c, &p);
+        assert_covers(&c.streams["s"]);
         // Shard 0 is closed now.
-        let err = plan(&s, &ReshardOp::Split { shard: 0, at: None }, 64).unwrap_err();
+        let err = plan(
+            &c.streams["s"],
+            &ReshardOp::Split { shard: 0, at: None },
+            64,
+        )
+        .unwrap_err();
         assert!(err.contains("closed"), "{err}");
         // 2 and 1 are not adjacent (3 is between them).
-        let err = plan(&s, &ReshardOp::Merge { shards: [2, 1] }, 64).unwrap_err();
+        let err = plan(&c.streams["s"], &ReshardOp::Merge { shards: [2, 1] }, 64).unwrap_err();
         assert!(err.contains("not adjacent"), "{err}");
-        let p = plan(&s, &ReshardOp::Merge { shards: [1, 3] }, 64).unwrap();
+        let p = plan(&c.streams["s"], &ReshardOp::Merge { shards: [1, 3] }, 64).unwrap();
         assert_eq!(p.close, vec![3, 1]);
         assert_eq!(p.children[0].id, 4);
         assert_eq!(p.children[0].parents, vec![3, 1]);
-        apply(&mut s, &p);
-        assert_covers(&s);
-        let p = plan(&s, &ReshardOp::Scale { count: 3 }, 64).unwrap();
+        apply(&mut c, &p);
+        assert_covers(&c.streams["s"]);
+        let p = plan(&c.streams["s"], &ReshardOp::Scale { count: 3 }, 64).unwrap();
         assert_eq!(p.close, vec![2, 4]);
         // Each child's parents are the closed shards its range overlaps.
-        for c in &p.children {
-            assert!(!c.parents.is_empty());
-            for par in &c.parents {
-                let r = range_of(s.shards.iter().find(|sh| sh.id == *par).unwrap()).unwrap();
-                assert!(r.start <= c.range.end && c.range.start <= r.end);
+        for k in &p.children {
+            assert!(!k.parents.is_empty());
+            for par in &k.parents {
+                let s = &c.streams["s"];
+                let r = s
+                    .shards
+                    .iter()
+                    .find(|sh| sh.id == *par)
+                    .unwrap()
+                    .range()
+                    .unwrap();
+                assert!(r.start <= k.range.end && k.range.start <= r.end);
             }
         }
-        apply(&mut s, &p);
-        assert_covers(&s);
-        assert_eq!(s.shards.iter().filter(|sh| !sh.closing).count(), 3);
+        apply(&mut c, &p);
+        assert_covers(&c.streams["s"]);
+        let open = c.streams["s"].shards.iter().filter(|sh| !sh.closing);
+        assert_eq!(open.count(), 3);
     }
 
     #[test]
     fn bad_reshards_are_refused_with_the_reason() {
-        let s = stream(&hashkey::even_ranges(2));
+        let s = catalog(&hashkey::even_ranges(2)).streams["s"].clone();
         let cases = [
             (ReshardOp::Split { shard: 9, at: None }, "no shard 9"),
             (

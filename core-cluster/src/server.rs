@@ -504,11 +504,8 @@ impl CoreHandler {
                 RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
             })?;
             metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
-            return Ok(Fetch {
-                reply: fetch_reply(&[(t.first_offset, 0, t.batch)], t.next_offset, next, sealed),
-                next: t.next_offset,
-                end_of_shard: sealed && t.next_offset >= next,
-            });
+            let batches = [(t.first_offset, 0, t.batch)];
+            return Ok(Fetch::new(&batches, t.next_offset, next, sealed));
         }
         read_batches(&g, offset, max_records, max_bytes)
     }
@@ -585,13 +582,12 @@ fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
 }
 
 /// A `FetchResponse` of `(base offset, skip, batch bytes)` items.
-/// `sealed`: the shard is closed, so a reply that reaches `high_watermark`
-/// is its end.
+/// `end_of_shard`: the shard is sealed and `next_offset` is its end.
 fn fetch_reply<B: AsRef<[u8]>>(
     batches: &[(u64, u32, B)],
     next_offset: u64,
     high_watermark: u64,
-    sealed: bool,
+    end_of_shard: bool,
 ) -> Bytes {
     let bytes: usize = batches.iter().map(|(_, _, b)| b.as_ref().len()).sum();
     let fbb = FlatBufferBuilder::with_capacity(bytes + 1024);
@@ -617,7 +613,7 @@ fn fetch_reply<B: AsRef<[u8]>>(
                 batches,
                 next_offset,
                 high_watermark,
-                end_of_shard: sealed && next_offset >= high_watermark,
+                end_of_shard,
             },
         )
         .as_union_value()
@@ -665,11 +661,7 @@ fn read_batches(
     }
     let out_records: u64 = next_offset - offset;
     metrics::counter!("strata_core_records_out_total").increment(out_records);
-    Ok(Fetch {
-        reply: fetch_reply(&fetched, next_offset, next, sealed),
-        next: next_offset,
-        end_of_shard: sealed && next_offset >= next,
-    })
+    Ok(Fetch::new(&fetched, next_offset, next, sealed))
 }
 
 /// A `FetchResponse` frame and where it leaves the reader.
@@ -678,4 +670,22 @@ struct Fetch {
     next: u64,
     /// The shard is sealed and `next` is its end.
     end_of_shard: bool,
+}
+
+impl Fetch {
+    /// `batches` up to `next` of a shard whose records end before
+    /// `high_watermark`, and for good if it is `sealed`.
+    fn new<B: AsRef<[u8]>>(
+        batches: &[(u64, u32, B)],
+        next: u64,
+        high_watermark: u64,
+        sealed: bool,
+    ) -> Self {
+        let end_of_shard = sealed && next >= high_watermark;
+        Self {
+            reply: fetch_reply(batches, next, high_watermark, end_of_shard),
+            next,
+            end_of_shard,
+        }
+    }
 }
