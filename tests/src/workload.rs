@@ -184,6 +184,23 @@ fn parse(r: &ConsumedRecord) -> Result<(u64, u32)> {
     Ok((i, a))
 }
 
+/// Checks that each key's records come in increasing record number
+/// (`(key, i)` in the order they were read); returns how many there were.
+pub fn keys_in_order<'a>(
+    what: &str,
+    records: impl IntoIterator<Item = (&'a str, u64)>,
+) -> Result<u64> {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut n = 0;
+    for (key, i) in records {
+        if let Some(prev) = last.insert(key, i).filter(|&prev| prev >= i) {
+            bail!("{what}: key {key} record {i} came after record {prev}");
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// What [`verify`] found.
 #[derive(Debug)]
 pub struct Report {

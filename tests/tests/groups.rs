@@ -21,23 +21,53 @@ const WAIT: Duration = Duration::from_secs(120);
 /// (shard, offset) positions, in the order a member printed them.
 type Positions = Vec<(u32, u64)>;
 
-/// (shard, offset) of each line a member printed (`shard/offset key value`).
-fn consumed(out: &Path) -> Result<Positions> {
-    let text = std::fs::read_to_string(out).unwrap_or_default();
+/// A printed record: `shard/offset key i|attempt|...`.
+struct Line {
+    shard: u32,
+    offset: u64,
+    key: String,
+    /// The workload's record number.
+    i: u64,
+}
+
+fn parse_line(line: &str) -> Option<Line> {
+    let mut parts = line.splitn(3, ' ');
+    let (s, o) = parts.next()?.split_once('/')?;
+    let key = parts.next()?.to_string();
+    let i = parts.next()?.split('|').next()?.parse().ok()?;
+    Some(Line {
+        shard: s.parse().ok()?,
+        offset: o.parse().ok()?,
+        key,
+        i,
+    })
+}
+
+/// The records in `text`, as `consume` prints them; a last line without
+/// its newline may be partly written and is left out.
+fn printed(text: &str) -> Result<Vec<Line>> {
     let mut v = Vec::new();
-    // The last line may be partly written.
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let pos = line.split(' ').next().unwrap_or("");
-        let (s, o) = pos
-            .split_once('/')
-            .ok_or_else(|| anyhow!("unexpected line {line:?}"))?;
-        match (s.parse(), o.parse()) {
-            (Ok(s), Ok(o)) => v.push((s, o)),
-            _ if !text.ends_with('\n') => break,
-            _ => bail!("unexpected line {line:?}"),
+        match parse_line(line) {
+            Some(l) => v.push(l),
+            None if !text.ends_with('\n') => break,
+            None => bail!("unexpected line {line:?}"),
         }
     }
     Ok(v)
+}
+
+/// What a member printed so far.
+fn consumed_records(out: &Path) -> Result<Vec<Line>> {
+    printed(&std::fs::read_to_string(out).unwrap_or_default())
+}
+
+/// (shard, offset) of each record a member printed.
+fn consumed(out: &Path) -> Result<Positions> {
+    Ok(consumed_records(out)?
+        .into_iter()
+        .map(|l| (l.shard, l.offset))
+        .collect())
 }
 
 struct Members {
@@ -78,6 +108,61 @@ impl Members {
             .collect()
     }
 
+    /// Kills `victim` (SIGKILL: it commits nothing more) and starts
+    /// `joiner`; returns the group's checkpoints and the victim's shards
+    /// just before.
+    async fn kill(&mut self, cluster: &Cluster, victim: &str, joiner: &str) -> Result<Killed> {
+        let before = describe(cluster).await?;
+        let group = before
+            .groups
+            .iter()
+            .find(|g| g.name == GROUP)
+            .ok_or_else(|| anyhow!("no group {GROUP}"))?;
+        let killed = Killed {
+            checkpoints: group
+                .shards
+                .iter()
+                .map(|s| (s.shard, s.checkpoint.map_or(0, |c| c.offset)))
+                .collect(),
+            shards: group
+                .shards
+                .iter()
+                .filter(|s| s.owner == victim)
+                .map(|s| s.shard)
+                .collect(),
+        };
+        self.procs
+            .get_mut(victim)
+            .ok_or_else(|| anyhow!("no {victim}"))?
+            .kill9();
+        self.start(joiner)?;
+        Ok(killed)
+    }
+
+    /// Whether the members together printed every offset below `ends`.
+    fn read_all(&self, ends: &BTreeMap<u32, u64>) -> Result<bool> {
+        let mut seen: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        for (_, v) in self.outputs()? {
+            for (s, o) in v {
+                seen.entry(s).or_default().insert(o);
+            }
+        }
+        Ok(ends
+            .iter()
+            .all(|(s, e)| seen.get(s).map_or(0, |x| x.len() as u64) >= *e))
+    }
+
+    /// Stops `names` (SIGTERM): each commits and leaves the group.
+    fn stop(&mut self, names: &[&str]) -> Result<()> {
+        for m in names {
+            let proc = self.procs.get_mut(*m).ok_or_else(|| anyhow!("no {m}"))?;
+            if !proc.stop() {
+                bail!("member {m} did not leave cleanly");
+            }
+        }
+        Ok(())
+    }
+
     fn logs(&self) -> String {
         let mut s = String::new();
         for (m, p) in &self.procs {
@@ -89,6 +174,54 @@ impl Members {
 
 async fn describe(c: &Cluster) -> Result<StreamInfo> {
     Ok(c.describe(STREAM).await?)
+}
+
+/// A member killed mid-stream: where the group stood just before.
+struct Killed {
+    checkpoints: HashMap<u32, u64>,
+    shards: Vec<u32>,
+}
+
+/// Whether the group has committed every record of the stream.
+fn group_caught_up(d: &StreamInfo) -> bool {
+    d.groups
+        .iter()
+        .find(|g| g.name == GROUP)
+        .is_some_and(|g| g.lag(d).iter().all(|l| l.records == 0))
+}
+
+/// Every offset below `ends` was processed (`count`: times each was), and
+/// re-delivery is bounded by the checkpoints before the kill, and only in
+/// the killed member's shards: a rebalance between live members hands
+/// shards over at a commit. Returns the records delivered again.
+fn check_deliveries(
+    count: &HashMap<(u32, u64), u32>,
+    ends: &BTreeMap<u32, u64>,
+    killed: &Killed,
+) -> Result<u32> {
+    for (s, e) in ends {
+        for o in 0..*e {
+            if !count.contains_key(&(*s, o)) {
+                bail!("record {s}/{o} was never processed");
+            }
+        }
+    }
+    let mut again = 0;
+    for ((s, o), n) in count {
+        if *n > 1 {
+            again += n - 1;
+            if !killed.shards.contains(s) {
+                bail!(
+                    "{s}/{o} was delivered {n} times, but the killed member did not own shard {s}"
+                );
+            }
+            let cp = killed.checkpoints.get(s).copied().unwrap_or(0);
+            if *o < cp {
+                bail!("{s}/{o} was delivered {n} times, though the group had committed {s}/{cp}");
+            }
+        }
+    }
+    Ok(again)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,29 +279,7 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
     .await?;
 
     // m1 dies without committing what it read since its last heartbeat.
-    let before = describe(&cluster).await?;
-    let group = before
-        .groups
-        .iter()
-        .find(|g| g.name == GROUP)
-        .ok_or_else(|| anyhow!("no group {GROUP}"))?;
-    let checkpoints: HashMap<u32, u64> = group
-        .shards
-        .iter()
-        .map(|s| (s.shard, s.checkpoint.map_or(0, |c| c.offset)))
-        .collect();
-    let m1_shards: Vec<u32> = group
-        .shards
-        .iter()
-        .filter(|s| s.owner == "m1")
-        .map(|s| s.shard)
-        .collect();
-    members
-        .procs
-        .get_mut("m1")
-        .ok_or_else(|| anyhow!("no m1"))?
-        .kill9();
-    members.start("m4")?;
+    let killed = members.kill(&cluster, "m1", "m4").await?;
     let acked = producers.acked_count();
     producers.wait_acked(acked + 4_000, WAIT).await?;
     let acked = producers.stop().await?;
@@ -186,23 +297,11 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
     let end = describe(&cluster).await?;
     let ends: BTreeMap<u32, u64> = end.shards.iter().map(|s| (s.id, s.next_offset)).collect();
     wait_for("the members to read every record", WAIT, || async {
-        let mut seen: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
-        for (_, v) in members.outputs()? {
-            for (s, o) in v {
-                seen.entry(s).or_default().insert(o);
-            }
-        }
-        Ok(ends
-            .iter()
-            .all(|(s, e)| seen.get(s).map_or(0, |x| x.len() as u64) >= *e)
-            .then_some(()))
+        Ok(members.read_all(&ends)?.then_some(()))
     })
     .await?;
     wait_for("the group to commit every record", WAIT, || async {
-        let d = describe(&cluster).await?;
-        let g = d.groups.iter().find(|g| g.name == GROUP);
-        Ok(g.filter(|g| g.lag(&d).iter().all(|l| l.records == 0))
-            .map(|_| ()))
+        Ok(group_caught_up(&describe(&cluster).await?).then_some(()))
     })
     .await?;
     // The shard leader exports the group's lag: zero in every shard now.
@@ -217,12 +316,7 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
         Ok(zero.then_some(()))
     })
     .await?;
-    for m in ["m2", "m3", "m4"] {
-        let proc = members.procs.get_mut(m).ok_or_else(|| anyhow!("no {m}"))?;
-        if !proc.stop() {
-            bail!("member {m} did not leave cleanly");
-        }
-    }
+    members.stop(&["m2", "m3", "m4"])?;
 
     // Each member reads a shard in offset order. A jump forward is a shard
     // coming back to a member after another member read on: the record
@@ -250,32 +344,11 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
             last.insert(s, o);
         }
     }
-    for (s, e) in &ends {
-        for o in 0..*e {
-            if !count.contains_key(&(*s, o)) {
-                bail!("record {s}/{o} was never processed");
-            }
-        }
-    }
-    // Re-delivery is bounded by the checkpoints before the kill, and only
-    // the dead member's shards are read again: a rebalance between live
-    // members (m4 joining, members leaving) hands shards over at a commit.
-    let mut again = 0;
-    for ((s, o), n) in &count {
-        if *n > 1 {
-            again += n - 1;
-            if !m1_shards.contains(s) {
-                bail!("{s}/{o} was delivered {n} times, but m1 (killed) did not own shard {s}");
-            }
-            let cp = checkpoints.get(s).copied().unwrap_or(0);
-            if *o < cp {
-                bail!("{s}/{o} was delivered {n} times, though the group had committed {s}/{cp}");
-            }
-        }
-    }
+    let again = check_deliveries(&count, &ends, &killed)?;
     eprintln!(
-        "records {}, delivered again {again} (m1 owned shards {m1_shards:?})",
-        ends.values().sum::<u64>()
+        "records {}, delivered again {again} (m1 owned shards {:?})",
+        ends.values().sum::<u64>(),
+        killed.shards
     );
 
     // The group stopped at the end: a new member resumes there and reads nothing.
@@ -386,44 +459,15 @@ fn lineage_respected(d: &StreamInfo) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `text` (lines `shard/offset key i|...`) holds `total`
-/// records with each key's records in increasing order.
+/// Checks that `text`, a `consume` output, holds `total` records with each
+/// key's records in increasing order.
 fn in_key_order(what: &str, text: &str, total: u64) -> Result<()> {
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    let mut lines = 0u64;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (_, key, value) = (parts.next(), parts.next(), parts.next());
-        let i = value.and_then(|v| v.split('|').next()?.parse::<u64>().ok());
-        let (Some(key), Some(i)) = (key, i) else {
-            bail!("{what}: unexpected line {line:?}");
-        };
-        if let Some(prev) = last.insert(key, i).filter(|&prev| prev >= i) {
-            bail!("{what} printed key {key} record {i} after record {prev}");
-        }
-        lines += 1;
-    }
-    if lines != total {
-        bail!("{what} printed {lines} records; the stream holds {total}");
+    let lines = printed(text)?;
+    let n = workload::keys_in_order(what, lines.iter().map(|l| (l.key.as_str(), l.i)))?;
+    if n != total {
+        bail!("{what} printed {n} records; the stream holds {total}");
     }
     Ok(())
-}
-
-/// (shard, offset, key, i) of each line a member printed.
-fn consumed_records(out: &Path) -> Result<Vec<(u32, u64, String, u64)>> {
-    let positions = consumed(out)?;
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    let mut v = Vec::new();
-    for (line, (s, o)) in text.lines().zip(positions) {
-        let mut parts = line.splitn(3, ' ');
-        let (_, key, value) = (parts.next(), parts.next(), parts.next());
-        let i = value
-            .and_then(|v| v.split('|').next())
-            .and_then(|i| i.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected line {line:?}"))?;
-        v.push((s, o, key.unwrap_or("").to_string(), i));
-    }
-    Ok(v)
 }
 
 async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
@@ -473,29 +517,7 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
     .await?;
 
     // m1 dies without committing; m4 joins.
-    let before = describe(&cluster).await?;
-    let group = before
-        .groups
-        .iter()
-        .find(|g| g.name == GROUP)
-        .ok_or_else(|| anyhow!("no group {GROUP}"))?;
-    let checkpoints: HashMap<u32, u64> = group
-        .shards
-        .iter()
-        .map(|s| (s.shard, s.checkpoint.map_or(0, |c| c.offset)))
-        .collect();
-    let m1_shards: Vec<u32> = group
-        .shards
-        .iter()
-        .filter(|s| s.owner == "m1")
-        .map(|s| s.shard)
-        .collect();
-    members
-        .procs
-        .get_mut("m1")
-        .ok_or_else(|| anyhow!("no m1"))?
-        .kill9();
-    members.start("m4")?;
+    let killed = members.kill(&cluster, "m1", "m4").await?;
 
     // Merge 3 and 1 (adjacent: 3 is the upper half of 0) into 4.
     let out = run(cli(&["stream", "merge", STREAM, "--shards", "3,1"])).await?;
@@ -516,71 +538,39 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
     }
     wait_for("the members to read every record", WAIT, || async {
         lineage_respected(&describe(&cluster).await?)?;
-        let mut seen: BTreeMap<u32, std::collections::BTreeSet<u64>> = BTreeMap::new();
-        for (_, v) in members.outputs()? {
-            for (s, o) in v {
-                seen.entry(s).or_default().insert(o);
-            }
-        }
-        Ok(ends
-            .iter()
-            .all(|(s, e)| seen.get(s).map_or(0, |x| x.len() as u64) >= *e)
-            .then_some(()))
+        Ok(members.read_all(&ends)?.then_some(()))
     })
     .await?;
     wait_for("the group to commit every record", WAIT, || async {
         let d = describe(&cluster).await?;
         lineage_respected(&d)?;
-        let g = d.groups.iter().find(|g| g.name == GROUP);
-        Ok(g.filter(|g| g.lag(&d).iter().all(|l| l.records == 0))
-            .map(|_| ()))
+        Ok(group_caught_up(&d).then_some(()))
     })
     .await?;
-    for m in ["m2", "m3", "m4"] {
-        let proc = members.procs.get_mut(m).ok_or_else(|| anyhow!("no {m}"))?;
-        if !proc.stop() {
-            bail!("member {m} did not leave cleanly");
-        }
-    }
+    members.stop(&["m2", "m3", "m4"])?;
 
     let mut count: HashMap<(u32, u64), u32> = HashMap::new();
     for m in members.procs.keys() {
         let recs = consumed_records(&members.dir.join(format!("{m}.out")))?;
         // Each member reads each key in order (re-delivered records aside).
         let mut last: HashMap<&str, u64> = HashMap::new();
-        for (s, o, key, i) in &recs {
-            *count.entry((*s, *o)).or_default() += 1;
-            if let Some(&prev) = last.get(key.as_str()) {
-                if *i <= prev && !m1_shards.contains(s) {
+        for l in &recs {
+            let (s, o, i) = (l.shard, l.offset, l.i);
+            *count.entry((s, o)).or_default() += 1;
+            let key = l.key.as_str();
+            if let Some(&prev) = last.get(key) {
+                if i <= prev && !killed.shards.contains(&s) {
                     bail!("member {m} read key {key} record {i} ({s}/{o}) after record {prev}");
                 }
             }
-            last.insert(key, (*i).max(last.get(key.as_str()).copied().unwrap_or(0)));
+            last.insert(key, i.max(last.get(key).copied().unwrap_or(0)));
         }
     }
-    for (s, e) in &ends {
-        for o in 0..*e {
-            if !count.contains_key(&(*s, o)) {
-                bail!("record {s}/{o} was never processed");
-            }
-        }
-    }
-    let mut again = 0;
-    for ((s, o), n) in &count {
-        if *n > 1 {
-            again += n - 1;
-            if !m1_shards.contains(s) {
-                bail!("{s}/{o} was delivered {n} times, but m1 (killed) did not own shard {s}");
-            }
-            let cp = checkpoints.get(s).copied().unwrap_or(0);
-            if *o < cp {
-                bail!("{s}/{o} was delivered {n} times, though the group had committed {s}/{cp}");
-            }
-        }
-    }
+    let again = check_deliveries(&count, &ends, &killed)?;
     eprintln!(
-        "records {}, delivered again {again} (m1 owned shards {m1_shards:?}), shards {ends:?}",
-        ends.values().sum::<u64>()
+        "records {}, delivered again {again} (m1 owned shards {:?}), shards {ends:?}",
+        ends.values().sum::<u64>(),
+        killed.shards
     );
 
     // One reader (no group) prints the whole stream in one order: each

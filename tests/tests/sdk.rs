@@ -21,6 +21,34 @@ const RECORDS: u64 = 3_000;
 /// window many times over (3,000 × 4 KiB = 12 MiB).
 const VALUE_BYTES: usize = 4096;
 
+/// Waits until `stream` holds at least `n` records in the core.
+async fn wait_records(core: &strata_client::Client, stream: &str, n: u64) -> Result<()> {
+    let what = format!("the core to hold {n} records of {stream}");
+    wait_for(&what, Duration::from_secs(120), || async {
+        let d = api::describe_stream(core, stream).await?;
+        Ok((d.records() >= n).then_some(()))
+    })
+    .await
+}
+
+/// Per key, values only grow: a retried batch may repeat values (`seen`
+/// before), never bring a new one out of order.
+fn values_grow(
+    last: &mut std::collections::HashMap<String, u64>,
+    seen: &mut std::collections::HashSet<u64>,
+    key: String,
+    v: u64,
+) -> Result<()> {
+    if let Some(&prev) = last.get(&key) {
+        if v < prev && !seen.contains(&v) {
+            bail!("key {key}: {v} first arrived after {prev}");
+        }
+    }
+    last.insert(key, v);
+    seen.insert(v);
+    Ok(())
+}
+
 /// Reads `n` records from a subscription; checks they are offsets 0..n in
 /// order with their values. Returns the number of frames they came in.
 async fn read_all(sub: &mut Subscription, n: u64) -> Result<u64> {
@@ -75,15 +103,7 @@ async fn subscribers_get_every_record_as_it_commits_without_polling() -> Result<
         i += values.len() as u64;
     }
     // The writers finished while one subscriber read nothing.
-    wait_for(
-        "the core to hold every record",
-        Duration::from_secs(120),
-        || async {
-            let d = api::describe_stream(&core, "live").await?;
-            Ok((d.records() >= RECORDS).then_some(()))
-        },
-    )
-    .await?;
+    wait_records(&core, "live", RECORDS).await?;
     let frames = read_all(&mut fast, RECORDS).await?;
     read_all(&mut second, RECORDS).await?;
     assert!(
@@ -157,15 +177,7 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
     })
     .await??;
 
-    wait_for(
-        "the core to hold every record",
-        Duration::from_secs(120),
-        || async {
-            let d = api::describe_stream(&core, "sdk").await?;
-            Ok((d.records() >= N).then_some(()))
-        },
-    )
-    .await?;
+    wait_records(&core, "sdk", N).await?;
     // Every value arrived; per key, values only grow (a retried batch may
     // repeat records, never reorder them).
     let d = api::describe_stream(&core, "sdk").await?;
@@ -177,14 +189,7 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
             let f = api::fetch(&core, "sdk", sh.id, offset, 5000, Duration::ZERO).await?;
             for r in &f.records {
                 let v: u64 = std::str::from_utf8(&r.data)?.parse()?;
-                let key = r.key.clone().unwrap_or_default();
-                if let Some(&prev) = last.get(&key) {
-                    if v < prev && !seen.contains(&v) {
-                        bail!("key {key}: {v} first arrived after {prev}");
-                    }
-                }
-                last.insert(key, v);
-                seen.insert(v);
+                values_grow(&mut last, &mut seen, r.key.clone().unwrap_or_default(), v)?;
             }
             offset = f.next_offset;
         }
@@ -236,15 +241,7 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
     producer.flush().await?;
     producer.close().await;
     let total = d.records() + 1 + 2_000;
-    wait_for(
-        "the core to hold the records after the split",
-        Duration::from_secs(120),
-        || async {
-            let d = api::describe_stream(&core, "sdk").await?;
-            Ok((d.records() >= total).then_some(()))
-        },
-    )
-    .await?;
+    wait_records(&core, "sdk", total).await?;
     let mut reader = StreamReader::open(&cluster, "sdk", api::Start::Oldest).await?;
     let (mut read, mut last, mut seen) = (
         0u64,
@@ -260,12 +257,7 @@ async fn the_producer_batches_retries_and_keeps_order() -> Result<()> {
             let Ok(v) = std::str::from_utf8(&r.data)?.parse::<u64>() else {
                 continue; // the one "after" record
             };
-            let key = r.key.clone().unwrap_or_default();
-            if last.get(&key).is_some_and(|&prev| v < prev) && !seen.contains(&v) {
-                bail!("key {key}: {v} read after {} across the split", last[&key]);
-            }
-            last.insert(key, v);
-            seen.insert(v);
+            values_grow(&mut last, &mut seen, r.key.clone().unwrap_or_default(), v)?;
         }
     }
     if seen.len() as u64 != N + 2_000 {
