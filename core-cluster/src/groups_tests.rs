@@ -20,6 +20,17 @@ fn lin(id: u32, parents: &[u32], end_offset: Option<u64>) -> ShardLineage {
     }
 }
 
+/// A commit of `offset` (the next to read) in `shard`.
+fn commit(shard: u32, offset: u64, timestamp_ms: i64) -> (u32, Checkpoint) {
+    (
+        shard,
+        Checkpoint {
+            offset,
+            timestamp_ms,
+        },
+    )
+}
+
 /// Shards without lineage.
 fn flat(ids: &[u32]) -> Vec<ShardLineage> {
     ids.iter().map(|&id| lin(id, &[], None)).collect()
@@ -172,23 +183,11 @@ fn children_are_read_only_after_their_parents_are_finished() {
     // Not yet at the end of 0: still no children.
     let mut h = hb("a", 10);
     h.generation = a.generation;
-    h.commits = vec![(
-        0,
-        Checkpoint {
-            offset: 9,
-            timestamp_ms: 1,
-        },
-    )];
+    h.commits = vec![commit(0, 9, 1)];
     let a = g.heartbeat(&lineage, &h);
     assert_eq!(a.shards.len(), 2);
     // At its end: 0 is done, its children come from their first record.
-    h.commits = vec![(
-        0,
-        Checkpoint {
-            offset: 10,
-            timestamp_ms: 1,
-        },
-    )];
+    h.commits = vec![commit(0, 10, 1)];
     let a = g.heartbeat(&lineage, &h);
     assert_eq!(
         a.shards,
@@ -208,13 +207,7 @@ fn children_are_read_only_after_their_parents_are_finished() {
     // 2 was empty when sealed: finished without a checkpoint.
     assert_eq!(a.shards.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 3]);
     h.generation = a.generation;
-    h.commits = vec![(
-        1,
-        Checkpoint {
-            offset: 5,
-            timestamp_ms: 2,
-        },
-    )];
+    h.commits = vec![commit(1, 5, 2)];
     let a = g.heartbeat(&lineage, &h);
     assert_eq!(a.shards.iter().map(|s| s.0).collect::<Vec<_>>(), vec![3, 4]);
     // Checkpoints of finished shards stay (they prove the lineage is read).
