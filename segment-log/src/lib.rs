@@ -1,0 +1,32 @@
+//! Building blocks shared by Strata's two append-only logs: the edge agent's
+//! stream buffer (`strata-edge`, `buffer/`) and the core's Raft segment log
+//! (`strata-core`, `log/`).
+//!
+//! Today this crate holds the file layer both logs do their I/O through:
+//!
+//! * [`fs::Fs`] and [`fs::File`]: the few file-system operations an
+//!   append-only, fsync-disciplined log needs (open or create a file,
+//!   positional reads and writes, `set_len`, `sync_data`/`sync_all`, create,
+//!   list, remove and rename directory entries, fsync a directory). Object
+//!   safe, so a log holds an `Arc<dyn Fs>` and its public types stay free of
+//!   type parameters.
+//! * [`fs::StdFs`]: the production implementation over `std::fs`.
+//! * [`sim::SimFs`]: an in-memory file system for tests whose
+//!   [`crash`](sim::SimFs::crash) keeps only what was made durable, as a power
+//!   cut does: file contents up to their last fsync and directory entries only
+//!   if their directory was fsynced after the change. A crash model driven
+//!   through it fails when any fsync on an acknowledgement path is removed,
+//!   which a model that truncates files itself, or an integration test that
+//!   SIGKILLs a process (the page cache survives), cannot show.
+//!
+//! The segment framing and index are meant to move here next (issue 12); the
+//! simulated file system is always compiled because other crates' tests use
+//! it and it is small.
+
+#![forbid(unsafe_code)]
+
+pub mod fs;
+pub mod sim;
+
+#[cfg(test)]
+mod sim_tests;
