@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn keys_route_to_the_shards_python_computed() {
-        let layouts: [(&str, Vec<HashRange>, fn(&Vector) -> usize); 3] = [
+        type Owner = fn(&Vector) -> usize;
+        let layouts: [(&str, Vec<HashRange>, Owner); 3] = [
             ("4 even", ranges(&EVEN_4), |v: &Vector| v.of_4),
             ("3 even", ranges(&EVEN_3), |v: &Vector| v.of_3),
             ("split", ranges(&SPLIT_UPPER_HALF), |v: &Vector| v.of_split),
