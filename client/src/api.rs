@@ -3,230 +3,20 @@
 
 use crate::transport::{Client, ClientError};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use strata_schema::fb;
 use strata_schema::wire;
 
-/// A shard as `stream describe` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
-pub struct ShardInfo {
-    pub id: u32,
-    pub start_hash_key: String,
-    pub end_hash_key: String,
-    pub first_offset: u64,
-    pub next_offset: u64,
-    pub leader_node: u64,
-    pub replicas: Vec<u64>,
-    /// Offsets below this are in the object store.
-    pub tiered_offset: u64,
-    pub tier_objects: u64,
-    pub tier_bytes: u64,
-    /// Newest record timestamp in the shard (0 if empty or unknown).
-    pub newest_timestamp_ms: i64,
-    /// Lineage: the shards this one was split or merged from.
-    pub parents: Vec<u32>,
-    /// "open", "closing" (resharded, sealing) or "closed".
-    pub state: String,
-    /// With state "closed": the offset after its last record.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_offset: Option<u64>,
-}
+pub use strata_protocol::{
+    build_node_description, build_stream_description, Forwarded, MembershipChange, NodeInfo,
+    NodeView, Piece, ReplicaLag, Reshard, Retention, ShardInfo, ShardLeadership, Start, StreamInfo,
+};
 
-impl ShardInfo {
-    /// Takes new records (not split or merged away).
-    pub fn is_open(&self) -> bool {
-        self.state.is_empty() || self.state == "open"
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.state == "closed"
-    }
-}
-
-/// A core node holding replicas of a stream (or, in cluster status, any
-/// node of the cluster).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
-pub struct NodeInfo {
-    pub id: u64,
-    pub zone: String,
-    /// Client API address (QUIC).
-    pub addr: String,
-    /// Inter-node Raft address (cluster status only).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub peer_addr: String,
-    /// "active" or "draining" (cluster status only).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub state: String,
-    /// Shard replicas placed on the node (cluster status only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
-}
-
-impl NodeInfo {
-    pub fn from_fb(n: &fb::NodeDescription<'_>) -> Self {
-        let state = n.state().unwrap_or("").to_string();
-        Self {
-            id: n.id(),
-            zone: n.zone().unwrap_or("").to_string(),
-            addr: n.addr().unwrap_or("").to_string(),
-            peer_addr: n.peer_addr().unwrap_or("").to_string(),
-            replicas: (!state.is_empty()).then_some(n.replicas()),
-            state,
-        }
-    }
-}
-
-/// Writes a `NodeDescription` table.
-pub fn build_node_description<'a>(
-    fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
-    n: &NodeInfo,
-) -> flatbuffers::WIPOffset<fb::NodeDescription<'a>> {
-    let mut s = |v: &str| (!v.is_empty()).then(|| fbb.create_string(v));
-    let zone = s(&n.zone);
-    let addr = s(&n.addr);
-    let peer_addr = s(&n.peer_addr);
-    let state = s(&n.state);
-    fb::NodeDescription::create(
-        fbb,
-        &fb::NodeDescriptionArgs {
-            id: n.id,
-            zone,
-            addr,
-            peer_addr,
-            state,
-            replicas: n.replicas.unwrap_or(0),
-        },
-    )
-}
-
-/// How long records are kept: `local_*` on the nodes' disks after they are
-/// tiered (None: the core's `local_retention_ms`), `total_*` anywhere,
-/// object store included (None: unlimited). Per shard for bytes.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Retention {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_bytes: Option<u64>,
-}
-
-impl Retention {
-    /// From wire fields where 0 means unset.
-    pub fn from_wire(local_ms: u64, local_bytes: u64, total_ms: u64, total_bytes: u64) -> Self {
-        let some = |v: u64| (v > 0).then_some(v);
-        Self {
-            local_ms: some(local_ms),
-            local_bytes: some(local_bytes),
-            total_ms: some(total_ms),
-            total_bytes: some(total_bytes),
-        }
-    }
-}
-
-/// A stream as `stream describe` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
-pub struct StreamInfo {
-    pub name: String,
-    pub replication: u32,
-    pub created_ms: i64,
-    pub shards: Vec<ShardInfo>,
-    pub nodes: Vec<NodeInfo>,
-    /// Where the stream's Parquet archive lives (`<store URL>/stream=<name>`).
-    pub archive_url: String,
-    pub retention: Retention,
-    /// Consumer groups with their checkpoints.
-    pub groups: Vec<crate::group::GroupInfo>,
-}
-
-impl StreamInfo {
-    pub fn from_fb(s: &fb::StreamDescription<'_>) -> Self {
-        Self {
-            name: s.name().to_string(),
-            replication: s.replication(),
-            created_ms: s.created_ms(),
-            shards: s
-                .shards()
-                .iter()
-                .map(|sh| ShardInfo {
-                    id: sh.id(),
-                    start_hash_key: sh.start_hash_key().to_string(),
-                    end_hash_key: sh.end_hash_key().to_string(),
-                    first_offset: sh.first_offset(),
-                    next_offset: sh.next_offset(),
-                    leader_node: sh.leader_node(),
-                    replicas: sh
-                        .replicas()
-                        .map(|r| r.iter().collect())
-                        .unwrap_or_default(),
-                    tiered_offset: sh.tiered_offset(),
-                    tier_objects: sh.tier_objects(),
-                    tier_bytes: sh.tier_bytes(),
-                    newest_timestamp_ms: sh.newest_timestamp_ms(),
-                    parents: sh.parents().map(|p| p.iter().collect()).unwrap_or_default(),
-                    state: sh.state().unwrap_or("open").to_string(),
-                    end_offset: (sh.state() == Some("closed")).then(|| sh.end_offset()),
-                })
-                .collect(),
-            nodes: s
-                .nodes()
-                .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
-                .unwrap_or_default(),
-            archive_url: s.archive_url().unwrap_or("").to_string(),
-            retention: Retention::from_wire(
-                s.local_retention_ms(),
-                s.local_retention_bytes(),
-                s.retention_ms(),
-                s.retention_bytes(),
-            ),
-            groups: s
-                .groups()
-                .map(|gs| {
-                    gs.iter()
-                        .map(|g| crate::group::GroupInfo::from_fb(&g))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    /// Records the stream holds (from each shard's first to next offset).
-    pub fn records(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|sh| sh.next_offset - sh.first_offset)
-            .sum()
-    }
-
-    /// Client address of node `id`, if the description lists it.
-    pub fn addr_of(&self, id: u64) -> Option<&str> {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map(|n| n.addr.as_str())
-    }
-
-    /// Every shard's hash range (open and closed), in `shards` order.
-    pub fn ranges(&self) -> Result<Vec<strata_schema::hashkey::HashRange>, String> {
-        self.shards
-            .iter()
-            .map(|s| {
-                Ok(strata_schema::hashkey::HashRange {
-                    start: strata_schema::hashkey::parse_hash_key(&s.start_hash_key)?,
-                    end: strata_schema::hashkey::parse_hash_key(&s.end_hash_key)?,
-                })
-            })
-            .collect()
-    }
-
-    /// The shards that take new records.
-    pub fn open_shards(&self) -> impl Iterator<Item = &ShardInfo> {
-        self.shards.iter().filter(|s| s.is_open())
-    }
+fn node_view(c: &Client, reply: &Bytes) -> Result<NodeView, ClientError> {
+    open(reply)
+        .body_as_cluster_status()
+        .map(|s| NodeView::from_fb(&s))
+        .ok_or_else(|| bad(c, "ClusterStatus"))
 }
 
 pub(crate) fn bad(c: &Client, what: &str) -> ClientError {
@@ -248,74 +38,6 @@ pub(crate) fn open(reply: &Bytes) -> fb::Response<'_> {
     wire::decode_response(reply).expect("Client::call verified the reply")
 }
 
-/// Writes a `StreamDescription` table.
-pub fn build_stream_description<'a>(
-    fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
-    s: &StreamInfo,
-) -> flatbuffers::WIPOffset<fb::StreamDescription<'a>> {
-    let shards: Vec<_> = s
-        .shards
-        .iter()
-        .map(|sh| {
-            let start = Some(fbb.create_string(&sh.start_hash_key));
-            let end = Some(fbb.create_string(&sh.end_hash_key));
-            let replicas = Some(fbb.create_vector(&sh.replicas));
-            let parents = Some(fbb.create_vector(&sh.parents));
-            let state = Some(fbb.create_string(&sh.state));
-            fb::ShardDescription::create(
-                fbb,
-                &fb::ShardDescriptionArgs {
-                    id: sh.id,
-                    start_hash_key: start,
-                    end_hash_key: end,
-                    first_offset: sh.first_offset,
-                    next_offset: sh.next_offset,
-                    leader_node: sh.leader_node,
-                    replicas,
-                    tiered_offset: sh.tiered_offset,
-                    tier_objects: sh.tier_objects,
-                    tier_bytes: sh.tier_bytes,
-                    newest_timestamp_ms: sh.newest_timestamp_ms,
-                    parents,
-                    state,
-                    end_offset: sh.end_offset.unwrap_or(0),
-                },
-            )
-        })
-        .collect();
-    let shards = Some(fbb.create_vector(&shards));
-    let nodes: Vec<_> = s
-        .nodes
-        .iter()
-        .map(|n| build_node_description(fbb, n))
-        .collect();
-    let nodes = Some(fbb.create_vector(&nodes));
-    let name = Some(fbb.create_string(&s.name));
-    let archive_url = Some(fbb.create_string(&s.archive_url));
-    let groups: Vec<_> = s
-        .groups
-        .iter()
-        .map(|g| crate::group::build_group_description(fbb, g))
-        .collect();
-    let groups = Some(fbb.create_vector(&groups));
-    fb::StreamDescription::create(
-        fbb,
-        &fb::StreamDescriptionArgs {
-            archive_url,
-            local_retention_ms: s.retention.local_ms.unwrap_or(0),
-            local_retention_bytes: s.retention.local_bytes.unwrap_or(0),
-            retention_ms: s.retention.total_ms.unwrap_or(0),
-            retention_bytes: s.retention.total_bytes.unwrap_or(0),
-            name,
-            replication: s.replication,
-            created_ms: s.created_ms,
-            shards,
-            nodes,
-            groups,
-        },
-    )
-}
-
 /// Sends one batch to an edge; returns once the edge made it durable.
 pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, ClientError> {
     let req = wire::request(fb::RequestBody::ProduceRequest, |fbb| {
@@ -328,23 +50,6 @@ pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, Clie
     r.body_as_produce_response()
         .map(|p| p.records())
         .ok_or_else(|| bad(c, "ProduceResponse"))
-}
-
-/// One run of records for [`forward`].
-#[derive(Debug, Clone)]
-pub struct Piece {
-    pub first_seq: u64,
-    pub seq_deltas: Option<Vec<u32>>,
-    pub max_timestamp_ms: i64,
-    pub batch: Bytes,
-}
-
-/// Result of a [`forward`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forwarded {
-    pub appended: u64,
-    pub duplicates: u64,
-    pub next_offset: u64,
 }
 
 /// How long a forward may take: commit time grows with the entries it
@@ -443,18 +148,6 @@ pub async fn create_stream_with(
     stream_description(c, &c.call(&req).await?)
 }
 
-/// A reshard (`strata stream split | merge | scale`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reshard {
-    /// Split `shard` in two at hash key `at` (the upper child's first key;
-    /// None: the middle).
-    Split { shard: u32, at: Option<u128> },
-    /// Merge two shards with adjacent hash-key ranges.
-    Merge { shards: [u32; 2] },
-    /// Close every open shard and create `count` with uniform ranges.
-    Scale { count: u32 },
-}
-
 /// Reshards a stream; answered (by the metadata leader) once the change is
 /// committed, with the stream's new shards. Parents seal in the background.
 pub async fn reshard(c: &Client, stream: &str, op: &Reshard) -> Result<StreamInfo, ClientError> {
@@ -551,15 +244,6 @@ pub async fn describe_stream(c: &Client, name: &str) -> Result<StreamInfo, Clien
             .as_union_value()
     });
     stream_description(c, &c.call(&req).await?)
-}
-
-/// Where to start reading a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    Oldest,
-    Latest,
-    Offset(u64),
-    TimestampMs(i64),
 }
 
 /// Resolves `start` to an offset of `shard`.
@@ -752,98 +436,12 @@ pub async fn subscribe(
     })
 }
 
-/// A replica's replication state, as its shard leader sees it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ReplicaLag {
-    pub node: u64,
-    pub matched_index: u64,
-    pub lag: u64,
-}
-
-/// A shard led by the answering node.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ShardLeadership {
-    pub stream: String,
-    pub shard: u32,
-    pub leader: u64,
-    pub term: u64,
-    pub last_log_index: u64,
-    pub replicas: Vec<ReplicaLag>,
-}
-
-/// One node's view of the cluster.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct NodeView {
-    pub node: u64,
-    pub meta_leader: u64,
-    pub nodes: Vec<NodeInfo>,
-    pub shards: Vec<ShardLeadership>,
-    /// Producer ids registered in the metadata group.
-    pub producers: u64,
-}
-
 pub async fn cluster_status(c: &Client) -> Result<NodeView, ClientError> {
     let req = wire::request(fb::RequestBody::ClusterStatusRequest, |fbb| {
         fb::ClusterStatusRequest::create(fbb, &fb::ClusterStatusRequestArgs {}).as_union_value()
     });
     let reply = c.call(&req).await?;
     node_view(c, &reply)
-}
-
-fn node_view(c: &Client, reply: &Bytes) -> Result<NodeView, ClientError> {
-    let r = open(reply);
-    let s = r
-        .body_as_cluster_status()
-        .ok_or_else(|| bad(c, "ClusterStatus"))?;
-    Ok(NodeView {
-        node: s.node(),
-        meta_leader: s.meta_leader(),
-        producers: s.producers(),
-        nodes: s
-            .nodes()
-            .map(|ns| ns.iter().map(|n| NodeInfo::from_fb(&n)).collect())
-            .unwrap_or_default(),
-        shards: s
-            .shards()
-            .map(|ss| {
-                ss.iter()
-                    .map(|sh| ShardLeadership {
-                        stream: sh.stream().to_string(),
-                        shard: sh.shard(),
-                        leader: sh.leader(),
-                        term: sh.term(),
-                        last_log_index: sh.last_log_index(),
-                        replicas: sh
-                            .replicas()
-                            .map(|rs| {
-                                rs.iter()
-                                    .map(|r| ReplicaLag {
-                                        node: r.node(),
-                                        matched_index: r.matched_index(),
-                                        lag: r.lag(),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
-}
-
-/// A membership change for [`change_membership`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MembershipChange {
-    /// Register a node that runs with the cluster's `peers` as seeds.
-    Add {
-        node_id: u64,
-        zone: String,
-        addr: String,
-        peer_addr: String,
-    },
-    /// Drain a node: move its replicas away, then remove it.
-    Remove { node_id: u64 },
 }
 
 /// Asks the metadata leader to add or remove a node; returns its view of the

@@ -10,10 +10,9 @@
 //! least once and re-delivery is bounded by what was read since that
 //! checkpoint.
 
-use crate::api::{self, bad, open, ConsumedRecord, Start, StreamInfo};
+use crate::api::{self, bad, open, ConsumedRecord, Start};
 use crate::cluster::Cluster;
 use crate::transport::{Client, ClientError};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -21,156 +20,9 @@ use strata_schema::fb;
 use strata_schema::wire;
 use tokio::sync::watch;
 
-/// Where a group stands in one shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Checkpoint {
-    /// The next offset to read.
-    pub offset: u64,
-    /// Timestamp of the last record before `offset` (0 if unknown).
-    pub timestamp_ms: i64,
-}
-
-/// One shard of a group as `describe` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GroupShardInfo {
-    pub shard: u32,
-    /// The member reading it ("" when none).
-    pub owner: String,
-    pub checkpoint: Option<Checkpoint>,
-}
-
-/// A consumer group of a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GroupInfo {
-    pub name: String,
-    pub generation: u64,
-    pub members: Vec<String>,
-    pub shards: Vec<GroupShardInfo>,
-}
-
-/// How far a group is behind in one shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ShardLag {
-    pub shard: u32,
-    /// Records between the checkpoint and the shard's end.
-    pub records: u64,
-    /// Newest record's timestamp minus the checkpoint's (0 when caught up).
-    pub ms: i64,
-}
-
-impl GroupInfo {
-    pub fn from_fb(g: &fb::GroupDescription<'_>) -> Self {
-        Self {
-            name: g.name().to_string(),
-            generation: g.generation(),
-            members: g
-                .members()
-                .map(|ms| ms.iter().map(str::to_string).collect())
-                .unwrap_or_default(),
-            shards: g
-                .shards()
-                .map(|ss| {
-                    ss.iter()
-                        .map(|s| GroupShardInfo {
-                            shard: s.shard(),
-                            owner: s.owner().unwrap_or("").to_string(),
-                            checkpoint: s.has_checkpoint().then(|| Checkpoint {
-                                offset: s.offset(),
-                                timestamp_ms: s.timestamp_ms(),
-                            }),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    /// Lag per shard of `stream` (which must describe the same stream). A
-    /// shard without a checkpoint counts from the shard's first offset.
-    pub fn lag(&self, stream: &StreamInfo) -> Vec<ShardLag> {
-        stream
-            .shards
-            .iter()
-            .map(|sh| {
-                let cp = self
-                    .shards
-                    .iter()
-                    .find(|g| g.shard == sh.id)
-                    .and_then(|g| g.checkpoint);
-                let (records, ms) =
-                    shard_lag(sh.first_offset, sh.next_offset, sh.newest_timestamp_ms, cp);
-                ShardLag {
-                    shard: sh.id,
-                    records,
-                    ms,
-                }
-            })
-            .collect()
-    }
-}
-
-/// How far `cp` is behind a shard holding offsets `[first, next)` whose
-/// newest record is stamped `newest_ms`: (records, ms). Without a
-/// checkpoint the lag counts from `first`; ms is 0 when caught up or when
-/// the checkpoint has no timestamp.
-pub fn shard_lag(first: u64, next: u64, newest_ms: i64, cp: Option<Checkpoint>) -> (u64, i64) {
-    let from = cp.map_or(first, |c| c.offset.max(first));
-    let records = next.saturating_sub(from);
-    let ms = match cp {
-        Some(c) if records > 0 && c.timestamp_ms > 0 => (newest_ms - c.timestamp_ms).max(0),
-        _ => 0,
-    };
-    (records, ms)
-}
-
-/// Writes a `GroupDescription` table.
-pub fn build_group_description<'a>(
-    fbb: &mut flatbuffers::FlatBufferBuilder<'a>,
-    g: &GroupInfo,
-) -> flatbuffers::WIPOffset<fb::GroupDescription<'a>> {
-    let shards: Vec<_> = g
-        .shards
-        .iter()
-        .map(|s| {
-            let owner = Some(fbb.create_string(&s.owner));
-            let cp = s.checkpoint.unwrap_or_default();
-            fb::GroupShard::create(
-                fbb,
-                &fb::GroupShardArgs {
-                    shard: s.shard,
-                    owner,
-                    has_checkpoint: s.checkpoint.is_some(),
-                    offset: cp.offset,
-                    timestamp_ms: cp.timestamp_ms,
-                },
-            )
-        })
-        .collect();
-    let shards = Some(fbb.create_vector(&shards));
-    let members: Vec<_> = g.members.iter().map(|m| fbb.create_string(m)).collect();
-    let members = Some(fbb.create_vector(&members));
-    let name = Some(fbb.create_string(&g.name));
-    fb::GroupDescription::create(
-        fbb,
-        &fb::GroupDescriptionArgs {
-            name,
-            generation: g.generation,
-            members,
-            shards,
-        },
-    )
-}
-
-/// A member's shards after a heartbeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Assignment {
-    pub generation: u64,
-    /// The member's shards, with the group's checkpoint where there is one.
-    pub shards: Vec<(u32, Option<Checkpoint>)>,
-    pub members: u32,
-    /// Commits refused: shards the member did not own in that generation.
-    pub refused_commits: u32,
-}
+pub use strata_protocol::group::{
+    build_group_description, shard_lag, Assignment, Checkpoint, GroupInfo, GroupShardInfo, ShardLag,
+};
 
 /// One heartbeat of a group member.
 #[derive(Debug, Clone, Default)]

@@ -1,20 +1,21 @@
 //! Request/response over QUIC: one bidirectional stream per request, one
 //! length-prefixed flatbuffer frame each way (see `strata_schema::frame`).
 //!
-//! [`Client`] keeps one connection to a server and reconnects on demand;
-//! [`serve`] runs a server accept loop with a cap on connections and on
-//! concurrent requests per connection, and graceful shutdown.
+//! [`Client`] keeps one connection to a server and reconnects on demand.
+//! Frames and the server loop are in `strata_runtime`.
 
 use bytes::Bytes;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
+use strata_runtime::frame::{write_frame, FrameReadError};
 use strata_schema::fb;
-use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
+
+/// The frame reader, for tests that speak the wire protocol by hand.
+pub use strata_runtime::frame::read_frame;
+use strata_schema::frame::FRAME_BYTES_MAX;
 use strata_schema::wire::{self, RemoteError};
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 /// Errors of a request to a Strata server.
 #[derive(Debug, thiserror::Error)]
@@ -276,180 +277,4 @@ pub(crate) async fn read_reply(
 ) -> Result<Bytes, ClientError> {
     let reply = read_reply_frame(recv, addr).await?;
     check_reply(addr, reply)
-}
-
-/// Errors reading one frame.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameReadError {
-    #[error("{0}")]
-    Frame(#[from] frame::FrameError),
-    #[error("stream ended after {got} of {want} bytes")]
-    Short { got: usize, want: usize },
-    #[error("i/o: {0}")]
-    Io(String),
-}
-
-/// Reads one length-prefixed frame; the length is checked before allocating.
-pub async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Bytes, FrameReadError> {
-    let mut prefix = [0u8; FRAME_HEADER_BYTES];
-    read_exact(recv, &mut prefix).await?;
-    let len = frame::parse_header(prefix, max)?;
-    let mut body = vec![0u8; len];
-    read_exact(recv, &mut body).await?;
-    Ok(Bytes::from(body))
-}
-
-async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), FrameReadError> {
-    use quinn::ReadExactError;
-    recv.read_exact(buf).await.map_err(|e| match e {
-        ReadExactError::FinishedEarly(got) => FrameReadError::Short {
-            got,
-            want: buf.len(),
-        },
-        ReadExactError::ReadError(e) => FrameReadError::Io(e.to_string()),
-    })
-}
-
-/// Handles verified request frames. The handler decodes the body itself
-/// (`strata_schema::wire::decode_request` succeeded once already).
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Bytes, peer: SocketAddr) -> impl Future<Output = Bytes> + Send;
-
-    /// Serves a `SubscribeRequest`: writes reply frames to `send` (see
-    /// [`write_frame`]) until the subscriber stops reading. A server without
-    /// subscriptions answers with one error.
-    fn subscribe(
-        &self,
-        request: Bytes,
-        peer: SocketAddr,
-        send: quinn::SendStream,
-    ) -> impl Future<Output = ()> + Send {
-        let _ = (request, peer);
-        async move {
-            let mut send = send;
-            let e = RemoteError::new(
-                fb::ErrorCode::InvalidArgument,
-                "this server has no subscriptions: subscribe at a core node",
-            );
-            let _ = write_frame(&mut send, &e.encode()).await;
-            let _ = send.finish();
-        }
-    }
-}
-
-/// Writes one frame: a request, or one reply.
-pub async fn write_frame(
-    send: &mut quinn::SendStream,
-    reply: &[u8],
-) -> Result<(), quinn::WriteError> {
-    send.write_all(&frame::header(reply.len())).await?;
-    send.write_all(reply).await
-}
-
-/// Limits of a server loop.
-#[derive(Debug, Clone, Copy)]
-pub struct ServeLimits {
-    pub connections_max: usize,
-    pub requests_per_connection_max: usize,
-    pub frame_bytes_max: usize,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        Self {
-            connections_max: 1024,
-            requests_per_connection_max: 256,
-            frame_bytes_max: FRAME_BYTES_MAX,
-        }
-    }
-}
-
-/// Accepts connections until `shutdown` turns true, then stops accepting and
-/// waits (bounded) for in-flight requests.
-pub async fn serve<H: Handler>(
-    endpoint: quinn::Endpoint,
-    handler: Arc<H>,
-    limits: ServeLimits,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let conns = Arc::new(Semaphore::new(limits.connections_max));
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => break },
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
-        let Ok(permit) = conns.clone().try_acquire_owned() else {
-            incoming.refuse();
-            continue;
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let peer = incoming.remote_address();
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "QUIC handshake failed");
-                    return;
-                }
-            };
-            serve_connection(conn, handler, limits).await;
-        });
-    }
-    endpoint.close(0u32.into(), b"shutting down");
-    let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
-}
-
-async fn serve_connection<H: Handler>(
-    conn: quinn::Connection,
-    handler: Arc<H>,
-    limits: ServeLimits,
-) {
-    let peer = conn.remote_address();
-    let inflight = Arc::new(Semaphore::new(limits.requests_per_connection_max));
-    loop {
-        let permit = inflight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection closed");
-                return;
-            }
-        };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
-                Ok(req) => match wire::decode_request(&req) {
-                    Ok(r) if r.body_type() == fb::RequestBody::SubscribeRequest => {
-                        handler.subscribe(req, peer, send).await;
-                        return;
-                    }
-                    Ok(_) => handler.handle(req, peer).await,
-                    Err(e) => {
-                        RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode()
-                    }
-                },
-                Err(FrameReadError::Io(e)) => {
-                    tracing::debug!(%peer, error = %e, "request stream failed");
-                    return;
-                }
-                Err(e) => RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode(),
-            };
-            let _ = write_frame(&mut send, &reply).await;
-            let _ = send.finish();
-            // Let the peer read the reply before the stream is dropped.
-            let _ = send.stopped().await;
-        });
-    }
-}
-
-/// Binds a QUIC server endpoint with a clear error naming the address.
-pub fn bind_server(addr: SocketAddr, cfg: quinn::ServerConfig) -> anyhow::Result<quinn::Endpoint> {
-    quinn::Endpoint::server(cfg, addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (UDP): {e}"))
 }

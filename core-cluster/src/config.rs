@@ -226,7 +226,7 @@ mod tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/config/core.example.toml");
         let cfg: CoreConfig =
-            strata_client::settings::load(Some(&p), "STRATA_CORE_EXAMPLE_TEST").unwrap();
+            strata_runtime::settings::load(Some(&p), "STRATA_CORE_EXAMPLE_TEST").unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.listen_addr.port(), 7500);
         assert_eq!(cfg.record_bytes_max, 1024 * 1024);

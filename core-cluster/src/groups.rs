@@ -42,24 +42,7 @@ pub const SESSION_MS_MAX: u64 = 300_000;
 /// Longest group or member name.
 pub const NAME_BYTES_MAX: usize = 200;
 
-/// Where a group stands in one shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The next offset to read.
-    pub offset: u64,
-    /// Timestamp of the last record before `offset` (0 if unknown): how far
-    /// behind the group is, in time.
-    pub timestamp_ms: i64,
-}
-
-impl From<Checkpoint> for strata_client::group::Checkpoint {
-    fn from(c: Checkpoint) -> Self {
-        Self {
-            offset: c.offset,
-            timestamp_ms: c.timestamp_ms,
-        }
-    }
-}
+pub use strata_protocol::{Assignment, Checkpoint};
 
 /// A shard as a group sees it: its parents and, once sealed, where it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,18 +91,6 @@ pub struct Heartbeat {
     pub generation: u64,
     pub commits: Vec<(u32, Checkpoint)>,
     pub leave: bool,
-}
-
-/// What a member is told after its heartbeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub generation: u64,
-    /// The member's shards with the group's checkpoint in each (if any).
-    pub shards: Vec<(u32, Option<Checkpoint>)>,
-    pub members: u32,
-    /// Commits refused: shards the member did not own (or had not yet
-    /// been told it owns).
-    pub refused_commits: u32,
 }
 
 impl Group {

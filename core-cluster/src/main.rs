@@ -4,13 +4,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_client::transport::{bind_server, serve, ServeLimits};
 use strata_core::config::CoreConfig;
 use strata_core::node::Node;
 use strata_core::peer::serve_peers;
 use strata_core::raft::net::NetworkFactory;
 use strata_core::raft::network::PeerPool;
 use strata_core::server::CoreHandler;
+use strata_runtime::server::{bind_server, serve, ServeLimits};
 use tokio::sync::watch;
 
 /// Strata core node: Raft-replicated shard logs behind a QUIC API.
@@ -27,15 +27,15 @@ fn main() {
     let args = Args::parse();
     // Two worker threads are plenty on a Raspberry-class device (edge); the
     // core uses one per core.
-    strata_client::daemon::run("strata-core", "info,openraft=warn", None, run(args));
+    strata_runtime::daemon::run("strata-core", "info,openraft=warn", None, run(args));
 }
 
 async fn run(args: Args) -> Result<()> {
-    let cfg: CoreConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_CORE")?;
+    let cfg: CoreConfig = strata_runtime::settings::load(args.config.as_deref(), "STRATA_CORE")?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    strata_client::tls::install_crypto_provider();
-    let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    strata_runtime::tls::install_crypto_provider();
+    let server_cfg = strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
     if let Some(addr) = cfg.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -50,8 +50,8 @@ async fn run(args: Args) -> Result<()> {
         None
     } else {
         let ca = cfg.tls_ca.as_ref().expect("validated: tls_ca with peers");
-        let server = strata_client::tls::peer_server_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
-        let client = strata_client::tls::peer_client_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
+        let server = strata_runtime::tls::peer_server_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
+        let client = strata_runtime::tls::peer_client_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
         let ep = bind_server(cfg.peer_addr, server)?;
         Some((ep.clone(), PeerPool::new(ep, client)))
     };
@@ -80,7 +80,7 @@ async fn run(args: Args) -> Result<()> {
         ServeLimits::default(),
         stop_rx,
     ));
-    strata_client::daemon::shutdown_signal().await;
+    strata_runtime::daemon::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;

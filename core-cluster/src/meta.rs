@@ -106,7 +106,7 @@ pub struct StreamMeta {
     pub created_ms: i64,
     pub shards: Vec<ShardMeta>,
     #[serde(default)]
-    pub retention: strata_client::api::Retention,
+    pub retention: strata_protocol::Retention,
     /// Set by `stream restore`: each shard leader loads its shard's manifest
     /// from this object store URL into the (empty) shard.
     #[serde(default)]

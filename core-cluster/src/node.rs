@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use strata_client::api::{MembershipChange, NodeInfo, ShardInfo, StreamInfo};
+use strata_protocol::{MembershipChange, NodeInfo, ShardInfo, StreamInfo};
 use strata_schema::fb::ErrorCode;
 use strata_schema::hashkey;
 use strata_schema::wire::RemoteError;
@@ -760,7 +760,7 @@ impl Node {
     }
 
     /// A stream's retention, from the catalog (default if unknown).
-    pub fn retention(&self, stream: &str) -> strata_client::api::Retention {
+    pub fn retention(&self, stream: &str) -> strata_protocol::Retention {
         self.meta
             .sm
             .read(|c| c.streams.get(stream).map(|s| s.retention))
@@ -886,7 +886,7 @@ impl Node {
         name: &str,
         shards: u32,
         replication: u32,
-        retention: strata_client::api::Retention,
+        retention: strata_protocol::Retention,
     ) -> Result<StreamInfo, RemoteError> {
         self.create_stream_from(name, shards, replication, retention, None)
             .await
@@ -940,7 +940,7 @@ impl Node {
         name: &str,
         shards: u32,
         replication: u32,
-        retention: strata_client::api::Retention,
+        retention: strata_protocol::Retention,
         restore_from: Option<String>,
     ) -> Result<StreamInfo, RemoteError> {
         if let Some(b) = retention
@@ -1231,9 +1231,8 @@ impl Node {
                         .into_iter()
                         .flatten()
                         .map(|(name, grp)| {
-                            let cp = grp.checkpoints.get(&shard).map(|&c| c.into());
-                            let (records, ms) =
-                                strata_client::group::shard_lag(first, next, newest, cp);
+                            let cp = grp.checkpoints.get(&shard).copied();
+                            let (records, ms) = strata_protocol::shard_lag(first, next, newest, cp);
                             (name.clone(), records, ms)
                         })
                         .collect()
@@ -1256,8 +1255,8 @@ impl Node {
     }
 
     /// The consumer groups of a stream as clients see them.
-    fn groups_of(&self, stream: &str) -> Vec<strata_client::group::GroupInfo> {
-        use strata_client::group::{GroupInfo, GroupShardInfo};
+    fn groups_of(&self, stream: &str) -> Vec<strata_protocol::GroupInfo> {
+        use strata_protocol::{GroupInfo, GroupShardInfo};
         self.meta.sm.read(|c| {
             let Some(groups) = c.groups.get(stream) else {
                 return Vec::new();
@@ -1282,7 +1281,7 @@ impl Node {
                             .map(|s| GroupShardInfo {
                                 shard: s,
                                 owner: g.owners.get(&s).cloned().unwrap_or_default(),
-                                checkpoint: g.checkpoints.get(&s).map(|&cp| cp.into()),
+                                checkpoint: g.checkpoints.get(&s).copied(),
                             })
                             .collect(),
                     }

@@ -52,7 +52,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_client::transport::{read_frame, FrameReadError};
+use strata_runtime::frame::{read_frame, FrameReadError};
 use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 use tokio::sync::{watch, Semaphore};
 
@@ -439,7 +439,7 @@ async fn campaign(raft: Raft) {
 }
 
 /// Serves Raft RPCs from other core nodes on `endpoint` (configured with
-/// `strata_client::tls::peer_server_config`) until `shutdown` turns true;
+/// `strata_runtime::tls::peer_server_config`) until `shutdown` turns true;
 /// then closes the endpoint, which also ends outgoing peer connections if
 /// the same endpoint backs the node's `PeerPool`.
 pub async fn serve_peers(

@@ -8,8 +8,8 @@ use flatbuffers::FlatBufferBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_client::api::{build_node_description, build_stream_description};
-use strata_client::transport::Handler;
+use strata_protocol::{build_node_description, build_stream_description};
+use strata_runtime::server::Handler;
 use strata_schema::batch;
 use strata_schema::fb::{self, ErrorCode};
 use strata_schema::wire::{self, RemoteError};
@@ -28,7 +28,7 @@ impl Handler for CoreHandler {
         let r = req.body_as_subscribe_request().expect("type checked");
         tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
         if let Err(e) = self.serve_subscription(r, &mut send).await {
-            let _ = strata_client::transport::write_frame(&mut send, &e.encode()).await;
+            let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
             let _ = send.finish();
             let _ = send.stopped().await;
         }
@@ -51,7 +51,7 @@ impl Handler for CoreHandler {
                         r.name(),
                         r.shards(),
                         r.replication(),
-                        strata_client::api::Retention::from_wire(
+                        strata_protocol::Retention::from_wire(
                             r.local_retention_ms(),
                             r.local_retention_bytes(),
                             r.retention_ms(),
@@ -243,8 +243,8 @@ fn reshard_op(r: &fb::ReshardRequest<'_>) -> Result<crate::reshard::ReshardOp, R
 
 fn membership_change(
     r: &fb::ChangeMembershipRequest<'_>,
-) -> Result<strata_client::api::MembershipChange, RemoteError> {
-    use strata_client::api::MembershipChange;
+) -> Result<strata_protocol::MembershipChange, RemoteError> {
+    use strata_protocol::MembershipChange;
     if r.node_id() == 0 {
         return Err(invalid("node id must be non-zero"));
     }
@@ -262,7 +262,7 @@ fn membership_change(
     }
 }
 
-fn describe_reply(s: &strata_client::api::StreamInfo) -> Bytes {
+fn describe_reply(s: &strata_protocol::StreamInfo) -> Bytes {
     wire::response(fb::ResponseBody::StreamDescription, |fbb| {
         build_stream_description(fbb, s).as_union_value()
     })
@@ -324,7 +324,7 @@ fn status_reply(v: &crate::node::ClusterView) -> Bytes {
     })
 }
 
-fn list_reply(list: &[strata_client::api::StreamInfo]) -> Bytes {
+fn list_reply(list: &[strata_protocol::StreamInfo]) -> Bytes {
     wire::response(fb::ResponseBody::StreamList, |fbb| {
         let items: Vec<_> = list
             .iter()
@@ -532,7 +532,7 @@ impl CoreHandler {
                 continue;
             }
             metrics::counter!("strata_core_push_frames_total").increment(1);
-            if strata_client::transport::write_frame(send, &fetched.reply)
+            if strata_runtime::frame::write_frame(send, &fetched.reply)
                 .await
                 .is_err()
             {

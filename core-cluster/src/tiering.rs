@@ -28,7 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_client::api::Retention;
+use strata_protocol::Retention;
 use strata_schema::batch;
 use tokio::sync::watch;
 

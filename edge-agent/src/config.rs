@@ -135,7 +135,7 @@ mod tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/config/edge.example.toml");
         let cfg: EdgeConfig =
-            strata_client::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST").unwrap();
+            strata_runtime::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST").unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.listen_addr.port(), 7400);
         assert_eq!(cfg.full_policy, FullPolicy::Reject);
@@ -146,7 +146,7 @@ mod tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/config/edge.example.toml");
         let mut cfg: EdgeConfig =
-            strata_client::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST2").unwrap();
+            strata_runtime::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST2").unwrap();
         cfg.buffer_bytes_max = cfg.segment_bytes_max;
         let err = cfg.validate().unwrap_err();
         assert!(err.contains("buffer_bytes_max"), "{err}");

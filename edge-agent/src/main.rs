@@ -5,9 +5,9 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_client::cluster::Cluster;
-use strata_client::transport::{bind_server, serve, ServeLimits};
 use strata_edge::agent::{Agent, EdgeHandler};
 use strata_edge::config::EdgeConfig;
+use strata_runtime::server::{bind_server, serve, ServeLimits};
 use tokio::sync::watch;
 
 /// Strata edge agent: QUIC ingest, durable buffers, forwarding to the core.
@@ -24,15 +24,15 @@ fn main() {
     let args = Args::parse();
     // Two worker threads are plenty on a Raspberry-class device (edge); the
     // core uses one per core.
-    strata_client::daemon::run("strata-edge", "info", Some(2), run(args));
+    strata_runtime::daemon::run("strata-edge", "info", Some(2), run(args));
 }
 
 async fn run(args: Args) -> Result<()> {
-    let cfg: EdgeConfig = strata_client::settings::load(args.config.as_deref(), "STRATA_EDGE")?;
+    let cfg: EdgeConfig = strata_runtime::settings::load(args.config.as_deref(), "STRATA_EDGE")?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    strata_client::tls::install_crypto_provider();
-    let server_cfg = strata_client::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    strata_runtime::tls::install_crypto_provider();
+    let server_cfg = strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
     let core = Arc::new(Cluster::new(cfg.core_addrs.clone(), &cfg.core_ca).context("core client")?);
     if let Some(addr) = cfg.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -50,7 +50,7 @@ async fn run(args: Args) -> Result<()> {
         ServeLimits::default(),
         stop_rx,
     ));
-    strata_client::daemon::shutdown_signal().await;
+    strata_runtime::daemon::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;

@@ -6,9 +6,11 @@
 use std::future::Future;
 
 /// Runs `main` on a multi-threaded runtime and exits the process on error.
-pub fn run<F>(name: &str, default_filter: &str, worker_threads: Option<usize>, main: F)
+/// The error is printed with `{:#}` (for `anyhow`, the whole chain).
+pub fn run<F, E>(name: &str, default_filter: &str, worker_threads: Option<usize>, main: F)
 where
-    F: Future<Output = anyhow::Result<()>>,
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -3,16 +3,35 @@
 //! serde with `deny_unknown_fields`, so an unknown or mistyped key is rejected
 //! at start with its name.
 
-use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a config could not be loaded; names the file (or the environment).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("config file {} does not exist", .0.display())]
+    Missing(PathBuf),
+    #[error("reading config {what}: {source}")]
+    Read {
+        what: String,
+        source: config::ConfigError,
+    },
+    #[error("invalid config {what}: {source}")]
+    Invalid {
+        what: String,
+        source: config::ConfigError,
+    },
+}
 
 /// Loads `T` from `path` (optional) and the environment under `env_prefix`.
-pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Result<T> {
+pub fn load<T: DeserializeOwned>(
+    path: Option<&Path>,
+    env_prefix: &str,
+) -> Result<T, SettingsError> {
     let mut b = config::Config::builder();
     if let Some(p) = path {
         if !p.exists() {
-            anyhow::bail!("config file {} does not exist", p.display());
+            return Err(SettingsError::Missing(p.to_path_buf()));
         }
         b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
     }
@@ -25,11 +44,12 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Resul
         || format!("{env_prefix}_* environment"),
         |p| p.display().to_string(),
     );
-    let cfg = b
-        .build()
-        .with_context(|| format!("reading config {what}"))?;
+    let cfg = b.build().map_err(|source| SettingsError::Read {
+        what: what.clone(),
+        source,
+    })?;
     cfg.try_deserialize::<T>()
-        .map_err(|e| anyhow::anyhow!("invalid config {what}: {e}"))
+        .map_err(|source| SettingsError::Invalid { what, source })
 }
 
 #[cfg(test)]

@@ -6,13 +6,62 @@
 //! `::1`, and serves both the edge and the core. Production deployments point
 //! the daemons at their own CA and certificates.
 
-use anyhow::{anyhow, Context, Result};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Errors of TLS set-up; each names the file or step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no certificate found in {}", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("no private key found in {}", .0.display())]
+    NoKey(PathBuf),
+    #[error("certificate {} does not match its key: {source}", cert.display())]
+    KeyMismatch {
+        cert: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("adding CA certificate from {}: {source}", ca.display())]
+    BadCa { ca: PathBuf, source: rustls::Error },
+    #[error("building the client verifier for CA {}: {source}", ca.display())]
+    Verifier {
+        ca: PathBuf,
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("building the QUIC TLS config: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("generating the dev certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("no CA certificate: pass --ca FILE or set STRATA_CA (looked for {}; `strata dev` creates it)", .0.display())]
+    NoCa(PathBuf),
+}
+
+type Result<T, E = TlsError> = std::result::Result<T, E>;
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TlsError + 'a {
+    move |source| TlsError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn mismatch(cert: &Path) -> impl FnOnce(rustls::Error) -> TlsError + '_ {
+    move |source| TlsError::KeyMismatch {
+        cert: cert.to_path_buf(),
+        source,
+    }
+}
 
 /// Files of the development PKI under `DIR/tls`.
 #[derive(Debug, Clone)]
@@ -40,8 +89,7 @@ impl DevPki {
         if p.ca.exists() && p.cert.exists() && p.key.exists() {
             return Ok((p, false));
         }
-        std::fs::create_dir_all(tls_dir)
-            .with_context(|| format!("creating {}", tls_dir.display()))?;
+        std::fs::create_dir_all(tls_dir).map_err(io("creating", tls_dir))?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -70,9 +118,9 @@ impl DevPki {
 
         write_private(&p.ca_key, &ca_key_pem)?;
         write_private(&p.key, &node_key.serialize_pem())?;
-        std::fs::write(&p.cert, node_cert.pem())?;
+        std::fs::write(&p.cert, node_cert.pem()).map_err(io("writing", &p.cert))?;
         // The CA last: its presence marks a complete set.
-        std::fs::write(&p.ca, ca_cert.pem())?;
+        std::fs::write(&p.ca, ca_cert.pem()).map_err(io("writing", &p.ca))?;
         Ok((p, true))
     }
 }
@@ -85,10 +133,8 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(pem.as_bytes())?;
+    let mut f = opts.open(path).map_err(io("writing", path))?;
+    f.write_all(pem.as_bytes()).map_err(io("writing", path))?;
     Ok(())
 }
 
@@ -98,23 +144,21 @@ pub fn install_crypto_provider() {
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("reading certificate file {}", path.display()))?;
+    let pem = std::fs::read(path).map_err(io("reading certificate file", path))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing PEM certificates in {}", path.display()))?;
+        .map_err(io("parsing PEM certificates in", path))?;
     if certs.is_empty() {
-        return Err(anyhow!("no certificate found in {}", path.display()));
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
     Ok(certs)
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let pem = std::fs::read(path).map_err(io("reading key file", path))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .with_context(|| format!("parsing PEM private key in {}", path.display()))?
-        .ok_or_else(|| anyhow!("no private key found in {}", path.display()))
+        .map_err(io("parsing PEM private key in", path))?
+        .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
 }
 
 /// `keep_alive` must be well under `idle_timeout`: a peer that stops
@@ -144,10 +188,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<quinn::ServerConfig> {
     let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+        .map_err(mismatch(cert))?;
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = QuicServerConfig::try_from(tls).context("building QUIC TLS server config")?;
+    let crypto = QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(transport(Duration::from_secs(5), Duration::from_secs(30)));
     Ok(cfg)
@@ -158,15 +202,16 @@ pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig> {
     install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .with_context(|| format!("adding CA certificate from {}", ca.display()))?;
+        roots.add(c).map_err(|source| TlsError::BadCa {
+            ca: ca.to_path_buf(),
+            source,
+        })?;
     }
     let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).context("building QUIC TLS client config")?;
+    let crypto = QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport(Duration::from_secs(1), Duration::from_secs(4)));
     Ok(cfg)
@@ -197,9 +242,10 @@ fn peer_transport() -> Arc<quinn::TransportConfig> {
 fn cluster_roots(ca: &Path) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .with_context(|| format!("adding CA certificate from {}", ca.display()))?;
+        roots.add(c).map_err(|source| TlsError::BadCa {
+            ca: ca.to_path_buf(),
+            source,
+        })?;
     }
     Ok(roots)
 }
@@ -213,14 +259,17 @@ pub fn peer_server_config(cert: &Path, key: &Path, ca: &Path) -> Result<quinn::S
     let key = load_key(key)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(cluster_roots(ca)?))
         .build()
-        .with_context(|| format!("building the client verifier for CA {}", ca.display()))?;
+        .map_err(|source| TlsError::Verifier {
+            ca: ca.to_path_buf(),
+            source,
+        })?;
     let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+        .map_err(mismatch(cert))?;
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = QuicServerConfig::try_from(tls).context("building QUIC TLS server config")?;
+    let crypto = QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(peer_transport());
     Ok(cfg)
@@ -235,9 +284,9 @@ pub fn peer_client_config(cert: &Path, key: &Path, ca: &Path) -> Result<quinn::C
     let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_root_certificates(cluster_roots(ca)?)
         .with_client_auth_cert(certs, key)
-        .with_context(|| format!("certificate {} does not match its key", cert.display()))?;
+        .map_err(mismatch(cert))?;
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).context("building QUIC TLS client config")?;
+    let crypto = QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(peer_transport());
     Ok(cfg)
@@ -252,8 +301,5 @@ pub fn resolve_ca(explicit: Option<&Path>) -> Result<PathBuf> {
     if default.exists() {
         return Ok(default);
     }
-    Err(anyhow!(
-        "no CA certificate: pass --ca FILE or set STRATA_CA (looked for {}; `strata dev` creates it)",
-        default.display()
-    ))
+    Err(TlsError::NoCa(default))
 }

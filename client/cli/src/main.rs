@@ -14,7 +14,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    strata_client::tls::install_crypto_provider();
+    strata_runtime::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

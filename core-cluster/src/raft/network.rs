@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use strata_client::transport::read_frame;
+use strata_runtime::frame::read_frame;
 use strata_schema::frame::{FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 
 /// Bound on one QUIC handshake to a peer.
@@ -79,7 +79,7 @@ pub struct PeerPool {
 
 impl PeerPool {
     /// A pool connecting from `endpoint` with `client_cfg`
-    /// (`strata_client::tls::peer_client_config`). `endpoint` may be the
+    /// (`strata_runtime::tls::peer_client_config`). `endpoint` may be the
     /// node's peer server endpoint, so one UDP socket carries both directions.
     pub fn new(endpoint: quinn::Endpoint, client_cfg: quinn::ClientConfig) -> Arc<Self> {
         Arc::new(Self {
@@ -236,7 +236,7 @@ impl PeerPool {
             read_frame(&mut recv, PEER_REPLY_BYTES_MAX)
                 .await
                 .map_err(|e| match e {
-                    strata_client::transport::FrameReadError::Io(d) => lost(&d),
+                    strata_runtime::frame::FrameReadError::Io(d) => lost(&d),
                     other => PeerError::BadReply {
                         addr,
                         detail: other.to_string(),

@@ -160,7 +160,7 @@ async fn run_group(client: &strata_client::cluster::Cluster, a: &ConsumeArgs) ->
     // Ctrl-C or SIGTERM: commit what was printed and leave the group.
     let signalled = stop_tx.clone();
     tokio::spawn(async move {
-        strata_client::daemon::shutdown_signal().await;
+        strata_runtime::daemon::shutdown_signal().await;
         let _ = signalled.send(true);
     });
     let mut consumer = GroupConsumer::new(client, cfg);

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use strata_client::tls::DevPki;
 use strata_client::{api, Client, ClientError};
+use strata_runtime::tls::DevPki;
 use tokio::process::{Child, Command};
 
 #[derive(Args, Debug)]

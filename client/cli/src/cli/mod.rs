@@ -38,12 +38,12 @@ pub struct TlsArgs {
 
 impl TlsArgs {
     pub fn client(&self, addr: SocketAddr) -> Result<Client> {
-        let ca = strata_client::tls::resolve_ca(self.ca.as_deref())?;
+        let ca = strata_runtime::tls::resolve_ca(self.ca.as_deref())?;
         Ok(Client::new(addr, &ca)?)
     }
 
     pub fn cluster(&self, seeds: &Seeds) -> Result<Cluster> {
-        let ca = strata_client::tls::resolve_ca(self.ca.as_deref())?;
+        let ca = strata_runtime::tls::resolve_ca(self.ca.as_deref())?;
         Ok(Cluster::new(seeds.0.clone(), &ca)?)
     }
 }

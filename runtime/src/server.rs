@@ -1,0 +1,160 @@
+//! The QUIC request server every Strata daemon runs: one bidirectional
+//! stream per request, one verified frame each way, a cap on connections
+//! and on concurrent requests per connection, and graceful shutdown.
+
+use bytes::Bytes;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_schema::fb;
+use strata_schema::frame::FRAME_BYTES_MAX;
+use strata_schema::wire::{self, RemoteError};
+use tokio::sync::{watch, Semaphore};
+
+use crate::frame::{read_frame, write_frame, FrameReadError};
+
+/// Handles verified request frames. The handler decodes the body itself
+/// (`strata_schema::wire::decode_request` succeeded once already).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Bytes, peer: SocketAddr) -> impl Future<Output = Bytes> + Send;
+
+    /// Serves a `SubscribeRequest`: writes reply frames to `send` (see
+    /// [`write_frame`]) until the subscriber stops reading. A server without
+    /// subscriptions answers with one error.
+    fn subscribe(
+        &self,
+        request: Bytes,
+        peer: SocketAddr,
+        send: quinn::SendStream,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (request, peer);
+        async move {
+            let mut send = send;
+            let e = RemoteError::new(
+                fb::ErrorCode::InvalidArgument,
+                "this server has no subscriptions: subscribe at a core node",
+            );
+            let _ = write_frame(&mut send, &e.encode()).await;
+            let _ = send.finish();
+        }
+    }
+}
+
+/// Limits of a server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    pub connections_max: usize,
+    pub requests_per_connection_max: usize,
+    pub frame_bytes_max: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            connections_max: 1024,
+            requests_per_connection_max: 256,
+            frame_bytes_max: FRAME_BYTES_MAX,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` turns true, then stops accepting and
+/// waits (bounded) for in-flight requests.
+pub async fn serve<H: Handler>(
+    endpoint: quinn::Endpoint,
+    handler: Arc<H>,
+    limits: ServeLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conns = Arc::new(Semaphore::new(limits.connections_max));
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let peer = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "QUIC handshake failed");
+                    return;
+                }
+            };
+            serve_connection(conn, handler, limits).await;
+        });
+    }
+    endpoint.close(0u32.into(), b"shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+}
+
+async fn serve_connection<H: Handler>(
+    conn: quinn::Connection,
+    handler: Arc<H>,
+    limits: ServeLimits,
+) {
+    let peer = conn.remote_address();
+    let inflight = Arc::new(Semaphore::new(limits.requests_per_connection_max));
+    loop {
+        let permit = inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection closed");
+                return;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
+                Ok(req) => match wire::decode_request(&req) {
+                    Ok(r) if r.body_type() == fb::RequestBody::SubscribeRequest => {
+                        handler.subscribe(req, peer, send).await;
+                        return;
+                    }
+                    Ok(_) => handler.handle(req, peer).await,
+                    Err(e) => {
+                        RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode()
+                    }
+                },
+                Err(FrameReadError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "request stream failed");
+                    return;
+                }
+                Err(e) => RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode(),
+            };
+            let _ = write_frame(&mut send, &reply).await;
+            let _ = send.finish();
+            // Let the peer read the reply before the stream is dropped.
+            let _ = send.stopped().await;
+        });
+    }
+}
+
+/// A server endpoint could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} (UDP): {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds a QUIC server endpoint with a clear error naming the address.
+pub fn bind_server(
+    addr: SocketAddr,
+    cfg: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, BindError> {
+    quinn::Endpoint::server(cfg, addr).map_err(|source| BindError { addr, source })
+}
