@@ -3,8 +3,10 @@
 //! Producers' record batches (opaque, already verified bytes) are appended
 //! here and acknowledged once fsynced; the forwarder reads durable batches in
 //! order, sends them to the core and calls [`StreamBuffer::ack`] when the core
-//! has them. [`StreamBuffer`] is a plain synchronous struct doing `std::fs`
-//! I/O; [`BufferHandle`] (in `driver.rs`) wraps it with an async group-commit
+//! has them. [`StreamBuffer`] is a plain synchronous struct doing its file
+//! I/O through the file layer of `strata-segment-log` (`std::fs` in
+//! production, a simulated file system that can crash in the model tests);
+//! [`BufferHandle`] (in `driver.rs`) wraps it with an async group-commit
 //! writer.
 //!
 //! # Sequence numbers
@@ -21,7 +23,8 @@
 //!
 //! # On-disk format (version 1)
 //!
-//! One directory per stream holding:
+//! One directory per stream (created with its parent directory fsynced, so
+//! that its name survives a crash) holding:
 //!
 //! * Segment files `<first seq, 20 decimal digits>.buf`, e.g.
 //!   `00000000000000004096.buf`; the name sorts like the seq. A segment is a
@@ -103,11 +106,10 @@ use format::{encode_acked, encode_frame, ACKED_FILE, ACKED_TMP_FILE, FRAME_OVERH
 use recovery::{list_segments, read_acked, recover_segments, remove_if_exists};
 use segment::{segment_path, Segment};
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use strata_segment_log::fs::{create_dir_all_durably, FileRef, Fs, OpenMode, StdFs};
 
 /// What an append does when the buffer is at `buffer_bytes_max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -220,8 +222,12 @@ pub struct BufferStats {
     pub buffered_records: u64,
     /// Records deleted unforwarded by `drop_oldest` since open.
     pub dropped_records: u64,
-    /// Segment data/directory fsyncs since open (not counting `acked` writes).
+    /// Segment data and directory fsyncs since open (not counting those of
+    /// the recovery and of `acked` writes).
     pub fsyncs: u64,
+    /// Completed syncs that made new records durable since open: one per
+    /// group of appends the driver acknowledged.
+    pub commits: u64,
 }
 
 /// The fsyncs making everything appended before [`StreamBuffer::begin_sync`]
@@ -230,9 +236,11 @@ pub struct BufferStats {
 #[must_use = "a sync ticket must be run and passed to finish_sync"]
 #[derive(Debug)]
 pub struct SyncTicket {
-    segment: Option<(Arc<File>, PathBuf)>,
-    dir: Option<(Arc<File>, PathBuf)>,
+    segment: Option<(FileRef, PathBuf)>,
+    dir: Option<(Arc<dyn Fs>, PathBuf)>,
     target_seq: u64,
+    /// fsyncs `run` performed, for the stats.
+    fsyncs: AtomicU64,
 }
 
 impl SyncTicket {
@@ -247,24 +255,22 @@ impl SyncTicket {
         if let Some((file, path)) = &self.segment {
             file.sync_data()
                 .map_err(|e| BufferError::io("fsync segment", path, e))?;
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some((dir, path)) = &self.dir {
-            dir.sync_all()
+        if let Some((fs, path)) = &self.dir {
+            fs.sync_dir(path)
                 .map_err(|e| BufferError::io("fsync directory", path, e))?;
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    fn does_io(&self) -> bool {
-        self.segment.is_some() || self.dir.is_some()
     }
 }
 
 /// The durable buffer of one stream. See the module doc for format and rules.
 #[derive(Debug)]
 pub struct StreamBuffer {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
-    dir_file: Arc<File>,
     opts: BufferOptions,
     /// Ordered by seq; the last one is appended to when `active`.
     segments: VecDeque<Segment>,
@@ -274,6 +280,7 @@ pub struct StreamBuffer {
     next_seq: u64,
     dropped_records: u64,
     fsyncs: u64,
+    commits: u64,
     /// A segment file was created since the directory was last fsynced.
     dir_dirty: bool,
     sync_in_flight: bool,
@@ -289,15 +296,24 @@ impl StreamBuffer {
     /// Opens (creating if needed) the buffer in `dir` and recovers it; see
     /// the module doc for the rules. Never panics on bad bytes on disk.
     pub fn open(dir: &Path, opts: BufferOptions) -> Result<(Self, Recovery), BufferError> {
+        Self::open_on(StdFs::shared(), dir, opts)
+    }
+
+    /// [`open`](Self::open) on another file system (tests crash a simulated
+    /// one).
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: BufferOptions,
+    ) -> Result<(Self, Recovery), BufferError> {
         opts.validate()?;
-        fs::create_dir_all(dir).map_err(|e| BufferError::io("create buffer directory", dir, e))?;
-        let dir_file =
-            File::open(dir).map_err(|e| BufferError::io("open buffer directory", dir, e))?;
-        remove_if_exists(&dir.join(ACKED_TMP_FILE))?;
-        let acked_seq = read_acked(dir)?;
-        let files = list_segments(dir)?;
+        create_dir_all_durably(&*fs, dir)
+            .map_err(|e| BufferError::io("create buffer directory", dir, e))?;
+        remove_if_exists(&*fs, &dir.join(ACKED_TMP_FILE))?;
+        let acked_seq = read_acked(&*fs, dir)?;
+        let files = list_segments(&*fs, dir)?;
         let mut recovery = Recovery::default();
-        let segments = recover_segments(&files, acked_seq, &opts, &mut recovery)?;
+        let segments = recover_segments(&*fs, &files, acked_seq, &opts, &mut recovery)?;
         let next_seq = [
             Some(acked_seq),
             segments.back().map(|s| s.end_seq),
@@ -312,13 +328,12 @@ impl StreamBuffer {
         if let Some(last) = segments.back() {
             last.sync_data()?;
         }
-        dir_file
-            .sync_all()
+        fs.sync_dir(dir)
             .map_err(|e| BufferError::io("fsync directory", dir, e))?;
         recovery.segments = segments.len();
         let buffer = Self {
+            fs,
             dir: dir.to_owned(),
-            dir_file: Arc::new(dir_file),
             active: segments.back().is_some_and(|s| s.end_seq == next_seq),
             segments,
             opts,
@@ -327,6 +342,7 @@ impl StreamBuffer {
             next_seq,
             dropped_records: 0,
             fsyncs: 0,
+            commits: 0,
             dir_dirty: false,
             sync_in_flight: false,
             poisoned: None,
@@ -393,13 +409,14 @@ impl StreamBuffer {
             }
             _ => None,
         };
-        let dir = std::mem::take(&mut self.dir_dirty)
-            .then(|| (Arc::clone(&self.dir_file), self.dir.clone()));
+        let dir =
+            std::mem::take(&mut self.dir_dirty).then(|| (Arc::clone(&self.fs), self.dir.clone()));
         self.sync_in_flight = true;
         Ok(SyncTicket {
             segment,
             dir,
             target_seq: self.next_seq,
+            fsyncs: AtomicU64::new(0),
         })
     }
 
@@ -412,15 +429,16 @@ impl StreamBuffer {
     ) -> Result<(), BufferError> {
         assert!(self.sync_in_flight, "finish_sync without begin_sync");
         self.sync_in_flight = false;
+        self.fsyncs += ticket.fsyncs.load(Ordering::Relaxed);
         if let Err(err) = outcome {
             self.poison(err.to_string());
             return Err(err);
         }
-        if ticket.does_io() {
-            self.fsyncs += 1;
-        }
         assert!(ticket.target_seq <= self.next_seq);
-        self.durable_seq = self.durable_seq.max(ticket.target_seq);
+        if ticket.target_seq > self.durable_seq {
+            self.durable_seq = ticket.target_seq;
+            self.commits += 1;
+        }
         Ok(())
     }
 
@@ -499,7 +517,7 @@ impl StreamBuffer {
                 break;
             }
             let segment = self.segments.pop_front().expect("front exists");
-            remove_segment_file(&segment);
+            remove_segment_file(&*self.fs, &segment);
         }
         Ok(())
     }
@@ -542,6 +560,7 @@ impl StreamBuffer {
             buffered_records: self.buffered_records(),
             dropped_records: self.dropped_records,
             fsyncs: self.fsyncs,
+            commits: self.commits,
         }
     }
 
@@ -582,7 +601,7 @@ impl StreamBuffer {
         self.active = false;
         if last.end_seq <= self.acked_seq {
             let segment = self.segments.pop_back().expect("last exists");
-            remove_segment_file(&segment);
+            remove_segment_file(&*self.fs, &segment);
         }
         Ok(())
     }
@@ -625,7 +644,7 @@ impl StreamBuffer {
             dropped += segment
                 .end_seq
                 .saturating_sub(segment.first_seq.max(self.acked_seq));
-            remove_segment_file(&segment);
+            remove_segment_file(&*self.fs, &segment);
         }
         tracing::warn!(
             dir = %self.dir.display(),
@@ -649,7 +668,7 @@ impl StreamBuffer {
         if !self.active {
             let path = segment_path(&self.dir, self.next_seq);
             self.segments
-                .push_back(Segment::create(path, self.next_seq)?);
+                .push_back(Segment::create(&*self.fs, path, self.next_seq)?);
             self.active = true;
             self.dir_dirty = true;
         }
@@ -681,15 +700,20 @@ impl StreamBuffer {
 
     fn persist_acked(&self, seq: u64) -> Result<(), BufferError> {
         let tmp = self.dir.join(ACKED_TMP_FILE);
-        let mut file = File::create(&tmp).map_err(|e| BufferError::io("create", &tmp, e))?;
-        file.write_all(&encode_acked(seq))
+        let file = self
+            .fs
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(|e| BufferError::io("create", &tmp, e))?;
+        file.write_all_at(&encode_acked(seq), 0)
             .map_err(|e| BufferError::io("write", &tmp, e))?;
         file.sync_data()
             .map_err(|e| BufferError::io("fsync", &tmp, e))?;
         let path = self.dir.join(ACKED_FILE);
-        fs::rename(&tmp, &path).map_err(|e| BufferError::io("rename acked.tmp to", &path, e))?;
-        self.dir_file
-            .sync_all()
+        self.fs
+            .rename(&tmp, &path)
+            .map_err(|e| BufferError::io("rename acked.tmp to", &path, e))?;
+        self.fs
+            .sync_dir(&self.dir)
             .map_err(|e| BufferError::io("fsync directory", &self.dir, e))
     }
 
@@ -719,8 +743,8 @@ impl StreamBuffer {
 
 /// Deletes a segment whose records are all acked. A failure only leaks disk
 /// space until the next open, which deletes it again.
-fn remove_segment_file(segment: &Segment) {
-    if let Err(err) = fs::remove_file(&segment.path) {
+fn remove_segment_file(fs: &dyn Fs, segment: &Segment) {
+    if let Err(err) = fs.remove_file(&segment.path) {
         tracing::warn!(path = %segment.path.display(), %err, "edge buffer: could not delete an acked segment");
     }
 }

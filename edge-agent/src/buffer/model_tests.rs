@@ -18,7 +18,8 @@
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
 const BATCH_BYTES_MAX: usize = 48;

@@ -6,13 +6,14 @@ use super::format::{decode_acked, parse_segment_file_name, ACKED_FILE};
 use super::segment::Segment;
 use super::{BufferError, BufferOptions, Recovery};
 use std::collections::VecDeque;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use strata_segment_log::fs::Fs;
 
 /// Scans the segment files (sorted by first seq) and applies the recovery
 /// rules of the module doc.
 pub(super) fn recover_segments(
+    fs: &dyn Fs,
     files: &[(u64, PathBuf)],
     acked_seq: u64,
     opts: &BufferOptions,
@@ -25,7 +26,7 @@ pub(super) fn recover_segments(
         // A later segment starting at or below acked_seq proves this one is
         // fully acked: a crash came between persisting the ack and deleting.
         if !is_last && files[i + 1].0 <= acked_seq {
-            remove_if_exists(path)?;
+            remove_if_exists(fs, path)?;
             continue;
         }
         if let Some((end, prev)) = prev_end {
@@ -40,7 +41,7 @@ pub(super) fn recover_segments(
                 });
             }
         }
-        let scan = Segment::open_and_scan(path.clone(), *first_seq, opts.batch_bytes_max)?;
+        let scan = Segment::open_and_scan(fs, path.clone(), *first_seq, opts.batch_bytes_max)?;
         if let Some((offset, reason)) = scan.invalid {
             if !is_last {
                 return Err(BufferError::Corrupt {
@@ -64,7 +65,7 @@ pub(super) fn recover_segments(
         let segment = scan.segment;
         prev_end = Some((segment.end_seq, path));
         if segment.len_bytes == 0 || segment.end_seq <= acked_seq {
-            remove_if_exists(path)?;
+            remove_if_exists(fs, path)?;
             continue;
         }
         recovery.batches += scan.batches;
@@ -75,24 +76,25 @@ pub(super) fn recover_segments(
 }
 
 /// Segment files in `dir`, sorted by first seq. Other files are ignored.
-pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
+pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
     let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| BufferError::io("list buffer directory", dir, e))? {
-        let entry = entry.map_err(|e| BufferError::io("list buffer directory", dir, e))?;
-        let name = entry.file_name();
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| BufferError::io("list buffer directory", dir, e))?;
+    for name in names {
         match name.to_str().and_then(parse_segment_file_name) {
-            Some(first_seq) => files.push((first_seq, entry.path())),
+            Some(first_seq) => files.push((first_seq, dir.join(&name))),
             None if name == ACKED_FILE => {}
-            None => tracing::debug!(file = ?entry.path(), "edge buffer: ignoring unknown file"),
+            None => tracing::debug!(file = ?dir.join(&name), "edge buffer: ignoring unknown file"),
         }
     }
     files.sort_unstable();
     Ok(files)
 }
 
-pub(super) fn read_acked(dir: &Path) -> Result<u64, BufferError> {
+pub(super) fn read_acked(fs: &dyn Fs, dir: &Path) -> Result<u64, BufferError> {
     let path = dir.join(ACKED_FILE);
-    match fs::read(&path) {
+    match fs.read(&path) {
         Ok(bytes) => decode_acked(&bytes).map_err(|reason| BufferError::Corrupt {
             path,
             offset: 0,
@@ -103,8 +105,8 @@ pub(super) fn read_acked(dir: &Path) -> Result<u64, BufferError> {
     }
 }
 
-pub(super) fn remove_if_exists(path: &Path) -> Result<(), BufferError> {
-    match fs::remove_file(path) {
+pub(super) fn remove_if_exists(fs: &dyn Fs, path: &Path) -> Result<(), BufferError> {
+    match fs.remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
             Err(BufferError::io("remove", path, err))
         }

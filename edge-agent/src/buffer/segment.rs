@@ -8,11 +8,9 @@
 use super::error::BufferError;
 use super::format::{check_frame, decode_prefix, FramePrefix, FRAME_OVERHEAD_BYTES};
 use bytes::Bytes;
-use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use strata_segment_log::fs::{FileRef, Fs, OpenMode, Reader};
 
 pub(super) const INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
 const SCAN_READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -33,7 +31,7 @@ pub(super) struct Segment {
     pub len_bytes: u64,
     pub path: PathBuf,
     /// Shared so a sync can run outside the buffer's lock.
-    pub file: Arc<File>,
+    pub file: FileRef,
     index: Vec<IndexEntry>,
 }
 
@@ -50,24 +48,20 @@ impl Segment {
     /// Creates an empty segment file. A stale file of the same name can only
     /// hold fully acked data (its seqs would otherwise exceed `next_seq`), so it
     /// is truncated.
-    pub fn create(path: PathBuf, first_seq: u64) -> Result<Self, BufferError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+    pub fn create(fs: &dyn Fs, path: PathBuf, first_seq: u64) -> Result<Self, BufferError> {
+        let file = fs
+            .open(&path, OpenMode::CreateTruncate)
             .map_err(|e| BufferError::io("create segment", &path, e))?;
         Ok(Self::new(path, file, first_seq))
     }
 
-    fn new(path: PathBuf, file: File, first_seq: u64) -> Self {
+    fn new(path: PathBuf, file: FileRef, first_seq: u64) -> Self {
         Self {
             first_seq,
             end_seq: first_seq,
             len_bytes: 0,
             path,
-            file: Arc::new(file),
+            file,
             index: Vec::new(),
         }
     }
@@ -75,22 +69,20 @@ impl Segment {
     /// Opens an existing segment and validates every frame in order, stopping
     /// at the first invalid one. Never panics on bad bytes.
     pub fn open_and_scan(
+        fs: &dyn Fs,
         path: PathBuf,
         first_seq: u64,
         batch_bytes_max: usize,
     ) -> Result<Scan, BufferError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = fs
+            .open(&path, OpenMode::Existing)
             .map_err(|e| BufferError::io("open segment", &path, e))?;
         let file_len = file
-            .metadata()
-            .map_err(|e| BufferError::io("stat segment", &path, e))?
-            .len();
+            .size()
+            .map_err(|e| BufferError::io("stat segment", &path, e))?;
         let mut segment = Self::new(path, file, first_seq);
-        let file = Arc::clone(&segment.file);
-        let mut reader = BufReader::with_capacity(SCAN_READ_BUFFER_BYTES, &*file);
+        let file = FileRef::clone(&segment.file);
+        let mut reader = BufReader::with_capacity(SCAN_READ_BUFFER_BYTES, Reader::new(&*file, 0));
         let mut batch = Vec::new();
         let mut batches = 0;
         let invalid = loop {

@@ -1,7 +1,8 @@
 //! Unit tests of [`StreamBuffer`]: one behaviour each, on a temp directory.
 
 use super::*;
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
 fn small_opts() -> BufferOptions {
