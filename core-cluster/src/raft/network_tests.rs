@@ -219,6 +219,13 @@ async fn three_nodes_replicate_and_fail_over() {
     );
 
     let old = leader_of(&all, None).await.id;
+    // The newest term any node has seen when the leader dies: a leader
+    // elected after the kill holds a vote of a later term.
+    let term_at_kill = members
+        .iter()
+        .map(|m| m.raft.metrics().borrow().current_term)
+        .max()
+        .unwrap();
     let victim = members.iter().position(|m| m.id == old).unwrap();
     let victim = members.remove(victim);
     let killed = Instant::now();
@@ -226,14 +233,24 @@ async fn three_nodes_replicate_and_fail_over() {
     eprintln!("leader stopped in {:?}", killed.elapsed());
 
     let survivors: Vec<&Member> = members.iter().collect();
-    let new = leader_of(&survivors, Some(old)).await.id;
+    let leader = leader_of(&survivors, Some(old)).await;
+    let new = leader.id;
     eprintln!("node {new} elected after {:?}", killed.elapsed());
+    let vote = leader.raft.metrics().borrow().vote;
+    assert!(
+        vote.leader_id.term > term_at_kill,
+        "node {new} leads with vote {vote}, not of a term after {term_at_kill} (the term of the kill)"
+    );
+    assert_eq!(
+        (vote.leader_id.voted_for(), vote.is_committed()),
+        (Some(new), true),
+        "the new leader's vote {vote} is its own, granted by a quorum"
+    );
     write(&survivors, 20).await;
     eprintln!(
         "leader {old} killed; node {new} leads and committed a write after {:?}",
         killed.elapsed()
     );
-    assert_ne!(new, old);
     for m in &members {
         m.wait_records(21).await;
     }
