@@ -1,10 +1,12 @@
 //! Record framing and segment-file scanning for [`super::segment`], whose
 //! module documentation states the on-disk format. Also the fsync helpers,
-//! which count `strata_core_fsyncs_total`.
+//! which count `strata_core_fsyncs_total`. All file I/O goes through the
+//! [`Fs`] trait of `strata-segment-log`, so tests can crash a simulated disk.
 
-use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+use strata_segment_log::fs::{self as file_layer, File, Fs, Reader};
 
 use super::segment::{io_err, LogError};
 
@@ -30,7 +32,7 @@ pub(super) fn count_fsync() {
     metrics::counter!("strata_core_fsyncs_total").increment(1);
 }
 
-pub(super) fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<(), LogError> {
+pub(super) fn fsync_file(file: &dyn File, path: &Path, data_only: bool) -> Result<(), LogError> {
     let res = if data_only {
         file.sync_data()
     } else {
@@ -41,12 +43,16 @@ pub(super) fn fsync_file(file: &File, path: &Path, data_only: bool) -> Result<()
     Ok(())
 }
 
-pub(super) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))?;
+pub(super) fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))?;
     count_fsync();
     Ok(())
+}
+
+/// Creates `dir` (and missing parents) if needed, each new directory's entry
+/// made durable by an fsync of its parent.
+pub(super) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
+    file_layer::create_dir_all_durably(fs, dir).map_err(io_err("create directory", dir))
 }
 
 pub(super) fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
@@ -62,12 +68,11 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 }
 
 /// Segment files in `dir`, ascending by first index.
-pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let entry = entry.map_err(io_err("list", dir))?;
-        if let Some(first_index) = entry.file_name().to_str().and_then(parse_segment_name) {
-            found.push((first_index, entry.path()));
+    for name in fs.list_dir(dir).map_err(io_err("list", dir))? {
+        if let Some(first_index) = name.to_str().and_then(parse_segment_name) {
+            found.push((first_index, dir.join(name)));
         }
     }
     found.sort_unstable_by_key(|(first_index, _)| *first_index);
@@ -166,13 +171,13 @@ fn scan_record(
 }
 
 pub(super) fn scan_segment(
-    file: &File,
+    file: &dyn File,
     path: &Path,
     first_index: u64,
     file_len: u64,
     record_bytes_max: usize,
 ) -> Result<Scan, LogError> {
-    let mut reader = BufReader::with_capacity(SCAN_BUFFER_BYTES, file);
+    let mut reader = BufReader::with_capacity(SCAN_BUFFER_BYTES, Reader::new(file, 0));
     let mut scan = Scan {
         slots: Vec::new(),
         valid_len: 0,

@@ -4,8 +4,10 @@
 //!
 //! # Design
 //!
-//! [`SegmentLog`] is a plain synchronous struct over `std::fs`: no async, no
-//! openraft types (the Raft mapping lives in [`super::store`]). It keeps an
+//! [`SegmentLog`] is a plain synchronous struct over a file system
+//! ([`strata_segment_log::fs::Fs`]: `std::fs` in production, a simulated disk
+//! that can lose power in tests): no async, no openraft types (the Raft
+//! mapping lives in [`super::store`]). It keeps an
 //! in-memory index with one 32-byte slot per record (term, node id, file
 //! position, body length); records are whole batches, so this stays small.
 //! The segment holding an index is found by binary search over the (few)
@@ -70,17 +72,16 @@
 //! unknown (fsync errors are not retryable): the caller must stop and reopen.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_segment_log::fs::{FileRef, Fs, OpenMode, StdFs};
 
 use super::frame::{
-    frame_head, fsync_dir, fsync_file, list_segments, scan_segment, segment_path, verify_frame,
-    Slot,
+    create_dir_durably, frame_head, fsync_dir, fsync_file, list_segments, scan_segment,
+    segment_path, verify_frame, Slot,
 };
 pub use super::frame::{BODY_HEADER_BYTES, FRAME_HEADER_BYTES};
 
@@ -208,7 +209,7 @@ pub(super) fn io_err<'a>(
 struct Segment {
     first_index: u64,
     path: PathBuf,
-    file: Arc<File>,
+    file: FileRef,
     /// Bytes of records in this segment, including the write buffer.
     len: u64,
 }
@@ -216,6 +217,7 @@ struct Segment {
 /// See the module documentation.
 #[derive(Debug)]
 pub struct SegmentLog {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     opts: SegmentLogOptions,
     /// Ascending by first index; the last one is the active segment.
@@ -240,35 +242,40 @@ pub struct SegmentLog {
 #[must_use = "nothing is durable until complete() returns Ok"]
 #[derive(Debug)]
 pub struct PendingSync {
-    file: Option<(Arc<File>, PathBuf)>,
-    dir: Option<PathBuf>,
+    file: Option<(FileRef, PathBuf)>,
+    dir: Option<(Arc<dyn Fs>, PathBuf)>,
 }
 
 impl PendingSync {
     /// Makes everything appended before `begin_sync` durable.
     pub fn complete(self) -> Result<(), LogError> {
         if let Some((file, path)) = &self.file {
-            fsync_file(file, path, true)?;
+            fsync_file(&**file, path, true)?;
         }
-        if let Some(dir) = &self.dir {
-            fsync_dir(dir)?;
+        if let Some((fs, dir)) = &self.dir {
+            fsync_dir(&**fs, dir)?;
         }
         Ok(())
     }
 }
 
 impl SegmentLog {
-    /// Opens (creating if needed) the log in `dir` and recovers it; see the
-    /// module documentation.
+    /// Opens (creating if needed) the log in `dir` on the real file system
+    /// and recovers it; see the module documentation.
     pub fn open(dir: &Path, opts: SegmentLogOptions) -> Result<(Self, Recovery), LogError> {
+        Self::open_in(StdFs::shared(), dir, opts)
+    }
+
+    /// [`Self::open`] on the file system `fs` (tests pass a simulated one).
+    pub fn open_in(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: SegmentLogOptions,
+    ) -> Result<(Self, Recovery), LogError> {
         opts.validate()?;
-        if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-            if let Some(parent) = dir.parent() {
-                fsync_dir(parent)?;
-            }
-        }
+        create_dir_durably(&*fs, dir)?;
         let mut log = SegmentLog {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             segments: Vec::new(),
@@ -282,7 +289,7 @@ impl SegmentLog {
             failed: false,
         };
         let mut recovery = Recovery::default();
-        let found = list_segments(dir)?;
+        let found = list_segments(&*log.fs, dir)?;
         let count = found.len();
         for (i, (first_index, path)) in found.into_iter().enumerate() {
             if let (Some(prev), Some(last)) = (log.segments.last(), log.last_index()) {
@@ -316,14 +323,13 @@ impl SegmentLog {
         is_last: bool,
         recovery: &mut Recovery,
     ) -> Result<(), LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = self
+            .fs
+            .open(&path, OpenMode::Existing)
             .map_err(io_err("open", &path))?;
-        let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
+        let file_len = file.size().map_err(io_err("stat", &path))?;
         let scan = scan_segment(
-            &file,
+            &*file,
             &path,
             first_index,
             file_len,
@@ -342,7 +348,7 @@ impl SegmentLog {
             );
             file.set_len(scan.valid_len)
                 .map_err(io_err("truncate", &path))?;
-            fsync_file(&file, &path, false)?;
+            fsync_file(&*file, &path, false)?;
             recovery.truncated_bytes += file_len - scan.valid_len;
         }
         if scan.slots.is_empty() {
@@ -354,8 +360,10 @@ impl SegmentLog {
                 });
             }
             drop(file);
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
-            fsync_dir(&self.dir)?;
+            self.fs
+                .remove_file(&path)
+                .map_err(io_err("remove", &path))?;
+            fsync_dir(&*self.fs, &self.dir)?;
             return Ok(());
         }
         if self.slots.is_empty() {
@@ -366,7 +374,7 @@ impl SegmentLog {
         self.segments.push(Segment {
             first_index,
             path,
-            file: Arc::new(file),
+            file,
             len: scan.valid_len,
         });
         Ok(())
@@ -465,25 +473,23 @@ impl SegmentLog {
         if !self.segments.is_empty() {
             self.flush_pending()?;
             let sealed = self.segments.last().expect("a segment");
-            fsync_file(&sealed.file, &sealed.path, true)?;
+            fsync_file(&*sealed.file, &sealed.path, true)?;
             if self.dir_dirty {
-                fsync_dir(&self.dir)?;
+                fsync_dir(&*self.fs, &self.dir)?;
                 self.dir_dirty = false;
             }
             self.unsynced = false;
         }
         let path = segment_path(&self.dir, first_index);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let file = self
+            .fs
+            .open(&path, OpenMode::CreateNew)
             .map_err(io_err("create", &path))?;
         self.dir_dirty = true;
         self.segments.push(Segment {
             first_index,
             path,
-            file: Arc::new(file),
+            file,
             len: 0,
         });
         Ok(())
@@ -535,7 +541,7 @@ impl SegmentLog {
             self.unsynced = false;
         }
         if self.dir_dirty {
-            pending.dir = Some(self.dir.clone());
+            pending.dir = Some((Arc::clone(&self.fs), self.dir.clone()));
             self.dir_dirty = false;
         }
         Ok(pending)
@@ -679,14 +685,14 @@ impl SegmentLog {
             seg.file
                 .set_len(pos)
                 .map_err(io_err("truncate", &seg.path))?;
-            fsync_file(&seg.file, &seg.path, false)?;
+            fsync_file(&*seg.file, &seg.path, false)?;
             seg.len = pos;
         }
         // Sealed segments were synced when sealed; a cut active one just was.
         self.slots.truncate((index - self.base) as usize);
         self.unsynced = false;
         if self.dir_dirty {
-            fsync_dir(&self.dir)?;
+            fsync_dir(&*self.fs, &self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -731,8 +737,10 @@ impl SegmentLog {
     fn remove_segments_from_back(&mut self, keep: usize) -> Result<(), LogError> {
         while self.segments.len() > keep {
             let seg = self.segments.pop().expect("a segment");
-            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
-            fsync_dir(&self.dir)?;
+            self.fs
+                .remove_file(&seg.path)
+                .map_err(io_err("remove", &seg.path))?;
+            fsync_dir(&*self.fs, &self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -741,8 +749,10 @@ impl SegmentLog {
     /// Deletes the oldest `count` segments, oldest first.
     fn remove_segments_from_front(&mut self, count: usize) -> Result<(), LogError> {
         for seg in self.segments.drain(..count) {
-            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
-            fsync_dir(&self.dir)?;
+            self.fs
+                .remove_file(&seg.path)
+                .map_err(io_err("remove", &seg.path))?;
+            fsync_dir(&*self.fs, &self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())

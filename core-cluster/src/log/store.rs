@@ -43,8 +43,7 @@
 //! again because a partly purged segment keeps its old records on disk.
 
 use std::fmt::Debug;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -55,8 +54,9 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use strata_segment_log::fs::{Fs, OpenMode, StdFs};
 
-use super::frame::{count_fsync, fsync_dir};
+use super::frame::{count_fsync, create_dir_durably, fsync_dir};
 use super::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
 use crate::raft::types::{CodecError, Command, Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -156,6 +156,7 @@ async fn run_blocking<T: Send + 'static>(
 
 /// Replaces `dir/name` with `value` atomically; `durable` adds the fsyncs.
 pub(crate) fn write_json_atomic<T: Serialize>(
+    fs: &dyn Fs,
     dir: &Path,
     name: &str,
     value: &T,
@@ -167,26 +168,30 @@ pub(crate) fn write_json_atomic<T: Serialize>(
         path: path.clone(),
         source,
     })?;
-    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(&bytes).map_err(io_err("write", &tmp))?;
+    let file = fs
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(io_err("create", &tmp))?;
+    file.write_all_at(&bytes, 0)
+        .map_err(io_err("write", &tmp))?;
     if durable {
         file.sync_all().map_err(io_err("fsync", &tmp))?;
         count_fsync();
     }
     drop(file);
-    fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+    fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
     if durable {
-        fsync_dir(dir)?;
+        fsync_dir(fs, dir)?;
     }
     Ok(())
 }
 
 pub(crate) fn read_json<T: DeserializeOwned>(
+    fs: &dyn Fs,
     dir: &Path,
     name: &str,
 ) -> Result<Option<T>, StoreError> {
     let path = dir.join(name);
-    let bytes = match fs::read(&path) {
+    let bytes = match fs.read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -300,6 +305,7 @@ struct Meta {
 
 #[derive(Debug)]
 struct Inner {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     log: RwLock<SegmentLog>,
     meta: Mutex<Meta>,
@@ -317,22 +323,26 @@ impl LogStore {
     /// Opens (creating if needed) the store in `dir` and recovers its log.
     /// Blocking.
     pub fn open(dir: &Path, opts: SegmentLogOptions) -> Result<Self, StoreError> {
-        if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-            if let Some(parent) = dir.parent() {
-                fsync_dir(parent)?;
-            }
-        }
-        let vote = read_json(dir, VOTE_FILE)?;
-        let purged: Option<LogId> = read_json(dir, PURGED_FILE)?;
-        let committed = match read_json(dir, COMMITTED_FILE) {
+        Self::open_in(StdFs::shared(), dir, opts)
+    }
+
+    /// [`Self::open`] on the file system `fs` (tests pass a simulated one).
+    pub fn open_in(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: SegmentLogOptions,
+    ) -> Result<Self, StoreError> {
+        create_dir_durably(&*fs, dir)?;
+        let vote = read_json(&*fs, dir, VOTE_FILE)?;
+        let purged: Option<LogId> = read_json(&*fs, dir, PURGED_FILE)?;
+        let committed = match read_json(&*fs, dir, COMMITTED_FILE) {
             Err(e @ StoreError::MetaFile { .. }) => {
                 tracing::warn!(error = %e, "ignoring unreadable committed log id");
                 None
             }
             other => other?,
         };
-        let (mut log, recovery) = SegmentLog::open(&dir.join(LOG_DIR), opts)?;
+        let (mut log, recovery) = SegmentLog::open_in(Arc::clone(&fs), &dir.join(LOG_DIR), opts)?;
         if let Some(purged) = purged {
             log.purge_to(purged.index)?;
             if let Some(first) = log.first_index() {
@@ -346,6 +356,7 @@ impl LogStore {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                fs,
                 dir: dir.to_path_buf(),
                 log: RwLock::new(log),
                 meta: Mutex::new(Meta {
@@ -509,7 +520,7 @@ impl Inner {
         }
         // Save the purge point first: a partly purged segment keeps its old
         // records on disk, and open() hides them again from this file.
-        write_json_atomic(&self.dir, PURGED_FILE, &upto, true)?;
+        write_json_atomic(&*self.fs, &self.dir, PURGED_FILE, &upto, true)?;
         self.meta().purged = Some(upto);
         self.write_log().purge_to(upto.index)?;
         Ok(())
@@ -555,7 +566,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let inner = Arc::clone(&self.inner);
         let vote = *vote;
         run_blocking(move || {
-            write_json_atomic(&inner.dir, VOTE_FILE, &vote, true)?;
+            write_json_atomic(&*inner.fs, &inner.dir, VOTE_FILE, &vote, true)?;
             inner.meta().vote = Some(vote);
             Ok(())
         })
@@ -570,7 +581,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
-            write_json_atomic(&inner.dir, COMMITTED_FILE, &committed, false)?;
+            write_json_atomic(&*inner.fs, &inner.dir, COMMITTED_FILE, &committed, false)?;
             inner.meta().committed = committed;
             Ok(())
         })

@@ -349,11 +349,11 @@ async fn hole_after_purge_point_is_an_error() {
 async fn unreadable_committed_file_is_ignored_but_vote_is_not() {
     let dir = tempfile::tempdir().unwrap();
     drop(LogStore::open(dir.path(), small()).unwrap());
-    fs::write(dir.path().join(COMMITTED_FILE), b"").unwrap();
+    std::fs::write(dir.path().join(COMMITTED_FILE), b"").unwrap();
     let mut store = LogStore::open(dir.path(), small()).unwrap();
     assert_eq!(store.read_committed().await.unwrap(), None);
     drop(store);
-    fs::write(dir.path().join(VOTE_FILE), b"{").unwrap();
+    std::fs::write(dir.path().join(VOTE_FILE), b"{").unwrap();
     let err = LogStore::open(dir.path(), small()).unwrap_err();
     assert!(matches!(err, StoreError::MetaFile { .. }), "{err}");
 }

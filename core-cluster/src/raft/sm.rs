@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, RwLock};
+use strata_segment_log::fs::{Fs, StdFs};
 use tokio::sync::watch;
 
 /// A deterministic state fed by committed commands.
@@ -43,9 +44,10 @@ pub struct GroupSm<S: GroupState> {
     shared: Arc<RwLock<Applied<S>>>,
     applied_tx: Arc<watch::Sender<u64>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
-    /// Where snapshots are kept (fsynced, replaced atomically). Once the log
-    /// is purged behind a snapshot, the state restarts from it.
-    dir: Option<Arc<std::path::Path>>,
+    /// Where snapshots are kept (fsynced, replaced atomically), and on which
+    /// file system. Once the log is purged behind a snapshot, the state
+    /// restarts from it.
+    dir: Option<(Arc<dyn Fs>, Arc<std::path::Path>)>,
 }
 
 const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -76,11 +78,20 @@ impl<S: GroupState> GroupSm<S> {
     /// A state machine that keeps its snapshots in `dir` and starts from the
     /// last one there, if any.
     pub fn open(dir: &std::path::Path) -> Result<Self, crate::log::store::StoreError> {
+        Self::open_in(StdFs::shared(), dir)
+    }
+
+    /// [`Self::open`] on the file system `fs` (tests pass a simulated one).
+    pub fn open_in(
+        fs: Arc<dyn Fs>,
+        dir: &std::path::Path,
+    ) -> Result<Self, crate::log::store::StoreError> {
+        let found = crate::log::store::read_json::<Applied<S>>(&*fs, dir, SNAPSHOT_FILE)?;
         let sm = Self {
-            dir: Some(dir.into()),
+            dir: Some((fs, dir.into())),
             ..Self::default()
         };
-        if let Some(applied) = crate::log::store::read_json::<Applied<S>>(dir, SNAPSHOT_FILE)? {
+        if let Some(applied) = found {
             let data = serde_json::to_vec(&applied).expect("state serializes");
             *sm.snapshot.lock().expect("snapshot lock") = Some(StoredSnapshot {
                 meta: snapshot_meta(&applied),
@@ -94,8 +105,8 @@ impl<S: GroupState> GroupSm<S> {
     // openraft's own error type, as its storage traits require.
     #[allow(clippy::result_large_err)]
     fn persist(&self, applied: &Applied<S>) -> Result<(), StorageError> {
-        if let Some(dir) = &self.dir {
-            crate::log::store::write_json_atomic(dir, SNAPSHOT_FILE, applied, true)
+        if let Some((fs, dir)) = &self.dir {
+            crate::log::store::write_json_atomic(&**fs, dir, SNAPSHOT_FILE, applied, true)
                 .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
         }
         Ok(())
