@@ -11,6 +11,7 @@
 use crate::wait_for;
 use anyhow::{anyhow, bail, Result};
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -279,4 +280,74 @@ pub async fn verify(
         acked: acked.len(),
         unacked_attempts: records.len() - acked.len(),
     })
+}
+
+/// How many times each item occurs: a multiset.
+pub fn multiset<T: Hash + Eq>(items: impl IntoIterator<Item = T>) -> HashMap<T, usize> {
+    let mut m = HashMap::new();
+    for x in items {
+        *m.entry(x).or_default() += 1;
+    }
+    m
+}
+
+/// Checks that multiset `got` equals `want`; the error names up to five
+/// items `got` lacks and five it holds too often or without being wanted.
+pub fn same_multiset<T: Hash + Eq + std::fmt::Debug>(
+    what: &str,
+    got: &HashMap<T, usize>,
+    want: &HashMap<T, usize>,
+) -> Result<()> {
+    let count = |m: &HashMap<T, usize>, x: &T| m.get(x).copied().unwrap_or(0);
+    let missing: Vec<_> = want.iter().filter(|(x, &n)| count(got, x) < n).collect();
+    let extra: Vec<_> = got.iter().filter(|(x, &n)| count(want, x) < n).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{what}: {} items missing (wanted, times wanted), e.g. {:?}; {} items extra (held, times held), e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        extra.len(),
+        &extra[..extra.len().min(5)],
+    )
+}
+
+/// The Prometheus text a daemon serves at `GET /metrics` on `addr`
+/// (bounded: 5 s).
+pub async fn scrape(addr: SocketAddr) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: strata\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        anyhow::Ok(text)
+    })
+    .await
+    .map_err(|_| anyhow!("the metrics endpoint {addr} did not answer within 5 s"))??;
+    if !text.lines().next().is_some_and(|l| l.contains(" 200")) {
+        bail!(
+            "the metrics endpoint {addr} answered {:?}",
+            text.lines().next()
+        );
+    }
+    Ok(text)
+}
+
+/// The value of `series` (a metric name with its labels, exactly as the
+/// exporter prints them) in Prometheus text; `None` while it is not
+/// registered (a counter appears on its first increment).
+pub fn sample(text: &str, series: &str) -> Result<Option<f64>> {
+    let Some(line) = text
+        .lines()
+        .find(|l| l.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+    else {
+        return Ok(None);
+    };
+    let v = line.rsplit_once(' ').map_or("", |(_, v)| v);
+    Ok(Some(
+        v.parse().map_err(|_| anyhow!("bad sample line {line:?}"))?,
+    ))
 }

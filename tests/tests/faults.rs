@@ -3,6 +3,7 @@
 //! an untrusted CA, invalid configs.
 
 use anyhow::{bail, Result};
+use std::net::SocketAddr;
 use std::time::Duration;
 use strata_client::api;
 use strata_client::cluster::Cluster;
@@ -18,19 +19,73 @@ async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -
     }
 }
 
-fn batch(n: usize, size: usize, tag: &str) -> bytes::Bytes {
+/// A batch of `n` records keyed `{tag}-{i % 10}`, with values unique to
+/// (`tag`, i): `"{tag}/{i}/"` padded with `v` to `size` bytes (a longer
+/// prefix is kept whole). Returns the batch and its values, in order.
+fn batch(n: usize, size: usize, tag: &str) -> (bytes::Bytes, Vec<Vec<u8>>) {
     let mut b = Builder::default();
-    let v = vec![b'v'; size];
+    let mut values = Vec::with_capacity(n);
     for i in 0..n {
         let key = format!("{tag}-{}", i % 10);
+        let mut v = format!("{tag}/{i}/").into_bytes();
+        v.resize(v.len().max(size), b'v');
         b.push(&NewRecord {
             key: Some(&key),
             value: &v,
             timestamp_ms: i as i64,
             headers: &[],
         });
+        values.push(v);
     }
-    b.finish()
+    (b.finish(), values)
+}
+
+/// Just the batch of [`batch`], for requests expected to be refused.
+fn refused(n: usize, size: usize, tag: &str) -> bytes::Bytes {
+    batch(n, size, tag).0
+}
+
+/// The edge's counter `name` (0 until its first increment).
+async fn edge_counter(metrics: SocketAddr, name: &str) -> Result<u64> {
+    let text = workload::scrape(metrics).await?;
+    Ok(workload::sample(&text, name)?.unwrap_or(0.0) as u64)
+}
+
+/// Waits until the edge has forwarded every record it accepted (its
+/// records-out counter caught up with its records-in counter, so nothing
+/// is left in its buffer) and the core holds at least `n` records of
+/// `stream`; returns the edge's records-in count.
+async fn edge_drained(p: &Pipeline, metrics: SocketAddr, stream: &str, n: u64) -> Result<u64> {
+    let admin = p.client(p.core_addr);
+    wait_for(
+        &format!("the edge to forward everything and the core to hold {n} records of {stream}"),
+        Duration::from_secs(120),
+        || {
+            let admin = &admin;
+            async move {
+                let accepted = edge_counter(metrics, "strata_edge_records_in_total").await?;
+                let forwarded = edge_counter(metrics, "strata_edge_records_out_total").await?;
+                let held = api::describe_stream(admin, stream).await?.records();
+                Ok((forwarded == accepted && held >= n).then_some(accepted))
+            }
+        },
+    )
+    .await
+}
+
+/// Checks that the core holds exactly `acked` in `stream`: each value as
+/// many times as the edge acknowledged it, and nothing else.
+async fn core_holds_exactly(p: &Pipeline, stream: &str, acked: &[Vec<u8>]) -> Result<()> {
+    let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, stream).await?;
+    // Values are ASCII: as text, a difference reads well.
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let held = workload::multiset(all.iter().map(|r| text(&r.data)));
+    let want = workload::multiset(acked.iter().map(|v| text(v)));
+    workload::same_multiset(
+        &format!("the core's {stream} against what the edge acknowledged"),
+        &held,
+        &want,
+    )
 }
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
@@ -40,52 +95,66 @@ fn code(e: &ClientError) -> Option<ErrorCode> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_buffers_while_core_is_down_rejects_when_full_then_drains() -> Result<()> {
     bounded(300, async {
-        let mut p = Pipeline::start(
-            "buffer_bytes_max = 4194304\nsegment_bytes_max = 1048576\nbatch_bytes_max = 1048576\nretry_backoff_ms_max = 200\n",
-        )
+        let metrics = strata_tests::free_udp_addr();
+        let mut p = Pipeline::start(&format!(
+            "buffer_bytes_max = 4194304\nsegment_bytes_max = 1048576\nbatch_bytes_max = 1048576\nretry_backoff_ms_max = 200\nmetrics_addr = \"{metrics}\"\n"
+        ))
         .await?;
         let admin = p.client(p.core_addr);
         api::create_stream(&admin, "outage", 2, 1).await?;
         let edge = p.client(p.edge_addr);
-        api::produce(&edge, "outage", &batch(10, 10, "warm")).await?;
+        // Every value the edge acknowledged, each record's unique.
+        let mut acked: Vec<Vec<u8>> = Vec::new();
+        let (warm, values) = batch(10, 10, "warm");
+        assert_eq!(api::produce(&edge, "outage", &warm).await?, 10);
+        acked.extend(values);
         p.core.kill9();
 
         // ~256 KiB batches until the 4 MiB buffer is full.
-        let mut acked = 10u64;
+        let mut sent = 0;
         let full = loop {
-            match api::produce(&edge, "outage", &batch(512, 500, "down")).await {
-                Ok(n) => acked += u64::from(n),
+            let (b, values) = batch(512, 500, &format!("down{sent}"));
+            sent += 1;
+            match api::produce(&edge, "outage", &b).await {
+                Ok(n) => {
+                    assert_eq!(n as usize, values.len(), "the edge acknowledged part of a batch");
+                    acked.extend(values);
+                }
                 Err(e) => break e,
             }
-            if acked > 100_000 {
+            if acked.len() > 100_000 {
                 bail!("the edge never reported a full buffer");
             }
         };
         assert_eq!(code(&full), Some(ErrorCode::BufferFull), "{full}");
         assert!(full.to_string().contains("full"), "{full}");
         assert!(full.is_retryable());
-        assert!(acked > 10 + 512, "accepted {acked} records while the core was down");
+        assert!(acked.len() > 10 + 512, "accepted {} records while the core was down", acked.len());
 
         p.restart_core().await?;
-        let admin = p.client(p.core_addr);
-        let total = wait_for("the edge to drain into the core", Duration::from_secs(120), || {
-            let admin = &admin;
+        // Once the edge has forwarded all it accepted, nothing more can
+        // reach the core: it must hold exactly what was acknowledged.
+        let accepted = edge_drained(&p, metrics, "outage", acked.len() as u64).await?;
+        assert_eq!(accepted, acked.len() as u64, "the edge counted other records than it acknowledged");
+        core_holds_exactly(&p, "outage", &acked).await?;
+
+        // Accepting again once drained (a full buffer frees space as the
+        // forwarded segments go).
+        let (after, values) = batch(10, 10, "after");
+        wait_for("the edge to accept again", Duration::from_secs(60), || {
+            let (edge, after) = (&edge, &after);
             async move {
-                let info = api::describe_stream(admin, "outage").await?;
-                let n: u64 = info.shards.iter().map(|s| s.next_offset).sum();
-                Ok((n >= acked).then_some(n))
+                match api::produce(edge, "outage", after).await {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) if code(&e) == Some(ErrorCode::BufferFull) => Ok(None),
+                    Err(e) => bail!("the edge refused a batch after draining: {e}"),
+                }
             }
         })
         .await?;
-        assert_eq!(total, acked, "the core holds exactly what the edge acknowledged");
-        let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, "outage").await?;
-        assert_eq!(all.len() as u64, acked);
-        // Accepting again once drained.
-        wait_for("the edge to accept again", Duration::from_secs(60), || {
-            let edge = &edge;
-            async move { Ok(api::produce(edge, "outage", &batch(5, 10, "after")).await.ok().map(|_| ())) }
-        })
-        .await?;
+        acked.extend(values);
+        edge_drained(&p, metrics, "outage", acked.len() as u64).await?;
+        core_holds_exactly(&p, "outage", &acked).await?;
         Ok(())
     })
     .await
@@ -94,18 +163,22 @@ async fn edge_buffers_while_core_is_down_rejects_when_full_then_drains() -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
     bounded(180, async {
-        let p = Pipeline::start("record_bytes_max = 1024\n").await?;
+        let metrics = strata_tests::free_udp_addr();
+        let p = Pipeline::start(&format!(
+            "record_bytes_max = 1024\nmetrics_addr = \"{metrics}\"\n"
+        ))
+        .await?;
         let admin = p.client(p.core_addr);
         api::create_stream(&admin, "s", 1, 1).await?;
         let edge = p.client(p.edge_addr);
 
-        let e = api::produce(&edge, "nope", &batch(1, 10, "k"))
+        let e = api::produce(&edge, "nope", &refused(1, 10, "k"))
             .await
             .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::UnknownStream), "{e}");
         assert!(e.to_string().contains("nope"), "{e}");
 
-        let e = api::produce(&edge, "s", &batch(2, 2000, "k"))
+        let e = api::produce(&edge, "s", &refused(2, 2000, "k"))
             .await
             .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::RecordTooLarge), "{e}");
@@ -119,7 +192,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         let e = edge.call(b"\x01\x02garbage frame").await.unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::MalformedRequest), "{e}");
 
-        let e = api::produce(&admin, "s", &batch(1, 10, "k"))
+        let e = api::produce(&admin, "s", &refused(1, 10, "k"))
             .await
             .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::InvalidArgument), "{e}");
@@ -156,11 +229,26 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
             conn.close(0u32.into(), b"");
         }
 
-        // Nothing above reached the stream.
-        let info = api::describe_stream(&admin, "s").await?;
-        assert_eq!(info.shards[0].next_offset, 0);
-        // And the agent still works.
-        assert_eq!(api::produce(&edge, "s", &batch(3, 10, "ok")).await?, 3);
+        // The agent still works: a marker batch goes through. Once the
+        // edge has forwarded all it accepted and the core holds the marker,
+        // anything the bad input had left in the edge would be in the core
+        // too: the stream must hold the marker and nothing else.
+        let (marker, values) = batch(3, 10, "marker");
+        assert_eq!(api::produce(&edge, "s", &marker).await?, 3);
+        let accepted = edge_drained(&p, metrics, "s", 3).await?;
+        assert_eq!(
+            accepted, 3,
+            "the edge accepted records from refused requests"
+        );
+        core_holds_exactly(&p, "s", &values).await?;
+        let e = api::describe_stream(&admin, "nope").await.unwrap_err();
+        assert_eq!(code(&e), Some(ErrorCode::UnknownStream), "{e}");
+        let streams: Vec<String> = api::list_streams(&admin)
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(streams, ["s"]);
         Ok(())
     })
     .await
