@@ -1,6 +1,8 @@
 //! `strata-core`: the core cluster node.
 
+pub mod api;
 pub mod config;
+pub mod control;
 pub mod groups;
 pub mod log;
 pub mod meta;
@@ -8,6 +10,5 @@ pub mod node;
 pub mod peer;
 pub mod raft;
 pub mod reshard;
-pub mod server;
 pub mod tier;
 pub mod tiering;

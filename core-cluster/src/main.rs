@@ -4,12 +4,12 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata_core::api::server::CoreHandler;
 use strata_core::config::CoreConfig;
 use strata_core::node::Node;
 use strata_core::peer::serve_peers;
 use strata_core::raft::net::NetworkFactory;
 use strata_core::raft::network::PeerPool;
-use strata_core::server::CoreHandler;
 use strata_runtime::server::{bind_server, serve, ServeLimits};
 use tokio::sync::watch;
 

@@ -1,7 +1,8 @@
 //! The core's QUIC API: decodes verified requests, calls the [`Node`], and
 //! encodes replies. Every failure becomes a typed error reply.
 
-use crate::node::{Node, ShardGroup};
+use crate::node::Node;
+use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command};
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
@@ -268,7 +269,7 @@ fn describe_reply(s: &strata_protocol::StreamInfo) -> Bytes {
     })
 }
 
-fn status_reply(v: &crate::node::ClusterView) -> Bytes {
+fn status_reply(v: &crate::api::views::ClusterView) -> Bytes {
     wire::response(fb::ResponseBody::ClusterStatus, |fbb| {
         let nodes: Vec<_> = v
             .nodes

@@ -1,5 +1,6 @@
 //! Raft groups: type configuration, state machines, network.
 
+pub mod group;
 pub mod meta_state;
 pub mod net;
 pub mod network;

@@ -1,0 +1,7 @@
+//! What clients reach: the QUIC request handler (`server`), the operations
+//! it calls on the node (`ops`: streams, reshards, membership, producers,
+//! groups, appends), and the views it answers with (`views`).
+
+pub mod ops;
+pub mod server;
+pub mod views;

@@ -1,0 +1,454 @@
+//! The operations of the client API on a node: each validates its input,
+//! checks that this node may serve it (metadata leader, shard leader), and
+//! commits through Raft. Errors are typed wire errors for the client.
+
+use crate::api::views::ClusterView;
+use crate::meta::{place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
+use crate::node::{now_ms, Node};
+use crate::raft::group::ShardGroup;
+use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
+use anyhow::Result;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use std::time::Duration;
+use strata_protocol::{MembershipChange, StreamInfo};
+use strata_schema::fb::ErrorCode;
+use strata_schema::hashkey;
+use strata_schema::wire::RemoteError;
+
+impl Node {
+    /// Commits `cmd` on the metadata group, which this node must lead, and
+    /// returns the catalog's answer.
+    pub(crate) async fn commit_meta(
+        &self,
+        cmd: MetaCommand,
+    ) -> Result<CommandResponse, RemoteError> {
+        Ok(self
+            .meta
+            .raft
+            .client_write(Command::Meta(cmd))
+            .await
+            .map_err(|e| self.not_leader_or(e))?
+            .data)
+    }
+
+    pub(crate) fn not_leader_or(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> RemoteError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => RemoteError::not_leader(
+                format!("not the leader; leader is {:?}", f.leader_id),
+                f.leader_id.and_then(|l| self.client_addr(l)),
+            ),
+            other => RemoteError::new(ErrorCode::Unavailable, format!("raft: {other}")),
+        }
+    }
+
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shards: u32,
+        replication: u32,
+        retention: strata_protocol::Retention,
+    ) -> Result<StreamInfo, RemoteError> {
+        self.create_stream_from(name, shards, replication, retention, None)
+            .await
+    }
+
+    /// `strata stream restore`: the archive must be in this cluster's object
+    /// store; one shard per manifest found there.
+    pub async fn restore_stream(
+        &self,
+        name: &str,
+        from_url: &str,
+        replication: u32,
+    ) -> Result<StreamInfo, RemoteError> {
+        if !self.tier.enabled {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                "tiering is off in this cluster: set object_store in every node's config",
+            ));
+        }
+        let ours = self.tier.url.trim_end_matches('/');
+        if !from_url.is_empty() && from_url.trim_end_matches('/') != ours {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--from {from_url}: this cluster's object store is {ours}; restore reads the archive in place, so set object_store to {from_url} in the core config"
+                ),
+            ));
+        }
+        self.require_meta_leader()?;
+        let shards = crate::tiering::archived_shards(&self.tier, name)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("{e:#}")))?;
+        if shards == 0 {
+            return Err(RemoteError::new(
+                ErrorCode::UnknownStream,
+                format!("no manifests of stream {name:?} under {ours}/_strata/manifests"),
+            ));
+        }
+        self.create_stream_from(
+            name,
+            shards,
+            replication,
+            Default::default(),
+            Some(self.tier.url.clone()),
+        )
+        .await
+    }
+
+    pub(crate) async fn create_stream_from(
+        &self,
+        name: &str,
+        shards: u32,
+        replication: u32,
+        retention: strata_protocol::Retention,
+        restore_from: Option<String>,
+    ) -> Result<StreamInfo, RemoteError> {
+        if let Some(b) = retention
+            .local_bytes
+            .filter(|&b| b < self.cfg.segment_bytes_max)
+        {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
+                    self.cfg.segment_bytes_max
+                ),
+            ));
+        }
+        strata_schema::validate_stream_name(name)
+            .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+        if shards == 0 || shards > self.cfg.shards_max {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--shards {shards} must be between 1 and {}",
+                    self.cfg.shards_max
+                ),
+            ));
+        }
+        self.require_meta_leader()?;
+        let (replicas, replication) = self.meta.sm.read(|c| {
+            let r = if replication == 0 {
+                c.default_replication()
+            } else {
+                replication
+            };
+            (place(c, shards, r), r)
+        });
+        let replicas = replicas.map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+        let meta = StreamMeta {
+            name: name.to_string(),
+            replication,
+            created_ms: now_ms(),
+            retention,
+            restore_from,
+            shards: hashkey::even_ranges(shards)
+                .iter()
+                .zip(replicas)
+                .enumerate()
+                .map(|(i, (r, replicas))| ShardMeta::new(i as u32, *r, replicas, Vec::new()))
+                .collect(),
+        };
+        match self.commit_meta(MetaCommand::CreateStream(meta)).await? {
+            CommandResponse::Meta(MetaResponse::Created) => {}
+            CommandResponse::Meta(MetaResponse::AlreadyExists) => {
+                return Err(RemoteError::new(
+                    ErrorCode::StreamExists,
+                    format!("stream {name:?} already exists"),
+                ))
+            }
+            other => {
+                return Err(RemoteError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected {other:?}"),
+                ))
+            }
+        }
+        // Open what this node hosts and wait (bounded) for those leaders, so
+        // a single-node core is writable as soon as this returns.
+        let meta = self.stream_meta(name)?;
+        self.open_shards(&meta)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Internal, format!("{e:#}")))?;
+        for sh in &meta.shards {
+            if let Some(g) = self.shard(name, sh.id) {
+                let _ = g.wait_leader(name, Duration::from_secs(10)).await;
+            }
+        }
+        self.describe(name)
+    }
+
+    /// `stream split | merge | scale`: plans the reshard on the catalog,
+    /// places the children's replicas, commits it, and opens what this node
+    /// hosts. The parents' leaders seal them in the background.
+    pub async fn reshard(
+        &self,
+        stream: &str,
+        op: &crate::reshard::ReshardOp,
+    ) -> Result<StreamInfo, RemoteError> {
+        let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
+        let meta = self.stream_meta(stream)?;
+        self.require_meta_leader()?;
+        let plan = crate::reshard::plan(&meta, op, self.cfg.shards_max).map_err(invalid)?;
+        // Placement rotates with the shard id, as at creation.
+        let last = plan.children.iter().map(|c| c.id).max().unwrap_or(0);
+        let placed = self
+            .meta
+            .sm
+            .read(|c| place(c, last + 1, meta.replication))
+            .map_err(invalid)?;
+        let children = plan
+            .children
+            .iter()
+            .map(|c| {
+                ShardMeta::new(
+                    c.id,
+                    c.range,
+                    placed[c.id as usize].clone(),
+                    c.parents.clone(),
+                )
+            })
+            .collect();
+        let cmd = MetaCommand::Reshard {
+            stream: stream.to_string(),
+            close: plan.close.clone(),
+            children,
+        };
+        match self.commit_meta(cmd).await? {
+            CommandResponse::Meta(MetaResponse::Done) => {}
+            CommandResponse::Meta(MetaResponse::Refused(m)) => return Err(invalid(m)),
+            other => {
+                return Err(RemoteError::new(
+                    ErrorCode::Internal,
+                    format!("unexpected {other:?}"),
+                ))
+            }
+        }
+        tracing::info!(stream, closed = ?plan.close, children = ?plan.children.iter().map(|c| c.id).collect::<Vec<_>>(), "resharded");
+        // Reply at once: the reshard is committed (a client retrying a slow
+        // reply would be refused, its shards being closed by then). The
+        // children open on every node through the catalog watch; writers
+        // retry until their leaders are elected.
+        self.describe(stream)
+    }
+
+    pub(crate) fn require_meta_leader(&self) -> Result<(), RemoteError> {
+        match self.meta.leader() {
+            Some(l) if l == self.cfg.node_id => Ok(()),
+            Some(l) => Err(RemoteError::not_leader(
+                format!(
+                    "node {} is not the metadata leader; node {l} is",
+                    self.cfg.node_id
+                ),
+                self.client_addr(l),
+            )),
+            None => Err(RemoteError::new(
+                ErrorCode::Unavailable,
+                "the metadata group is electing a leader",
+            )),
+        }
+    }
+
+    /// `strata cluster add-node` / `remove-node`, on the metadata leader. A
+    /// removal only marks the node draining and re-places its replicas; the
+    /// shard leaders move them, then the node is forgotten.
+    pub async fn change_membership(
+        &self,
+        change: &MembershipChange,
+    ) -> Result<ClusterView, RemoteError> {
+        self.require_meta_leader()?;
+        let cmd = match change {
+            MembershipChange::Add {
+                node_id,
+                zone,
+                addr,
+                peer_addr,
+            } => {
+                for (what, a) in [("--addr", addr), ("--peer-addr", peer_addr)] {
+                    a.parse::<std::net::SocketAddr>().map_err(|e| {
+                        RemoteError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("{what} {a:?} is not ip:port: {e}"),
+                        )
+                    })?;
+                }
+                if zone.is_empty() {
+                    return Err(RemoteError::new(
+                        ErrorCode::InvalidArgument,
+                        "--zone must not be empty",
+                    ));
+                }
+                let n = NodeMeta {
+                    id: *node_id,
+                    zone: zone.clone(),
+                    addr: addr.clone(),
+                    peer_addr: peer_addr.clone(),
+                    draining: false,
+                };
+                self.meta
+                    .sm
+                    .read(|c| c.check_new_node(&n))
+                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                MetaCommand::AddNode(n)
+            }
+            MembershipChange::Remove { node_id } => {
+                self.meta
+                    .sm
+                    .read(|c| plan_drain(c, *node_id))
+                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                MetaCommand::DrainNode(*node_id)
+            }
+        };
+        match self.commit_meta(cmd).await? {
+            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+                Err(RemoteError::new(ErrorCode::InvalidArgument, m))
+            }
+            CommandResponse::Meta(_) => Ok(self.status()),
+            other => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
+    /// Registers a producer id in the metadata group (idempotent: the first
+    /// registration's time is kept). Returns it and the number of producers.
+    pub async fn register_producer(&self, id: u64, agent: &str) -> Result<(i64, u64), RemoteError> {
+        if id == 0 {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                "producer id must be non-zero",
+            ));
+        }
+        let known = self.meta.sm.read(|c| {
+            c.producers
+                .get(&id)
+                .map(|p| (p.registered_ms, c.producers.len() as u64))
+        });
+        if let Some(k) = known {
+            return Ok(k);
+        }
+        self.require_meta_leader()?;
+        let p = crate::meta::ProducerMeta {
+            id,
+            agent: agent.chars().take(256).collect(),
+            registered_ms: now_ms(),
+        };
+        self.commit_meta(MetaCommand::RegisterProducer(p)).await?;
+        Ok(self.meta.sm.read(|c| {
+            (
+                c.producers.get(&id).map_or(0, |p| p.registered_ms),
+                c.producers.len() as u64,
+            )
+        }))
+    }
+
+    /// A consumer-group member's heartbeat, on the metadata leader: joins or
+    /// keeps the member, applies its commits, rebalances if the member set
+    /// changed, and returns the member's shards.
+    pub async fn group_heartbeat(
+        &self,
+        stream: &str,
+        group: &str,
+        heartbeat: crate::groups::Heartbeat,
+    ) -> Result<crate::groups::Assignment, RemoteError> {
+        let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
+        crate::groups::validate_name("group", group).map_err(invalid)?;
+        crate::groups::validate_name("member", &heartbeat.member).map_err(invalid)?;
+        self.stream_meta(stream)?;
+        self.require_meta_leader()?;
+        let cmd = MetaCommand::GroupHeartbeat {
+            stream: stream.to_string(),
+            group: group.to_string(),
+            heartbeat,
+        };
+        match self.commit_meta(cmd).await? {
+            CommandResponse::Meta(MetaResponse::Group(a)) => Ok(a),
+            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+                Err(RemoteError::new(ErrorCode::UnknownStream, m))
+            }
+            other => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("unexpected {other:?}"),
+            )),
+        }
+    }
+
+    /// Appends runs to a shard in order; returns (appended, duplicates, next offset).
+    pub async fn append(
+        &self,
+        g: &ShardGroup,
+        cmds: Vec<AppendCmd>,
+    ) -> Result<(u64, u64, u64), RemoteError> {
+        let mut receivers = Vec::with_capacity(cmds.len());
+        let mut duplicates = 0u64;
+        for cmd in cmds {
+            // Skip proposing what is certainly a duplicate or certainly
+            // refused; apply still decides.
+            let (dup, sealed, next_seq) = g.sm.read(|s| {
+                (
+                    s.duplicate_prefix(&cmd),
+                    s.sealed,
+                    s.producer_next_seq(cmd.producer_id),
+                )
+            });
+            if dup == cmd.records as usize {
+                duplicates += u64::from(cmd.records);
+                continue;
+            }
+            if sealed {
+                return Err(closed(next_seq));
+            }
+            let rx = g
+                .raft
+                .client_write_ff(Command::Append(cmd))
+                .await
+                .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("raft: {e}")))?;
+            receivers.push(rx);
+        }
+        let mut appended = 0u64;
+        for rx in receivers {
+            let res = rx
+                .await
+                .map_err(|_| RemoteError::new(ErrorCode::Unavailable, "raft group stopped"))?;
+            match res
+                .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
+                .data
+            {
+                CommandResponse::Appended {
+                    appended: a,
+                    duplicates: d,
+                    ..
+                } => {
+                    appended += a;
+                    duplicates += d;
+                }
+                CommandResponse::Closed { producer_next_seq } => {
+                    return Err(closed(producer_next_seq));
+                }
+                other => {
+                    return Err(RemoteError::new(
+                        ErrorCode::Internal,
+                        format!("unexpected {other:?}"),
+                    ))
+                }
+            }
+        }
+        let next = g.sm.read(|s| s.next_offset);
+        metrics::counter!("strata_core_records_in_total").increment(appended);
+        metrics::counter!("strata_core_duplicates_total").increment(duplicates);
+        Ok((appended, duplicates, next))
+    }
+}
+
+/// The reply to a forward that reached a sealed shard.
+fn closed(producer_next_seq: u64) -> RemoteError {
+    RemoteError::shard_closed(
+        "the shard is closed (split or merged): its records go to its children now (see stream describe)",
+        producer_next_seq,
+    )
+}

@@ -1,0 +1,232 @@
+//! The control loops of a node: thin drivers that keep its Raft groups in
+//! line with the metadata catalog. Each round reads the catalog and the
+//! groups' metrics, asks a pure planner what to do (`meta_members`,
+//! `replicas`), and performs the actions; a failed action is retried at the
+//! next round, so every action is idempotent.
+//!
+//! - this module: the catalog watch, opening the shard groups this node
+//!   hosts, sealing resharded shards, proposing metadata commands from any
+//!   node;
+//! - [`meta_members`]: the metadata group's learners and voters;
+//! - [`replicas`]: replica moves, closing moved-away replicas, and handing
+//!   leadership back to a shard's preferred replica;
+//! - [`lag`]: consumer-group lag gauges.
+
+pub mod lag;
+pub mod meta_members;
+pub mod replicas;
+
+use crate::meta::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
+use crate::node::Node;
+use crate::raft::group::ShardGroup;
+use crate::raft::net::NetworkFactory;
+use crate::raft::types::{Command, CommandResponse};
+use anyhow::{Context, Result};
+use openraft::BasicNode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a replica waits for a shard's preferred leader to initialize a
+/// new group before doing it itself.
+const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
+
+impl Node {
+    /// Keeps this node's groups in line with the catalog.
+    pub(crate) async fn watch_catalog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut applied = self.meta.sm.subscribe();
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %format!("{e:#}"), "reconciling with the catalog failed; retrying");
+            }
+            tokio::select! {
+                _ = applied.changed() => {}
+                // Retry registration and group opening that waited on other nodes.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        if self.meta.leader() == Some(self.cfg.node_id) {
+            let (known, forgotten): (Vec<u64>, BTreeSet<u64>) = self
+                .meta
+                .sm
+                .read(|c| (c.nodes.keys().copied().collect(), c.forgotten.clone()));
+            for m in self.cfg.initial_members() {
+                if !known.contains(&m.id) && !forgotten.contains(&m.id) {
+                    let cmd = MetaCommand::RegisterNode(NodeMeta {
+                        id: m.id,
+                        zone: m.zone.clone(),
+                        addr: m.addr.to_string(),
+                        peer_addr: m.peer_addr.to_string(),
+                        draining: false,
+                    });
+                    self.meta
+                        .raft
+                        .client_write(Command::Meta(cmd))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("registering node {}: {e}", m.id))?;
+                }
+            }
+            self.reconcile_meta_members().await?;
+        }
+        let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
+        for s in &streams {
+            self.open_shards(s).await?;
+        }
+        self.seal_closing(&streams).await;
+        self.close_unhosted(&streams);
+        self.converge_replicas(&streams);
+        Ok(())
+    }
+
+    /// Resharded shards this node leads: append the seal to the shard's log,
+    /// then record where the shard ends in the catalog. Both steps are
+    /// idempotent, so a failure is simply retried at the next reconcile.
+    pub(crate) async fn seal_closing(&self, streams: &[StreamMeta]) {
+        for s in streams {
+            for sh in s
+                .shards
+                .iter()
+                .filter(|sh| sh.closing && sh.end_offset.is_none())
+            {
+                let Some(g) = self.shard(&s.name, sh.id) else {
+                    continue;
+                };
+                if g.leader() != Some(self.cfg.node_id) {
+                    continue;
+                }
+                let name = format!("{}/{}", s.name, sh.id);
+                let sealed = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    g.raft.client_write(Command::Seal),
+                )
+                .await;
+                let end_offset = match sealed {
+                    Ok(Ok(r)) => match r.data {
+                        CommandResponse::Sealed { end_offset } => end_offset,
+                        other => {
+                            tracing::warn!(shard = %name, reply = ?other, "unexpected reply to the seal");
+                            continue;
+                        }
+                    },
+                    Ok(Err(e)) => {
+                        tracing::warn!(shard = %name, error = %e, "sealing the shard failed; will retry");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(shard = %name, "sealing the shard timed out; will retry");
+                        continue;
+                    }
+                };
+                let cmd = MetaCommand::ShardSealed {
+                    stream: s.name.clone(),
+                    shard: sh.id,
+                    end_offset,
+                };
+                match self.propose_meta(cmd).await {
+                    Ok(_) => tracing::info!(shard = %name, end_offset, "shard closed"),
+                    Err(e) => {
+                        tracing::warn!(shard = %name, error = %format!("{e:#}"), "recording the closed shard failed; will retry")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Proposes a metadata command on the metadata leader, wherever it is.
+    pub(crate) async fn propose_meta(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+        let data = match self.meta.leader() {
+            Some(l) if l == self.cfg.node_id => {
+                self.meta
+                    .raft
+                    .client_write(Command::Meta(cmd))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metadata write: {e}"))?
+                    .data
+            }
+            Some(l) => {
+                let NetworkFactory::Quic(pool) = &self.net else {
+                    anyhow::bail!(
+                        "metadata leader {l} is another node, but this core has no peers"
+                    );
+                };
+                let addr = self
+                    .meta
+                    .sm
+                    .read(|c| c.nodes.get(&l).map(|n| n.peer_addr.clone()))
+                    .with_context(|| format!("metadata leader {l} is not in the catalog"))?;
+                let addr = addr
+                    .parse()
+                    .with_context(|| format!("peer address {addr}"))?;
+                pool.meta_write(addr, cmd, Duration::from_secs(5))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metadata write through node {l}: {e}"))?
+            }
+            None => anyhow::bail!("the metadata group has no leader"),
+        };
+        match data {
+            CommandResponse::Meta(r) => Ok(r),
+            other => anyhow::bail!("unexpected metadata reply {other:?}"),
+        }
+    }
+
+    pub(crate) async fn open_shards(&self, s: &StreamMeta) -> Result<()> {
+        let me = self.cfg.node_id;
+        for sh in s.shards.iter().filter(|sh| sh.hosted_on(me)) {
+            let _guard = self.opening.lock().await;
+            if self.shard(&s.name, sh.id).is_some() {
+                continue;
+            }
+            let name = format!("{}/{}", s.name, sh.id);
+            let g = ShardGroup::open(
+                &name,
+                &self.shard_dir(&s.name, sh.id),
+                me,
+                Self::segment_options(&self.cfg),
+                self.net.network(&name),
+            )
+            .await?;
+            // The preferred leader (first replica) initializes a pristine
+            // group at once, so leaders start balanced over nodes and zones.
+            // Any other replica initializes it too (with the identical replica
+            // set, which openraft allows) if it is still pristine after a grace
+            // period: a shard stays available when its preferred leader is
+            // down at creation. Once a replica has moved, nobody initializes:
+            // a new replica waits for the leader to add it.
+            let peers = self.meta.sm.read(|c| {
+                sh.replicas
+                    .iter()
+                    .filter_map(|r| c.nodes.get(r).map(|n| (*r, BasicNode::new(&n.peer_addr))))
+                    .collect::<BTreeMap<_, _>>()
+            });
+            if peers.len() != sh.replicas.len() {
+                anyhow::bail!("shard {name}: some replicas are not registered yet");
+            }
+            if sh.moved || !sh.replicas.contains(&me) {
+            } else if sh.replicas.first() == Some(&me) {
+                g.initialize(&name, peers).await?;
+            } else {
+                let (raft, name) = (g.raft.clone(), name.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(INITIALIZE_GRACE).await;
+                    if matches!(raft.is_initialized().await, Ok(false)) {
+                        tracing::info!(shard = %name, "preferred leader absent; initializing the shard group");
+                        if let Err(e) = raft.initialize(peers).await {
+                            tracing::debug!(shard = %name, error = %e, "late initialize");
+                        }
+                    }
+                });
+            }
+            self.shards
+                .write()
+                .expect("shards lock")
+                .insert((s.name.clone(), sh.id), Arc::new(g));
+            tracing::info!(shard = %name, replicas = ?sh.replicas, "opened shard group");
+        }
+        Ok(())
+    }
+}
