@@ -284,23 +284,42 @@ mod tests {
         }
     }
 
+    /// A child as the plan should list it.
+    fn kid(id: u32, start: u128, end: u128, parents: &[u32]) -> NewShard {
+        NewShard {
+            id,
+            range: HashRange { start, end },
+            parents: parents.to_vec(),
+        }
+    }
+
+    // Boundaries written out (not computed with `even_ranges`) so that a
+    // change in how ranges are cut fails here. even_ranges(2) cuts at
+    // u128::MAX / 2 = 2^127 - 1; even_ranges(3) at multiples of
+    // u128::MAX / 3 = 0x5555...55.
+    const HALF: u128 = 0x7fff_ffff_ffff_ffff_ffff_ffff_ffff_ffff;
+    const QUARTER: u128 = 0x4000_0000_0000_0000_0000_0000_0000_0000;
+    const THIRD: u128 = 0x5555_5555_5555_5555_5555_5555_5555_5555;
+
     #[test]
     fn split_merge_and_scale_keep_the_key_space_covered_with_lineage() {
         let mut c = catalog(&hashkey::even_ranges(2));
+        // Shards: 0 = [0, HALF-1], 1 = [HALF, MAX].
         let p = plan(
             &c.streams["s"],
             &ReshardOp::Split { shard: 0, at: None },
             64,
         )
         .unwrap();
-        assert_eq!(p.close, vec![0]);
-        assert_eq!(
-            p.children
-                .iter()
-                .map(|c| (c.id, c.parents.clone()))
-                .collect::<Vec<_>>(),
-            vec![(2, vec![0]), (3, vec![0])]
-        );
+        // The middle of [0, HALF-1] is (HALF-1)/2 + 1 = 2^126.
+        let want = Plan {
+            close: vec![0],
+            children: vec![
+                kid(2, 0, QUARTER - 1, &[0]),
+                kid(3, QUARTER, HALF - 1, &[0]),
+            ],
+        };
+        assert_eq!(p, want);
         apply(&mut c, &p);
         assert_covers(&c.streams["s"]);
         // Shard 0 is closed now.
@@ -314,33 +333,37 @@ mod tests {
         // 2 and 1 are not adjacent (3 is between them).
         let err = plan(&c.streams["s"], &ReshardOp::Merge { shards: [2, 1] }, 64).unwrap_err();
         assert!(err.contains("not adjacent"), "{err}");
+        // Merge lists the lower range first, whatever order was asked.
         let p = plan(&c.streams["s"], &ReshardOp::Merge { shards: [1, 3] }, 64).unwrap();
-        assert_eq!(p.close, vec![3, 1]);
-        assert_eq!(p.children[0].id, 4);
-        assert_eq!(p.children[0].parents, vec![3, 1]);
+        let want = Plan {
+            close: vec![3, 1],
+            children: vec![kid(4, QUARTER, u128::MAX, &[3, 1])],
+        };
+        assert_eq!(p, want);
         apply(&mut c, &p);
         assert_covers(&c.streams["s"]);
+        // Open now: 2 = [0, 2^126-1], 4 = [2^126, MAX]. Each child's parents
+        // are the closed shards its range overlaps: THIRD-1 > 2^126, so the
+        // first third overlaps both.
         let p = plan(&c.streams["s"], &ReshardOp::Scale { count: 3 }, 64).unwrap();
-        assert_eq!(p.close, vec![2, 4]);
-        // Each child's parents are the closed shards its range overlaps.
-        for k in &p.children {
-            assert!(!k.parents.is_empty());
-            for par in &k.parents {
-                let s = &c.streams["s"];
-                let r = s
-                    .shards
-                    .iter()
-                    .find(|sh| sh.id == *par)
-                    .unwrap()
-                    .range()
-                    .unwrap();
-                assert!(r.start <= k.range.end && k.range.start <= r.end);
-            }
-        }
+        let want = Plan {
+            close: vec![2, 4],
+            children: vec![
+                kid(5, 0, THIRD - 1, &[2, 4]),
+                kid(6, THIRD, 2 * THIRD - 1, &[4]),
+                kid(7, 2 * THIRD, u128::MAX, &[4]),
+            ],
+        };
+        assert_eq!(p, want);
         apply(&mut c, &p);
         assert_covers(&c.streams["s"]);
-        let open = c.streams["s"].shards.iter().filter(|sh| !sh.closing);
-        assert_eq!(open.count(), 3);
+        let open: Vec<u32> = c.streams["s"]
+            .shards
+            .iter()
+            .filter(|sh| !sh.closing)
+            .map(|sh| sh.id)
+            .collect();
+        assert_eq!(open, vec![5, 6, 7]);
     }
 
     #[test]
@@ -377,7 +400,8 @@ mod tests {
         busy.shards[0].closing = true;
         let err = plan(&busy, &ReshardOp::Scale { count: 4 }, 64).unwrap_err();
         assert!(err.contains("still closing"), "{err}");
-        // A split at an explicit key.
+        // A split at an explicit key: the last key of the space is the
+        // highest allowed `at`; the upper child owns that one key.
         let p = plan(
             &s,
             &ReshardOp::Split {
@@ -385,7 +409,30 @@ mod tests {
                 at: Some(u128::MAX),
             },
             64,
-        );
-        assert!(p.is_ok());
+        )
+        .unwrap();
+        let want = Plan {
+            close: vec![1],
+            children: vec![
+                kid(2, HALF, u128::MAX - 1, &[1]),
+                kid(3, u128::MAX, u128::MAX, &[1]),
+            ],
+        };
+        assert_eq!(p, want);
+        // The lowest allowed `at` is one above the shard's first key.
+        let p = plan(
+            &s,
+            &ReshardOp::Split {
+                shard: 0,
+                at: Some(1),
+            },
+            64,
+        )
+        .unwrap();
+        let want = Plan {
+            close: vec![0],
+            children: vec![kid(2, 0, 0, &[0]), kid(3, 1, HALF - 1, &[0])],
+        };
+        assert_eq!(p, want);
     }
 }
