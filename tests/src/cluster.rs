@@ -1,13 +1,22 @@
 //! A three-zone core cluster and an edge agent as real processes on loopback,
 //! optionally with a relay in front of every node's peer port (see
 //! [`crate::relay`]) so tests can partition a node.
+//!
+//! Besides starting and stopping nodes, the harness reads each node on its
+//! own (no routing, no fallback to another replica): its Prometheus
+//! counters, its view of the shards it leads (with the Raft term), its
+//! records ([`TestCluster::assert_replicas_identical`]) and, for the tiering
+//! tests, the snapshot and purge point it keeps on disk.
 
 use crate::relay::{self, Partition};
 use crate::{free_udp_addr, wait_for, Proc};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use strata_client::api;
+use strata_client::api::{self, ConsumedRecord, Start};
 use strata_client::cluster::Cluster;
 use strata_client::tls::DevPki;
 use strata_client::{Client, ClientError};
@@ -16,6 +25,8 @@ pub struct CoreNode {
     pub id: u64,
     pub zone: String,
     pub addr: SocketAddr,
+    /// The node's Prometheus endpoint (`GET /metrics`).
+    pub metrics: SocketAddr,
     pub proc: Proc,
 }
 
@@ -26,6 +37,8 @@ pub struct TestCluster {
     pub edge: Proc,
     pub edge_addr: SocketAddr,
     pub partition: Partition,
+    /// The top-level keys every node's config carries (`start_with`).
+    core_extra: String,
     /// The `[[peers]]` section every node's config carries (the initial cluster).
     peers: String,
 }
@@ -55,20 +68,21 @@ impl TestCluster {
             };
             specs.push((id, zone, addr, bind, advertise));
         }
-        // Top-level keys first: the [[peers]] tables end the TOML's top level.
-        let mut peers = format!("{core_extra}\n");
+        let mut peers = String::new();
         for (id, zone, addr, _, advertise) in &specs {
             peers += &format!("\n[[peers]]\nid = {id}\nzone = \"{zone}\"\naddr = \"{addr}\"\npeer_addr = \"{advertise}\"\n");
         }
         let mut nodes = Vec::new();
         for (id, zone, addr, bind, advertise) in &specs {
-            let proc = spawn_core(&p, &pki, &peers, *id, zone, *addr, *bind, *advertise)?;
-            nodes.push(CoreNode {
+            let spec = NodeSpec {
                 id: *id,
-                zone: zone.clone(),
+                zone,
                 addr: *addr,
-                proc,
-            });
+                bind: *bind,
+                advertise: *advertise,
+                metrics: free_udp_addr(),
+            };
+            nodes.push(spawn_core(&p, &pki, core_extra, &peers, &spec)?);
         }
         let edge_addr = free_udp_addr();
         let core_addrs: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
@@ -91,6 +105,7 @@ impl TestCluster {
             edge,
             edge_addr,
             partition,
+            core_extra: core_extra.to_string(),
             peers,
         };
         c.wait_registered(n as usize).await?;
@@ -101,15 +116,30 @@ impl TestCluster {
     /// (the initial cluster as its `peers`, without itself). Returns its
     /// client and peer addresses, for `add-node`.
     pub fn start_joining_node(&mut self, id: u64, zone: &str) -> Result<(SocketAddr, SocketAddr)> {
+        let extra = self.core_extra.clone();
+        self.start_joining_node_with(id, zone, &extra)
+    }
+
+    /// [`TestCluster::start_joining_node`] with `core_extra` as the node's
+    /// top-level keys instead of the ones the cluster started with.
+    pub fn start_joining_node_with(
+        &mut self,
+        id: u64,
+        zone: &str,
+        core_extra: &str,
+    ) -> Result<(SocketAddr, SocketAddr)> {
         let (addr, peer) = (free_udp_addr(), free_udp_addr());
-        let p = self.dir.path().to_path_buf();
-        let proc = spawn_core(&p, &self.pki, &self.peers, id, zone, addr, peer, peer)?;
-        self.nodes.push(CoreNode {
+        let spec = NodeSpec {
             id,
-            zone: zone.into(),
+            zone,
             addr,
-            proc,
-        });
+            bind: peer,
+            advertise: peer,
+            metrics: free_udp_addr(),
+        };
+        let p = self.dir.path().to_path_buf();
+        let node = spawn_core(&p, &self.pki, core_extra, &self.peers, &spec)?;
+        self.nodes.push(node);
         Ok((addr, peer))
     }
 
@@ -144,6 +174,15 @@ impl TestCluster {
 
     pub fn seeds(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// Node `id`'s client address.
+    pub fn addr_of(&self, id: u64) -> Result<SocketAddr> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr)
+            .ok_or_else(|| anyhow!("no node {id} in this cluster"))
     }
 
     pub fn cluster(&self) -> Cluster {
@@ -185,7 +224,19 @@ impl TestCluster {
 
     /// The node that currently leads `stream/shard` (asks every live node).
     pub async fn leader_of(&self, stream: &str, shard: u32) -> Result<u64> {
-        let targets: Vec<SocketAddr> = self.seeds();
+        Ok(self.leadership(stream, shard, &[]).await?.0)
+    }
+
+    /// The node that leads `stream/shard` and its Raft term, as that node
+    /// itself reports them; nodes in `except` are not asked (a node cut off
+    /// by a partition may still believe it leads).
+    pub async fn leadership(&self, stream: &str, shard: u32, except: &[u64]) -> Result<(u64, u64)> {
+        let targets: Vec<SocketAddr> = self
+            .nodes
+            .iter()
+            .filter(|n| !except.contains(&n.id))
+            .map(|n| n.addr)
+            .collect();
         let ca = self.pki.ca.clone();
         wait_for(
             &format!("a leader of {stream}/{shard}"),
@@ -195,18 +246,18 @@ impl TestCluster {
                 async move {
                     for t in targets {
                         let c = Client::new(t, &ca)?;
-                        let c2 = c;
                         let Ok(Ok(v)) =
-                            tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&c2))
+                            tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&c))
                                 .await
                         else {
                             continue;
                         };
-                        if v.shards
+                        if let Some(s) = v
+                            .shards
                             .iter()
-                            .any(|s| s.stream == stream && s.shard == shard)
+                            .find(|s| s.stream == stream && s.shard == shard)
                         {
-                            return Ok(Some(v.node));
+                            return Ok(Some((v.node, s.term)));
                         }
                     }
                     Ok(None)
@@ -306,30 +357,307 @@ impl TestCluster {
         }
         Ok(())
     }
+
+    /// Value of the unlabelled Prometheus counter or gauge `name` on node
+    /// `id` (0 when the node has not registered it yet: a counter appears on
+    /// its first increment).
+    pub async fn metric(&self, id: u64, name: &str) -> Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.metrics)
+            .ok_or_else(|| anyhow!("no node {id} in this cluster"))?;
+        let text = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: core\r\n\r\n")
+                .await?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).await?;
+            anyhow::Ok(text)
+        })
+        .await
+        .map_err(|_| anyhow!("node {id}'s metrics endpoint {addr} did not answer in 5 s"))??;
+        if !text.starts_with("HTTP/1.") || !text.lines().next().is_some_and(|l| l.contains(" 200"))
+        {
+            bail!(
+                "node {id}'s metrics endpoint answered {:?}",
+                text.lines().next()
+            );
+        }
+        let Some(line) = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+        else {
+            return Ok(0.0);
+        };
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("node {id}: bad metrics line {line:?}"))
+    }
+
+    /// Node `id`'s directory of `stream/shard` (its Raft log and snapshot).
+    pub fn shard_dir(&self, id: u64, stream: &str, shard: u32) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("core-{id}/shards/{stream}/{shard:05}"))
+    }
+
+    /// Index of the last entry node `id` purged from the Raft log of
+    /// `stream/shard` (its `purged.json`, an openraft `LogId`), if any.
+    pub fn purged_index(&self, id: u64, stream: &str, shard: u32) -> Result<Option<u64>> {
+        let Some(v) = read_json(&self.shard_dir(id, stream, shard).join("purged.json"))? else {
+            return Ok(None);
+        };
+        let index = v["index"].as_u64();
+        index
+            .map(Some)
+            .ok_or_else(|| anyhow!("node {id}: purged.json without an index: {v}"))
+    }
+
+    /// The shard state in node `id`'s snapshot of `stream/shard` (its
+    /// `snapshot.json`), if it has one: `next_offset`, `index` (one entry per
+    /// data batch, with its `log_index`), the manifest.
+    pub fn snapshot_state(
+        &self,
+        id: u64,
+        stream: &str,
+        shard: u32,
+    ) -> Result<Option<serde_json::Value>> {
+        let path = self.shard_dir(id, stream, shard).join("snapshot.json");
+        Ok(read_json(&path)?.map(|mut v| v["state"].take()))
+    }
+
+    /// Every record of `stream/shard` that node `id` holds, read from that
+    /// node alone (no routing: an error if it cannot serve them).
+    pub async fn read_replica(
+        &self,
+        id: u64,
+        stream: &str,
+        shard: u32,
+    ) -> Result<Vec<ConsumedRecord>> {
+        let c = self.client(self.addr_of(id)?);
+        let first = api::seek(&c, stream, shard, Start::Oldest).await?;
+        let end = api::seek(&c, stream, shard, Start::Latest).await?;
+        let mut out = Vec::new();
+        let mut offset = first;
+        while offset < end {
+            let f = api::fetch(&c, stream, shard, offset, 10_000, Duration::ZERO).await?;
+            if f.records.is_empty() {
+                bail!("node {id}: fetch of {stream}/{shard} at {offset} returned nothing before {end}");
+            }
+            offset = f.next_offset;
+            out.extend(f.records);
+        }
+        c.close().await;
+        Ok(out)
+    }
+
+    /// Fetches every shard of `stream` from each of its replicas directly
+    /// and fails unless they hold identical records (offsets, keys, values,
+    /// timestamps, headers) over identical ranges. For a cluster that has
+    /// caught up with no writes going on. Returns the records compared per
+    /// replica.
+    pub async fn assert_replicas_identical(&self, stream: &str) -> Result<u64> {
+        // Records per fetch: a page of small records stays under the
+        // fetch's 8 MiB.
+        const PAGE: u32 = 50_000;
+        let info = self.cluster().describe(stream).await?;
+        let mut compared = 0;
+        for sh in &info.shards {
+            let (shard, replicas) = (sh.id, sh.replicas.clone());
+            if replicas.len() < 2 {
+                bail!("{stream}/{shard} has replicas {replicas:?}: nothing to compare");
+            }
+            let mut clients = Vec::new();
+            for &id in &replicas {
+                clients.push((id, Arc::new(self.client(self.addr_of(id)?))));
+            }
+            // Followers apply a commit a heartbeat after the leader: wait
+            // until every replica reports the same range.
+            let clients = &clients;
+            let (first, end) = wait_for(
+                &format!("every replica of {stream}/{shard} to apply the same records"),
+                Duration::from_secs(60),
+                || async move {
+                    let mut ranges = Vec::new();
+                    for (id, c) in clients {
+                        let first = api::seek(c, stream, shard, Start::Oldest).await?;
+                        let end = api::seek(c, stream, shard, Start::Latest).await?;
+                        ranges.push((*id, first, end));
+                    }
+                    let (_, first, end) = ranges[0];
+                    let same = ranges.iter().all(|r| (r.1, r.2) == (first, end));
+                    if !same {
+                        // Shown in the timeout's message if they never agree.
+                        bail!("replica ranges (node, first, end): {ranges:?}");
+                    }
+                    Ok(Some((first, end)))
+                },
+            )
+            .await?;
+            // Compared page by page so a long stream is never held whole;
+            // the replicas are read in parallel.
+            let mut offset = first;
+            while offset < end {
+                let mut reads = tokio::task::JoinSet::new();
+                for (k, (id, c)) in clients.iter().enumerate() {
+                    let (id, c, stream) = (*id, c.clone(), stream.to_string());
+                    reads.spawn(async move {
+                        let f = api::fetch(&c, &stream, shard, offset, PAGE, Duration::ZERO)
+                            .await
+                            .with_context(|| {
+                                format!("node {id}: fetch {stream}/{shard} at {offset}")
+                            })?;
+                        anyhow::Ok((k, id, f.records))
+                    });
+                }
+                let mut pages = Vec::new();
+                while let Some(r) = reads.join_next().await {
+                    pages.push(r??);
+                }
+                pages.sort_unstable_by_key(|p| p.0);
+                let n = pages.iter().map(|(_, _, r)| r.len()).min().unwrap_or(0);
+                if n == 0 {
+                    bail!("a replica of {stream}/{shard} returned nothing at {offset} (end {end})");
+                }
+                let (_, id0, base) = &pages[0];
+                for (_, id, recs) in &pages[1..] {
+                    if let Some(k) = (0..n).find(|&k| recs[k] != base[k]) {
+                        bail!(
+                            "replicas of {stream}/{shard} diverge: node {id0} has {:?}, node {id} has {:?}",
+                            base[k],
+                            recs[k]
+                        );
+                    }
+                }
+                if base[n - 1].offset != offset + n as u64 - 1 {
+                    bail!("{stream}/{shard}: offsets from {offset} are not contiguous");
+                }
+                offset += n as u64;
+                compared += n as u64;
+            }
+            for (_, c) in clients {
+                c.close().await;
+            }
+        }
+        Ok(compared)
+    }
 }
 
-/// Writes node `id`'s config and starts it.
-#[allow(clippy::too_many_arguments)]
-fn spawn_core(
-    p: &std::path::Path,
-    pki: &DevPki,
-    peers: &str,
+/// Where and how one core node listens.
+struct NodeSpec<'a> {
     id: u64,
-    zone: &str,
+    zone: &'a str,
     addr: SocketAddr,
     bind: SocketAddr,
     advertise: SocketAddr,
-) -> Result<Proc> {
+    metrics: SocketAddr,
+}
+
+/// Writes node `n.id`'s config and starts it.
+fn spawn_core(
+    p: &std::path::Path,
+    pki: &DevPki,
+    core_extra: &str,
+    peers: &str,
+    n: &NodeSpec<'_>,
+) -> Result<CoreNode> {
+    let id = n.id;
     let cfg = p.join(format!("core-{id}.toml"));
+    // Top-level keys first: the [[peers]] tables end the TOML's top level.
     std::fs::write(
         &cfg,
         format!(
-            "node_id = {id}\nzone = \"{zone}\"\ndata_dir = {:?}\nlisten_addr = \"{addr}\"\npeer_addr = \"{bind}\"\npeer_advertise_addr = \"{advertise}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{peers}",
+            "node_id = {id}\nzone = \"{}\"\ndata_dir = {:?}\nlisten_addr = \"{}\"\npeer_addr = \"{}\"\npeer_advertise_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{core_extra}\n{peers}",
+            n.zone,
             p.join(format!("core-{id}")),
+            n.addr,
+            n.bind,
+            n.advertise,
+            n.metrics,
             pki.cert,
             pki.key,
             pki.ca
         ),
     )?;
-    Proc::spawn("strata-core", &cfg, &p.join(format!("core-{id}.log")))
+    let proc = Proc::spawn("strata-core", &cfg, &p.join(format!("core-{id}.log")))?;
+    Ok(CoreNode {
+        id,
+        zone: n.zone.to_string(),
+        addr: n.addr,
+        metrics: n.metrics,
+        proc,
+    })
+}
+
+/// A JSON file, if it exists.
+fn read_json(path: &std::path::Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("parsing {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Checks `records` (one replica's copy of a shard, from offset 0) against
+/// what the producers of [`crate::workload`] had acknowledged: offsets run
+/// from 0 without gaps, each record carries exactly what was sent (record
+/// `i`, attempt `a`: key `key-(i % keys)`, value `"i|a|payload-i:08"`,
+/// timestamp `i`), and each acknowledged `(i, a)` is there exactly once.
+/// Unacknowledged attempts may be there too (producer to edge is at least
+/// once).
+pub fn check_acked_contents(
+    records: &[ConsumedRecord],
+    acked: &HashSet<(u64, u32)>,
+    keys: u64,
+) -> Result<()> {
+    let mut seen: HashMap<(u64, u32), u64> = HashMap::new();
+    for (n, r) in records.iter().enumerate() {
+        if r.offset != n as u64 {
+            bail!("record {n} has offset {}", r.offset);
+        }
+        let value = std::str::from_utf8(&r.data)
+            .map_err(|_| anyhow!("offset {}: value is not UTF-8", r.offset))?;
+        let mut it = value.split('|');
+        let (Some(Ok(i)), Some(Ok(a))) = (
+            it.next().map(str::parse::<u64>),
+            it.next().map(str::parse::<u32>),
+        ) else {
+            bail!(
+                "offset {}: value {value:?} is not a workload record",
+                r.offset
+            );
+        };
+        let sent = format!("{i}|{a}|payload-{i:08}");
+        let key = format!("key-{}", i % keys);
+        if value != sent || r.key.as_deref() != Some(&key) || r.timestamp_ms != i as i64 {
+            bail!(
+                "offset {}: read key {:?} value {value:?} timestamp {}; sent key {key} value {sent:?} timestamp {i}",
+                r.offset,
+                r.key,
+                r.timestamp_ms
+            );
+        }
+        if let Some(prev) = seen.insert((i, a), r.offset) {
+            bail!("record {i} attempt {a} at offsets {prev} and {}", r.offset);
+        }
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|k| !seen.contains_key(k))
+        .take(5)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of {} acknowledged records are missing, e.g. (record, attempt) {missing:?}",
+            acked.iter().filter(|k| !seen.contains_key(k)).count(),
+            acked.len()
+        );
+    }
+    Ok(())
 }
