@@ -346,3 +346,7 @@ mod tests {
         assert_eq!(Command::decode(enc.into()).unwrap(), Command::Seal);
     }
 }
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod model_tests;
