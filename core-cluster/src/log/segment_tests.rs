@@ -1,11 +1,12 @@
 //! Unit tests of the segment log, and a proptest model check with crashes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use strata_segment_log::sim::SimFs;
 
 use super::*;
 
@@ -423,8 +424,36 @@ fn purge_to_drops_whole_segments_and_hides_the_rest() {
     assert_eq!((log.first_index(), log.last_index()), (Some(21), Some(21)));
 }
 
+#[test]
+fn roll_next_lets_a_purge_delete_what_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 30)).unwrap();
+    append_all(&mut log, 1..=10, 100);
+    // One big segment: a purge of a prefix deletes nothing.
+    log.purge_to(5).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    log.roll_next();
+    append_all(&mut log, 11..=12, 100);
+    log.sync().unwrap();
+    assert_eq!(log.segment_count(), 2);
+    log.purge_to(10).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(log.first_index(), Some(11));
+    assert_reads(&log, 11..=12, 100);
+    // A request on an empty active segment does not create empty files.
+    log.roll_next();
+    log.roll_next();
+    append_all(&mut log, 13..=13, 100);
+    assert_eq!(log.segment_count(), 2);
+}
+
 // ---------------------------------------------------------------------------
-// Model check with crashes.
+// Model check with crashes, on a simulated disk.
+//
+// The log runs on a `SimFs`; a crash drops the log (the process dies) and cuts
+// the power: the disk keeps only what was fsynced, file bytes and directory
+// entries alike, or (torn) that plus a random part of the rest. So the model
+// fails when any fsync the log relies on is missing, without knowing which.
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -437,11 +466,10 @@ enum Op {
     /// Truncate at a point chosen from the selector.
     Truncate(u16),
     Purge(u16),
-    /// Drop the log, lose unsynced bytes of the last segment, reopen.
+    /// Drop the log, cut the power, reopen. `torn`: some unsynced changes
+    /// reach the disk anyway (`SimFs::crash_torn` with this seed).
     Crash {
-        cut: u32,
-        garbage: Vec<u8>,
-        lose_new_file: bool,
+        torn: Option<u64>,
     },
 }
 
@@ -452,12 +480,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Sync),
         1 => any::<u16>().prop_map(Op::Truncate),
         1 => any::<u16>().prop_map(Op::Purge),
-        2 => (
-            any::<u32>(),
-            prop_oneof![Just(Vec::new()), prop::collection::vec(any::<u8>(), 1..48)],
-            any::<bool>(),
-        )
-            .prop_map(|(cut, garbage, lose_new_file)| Op::Crash { cut, garbage, lose_new_file }),
+        2 => prop::option::of(any::<u64>()).prop_map(|torn| Op::Crash { torn }),
     ]
 }
 
@@ -466,8 +489,11 @@ const MODEL_OPTS: SegmentLogOptions = SegmentLogOptions {
     record_bytes_max: 200,
 };
 
+/// Nested, so that creating the log's directories must be durable too.
+const MODEL_DIR: &str = "/data/group/log";
+
 struct Model {
-    dir: tempfile::TempDir,
+    disk: SimFs,
     log: Option<SegmentLog>,
     /// Every record appended and not truncated (purged ones included: they
     /// may reappear after a crash).
@@ -477,18 +503,22 @@ struct Model {
     next_index: u64,
     term: u64,
     purged: Option<u64>,
-    /// Records up to here are durable.
+    /// Records up to here were made durable (a sync or truncate returned).
     durable_last: Option<u64>,
-    /// Lengths of the segment files at the last durable point.
-    durable_len: HashMap<PathBuf, u64>,
+}
+
+fn open_model_log(disk: &SimFs) -> SegmentLog {
+    let (log, _) = SegmentLog::open_in(disk.shared(), Path::new(MODEL_DIR), MODEL_OPTS.clone())
+        .expect("open the log");
+    log
 }
 
 impl Model {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = SegmentLog::open(dir.path(), MODEL_OPTS.clone()).unwrap();
+        let disk = SimFs::new();
+        let log = open_model_log(&disk);
         Model {
-            dir,
+            disk,
             log: Some(log),
             all: BTreeMap::new(),
             first: None,
@@ -497,23 +527,11 @@ impl Model {
             term: 1,
             purged: None,
             durable_last: None,
-            durable_len: HashMap::new(),
         }
     }
 
     fn log(&mut self) -> &mut SegmentLog {
         self.log.as_mut().expect("open log")
-    }
-
-    fn mark_durable(&mut self) {
-        self.durable_last = self.last;
-        self.durable_len = segment_files(self.dir.path())
-            .into_iter()
-            .map(|p| {
-                let len = file_len(&p);
-                (p, len)
-            })
-            .collect();
     }
 
     /// An index in `[first - 1, last + 1]`.
@@ -532,15 +550,11 @@ impl Model {
             } => self.append(*len, *seed, *new_term),
             Op::Sync => {
                 self.log().sync().unwrap();
-                self.mark_durable();
+                self.durable_last = self.last;
             }
             Op::Truncate(sel) => self.truncate(*sel),
             Op::Purge(sel) => self.purge(*sel),
-            Op::Crash {
-                cut,
-                garbage,
-                lose_new_file,
-            } => self.crash(*cut, garbage, *lose_new_file),
+            Op::Crash { torn } => self.crash(*torn),
         }
         self.check();
     }
@@ -584,7 +598,8 @@ impl Model {
         } else {
             self.last = Some(at - 1);
         }
-        self.mark_durable();
+        // A truncation is durable on return, the records before it included.
+        self.durable_last = self.last;
     }
 
     fn purge(&mut self, sel: u16) {
@@ -604,36 +619,15 @@ impl Model {
         } else {
             self.first = Some(at + 1);
         }
-        self.durable_len.retain(|p, _| p.exists());
     }
 
-    fn crash(&mut self, cut: u32, garbage: &[u8], lose_new_file: bool) {
+    fn crash(&mut self, torn: Option<u64>) {
         drop(self.log.take());
-        if let Some(last_file) = segment_files(self.dir.path()).pop() {
-            let now = file_len(&last_file);
-            let keep = match self.durable_len.get(&last_file) {
-                Some(&durable) => {
-                    assert!(durable <= now, "durable bytes of {last_file:?} shrank");
-                    Some(durable + u64::from(cut) % (now - durable + 1))
-                }
-                None if lose_new_file => None,
-                None => Some(u64::from(cut) % (now + 1)),
-            };
-            match keep {
-                None => fs::remove_file(&last_file).unwrap(),
-                Some(keep) => {
-                    OpenOptions::new()
-                        .write(true)
-                        .open(&last_file)
-                        .unwrap()
-                        .set_len(keep)
-                        .unwrap();
-                    append_bytes(&last_file, garbage);
-                }
-            }
+        match torn {
+            Some(seed) => self.disk.crash_torn(seed),
+            None => self.disk.crash(),
         }
-        let (log, _) =
-            SegmentLog::open(self.dir.path(), MODEL_OPTS.clone()).expect("reopen after a crash");
+        let log = open_model_log(&self.disk);
         log.check_invariants();
         self.check_recovered(&log);
         self.log = Some(log);
@@ -646,11 +640,12 @@ impl Model {
         // Lost records may be appended again with other content.
         self.next_index = self.last.map_or(lost_from, |l| l + 1);
         self.all.split_off(&self.next_index);
-        self.mark_durable();
+        // What a crash leaves is on disk: recovery made it durable.
+        self.durable_last = self.last;
     }
 
-    /// What a reopened log must hold: every durable record, nothing that
-    /// was not appended, and only the records that were appended.
+    /// What a reopened log must hold: every durable record, byte-identical,
+    /// and nothing that was not appended.
     fn check_recovered(&self, log: &SegmentLog) {
         let (first, last) = (log.first_index(), log.last_index());
         if let (Some(first), Some(last)) = (first, last) {
@@ -700,7 +695,7 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn model_check_with_crashes(ops in prop::collection::vec(op(), 1..80)) {
@@ -708,33 +703,10 @@ proptest! {
         for op in &ops {
             model.apply(op);
         }
-        // Finally everything synced must survive a crash that loses nothing else.
+        // Finally everything synced must survive a crash that loses the rest.
         model.apply(&Op::Sync);
         let last = model.last;
-        model.apply(&Op::Crash { cut: 0, garbage: Vec::new(), lose_new_file: false });
+        model.apply(&Op::Crash { torn: None });
         prop_assert_eq!(model.last, last);
     }
-}
-
-#[test]
-fn roll_next_lets_a_purge_delete_what_was_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 30)).unwrap();
-    append_all(&mut log, 1..=10, 100);
-    // One big segment: a purge of a prefix deletes nothing.
-    log.purge_to(5).unwrap();
-    assert_eq!(segment_files(dir.path()).len(), 1);
-    log.roll_next();
-    append_all(&mut log, 11..=12, 100);
-    log.sync().unwrap();
-    assert_eq!(log.segment_count(), 2);
-    log.purge_to(10).unwrap();
-    assert_eq!(segment_files(dir.path()).len(), 1);
-    assert_eq!(log.first_index(), Some(11));
-    assert_reads(&log, 11..=12, 100);
-    // A request on an empty active segment does not create empty files.
-    log.roll_next();
-    log.roll_next();
-    append_all(&mut log, 13..=13, 100);
-    assert_eq!(log.segment_count(), 2);
 }

@@ -634,3 +634,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_crash_tests.rs"]
+mod crash_tests;
