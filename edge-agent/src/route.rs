@@ -301,6 +301,82 @@ mod tests {
         }
     }
 
+    /// Expected owners computed outside the crate with Python's hashlib, over
+    /// 4 shards (ids 10..=13) whose ranges are given as the decimal strings a
+    /// stream description carries (floor((2^128-1)/4) steps, as
+    /// `hashkey::even_ranges(4)` cuts them):
+    ///
+    /// ```text
+    /// python3 -c 'import hashlib, struct; M=2**128-1; s=M//4
+    /// own=lambda b: 10+min(int.from_bytes(hashlib.md5(b).digest(),"big")//s,3)
+    /// print([own(k.encode()) for k in ["", "a", "user-42", "clé-日本語-🚀", "x"*1000, "order-5"]])
+    /// print([own(struct.pack(">Q", q)) for q in [0, 1, 41, 2**32, 2**64-1]])'
+    /// ```
+    #[test]
+    fn records_route_to_the_shards_python_computed() {
+        let bounds = [
+            ("0", "85070591730234615865843651857942052862"),
+            (
+                "85070591730234615865843651857942052863",
+                "170141183460469231731687303715884105725",
+            ),
+            (
+                "170141183460469231731687303715884105726",
+                "255211775190703847597530955573826158588",
+            ),
+            (
+                "255211775190703847597530955573826158589",
+                "340282366920938463463374607431768211455",
+            ),
+        ];
+        let info = StreamInfo {
+            name: "s".into(),
+            shards: bounds
+                .iter()
+                .zip(10..)
+                .map(|((start, end), id)| ShardInfo {
+                    id,
+                    start_hash_key: start.to_string(),
+                    end_hash_key: end.to_string(),
+                    state: "open".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let r = router(&info, &[]);
+        // Keyed records, through `split` as the forwarder calls it.
+        let long = "x".repeat(1000);
+        let keys = [
+            "",
+            "a",
+            "user-42",
+            "clé-日本語-🚀",
+            long.as_str(),
+            "order-5",
+        ];
+        let want_keyed = [13, 10, 11, 13, 10, 12];
+        let out = split(
+            &[Buffered {
+                first_seq: 500,
+                max_timestamp_ms: 5,
+                batch: make(&keys),
+            }],
+            &r,
+        )
+        .unwrap();
+        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let seen = routed(&out, 500, &owned);
+        let got: Vec<u32> = seen.iter().map(|x| x.0).collect();
+        assert_eq!(got, want_keyed);
+        // Keyless records hash their buffer position (big-endian u64).
+        let want_keyless = [11, 13, 11, 10, 13];
+        for (seq, want) in [0, 1, 41, 1 << 32, u64::MAX].into_iter().zip(want_keyless) {
+            let i = r.target(hash_of(None, seq), seq).unwrap();
+            assert_eq!(r.ids()[i], want, "keyless record at position {seq}");
+        }
+    }
+
     #[test]
     fn a_closed_shard_keeps_what_it_has_and_its_children_get_the_rest() {
         let all = HashRange {
