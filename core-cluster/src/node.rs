@@ -34,7 +34,8 @@ pub struct Node {
     pub(crate) moving: std::sync::Mutex<HashSet<(String, u32)>>,
     /// Since when (and in which term) this node leads a shard it is not the
     /// preferred leader of.
-    pub(crate) leading_since: std::sync::Mutex<HashMap<(String, u32), (u64, std::time::Instant)>>,
+    pub(crate) leading_since:
+        std::sync::Mutex<HashMap<(String, u32), crate::control::replicas::Leading>>,
 }
 
 impl Node {
