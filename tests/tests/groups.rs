@@ -7,7 +7,7 @@
 //! shards. A second run of the group resumes where the group stopped.
 
 use anyhow::{anyhow, bail, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use strata_client::api::StreamInfo;
@@ -28,18 +28,23 @@ struct Line {
     key: String,
     /// The workload's record number.
     i: u64,
+    /// Which attempt of the producer's batch it came in.
+    attempt: u32,
 }
 
 fn parse_line(line: &str) -> Option<Line> {
     let mut parts = line.splitn(3, ' ');
     let (s, o) = parts.next()?.split_once('/')?;
     let key = parts.next()?.to_string();
-    let i = parts.next()?.split('|').next()?.parse().ok()?;
+    let mut value = parts.next()?.split('|');
+    let i = value.next()?.parse().ok()?;
+    let attempt = value.next()?.parse().ok()?;
     Some(Line {
         shard: s.parse().ok()?,
         offset: o.parse().ok()?,
         key,
         i,
+        attempt,
     })
 }
 
@@ -190,6 +195,33 @@ fn group_caught_up(d: &StreamInfo) -> bool {
         .is_some_and(|g| g.lag(d).iter().all(|l| l.records == 0))
 }
 
+/// Checks that member `m` read forwards: each shard in strictly increasing
+/// offsets and each key's acknowledged records in strictly increasing
+/// record number. A member never reads a record twice or goes back: a live
+/// member hands a shard over at a commit of all it read, and the shard
+/// comes back no earlier than that; only a killed member's uncommitted
+/// records are read again, by the others. (A batch the producer retried
+/// may be in the core twice under two attempts; only the acknowledged
+/// attempt has to be in order, as in `workload::verify`.)
+fn read_forwards(m: &str, recs: &[Line], acked: &HashSet<(u64, u32)>) -> Result<()> {
+    let mut last: HashMap<u32, u64> = HashMap::new();
+    for l in recs {
+        if let Some(prev) = last.insert(l.shard, l.offset).filter(|&p| p >= l.offset) {
+            bail!(
+                "member {m} read {s}/{o} after {s}/{prev}: backwards",
+                s = l.shard,
+                o = l.offset
+            );
+        }
+    }
+    let acked_recs = recs.iter().filter(|l| acked.contains(&(l.i, l.attempt)));
+    workload::keys_in_order(
+        &format!("member {m}"),
+        acked_recs.map(|l| (l.key.as_str(), l.i)),
+    )?;
+    Ok(())
+}
+
 /// Every offset below `ends` was processed (`count`: times each was), and
 /// re-delivery is bounded by the checkpoints before the kill, and only in
 /// the killed member's shards: a rebalance between live members hands
@@ -240,17 +272,6 @@ async fn a_group_shares_shards_survives_a_killed_member_and_resumes() -> Result<
         eprintln!("{}--- core ---\n{}\n", members.logs(), p.core.log_tail());
     }
     r
-}
-
-/// The core's Prometheus text (`GET /metrics`).
-async fn scrape(addr: std::net::SocketAddr) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: core\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await?;
-    Ok(body)
 }
 
 async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr) -> Result<()> {
@@ -306,7 +327,7 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
     .await?;
     // The shard leader exports the group's lag: zero in every shard now.
     wait_for("the lag gauges to reach zero", WAIT, || async {
-        let text = scrape(metrics).await?;
+        let text = workload::scrape(metrics).await?;
         let zero = ends.keys().all(|s| {
             let line = format!(
                 "strata_core_group_lag_records{{stream=\"{STREAM}\",group=\"{GROUP}\",shard=\"{s}\"}} 0"
@@ -318,9 +339,14 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
     .await?;
     members.stop(&["m2", "m3", "m4"])?;
 
-    // Each member reads a shard in offset order. A jump forward is a shard
-    // coming back to a member after another member read on: the record
-    // before the jump must have been read by another member.
+    // Each member reads forwards (no record twice, nothing backwards). A
+    // jump forward is a shard coming back to a member after another member
+    // read on: the record before the jump must have been read by another
+    // member.
+    for m in members.procs.keys() {
+        let recs = consumed_records(&members.dir.join(format!("{m}.out")))?;
+        read_forwards(m, &recs, &acked)?;
+    }
     let outputs = members.outputs()?;
     let mut count: HashMap<(u32, u64), u32> = HashMap::new();
     let mut by: HashMap<(u32, u64), Vec<&str>> = HashMap::new();
@@ -351,9 +377,8 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
         killed.shards
     );
 
-    // The group stopped at the end: a new member resumes there and reads nothing.
-    let out = p.dir.path().join("resume.out");
-    let log = p.dir.path().join("resume.log");
+    // The group stopped at the end: a new member resumes there, reads
+    // nothing and exits successfully.
     let args = [
         "consume",
         STREAM,
@@ -366,13 +391,7 @@ async fn run(p: &Pipeline, members: &mut Members, metrics: std::net::SocketAddr)
         "--member",
         "m5",
     ];
-    let mut resume = Proc::spawn_args("strata", &args, &out, &log)?;
-    wait_for("the resumed member to finish", WAIT, || {
-        let done = !resume.is_running();
-        async move { Ok(done.then_some(())) }
-    })
-    .await?;
-    let got = consumed(&out)?;
+    let got = printed(&strata(&args).await?)?;
     if !got.is_empty() {
         bail!("a resumed member read {} records again", got.len());
     }
@@ -459,14 +478,26 @@ fn lineage_respected(d: &StreamInfo) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `text`, a `consume` output, holds `total` records with each
-/// key's records in increasing order.
-fn in_key_order(what: &str, text: &str, total: u64) -> Result<()> {
+/// Checks that `text`, a `consume` output, holds `total` records, each
+/// position once, with each key's acknowledged records in increasing order.
+fn in_key_order(what: &str, text: &str, total: u64, acked: &HashSet<(u64, u32)>) -> Result<()> {
     let lines = printed(text)?;
-    let n = workload::keys_in_order(what, lines.iter().map(|l| (l.key.as_str(), l.i)))?;
-    if n != total {
-        bail!("{what} printed {n} records; the stream holds {total}");
+    let positions: HashSet<(u32, u64)> = lines.iter().map(|l| (l.shard, l.offset)).collect();
+    if positions.len() != lines.len() {
+        bail!(
+            "{what} printed {} records but only {} distinct positions",
+            lines.len(),
+            positions.len()
+        );
     }
+    if lines.len() as u64 != total {
+        bail!(
+            "{what} printed {} records; the stream holds {total}",
+            lines.len()
+        );
+    }
+    let acked_lines = lines.iter().filter(|l| acked.contains(&(l.i, l.attempt)));
+    workload::keys_in_order(what, acked_lines.map(|l| (l.key.as_str(), l.i)))?;
     Ok(())
 }
 
@@ -552,18 +583,11 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
     let mut count: HashMap<(u32, u64), u32> = HashMap::new();
     for m in members.procs.keys() {
         let recs = consumed_records(&members.dir.join(format!("{m}.out")))?;
-        // Each member reads each key in order (re-delivered records aside).
-        let mut last: HashMap<&str, u64> = HashMap::new();
+        // Each member reads forwards: every shard in offset order and every
+        // key in order along the lineage, re-delivered records included.
+        read_forwards(m, &recs, &acked)?;
         for l in &recs {
-            let (s, o, i) = (l.shard, l.offset, l.i);
-            *count.entry((s, o)).or_default() += 1;
-            let key = l.key.as_str();
-            if let Some(&prev) = last.get(key) {
-                if i <= prev && !killed.shards.contains(&s) {
-                    bail!("member {m} read key {key} record {i} ({s}/{o}) after record {prev}");
-                }
-            }
-            last.insert(key, i.max(last.get(key).copied().unwrap_or(0)));
+            *count.entry((l.shard, l.offset)).or_default() += 1;
         }
     }
     let again = check_deliveries(&count, &ends, &killed)?;
@@ -578,10 +602,31 @@ async fn reshard_run(p: &Pipeline, members: &mut Members) -> Result<()> {
     // by fetching, and by push subscriptions that end with each closed shard.
     let total = ends.values().sum::<u64>();
     let text = run(cli(&["consume", STREAM])).await?;
-    in_key_order("consume", &text, total)?;
+    in_key_order("consume", &text, total, &acked)?;
     let limit = total.to_string();
     let args = ["consume", STREAM, "--follow", "--push", "--limit", &limit];
     let text = run(cli(&args)).await?;
-    in_key_order("consume --follow --push", &text, total)?;
+    in_key_order("consume --follow --push", &text, total, &acked)?;
+    Ok(())
+}
+
+/// The per-member check itself: a shard read backwards, a record read
+/// twice, or a key's acknowledged records going down are flagged.
+#[test]
+fn read_forwards_flags_backwards_and_repeated_reads() -> Result<()> {
+    let acked: HashSet<(u64, u32)> = [(1, 0), (2, 0), (3, 0), (4, 1)].into_iter().collect();
+    let check = |text: &str| read_forwards("m", &printed(text)?, &acked);
+    check("0/0 k 1|0|\n1/0 j 2|0|\n0/5 k 3|0|\n")?;
+    // An unacknowledged attempt may repeat a record number.
+    check("0/0 k 4|0|\n0/1 k 4|1|\n")?;
+    for bad in [
+        "0/5 k 3|0|\n0/4 k 1|0|\n",
+        "0/5 k 1|0|\n0/5 k 1|0|\n",
+        "0/0 k 3|0|\n1/0 k 1|0|\n",
+    ] {
+        if check(bad).is_ok() {
+            bail!("{bad:?} passed");
+        }
+    }
     Ok(())
 }
