@@ -213,7 +213,7 @@ impl Catalog {
                     self.forgotten.remove(&n.id);
                     MetaResponse::Registered
                 }
-                Err(m) => MetaResponse::Refused(m),
+                Err(e) => MetaResponse::Refused(e.to_string()),
             },
             MetaCommand::DrainNode(id) => match plan_drain(self, *id) {
                 Ok(moves) => {
@@ -231,7 +231,7 @@ impl Catalog {
                     }
                     MetaResponse::Done
                 }
-                Err(m) => MetaResponse::Refused(m),
+                Err(e) => MetaResponse::Refused(e.to_string()),
             },
             MetaCommand::ReplicasSettled {
                 stream,
@@ -315,21 +315,18 @@ impl Catalog {
     }
 
     /// Whether `n` may be added: `Ok(true)` if it is already there as given.
-    pub fn check_new_node(&self, n: &NodeMeta) -> Result<bool, String> {
+    pub fn check_new_node(&self, n: &NodeMeta) -> Result<bool, NewNodeError> {
         if n.id == 0 {
-            return Err("node id must be non-zero".into());
+            return Err(NewNodeError::ZeroId);
         }
         if let Some(old) = self.nodes.get(&n.id) {
             let same = old.zone == n.zone && old.addr == n.addr && old.peer_addr == n.peer_addr;
             return if same && !old.draining {
                 Ok(true)
             } else if old.draining {
-                Err(format!("node {} is being removed; add it again once it is gone from `strata cluster status`", n.id))
+                Err(NewNodeError::BeingRemoved(n.id))
             } else {
-                Err(format!(
-                    "node {} already exists (zone {}, address {}, peer address {})",
-                    n.id, old.zone, old.addr, old.peer_addr
-                ))
+                Err(NewNodeError::Exists(old.clone()))
             };
         }
         if let Some(o) = self
@@ -337,10 +334,7 @@ impl Catalog {
             .values()
             .find(|o| o.addr == n.addr || o.peer_addr == n.peer_addr)
         {
-            return Err(format!(
-                "node {} already uses address {} / peer address {}",
-                o.id, o.addr, o.peer_addr
-            ));
+            return Err(NewNodeError::AddressTaken(o.clone()));
         }
         Ok(false)
     }
@@ -379,6 +373,45 @@ impl Catalog {
     }
 }
 
+/// Why replicas cannot be placed or moved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("the cluster has no registered nodes yet; retry in a moment")]
+    NoNodes,
+    #[error(
+        "replication {replication} needs {replication} zones; the cluster has {zones} ({names})"
+    )]
+    TooFewZones {
+        replication: u32,
+        zones: usize,
+        names: String,
+    },
+    #[error("node {0} is not part of the cluster")]
+    UnknownNode(u64),
+    #[error("cannot move the replica of {stream}/{shard} off node {node}: no active node in a zone that shard does not already use (it uses {zones_used}); add a node first (strata cluster add-node)")]
+    NoTarget {
+        stream: String,
+        shard: u32,
+        node: u64,
+        zones_used: String,
+    },
+}
+
+/// Why a node cannot be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NewNodeError {
+    #[error("node id must be non-zero")]
+    ZeroId,
+    #[error(
+        "node {0} is being removed; add it again once it is gone from `strata cluster status`"
+    )]
+    BeingRemoved(u64),
+    #[error("node {} already exists (zone {}, address {}, peer address {})", .0.id, .0.zone, .0.addr, .0.peer_addr)]
+    Exists(NodeMeta),
+    #[error("node {} already uses address {} / peer address {}", .0.id, .0.addr, .0.peer_addr)]
+    AddressTaken(NodeMeta),
+}
+
 /// One replica moving off a draining node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaMove {
@@ -392,9 +425,9 @@ pub struct ReplicaMove {
 /// in a zone the shard does not use yet, preferring the removed node's zone,
 /// then the node with the fewest replicas (counting earlier moves), then the
 /// lowest id. Refused, naming the shard, when some replica has nowhere to go.
-pub fn plan_drain(catalog: &Catalog, node: u64) -> Result<Vec<ReplicaMove>, String> {
+pub fn plan_drain(catalog: &Catalog, node: u64) -> Result<Vec<ReplicaMove>, PlacementError> {
     let Some(gone) = catalog.nodes.get(&node) else {
-        return Err(format!("node {node} is not part of the cluster"));
+        return Err(PlacementError::UnknownNode(node));
     };
     let mut load: BTreeMap<u64, usize> = catalog
         .nodes
@@ -417,13 +450,11 @@ pub fn plan_drain(catalog: &Catalog, node: u64) -> Result<Vec<ReplicaMove>, Stri
                 .filter(|n| !n.draining && n.id != node && !sh.hosted_on(n.id))
                 .filter(|n| !used.contains(&n.zone.as_str()))
                 .min_by_key(|n| (n.zone != gone.zone, load[&n.id], n.id))
-                .ok_or_else(|| {
-                    format!(
-                        "cannot move the replica of {}/{} off node {node}: no active node in a zone that shard does not already use (it uses {}); add a node first (strata cluster add-node)",
-                        s.name,
-                        sh.id,
-                        used.join(", ")
-                    )
+                .ok_or_else(|| PlacementError::NoTarget {
+                    stream: s.name.clone(),
+                    shard: sh.id,
+                    node,
+                    zones_used: used.join(", "),
                 })?;
             *load.get_mut(&to.id).expect("known node") += 1;
             moves.push(ReplicaMove {
@@ -440,22 +471,26 @@ pub fn plan_drain(catalog: &Catalog, node: u64) -> Result<Vec<ReplicaMove>, Stri
 /// Places `replication` replicas of each of `shards` shards in distinct
 /// zones. Shard `i` starts at zone `i mod zones`, so preferred leaders (the
 /// first replica) rotate over zones and, within a zone, over its nodes.
-pub fn place(catalog: &Catalog, shards: u32, replication: u32) -> Result<Vec<Vec<u64>>, String> {
+pub fn place(
+    catalog: &Catalog,
+    shards: u32,
+    replication: u32,
+) -> Result<Vec<Vec<u64>>, PlacementError> {
     let zones: Vec<Vec<u64>> = catalog.zones().into_values().collect();
     if zones.is_empty() {
-        return Err("the cluster has no registered nodes yet; retry in a moment".into());
+        return Err(PlacementError::NoNodes);
     }
     if replication as usize > zones.len() {
-        return Err(format!(
-            "replication {replication} needs {replication} zones; the cluster has {} ({})",
-            zones.len(),
-            catalog
+        return Err(PlacementError::TooFewZones {
+            replication,
+            zones: zones.len(),
+            names: catalog
                 .zones()
                 .keys()
                 .cloned()
                 .collect::<Vec<_>>()
-                .join(", ")
-        ));
+                .join(", "),
+        });
     }
     let nz = zones.len();
     Ok((0..shards as usize)
@@ -535,7 +570,7 @@ mod tests {
         let mut c = catalog(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
         c.apply(&MetaCommand::CreateStream(stream(&c, "s", 3, 3)));
         // Nowhere to go: every zone already holds a replica.
-        let err = plan_drain(&c, 3).unwrap_err();
+        let err = plan_drain(&c, 3).unwrap_err().to_string();
         assert!(err.contains("add a node first"), "{err}");
         assert_eq!(
             c.apply(&MetaCommand::DrainNode(3)),
@@ -599,9 +634,17 @@ mod tests {
         let mut n = c.nodes[&1].clone();
         assert_eq!(c.check_new_node(&n), Ok(true));
         n.zone = "az-b".into();
-        assert!(c.check_new_node(&n).unwrap_err().contains("already exists"));
+        assert!(c
+            .check_new_node(&n)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
         n.id = 2;
-        assert!(c.check_new_node(&n).unwrap_err().contains("already uses"));
+        assert!(c
+            .check_new_node(&n)
+            .unwrap_err()
+            .to_string()
+            .contains("already uses"));
         n.id = 0;
         assert!(c.check_new_node(&n).is_err());
     }
@@ -610,7 +653,7 @@ mod tests {
     fn replication_beyond_zones_is_refused() {
         let c = catalog(&[(1, "az-a"), (2, "az-a")]);
         assert_eq!(c.default_replication(), 1);
-        assert!(place(&c, 1, 2).unwrap_err().contains("zones"));
+        assert!(place(&c, 1, 2).unwrap_err().to_string().contains("zones"));
         assert!(place(&Catalog::default(), 1, 1).is_err());
     }
 }

@@ -139,7 +139,8 @@ impl Node {
             };
             (place(c, shards, r), r)
         });
-        let replicas = replicas.map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+        let replicas =
+            replicas.map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         let meta = StreamMeta {
             name: name.to_string(),
             replication,
@@ -200,7 +201,7 @@ impl Node {
             .meta
             .sm
             .read(|c| place(c, last + 1, meta.replication))
-            .map_err(invalid)?;
+            .map_err(|e| invalid(e.to_string()))?;
         let children = plan
             .children
             .iter()
@@ -292,14 +293,14 @@ impl Node {
                 self.meta
                     .sm
                     .read(|c| c.check_new_node(&n))
-                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                    .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
                 MetaCommand::AddNode(n)
             }
             MembershipChange::Remove { node_id } => {
                 self.meta
                     .sm
                     .read(|c| plan_drain(c, *node_id))
-                    .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+                    .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
                 MetaCommand::DrainNode(*node_id)
             }
         };
