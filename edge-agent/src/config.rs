@@ -1,7 +1,7 @@
 //! `strata-edge` configuration: TOML file, then `STRATA_EDGE_*` environment.
 //! Every key is documented in `deploy/config/edge.example.toml`.
 
-use crate::buffer::FullPolicy;
+use crate::buffer::{BufferError, FullPolicy};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,24 +85,39 @@ pub struct EdgeConfig {
     pub retry_backoff_ms_max: u64,
 }
 
+/// A setting `validate` refused; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The batch limits (`record_bytes_max`, `batch_records_max`,
+    /// `batch_bytes_max`) contradict each other.
+    #[error("{0}")]
+    Limits(String),
+    /// The buffer settings contradict each other.
+    #[error("{0}")]
+    Buffer(#[from] BufferError),
+    #[error("segment_bytes_max = {segment_bytes_max} is below 1 MiB")]
+    SegmentTooSmall { segment_bytes_max: u64 },
+    #[error("core_addrs must list at least one core node")]
+    NoCoreAddrs,
+    #[error("forward_bytes_max must be positive")]
+    ForwardBytesZero,
+}
+
 impl EdgeConfig {
     /// Checks values serde cannot; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        self.limits().validate()?;
-        if let Err(e) = self.buffer_options().validate() {
-            return Err(e.to_string());
-        }
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits().validate().map_err(ConfigError::Limits)?;
+        self.buffer_options().validate()?;
         if self.segment_bytes_max < 1024 * 1024 {
-            return Err(format!(
-                "segment_bytes_max = {} is below 1 MiB",
-                self.segment_bytes_max
-            ));
+            return Err(ConfigError::SegmentTooSmall {
+                segment_bytes_max: self.segment_bytes_max,
+            });
         }
         if self.core_addrs.is_empty() {
-            return Err("core_addrs must list at least one core node".into());
+            return Err(ConfigError::NoCoreAddrs);
         }
         if self.forward_bytes_max == 0 {
-            return Err("forward_bytes_max must be positive".into());
+            return Err(ConfigError::ForwardBytesZero);
         }
         Ok(())
     }
@@ -148,7 +163,27 @@ mod tests {
         let mut cfg: EdgeConfig =
             strata_runtime::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST2").unwrap();
         cfg.buffer_bytes_max = cfg.segment_bytes_max;
-        let err = cfg.validate().unwrap_err();
+        let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("buffer_bytes_max"), "{err}");
+    }
+
+    #[test]
+    fn each_refused_setting_is_named() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/edge.example.toml");
+        let good: EdgeConfig =
+            strata_runtime::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST3").unwrap();
+        let cases: [(&str, fn(&mut EdgeConfig)); 4] = [
+            ("segment_bytes_max", |c| c.segment_bytes_max = 1000),
+            ("core_addrs", |c| c.core_addrs.clear()),
+            ("forward_bytes_max", |c| c.forward_bytes_max = 0),
+            ("record_bytes_max", |c| c.record_bytes_max = 0),
+        ];
+        for (key, spoil) in cases {
+            let mut cfg = good.clone();
+            spoil(&mut cfg);
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }
