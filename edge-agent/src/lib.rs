@@ -1,11 +1,23 @@
 //! `strata-edge`: the edge agent. Receives record batches over QUIC, keeps
 //! them in durable on-disk buffers, and forwards them to the core.
 //!
+//! - [`ingest`]: the QUIC handler producers talk to;
+//! - [`registry`]: the streams this agent knows (buffer, shard map, the
+//!   `streams.json` cache) and its producer id;
+//! - [`buffer`]: one durable buffer per stream;
+//! - [`forward`]: one forwarder per stream, buffer → core;
+//! - [`agent`]: wiring; [`config`]: settings.
+//!
+//! Dependencies point one way: `agent` → `forward`, `registry`; `ingest` →
+//! `registry`; `forward` → `registry` → `buffer`, `config`.
+//!
 //! Its dependency tree stays small (no arrow, parquet, openraft or
 //! object_store): it must run on a Raspberry-class device.
+#![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod buffer;
 pub mod config;
-pub mod forwarder;
-pub mod route;
+pub mod forward;
+pub mod ingest;
+pub mod registry;

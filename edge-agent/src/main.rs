@@ -5,8 +5,8 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_client::cluster::Cluster;
-use strata_edge::agent::{Agent, EdgeHandler};
 use strata_edge::config::EdgeConfig;
+use strata_edge::ingest::EdgeHandler;
 use strata_runtime::server::{bind_server, serve, ServeLimits};
 use tokio::sync::watch;
 
@@ -42,11 +42,11 @@ async fn run(args: Args) -> Result<()> {
     }
     let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let agent = Agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
+    let registry = strata_edge::agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
     tracing::info!(addr = %cfg.listen_addr, core = ?cfg.core_addrs, "strata-edge listening (QUIC)");
     let server = tokio::spawn(serve(
         endpoint,
-        Arc::new(EdgeHandler(agent.clone())),
+        Arc::new(EdgeHandler::new(registry.clone())),
         ServeLimits::default(),
         stop_rx,
     ));
@@ -54,7 +54,7 @@ async fn run(args: Args) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
-    for (name, s) in agent.streams() {
+    for (name, s) in registry.streams() {
         let st = s.buffer.stats();
         tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
     }

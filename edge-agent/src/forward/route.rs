@@ -20,9 +20,19 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use strata_client::api::{Piece, StreamInfo};
+use strata_protocol::{Piece, StreamInfo};
 use strata_schema::batch::{self, Builder};
 use strata_schema::hashkey::{self, HashRange};
+
+/// Why a shard map cannot route records.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// A shard's hash range does not parse.
+    #[error("stream {stream}: {reason}")]
+    BadRange { stream: String, reason: String },
+    #[error("the open shards of {stream} do not cover the hash-key space")]
+    Uncovered { stream: String },
+}
 
 /// A durable batch from the buffer.
 #[derive(Debug, Clone)]
@@ -56,8 +66,12 @@ impl Router {
     /// A router for `info`'s shards; `closed_at` holds what closed shards
     /// said when they refused this agent's records. Refused if the open
     /// shards do not cover the hash-key space exactly.
-    pub fn new(info: &StreamInfo, closed_at: &HashMap<u32, u64>) -> Result<Self, String> {
-        let mut shards: Vec<_> = info.shards.iter().zip(info.ranges()?).collect();
+    pub fn new(info: &StreamInfo, closed_at: &HashMap<u32, u64>) -> Result<Self, RouteError> {
+        let ranges = info.ranges().map_err(|reason| RouteError::BadRange {
+            stream: info.name.clone(),
+            reason,
+        })?;
+        let mut shards: Vec<_> = info.shards.iter().zip(ranges).collect();
         shards.sort_by_key(|(sh, _)| sh.id);
         let ids = shards.iter().map(|(sh, _)| sh.id).collect();
         let mut open = Vec::new();
@@ -80,10 +94,9 @@ impl Router {
                 .windows(2)
                 .all(|w| w[0].0.end.checked_add(1) == Some(w[1].0.start));
         if !covers {
-            return Err(format!(
-                "the open shards of {} do not cover the hash-key space",
-                info.name
-            ));
+            return Err(RouteError::Uncovered {
+                stream: info.name.clone(),
+            });
         }
         Ok(Self { ids, open, closed })
     }
@@ -190,7 +203,7 @@ pub fn split(batches: &[Buffered], router: &Router) -> Result<Vec<ShardPieces>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_client::api::ShardInfo;
+    use strata_protocol::ShardInfo;
     use strata_schema::batch::NewRecord;
 
     fn make(keys: &[&str]) -> Bytes {

@@ -1,0 +1,109 @@
+//! The QUIC ingest handler: producers' `ProduceRequest`s.
+//!
+//! A batch is verified against the configured limits, appended to its
+//! stream's buffer and acknowledged only after the buffer's group commit made
+//! it durable. A stream this agent has not seen is described by the core
+//! first (then cached by the registry); while the core is down, only known
+//! streams are accepted.
+
+use crate::buffer::BufferError;
+use crate::registry::{Registry, StreamState};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use strata_client::ClientError;
+use strata_runtime::server::Handler;
+use strata_schema::batch::{self, Limits};
+use strata_schema::fb::{self, ErrorCode};
+use strata_schema::wire::{self, RemoteError};
+
+/// QUIC handler of the ingest endpoint.
+pub struct EdgeHandler {
+    registry: Arc<Registry>,
+    limits: Limits,
+}
+
+impl EdgeHandler {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        let limits = registry.cfg().limits();
+        Self { registry, limits }
+    }
+
+    /// The stream's state, asking the core about streams not seen before.
+    async fn stream(&self, name: &str) -> Result<Arc<StreamState>, RemoteError> {
+        if let Some(s) = self.registry.get(name) {
+            return Ok(s);
+        }
+        strata_schema::validate_stream_name(name)
+            .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+        let info = match self.registry.core().describe(name).await {
+            Ok(info) => info,
+            Err(ClientError::Remote(e)) => return Err(e),
+            Err(e) => {
+                return Err(RemoteError::new(
+                    ErrorCode::Unavailable,
+                    format!("stream {name:?} is not known to this agent yet and the core cannot be asked: {e}"),
+                ))
+            }
+        };
+        self.registry
+            .open_stream(info)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// `frame` is the request frame `r` was read from: the batch is sliced out of it, not copied.
+    async fn produce(
+        &self,
+        frame: &Bytes,
+        r: fb::ProduceRequest<'_>,
+    ) -> Result<Bytes, RemoteError> {
+        let bytes = r.batch().bytes();
+        let summary = batch::verify(bytes, &self.limits)
+            .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+        let stream = self.stream(r.stream()).await?;
+        stream
+            .buffer
+            .append(
+                summary.records as u32,
+                summary.max_timestamp_ms,
+                frame.slice_ref(bytes),
+            )
+            .await
+            .map_err(|e| match e {
+                BufferError::Full { .. } => RemoteError::new(ErrorCode::BufferFull, e.to_string()),
+                other => RemoteError::new(ErrorCode::Internal, format!("edge buffer: {other}")),
+            })?;
+        metrics::counter!("strata_edge_records_in_total").increment(summary.records as u64);
+        Ok(wire::response(fb::ResponseBody::ProduceResponse, |fbb| {
+            fb::ProduceResponse::create(
+                fbb,
+                &fb::ProduceResponseArgs {
+                    records: summary.records as u32,
+                },
+            )
+            .as_union_value()
+        }))
+    }
+}
+
+impl Handler for EdgeHandler {
+    async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
+        let req = match wire::decode_request(&request) {
+            Ok(req) => req,
+            // serve() verified the request already; answer rather than panic.
+            Err(e) => return RemoteError::new(ErrorCode::MalformedRequest, e.to_string()).encode(),
+        };
+        let result = match req.body_as_produce_request() {
+            Some(r) => self.produce(&request, r).await,
+            None => Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                "an edge agent only accepts produce requests; send admin and fetch requests to the core",
+            )),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::debug!(%peer, error = %e, "produce refused");
+            e.encode()
+        })
+    }
+}

@@ -1,0 +1,97 @@
+//! The agent's producer id: durable, random, non-zero, in
+//! `<data_dir>/producer_id` (decimal text). The core deduplicates forwarded
+//! records by (producer id, buffer position), so the id must survive restarts.
+
+use super::cache::write_durably;
+use super::RegistryError;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_client::api;
+use strata_client::cluster::Cluster;
+use tokio::sync::watch;
+
+/// Reads or creates the agent's durable producer id (random, non-zero).
+pub fn producer_id(data_dir: &Path) -> Result<u64, RegistryError> {
+    let path = data_dir.join("producer_id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return parse(&s).ok_or(RegistryError::BadProducerId { path });
+    }
+    let id = loop {
+        let id: u64 = rand::random();
+        if id != 0 {
+            break id;
+        }
+    };
+    write_durably(&path, id.to_string().as_bytes())?;
+    Ok(id)
+}
+
+fn parse(s: &str) -> Option<u64> {
+    s.trim().parse::<u64>().ok().filter(|&id| id != 0)
+}
+
+/// Registers the agent's producer id with the core's metadata group,
+/// retrying (with backoff) until it succeeds or the agent stops. Forwarding
+/// does not wait for it: dedup works on the id either way.
+pub async fn register(
+    core: Arc<Cluster>,
+    id: u64,
+    who: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let who = who.as_str();
+        match core
+            .any(|c| async move { api::register_producer(&c, id, who).await })
+            .await
+        {
+            Ok((since, producers)) => {
+                tracing::info!(
+                    producer_id = id,
+                    registered_ms = since,
+                    producers,
+                    "producer id registered with the core"
+                );
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "registering the producer id; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = producer_id(dir.path()).unwrap();
+        assert_ne!(id, 0);
+        assert_eq!(producer_id(dir.path()).unwrap(), id);
+        let text = std::fs::read_to_string(dir.path().join("producer_id")).unwrap();
+        assert_eq!(text, id.to_string());
+    }
+
+    #[test]
+    fn a_file_without_an_id_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["", "0", "x12", "-3"] {
+            std::fs::write(dir.path().join("producer_id"), bad).unwrap();
+            let err = producer_id(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("does not hold a producer id"),
+                "{bad:?}: {err}"
+            );
+        }
+        std::fs::write(dir.path().join("producer_id"), "77\n").unwrap();
+        assert_eq!(producer_id(dir.path()).unwrap(), 77);
+    }
+}
