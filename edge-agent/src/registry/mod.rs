@@ -4,7 +4,7 @@
 //!
 //! The registry opens streams and keeps their maps fresh; it does not
 //! forward. Each stream it opens is announced once on the channel
-//! [`Registry::open`] returns, and the agent's wiring (`crate::agent`) starts
+//! [`Registry::open`] returns, and the agent's wiring (`agent.rs`) starts
 //! that stream's forwarder.
 
 mod cache;
