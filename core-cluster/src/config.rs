@@ -128,24 +128,43 @@ fn default_local_retention_ms() -> u64 {
     24 * 60 * 60 * 1000
 }
 
+/// A config value serde accepted but the core cannot run with; names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node_id must be non-zero")]
+    ZeroNodeId,
+    /// From the record and batch limits (names the key).
+    #[error("{0}")]
+    Limits(String),
+    #[error("segment_bytes_max = {0} is below 1 MiB")]
+    SegmentTooSmall(u64),
+    #[error("segment_age_max_ms must be at least 1")]
+    ZeroSegmentAge,
+    #[error("shards_max must be at least 1")]
+    ZeroShardsMax,
+    #[error("peers entry for node {0} must match zone, listen_addr and peer_advertise_addr (or peer_addr) of this config")]
+    PeerMismatch(u64),
+    #[error("peers: node ids must be unique and non-zero")]
+    PeerIds,
+    #[error("tls_ca is required with peers (mutual TLS between nodes)")]
+    NoClusterCa,
+}
+
 impl CoreConfig {
     /// Checks values serde cannot; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
-            return Err("node_id must be non-zero".into());
+            return Err(ConfigError::ZeroNodeId);
         }
-        self.limits().validate()?;
+        self.limits().validate().map_err(ConfigError::Limits)?;
         if self.segment_bytes_max < 1024 * 1024 {
-            return Err(format!(
-                "segment_bytes_max = {} is below 1 MiB",
-                self.segment_bytes_max
-            ));
+            return Err(ConfigError::SegmentTooSmall(self.segment_bytes_max));
         }
         if self.segment_age_max_ms == 0 {
-            return Err("segment_age_max_ms must be at least 1".into());
+            return Err(ConfigError::ZeroSegmentAge);
         }
         if self.shards_max == 0 {
-            return Err("shards_max must be at least 1".into());
+            return Err(ConfigError::ZeroShardsMax);
         }
         if !self.peers.is_empty() {
             // A node missing from `peers` joins the running cluster: the
@@ -156,19 +175,16 @@ impl CoreConfig {
                     || me.addr != self.listen_addr
                     || me.peer_addr != self.advertised_peer_addr()
             }) {
-                return Err(format!(
-                    "peers entry for node {} must match zone, listen_addr and peer_advertise_addr (or peer_addr) of this config",
-                    me.id
-                ));
+                return Err(ConfigError::PeerMismatch(me.id));
             }
             let mut ids: Vec<u64> = self.peers.iter().map(|p| p.id).collect();
             ids.sort_unstable();
             ids.dedup();
             if ids.len() != self.peers.len() || ids.contains(&0) {
-                return Err("peers: node ids must be unique and non-zero".into());
+                return Err(ConfigError::PeerIds);
             }
             if self.tls_ca.is_none() {
-                return Err("tls_ca is required with peers (mutual TLS between nodes)".into());
+                return Err(ConfigError::NoClusterCa);
             }
         }
         Ok(())

@@ -259,21 +259,36 @@ fn rebalance(
     out
 }
 
+/// A group or member name that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{what} name must be 1 to {NAME_BYTES_MAX} bytes, got {len}")]
+    Length { what: &'static str, len: usize },
+    #[error("{what} name {name:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'")]
+    Character {
+        what: &'static str,
+        name: String,
+        c: char,
+    },
+}
+
 /// Checks a group or member name.
-pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(format!(
-            "{what} name must be 1 to {NAME_BYTES_MAX} bytes, got {}",
-            name.len()
-        ));
+        return Err(NameError::Length {
+            what,
+            len: name.len(),
+        });
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
     {
-        return Err(format!(
-            "{what} name {name:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'"
-        ));
+        return Err(NameError::Character {
+            what,
+            name: name.to_string(),
+            c,
+        });
     }
     Ok(())
 }

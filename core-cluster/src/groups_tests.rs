@@ -120,7 +120,10 @@ fn only_the_owner_in_the_current_generation_moves_a_checkpoint() {
 fn names_are_checked() {
     assert!(validate_name("group", "billing-v2.eu:1").is_ok());
     assert!(validate_name("group", "").is_err());
-    assert!(validate_name("member", "a b").unwrap_err().contains("' '"));
+    assert!(validate_name("member", "a b")
+        .unwrap_err()
+        .to_string()
+        .contains("' '"));
 }
 
 proptest! {

@@ -358,8 +358,9 @@ impl Node {
         heartbeat: crate::groups::Heartbeat,
     ) -> Result<crate::groups::Assignment, RemoteError> {
         let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
-        crate::groups::validate_name("group", group).map_err(invalid)?;
-        crate::groups::validate_name("member", &heartbeat.member).map_err(invalid)?;
+        crate::groups::validate_name("group", group).map_err(|e| invalid(e.to_string()))?;
+        crate::groups::validate_name("member", &heartbeat.member)
+            .map_err(|e| invalid(e.to_string()))?;
         self.stream_meta(stream)?;
         self.require_meta_leader()?;
         let cmd = MetaCommand::GroupHeartbeat {
