@@ -173,7 +173,8 @@ mod tests {
             .join("../deploy/config/edge.example.toml");
         let good: EdgeConfig =
             strata_runtime::settings::load(Some(&p), "STRATA_EDGE_EXAMPLE_TEST3").unwrap();
-        let cases: [(&str, fn(&mut EdgeConfig)); 4] = [
+        type Spoil = fn(&mut EdgeConfig);
+        let cases: [(&str, Spoil); 4] = [
             ("segment_bytes_max", |c| c.segment_bytes_max = 1000),
             ("core_addrs", |c| c.core_addrs.clear()),
             ("forward_bytes_max", |c| c.forward_bytes_max = 0),
