@@ -438,7 +438,7 @@ fn purge_and_truncation_survive_a_power_cut() {
 struct Sum(u64);
 
 impl GroupState for Sum {
-    fn apply(&mut self, log_id: &LogId, _cmd: &Command) -> CommandResponse {
+    fn apply(&mut self, log_id: &LogId, _cmd: &Command, _now_ms: i64) -> CommandResponse {
         self.0 += log_id.index;
         CommandResponse::Rejected(String::new())
     }

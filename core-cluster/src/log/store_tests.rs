@@ -19,7 +19,7 @@ use crate::raft::types::{AppendCmd, CommandResponse};
 struct Counter(u64);
 
 impl GroupState for Counter {
-    fn apply(&mut self, _log_id: &LogId, _cmd: &Command) -> CommandResponse {
+    fn apply(&mut self, _log_id: &LogId, _cmd: &Command, _now_ms: i64) -> CommandResponse {
         self.0 += 1;
         CommandResponse::Rejected(String::new())
     }

@@ -5,7 +5,7 @@ use super::types::{Command, CommandResponse, LogId};
 use crate::meta::Catalog;
 
 impl GroupState for Catalog {
-    fn apply(&mut self, _log_id: &LogId, cmd: &Command) -> CommandResponse {
+    fn apply(&mut self, _log_id: &LogId, cmd: &Command, _now_ms: i64) -> CommandResponse {
         match cmd {
             Command::Meta(m) => CommandResponse::Meta(Catalog::apply(self, m)),
             Command::Append(_)

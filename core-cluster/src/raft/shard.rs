@@ -83,7 +83,8 @@ impl ShardState {
         self.producers.get(&producer_id).map_or(0, |&last| last + 1)
     }
 
-    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd) -> CommandResponse {
+    /// `now_ms` (the replica's clock) stamps the entry for local retention.
+    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd, now_ms: i64) -> CommandResponse {
         let skip = self.duplicate_prefix(cmd);
         let records = cmd.records as usize;
         if self.sealed && skip < records {
@@ -102,7 +103,7 @@ impl ShardState {
                 count: appended as u32,
                 max_timestamp_ms: prev_ts.max(cmd.max_timestamp_ms),
                 bytes: cmd.batch.len() as u32,
-                appended_ms: crate::node::now_ms(),
+                appended_ms: now_ms,
             });
             self.next_offset += appended as u64;
             self.producers.insert(cmd.producer_id, cmd.last_seq());
@@ -236,9 +237,9 @@ impl ShardState {
 }
 
 impl GroupState for ShardState {
-    fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse {
+    fn apply(&mut self, log_id: &LogId, cmd: &Command, now_ms: i64) -> CommandResponse {
         match cmd {
-            Command::Append(a) => self.append(log_id, a),
+            Command::Append(a) => self.append(log_id, a, now_ms),
             Command::Tier(t) => self.tier(t),
             Command::Expire { first_offset } => self.expire(*first_offset),
             Command::Restore(objects) => self.restore(objects),
@@ -290,20 +291,20 @@ mod tests {
     #[test]
     fn retries_are_dropped_and_overlaps_skip_a_prefix() {
         let mut s = ShardState::default();
-        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10))), (10, 0));
+        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10), 0)), (10, 0));
         // Exact retry.
-        assert_eq!(appended(s.apply(&lid(2), &cmd(7, 0, None, 10))), (0, 10));
+        assert_eq!(appended(s.apply(&lid(2), &cmd(7, 0, None, 10), 0)), (0, 10));
         // Overlap: seqs 5..15, 5..9 are duplicates.
-        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 5, None, 10))), (5, 5));
+        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 5, None, 10), 0)), (5, 5));
         assert_eq!(s.next_offset, 15);
         assert_eq!(s.index[1].skip, 5);
         // Sparse seqs (records of other shards interleaved).
         assert_eq!(
-            appended(s.apply(&lid(4), &cmd(7, 12, Some(vec![0, 3, 8]), 3))),
+            appended(s.apply(&lid(4), &cmd(7, 12, Some(vec![0, 3, 8]), 3), 0)),
             (2, 1)
         );
         // Another producer is independent.
-        assert_eq!(appended(s.apply(&lid(5), &cmd(8, 0, None, 4))), (4, 0));
+        assert_eq!(appended(s.apply(&lid(5), &cmd(8, 0, None, 4), 0)), (4, 0));
         assert_eq!(s.next_offset, 21);
         assert_eq!(s.locate(14), Some(1));
         assert_eq!(s.locate(15), Some(2));
@@ -314,13 +315,13 @@ mod tests {
     #[test]
     fn a_sealed_shard_takes_only_duplicates_and_names_the_producers_end() {
         let mut s = ShardState::default();
-        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10))), (10, 0));
+        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10), 0)), (10, 0));
         assert_eq!(
-            s.apply(&lid(2), &Command::Seal),
+            s.apply(&lid(2), &Command::Seal, 0),
             CommandResponse::Sealed { end_offset: 10 }
         );
         // A retry of what the shard has is still acknowledged.
-        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 4, None, 6))), (0, 6));
+        assert_eq!(appended(s.apply(&lid(3), &cmd(7, 4, None, 6), 0)), (0, 6));
         // Anything new is refused whole, with where the producer's records end.
         for c in [cmd(7, 5, None, 10), cmd(7, 10, None, 1), cmd(9, 0, None, 1)] {
             let want = if matches!(&c, Command::Append(a) if a.producer_id == 9) {
@@ -329,7 +330,7 @@ mod tests {
                 10
             };
             assert_eq!(
-                s.apply(&lid(4), &c),
+                s.apply(&lid(4), &c, 0),
                 CommandResponse::Closed {
                     producer_next_seq: want
                 }
@@ -338,7 +339,7 @@ mod tests {
         assert_eq!(s.next_offset, 10);
         // Sealing again is harmless and reports the same end.
         assert_eq!(
-            s.apply(&lid(5), &Command::Seal),
+            s.apply(&lid(5), &Command::Seal, 0),
             CommandResponse::Sealed { end_offset: 10 }
         );
         let mut enc = Vec::new();

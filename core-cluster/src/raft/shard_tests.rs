@@ -220,7 +220,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
                 let cmd = append(PRODUCER_IDS[*producer], &seqs);
                 let index = log.len() as u64 + 1;
-                let got = shard.apply(&lid(index), &cmd);
+                let got = shard.apply(&lid(index), &cmd, 0);
                 log.push((index, cmd));
                 let want = expect(&mut m, *producer, &seqs);
                 prop_assert_eq!(&got, &want, "step {}: {:?}", step, op);
@@ -244,7 +244,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Seal => {
                 let index = log.len() as u64 + 1;
-                let got = shard.apply(&lid(index), &Command::Seal);
+                let got = shard.apply(&lid(index), &Command::Seal, 0);
                 log.push((index, Command::Seal));
                 m.sealed = true;
                 prop_assert_eq!(
@@ -278,7 +278,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         snapshot.unwrap_or_else(|| (serde_json::to_string(&ShardState::default()).unwrap(), 0));
     let mut replica: ShardState = serde_json::from_str(&json).unwrap();
     for (index, cmd) in &log[from..] {
-        replica.apply(&lid(*index), cmd);
+        replica.apply(&lid(*index), cmd, 0);
     }
     prop_assert_eq!(replicated(&replica), replicated(&shard));
     Ok(())

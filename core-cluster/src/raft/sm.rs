@@ -23,7 +23,10 @@ use tokio::sync::watch;
 pub trait GroupState:
     Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
 {
-    fn apply(&mut self, log_id: &LogId, cmd: &Command) -> CommandResponse;
+    /// Applies a committed command. `now_ms` is this replica's clock,
+    /// read once per applied batch by [`GroupSm`]: a state never reads a
+    /// clock itself, so applying is a function of its inputs.
+    fn apply(&mut self, log_id: &LogId, cmd: &Command, now_ms: i64) -> CommandResponse;
 }
 
 /// The applied state plus Raft's bookkeeping.
@@ -175,12 +178,13 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
     {
         let mut out = Vec::new();
         {
+            let now_ms = crate::node::now_ms();
             let mut a = self.shared.write().expect("state lock");
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
                 let resp = match &entry.payload {
                     EntryPayload::Blank => CommandResponse::Rejected("blank".into()),
-                    EntryPayload::Normal(cmd) => a.state.apply(&entry.log_id, cmd),
+                    EntryPayload::Normal(cmd) => a.state.apply(&entry.log_id, cmd, now_ms),
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                         CommandResponse::Rejected("membership".into())
