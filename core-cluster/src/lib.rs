@@ -1,6 +1,7 @@
 //! `strata-core`: the core cluster node.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod groups;

@@ -248,9 +248,3 @@ impl crate::peer::GroupRegistry for Node {
         self.shard(stream, shard).map(|g| g.raft.clone())
     }
 }
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

@@ -17,7 +17,8 @@
 //! - If the store is unreachable, uploads retry with backoff and nothing is
 //!   deleted locally; ingestion goes on while local disk lasts.
 
-use crate::node::{now_ms, Node};
+use crate::clock::now_ms;
+use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{Command, CommandResponse};
 use crate::tier::format::{SegmentWriter, WriterOptions};

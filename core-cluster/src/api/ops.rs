@@ -4,7 +4,8 @@
 
 use crate::api::views::ClusterView;
 use crate::meta::{place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
-use crate::node::{now_ms, Node};
+use crate::clock::now_ms;
+use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
 use anyhow::Result;

@@ -159,7 +159,7 @@ impl CoreHandler {
         };
         let heartbeat = Heartbeat {
             member: r.member().to_string(),
-            now_ms: crate::node::now_ms(),
+            now_ms: crate::clock::now_ms(),
             session_ms,
             generation: r.generation(),
             commits: r

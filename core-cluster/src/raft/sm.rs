@@ -178,7 +178,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
     {
         let mut out = Vec::new();
         {
-            let now_ms = crate::node::now_ms();
+            let now_ms = crate::clock::now_ms();
             let mut a = self.shared.write().expect("state lock");
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
