@@ -13,7 +13,21 @@
 //! the process: the page cache survives, and what the reopened buffer
 //! recovers counts as durable from then on (it may be forwarded), so a later
 //! crash must keep it too. So removing any fsync the buffer relies on makes a
-//! property below fail.
+//! property below fail; each was checked by deleting it:
+//!
+//! * `SyncTicket::run`: the group commit's fdatasync of the active segment,
+//!   and the directory fsync after a segment was created (also
+//!   `driver_tests`);
+//! * `StreamBuffer::open`: the parent's fsync after creating the stream
+//!   directory (also `driver_tests`), the fdatasync of the recovered last
+//!   segment and the directory fsync after recovery (found through
+//!   `Restart` then `Crash`);
+//! * `seal_if_full`: the fdatasync of a sealed segment (also `driver_tests`);
+//! * `persist_acked`: the fdatasync of `acked.tmp` and the directory fsync
+//!   after the rename.
+//!
+//! Not needed for any acknowledged record, so not caught: the fdatasync in
+//! `Segment::truncate_to_valid` (see there).
 //!
 //! Properties: every record appended before a completed sync (or recovered by
 //! a reopen) and not acked is readable after any crash, byte-identical, under

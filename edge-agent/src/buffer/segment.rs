@@ -195,6 +195,11 @@ impl Segment {
     }
 
     /// Cuts the file at the end of its valid frames and makes that durable.
+    /// The fdatasync is belt and braces: `open` fdatasyncs the last segment
+    /// (the only one ever cut) right after, and if a crash undid the cut, the
+    /// torn tail would come back only to be cut again (any later frame is
+    /// written over it and fdatasynced, size included, before it is
+    /// acknowledged).
     pub fn truncate_to_valid(&self) -> Result<(), BufferError> {
         self.file
             .set_len(self.len_bytes)
