@@ -435,14 +435,6 @@ pub async fn read_tiered(
         .sm
         .read(|s| s.tiered_object(offset).cloned())
         .ok_or_else(|| TierError::Manifest(format!("no tiered object holds offset {offset}")))?;
-    let path = obj.path()?;
-    crate::tier::read::read_records(
-        tier.store.clone(),
-        &path,
-        Some(obj.bytes),
-        offset,
-        max_records,
-        max_bytes,
-    )
-    .await
+    // The entry's size and checksums: the read verifies what it fetches.
+    crate::tier::read::read_object(tier.store.clone(), &obj, offset, max_records, max_bytes).await
 }

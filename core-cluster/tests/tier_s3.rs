@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_core::tier::store::{open, open_with, put_object};
 use strata_core::tier::{
-    keys, read_records, EncodedObject, Manifest, SegmentWriter, WriterOptions,
+    keys, read_object, read_records, EncodedObject, Manifest, SegmentWriter, WriterOptions,
 };
 use strata_schema::batch::{self, Builder, NewRecord};
 use strata_tests::s3::{read_archive, S3Server};
@@ -143,15 +143,25 @@ async fn tiered_objects_round_trip_through_a_real_s3_server() -> Result<()> {
     let back = Manifest::from_json(&store.get(&mkey).await?.bytes().await?)?;
     assert_eq!(back, manifest);
 
-    for (from, size) in [
-        (1000, None),
-        (7777, Some(obj.object_bytes())),
-        (12_999, None),
-    ] {
+    // Through the manifest entry (its size, and its checksums verified on
+    // every fetched block), or with only the path (size from a HEAD).
+    for (from, via_manifest) in [(1000, false), (7777, true), (12_999, true)] {
         let o = back.locate(from).context("offset is tiered")?;
-        let read = read_records(Arc::clone(&store), &o.path()?, size, from, 3000, 8 << 20)
+        let read = if via_manifest {
+            read_object(Arc::clone(&store), o, from, 3000, 8 << 20).await
+        } else {
+            read_records(
+                Arc::clone(&store),
+                &o.path()?,
+                None,
+                None,
+                from,
+                3000,
+                8 << 20,
+            )
             .await
-            .with_context(|| format!("reading from offset {from}"))?;
+        }
+        .with_context(|| format!("reading from offset {from}"))?;
         let i = (from - 1000) as usize;
         assert_eq!(read.first_offset, from);
         assert_eq!(
@@ -170,7 +180,7 @@ async fn tiered_objects_round_trip_through_a_real_s3_server() -> Result<()> {
 
     // S3 goes away: reads and uploads fail with errors worth retrying...
     s3.stop();
-    let err = read_records(Arc::clone(&store), &key, None, 1000, 10, 1 << 20)
+    let err = read_records(Arc::clone(&store), &key, None, None, 1000, 10, 1 << 20)
         .await
         .expect_err("S3 is down");
     assert!(err.is_retryable(), "{err}");
@@ -181,7 +191,7 @@ async fn tiered_objects_round_trip_through_a_real_s3_server() -> Result<()> {
 
     // ...and once it is back on the same port and data, everything is there.
     s3.restart().await?;
-    let read = read_records(Arc::clone(&store), &key, None, 12_500, 100, 1 << 20)
+    let read = read_records(Arc::clone(&store), &key, None, None, 12_500, 100, 1 << 20)
         .await
         .with_context(|| format!("reading after the restart; weed log:\n{}", s3.log_tail()))?;
     assert_eq!(read.batch, batch_of(&recs[11_500..11_600]));

@@ -31,7 +31,7 @@
 //! Key-value metadata records the format version, stream and shard.
 
 use super::keys;
-use super::manifest::TieredObject;
+use super::manifest::{BlockChecksums, TieredObject, CHECKSUM_BLOCK_BYTES};
 use super::TierError;
 use arrow::array::{
     ArrayRef, BinaryBuilder, Int64Array, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
@@ -214,7 +214,8 @@ impl EncodedObject {
         )
     }
 
-    /// The manifest entry for this object stored at `key`.
+    /// The manifest entry for this object stored at `key`, with the
+    /// checksums a read verifies.
     pub fn tiered_object(&self, key: &Path) -> TieredObject {
         TieredObject {
             key: key.to_string(),
@@ -225,6 +226,7 @@ impl EncodedObject {
             max_timestamp_ms: self.max_timestamp_ms,
             bytes: self.object_bytes(),
             payload_bytes: self.payload_bytes,
+            checksums: Some(BlockChecksums::of(&self.parquet, CHECKSUM_BLOCK_BYTES)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the Parquet encoder and reader against an in-memory store.
 
 use super::format::{SegmentWriter, WriterOptions};
+use super::manifest::BlockChecksums;
 use super::read::{read_records, OffsetLayout};
 use super::TierError;
 use arrow::array::{Int64Array, RecordBatch};
@@ -144,11 +145,23 @@ async fn records_round_trip_byte_identical() {
     assert_eq!(obj.payload_bytes, payload as u64);
 
     let (store, path) = stored(&obj.parquet).await;
-    for size in [Some(obj.object_bytes()), None] {
+    // With the manifest's size and checksums (in blocks of the default size
+    // and of 4 KiB, so ranges span blocks), and with neither.
+    let sums = [
+        obj.tiered_object(&path).checksums,
+        Some(BlockChecksums::of(&obj.parquet, 4096)),
+    ];
+    let size = Some(obj.object_bytes());
+    for (size, sums) in [
+        (size, sums[0].as_ref()),
+        (size, sums[1].as_ref()),
+        (None, None),
+    ] {
         let read = read_records(
             Arc::clone(&store),
             &path,
             size,
+            sums,
             1000,
             usize::MAX,
             usize::MAX,
@@ -164,9 +177,18 @@ async fn records_round_trip_byte_identical() {
     }
 
     // From the middle, across row groups: exactly the requested records.
-    let read = read_records(Arc::clone(&store), &path, None, 1100, 150, usize::MAX)
-        .await
-        .unwrap();
+    let small = sums[1].as_ref();
+    let read = read_records(
+        Arc::clone(&store),
+        &path,
+        size,
+        small,
+        1100,
+        150,
+        usize::MAX,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (read.first_offset, read.next_offset, read.records),
         (1100, 1250, 150)
@@ -179,11 +201,11 @@ async fn reads_respect_max_bytes_but_return_at_least_one_record() {
     let recs = records(100, 1000);
     let obj = encode(0, &recs, WriterOptions::default());
     let (store, path) = stored(&obj.parquet).await;
-    let one = read_records(Arc::clone(&store), &path, None, 10, 100, 1)
+    let one = read_records(Arc::clone(&store), &path, None, None, 10, 100, 1)
         .await
         .unwrap();
     assert_eq!((one.records, one.next_offset), (1, 11));
-    let some = read_records(Arc::clone(&store), &path, None, 10, 100, 10_000)
+    let some = read_records(Arc::clone(&store), &path, None, None, 10, 100, 10_000)
         .await
         .unwrap();
     assert!(some.records > 1 && some.records < 10, "{}", some.records);
@@ -196,7 +218,7 @@ async fn offsets_outside_the_object_are_refused() {
     let obj = encode(50, &records(10, 8), WriterOptions::default());
     let (store, path) = stored(&obj.parquet).await;
     for offset in [0, 49, 63, u64::MAX] {
-        let err = read_records(Arc::clone(&store), &path, None, offset, 10, 1 << 20)
+        let err = read_records(Arc::clone(&store), &path, None, None, offset, 10, 1 << 20)
             .await
             .unwrap_err();
         assert!(
@@ -287,21 +309,33 @@ async fn a_read_from_the_end_fetches_only_the_last_row_groups() {
     let obj = encode(0, &recs, small_groups(200));
     let (store, path) = stored(&obj.parquet).await;
     let size = Some(obj.object_bytes());
-    let all = read_records(Arc::clone(&store), &path, size, 0, usize::MAX, usize::MAX)
+    // Unverified, and verified in 16 KiB blocks (a read fetches whole blocks).
+    let sums = BlockChecksums::of(&obj.parquet, 16 * 1024);
+    for sums in [None, Some(&sums)] {
+        let all = read_records(
+            Arc::clone(&store),
+            &path,
+            size,
+            sums,
+            0,
+            usize::MAX,
+            usize::MAX,
+        )
         .await
         .unwrap();
-    let tail = read_records(Arc::clone(&store), &path, size, 1900, 10, usize::MAX)
-        .await
-        .unwrap();
-    assert_eq!(tail.batch, batch_of(&recs[1900..1910]));
-    assert!(all.fetched_bytes >= obj.object_bytes() * 9 / 10);
-    // One row group's pages plus the footer prefetch.
-    assert!(
-        tail.fetched_bytes < obj.object_bytes() / 5,
-        "fetched {} of {}",
-        tail.fetched_bytes,
-        obj.object_bytes()
-    );
+        let tail = read_records(Arc::clone(&store), &path, size, sums, 1900, 10, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(tail.batch, batch_of(&recs[1900..1910]));
+        assert!(all.fetched_bytes >= obj.object_bytes() * 9 / 10);
+        // One row group's pages plus the footer prefetch.
+        assert!(
+            tail.fetched_bytes < obj.object_bytes() / 5,
+            "fetched {} of {}",
+            tail.fetched_bytes,
+            obj.object_bytes()
+        );
+    }
 }
 
 #[test]
@@ -343,50 +377,150 @@ fn the_writer_refuses_gaps_empty_objects_and_bad_options() {
     }
 }
 
-#[tokio::test]
-async fn corrupt_or_foreign_objects_are_errors_not_panics() {
-    let obj = encode(0, &records(300, 30), small_groups(100));
-    let good = obj.parquet.to_vec();
-    let mut bad: Vec<Vec<u8>> = vec![
-        vec![],
-        b"PAR1".to_vec(),
-        good[..good.len() / 2].to_vec(),
-        good[..good.len() - 1].to_vec(),
+/// Every way to damage `good`: truncations, and one byte flipped at
+/// positions spread over the whole object plus every byte of its last 64
+/// (the footer length and magic).
+fn corruptions(good: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut bad = vec![
+        ("empty".to_string(), vec![]),
+        ("magic only".to_string(), b"PAR1".to_vec()),
     ];
-    // Flip bytes across the whole file, footer included.
+    for keep in [good.len() / 2, good.len() - 8, good.len() - 1] {
+        bad.push((format!("truncated to {keep}"), good[..keep].to_vec()));
+    }
     for pos in (0..good.len())
-        .step_by(good.len() / 97 + 1)
+        .step_by(good.len() / 400 + 1)
         .chain(good.len() - 64..good.len())
     {
-        let mut b = good.clone();
+        let mut b = good.to_vec();
         b[pos] ^= 0x5a;
-        bad.push(b);
+        bad.push((format!("byte {pos} flipped"), b));
     }
-    for (i, b) in bad.into_iter().enumerate() {
+    bad
+}
+
+/// A corrupted object read through its manifest entry (size and checksums
+/// of what was written) gives an error naming the object, or exactly the
+/// records an intact read gives; never other records.
+#[tokio::test]
+async fn corrupted_objects_give_an_error_naming_the_object_or_identical_data() {
+    // ~200 KB in 10 row groups: larger than the footer prefetch, so a read
+    // leaves most of the object unfetched.
+    let obj = encode(0, &records(2000, 100), small_groups(200));
+    let good = obj.parquet.to_vec();
+    let size = Some(obj.object_bytes());
+    // Default blocks (one block here) and 1 KiB blocks (a read verifies only
+    // the blocks it fetches, and the others may be damaged).
+    let sums = [
+        obj.tiered_object(&Path::from("obj.parquet"))
+            .checksums
+            .unwrap(),
+        BlockChecksums::of(&good, 1024),
+    ];
+    // From the start, the middle (one row group) and the last record.
+    let reads = [(0, 50), (1000, 20), (2002, 1)];
+    let (store, path) = stored(&obj.parquet).await;
+    let mut intact = Vec::new();
+    for (from, n) in reads {
+        let r = read_records(
+            Arc::clone(&store),
+            &path,
+            size,
+            Some(&sums[1]),
+            from,
+            n,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        intact.push((r.first_offset, r.next_offset, r.records, r.batch));
+    }
+    let (mut errors, mut corrupt, mut identical) = (0, 0, 0);
+    for (what, b) in corruptions(&good) {
         let (store, path) = stored(&Bytes::from(b)).await;
-        // Most flips are caught; a flip inside compressed data may still
-        // decode. What matters: no panic, and success only with sane output.
-        if let Ok(read) = read_records(store, &path, None, 10, 50, 1 << 20).await {
+        for sums in &sums {
+            for (i, &(from, n)) in reads.iter().enumerate() {
+                match read_records(
+                    Arc::clone(&store),
+                    &path,
+                    size,
+                    Some(sums),
+                    from,
+                    n,
+                    1 << 20,
+                )
+                .await
+                {
+                    Ok(r) => {
+                        let got = (r.first_offset, r.next_offset, r.records, r.batch);
+                        // Not assert_eq: the batches are kilobytes of binary.
+                        assert!(
+                            got == intact[i],
+                            "{what}: a read from {from} succeeded with other data \
+                             ({} records in {} bytes, intact: {} in {})",
+                            got.2,
+                            got.3.len(),
+                            intact[i].2,
+                            intact[i].3.len()
+                        );
+                        identical += 1;
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        assert!(msg.contains("obj.parquet"), "{what}: {msg}");
+                        errors += 1;
+                        corrupt += usize::from(matches!(e, TierError::Corrupt { .. }));
+                    }
+                }
+            }
+        }
+    }
+    // The checksums did the catching, and with 1 KiB blocks a damaged
+    // block a read does not fetch leaves it intact.
+    assert!(
+        corrupt * 10 >= errors * 9,
+        "{corrupt} of {errors} errors are checksum errors"
+    );
+    assert!(
+        identical > 0,
+        "no read passed over a damaged block it did not need"
+    );
+}
+
+/// Objects from manifests without checksums (written before they existed)
+/// are read unverified: damage is an error or a well-formed batch, never a
+/// panic. This is the only case a damaged object can return other data.
+#[tokio::test]
+async fn unverified_corrupted_objects_are_errors_not_panics() {
+    let obj = encode(0, &records(300, 30), small_groups(100));
+    for (what, b) in corruptions(&obj.parquet) {
+        let (store, path) = stored(&Bytes::from(b)).await;
+        if let Ok(read) = read_records(store, &path, None, None, 10, 50, 1 << 20).await {
             assert_eq!(
                 read.records,
                 batch::open(&read.batch).unwrap().records().len(),
-                "{i}"
+                "{what}"
             );
         }
     }
+}
 
+#[tokio::test]
+async fn foreign_or_missing_objects_are_errors() {
     // Valid Parquet, but not ours.
     let col = Arc::new(Int64Array::from(vec![1, 2, 3]));
     let rb = RecordBatch::try_from_iter([("offset", col as _)]).unwrap();
     let mut w = ArrowWriter::try_new(Vec::new(), rb.schema(), None).unwrap();
     w.write(&rb).unwrap();
     let (store, path) = stored(&Bytes::from(w.into_inner().unwrap())).await;
-    let err = read_records(store, &path, None, 1, 1, 1).await.unwrap_err();
+    let err = read_records(store, &path, None, None, 1, 1, 1)
+        .await
+        .unwrap_err();
     assert!(matches!(err, TierError::Format { .. }), "{err}");
     assert!(err.to_string().contains("timestamp"), "{err}");
 
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let err = read_records(store, &Path::from("missing"), None, 0, 1, 1)
+    let err = read_records(store, &Path::from("missing"), None, None, 0, 1, 1)
         .await
         .unwrap_err();
     assert!(matches!(err, TierError::ObjectStore { .. }), "{err}");

@@ -11,6 +11,13 @@
 //!
 //! JSON format (version 1):
 //! `{"version":1,"stream":"s","shard":0,"objects":[{"key":"…","first_offset":0,…}]}`
+//!
+//! An object entry may carry `checksums`, `{"block_bytes":1048576,"crc32c":[…]}`:
+//! the CRC32C of each `block_bytes` block of the object (the last block may
+//! be shorter). A read verifies every block it fetches, so a corrupted
+//! object gives an error, never wrong records. The field is optional:
+//! manifests written before it existed still load, and their objects are
+//! read unverified.
 
 use super::TierError;
 use object_store::path::Path;
@@ -35,6 +42,59 @@ pub struct TieredObject {
     pub bytes: u64,
     /// Keys, values and headers of the records, bytes (before encoding).
     pub payload_bytes: u64,
+    /// Per-block CRC32C of the object; absent in entries written before
+    /// checksums existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<BlockChecksums>,
+}
+
+/// The size of the blocks [`BlockChecksums::of`] cuts by default: a read
+/// fetches whole blocks, so this bounds the extra bytes a ranged read costs
+/// (at most two blocks per range), while a 128 MiB object needs 128 sums.
+pub const CHECKSUM_BLOCK_BYTES: u32 = 1 << 20;
+
+/// CRC32C of each fixed-size block of an object: lets a ranged read verify
+/// exactly the bytes it fetched, without reading the whole object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockChecksums {
+    /// Block size, bytes; the last block may be shorter.
+    pub block_bytes: u32,
+    /// CRC32C of each block, in order.
+    pub crc32c: Vec<u32>,
+}
+
+impl BlockChecksums {
+    /// The checksums of `object` in blocks of `block_bytes` (at least 1).
+    pub fn of(object: &[u8], block_bytes: u32) -> Self {
+        assert!(block_bytes > 0, "checksum blocks hold at least one byte");
+        Self {
+            block_bytes,
+            crc32c: object
+                .chunks(block_bytes as usize)
+                .map(crc32c::crc32c)
+                .collect(),
+        }
+    }
+
+    /// The byte range of block `i` in an object of `size` bytes.
+    pub fn block_range(&self, i: u64, size: u64) -> std::ops::Range<u64> {
+        let bs = u64::from(self.block_bytes);
+        i * bs..((i + 1) * bs).min(size)
+    }
+
+    /// Whether these checksums can describe an object of `size` bytes.
+    pub fn covers(&self, size: u64) -> Result<(), String> {
+        let blocks = size.div_ceil(u64::from(self.block_bytes.max(1)));
+        if self.block_bytes == 0 || self.crc32c.len() as u64 != blocks {
+            return Err(format!(
+                "{} checksums of {}-byte blocks cannot cover {size} bytes",
+                self.crc32c.len(),
+                self.block_bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl TieredObject {
@@ -53,6 +113,10 @@ impl TieredObject {
                 "object {} holds offsets [{}, {}) but says it has {} records",
                 self.key, self.first_offset, self.next_offset, self.records
             ));
+        }
+        if let Some(sums) = &self.checksums {
+            sums.covers(self.bytes)
+                .map_err(|e| format!("object {}: {e}", self.key))?;
         }
         if self.min_timestamp_ms > self.max_timestamp_ms {
             return Err(format!(
@@ -178,6 +242,10 @@ mod tests {
             max_timestamp_ms: 2,
             bytes: 100,
             payload_bytes: 80,
+            checksums: Some(BlockChecksums {
+                block_bytes: 64,
+                crc32c: vec![1, 2],
+            }),
         }
     }
 
@@ -234,6 +302,56 @@ mod tests {
             m.objects[0].path().unwrap().as_ref(),
             "stream=s/date=2026-01-01/hour=00/shard-0-00000000000000000010.parquet"
         );
+    }
+
+    /// A manifest as builds before per-object checksums wrote it (no
+    /// `checksums` field) still loads; its objects have no checksums.
+    #[test]
+    fn a_manifest_without_checksums_still_loads() {
+        let old = br#"{
+  "version": 1,
+  "stream": "s",
+  "shard": 0,
+  "objects": [
+    {
+      "key": "stream=s/date=2026-01-01/hour=00/shard-0-00000000000000000010.parquet",
+      "first_offset": 10,
+      "next_offset": 20,
+      "records": 10,
+      "min_timestamp_ms": 1,
+      "max_timestamp_ms": 2,
+      "bytes": 100,
+      "payload_bytes": 80
+    }
+  ]
+}"#;
+        let m = Manifest::from_json(old).unwrap();
+        let mut want = obj(10, 20);
+        want.checksums = None;
+        assert_eq!(m.objects, vec![want]);
+        // Written back, it is the same JSON (no `checksums: null`).
+        let back: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        let old: serde_json::Value = serde_json::from_slice(old).unwrap();
+        assert_eq!(back, old);
+    }
+
+    #[test]
+    fn checksums_must_cover_the_object() {
+        let sums = BlockChecksums::of(&[7u8; 100], 64);
+        assert_eq!(sums.crc32c.len(), 2);
+        assert_eq!(sums.crc32c[1], crc32c::crc32c(&[7u8; 36]));
+        assert_eq!(sums.block_range(1, 100), 64..100);
+        let mut m = Manifest::new("s", 0);
+        for (block_bytes, crc32c) in [(64, vec![1]), (64, vec![1, 2, 3]), (0, vec![])] {
+            let mut o = obj(0, 10);
+            o.checksums = Some(BlockChecksums {
+                block_bytes,
+                crc32c,
+            });
+            let err = m.push(o).unwrap_err().to_string();
+            assert!(err.contains("cannot cover 100 bytes"), "{err}");
+        }
+        m.push(obj(0, 10)).unwrap();
     }
 
     #[test]

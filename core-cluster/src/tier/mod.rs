@@ -32,8 +32,8 @@ mod format_tests;
 mod store_tests;
 
 pub use format::{EncodedObject, RowsBuilder, SegmentWriter, WriterOptions};
-pub use manifest::{Manifest, TieredObject};
-pub use read::{read_records, TierRead};
+pub use manifest::{BlockChecksums, Manifest, TieredObject};
+pub use read::{read_object, read_records, TierRead};
 
 /// Why a tiering operation failed. Each variant names the object, URL or
 /// offset involved; [`TierError::is_retryable`] tells a driver whether trying
@@ -86,6 +86,10 @@ pub enum TierError {
     /// An object store URL that cannot be used.
     #[error("object store URL {url:?}: {reason}")]
     Url { url: String, reason: String },
+    /// The object's bytes differ from what was written: a block's CRC32C
+    /// does not match the manifest, or the object is shorter.
+    #[error("object {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
     /// A manifest that cannot be decoded or breaks its invariants.
     #[error("tier manifest: {0}")]
     Manifest(String),

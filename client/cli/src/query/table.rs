@@ -367,6 +367,7 @@ mod tests {
                 max_timestamp_ms: max_ts,
                 bytes: 100,
                 payload_bytes: 1000,
+                checksums: None,
             },
         )
     }
