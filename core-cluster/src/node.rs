@@ -35,7 +35,7 @@ pub struct Node {
     /// Since when (and in which term) this node leads a shard it is not the
     /// preferred leader of.
     pub(crate) leading_since:
-        std::sync::Mutex<HashMap<(String, u32), crate::control::replicas::Leading>>,
+        std::sync::Mutex<HashMap<(String, u32), crate::control::hand_over::Leading>>,
 }
 
 impl Node {

@@ -67,29 +67,6 @@ impl GroupInfo {
                 .unwrap_or_default(),
         }
     }
-
-    /// Lag per shard of `stream` (which must describe the same stream). A
-    /// shard without a checkpoint counts from the shard's first offset.
-    pub fn lag(&self, stream: &crate::stream::StreamInfo) -> Vec<ShardLag> {
-        stream
-            .shards
-            .iter()
-            .map(|sh| {
-                let cp = self
-                    .shards
-                    .iter()
-                    .find(|g| g.shard == sh.id)
-                    .and_then(|g| g.checkpoint);
-                let (records, ms) =
-                    shard_lag(sh.first_offset, sh.next_offset, sh.newest_timestamp_ms, cp);
-                ShardLag {
-                    shard: sh.id,
-                    records,
-                    ms,
-                }
-            })
-            .collect()
-    }
 }
 
 /// How far `cp` is behind a shard holding offsets `[first, next)` whose

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use strata_schema::fb;
 
+use crate::group::{shard_lag, GroupInfo, ShardLag};
+
 /// A shard as `stream describe` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct ShardInfo {
@@ -137,7 +139,7 @@ pub struct StreamInfo {
     pub archive_url: String,
     pub retention: Retention,
     /// Consumer groups with their checkpoints.
-    pub groups: Vec<crate::group::GroupInfo>,
+    pub groups: Vec<GroupInfo>,
 }
 
 impl StreamInfo {
@@ -182,11 +184,7 @@ impl StreamInfo {
             ),
             groups: s
                 .groups()
-                .map(|gs| {
-                    gs.iter()
-                        .map(|g| crate::group::GroupInfo::from_fb(&g))
-                        .collect()
-                })
+                .map(|gs| gs.iter().map(|g| GroupInfo::from_fb(&g)).collect())
                 .unwrap_or_default(),
         }
     }
@@ -292,4 +290,29 @@ pub fn build_stream_description<'a>(
             groups,
         },
     )
+}
+
+impl GroupInfo {
+    /// Lag per shard of `stream` (which must describe the same stream). A
+    /// shard without a checkpoint counts from the shard's first offset.
+    pub fn lag(&self, stream: &StreamInfo) -> Vec<ShardLag> {
+        stream
+            .shards
+            .iter()
+            .map(|sh| {
+                let cp = self
+                    .shards
+                    .iter()
+                    .find(|g| g.shard == sh.id)
+                    .and_then(|g| g.checkpoint);
+                let (records, ms) =
+                    shard_lag(sh.first_offset, sh.next_offset, sh.newest_timestamp_ms, cp);
+                ShardLag {
+                    shard: sh.id,
+                    records,
+                    ms,
+                }
+            })
+            .collect()
+    }
 }

@@ -9,9 +9,10 @@
 //!   node;
 //! - [`meta_members`]: the metadata group's learners and voters;
 //! - [`replicas`]: replica moves, closing moved-away replicas, and handing
-//!   leadership back to a shard's preferred replica;
+//!   leadership back to a shard's preferred replica (when: [`hand_over`]);
 //! - [`lag`]: consumer-group lag gauges.
 
+pub mod hand_over;
 pub mod lag;
 pub mod meta_members;
 pub mod replicas;
