@@ -89,8 +89,10 @@ impl Registry {
         core: Arc<Cluster>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Arc<StreamState>>), RegistryError> {
         let buffers = cfg.data_dir.join("buffers");
-        std::fs::create_dir_all(&buffers)
-            .map_err(|e| RegistryError::io("creating", &cfg.data_dir, e))?;
+        // Durably: a stream directory created in `buffers/` later is fsynced
+        // into it, and `buffers/` itself must survive a power cut too.
+        strata_segment_log::fs::create_dir_all_durably(&strata_segment_log::fs::StdFs, &buffers)
+            .map_err(|e| RegistryError::io("creating", &buffers, e))?;
         let producer_id = producer::producer_id(&cfg.data_dir)?;
         let (opened, announcements) = mpsc::unbounded_channel();
         let registry = Arc::new(Self {
