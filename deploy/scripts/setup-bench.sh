@@ -6,7 +6,8 @@
 #     in the same run (target/tools/venv/bin/nats-server).
 # `strata-bench` looks for nats-server there first, then on PATH; without it,
 # `strata-bench all` stops and names this script, and `strata-bench smoke`
-# skips the NATS rows.
+# skips the NATS rows (so its test, tests/bench/tests/smoke.rs, fails and
+# names this script). deploy/scripts/test.sh runs it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/target/tools/venv"

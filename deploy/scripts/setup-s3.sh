@@ -9,7 +9,8 @@
 #     `duckdb-ext-httpfs` wheel (DuckDB would otherwise download it at run
 #     time; its version must match DuckDB's exactly).
 # Without them, the tests in core-cluster/tests/tier_s3.rs fail and name
-# this script.
+# this script, and so does tests/bench/tests/query_smoke.rs (DuckDB is the
+# query benchmark's peer).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/target/tools/venv"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need
-# (idempotently, under target/tools), checks the generated schema code,
-# formatting and lints, builds the binaries the integration tests start,
-# then runs every test. Bounded: each test has its own deadline.
+# (idempotently, under target/tools: flatc, SeaweedFS, DuckDB, and
+# nats-server for the benchmark smoke test, which fails rather than skip a
+# missing peer), checks the generated schema code, formatting and lints
+# (and the dependency checks once deploy/scripts/check-deps.sh exists),
+# builds the binaries the integration tests start, then runs every test.
+# Bounded: each test has its own deadline.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -12,12 +15,17 @@ step() { printf '\n== [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS
 step "setup"
 ./deploy/scripts/setup.sh
 ./deploy/scripts/setup-s3.sh
+./deploy/scripts/setup-bench.sh
 step "schema: generated code matches schema/fbs"
 ./deploy/scripts/gen-schema.sh --check
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -x ./deploy/scripts/check-deps.sh ]; then
+  step "dependency checks"
+  ./deploy/scripts/check-deps.sh
+fi
 step "build binaries for the integration tests"
 cargo build --workspace --bins --locked
 step "tests"
