@@ -56,7 +56,7 @@ fn log_id(term: u64, index: u64) -> LogId {
 
 /// Entry `index` of `term`; `seq` makes its content unique.
 fn entry(term: u64, index: u64, seq: u64, len: usize) -> Entry {
-    let payload = if seq % 7 == 0 {
+    let payload = if seq.is_multiple_of(7) {
         EntryPayload::Blank
     } else {
         EntryPayload::Normal(Command::Append(AppendCmd {
@@ -133,7 +133,9 @@ struct Model {
     durable_last: Option<u64>,
     purged: Option<LogId>,
     vote: Option<Vote>,
-    /// Every committed id saved (none is durable on its own).
+    /// Every committed id ever saved: none is durable on its own, and a
+    /// torn power cut may bring back the file of an earlier one (its
+    /// unsynced replacement reverted under a rename that reached the disk).
     committed_saved: BTreeSet<Option<LogId>>,
     term: u64,
     seq: u64,
@@ -182,14 +184,13 @@ impl Model {
     }
 
     fn new_entries(&mut self, n: u8, len: u8) -> Vec<Entry> {
+        let first = self.next_index();
         let mut out = Vec::new();
-        let mut index = self.next_index();
-        for _ in 0..n {
+        for index in first..first + u64::from(n) {
             self.seq += 1;
             let e = entry(self.term, index, self.seq, len.into());
             self.entries.insert(index, e.clone());
             out.push(e);
-            index += 1;
         }
         out
     }
@@ -313,7 +314,6 @@ impl Model {
             None => self.entries.clear(),
         }
         self.durable_last = last;
-        self.committed_saved = BTreeSet::from([None, committed]);
         self.store = Some(store);
     }
 

@@ -1,6 +1,13 @@
 //! Tests of the Raft network over real QUIC with mutual TLS on 127.0.0.1:
-//! a three-node group that replicates and fails over, and the peer
-//! endpoint's refusal of clients without a cluster certificate.
+//! a three-node group that replicates, loses its leader to a crash, fails
+//! over and takes the crashed node back, and the peer endpoint's refusal of
+//! clients without a cluster certificate.
+//!
+//! Each node runs on its own Tokio runtime over its own simulated disk
+//! (`SimFs`), so a crash is a crash: the runtime is shut down, which drops
+//! every task of the node where it stands (Raft core, replication, storage
+//! callbacks, the QUIC endpoint: nothing is shut down gracefully, no peer
+//! is told), then the disk loses power and keeps only what was fsynced.
 
 use super::*;
 use crate::log::segment::SegmentLogOptions;
@@ -8,16 +15,24 @@ use crate::log::store::LogStore;
 use crate::peer::{serve_peers, GroupRegistry, STATUS_BAD_REQUEST};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::GroupSm;
-use crate::raft::types::{AppendCmd, Command, CommandResponse, Raft, Vote};
+use crate::raft::types::{AppendCmd, Command, CommandResponse, Entry, Raft, Vote};
 use bytes::Bytes;
+use openraft::storage::RaftLogStorage;
 use openraft::{ServerState, SnapshotMeta};
 use std::collections::BTreeMap;
+use std::path::Path;
 use strata_client::tls::{peer_client_config, peer_server_config, DevPki, PEER_ALPN};
 use strata_schema::frame;
+use strata_segment_log::sim::SimFs;
 use tokio::sync::watch;
 
 const GROUP: &str = "s/0";
 const DEADLINE: Duration = Duration::from_secs(10);
+/// A restarted node catches up once its peers' connections to the crashed
+/// one are gone (QUIC idle timeout, 5 s) and they reconnect.
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(30);
+/// Where a node keeps the group on its disk.
+const GROUP_DIR: &str = "/data/groups/s-0";
 
 #[derive(Default)]
 struct Registry(Mutex<HashMap<String, Raft>>);
@@ -37,9 +52,11 @@ struct Peer {
     server: tokio::task::JoinHandle<()>,
 }
 
-fn start_peer(pki: &DevPki) -> Peer {
+/// A peer endpoint on `bind`, its tasks on the current runtime.
+fn start_peer(pki: &DevPki, bind: SocketAddr) -> Peer {
     let cfg = peer_server_config(&pki.cert, &pki.key, &pki.ca).unwrap();
-    let endpoint = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = quinn::Endpoint::server(cfg, bind)
+        .unwrap_or_else(|e| panic!("peer endpoint on {bind}: {e}"));
     let addr = endpoint.local_addr().unwrap();
     let client_cfg = peer_client_config(&pki.cert, &pki.key, &pki.ca).unwrap();
     let pool = PeerPool::new(endpoint.clone(), client_cfg);
@@ -65,13 +82,23 @@ impl Peer {
     }
 }
 
-/// A member of the test group: a node with one shard group.
+/// A member of the test group: a node with one shard group, on its own
+/// runtime and disk.
 struct Member {
     id: NodeId,
+    runtime: tokio::runtime::Runtime,
+    disk: SimFs,
     peer: Peer,
     raft: Raft,
     sm: GroupSm<ShardState>,
-    _dir: tempfile::TempDir,
+    log: LogStore,
+}
+
+/// What is left of a crashed member: its identity, address and disk.
+struct Crashed {
+    id: NodeId,
+    addr: SocketAddr,
+    disk: SimFs,
 }
 
 fn raft_config() -> Arc<openraft::Config> {
@@ -85,14 +112,34 @@ fn raft_config() -> Arc<openraft::Config> {
     Arc::new(c.validate().unwrap())
 }
 
-async fn start_member(id: NodeId, pki: &DevPki) -> Member {
-    let peer = start_peer(pki);
-    let dir = tempfile::tempdir().unwrap();
-    let log = LogStore::open(dir.path(), SegmentLogOptions::default()).unwrap();
-    let sm = GroupSm::<ShardState>::default();
+/// Starts node `id` on `disk` (empty, or what a crash left), its peer
+/// endpoint on `bind`.
+async fn start_member(id: NodeId, pki: &DevPki, bind: SocketAddr, disk: SimFs) -> Member {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(format!("node-{id}"))
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = {
+        let _in_node = runtime.enter();
+        start_peer(pki, bind)
+    };
+    let dir = Path::new(GROUP_DIR);
+    let log = LogStore::open_in(disk.shared(), dir, SegmentLogOptions::default()).unwrap();
+    let sm = GroupSm::<ShardState>::open_in(disk.shared(), dir).unwrap();
     let network = QuicNetwork::new(GROUP, peer.pool.clone());
-    let raft = Raft::new(id, raft_config(), network, log, sm.clone())
+    // Raft::new spawns the group's tasks on the runtime it runs on.
+    let raft = runtime
+        .spawn(Raft::new(
+            id,
+            raft_config(),
+            network,
+            log.clone(),
+            sm.clone(),
+        ))
         .await
+        .unwrap()
         .unwrap();
     peer.registry
         .0
@@ -101,24 +148,57 @@ async fn start_member(id: NodeId, pki: &DevPki) -> Member {
         .insert(GROUP.into(), raft.clone());
     Member {
         id,
+        runtime,
+        disk,
         peer,
         raft,
         sm,
-        _dir: dir,
+        log,
     }
 }
 
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
 impl Member {
-    /// Stops the group and the node's peer endpoint, as a crashed node.
-    async fn kill(self) {
+    /// Stops the group and the node's peer endpoint gracefully.
+    async fn stop(self) {
         self.raft.shutdown().await.unwrap();
         self.peer.stop().await;
+        shut_down(self.runtime).await;
+    }
+
+    /// Crashes the node (module documentation): its runtime stops first, so
+    /// no task of it runs again, not even to close a connection; then its
+    /// disk loses power.
+    async fn crash(self) -> Crashed {
+        let Member {
+            id,
+            runtime,
+            disk,
+            peer,
+            ..
+        } = self;
+        let addr = peer.addr;
+        shut_down(runtime).await;
+        disk.crash();
+        Crashed { id, addr, disk }
+    }
+
+    /// Every entry of the node's log.
+    fn entries(&self) -> Vec<Entry> {
+        self.log.read_entries(0, u64::MAX, usize::MAX).unwrap()
     }
 
     /// Waits until the state machine holds `want` records.
     async fn wait_records(&self, want: u64) {
+        self.wait_records_within(want, DEADLINE).await;
+    }
+
+    async fn wait_records_within(&self, want: u64, deadline: Duration) {
         let mut applied = self.sm.subscribe();
-        tokio::time::timeout(DEADLINE, async {
+        tokio::time::timeout(deadline, async {
             while self.sm.read(|s| s.next_offset) < want {
                 applied.changed().await.unwrap();
             }
@@ -127,6 +207,15 @@ impl Member {
         .unwrap_or_else(|_| panic!("node {} did not apply {want} records", self.id));
         assert_eq!(self.sm.read(|s| s.next_offset), want, "node {}", self.id);
     }
+}
+
+/// Drops every task of a node's runtime. Blocking tasks (storage I/O) may
+/// finish what they are doing, as a disk write in flight may; they are waited
+/// for, so none touches the disk after its crash.
+async fn shut_down(runtime: tokio::runtime::Runtime) {
+    tokio::task::spawn_blocking(move || runtime.shutdown_timeout(DEADLINE))
+        .await
+        .unwrap();
 }
 
 fn append(seq: u64) -> Command {
@@ -198,7 +287,7 @@ async fn three_nodes_replicate_and_fail_over() {
     let (pki, _) = DevPki::ensure(&tmp.path().join("tls")).unwrap();
     let mut members = Vec::new();
     for id in 1..=3 {
-        members.push(start_member(id, &pki).await);
+        members.push(start_member(id, &pki, any_port(), SimFs::new()).await);
     }
     let voters: BTreeMap<NodeId, BasicNode> = members
         .iter()
@@ -228,9 +317,10 @@ async fn three_nodes_replicate_and_fail_over() {
         .unwrap();
     let victim = members.iter().position(|m| m.id == old).unwrap();
     let victim = members.remove(victim);
+    let vote_at_crash = victim.raft.metrics().borrow().vote;
     let killed = Instant::now();
-    victim.kill().await;
-    eprintln!("leader stopped in {:?}", killed.elapsed());
+    let crashed = victim.crash().await;
+    eprintln!("leader crashed in {:?}", killed.elapsed());
 
     let survivors: Vec<&Member> = members.iter().collect();
     let leader = leader_of(&survivors, Some(old)).await;
@@ -254,9 +344,52 @@ async fn three_nodes_replicate_and_fail_over() {
     for m in &members {
         m.wait_records(21).await;
     }
+    let group_log = leader.entries();
+
+    // What the crashed leader's disk kept: the vote it led with, and a
+    // prefix of the group's log (all of it was committed; what was not
+    // fsynced is gone, nothing is garbage).
+    let kept = LogStore::open_in(
+        crashed.disk.shared(),
+        Path::new(GROUP_DIR),
+        SegmentLogOptions::default(),
+    )
+    .unwrap();
+    let vote = kept.clone().read_vote().await.unwrap();
+    assert_eq!(
+        vote.map(|v| v.leader_id),
+        Some(vote_at_crash.leader_id),
+        "the vote node {old} led with (term {term_at_kill}) survives its crash"
+    );
+    let kept_log = kept.read_entries(0, u64::MAX, usize::MAX).unwrap();
+    assert!(
+        group_log.starts_with(&kept_log),
+        "node {old}'s log after the crash ({} entries) is not a prefix of the group's ({})",
+        kept_log.len(),
+        group_log.len()
+    );
+    drop(kept);
+
+    // It comes back on its address and catches up: the same log as the
+    // leader's, every record applied once.
+    let restarted = start_member(crashed.id, &pki, crashed.addr, crashed.disk).await;
+    restarted.wait_records_within(21, CATCH_UP_DEADLINE).await;
+    let log = restarted.entries();
+    assert_eq!(
+        log[..],
+        group_log[..log.len()],
+        "node {old}'s log after it caught up"
+    );
+    eprintln!(
+        "node {old} restarted from {} entries and caught up after {:?}",
+        kept_log.len(),
+        killed.elapsed()
+    );
+    members.push(restarted);
+
     let teardown = Instant::now();
     for m in members {
-        m.kill().await;
+        m.stop().await;
     }
     eprintln!("teardown in {:?}", teardown.elapsed());
 }
@@ -302,7 +435,7 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let (pki, _) = DevPki::ensure(&tmp.path().join("tls")).unwrap();
     let (other, _) = DevPki::ensure(&tmp.path().join("other")).unwrap();
-    let member = start_member(1, &pki).await;
+    let member = start_member(1, &pki, any_port(), SimFs::new()).await;
     let addr = member.peer.addr;
 
     // Control: a cluster certificate gets answers, also for bad requests.
@@ -353,7 +486,7 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     assert!(matches!(res, Err(RPCError::Unreachable(_))), "{res:?}");
 
     // And a client does not talk to a server of another CA.
-    let stranger = start_peer(&other);
+    let stranger = start_peer(&other, any_port());
     let res = vote_via(&good, GROUP, stranger.addr).await;
     assert!(matches!(res, Err(RPCError::Unreachable(_))), "{res:?}");
 
@@ -361,5 +494,5 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     let vote = member.raft.metrics().borrow().vote;
     assert_eq!(vote, Vote::new(1, 9));
     stranger.stop().await;
-    member.kill().await;
+    member.stop().await;
 }
