@@ -3,8 +3,8 @@
 //! commits through Raft. Errors are typed wire errors for the client.
 
 use crate::api::views::ClusterView;
-use crate::meta::{place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
 use crate::clock::now_ms;
+use crate::meta::{place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
 use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
