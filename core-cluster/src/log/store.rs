@@ -638,3 +638,6 @@ mod tests;
 #[cfg(test)]
 #[path = "store_crash_tests.rs"]
 mod crash_tests;
+#[cfg(test)]
+#[path = "store_fixture_tests.rs"]
+mod fixture_tests;

@@ -95,6 +95,8 @@ mod segment;
 #[cfg(test)]
 mod driver_tests;
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod tests;
