@@ -11,5 +11,6 @@ pub mod node;
 pub mod peer;
 pub mod raft;
 pub mod reshard;
-pub mod tier;
+/// The archive format (Parquet objects, keys, manifests, object store).
+pub use strata_archive as tier;
 pub mod tiering;

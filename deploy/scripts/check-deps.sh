@@ -23,10 +23,10 @@ forbid() {
 }
 
 forbid strata-edge arrow parquet openraft object_store datafusion
-# forbid strata-cli openraft   (enabled once the archive crate moves out of the core)
+forbid strata-cli openraft
 forbid strata-client openraft arrow parquet object_store datafusion
 
 if [ "$status" -eq 0 ]; then
-  echo "check-deps: ok (strata-edge and strata-client: no arrow, parquet, openraft, object_store, datafusion)"
+  echo "check-deps: ok (strata-edge and strata-client: no arrow, parquet, openraft, object_store, datafusion; strata-cli: no openraft)"
 fi
 exit "$status"

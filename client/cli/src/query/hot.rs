@@ -4,9 +4,9 @@
 use anyhow::{Context, Result};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::time::Duration;
+use strata_archive::RowsBuilder;
 use strata_client::api;
 use strata_client::cluster::Cluster;
-use strata_core::tier::RowsBuilder;
 
 /// Records asked for per fetch.
 const PAGE_RECORDS: u32 = 10_000;

@@ -30,8 +30,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use strata_archive::{keys, Manifest};
 use strata_client::cluster::Cluster;
-use strata_core::tier::{keys, Manifest};
 use table::{ArchivedObject, ScanCounts, StreamTable};
 
 /// The column holding `data` as text.
@@ -255,7 +255,7 @@ fn open_store(root: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
             bail!("no archive at {root}: {dir} is not a directory");
         }
     }
-    Ok(strata_core::tier::store::open(root)?)
+    Ok(strata_archive::store::open(root)?)
 }
 
 /// Every shard manifest of `stream` under `prefix`, by shard.

@@ -25,7 +25,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use strata_core::tier::TieredObject;
+use strata_archive::TieredObject;
 
 /// Hive partition columns, from the object key (`date=YYYY-MM-DD/hour=HH`).
 pub const COL_DATE: &str = "date";
@@ -85,7 +85,7 @@ pub struct StreamTable {
 
 /// The table schema: the archive's columns and the two Hive partitions.
 pub fn table_schema() -> SchemaRef {
-    let mut fields: Vec<FieldRef> = strata_core::tier::format::schema()
+    let mut fields: Vec<FieldRef> = strata_archive::format::schema()
         .fields()
         .iter()
         .cloned()
@@ -146,7 +146,7 @@ impl StreamTable {
 /// Appends `date` and `hour` (from each row's timestamp) to a hot batch.
 fn with_partitions(batch: RecordBatch) -> Result<RecordBatch> {
     let ts = batch
-        .column_by_name(strata_core::tier::format::COL_TIMESTAMP)
+        .column_by_name(strata_archive::format::COL_TIMESTAMP)
         .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
         .ok_or_else(|| {
             datafusion::error::DataFusionError::Internal("hot batch without timestamps".into())
@@ -232,7 +232,7 @@ impl StreamTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let file_schema = strata_core::tier::format::schema();
+        let file_schema = strata_archive::format::schema();
         let schema = TableSchema::builder(file_schema)
             .with_table_partition_cols(partition_fields())
             .build();
@@ -270,7 +270,7 @@ struct ManifestStatistics<'a>(&'a [ArchivedObject]);
 impl ManifestStatistics<'_> {
     fn column(&self, column: &Column, max: bool) -> Option<ArrayRef> {
         let o = self.0;
-        use strata_core::tier::format::{COL_OFFSET, COL_SHARD, COL_TIMESTAMP};
+        use strata_archive::format::{COL_OFFSET, COL_SHARD, COL_TIMESTAMP};
         let array: ArrayRef = match column.name.as_str() {
             COL_OFFSET => Arc::new(Int64Array::from_iter_values(o.iter().map(|a| {
                 let v = if max {

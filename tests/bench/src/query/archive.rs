@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use strata_core::tier::{keys, Manifest, SegmentWriter, TieredObject, WriterOptions};
+use strata_archive::{keys, Manifest, SegmentWriter, TieredObject, WriterOptions};
 use strata_schema::batch::{self, Builder, NewRecord};
 
 pub const STREAM: &str = "sensors";
@@ -317,7 +317,7 @@ fn encode_object(
     n: u64,
     (lo, hi): (u64, u64),
     progress: &indicatif::ProgressBar,
-) -> Result<(strata_core::tier::EncodedObject, u64)> {
+) -> Result<(strata_archive::EncodedObject, u64)> {
     let hour_start = DAY_START_MS + i64::from(task.hour) * HOUR_MS;
     let base_offset = u64::from(task.hour) * n;
     let mut w = SegmentWriter::new(STREAM, task.shard, WriterOptions::default())?;

@@ -19,9 +19,9 @@
 //! read unverified. (The `strata query` CLI reads the archive through
 //! DataFusion's own Parquet reader and does not verify these checksums.)
 
-use super::format::{schema, COL_DATA, COL_HEADERS, COL_OFFSET, COL_PARTITION_KEY, COL_TIMESTAMP};
-use super::manifest::{BlockChecksums, TieredObject};
-use super::TierError;
+use crate::format::{schema, COL_DATA, COL_HEADERS, COL_OFFSET, COL_PARTITION_KEY, COL_TIMESTAMP};
+use crate::manifest::{BlockChecksums, TieredObject};
+use crate::TierError;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use bytes::{Bytes, BytesMut};

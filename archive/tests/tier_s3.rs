@@ -11,8 +11,8 @@ use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_core::tier::store::{open, open_with, put_object};
-use strata_core::tier::{
+use strata_archive::store::{open, open_with, put_object};
+use strata_archive::{
     keys, read_object, read_records, EncodedObject, Manifest, SegmentWriter, WriterOptions,
 };
 use strata_schema::batch::{self, Builder, NewRecord};

@@ -1,7 +1,7 @@
 //! The per-shard manifest of tiered objects.
 //!
 //! The shard's snapshot carries it (the Raft state is the source of truth);
-//! a JSON copy is written next to the data (see [`super::keys::manifest_key`])
+//! a JSON copy is written next to the data (see [`crate::keys::manifest_key`])
 //! so that an operator or a recovery tool can find every object of a shard
 //! without listing the bucket.
 //!
@@ -19,7 +19,7 @@
 //! manifests written before it existed still load, and their objects are
 //! read unverified.
 
-use super::TierError;
+use crate::TierError;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ impl BlockChecksums {
 }
 
 impl TieredObject {
-    /// The object's path in the store. Keys come from [`super::keys`], so
+    /// The object's path in the store. Keys come from [`crate::keys`], so
     /// parsing only fails on a hand-edited or corrupt manifest.
     pub fn path(&self) -> Result<Path, TierError> {
         Path::parse(&self.key)

@@ -1,9 +1,9 @@
 //! Tests of the Parquet encoder and reader against an in-memory store.
 
-use super::format::{SegmentWriter, WriterOptions};
-use super::manifest::BlockChecksums;
-use super::read::{read_records, OffsetLayout};
-use super::TierError;
+use crate::format::{SegmentWriter, WriterOptions};
+use crate::manifest::BlockChecksums;
+use crate::read::{read_records, OffsetLayout};
+use crate::TierError;
 use arrow::array::{Int64Array, RecordBatch};
 use bytes::Bytes;
 use object_store::memory::InMemory;
@@ -99,7 +99,7 @@ fn batch_of(recs: &[Rec]) -> Bytes {
     b.finish()
 }
 
-fn encode(first_offset: u64, recs: &[Rec], opts: WriterOptions) -> super::EncodedObject {
+fn encode(first_offset: u64, recs: &[Rec], opts: WriterOptions) -> crate::EncodedObject {
     let bytes = batch_of(recs);
     let fb = batch::open(&bytes).unwrap();
     let mut w = SegmentWriter::new("orders", 7, opts).unwrap();

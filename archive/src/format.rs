@@ -30,9 +30,9 @@
 //! engines prune by time. Row groups are bounded by rows and by bytes.
 //! Key-value metadata records the format version, stream and shard.
 
-use super::keys;
-use super::manifest::{BlockChecksums, TieredObject, CHECKSUM_BLOCK_BYTES};
-use super::TierError;
+use crate::keys;
+use crate::manifest::{BlockChecksums, TieredObject, CHECKSUM_BLOCK_BYTES};
+use crate::TierError;
 use arrow::array::{
     ArrayRef, BinaryBuilder, Int64Array, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
     StringArray, StringBuilder, TimestampMillisecondBuilder,

@@ -12,9 +12,9 @@
 //!   accepted on loopback, so credentials never cross a network in clear.
 //!
 //! The returned [`Path`] is the prefix to put keys under (see
-//! [`super::keys`]); for a local directory the directory itself is the root.
+//! [`crate::keys`]); for a local directory the directory itself is the root.
 
-use super::TierError;
+use crate::TierError;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;

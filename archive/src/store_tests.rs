@@ -1,10 +1,10 @@
 //! Tests of store URLs and of the whole path through a local directory.
 
-use super::keys;
-use super::manifest::Manifest;
-use super::manifest::CHECKSUM_BLOCK_BYTES;
-use super::store::{open, open_with, put_object};
-use super::{read_object, BlockChecksums, SegmentWriter, TierError, WriterOptions};
+use crate::keys;
+use crate::manifest::Manifest;
+use crate::manifest::CHECKSUM_BLOCK_BYTES;
+use crate::store::{open, open_with, put_object};
+use crate::{read_object, BlockChecksums, SegmentWriter, TierError, WriterOptions};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
