@@ -19,6 +19,7 @@
 //! row `i` holds offset `first_offset + i`. The writer enforces it and the
 //! reader checks it, so a read can turn an offset into a row number without
 //! decoding the offset column first.
+#![forbid(unsafe_code)]
 
 pub mod format;
 pub mod keys;

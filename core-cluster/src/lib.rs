@@ -1,4 +1,5 @@
 //! `strata-core`: the core cluster node.
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod clock;
