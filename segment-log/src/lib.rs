@@ -29,4 +29,6 @@ pub mod fs;
 pub mod sim;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod sim_tests;
