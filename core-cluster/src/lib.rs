@@ -2,16 +2,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod groups;
 pub mod log;
-pub mod meta;
 pub mod node;
 pub mod peer;
 pub mod raft;
-pub mod reshard;
 /// The archive format (Parquet objects, keys, manifests, object store).
 pub use strata_archive as tier;
 pub mod tiering;

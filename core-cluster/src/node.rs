@@ -4,9 +4,9 @@
 //! line with the catalog, `api` serves clients, `raft::group` runs one
 //! group. The same code runs a single-node core and every node of a cluster.
 
+use crate::catalog::{Catalog, StreamMeta};
 use crate::config::CoreConfig;
 use crate::log::segment::SegmentLogOptions;
-use crate::meta::{Catalog, StreamMeta};
 use crate::raft::group::{Group, ShardGroup};
 use crate::raft::net::NetworkFactory;
 use crate::raft::types::{NodeId, Raft};

@@ -42,8 +42,8 @@
 //! groups. Bad bytes are never a panic: every length is checked before use
 //! and a request that does not decode gets a BAD_REQUEST reply.
 
+use crate::catalog::MetaCommand;
 use crate::log::store::{decode_entry_record, encode_entry_record, StoreError};
-use crate::meta::MetaCommand;
 use crate::raft::types::{Command, LogId, NodeId, Raft, TypeConfig, Vote};
 use bytes::{Buf, BufMut, Bytes};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};

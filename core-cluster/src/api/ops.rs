@@ -3,8 +3,10 @@
 //! commits through Raft. Errors are typed wire errors for the client.
 
 use crate::api::views::ClusterView;
+use crate::catalog::{
+    place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta,
+};
 use crate::clock::now_ms;
-use crate::meta::{place, plan_drain, MetaCommand, MetaResponse, NodeMeta, ShardMeta, StreamMeta};
 use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
@@ -190,12 +192,13 @@ impl Node {
     pub async fn reshard(
         &self,
         stream: &str,
-        op: &crate::reshard::ReshardOp,
+        op: &crate::catalog::reshard::ReshardOp,
     ) -> Result<StreamInfo, RemoteError> {
         let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
         let meta = self.stream_meta(stream)?;
         self.require_meta_leader()?;
-        let plan = crate::reshard::plan(&meta, op, self.cfg.shards_max).map_err(invalid)?;
+        let plan =
+            crate::catalog::reshard::plan(&meta, op, self.cfg.shards_max).map_err(invalid)?;
         // Placement rotates with the shard id, as at creation.
         let last = plan.children.iter().map(|c| c.id).max().unwrap_or(0);
         let placed = self
@@ -335,7 +338,7 @@ impl Node {
             return Ok(k);
         }
         self.require_meta_leader()?;
-        let p = crate::meta::ProducerMeta {
+        let p = crate::catalog::ProducerMeta {
             id,
             agent: agent.chars().take(256).collect(),
             registered_ms: now_ms(),
@@ -356,11 +359,12 @@ impl Node {
         &self,
         stream: &str,
         group: &str,
-        heartbeat: crate::groups::Heartbeat,
-    ) -> Result<crate::groups::Assignment, RemoteError> {
+        heartbeat: crate::catalog::groups::Heartbeat,
+    ) -> Result<crate::catalog::groups::Assignment, RemoteError> {
         let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
-        crate::groups::validate_name("group", group).map_err(|e| invalid(e.to_string()))?;
-        crate::groups::validate_name("member", &heartbeat.member)
+        crate::catalog::groups::validate_name("group", group)
+            .map_err(|e| invalid(e.to_string()))?;
+        crate::catalog::groups::validate_name("member", &heartbeat.member)
             .map_err(|e| invalid(e.to_string()))?;
         self.stream_meta(stream)?;
         self.require_meta_leader()?;

@@ -152,7 +152,7 @@ impl CoreHandler {
         &self,
         r: &fb::GroupHeartbeatRequest<'_>,
     ) -> Result<Bytes, RemoteError> {
-        use crate::groups::{Checkpoint, Heartbeat, SESSION_MS_DEFAULT};
+        use crate::catalog::groups::{Checkpoint, Heartbeat, SESSION_MS_DEFAULT};
         let session_ms = match r.session_ms() {
             0 => SESSION_MS_DEFAULT,
             ms => u64::from(ms),
@@ -223,8 +223,10 @@ impl CoreHandler {
     }
 }
 
-fn reshard_op(r: &fb::ReshardRequest<'_>) -> Result<crate::reshard::ReshardOp, RemoteError> {
-    use crate::reshard::ReshardOp;
+fn reshard_op(
+    r: &fb::ReshardRequest<'_>,
+) -> Result<crate::catalog::reshard::ReshardOp, RemoteError> {
+    use crate::catalog::reshard::ReshardOp;
     let shards: Vec<u32> = r.shards().map(|s| s.iter().collect()).unwrap_or_default();
     match (r.op(), shards.as_slice()) {
         (fb::ReshardOp::Split, [shard]) => {

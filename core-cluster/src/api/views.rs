@@ -1,7 +1,7 @@
 //! The views clients see: streams with their shards, nodes and groups
 //! (`describe`, `list`), and this node's view of the cluster (`status`).
 
-use crate::meta::StreamMeta;
+use crate::catalog::StreamMeta;
 use crate::node::Node;
 use crate::raft::types::NodeId;
 use anyhow::Result;

@@ -52,16 +52,6 @@ pub struct ShardLineage {
     pub end_offset: Option<u64>,
 }
 
-impl ShardLineage {
-    pub fn of(sh: &crate::meta::ShardMeta) -> Self {
-        Self {
-            id: sh.id,
-            parents: sh.parents.clone(),
-            end_offset: sh.end_offset,
-        }
-    }
-}
-
 /// One consumer group of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {

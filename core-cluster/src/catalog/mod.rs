@@ -6,112 +6,14 @@
 //! so every replica holds the same catalog. Placement is a pure function of
 //! the catalog ([`place`]), computed by the leader before proposing.
 
+pub mod groups;
+pub mod model;
+pub mod reshard;
+
+pub use model::{NodeMeta, ProducerMeta, ShardMeta, StreamMeta};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// A core node as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeMeta {
-    pub id: u64,
-    pub zone: String,
-    /// Client API address (QUIC).
-    pub addr: String,
-    /// Inter-node Raft address (QUIC, mutual TLS).
-    pub peer_addr: String,
-    /// Set by `remove-node`: the node gets no new replicas, its replicas
-    /// move away, then it is forgotten.
-    #[serde(default)]
-    pub draining: bool,
-}
-
-/// One shard of a stream: its id, inclusive hash-key range and replicas
-/// (the first is the preferred leader).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardMeta {
-    pub id: u32,
-    /// Decimal strings: u128 does not round-trip through every JSON reader.
-    pub start_hash_key: String,
-    pub end_hash_key: String,
-    pub replicas: Vec<u64>,
-    /// Former replicas that may still be voters of the shard's Raft group
-    /// while the leader moves the group to `replicas`; they keep their copy
-    /// until the leader reports the move done ([`MetaCommand::ReplicasSettled`]).
-    #[serde(default)]
-    pub retiring: Vec<u64>,
-    /// Set once a replica has moved: the group surely exists, so no node may
-    /// initialize it again (only the creation-time replicas ever do).
-    #[serde(default)]
-    pub moved: bool,
-    /// Lineage: the shards this one was split or merged from.
-    #[serde(default)]
-    pub parents: Vec<u32>,
-    /// Resharded: its leader seals its log ([`crate::raft::types::Command::Seal`]);
-    /// no new records once that is applied.
-    #[serde(default)]
-    pub closing: bool,
-    /// Sealed: the offset after its last record. Set once the seal applied.
-    #[serde(default)]
-    pub end_offset: Option<u64>,
-}
-
-impl ShardMeta {
-    /// A new open shard owning `range`, with its lineage.
-    pub fn new(
-        id: u32,
-        range: strata_schema::hashkey::HashRange,
-        replicas: Vec<u64>,
-        parents: Vec<u32>,
-    ) -> Self {
-        Self {
-            id,
-            start_hash_key: range.start.to_string(),
-            end_hash_key: range.end.to_string(),
-            replicas,
-            retiring: Vec::new(),
-            moved: false,
-            parents,
-            closing: false,
-            end_offset: None,
-        }
-    }
-
-    /// The shard's inclusive hash-key range.
-    pub fn range(&self) -> Result<strata_schema::hashkey::HashRange, String> {
-        Ok(strata_schema::hashkey::HashRange {
-            start: strata_schema::hashkey::parse_hash_key(&self.start_hash_key)?,
-            end: strata_schema::hashkey::parse_hash_key(&self.end_hash_key)?,
-        })
-    }
-
-    /// "open", "closing" or "closed".
-    pub fn state(&self) -> &'static str {
-        match (self.closing, self.end_offset) {
-            (_, Some(_)) => "closed",
-            (true, None) => "closing",
-            (false, None) => "open",
-        }
-    }
-
-    /// Whether `node` must keep a copy of the shard (a replica, or one that
-    /// is being moved off it).
-    pub fn hosted_on(&self, node: u64) -> bool {
-        self.replicas.contains(&node) || self.retiring.contains(&node)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamMeta {
-    pub name: String,
-    pub replication: u32,
-    pub created_ms: i64,
-    pub shards: Vec<ShardMeta>,
-    #[serde(default)]
-    pub retention: strata_protocol::Retention,
-    /// Set by `stream restore`: each shard leader loads its shard's manifest
-    /// from this object store URL into the (empty) shard.
-    #[serde(default)]
-    pub restore_from: Option<String>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -133,7 +35,7 @@ pub enum MetaCommand {
     ForgetNode(u64),
     /// An edge agent announced its durable producer id.
     RegisterProducer(ProducerMeta),
-    /// `stream split | merge | scale` ([`crate::reshard`]): `close` start
+    /// `stream split | merge | scale` ([`reshard`]): `close` start
     /// closing, `children` join the stream (new ids, with their parents).
     Reshard {
         stream: String,
@@ -146,20 +48,12 @@ pub enum MetaCommand {
         shard: u32,
         end_offset: u64,
     },
-    /// A consumer-group member's heartbeat ([`crate::groups`]).
+    /// A consumer-group member's heartbeat ([`groups`]).
     GroupHeartbeat {
         stream: String,
         group: String,
-        heartbeat: crate::groups::Heartbeat,
+        heartbeat: groups::Heartbeat,
     },
-}
-
-/// A registered producer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProducerMeta {
-    pub id: u64,
-    pub agent: String,
-    pub registered_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +65,7 @@ pub enum MetaResponse {
     /// The command does not fit the catalog (the reason, for the operator).
     Refused(String),
     /// A group member's shards after its heartbeat.
-    Group(crate::groups::Assignment),
+    Group(groups::Assignment),
 }
 
 /// The catalog every metadata replica holds.
@@ -188,7 +82,7 @@ pub struct Catalog {
     pub forgotten: std::collections::BTreeSet<u64>,
     /// Consumer groups: stream → group name → group.
     #[serde(default)]
-    pub groups: BTreeMap<String, BTreeMap<String, crate::groups::Group>>,
+    pub groups: BTreeMap<String, BTreeMap<String, groups::Group>>,
 }
 
 impl Catalog {
@@ -258,7 +152,7 @@ impl Catalog {
                 children,
             } => match self.streams.get_mut(stream) {
                 None => MetaResponse::Refused(format!("stream {stream:?} does not exist")),
-                Some(s) => match crate::reshard::check(s, close, children) {
+                Some(s) => match reshard::check(s, close, children) {
                     Err(m) => MetaResponse::Refused(m),
                     Ok(()) => {
                         for sh in s.shards.iter_mut().filter(|sh| close.contains(&sh.id)) {
@@ -289,11 +183,8 @@ impl Catalog {
                 let Some(s) = self.streams.get(stream) else {
                     return MetaResponse::Refused(format!("stream {stream:?} does not exist"));
                 };
-                let shards: Vec<crate::groups::ShardLineage> = s
-                    .shards
-                    .iter()
-                    .map(crate::groups::ShardLineage::of)
-                    .collect();
+                let shards: Vec<groups::ShardLineage> =
+                    s.shards.iter().map(ShardMeta::lineage).collect();
                 let groups = self.groups.entry(stream.clone()).or_default();
                 let g = groups.entry(group.clone()).or_default();
                 let a = g.heartbeat(&shards, heartbeat);

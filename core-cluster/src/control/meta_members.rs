@@ -8,7 +8,7 @@
 //! metadata leader. One change of voters at a time: a plan that replaces
 //! voters does nothing else, the next round continues.
 
-use crate::meta::{Catalog, MetaCommand};
+use crate::catalog::{Catalog, MetaCommand};
 use crate::node::Node;
 use crate::raft::types::{Command, NodeId};
 use anyhow::Result;
@@ -144,7 +144,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::NodeMeta;
+    use crate::catalog::NodeMeta;
 
     fn node(id: u64, zone: &str, draining: bool) -> NodeMeta {
         NodeMeta {

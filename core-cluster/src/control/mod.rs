@@ -17,7 +17,7 @@ pub mod lag;
 pub mod meta_members;
 pub mod replicas;
 
-use crate::meta::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
+use crate::catalog::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
 use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;

@@ -2,8 +2,8 @@
 //! replicas, closing replicas that moved away, and handing leadership back
 //! to a shard's preferred replica after a failover.
 
+use crate::catalog::{MetaCommand, ShardMeta, StreamMeta};
 use crate::control::hand_over::{hand_over, HandOver};
-use crate::meta::{MetaCommand, ShardMeta, StreamMeta};
 use crate::node::Node;
 use crate::raft::group::{replica_holds, ShardGroup};
 use crate::raft::net::NetworkFactory;

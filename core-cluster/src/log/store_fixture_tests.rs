@@ -64,7 +64,7 @@ fn the_metadata_log_written_by_v0_1_opens_and_holds_the_stream() {
     let created: Vec<String> = entries("meta")
         .into_iter()
         .filter_map(|e| match e.payload {
-            EntryPayload::Normal(Command::Meta(crate::meta::MetaCommand::CreateStream(s))) => {
+            EntryPayload::Normal(Command::Meta(crate::catalog::MetaCommand::CreateStream(s))) => {
                 Some(s.name)
             }
             _ => None,

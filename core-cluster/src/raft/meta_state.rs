@@ -2,7 +2,7 @@
 
 use super::sm::GroupState;
 use super::types::{Command, CommandResponse, LogId};
-use crate::meta::Catalog;
+use crate::catalog::Catalog;
 
 impl GroupState for Catalog {
     fn apply(&mut self, _log_id: &LogId, cmd: &Command, _now_ms: i64) -> CommandResponse {

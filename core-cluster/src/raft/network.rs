@@ -20,7 +20,7 @@
 //! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
 use super::types::{CommandResponse, NodeId, TypeConfig};
-use crate::meta::MetaCommand;
+use crate::catalog::MetaCommand;
 use crate::peer::{decode_reply, encode_request, PeerReply, PeerRequest, PEER_REPLY_BYTES_MAX};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use openraft::error::{

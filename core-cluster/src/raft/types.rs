@@ -11,7 +11,7 @@ use bytes::{Buf, BufMut, Bytes};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
-use crate::meta::{MetaCommand, MetaResponse};
+use crate::catalog::{MetaCommand, MetaResponse};
 
 openraft::declare_raft_types!(
     /// Type configuration of every Strata Raft group.
