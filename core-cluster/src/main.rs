@@ -63,7 +63,7 @@ async fn run(args: Args) -> Result<()> {
     if node.tier.enabled {
         tracing::info!(object_store = %node.tier.url, "tiering sealed segments");
     }
-    let tiering = tokio::spawn(strata_core::tiering::run(
+    let tiering = tokio::spawn(strata_core::control::tiering::run(
         node.clone(),
         node.tier.clone(),
         stop_rx.clone(),

@@ -16,9 +16,11 @@
 //!   tiered bytes. Reads of purged offsets go to the object store.
 //! - If the store is unreachable, uploads retry with backoff and nothing is
 //!   deleted locally; ingestion goes on while local disk lasts.
+//!
+//! The loop that drives these per shard (when to upload, back off, purge)
+//! is `control::tiering`.
 
 use crate::clock::now_ms;
-use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{Command, CommandResponse};
 use crate::tier::format::{SegmentWriter, WriterOptions};
@@ -27,12 +29,10 @@ use crate::tier::{keys, store, TierError};
 use anyhow::{Context, Result};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_protocol::Retention;
 use strata_schema::batch;
-use tokio::sync::watch;
 
 /// The object store and the tiering settings of a node.
 pub struct Tier {
@@ -67,88 +67,6 @@ impl Tier {
             local_retention_ms: cfg.local_retention_ms,
             writer: WriterOptions::default(),
         })
-    }
-}
-
-/// How often each shard is checked.
-const PASS_INTERVAL: Duration = Duration::from_millis(500);
-/// Longest one shard's upload pass may take before the others get a turn.
-const UPLOAD_PASS_MAX: Duration = Duration::from_secs(120);
-/// Longest wait between upload retries of one shard.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Fewest seconds between two local purges of one shard (each writes a snapshot).
-const PURGE_INTERVAL: Duration = Duration::from_secs(5);
-
-#[derive(Default)]
-struct ShardTiering {
-    retry_at: Option<Instant>,
-    backoff: Duration,
-    purged_at: Option<Instant>,
-}
-
-/// Runs tiering and local retention for every shard on the node until `stop`.
-pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<bool>) {
-    if !tier.enabled {
-        return;
-    }
-    let mut state: HashMap<(String, u32), ShardTiering> = HashMap::new();
-    loop {
-        for ((stream, shard), g) in node.shard_groups() {
-            let st = state.entry((stream.clone(), shard)).or_default();
-            let retention = node.retention(&stream);
-            let leads = g.leader() == Some(node.cfg.node_id);
-            if leads
-                && node.restoring(&stream)
-                && g.sm.read(|s| s.next_offset == 0 && s.tiered.is_empty())
-            {
-                if let Err(e) = restore_shard(&tier, &stream, shard, &g).await {
-                    tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), "restoring from the archive failed; will retry");
-                }
-            }
-            if g.leader() == Some(node.cfg.node_id)
-                && st.retry_at.is_none_or(|t| Instant::now() >= t)
-            {
-                let upload =
-                    tokio::time::timeout(UPLOAD_PASS_MAX, upload_sealed(&tier, &stream, shard, &g))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
-                        });
-                let pass = match upload {
-                    Ok(_) => expire(&tier, &stream, shard, &g, &retention).await,
-                    Err(e) => Err(e),
-                };
-                match pass {
-                    Ok(()) => {
-                        st.retry_at = None;
-                        st.backoff = Duration::ZERO;
-                    }
-                    Err(e) => {
-                        st.backoff =
-                            (st.backoff * 2).clamp(Duration::from_millis(500), BACKOFF_MAX);
-                        st.retry_at = Some(Instant::now() + st.backoff);
-                        metrics::counter!("strata_core_tier_errors_total").increment(1);
-                        tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), retry_in_ms = st.backoff.as_millis() as u64, "tiering failed; will retry");
-                    }
-                }
-            }
-            if st.purged_at.is_none_or(|t| t.elapsed() >= PURGE_INTERVAL) {
-                match purge_local(&tier, &g, &retention).await {
-                    Ok(true) => st.purged_at = Some(Instant::now()),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(shard = %format!("{stream}/{shard}"), error = %format!("{e:#}"), "deleting tiered local entries failed")
-                    }
-                }
-            }
-            let (next, tiered) = g.sm.read(|s| (s.next_offset, s.tiered_to()));
-            metrics::gauge!("strata_core_tier_backlog_records", "stream" => stream.clone(), "shard" => shard.to_string())
-                .set(next.saturating_sub(tiered) as f64);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(PASS_INTERVAL) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
     }
 }
 
@@ -263,7 +181,11 @@ async fn write_manifest(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -
 /// Purges local log entries that are tiered and past the local retention
 /// (older than its time, or beyond its bytes counted from the newest entry),
 /// behind a persisted snapshot. Returns whether it purged.
-async fn purge_local(tier: &Tier, g: &ShardGroup, retention: &Retention) -> Result<bool> {
+pub(crate) async fn purge_local(
+    tier: &Tier,
+    g: &ShardGroup,
+    retention: &Retention,
+) -> Result<bool> {
     let local_ms = retention.local_ms.unwrap_or(tier.local_retention_ms);
     let cutoff = now_ms().saturating_sub(local_ms as i64);
     let upto = g.sm.read(|s| {
@@ -317,7 +239,7 @@ async fn purge_local(tier: &Tier, g: &ShardGroup, retention: &Retention) -> Resu
 /// first offset past them. A crash in between leaves the manifest naming
 /// deleted objects of expiring offsets; the next pass deletes (not found is
 /// fine) and commits again, so no object outlives its retention unnamed.
-async fn expire(
+pub(crate) async fn expire(
     tier: &Tier,
     stream: &str,
     shard: u32,
@@ -393,7 +315,12 @@ pub async fn archived_shards(tier: &Tier, stream: &str) -> Result<u32> {
 }
 
 /// Loads shard `shard`'s manifest from the store into the empty shard.
-async fn restore_shard(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<()> {
+pub(crate) async fn restore_shard(
+    tier: &Tier,
+    stream: &str,
+    shard: u32,
+    g: &ShardGroup,
+) -> Result<()> {
     let key = keys::manifest_key(&tier.prefix, stream, shard);
     let bytes = tier
         .store

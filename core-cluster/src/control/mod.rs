@@ -10,12 +10,14 @@
 //! - [`meta_members`]: the metadata group's learners and voters;
 //! - [`replicas`]: replica moves, closing moved-away replicas, and handing
 //!   leadership back to a shard's preferred replica (when: [`hand_over`]);
-//! - [`lag`]: consumer-group lag gauges.
+//! - [`lag`]: consumer-group lag gauges;
+//! - [`tiering`]: uploads, expiry and local purges per shard.
 
 pub mod hand_over;
 pub mod lag;
 pub mod meta_members;
 pub mod replicas;
+pub mod tiering;
 
 use crate::catalog::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
 use crate::node::Node;
