@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use strata_segment_log::fs::{self as file_layer, File, Fs, Reader};
 
-use super::segment::{io_err, LogError};
+use super::error::{io_err, LogError};
 
 /// Bytes before the body: `body_len` and `crc`.
 pub const FRAME_HEADER_BYTES: usize = 8;

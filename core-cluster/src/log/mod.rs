@@ -2,8 +2,10 @@
 //! the synchronous, checksummed segment files with their in-memory index, and
 //! [`store`] maps openraft's `RaftLogStorage` onto it.
 
+mod error;
 mod frame;
 pub mod segment;
+mod segment_file;
 pub mod store;
 
 pub use segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};

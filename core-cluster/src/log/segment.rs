@@ -12,7 +12,8 @@
 //! position, body length); records are whole batches, so this stays small.
 //! The segment holding an index is found by binary search over the (few)
 //! segments, so slots need not name their segment. Framing, scanning and
-//! the fsync helpers live in the private `frame` module.
+//! the fsync helpers live in the private `frame` module, one segment file
+//! and its recovery in `segment_file`, the errors in `error`.
 //!
 //! Appends go to a write buffer and are *not durable* until [`SegmentLog::sync`]
 //! (group commit: many appends, one `fdatasync`). Buffered records are readable
@@ -72,18 +73,20 @@
 //! unknown (fsync errors are not retryable): the caller must stop and reopen.
 
 use std::collections::VecDeque;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_segment_log::fs::{FileRef, Fs, OpenMode, StdFs};
 
+use super::error::io_err;
+pub use super::error::LogError;
 use super::frame::{
-    create_dir_durably, frame_head, fsync_dir, fsync_file, list_segments, scan_segment,
-    segment_path, verify_frame, Slot,
+    create_dir_durably, frame_head, fsync_dir, fsync_file, list_segments, segment_path,
+    verify_frame, Slot,
 };
 pub use super::frame::{BODY_HEADER_BYTES, FRAME_HEADER_BYTES};
+use super::segment_file::{recover_segment, Segment};
 
 /// Appends are written to the file once this much is buffered; bigger
 /// records bypass the buffer.
@@ -160,58 +163,6 @@ pub struct Recovery {
     pub records: u64,
     /// Bytes cut from the torn tail of the last segment.
     pub truncated_bytes: u64,
-}
-
-/// Errors of the segment log.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("corrupt segment {path} at byte {pos}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        pos: u64,
-        reason: String,
-    },
-    #[error("segments are not contiguous: {prev} ends at index {prev_last}, but the next segment is {next}")]
-    Gap {
-        prev: PathBuf,
-        prev_last: u64,
-        next: PathBuf,
-    },
-    #[error("cannot append index {index}: the next index is {expected}")]
-    NotNext { index: u64, expected: u64 },
-    #[error("record of {bytes} bytes exceeds record_bytes_max = {max}")]
-    TooLarge { bytes: usize, max: usize },
-    #[error("invalid segment log option {key}: {reason}")]
-    InvalidOption { key: &'static str, reason: String },
-    #[error("segment log in {dir} failed earlier and must be reopened")]
-    Failed { dir: PathBuf },
-}
-
-pub(super) fn io_err<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> LogError + 'a {
-    move |source| LogError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-#[derive(Debug)]
-struct Segment {
-    first_index: u64,
-    path: PathBuf,
-    file: FileRef,
-    /// Bytes of records in this segment, including the write buffer.
-    len: u64,
 }
 
 /// See the module documentation.
@@ -323,60 +274,24 @@ impl SegmentLog {
         is_last: bool,
         recovery: &mut Recovery,
     ) -> Result<(), LogError> {
-        let file = self
-            .fs
-            .open(&path, OpenMode::Existing)
-            .map_err(io_err("open", &path))?;
-        let file_len = file.size().map_err(io_err("stat", &path))?;
-        let scan = scan_segment(
-            &*file,
-            &path,
+        let Some((segment, slots)) = recover_segment(
+            &*self.fs,
+            &self.dir,
             first_index,
-            file_len,
+            path,
+            is_last,
             self.opts.record_bytes_max,
-        )?;
-        if let Some((pos, reason)) = scan.bad {
-            if !is_last {
-                return Err(LogError::Corrupt { path, pos, reason });
-            }
-            tracing::warn!(
-                path = %path.display(),
-                pos,
-                reason,
-                cut_bytes = file_len - scan.valid_len,
-                "cutting the torn tail of the last segment"
-            );
-            file.set_len(scan.valid_len)
-                .map_err(io_err("truncate", &path))?;
-            fsync_file(&*file, &path, false)?;
-            recovery.truncated_bytes += file_len - scan.valid_len;
-        }
-        if scan.slots.is_empty() {
-            if !is_last {
-                return Err(LogError::Corrupt {
-                    path,
-                    pos: 0,
-                    reason: "segment holds no records".into(),
-                });
-            }
-            drop(file);
-            self.fs
-                .remove_file(&path)
-                .map_err(io_err("remove", &path))?;
-            fsync_dir(&*self.fs, &self.dir)?;
+            &mut recovery.truncated_bytes,
+        )?
+        else {
             return Ok(());
-        }
+        };
         if self.slots.is_empty() {
             self.base = first_index;
             self.first = first_index;
         }
-        self.slots.extend(scan.slots);
-        self.segments.push(Segment {
-            first_index,
-            path,
-            file,
-            len: scan.valid_len,
-        });
+        self.slots.extend(slots);
+        self.segments.push(segment);
         Ok(())
     }
 
