@@ -13,6 +13,7 @@
 mod consume;
 mod load;
 mod nats;
+mod plan;
 mod plot;
 mod procfs;
 mod profile;
@@ -200,7 +201,7 @@ fn build_binaries(skip: bool, packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn plan(o: &Opts, smoke: bool, nats_bin: Option<PathBuf>) -> Result<run::Plan> {
+fn plan(o: &Opts, smoke: bool, nats_bin: Option<PathBuf>) -> Result<plan::Plan> {
     let systems = match &o.systems {
         Some(keys) => keys
             .iter()
@@ -222,7 +223,7 @@ fn plan(o: &Opts, smoke: bool, nats_bin: Option<PathBuf>) -> Result<run::Plan> {
     let secs = |v: Option<f64>, all: f64, smoke_v: f64| {
         Duration::from_secs_f64(v.unwrap_or(if smoke { smoke_v } else { all }))
     };
-    Ok(run::Plan {
+    Ok(plan::Plan {
         systems,
         sizes: o.sizes.clone().unwrap_or_else(|| vec![100, 1024]),
         runs: o.runs.unwrap_or(if smoke { 1 } else { 3 }),

@@ -4,8 +4,8 @@
 //! scale, whiskers from min to max over the runs).
 
 use crate::load::Load;
+use crate::plan::Plan;
 use crate::report::{si, sig3};
-use crate::run::Plan;
 use crate::stats::{Case, Results, Spread, System, Workload};
 use anyhow::Result;
 use plotters::prelude::*;

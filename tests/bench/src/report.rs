@@ -2,7 +2,7 @@
 //! and the CSV files. Every figure is `median [min–max]` over the runs.
 
 use crate::load::Load;
-use crate::run::Plan;
+use crate::plan::Plan;
 use crate::stats::{Case, Results, Spread, System, Workload};
 use anyhow::Result;
 use std::fmt::Write as _;
