@@ -19,14 +19,28 @@ pub struct CoreHandler {
     pub node: Arc<Node>,
 }
 
+fn body_mismatch() -> RemoteError {
+    RemoteError::new(
+        ErrorCode::MalformedRequest,
+        "the request body does not match its type",
+    )
+}
+
 fn invalid(msg: impl Into<String>) -> RemoteError {
     RemoteError::new(ErrorCode::InvalidArgument, msg)
 }
 
 impl Handler for CoreHandler {
     async fn subscribe(&self, request: Bytes, peer: SocketAddr, mut send: quinn::SendStream) {
-        let req = wire::decode_request(&request).expect("serve() verified the request");
-        let r = req.body_as_subscribe_request().expect("type checked");
+        let r = match wire::decode_request(&request).map(|req| req.body_as_subscribe_request()) {
+            Ok(Some(r)) => r,
+            _ => {
+                let e = body_mismatch();
+                let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
+                let _ = send.finish();
+                return;
+            }
+        };
         tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
         if let Err(e) = self.serve_subscription(r, &mut send).await {
             let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
@@ -36,17 +50,33 @@ impl Handler for CoreHandler {
     }
 
     async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
-        let req = wire::decode_request(&request).expect("serve() verified the request");
-        let result = match req.body_type() {
+        let result = match wire::decode_request(&request) {
+            Ok(req) => self.dispatch(&request, req).await,
+            Err(e) => Err(RemoteError::new(ErrorCode::MalformedRequest, e.to_string())),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::debug!(%peer, error = %e, "request failed");
+            e.encode()
+        })
+    }
+}
+
+impl CoreHandler {
+    /// Answers one verified request; the body is read as the type its
+    /// header names (a mismatch is a malformed request, never a panic).
+    async fn dispatch(&self, request: &Bytes, req: fb::Request<'_>) -> Result<Bytes, RemoteError> {
+        match req.body_type() {
             fb::RequestBody::ForwardRequest => {
                 self.forward(
-                    &request,
-                    req.body_as_forward_request().expect("type checked"),
+                    request,
+                    req.body_as_forward_request().ok_or_else(body_mismatch)?,
                 )
                 .await
             }
             fb::RequestBody::CreateStreamRequest => {
-                let r = req.body_as_create_stream_request().expect("type checked");
+                let r = req
+                    .body_as_create_stream_request()
+                    .ok_or_else(body_mismatch)?;
                 self.node
                     .create_stream(
                         r.name(),
@@ -63,7 +93,9 @@ impl Handler for CoreHandler {
                     .map(|s| describe_reply(&s))
             }
             fb::RequestBody::RestoreStreamRequest => {
-                let r = req.body_as_restore_stream_request().expect("type checked");
+                let r = req
+                    .body_as_restore_stream_request()
+                    .ok_or_else(body_mismatch)?;
                 self.node
                     .restore_stream(r.name(), r.from_url().unwrap_or(""), r.replication())
                     .await
@@ -72,7 +104,7 @@ impl Handler for CoreHandler {
             fb::RequestBody::RegisterProducerRequest => {
                 let r = req
                     .body_as_register_producer_request()
-                    .expect("type checked");
+                    .ok_or_else(body_mismatch)?;
                 self.node
                     .register_producer(r.producer_id(), r.agent().unwrap_or(""))
                     .await
@@ -91,11 +123,13 @@ impl Handler for CoreHandler {
                     })
             }
             fb::RequestBody::GroupHeartbeatRequest => {
-                let r = req.body_as_group_heartbeat_request().expect("type checked");
+                let r = req
+                    .body_as_group_heartbeat_request()
+                    .ok_or_else(body_mismatch)?;
                 self.group_heartbeat(&r).await
             }
             fb::RequestBody::ReshardRequest => {
-                let r = req.body_as_reshard_request().expect("type checked");
+                let r = req.body_as_reshard_request().ok_or_else(body_mismatch)?;
                 match reshard_op(&r) {
                     Ok(op) => self
                         .node
@@ -106,23 +140,25 @@ impl Handler for CoreHandler {
                 }
             }
             fb::RequestBody::DescribeStreamRequest => {
-                let r = req.body_as_describe_stream_request().expect("type checked");
+                let r = req
+                    .body_as_describe_stream_request()
+                    .ok_or_else(body_mismatch)?;
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
             }
             fb::RequestBody::ListStreamsRequest => Ok(list_reply(&self.node.list())),
             fb::RequestBody::SeekRequest => {
-                self.seek(req.body_as_seek_request().expect("type checked"))
+                self.seek(req.body_as_seek_request().ok_or_else(body_mismatch)?)
                     .await
             }
             fb::RequestBody::FetchRequest => {
-                self.fetch(req.body_as_fetch_request().expect("type checked"))
+                self.fetch(req.body_as_fetch_request().ok_or_else(body_mismatch)?)
                     .await
             }
             fb::RequestBody::ClusterStatusRequest => Ok(status_reply(&self.node.status())),
             fb::RequestBody::ChangeMembershipRequest => {
                 let r = req
                     .body_as_change_membership_request()
-                    .expect("type checked");
+                    .ok_or_else(body_mismatch)?;
                 match membership_change(&r) {
                     Ok(c) => self
                         .node
@@ -139,15 +175,9 @@ impl Handler for CoreHandler {
                 ErrorCode::MalformedRequest,
                 format!("unknown request type {}", other.0),
             )),
-        };
-        result.unwrap_or_else(|e| {
-            tracing::debug!(%peer, error = %e, "request failed");
-            e.encode()
-        })
+        }
     }
-}
 
-impl CoreHandler {
     async fn group_heartbeat(
         &self,
         r: &fb::GroupHeartbeatRequest<'_>,
