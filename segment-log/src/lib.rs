@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod frame;
 pub mod fs;
 pub mod sim;
 

@@ -2,8 +2,11 @@
 //! `acked` file. Pure functions only; the layout itself is documented in the
 //! [`buffer`](super) module doc.
 
-/// `[u32 LE body_len][u32 LE crc32c(body)]`.
-pub(super) const FRAME_HEADER_BYTES: usize = 8;
+use strata_segment_log::frame::{body_crc, encode_header, FrameHeader};
+
+/// `[u32 LE body_len][u32 LE crc32c(body)]`: the frame of
+/// `strata_segment_log::frame`.
+pub(super) use strata_segment_log::frame::FRAME_HEADER_BYTES;
 /// `[u64 LE first_seq][u32 LE records][i64 LE max_timestamp_ms]`.
 pub(super) const BODY_HEADER_BYTES: usize = 20;
 /// Bytes a frame adds around the batch.
@@ -29,6 +32,19 @@ pub(super) struct FramePrefix {
 }
 
 impl FramePrefix {
+    /// The prefix of a frame with header `header` whose body starts with
+    /// `body` (at least [`BODY_HEADER_BYTES`] long).
+    pub fn new(header: FrameHeader, body: &[u8]) -> Self {
+        let le_u64 = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+        Self {
+            body_len: header.body_len,
+            crc: header.crc,
+            first_seq: le_u64(0),
+            records: u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")),
+            max_timestamp_ms: i64::from_le_bytes(body[12..20].try_into().expect("8 bytes")),
+        }
+    }
+
     /// Bytes of the batch carried after the prefix.
     pub fn batch_len(&self) -> usize {
         self.body_len as usize - BODY_HEADER_BYTES
@@ -70,18 +86,19 @@ pub(super) fn encode_frame(
     max_timestamp_ms: i64,
     batch: &[u8],
 ) {
-    let body_len = u32::try_from(BODY_HEADER_BYTES + batch.len())
-        .expect("batch length is bounded by batch_bytes_max, validated to fit a u32 frame");
+    assert!(
+        u32::try_from(BODY_HEADER_BYTES + batch.len()).is_ok(),
+        "batch length is bounded by batch_bytes_max, validated to fit a u32 frame"
+    );
     out.clear();
     out.reserve(FRAME_OVERHEAD_BYTES + batch.len());
-    out.extend_from_slice(&body_len.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     out.extend_from_slice(&first_seq.to_le_bytes());
     out.extend_from_slice(&records.to_le_bytes());
     out.extend_from_slice(&max_timestamp_ms.to_le_bytes());
     out.extend_from_slice(batch);
-    let crc = crc32c::crc32c(&out[FRAME_HEADER_BYTES..]);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    let head = encode_header(&[&out[FRAME_HEADER_BYTES..]]);
+    out[..FRAME_HEADER_BYTES].copy_from_slice(&head);
 }
 
 /// Decodes a frame prefix and bounds its length before anything is allocated.
@@ -89,13 +106,11 @@ pub(super) fn decode_prefix(
     bytes: &[u8; FRAME_OVERHEAD_BYTES],
     batch_bytes_max: usize,
 ) -> Result<FramePrefix, String> {
-    let prefix = FramePrefix {
-        body_len: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
-        crc: u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")),
-        first_seq: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
-        records: u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes")),
-        max_timestamp_ms: i64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
-    };
+    let (head, body_head) = bytes.split_at(FRAME_HEADER_BYTES);
+    let prefix = FramePrefix::new(
+        FrameHeader::decode(head.try_into().expect("a frame header")),
+        body_head,
+    );
     let body_len = prefix.body_len as usize;
     if body_len < BODY_HEADER_BYTES || body_len - BODY_HEADER_BYTES > batch_bytes_max {
         return Err(format!(
@@ -114,13 +129,24 @@ pub(super) fn check_frame(
     batch: &[u8],
     expected_first_seq: Option<u64>,
 ) -> Result<(), String> {
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&prefix_bytes[FRAME_HEADER_BYTES..]), batch);
+    let body_head = &prefix_bytes[FRAME_HEADER_BYTES..];
+    let crc = body_crc(&[body_head, batch]);
     if crc != prefix.crc {
         return Err(format!(
             "checksum mismatch (stored {:#010x}, computed {crc:#010x})",
             prefix.crc
         ));
     }
+    check_fields(prefix, expected_first_seq)
+}
+
+/// Checks the body header fields of a frame whose checksum is verified.
+/// `expected_first_seq` is the seq the frame must start at (`None` when
+/// unknown).
+pub(super) fn check_fields(
+    prefix: &FramePrefix,
+    expected_first_seq: Option<u64>,
+) -> Result<(), String> {
     if prefix.records == 0 {
         return Err("frame holds a batch of 0 records".to_owned());
     }
@@ -200,6 +226,23 @@ mod tests {
         assert!(check_frame(&prefix, &prefix_bytes, b"hellp", Some(7)).is_err());
         assert!(check_frame(&prefix, &prefix_bytes, b"hello", Some(8)).is_err());
         assert!(decode_prefix(&prefix_bytes, 4).is_err());
+    }
+
+    /// The layout of the module doc, spelled out byte by byte: the frame
+    /// written through `strata_segment_log::frame` is the one of version 1.
+    #[test]
+    fn frame_bytes_are_format_version_1() {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, 7, 3, -5, b"hello");
+        let mut body = Vec::new();
+        body.extend_from_slice(&7u64.to_le_bytes());
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(&(-5i64).to_le_bytes());
+        body.extend_from_slice(b"hello");
+        let mut expected = (body.len() as u32).to_le_bytes().to_vec();
+        expected.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        expected.extend_from_slice(&body);
+        assert_eq!(frame, expected);
     }
 
     #[test]

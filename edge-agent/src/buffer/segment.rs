@@ -6,10 +6,13 @@
 //! its start, and memory stays at ~16 K entries per GiB buffered.
 
 use super::error::BufferError;
-use super::format::{check_frame, decode_prefix, FramePrefix, FRAME_OVERHEAD_BYTES};
+use super::format::{
+    check_fields, check_frame, decode_prefix, FramePrefix, BODY_HEADER_BYTES, FRAME_OVERHEAD_BYTES,
+};
 use bytes::Bytes;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use strata_segment_log::frame::{FrameScanner, Scanned};
 use strata_segment_log::fs::{FileRef, Fs, OpenMode, Reader};
 
 pub(super) const INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
@@ -82,32 +85,27 @@ impl Segment {
             .map_err(|e| BufferError::io("stat segment", &path, e))?;
         let mut segment = Self::new(path, file, first_seq);
         let file = FileRef::clone(&segment.file);
-        let mut reader = BufReader::with_capacity(SCAN_READ_BUFFER_BYTES, Reader::new(&*file, 0));
-        let mut batch = Vec::new();
+        let reader = BufReader::with_capacity(SCAN_READ_BUFFER_BYTES, Reader::new(&*file, 0));
+        let body_len = BODY_HEADER_BYTES..=BODY_HEADER_BYTES + batch_bytes_max;
+        let mut frames = FrameScanner::new(reader, file_len, body_len);
         let mut batches = 0;
         let invalid = loop {
-            let offset = segment.len_bytes;
-            let remaining = file_len - offset;
-            if remaining == 0 {
-                break None;
+            let scanned = frames
+                .next_frame()
+                .map_err(|e| BufferError::io("read segment", &segment.path, e))?;
+            let (pos, header, body) = match scanned {
+                Scanned::End => break None,
+                Scanned::Invalid { pos, reason } => break Some((pos, reason)),
+                Scanned::Frame { pos, header, body } => (pos, header, body),
+            };
+            let prefix = FramePrefix::new(header, body);
+            if let Err(reason) = check_fields(&prefix, Some(segment.end_seq)) {
+                break Some((pos, reason));
             }
-            match scan_frame(
-                &mut reader,
-                remaining,
-                &mut batch,
-                segment.end_seq,
-                batch_bytes_max,
-            )
-            .map_err(|e| BufferError::io("read segment", &segment.path, e))?
-            {
-                Ok(prefix) => {
-                    segment.push_frame(prefix.first_seq, prefix.records, prefix.frame_len());
-                    batches += 1;
-                }
-                Err(reason) => break Some((offset, reason)),
-            }
+            segment.push_frame(prefix.first_seq, prefix.records, prefix.frame_len());
+            batches += 1;
         };
-        drop(reader);
+        drop(frames);
         Ok(Scan {
             segment,
             batches,
@@ -212,37 +210,6 @@ impl Segment {
             .sync_data()
             .map_err(|e| BufferError::io("fsync segment", &self.path, e))
     }
-}
-
-/// Reads one frame during the recovery scan. The outer `Result` is an I/O
-/// failure; the inner one says whether the frame is valid.
-fn scan_frame(
-    reader: &mut impl Read,
-    remaining: u64,
-    batch: &mut Vec<u8>,
-    expected_first_seq: u64,
-    batch_bytes_max: usize,
-) -> std::io::Result<Result<FramePrefix, String>> {
-    if remaining < FRAME_OVERHEAD_BYTES as u64 {
-        return Ok(Err(format!(
-            "torn frame: {remaining} bytes left, a frame needs at least {FRAME_OVERHEAD_BYTES}"
-        )));
-    }
-    let mut prefix_bytes = [0; FRAME_OVERHEAD_BYTES];
-    reader.read_exact(&mut prefix_bytes)?;
-    let prefix = match decode_prefix(&prefix_bytes, batch_bytes_max) {
-        Ok(prefix) => prefix,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    if prefix.frame_len() > remaining {
-        return Ok(Err(format!(
-            "torn frame: needs {} bytes, {remaining} left",
-            prefix.frame_len()
-        )));
-    }
-    batch.resize(prefix.batch_len(), 0);
-    reader.read_exact(batch)?;
-    Ok(check_frame(&prefix, &prefix_bytes, batch, Some(expected_first_seq)).map(|()| prefix))
 }
 
 /// Path of the segment starting at `first_seq` inside `dir`.
