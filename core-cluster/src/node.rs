@@ -6,11 +6,11 @@
 
 use crate::catalog::{Catalog, StreamMeta};
 use crate::config::CoreConfig;
+use crate::control::error::ControlError;
 use crate::log::segment::SegmentLogOptions;
 use crate::raft::group::{Group, ShardGroup};
 use crate::raft::net::NetworkFactory;
 use crate::raft::types::{NodeId, Raft};
-use anyhow::Result;
 use openraft::BasicNode;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ impl Node {
         cfg: CoreConfig,
         net: NetworkFactory,
         stop: watch::Receiver<bool>,
-    ) -> Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, ControlError> {
         let members = cfg.initial_members();
         let meta = Group::<Catalog>::open(
             "meta",

@@ -26,13 +26,58 @@ use crate::raft::types::{Command, CommandResponse};
 use crate::tier::format::{SegmentWriter, WriterOptions};
 use crate::tier::manifest::Manifest;
 use crate::tier::{keys, store, TierError};
-use anyhow::{Context, Result};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_protocol::Retention;
 use strata_schema::batch;
+
+/// Why a tiering step failed (retried by `control::tiering`).
+#[derive(Debug, thiserror::Error)]
+pub enum TieringError {
+    #[error("opening the object store {url}: {source}")]
+    Open { url: String, source: Box<TierError> },
+    #[error(transparent)]
+    Tier(Box<TierError>),
+    #[error("a logged batch: {0}")]
+    Batch(#[from] strata_schema::batch::BatchError),
+    #[error("reading the log: {0}")]
+    Log(Box<crate::log::store::StoreError>),
+    /// A Raft call failed; `what` names the step.
+    #[error("{what}: {detail}")]
+    Raft { what: &'static str, detail: String },
+    #[error("{what}: {source}")]
+    Store {
+        what: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("upload pass exceeded {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<TierError> for TieringError {
+    fn from(e: TierError) -> Self {
+        Self::Tier(Box::new(e))
+    }
+}
+
+impl From<crate::log::store::StoreError> for TieringError {
+    fn from(e: crate::log::store::StoreError) -> Self {
+        Self::Log(Box::new(e))
+    }
+}
+
+fn raft<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> TieringError {
+    move |e| TieringError::Raft {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+type Result<T, E = TieringError> = std::result::Result<T, E>;
 
 /// The object store and the tiering settings of a node.
 pub struct Tier {
@@ -55,8 +100,10 @@ impl Tier {
         if !enabled {
             tracing::warn!("tiering is off: a cluster needs object_store set to a store every node can read (s3://bucket/prefix)");
         }
-        let (store, prefix) =
-            store::open(&url).with_context(|| format!("opening the object store {url}"))?;
+        let (store, prefix) = store::open(&url).map_err(|source| TieringError::Open {
+            url: url.clone(),
+            source: Box::new(source),
+        })?;
         Ok(Self {
             enabled,
             url,
@@ -111,10 +158,14 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
             .raft
             .client_write(Command::Tier(obj.clone()))
             .await
-            .map_err(|e| anyhow::anyhow!("committing the manifest entry: {e}"))?;
+            .map_err(raft("committing the manifest entry"))?;
         match resp.data {
             CommandResponse::Tiered { .. } => {}
-            other => anyhow::bail!("manifest entry for {key} refused: {other:?}"),
+            other => {
+                return Err(TieringError::Refused(format!(
+                    "manifest entry for {key} refused: {other:?}"
+                )))
+            }
         }
         metrics::counter!("strata_core_tier_objects_total").increment(1);
         metrics::counter!("strata_core_tier_records_total").increment(obj.records);
@@ -146,10 +197,12 @@ fn encode(
     for e in entries {
         let cmd = match g.log.read_command(e.log_index)? {
             Some(Command::Append(a)) => a,
-            other => anyhow::bail!(
-                "log entry {} should be an append, found {other:?}",
-                e.log_index
-            ),
+            other => {
+                return Err(TieringError::Refused(format!(
+                    "log entry {} should be an append, found {other:?}",
+                    e.log_index
+                )))
+            }
         };
         let b = batch::open(&cmd.batch)?;
         for (i, rec) in b
@@ -216,7 +269,11 @@ pub(crate) async fn purge_local(
     if g.log.purged_index().is_some_and(|p| p >= upto) {
         return Ok(false);
     }
-    g.raft.trigger().snapshot().await?;
+    g.raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(raft("triggering a snapshot"))?;
     g.raft
         .wait(Some(Duration::from_secs(30)))
         .metrics(
@@ -224,8 +281,12 @@ pub(crate) async fn purge_local(
             "snapshot covering the tiered entries",
         )
         .await
-        .context("waiting for the snapshot")?;
-    g.raft.trigger().purge_log(upto).await?;
+        .map_err(raft("waiting for the snapshot"))?;
+    g.raft
+        .trigger()
+        .purge_log(upto)
+        .await
+        .map_err(raft("purging the log"))?;
     tracing::info!(
         upto,
         "deleting local log entries that are tiered and past local retention"
@@ -274,7 +335,12 @@ pub(crate) async fn expire(
     for o in &gone {
         match tier.store.delete(&o.path()?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e).with_context(|| format!("deleting expired object {}", o.key)),
+            Err(source) => {
+                return Err(TieringError::Store {
+                    what: format!("deleting expired object {}", o.key),
+                    source: Box::new(source),
+                })
+            }
         }
     }
     let resp = g
@@ -283,9 +349,12 @@ pub(crate) async fn expire(
             first_offset: first,
         })
         .await
-        .map_err(|e| anyhow::anyhow!("committing the expiry: {e}"))?;
+        .map_err(raft("committing the expiry"))?;
     if !matches!(resp.data, CommandResponse::Expired { .. }) {
-        anyhow::bail!("expiry to offset {first} refused: {:?}", resp.data);
+        return Err(TieringError::Refused(format!(
+            "expiry to offset {first} refused: {:?}",
+            resp.data
+        )));
     }
     let records: u64 = gone.iter().map(|o| o.records).sum();
     metrics::counter!("strata_core_expired_records_total").increment(records);
@@ -309,7 +378,12 @@ pub async fn archived_shards(tier: &Tier, stream: &str) -> Result<u32> {
         match tier.store.head(&key).await {
             Ok(_) => n += 1,
             Err(object_store::Error::NotFound { .. }) => return Ok(n),
-            Err(e) => return Err(e).with_context(|| format!("looking for {key}")),
+            Err(source) => {
+                return Err(TieringError::Store {
+                    what: format!("looking for {key}"),
+                    source: Box::new(source),
+                })
+            }
         }
     }
 }
@@ -322,20 +396,24 @@ pub(crate) async fn restore_shard(
     g: &ShardGroup,
 ) -> Result<()> {
     let key = keys::manifest_key(&tier.prefix, stream, shard);
+    let store_err = |source| TieringError::Store {
+        what: format!("reading {key}"),
+        source: Box::new(source),
+    };
     let bytes = tier
         .store
         .get(&key)
         .await
-        .with_context(|| format!("reading {key}"))?
+        .map_err(store_err)?
         .bytes()
-        .await?;
-    let m = Manifest::from_json(&bytes).with_context(|| format!("manifest {key}"))?;
+        .await
+        .map_err(store_err)?;
+    let m = Manifest::from_json(&bytes)?;
     if m.stream != stream || m.shard != shard {
-        anyhow::bail!(
+        return Err(TieringError::Refused(format!(
             "{key} describes {}/{}, not {stream}/{shard}",
-            m.stream,
-            m.shard
-        );
+            m.stream, m.shard
+        )));
     }
     if m.objects.is_empty() {
         return Ok(());
@@ -345,7 +423,7 @@ pub(crate) async fn restore_shard(
         .raft
         .client_write(Command::Restore(m.objects))
         .await
-        .map_err(|e| anyhow::anyhow!("committing the restored manifest: {e}"))?;
+        .map_err(raft("committing the restored manifest"))?;
     tracing::info!(stream, shard, records, result = ?resp.data, "restored the shard's history from its manifest");
     Ok(())
 }

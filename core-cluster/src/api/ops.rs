@@ -10,7 +10,6 @@ use crate::clock::now_ms;
 use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
-use anyhow::Result;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use std::time::Duration;

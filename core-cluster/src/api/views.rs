@@ -4,7 +4,6 @@
 use crate::catalog::StreamMeta;
 use crate::node::Node;
 use crate::raft::types::NodeId;
-use anyhow::Result;
 use strata_protocol::{NodeInfo, ShardInfo, StreamInfo};
 use strata_schema::wire::RemoteError;
 

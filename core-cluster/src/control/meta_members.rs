@@ -9,10 +9,9 @@
 //! voters does nothing else, the next round continues.
 
 use crate::catalog::{Catalog, MetaCommand};
+use crate::control::error::{raft_err, ControlError};
 use crate::node::Node;
-use crate::raft::types::{Command, NodeId};
-use anyhow::Result;
-use openraft::error::RaftError;
+use crate::raft::types::Command;
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::BTreeSet;
 
@@ -79,7 +78,7 @@ pub fn plan(cat: &Catalog, voters: &BTreeSet<u64>, members: &BTreeSet<u64>) -> M
 
 impl Node {
     /// Metadata leader: performs [`plan`] on the metadata group.
-    pub(crate) async fn reconcile_meta_members(&self) -> Result<()> {
+    pub(crate) async fn reconcile_meta_members(&self) -> Result<(), ControlError> {
         let membership = self
             .meta
             .raft
@@ -94,7 +93,6 @@ impl Node {
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
         let plan = self.meta.sm.read(|c| plan(c, &voters, &members));
-        let raft_err = |what: String| move |e: RaftError<NodeId, _>| anyhow::anyhow!("{what}: {e}");
         for (id, addr) in plan.add_learners {
             tracing::info!(node = id, "adding node to the metadata group as a learner");
             self.meta
@@ -109,7 +107,7 @@ impl Node {
                 .raft
                 .change_membership(ChangeMembers::ReplaceAllVoters(want), true)
                 .await
-                .map_err(raft_err("changing the metadata voters".into()))?;
+                .map_err(raft_err("changing the metadata voters".to_string()))?;
             return Ok(());
         }
         for (id, is_member) in plan.forget {
@@ -131,12 +129,14 @@ impl Node {
         Ok(())
     }
 
-    async fn remove_meta_member(&self, id: u64) -> Result<()> {
+    async fn remove_meta_member(&self, id: u64) -> Result<(), ControlError> {
         self.meta
             .raft
             .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
             .await
-            .map_err(|e| anyhow::anyhow!("removing node {id} from the metadata group: {e}"))?;
+            .map_err(raft_err(format!(
+                "removing node {id} from the metadata group"
+            )))?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! - [`lag`]: consumer-group lag gauges;
 //! - [`tiering`]: uploads, expiry and local purges per shard.
 
+pub mod error;
 pub mod hand_over;
 pub mod lag;
 pub mod meta_members;
@@ -24,7 +25,8 @@ use crate::node::Node;
 use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;
 use crate::raft::types::{Command, CommandResponse};
-use anyhow::{Context, Result};
+use error::raft_err;
+pub use error::ControlError;
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,7 +54,7 @@ impl Node {
         }
     }
 
-    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<()> {
+    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), ControlError> {
         if self.meta.leader() == Some(self.cfg.node_id) {
             let (known, forgotten): (Vec<u64>, BTreeSet<u64>) = self
                 .meta
@@ -71,7 +73,7 @@ impl Node {
                         .raft
                         .client_write(Command::Meta(cmd))
                         .await
-                        .map_err(|e| anyhow::anyhow!("registering node {}: {e}", m.id))?;
+                        .map_err(raft_err(format!("registering node {}", m.id)))?;
                 }
             }
             self.reconcile_meta_members().await?;
@@ -141,43 +143,44 @@ impl Node {
     }
 
     /// Proposes a metadata command on the metadata leader, wherever it is.
-    pub(crate) async fn propose_meta(&self, cmd: MetaCommand) -> Result<MetaResponse> {
+    pub(crate) async fn propose_meta(
+        &self,
+        cmd: MetaCommand,
+    ) -> Result<MetaResponse, ControlError> {
         let data = match self.meta.leader() {
             Some(l) if l == self.cfg.node_id => {
                 self.meta
                     .raft
                     .client_write(Command::Meta(cmd))
                     .await
-                    .map_err(|e| anyhow::anyhow!("metadata write: {e}"))?
+                    .map_err(raft_err("metadata write".to_string()))?
                     .data
             }
             Some(l) => {
                 let NetworkFactory::Quic(pool) = &self.net else {
-                    anyhow::bail!(
-                        "metadata leader {l} is another node, but this core has no peers"
-                    );
+                    return Err(ControlError::NoPeers(l));
                 };
                 let addr = self
                     .meta
                     .sm
                     .read(|c| c.nodes.get(&l).map(|n| n.peer_addr.clone()))
-                    .with_context(|| format!("metadata leader {l} is not in the catalog"))?;
+                    .ok_or(ControlError::UnknownNode(l))?;
                 let addr = addr
                     .parse()
-                    .with_context(|| format!("peer address {addr}"))?;
+                    .map_err(|source| ControlError::PeerAddr { addr, source })?;
                 pool.meta_write(addr, cmd, Duration::from_secs(5))
                     .await
-                    .map_err(|e| anyhow::anyhow!("metadata write through node {l}: {e}"))?
+                    .map_err(raft_err(format!("metadata write through node {l}")))?
             }
-            None => anyhow::bail!("the metadata group has no leader"),
+            None => return Err(ControlError::NoMetaLeader),
         };
         match data {
             CommandResponse::Meta(r) => Ok(r),
-            other => anyhow::bail!("unexpected metadata reply {other:?}"),
+            other => Err(ControlError::UnexpectedReply(format!("{other:?}"))),
         }
     }
 
-    pub(crate) async fn open_shards(&self, s: &StreamMeta) -> Result<()> {
+    pub(crate) async fn open_shards(&self, s: &StreamMeta) -> Result<(), ControlError> {
         let me = self.cfg.node_id;
         for sh in s.shards.iter().filter(|sh| sh.hosted_on(me)) {
             let _guard = self.opening.lock().await;
@@ -207,7 +210,7 @@ impl Node {
                     .collect::<BTreeMap<_, _>>()
             });
             if peers.len() != sh.replicas.len() {
-                anyhow::bail!("shard {name}: some replicas are not registered yet");
+                return Err(ControlError::ReplicasUnregistered(name));
             }
             if sh.moved || !sh.replicas.contains(&me) {
             } else if sh.replicas.first() == Some(&me) {

@@ -3,12 +3,12 @@
 //! to a shard's preferred replica after a failover.
 
 use crate::catalog::{MetaCommand, ShardMeta, StreamMeta};
+use crate::control::error::{raft_err, ControlError};
 use crate::control::hand_over::{hand_over, HandOver};
 use crate::node::Node;
 use crate::raft::group::{replica_holds, ShardGroup};
 use crate::raft::net::NetworkFactory;
 use crate::raft::types::NodeId;
-use anyhow::{Context, Result};
 use openraft::BasicNode;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -196,7 +196,7 @@ impl Node {
         g: &ShardGroup,
         replicas: &[u64],
         settled: bool,
-    ) -> Result<()> {
+    ) -> Result<(), ControlError> {
         let name = format!("{stream}/{shard}");
         if !settled {
             let (members, voters_now): (BTreeSet<u64>, BTreeSet<u64>) = {
@@ -212,12 +212,12 @@ impl Node {
                     .meta
                     .sm
                     .read(|c| c.nodes.get(&id).map(|n| n.peer_addr.clone()))
-                    .with_context(|| format!("node {id} is not in the catalog"))?;
+                    .ok_or(ControlError::UnknownNode(id))?;
                 tracing::info!(shard = %name, node = id, "adding a replica: catching it up as a learner");
                 g.raft
                     .add_learner(id, BasicNode::new(&addr), false)
                     .await
-                    .map_err(|e| anyhow::anyhow!("adding learner {id}: {e}"))?;
+                    .map_err(raft_err(format!("adding learner {id}")))?;
             }
             // openraft's blocking add_learner stops waiting after 500 ms
             // without an error: each new replica must hold the whole log (or
@@ -231,7 +231,7 @@ impl Node {
                         "the new replica to catch up",
                     )
                     .await
-                    .map_err(|e| anyhow::anyhow!("node {id} did not catch up: {e}"))?;
+                    .map_err(raft_err(format!("node {id} did not catch up")))?;
                 tracing::info!(shard = %name, node = id, "the new replica caught up");
             }
             let voters: BTreeSet<u64> = replicas.iter().copied().collect();
@@ -239,7 +239,7 @@ impl Node {
             g.raft
                 .change_membership(voters, false)
                 .await
-                .map_err(|e| anyhow::anyhow!("changing membership: {e}"))?;
+                .map_err(raft_err("changing membership".to_string()))?;
         }
         let r = self
             .propose_meta(MetaCommand::ReplicasSettled {

@@ -5,7 +5,7 @@
 //! results; the work itself is in `crate::tiering`.
 
 use crate::node::Node;
-use crate::tiering::{expire, purge_local, restore_shard, upload_sealed, Tier};
+use crate::tiering::{expire, purge_local, restore_shard, upload_sealed, Tier, TieringError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,9 +85,7 @@ pub async fn run(node: Arc<Node>, tier: Arc<Tier>, mut stop: watch::Receiver<boo
                 let upload =
                     tokio::time::timeout(UPLOAD_PASS_MAX, upload_sealed(&tier, &stream, shard, &g))
                         .await
-                        .unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("upload pass exceeded {UPLOAD_PASS_MAX:?}"))
-                        });
+                        .unwrap_or(Err(TieringError::Timeout(UPLOAD_PASS_MAX)));
                 let pass = match upload {
                     Ok(_) => expire(&tier, &stream, shard, &g, &retention).await,
                     Err(e) => Err(e),

@@ -5,17 +5,37 @@
 
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
+use crate::log::store::StoreError;
 use crate::raft::net::Network;
 use crate::raft::shard::ShardState;
 use crate::raft::sm::{GroupSm, GroupState};
 use crate::raft::types::{NodeId, Raft};
-use anyhow::{Context, Result};
 use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why a Raft group could not be opened, initialized or elect a leader.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("{what} of Raft group {group} at {}: {source}", dir.display())]
+    Store {
+        group: String,
+        what: &'static str,
+        dir: std::path::PathBuf,
+        source: Box<StoreError>,
+    },
+    #[error("{what} Raft group {group}: {detail}")]
+    Raft {
+        group: String,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("Raft group {group} elected no leader within {timeout:?}")]
+    NoLeader { group: String, timeout: Duration },
+}
 
 /// One Raft group: its Raft handle, state machine and log.
 pub struct Group<S: GroupState> {
@@ -27,7 +47,7 @@ pub struct Group<S: GroupState> {
     pub handing_over: std::sync::atomic::AtomicBool,
 }
 
-fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
+fn raft_config(name: &str) -> Result<Arc<openraft::Config>, GroupError> {
     let c = openraft::Config {
         cluster_name: name.to_string(),
         // openraft 0.9 gives each AppendEntries one heartbeat interval to
@@ -45,7 +65,11 @@ fn raft_config(name: &str) -> Result<Arc<openraft::Config>> {
         max_payload_entries: 4,
         ..Default::default()
     };
-    Ok(Arc::new(c.validate().context("raft config")?))
+    c.validate().map(Arc::new).map_err(|e| GroupError::Raft {
+        group: name.to_string(),
+        what: "raft config",
+        detail: e.to_string(),
+    })
 }
 
 impl<S: GroupState> Group<S> {
@@ -55,14 +79,22 @@ impl<S: GroupState> Group<S> {
         node_id: NodeId,
         seg: SegmentLogOptions,
         net: Network,
-    ) -> Result<Self> {
-        let log = LogStore::open(dir, seg)
-            .with_context(|| format!("opening Raft log of {name} at {}", dir.display()))?;
-        let sm = GroupSm::<S>::open(dir)
-            .with_context(|| format!("reading the snapshot of {name} at {}", dir.display()))?;
+    ) -> Result<Self, GroupError> {
+        let store_err = |what, source| GroupError::Store {
+            group: name.to_string(),
+            what,
+            dir: dir.to_path_buf(),
+            source: Box::new(source),
+        };
+        let log = LogStore::open(dir, seg).map_err(|e| store_err("opening the Raft log", e))?;
+        let sm = GroupSm::<S>::open(dir).map_err(|e| store_err("reading the snapshot", e))?;
         let raft = Raft::new(node_id, raft_config(name)?, net, log.clone(), sm.clone())
             .await
-            .with_context(|| format!("starting Raft group {name}"))?;
+            .map_err(|e| GroupError::Raft {
+                group: name.to_string(),
+                what: "starting",
+                detail: e.to_string(),
+            })?;
         Ok(Self {
             raft,
             sm,
@@ -76,15 +108,25 @@ impl<S: GroupState> Group<S> {
         &self,
         name: &str,
         members: BTreeMap<NodeId, BasicNode>,
-    ) -> Result<()> {
-        if self.raft.is_initialized().await? {
+    ) -> Result<(), GroupError> {
+        let raft_err = |detail: String| GroupError::Raft {
+            group: name.to_string(),
+            what: "initializing",
+            detail,
+        };
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| raft_err(e.to_string()))?
+        {
             return Ok(());
         }
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             // Another member's log reached us first: already part of a cluster.
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("initializing Raft group {name}: {e}")),
+            Err(e) => Err(raft_err(e.to_string())),
         }
     }
 
@@ -93,13 +135,20 @@ impl<S: GroupState> Group<S> {
         self.raft.metrics().borrow().current_leader
     }
 
-    pub(crate) async fn wait_leader(&self, name: &str, timeout: Duration) -> Result<NodeId> {
+    pub(crate) async fn wait_leader(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<NodeId, GroupError> {
         let m = self
             .raft
             .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), name)
             .await
-            .with_context(|| format!("Raft group {name} elected no leader within {timeout:?}"))?;
+            .map_err(|_| GroupError::NoLeader {
+                group: name.to_string(),
+                timeout,
+            })?;
         Ok(m.current_leader.expect("waited for a leader"))
     }
 }
