@@ -196,8 +196,8 @@ impl Node {
         let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
         let meta = self.stream_meta(stream)?;
         self.require_meta_leader()?;
-        let plan =
-            crate::catalog::reshard::plan(&meta, op, self.cfg.shards_max).map_err(invalid)?;
+        let plan = crate::catalog::reshard::plan(&meta, op, self.cfg.shards_max)
+            .map_err(|e| invalid(e.to_string()))?;
         // Placement rotates with the shard id, as at creation.
         let last = plan.children.iter().map(|c| c.id).max().unwrap_or(0);
         let placed = self

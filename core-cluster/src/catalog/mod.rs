@@ -153,7 +153,7 @@ impl Catalog {
             } => match self.streams.get_mut(stream) {
                 None => MetaResponse::Refused(format!("stream {stream:?} does not exist")),
                 Some(s) => match reshard::check(s, close, children) {
-                    Err(m) => MetaResponse::Refused(m),
+                    Err(e) => MetaResponse::Refused(e.to_string()),
                     Ok(()) => {
                         for sh in s.shards.iter_mut().filter(|sh| close.contains(&sh.id)) {
                             sh.closing = true;

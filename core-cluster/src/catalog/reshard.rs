@@ -40,6 +40,55 @@ pub struct NewShard {
     pub parents: Vec<u32>,
 }
 
+/// Why a reshard is refused; each names what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReshardError {
+    #[error("stream {stream} has no shard {shard}")]
+    NoShard { stream: String, shard: u32 },
+    #[error("shard {shard} of {stream} is {state} (resharded before); pick an open shard (strata stream describe {stream})")]
+    NotOpen {
+        stream: String,
+        shard: u32,
+        state: &'static str,
+    },
+    #[error("stream {stream} is still closing shards {closing:?} from the last reshard; retry in a moment")]
+    StillClosing { stream: String, closing: Vec<u32> },
+    #[error("shard {0} owns one hash key; it cannot split")]
+    OneKey(u32),
+    #[error("--at {at} must be in ({start}, {end}]: the first hash key of the upper half of shard {shard}")]
+    SplitOutside {
+        at: u128,
+        start: u128,
+        end: u128,
+        shard: u32,
+    },
+    #[error("cannot merge shard {0} with itself")]
+    MergeSelf(u32),
+    #[error("shards {a} and {b} are not adjacent: their hash-key ranges must touch ({}..={} and {}..={})", lo.start, lo.end, hi.start, hi.end)]
+    NotAdjacent {
+        a: u32,
+        b: u32,
+        lo: HashRange,
+        hi: HashRange,
+    },
+    #[error("--shards {count} must be between 1 and {max}")]
+    ScaleCount { count: u32, max: u32 },
+    #[error("{stream} would have {open} open shards; the core allows {max} (shards_max)")]
+    TooMany {
+        stream: String,
+        open: usize,
+        max: u32,
+    },
+    #[error("shard id {0} is taken")]
+    IdTaken(u32),
+    #[error("shard {shard} must have parents among {close:?}")]
+    Parents { shard: u32, close: Vec<u32> },
+    #[error("the children must cover exactly the closed shards' ranges")]
+    Coverage,
+    #[error("a stored hash-key range: {0}")]
+    BadRange(String),
+}
+
 /// The shards a reshard closes and the children it creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -47,26 +96,28 @@ pub struct Plan {
     pub children: Vec<NewShard>,
 }
 
-fn open_shard(s: &StreamMeta, id: u32) -> Result<&ShardMeta, String> {
+fn open_shard(s: &StreamMeta, id: u32) -> Result<&ShardMeta, ReshardError> {
     let sh = s
         .shards
         .iter()
         .find(|sh| sh.id == id)
-        .ok_or_else(|| format!("stream {} has no shard {id}", s.name))?;
+        .ok_or_else(|| ReshardError::NoShard {
+            stream: s.name.clone(),
+            shard: id,
+        })?;
     if sh.closing {
-        return Err(format!(
-            "shard {id} of {} is {} (resharded before); pick an open shard (strata stream describe {})",
-            s.name,
-            sh.state(),
-            s.name
-        ));
+        return Err(ReshardError::NotOpen {
+            stream: s.name.clone(),
+            shard: id,
+            state: sh.state(),
+        });
     }
     Ok(sh)
 }
 
 /// Plans `op` on `s`; refused (with the reason) when it does not fit.
 /// `shards_max` caps the open shards after the reshard.
-pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, String> {
+pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, ReshardError> {
     let closing: Vec<u32> = s
         .shards
         .iter()
@@ -74,10 +125,10 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
         .map(|sh| sh.id)
         .collect();
     if !closing.is_empty() {
-        return Err(format!(
-            "stream {} is still closing shards {closing:?} from the last reshard; retry in a moment",
-            s.name
-        ));
+        return Err(ReshardError::StillClosing {
+            stream: s.name.clone(),
+            closing,
+        });
     }
     let mut next_id = s.shards.iter().map(|sh| sh.id + 1).max().unwrap_or(0);
     let mut child = |range: HashRange, parents: Vec<u32>| {
@@ -93,16 +144,18 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
     let plan = match op {
         ReshardOp::Split { shard, at } => {
             let sh = open_shard(s, *shard)?;
-            let r = sh.range()?;
+            let r = sh.range().map_err(ReshardError::BadRange)?;
             if r.start == r.end {
-                return Err(format!("shard {shard} owns one hash key; it cannot split"));
+                return Err(ReshardError::OneKey(*shard));
             }
             let at = at.unwrap_or(r.start + (r.end - r.start) / 2 + 1);
             if at <= r.start || at > r.end {
-                return Err(format!(
-                    "--at {at} must be in ({}, {}]: the first hash key of the upper half of shard {shard}",
-                    r.start, r.end
-                ));
+                return Err(ReshardError::SplitOutside {
+                    at,
+                    start: r.start,
+                    end: r.end,
+                    shard: *shard,
+                });
             }
             Plan {
                 close: vec![*shard],
@@ -126,19 +179,23 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
         }
         ReshardOp::Merge { shards: [a, b] } => {
             if a == b {
-                return Err(format!("cannot merge shard {a} with itself"));
+                return Err(ReshardError::MergeSelf(*a));
             }
-            let (ra, rb) = (open_shard(s, *a)?.range()?, open_shard(s, *b)?.range()?);
+            let range =
+                |id| open_shard(s, id).and_then(|sh| sh.range().map_err(ReshardError::BadRange));
+            let (ra, rb) = (range(*a)?, range(*b)?);
             let (lo, hi, ids) = if ra.start < rb.start {
                 (ra, rb, vec![*a, *b])
             } else {
                 (rb, ra, vec![*b, *a])
             };
             if lo.end.checked_add(1) != Some(hi.start) {
-                return Err(format!(
-                    "shards {a} and {b} are not adjacent: their hash-key ranges must touch ({}..={} and {}..={})",
-                    lo.start, lo.end, hi.start, hi.end
-                ));
+                return Err(ReshardError::NotAdjacent {
+                    a: *a,
+                    b: *b,
+                    lo,
+                    hi,
+                });
             }
             Plan {
                 close: ids.clone(),
@@ -153,14 +210,15 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
         }
         ReshardOp::Scale { count } => {
             if *count == 0 || *count > shards_max {
-                return Err(format!(
-                    "--shards {count} must be between 1 and {shards_max}"
-                ));
+                return Err(ReshardError::ScaleCount {
+                    count: *count,
+                    max: shards_max,
+                });
             }
             let ranges: Vec<(u32, HashRange)> = open
                 .iter()
-                .map(|sh| Ok((sh.id, sh.range()?)))
-                .collect::<Result<_, String>>()?;
+                .map(|sh| Ok((sh.id, sh.range().map_err(ReshardError::BadRange)?)))
+                .collect::<Result<_, ReshardError>>()?;
             let children = hashkey::even_ranges(*count)
                 .into_iter()
                 .map(|r| {
@@ -180,10 +238,11 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
     };
     let open_after = open.len() - plan.close.len() + plan.children.len();
     if open_after > shards_max as usize {
-        return Err(format!(
-            "{} would have {open_after} open shards; the core allows {shards_max} (shards_max)",
-            s.name
-        ));
+        return Err(ReshardError::TooMany {
+            stream: s.name.clone(),
+            open: open_after,
+            max: shards_max,
+        });
     }
     Ok(plan)
 }
@@ -192,20 +251,27 @@ pub fn plan(s: &StreamMeta, op: &ReshardOp, shards_max: u32) -> Result<Plan, Str
 /// may have changed since the leader planned it): the closed shards are
 /// open, the new ids are free, and the children cover exactly the closed
 /// ranges.
-pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<(), String> {
+pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<(), ReshardError> {
     let mut closed = Vec::new();
     for id in close {
-        closed.push(open_shard(s, *id)?.range()?);
+        closed.push(
+            open_shard(s, *id)?
+                .range()
+                .map_err(ReshardError::BadRange)?,
+        );
     }
     let mut kids = Vec::new();
     for c in children {
         if s.shards.iter().any(|sh| sh.id == c.id) {
-            return Err(format!("shard id {} is taken", c.id));
+            return Err(ReshardError::IdTaken(c.id));
         }
         if c.parents.iter().any(|p| !close.contains(p)) || c.parents.is_empty() {
-            return Err(format!("shard {} must have parents among {close:?}", c.id));
+            return Err(ReshardError::Parents {
+                shard: c.id,
+                close: close.to_vec(),
+            });
         }
-        kids.push(c.range()?);
+        kids.push(c.range().map_err(ReshardError::BadRange)?);
     }
     let covered = |mut rs: Vec<HashRange>| {
         rs.sort_by_key(|r| r.start);
@@ -215,7 +281,7 @@ pub fn check(s: &StreamMeta, close: &[u32], children: &[ShardMeta]) -> Result<()
         contiguous.then(|| (rs[0].start, rs[rs.len() - 1].end))
     };
     if closed.is_empty() || kids.is_empty() || covered(closed) != covered(kids) {
-        return Err("the children must cover exactly the closed shards' ranges".into());
+        return Err(ReshardError::Coverage);
     }
     Ok(())
 }

@@ -106,10 +106,10 @@ fn split_merge_and_scale_keep_the_key_space_covered_with_lineage() {
         64,
     )
     .unwrap_err();
-    assert!(err.contains("closed"), "{err}");
+    assert!(err.to_string().contains("closed"), "{err}");
     // 2 and 1 are not adjacent (3 is between them).
     let err = plan(&c.streams["s"], &ReshardOp::Merge { shards: [2, 1] }, 64).unwrap_err();
-    assert!(err.contains("not adjacent"), "{err}");
+    assert!(err.to_string().contains("not adjacent"), "{err}");
     // Merge lists the lower range first, whatever order was asked.
     let p = plan(&c.streams["s"], &ReshardOp::Merge { shards: [1, 3] }, 64).unwrap();
     let want = Plan {
@@ -168,15 +168,15 @@ fn bad_reshards_are_refused_with_the_reason() {
     ];
     for (op, want) in cases {
         let err = plan(&s, &op, 64).unwrap_err();
-        assert!(err.contains(want), "{op:?}: {err}");
+        assert!(err.to_string().contains(want), "{op:?}: {err}");
     }
     let err = plan(&s, &ReshardOp::Split { shard: 0, at: None }, 2).unwrap_err();
-    assert!(err.contains("shards_max"), "{err}");
+    assert!(err.to_string().contains("shards_max"), "{err}");
     // While a shard is still closing, the next reshard waits.
     let mut busy = s.clone();
     busy.shards[0].closing = true;
     let err = plan(&busy, &ReshardOp::Scale { count: 4 }, 64).unwrap_err();
-    assert!(err.contains("still closing"), "{err}");
+    assert!(err.to_string().contains("still closing"), "{err}");
     // A split at an explicit key: the last key of the space is the
     // highest allowed `at`; the upper child owns that one key.
     let p = plan(
