@@ -25,8 +25,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atomic;
 pub mod frame;
 pub mod fs;
+pub mod names;
 pub mod sim;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use strata_segment_log::frame::{encode_header, FrameHeader, FrameScanner, Scanned};
 use strata_segment_log::fs::{self as file_layer, File, Fs, Reader};
+use strata_segment_log::names;
 
 use super::error::{io_err, LogError};
 
@@ -18,8 +19,8 @@ pub use strata_segment_log::frame::FRAME_HEADER_BYTES;
 pub const BODY_HEADER_BYTES: usize = 25;
 
 const SCAN_BUFFER_BYTES: usize = 1 << 20;
-const INDEX_DIGITS: usize = 20;
-const SEGMENT_SUFFIX: &str = ".log";
+/// Segment files are `<first index, 20 digits>.log`.
+const SEGMENT_EXTENSION: &str = "log";
 
 /// In-memory index entry of one record.
 #[derive(Debug, Clone, Copy)]
@@ -58,27 +59,13 @@ pub(super) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), LogError
 }
 
 pub(super) fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
-    dir.join(format!("{first_index:0INDEX_DIGITS$}{SEGMENT_SUFFIX}"))
-}
-
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
-    if digits.len() != INDEX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    names::segment_path(dir, first_index, SEGMENT_EXTENSION)
 }
 
 /// Segment files in `dir`, ascending by first index.
 pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
-    let mut found = Vec::new();
-    for name in fs.list_dir(dir).map_err(io_err("list", dir))? {
-        if let Some(first_index) = name.to_str().and_then(parse_segment_name) {
-            found.push((first_index, dir.join(name)));
-        }
-    }
-    found.sort_unstable_by_key(|(first_index, _)| *first_index);
-    Ok(found)
+    let listing = names::list_segments(fs, dir, SEGMENT_EXTENSION).map_err(io_err("list", dir))?;
+    Ok(listing.segments)
 }
 
 fn body_header(term: u64, node_id: u64, index: u64, kind: u8) -> [u8; BODY_HEADER_BYTES] {

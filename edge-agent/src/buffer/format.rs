@@ -3,6 +3,7 @@
 //! [`buffer`](super) module doc.
 
 use strata_segment_log::frame::{body_crc, encode_header, FrameHeader};
+use strata_segment_log::names;
 
 /// `[u32 LE body_len][u32 LE crc32c(body)]`: the frame of
 /// `strata_segment_log::frame`.
@@ -17,9 +18,6 @@ pub(super) const SEGMENT_EXTENSION: &str = "buf";
 pub(super) const ACKED_FILE: &str = "acked";
 pub(super) const ACKED_TMP_FILE: &str = "acked.tmp";
 pub(super) const ACKED_FILE_BYTES: usize = 12;
-
-/// Digits of a segment's first seq in its file name: `u64::MAX` has 20.
-const SEGMENT_NAME_DIGITS: usize = 20;
 
 /// The fixed-size start of every frame: frame header plus body header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,19 +61,7 @@ impl FramePrefix {
 
 /// File name of the segment whose first batch starts at `first_seq`.
 pub(super) fn segment_file_name(first_seq: u64) -> String {
-    format!(
-        "{first_seq:0width$}.{SEGMENT_EXTENSION}",
-        width = SEGMENT_NAME_DIGITS
-    )
-}
-
-/// The first seq encoded in a segment file name, or `None` for other files.
-pub(super) fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEGMENT_EXTENSION)?.strip_suffix('.')?;
-    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    names::segment_file_name(first_seq, SEGMENT_EXTENSION)
 }
 
 /// Encodes one frame into `out` (cleared first) so it is written with one call.
@@ -191,6 +177,10 @@ pub(super) fn decode_acked(bytes: &[u8]) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_segment_file_name(name: &str) -> Option<u64> {
+        names::parse_segment_file_name(name, SEGMENT_EXTENSION)
+    }
 
     #[test]
     fn segment_names_round_trip_and_sort_numerically() {

@@ -2,13 +2,14 @@
 //! (see the module doc of [`buffer`](super)): listing, scanning, cutting the
 //! torn tail and deleting what is fully acked.
 
-use super::format::{decode_acked, parse_segment_file_name, ACKED_FILE};
+use super::format::{decode_acked, ACKED_FILE, SEGMENT_EXTENSION};
 use super::segment::Segment;
 use super::{BufferError, BufferOptions, Recovery};
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use strata_segment_log::fs::Fs;
+use strata_segment_log::names;
 
 /// Scans the segment files (sorted by first seq) and applies the recovery
 /// rules of the module doc.
@@ -77,19 +78,12 @@ pub(super) fn recover_segments(
 
 /// Segment files in `dir`, sorted by first seq. Other files are ignored.
 pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
-    let mut files = Vec::new();
-    let names = fs
-        .list_dir(dir)
+    let listing = names::list_segments(fs, dir, SEGMENT_EXTENSION)
         .map_err(|e| BufferError::io("list buffer directory", dir, e))?;
-    for name in names {
-        match name.to_str().and_then(parse_segment_file_name) {
-            Some(first_seq) => files.push((first_seq, dir.join(&name))),
-            None if name == ACKED_FILE => {}
-            None => tracing::debug!(file = ?dir.join(&name), "edge buffer: ignoring unknown file"),
-        }
+    for name in listing.other_files.iter().filter(|n| *n != ACKED_FILE) {
+        tracing::debug!(file = ?dir.join(name), "edge buffer: ignoring unknown file");
     }
-    files.sort_unstable();
-    Ok(files)
+    Ok(listing.segments)
 }
 
 pub(super) fn read_acked(fs: &dyn Fs, dir: &Path) -> Result<u64, BufferError> {
