@@ -54,9 +54,10 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use strata_segment_log::fs::{Fs, OpenMode, StdFs};
+use strata_segment_log::atomic::{write_file_atomic, Durability};
+use strata_segment_log::fs::{Fs, StdFs};
 
-use super::frame::{count_fsync, create_dir_durably, fsync_dir};
+use super::frame::{count_fsync, create_dir_durably};
 use super::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
 use crate::raft::types::{CodecError, Command, Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -168,20 +169,18 @@ pub(crate) fn write_json_atomic<T: Serialize>(
         path: path.clone(),
         source,
     })?;
-    let file = fs
-        .open(&tmp, OpenMode::CreateTruncate)
-        .map_err(io_err("create", &tmp))?;
-    file.write_all_at(&bytes, 0)
-        .map_err(io_err("write", &tmp))?;
-    if durable {
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
-        count_fsync();
-    }
-    drop(file);
-    fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
-    if durable {
-        fsync_dir(fs, dir)?;
-    }
+    let durability = if durable {
+        Durability::All
+    } else {
+        Durability::None
+    };
+    let fsyncs =
+        write_file_atomic(fs, &path, &tmp, &bytes, durability).map_err(|e| StoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        })?;
+    (0..fsyncs).for_each(|_| count_fsync());
     Ok(())
 }
 

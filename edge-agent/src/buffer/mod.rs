@@ -111,7 +111,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use strata_segment_log::fs::{create_dir_all_durably, FileRef, Fs, OpenMode, StdFs};
+use strata_segment_log::atomic::{write_file_atomic, Durability};
+use strata_segment_log::fs::{create_dir_all_durably, FileRef, Fs, StdFs};
 
 /// What an append does when the buffer is at `buffer_bytes_max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -701,22 +702,10 @@ impl StreamBuffer {
     }
 
     fn persist_acked(&self, seq: u64) -> Result<(), BufferError> {
-        let tmp = self.dir.join(ACKED_TMP_FILE);
-        let file = self
-            .fs
-            .open(&tmp, OpenMode::CreateTruncate)
-            .map_err(|e| BufferError::io("create", &tmp, e))?;
-        file.write_all_at(&encode_acked(seq), 0)
-            .map_err(|e| BufferError::io("write", &tmp, e))?;
-        file.sync_data()
-            .map_err(|e| BufferError::io("fsync", &tmp, e))?;
-        let path = self.dir.join(ACKED_FILE);
-        self.fs
-            .rename(&tmp, &path)
-            .map_err(|e| BufferError::io("rename acked.tmp to", &path, e))?;
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| BufferError::io("fsync directory", &self.dir, e))
+        let (path, tmp) = (self.dir.join(ACKED_FILE), self.dir.join(ACKED_TMP_FILE));
+        write_file_atomic(&*self.fs, &path, &tmp, &encode_acked(seq), Durability::Data)
+            .map_err(|e| BufferError::io(e.op, &e.path, e.source))?;
+        Ok(())
     }
 
     /// Asserts the internal invariants; tests call it after every step.

@@ -7,9 +7,10 @@
 //! `state` (caches from before resharding) is open.
 
 use super::RegistryError;
-use std::io::Write;
 use std::path::Path;
 use strata_protocol::{ShardInfo, StreamInfo};
+use strata_segment_log::atomic::{write_file_atomic, Durability};
+use strata_segment_log::fs::StdFs;
 
 /// The on-disk form of a cached stream description.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -103,16 +104,8 @@ pub(super) fn load(path: &Path) -> Result<Vec<StreamInfo>, RegistryError> {
 /// content: write a sibling `.tmp`, fsync it, rename, fsync the directory.
 pub(super) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| RegistryError::io("creating", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| RegistryError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| RegistryError::io("renaming to", path, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| RegistryError::io("syncing the directory", dir, e))?;
-    }
+    write_file_atomic(&StdFs, path, &tmp, bytes, Durability::All)
+        .map_err(|e| RegistryError::io(e.op, &e.path, e.source))?;
     Ok(())
 }
 
