@@ -135,7 +135,7 @@ pub enum ConfigError {
     ZeroNodeId,
     /// From the record and batch limits (names the key).
     #[error("{0}")]
-    Limits(String),
+    Limits(#[from] strata_schema::batch::LimitsError),
     #[error("segment_bytes_max = {0} is below 1 MiB")]
     SegmentTooSmall(u64),
     #[error("segment_age_max_ms must be at least 1")]

@@ -91,7 +91,7 @@ pub enum ConfigError {
     /// The batch limits (`record_bytes_max`, `batch_records_max`,
     /// `batch_bytes_max`) contradict each other.
     #[error("{0}")]
-    Limits(String),
+    Limits(#[from] strata_schema::batch::LimitsError),
     /// The buffer settings contradict each other.
     #[error("{0}")]
     Buffer(#[from] BufferError),

@@ -35,7 +35,7 @@ impl EdgeHandler {
             return Ok(s);
         }
         strata_schema::validate_stream_name(name)
-            .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+            .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         let info = match self.registry.core().describe(name).await {
             Ok(info) => info,
             Err(ClientError::Remote(e)) => return Err(e),

@@ -206,7 +206,9 @@ impl StreamInfo {
     }
 
     /// Every shard's hash range (open and closed), in `shards` order.
-    pub fn ranges(&self) -> Result<Vec<strata_schema::hashkey::HashRange>, String> {
+    pub fn ranges(
+        &self,
+    ) -> Result<Vec<strata_schema::hashkey::HashRange>, strata_schema::hashkey::HashKeyError> {
         self.shards
             .iter()
             .map(|s| {

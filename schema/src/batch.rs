@@ -64,24 +64,38 @@ impl BatchError {
     }
 }
 
+/// Configured limits that do not fit together; names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("record_bytes_max = {record_bytes_max} must be between 1 and batch_bytes_max = {batch_bytes_max}")]
+    RecordBytes {
+        record_bytes_max: usize,
+        batch_bytes_max: usize,
+    },
+    #[error("batch_bytes_max = {batch_bytes_max} exceeds the limit {max}")]
+    BatchBytes { batch_bytes_max: usize, max: usize },
+    #[error("batch_records_max must be at least 1")]
+    BatchRecords,
+}
+
 impl Limits {
     /// Checks configured limits; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LimitsError> {
         if self.record_bytes_max == 0 || self.record_bytes_max > self.batch_bytes_max {
-            return Err(format!(
-                "record_bytes_max = {} must be between 1 and batch_bytes_max = {}",
-                self.record_bytes_max, self.batch_bytes_max
-            ));
+            return Err(LimitsError::RecordBytes {
+                record_bytes_max: self.record_bytes_max,
+                batch_bytes_max: self.batch_bytes_max,
+            });
         }
         let max = crate::frame::FRAME_BYTES_MAX / 2;
         if self.batch_bytes_max > max {
-            return Err(format!(
-                "batch_bytes_max = {} exceeds the limit {max}",
-                self.batch_bytes_max
-            ));
+            return Err(LimitsError::BatchBytes {
+                batch_bytes_max: self.batch_bytes_max,
+                max,
+            });
         }
         if self.batch_records_max == 0 {
-            return Err("batch_records_max must be at least 1".into());
+            return Err(LimitsError::BatchRecords);
         }
         Ok(())
     }

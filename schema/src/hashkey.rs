@@ -51,10 +51,20 @@ pub fn route(ranges: &[HashRange], key: u128) -> usize {
     i
 }
 
+/// A hash key that is not a decimal 128-bit number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("hash key {text:?} is not a decimal 128-bit number: {source}")]
+pub struct HashKeyError {
+    pub text: String,
+    pub source: std::num::ParseIntError,
+}
+
 /// Parses a decimal hash key.
-pub fn parse_hash_key(s: &str) -> Result<u128, String> {
-    s.parse::<u128>()
-        .map_err(|e| format!("hash key {s:?} is not a decimal 128-bit number: {e}"))
+pub fn parse_hash_key(s: &str) -> Result<u128, HashKeyError> {
+    s.parse::<u128>().map_err(|source| HashKeyError {
+        text: s.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ impl Node {
             ));
         }
         strata_schema::validate_stream_name(name)
-            .map_err(|m| RemoteError::new(ErrorCode::InvalidArgument, m))?;
+            .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         if shards == 0 || shards > self.cfg.shards_max {
             return Err(RemoteError::new(
                 ErrorCode::InvalidArgument,

@@ -262,7 +262,10 @@ fn reshard_op(
         (fb::ReshardOp::Split, [shard]) => {
             let at = match r.at_hash_key().filter(|a| !a.is_empty()) {
                 None => None,
-                Some(a) => Some(strata_schema::hashkey::parse_hash_key(a).map_err(invalid)?),
+                Some(a) => Some(
+                    strata_schema::hashkey::parse_hash_key(a)
+                        .map_err(|e| invalid(e.to_string()))?,
+                ),
             };
             Ok(ReshardOp::Split { shard: *shard, at })
         }

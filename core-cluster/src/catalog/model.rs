@@ -73,7 +73,9 @@ impl ShardMeta {
     }
 
     /// The shard's inclusive hash-key range.
-    pub fn range(&self) -> Result<strata_schema::hashkey::HashRange, String> {
+    pub fn range(
+        &self,
+    ) -> Result<strata_schema::hashkey::HashRange, strata_schema::hashkey::HashKeyError> {
         Ok(strata_schema::hashkey::HashRange {
             start: strata_schema::hashkey::parse_hash_key(&self.start_hash_key)?,
             end: strata_schema::hashkey::parse_hash_key(&self.end_hash_key)?,

@@ -86,7 +86,7 @@ pub enum ReshardError {
     #[error("the children must cover exactly the closed shards' ranges")]
     Coverage,
     #[error("a stored hash-key range: {0}")]
-    BadRange(String),
+    BadRange(strata_schema::hashkey::HashKeyError),
 }
 
 /// The shards a reshard closes and the children it creates.

@@ -29,7 +29,10 @@ use strata_schema::hashkey::{self, HashRange};
 pub enum RouteError {
     /// A shard's hash range does not parse.
     #[error("stream {stream}: {reason}")]
-    BadRange { stream: String, reason: String },
+    BadRange {
+        stream: String,
+        reason: strata_schema::hashkey::HashKeyError,
+    },
     #[error("the open shards of {stream} do not cover the hash-key space")]
     Uncovered { stream: String },
 }

@@ -61,7 +61,7 @@ fn now_ms() -> i64 {
 }
 
 pub async fn run(a: ProduceArgs) -> Result<()> {
-    strata_schema::validate_stream_name(&a.stream).map_err(anyhow::Error::msg)?;
+    strata_schema::validate_stream_name(&a.stream)?;
     let client = Arc::new(a.tls.client(a.edge)?);
     if let Some(n) = a.generate {
         generate(&a, client.clone(), n).await?;

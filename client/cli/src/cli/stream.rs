@@ -98,7 +98,7 @@ pub enum StreamCmd {
     },
 }
 
-fn parse_hash_key(s: &str) -> Result<u128, String> {
+fn parse_hash_key(s: &str) -> Result<u128, strata_schema::hashkey::HashKeyError> {
     strata_schema::hashkey::parse_hash_key(s)
 }
 
