@@ -2,7 +2,17 @@
 //! stream buffer (`strata-edge`, `buffer/`) and the core's Raft segment log
 //! (`strata-core`, `log/`).
 //!
-//! Today this crate holds the file layer both logs do their I/O through:
+//! It holds the storage mechanics both logs share (each keeps its own body
+//! header, bounds and recovery rules on top):
+//!
+//! * [`frame`]: the `[u32 LE body_len][u32 LE crc32c(body)][body]` frame and
+//!   the recovery scan that stops at the first torn or corrupt frame.
+//! * [`names`]: segment file names (`<first position, 20 digits>.<ext>`)
+//!   and listing a directory of them.
+//! * [`atomic`]: replacing a small file atomically (temporary file, fsync,
+//!   rename, directory fsync).
+//!
+//! and the file layer both logs do their I/O through:
 //!
 //! * [`fs::Fs`] and [`fs::File`]: the few file-system operations an
 //!   append-only, fsync-disciplined log needs (open or create a file,
@@ -19,9 +29,8 @@
 //!   which a model that truncates files itself, or an integration test that
 //!   SIGKILLs a process (the page cache survives), cannot show.
 //!
-//! The segment framing and index are meant to move here next (issue 12); the
-//! simulated file system is always compiled because other crates' tests use
-//! it and it is small.
+//! The simulated file system is always compiled because other crates' tests
+//! use it and it is small. Dependencies: `std` and `crc32c` only.
 
 #![forbid(unsafe_code)]
 
