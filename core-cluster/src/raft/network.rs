@@ -59,6 +59,18 @@ pub enum PeerError {
     Rejected { addr: SocketAddr, detail: String },
 }
 
+/// Why a control call to a peer (`MetaWrite`, `Elect`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("peer wire: {0}")]
+    Wire(#[from] crate::peer::WireError),
+    /// The peer answered with a refusal (not the leader, unknown group…).
+    #[error("{0}")]
+    Refused(String),
+}
+
 type ConnectResult = Result<quinn::Connection, Arc<str>>;
 
 enum Slot {
@@ -182,34 +194,33 @@ impl PeerPool {
         addr: SocketAddr,
         cmd: MetaCommand,
         ttl: Duration,
-    ) -> Result<CommandResponse, String> {
-        let frame =
-            encode_request("meta", &PeerRequest::MetaWrite(cmd)).map_err(|e| e.to_string())?;
-        let body = self
-            .call(addr, &frame, ttl)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<CommandResponse, PeerCallError> {
+        let frame = encode_request("meta", &PeerRequest::MetaWrite(cmd))?;
+        let body = self.call(addr, &frame, ttl).await?;
         type Reply = Result<
             ClientWriteResponse<TypeConfig>,
             RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
         >;
-        match decode_reply::<Reply>(&body).map_err(|e| e.to_string())? {
+        match decode_reply::<Reply>(&body)? {
             PeerReply::Ok(Ok(r)) => Ok(r.data),
-            PeerReply::Ok(Err(e)) => Err(e.to_string()),
-            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(d),
+            PeerReply::Ok(Err(e)) => Err(PeerCallError::Refused(e.to_string())),
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(PeerCallError::Refused(d)),
         }
     }
 
     /// Asks the node at `addr` to campaign for leadership of `group`.
-    pub async fn elect(&self, addr: SocketAddr, group: &str, ttl: Duration) -> Result<(), String> {
-        let frame = encode_request(group, &PeerRequest::Elect).map_err(|e| e.to_string())?;
-        let body = self
-            .call(addr, &frame, ttl)
-            .await
-            .map_err(|e| e.to_string())?;
-        match decode_reply::<Result<(), String>>(&body).map_err(|e| e.to_string())? {
-            PeerReply::Ok(r) => r,
-            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(d),
+    pub async fn elect(
+        &self,
+        addr: SocketAddr,
+        group: &str,
+        ttl: Duration,
+    ) -> Result<(), PeerCallError> {
+        let frame = encode_request(group, &PeerRequest::Elect)?;
+        let body = self.call(addr, &frame, ttl).await?;
+        // The reply body is `Result<(), String>` on the wire (peer.rs).
+        match decode_reply::<Result<(), String>>(&body)? {
+            PeerReply::Ok(r) => r.map_err(PeerCallError::Refused),
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(PeerCallError::Refused(d)),
         }
     }
 
