@@ -8,11 +8,9 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use strata_runtime::frame::{write_frame, FrameReadError};
+use strata_runtime::frame::{read_frame, write_frame, FrameReadError};
 use strata_schema::fb;
 
-/// The frame reader, for tests that speak the wire protocol by hand.
-pub use strata_runtime::frame::read_frame;
 use strata_schema::frame::FRAME_BYTES_MAX;
 use strata_schema::wire::{self, RemoteError};
 use tokio::sync::Mutex;

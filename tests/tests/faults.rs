@@ -221,7 +221,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
             let (mut send, mut recv) = conn.open_bi().await?;
             send.write_all(&u32::MAX.to_be_bytes()).await?;
             send.finish()?;
-            let reply = strata_client::transport::read_frame(&mut recv, 1 << 20).await?;
+            let reply = strata_runtime::frame::read_frame(&mut recv, 1 << 20).await?;
             let resp = strata_schema::wire::decode_response(&reply)?;
             let err = strata_schema::wire::error_of(&resp).expect("an error reply");
             assert_eq!(err.code, ErrorCode::MalformedRequest);
