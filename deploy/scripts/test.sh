@@ -22,10 +22,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-if [ -x ./deploy/scripts/check-deps.sh ]; then
-  step "dependency checks"
-  ./deploy/scripts/check-deps.sh
-fi
+step "dependency checks (no heavy crates in the edge and the SDK, no core in the CLI)"
+./deploy/scripts/check-deps.sh
 step "build binaries for the integration tests"
 cargo build --workspace --bins --locked
 step "tests"
