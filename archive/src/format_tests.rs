@@ -2,7 +2,7 @@
 
 use crate::format::{SegmentWriter, WriterOptions};
 use crate::manifest::BlockChecksums;
-use crate::read::{read_records, OffsetLayout};
+use crate::read::{read_records, OffsetLayout, SegmentFormatError};
 use crate::TierError;
 use arrow::array::{Int64Array, RecordBatch};
 use bytes::Bytes;
@@ -516,8 +516,14 @@ async fn foreign_or_missing_objects_are_errors() {
     let err = read_records(store, &path, None, None, 1, 1, 1)
         .await
         .unwrap_err();
-    assert!(matches!(err, TierError::Format { .. }), "{err}");
-    assert!(err.to_string().contains("timestamp"), "{err}");
+    assert!(
+        matches!(&err, TierError::Format { reason: SegmentFormatError::MissingColumn { name }, .. } if name == "timestamp"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("column \"timestamp\" is missing"),
+        "{err}"
+    );
 
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let err = read_records(store, &Path::from("missing"), None, None, 0, 1, 1)

@@ -33,8 +33,8 @@ mod format_tests;
 mod store_tests;
 
 pub use format::{EncodedObject, RowsBuilder, SegmentWriter, WriterOptions};
-pub use manifest::{BlockChecksums, Manifest, TieredObject};
-pub use read::{read_object, read_records, TierRead};
+pub use manifest::{BlockChecksums, ChecksumsMismatch, Manifest, TieredObject};
+pub use read::{read_object, read_records, SegmentFormatError, TierRead};
 
 /// Why a tiering operation failed. Each variant names the object, URL or
 /// offset involved; [`TierError::is_retryable`] tells a driver whether trying
@@ -68,7 +68,10 @@ pub enum TierError {
     },
     /// The object is valid Parquet but not a Strata tiered segment.
     #[error("object {path} is not a Strata tiered segment: {reason}")]
-    Format { path: String, reason: String },
+    Format {
+        path: String,
+        reason: read::SegmentFormatError,
+    },
     /// The requested offset is not inside the object.
     #[error("offset {offset} is outside object {path}, which holds offsets [{first_offset}, {next_offset})")]
     OffsetOutOfRange {
@@ -86,7 +89,10 @@ pub enum TierError {
     },
     /// An object store URL that cannot be used.
     #[error("object store URL {url:?}: {reason}")]
-    Url { url: String, reason: String },
+    Url {
+        url: String,
+        reason: store::UrlError,
+    },
     /// The object's bytes differ from what was written: a block's CRC32C
     /// does not match the manifest, or the object is shorter.
     #[error("object {path} is corrupt: {reason}")]

@@ -84,17 +84,28 @@ impl BlockChecksums {
     }
 
     /// Whether these checksums can describe an object of `size` bytes.
-    pub fn covers(&self, size: u64) -> Result<(), String> {
+    pub fn covers(&self, size: u64) -> Result<(), ChecksumsMismatch> {
         let blocks = size.div_ceil(u64::from(self.block_bytes.max(1)));
         if self.block_bytes == 0 || self.crc32c.len() as u64 != blocks {
-            return Err(format!(
-                "{} checksums of {}-byte blocks cannot cover {size} bytes",
-                self.crc32c.len(),
-                self.block_bytes
-            ));
+            return Err(ChecksumsMismatch {
+                checksums: self.crc32c.len(),
+                block_bytes: self.block_bytes,
+                size,
+            });
         }
         Ok(())
     }
+}
+
+/// [`BlockChecksums`] that cannot describe an object of the given size
+/// (wrong count, or blocks of 0 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{checksums} checksums of {block_bytes}-byte blocks cannot cover {size} bytes")]
+pub struct ChecksumsMismatch {
+    pub checksums: usize,
+    pub block_bytes: u32,
+    /// Size of the object, bytes.
+    pub size: u64,
 }
 
 impl TieredObject {
@@ -105,24 +116,26 @@ impl TieredObject {
             .map_err(|e| TierError::Manifest(format!("object key {:?}: {e}", self.key)))
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks the entry is consistent with itself ([`TierError::Manifest`]
+    /// naming the object otherwise).
+    fn check(&self) -> Result<(), TierError> {
         if self.next_offset <= self.first_offset
             || self.records != self.next_offset - self.first_offset
         {
-            return Err(format!(
+            return Err(TierError::Manifest(format!(
                 "object {} holds offsets [{}, {}) but says it has {} records",
                 self.key, self.first_offset, self.next_offset, self.records
-            ));
+            )));
         }
         if let Some(sums) = &self.checksums {
             sums.covers(self.bytes)
-                .map_err(|e| format!("object {}: {e}", self.key))?;
+                .map_err(|e| TierError::Manifest(format!("object {}: {e}", self.key)))?;
         }
         if self.min_timestamp_ms > self.max_timestamp_ms {
-            return Err(format!(
+            return Err(TierError::Manifest(format!(
                 "object {} has min_timestamp_ms {} after max_timestamp_ms {}",
                 self.key, self.min_timestamp_ms, self.max_timestamp_ms
-            ));
+            )));
         }
         Ok(())
     }
@@ -180,7 +193,7 @@ impl Manifest {
     /// Appends a newly uploaded object; it must start at [`Self::tiered_to`]
     /// (unless it is the first one) and be well formed.
     pub fn push(&mut self, object: TieredObject) -> Result<(), TierError> {
-        object.check().map_err(TierError::Manifest)?;
+        object.check()?;
         if let Some(last) = self.objects.last() {
             if object.first_offset != last.next_offset {
                 return Err(TierError::Manifest(format!(
@@ -341,6 +354,15 @@ mod tests {
         assert_eq!(sums.crc32c.len(), 2);
         assert_eq!(sums.crc32c[1], crc32c::crc32c(&[7u8; 36]));
         assert_eq!(sums.block_range(1, 100), 64..100);
+        assert_eq!(sums.covers(100), Ok(()));
+        assert_eq!(
+            sums.covers(129),
+            Err(ChecksumsMismatch {
+                checksums: 2,
+                block_bytes: 64,
+                size: 129
+            })
+        );
         let mut m = Manifest::new("s", 0);
         for (block_bytes, crc32c) in [(64, vec![1]), (64, vec![1, 2, 3]), (0, vec![])] {
             let mut o = obj(0, 10);

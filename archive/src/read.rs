@@ -23,7 +23,7 @@ use crate::format::{schema, COL_DATA, COL_HEADERS, COL_OFFSET, COL_PARTITION_KEY
 use crate::manifest::{BlockChecksums, TieredObject};
 use crate::TierError;
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
@@ -120,9 +120,9 @@ pub async fn read_records(
     };
     let verified = match checksums {
         Some(sums) => {
-            sums.covers(size).map_err(|reason| TierError::Corrupt {
+            sums.covers(size).map_err(|e| TierError::Corrupt {
                 path: path.to_string(),
-                reason,
+                reason: e.to_string(),
             })?;
             Some(VerifiedBlocks {
                 sums: sums.clone(),
@@ -144,7 +144,7 @@ pub async fn read_records(
         ParquetRecordBatchStreamBuilder::new_with_options(reader, ArrowReaderOptions::new())
             .await
             .map_err(decode)?;
-    let format = |reason: String| TierError::Format {
+    let format = |reason: SegmentFormatError| TierError::Format {
         path: path.to_string(),
         reason,
     };
@@ -183,7 +183,7 @@ pub async fn read_records(
         out.push(&rb.map_err(decode)?).map_err(format)?;
     }
     if out.records == 0 {
-        return Err(format(format!("no rows decoded for offset {from_offset}")));
+        return Err(format(SegmentFormatError::NoRows { from_offset }));
     }
     Ok(TierRead {
         first_offset: from_offset,
@@ -232,23 +232,66 @@ fn decode_error_plain(path: &Path, source: ParquetError) -> TierError {
     }
 }
 
+/// Why a valid Parquet object is not a Strata tiered segment (the reason
+/// of [`TierError::Format`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentFormatError {
+    #[error("column {name:?} is missing")]
+    MissingColumn { name: String },
+    #[error("column {name:?} is {found}, expected {expected}")]
+    ColumnType {
+        name: String,
+        found: DataType,
+        expected: DataType,
+    },
+    #[error("no offset column")]
+    NoOffsetColumn,
+    #[error("row group {row_group} has no offset statistics")]
+    NoOffsetStatistics { row_group: usize },
+    #[error("row group {row_group} has no offset min/max")]
+    NoOffsetMinMax { row_group: usize },
+    #[error("row group {row_group} holds offsets [{min}, {max}] in {rows} rows, expected a dense run from {start}")]
+    NotDense {
+        row_group: usize,
+        min: i64,
+        max: i64,
+        rows: i64,
+        start: u64,
+    },
+    #[error("the object has no row groups")]
+    NoRowGroups,
+    #[error("column {name:?} missing from decoded batch")]
+    MissingDecodedColumn { name: String },
+    #[error("row holds offset {found} where offset {expected} was expected")]
+    UnexpectedOffset { found: i64, expected: u64 },
+    #[error("no rows decoded for offset {from_offset}")]
+    NoRows { from_offset: u64 },
+}
+
 /// Root indices of `columns` in `schema`, checking each has the type the
-/// writer gives it.
-fn check_schema(file: &arrow::datatypes::Schema, columns: &[&str]) -> Result<Vec<usize>, String> {
+/// writer gives it. `columns` are columns of [`schema`].
+fn check_schema(
+    file: &arrow::datatypes::Schema,
+    columns: &[&str],
+) -> Result<Vec<usize>, SegmentFormatError> {
     let ours = schema();
     columns
         .iter()
-        .map(|name| {
-            let (i, field) = file
-                .column_with_name(name)
-                .ok_or_else(|| format!("column {name:?} is missing"))?;
-            let want = ours.field_with_name(name).map_err(|e| e.to_string())?;
+        .map(|&name| {
+            let (i, field) =
+                file.column_with_name(name)
+                    .ok_or_else(|| SegmentFormatError::MissingColumn {
+                        name: name.to_owned(),
+                    })?;
+            let want = ours
+                .field_with_name(name)
+                .expect("check_schema is asked only for columns of the writer's schema");
             if field.data_type() != want.data_type() {
-                return Err(format!(
-                    "column {name:?} is {}, expected {}",
-                    field.data_type(),
-                    want.data_type()
-                ));
+                return Err(SegmentFormatError::ColumnType {
+                    name: name.to_owned(),
+                    found: field.data_type().clone(),
+                    expected: want.data_type().clone(),
+                });
             }
             Ok(i)
         })
@@ -276,21 +319,21 @@ pub(crate) struct ReadPlan {
 impl OffsetLayout {
     /// Reads the `offset` column's row-group statistics and checks they
     /// describe one dense run of offsets.
-    pub fn from_metadata(md: &ParquetMetaData) -> Result<Self, String> {
+    pub fn from_metadata(md: &ParquetMetaData) -> Result<Self, SegmentFormatError> {
         let col = md
             .file_metadata()
             .schema_descr()
             .columns()
             .iter()
             .position(|c| c.path().string() == COL_OFFSET)
-            .ok_or("no offset column")?;
+            .ok_or(SegmentFormatError::NoOffsetColumn)?;
         let mut layout: Option<OffsetLayout> = None;
         for (i, rg) in md.row_groups().iter().enumerate() {
             let Some(Statistics::Int64(s)) = rg.column(col).statistics() else {
-                return Err(format!("row group {i} has no offset statistics"));
+                return Err(SegmentFormatError::NoOffsetStatistics { row_group: i });
             };
             let (Some(&min), Some(&max)) = (s.min_opt(), s.max_opt()) else {
-                return Err(format!("row group {i} has no offset min/max"));
+                return Err(SegmentFormatError::NoOffsetMinMax { row_group: i });
             };
             let rows = rg.num_rows();
             let l = layout.get_or_insert_with(|| OffsetLayout {
@@ -307,14 +350,18 @@ impl OffsetLayout {
                 u64::try_from(min) == Ok(start) && u64::try_from(max) == Ok(end - 1)
             });
             let Some(end) = end.filter(|_| dense) else {
-                return Err(format!(
-                    "row group {i} holds offsets [{min}, {max}] in {rows} rows, expected a dense run from {start}"
-                ));
+                return Err(SegmentFormatError::NotDense {
+                    row_group: i,
+                    min,
+                    max,
+                    rows,
+                    start,
+                });
             };
             l.row_group_rows.push(end - start);
             l.next_offset = end;
         }
-        layout.ok_or_else(|| "the object has no row groups".to_string())
+        layout.ok_or(SegmentFormatError::NoRowGroups)
     }
 
     pub fn contains(&self, offset: u64) -> bool {
@@ -382,10 +429,12 @@ impl Decoder {
         self.full || self.records >= self.records_max
     }
 
-    fn push(&mut self, rb: &RecordBatch) -> Result<(), String> {
+    fn push(&mut self, rb: &RecordBatch) -> Result<(), SegmentFormatError> {
         let col = |name: &str| {
             rb.column_by_name(name)
-                .ok_or_else(|| format!("column {name:?} missing from decoded batch"))
+                .ok_or_else(|| SegmentFormatError::MissingDecodedColumn {
+                    name: name.to_owned(),
+                })
         };
         let offsets = col(COL_OFFSET)?.as_primitive::<Int64Type>();
         let timestamps = col(COL_TIMESTAMP)?.as_primitive::<TimestampMillisecondType>();
@@ -402,10 +451,10 @@ impl Decoder {
             }
             let offset = offsets.value(row);
             if u64::try_from(offset).ok() != Some(self.next_offset) {
-                return Err(format!(
-                    "row holds offset {offset} where offset {} was expected",
-                    self.next_offset
-                ));
+                return Err(SegmentFormatError::UnexpectedOffset {
+                    found: offset,
+                    expected: self.next_offset,
+                });
             }
             hs.clear();
             let (lo, hi) = (header_offsets[row], header_offsets[row + 1]);

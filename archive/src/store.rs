@@ -37,54 +37,90 @@ pub fn open_with(
     url: &str,
     s3: AmazonS3Builder,
 ) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
-    let bad = |reason: String| TierError::Url {
+    let bad = |reason: UrlError| TierError::Url {
         url: url.to_string(),
         reason,
     };
     if url.starts_with('/') {
         return open_dir(std::path::Path::new(url)).map_err(bad);
     }
-    let parsed = Url::parse(url).map_err(|e| {
-        bad(format!(
-            "{e}; expected file:///absolute/dir, /absolute/dir or s3://bucket/prefix"
-        ))
-    })?;
+    let parsed = Url::parse(url).map_err(|e| bad(UrlError::Parse(e)))?;
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(bad("query strings and fragments are not supported".into()));
+        return Err(bad(UrlError::QueryOrFragment));
     }
     match parsed.scheme() {
         "file" => {
             let dir = parsed
                 .to_file_path()
-                .map_err(|()| bad("a file URL needs an absolute local path and no host".into()))?;
+                .map_err(|()| bad(UrlError::NotALocalPath))?;
             open_dir(&dir).map_err(bad)
         }
         "s3" => open_s3(&parsed, s3).map_err(bad),
-        other => Err(bad(format!(
-            "unsupported scheme {other:?}; expected file or s3"
-        ))),
+        other => Err(bad(UrlError::Scheme(other.to_owned()))),
     }
 }
 
-fn open_dir(dir: &std::path::Path) -> Result<(Arc<dyn ObjectStore>, Path), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| e.to_string())?;
+/// Why a store URL cannot be used (the reason of [`TierError::Url`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0}; expected file:///absolute/dir, /absolute/dir or s3://bucket/prefix")]
+    Parse(url::ParseError),
+    #[error("query strings and fragments are not supported")]
+    QueryOrFragment,
+    #[error("a file URL needs an absolute local path and no host")]
+    NotALocalPath,
+    #[error("unsupported scheme {0:?}; expected file or s3")]
+    Scheme(String),
+    #[error("creating {}: {source}", .dir.display())]
+    CreateDir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The object store refused the settings (local prefix or S3 builder).
+    #[error("{0}")]
+    Settings(object_store::Error),
+    #[error("the URL names no bucket (s3://bucket/prefix)")]
+    NoBucket,
+    #[error("credentials and ports do not belong in the URL: use AWS_* environment variables")]
+    CredentialsInUrl,
+    #[error("prefix {prefix:?}: {source}")]
+    Prefix {
+        prefix: String,
+        source: object_store::path::Error,
+    },
+    #[error("endpoint {endpoint:?}: {source}")]
+    Endpoint {
+        endpoint: String,
+        source: url::ParseError,
+    },
+    #[error("endpoint {endpoint:?} uses plain http to a host that is not loopback; use https")]
+    PlainHttpNotLoopback { endpoint: String },
+    #[error("endpoint {endpoint:?} has scheme {scheme:?}; expected https (or http on loopback)")]
+    EndpointScheme { endpoint: String, scheme: String },
+}
+
+fn open_dir(dir: &std::path::Path) -> Result<(Arc<dyn ObjectStore>, Path), UrlError> {
+    std::fs::create_dir_all(dir).map_err(|source| UrlError::CreateDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    let fs = LocalFileSystem::new_with_prefix(dir).map_err(UrlError::Settings)?;
     Ok((Arc::new(fs), Path::default()))
 }
 
-fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path), String> {
+fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path), UrlError> {
     let bucket = url
         .host_str()
         .filter(|b| !b.is_empty())
-        .ok_or("the URL names no bucket (s3://bucket/prefix)")?;
+        .ok_or(UrlError::NoBucket)?;
     if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
-        return Err(
-            "credentials and ports do not belong in the URL: use AWS_* environment variables"
-                .into(),
-        );
+        return Err(UrlError::CredentialsInUrl);
     }
     let prefix = url.path().trim_matches('/');
-    let prefix = Path::parse(prefix).map_err(|e| format!("prefix {prefix:?}: {e}"))?;
+    let prefix = Path::parse(prefix).map_err(|source| UrlError::Prefix {
+        prefix: prefix.to_owned(),
+        source,
+    })?;
     // Few, quick retries inside one request: tiering retries whole uploads
     // with its own backoff, and a stuck request must not hold up the other
     // shards for object_store's default three minutes.
@@ -110,13 +146,16 @@ fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path
             .with_virtual_hosted_style_request(false)
             .with_allow_http(allow_http);
     }
-    let store = s3.build().map_err(|e| e.to_string())?;
+    let store = s3.build().map_err(UrlError::Settings)?;
     Ok((Arc::new(store), prefix))
 }
 
 /// Whether a custom S3 endpoint may use plain HTTP: only on loopback.
-fn endpoint_allows_http(endpoint: &str) -> Result<bool, String> {
-    let url = Url::parse(endpoint).map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+fn endpoint_allows_http(endpoint: &str) -> Result<bool, UrlError> {
+    let url = Url::parse(endpoint).map_err(|source| UrlError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
     match url.scheme() {
         "https" => Ok(false),
         "http" => {
@@ -129,14 +168,15 @@ fn endpoint_allows_http(endpoint: &str) -> Result<bool, String> {
             if loopback {
                 Ok(true)
             } else {
-                Err(format!(
-                    "endpoint {endpoint:?} uses plain http to a host that is not loopback; use https"
-                ))
+                Err(UrlError::PlainHttpNotLoopback {
+                    endpoint: endpoint.to_owned(),
+                })
             }
         }
-        other => Err(format!(
-            "endpoint {endpoint:?} has scheme {other:?}; expected https (or http on loopback)"
-        )),
+        other => Err(UrlError::EndpointScheme {
+            endpoint: endpoint.to_owned(),
+            scheme: other.to_owned(),
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::keys;
 use crate::manifest::Manifest;
 use crate::manifest::CHECKSUM_BLOCK_BYTES;
-use crate::store::{open, open_with, put_object};
+use crate::store::{open, open_with, put_object, UrlError};
 use crate::{read_object, BlockChecksums, SegmentWriter, TierError, WriterOptions};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -75,6 +75,15 @@ fn bad_urls_are_refused_with_the_reason() {
         assert!(msg.contains("not loopback"), "{msg}");
     }
     assert!(url_error("s3://b/p", endpoint("ftp://127.0.0.1")).contains("scheme"));
+    // The reason is typed, so a caller can tell the cases apart.
+    let reason = match open_with("s3://b/p", endpoint("http://10.0.0.1")) {
+        Err(TierError::Url { reason, .. }) => reason,
+        other => panic!("expected a URL error, got {:?}", other.map(|_| ())),
+    };
+    assert!(
+        matches!(reason, UrlError::PlainHttpNotLoopback { ref endpoint } if endpoint == "http://10.0.0.1"),
+        "{reason:?}"
+    );
 }
 
 #[tokio::test]
