@@ -11,7 +11,7 @@ use crate::transport::{Client, ClientError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_schema::fb::ErrorCode;
@@ -25,7 +25,7 @@ const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
 
 pub struct Cluster {
     seeds: Vec<SocketAddr>,
-    ca: PathBuf,
+    tls: quinn::ClientConfig,
     zone: Option<String>,
     clients: Mutex<HashMap<SocketAddr, Arc<Client>>>,
     streams: Mutex<HashMap<String, StreamInfo>>,
@@ -44,15 +44,32 @@ fn reroutable(e: &ClientError) -> bool {
 }
 
 impl Cluster {
+    /// A cluster client trusting the CA in `ca`, presenting the dev admin
+    /// identity when `admin.pem` lies beside the CA (a `strata dev` data
+    /// directory) and no certificate otherwise: see [`Self::with_identity`].
     pub fn new(seeds: Vec<SocketAddr>, ca: &Path) -> Result<Self, ClientError> {
+        Self::with_identity(
+            seeds,
+            ca,
+            strata_runtime::identity::Identity::admin_beside(ca).as_ref(),
+        )
+    }
+
+    /// A cluster client presenting `identity` (mutual TLS) to every node.
+    pub fn with_identity(
+        seeds: Vec<SocketAddr>,
+        ca: &Path,
+        identity: Option<&strata_runtime::identity::Identity>,
+    ) -> Result<Self, ClientError> {
         if seeds.is_empty() {
             return Err(ClientError::Tls("no core address given".into()));
         }
-        // Fail early on a bad CA file.
-        crate::tls::client_config(ca).map_err(|e| ClientError::Tls(format!("{e:#}")))?;
+        // Fails early on a bad CA or identity file.
+        let tls = crate::tls::client_config(ca, identity)
+            .map_err(|e| ClientError::Tls(format!("{e:#}")))?;
         Ok(Self {
             seeds,
-            ca: ca.to_path_buf(),
+            tls,
             zone: None,
             clients: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
@@ -71,7 +88,7 @@ impl Cluster {
         if let Some(c) = m.get(&addr) {
             return Ok(c.clone());
         }
-        let mut c = Client::new(addr, &self.ca)?;
+        let mut c = Client::with_config(addr, self.tls.clone())?;
         c.set_timeout(ATTEMPT_TIMEOUT);
         let c = Arc::new(c);
         m.insert(addr, c.clone());

@@ -13,5 +13,7 @@ pub mod transport;
 
 /// TLS configs and the dev PKI, for SDK users (`client_config`, `DevPki`).
 pub use strata_runtime::tls;
+/// Client identities (`Identity`) and principals.
+pub use strata_runtime::identity;
 
 pub use transport::{Client, ClientError};

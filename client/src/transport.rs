@@ -83,9 +83,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client trusting the CA in `ca` (PEM). Does not connect yet.
+    /// A client trusting the CA in `ca` (PEM), presenting the dev admin
+    /// identity when `admin.pem` lies beside the CA. Does not connect yet.
     pub fn new(addr: SocketAddr, ca: &Path) -> Result<Self, ClientError> {
-        let cfg = crate::tls::client_config(ca).map_err(|e| ClientError::Tls(format!("{e:#}")))?;
+        let id = strata_runtime::identity::Identity::admin_beside(ca);
+        Self::with_identity(addr, ca, id.as_ref())
+    }
+
+    /// A client trusting the CA in `ca` and presenting `identity`.
+    pub fn with_identity(
+        addr: SocketAddr,
+        ca: &Path,
+        identity: Option<&strata_runtime::identity::Identity>,
+    ) -> Result<Self, ClientError> {
+        let cfg = crate::tls::client_config(ca, identity)
+            .map_err(|e| ClientError::Tls(format!("{e:#}")))?;
         Self::with_config(addr, cfg)
     }
 

@@ -89,6 +89,18 @@ pub struct CoreConfig {
     pub tls_cert: PathBuf,
     /// PEM private key of this node.
     pub tls_key: PathBuf,
+    /// `required` (default): clients present a certificate signed by
+    /// `client_ca`; `off`: no client certificates and no access control,
+    /// for a loopback test setup only (logged as a warning).
+    #[serde(default)]
+    pub client_auth: strata_runtime::identity::ClientAuthMode,
+    /// PEM bundle of the CAs whose client certificates are accepted;
+    /// default `tls_ca`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// PEM certificate revocation lists, re-read when the file changes.
+    #[serde(default)]
+    pub client_crl: Option<PathBuf>,
     /// Largest record (key + value + headers), bytes.
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: usize,
@@ -151,6 +163,15 @@ pub enum ConfigError {
 }
 
 impl CoreConfig {
+    /// Client authentication of the client port.
+    pub fn client_auth(&self) -> strata_runtime::identity::ClientAuth {
+        strata_runtime::identity::ClientAuth {
+            mode: self.client_auth,
+            ca: self.client_ca.clone().or_else(|| self.tls_ca.clone()),
+            crl: self.client_crl.clone(),
+        }
+    }
+
     /// Checks values serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {

@@ -35,7 +35,11 @@ async fn run(args: Args) -> Result<()> {
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     strata_runtime::tls::install_crypto_provider();
-    let server_cfg = strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key)?;
+    let auth = cfg.client_auth();
+    if auth.mode == strata_runtime::identity::ClientAuthMode::Off {
+        tracing::warn!("client_auth = \"off\": clients are not authenticated and no access rules apply; use this only for a loopback test setup");
+    }
+    let server_cfg = strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key, &auth)?;
     if let Some(addr) = cfg.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)

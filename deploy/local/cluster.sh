@@ -57,8 +57,8 @@ TOML
 data_dir = "$dir/edge"
 listen_addr = "127.0.0.1:7400"
 metrics_addr = "127.0.0.1:9400"
-tls_cert = "$dir/tls/node.pem"
-tls_key = "$dir/tls/node-key.pem"
+tls_cert = "$dir/tls/edge.pem"
+tls_key = "$dir/tls/edge-key.pem"
 core_addrs = ["127.0.0.1:7500", "127.0.0.1:7501", "127.0.0.1:7502"]
 core_ca = "$dir/tls/ca.pem"
 TOML

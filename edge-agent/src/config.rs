@@ -58,6 +58,24 @@ pub struct EdgeConfig {
     pub core_addrs: Vec<SocketAddr>,
     /// PEM CA certificate(s) the core's certificate must chain to.
     pub core_ca: PathBuf,
+    /// Certificate and key this agent presents to the core (its principal
+    /// there); default `tls_cert`/`tls_key`.
+    #[serde(default)]
+    pub core_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub core_key: Option<PathBuf>,
+    /// `required` (default): producers present a certificate signed by
+    /// `client_ca`; `off`: no client certificates and no access control,
+    /// for a loopback test setup only (logged as a warning).
+    #[serde(default)]
+    pub client_auth: strata_runtime::identity::ClientAuthMode,
+    /// PEM bundle of the CAs whose client certificates are accepted;
+    /// default `core_ca`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// PEM certificate revocation lists, re-read when the file changes.
+    #[serde(default)]
+    pub client_crl: Option<PathBuf>,
     /// Largest record (key + value + headers), bytes.
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: usize,
@@ -104,6 +122,33 @@ pub enum ConfigError {
 }
 
 impl EdgeConfig {
+    /// Client authentication of the ingest port.
+    pub fn client_auth(&self) -> strata_runtime::identity::ClientAuth {
+        strata_runtime::identity::ClientAuth {
+            mode: self.client_auth,
+            ca: Some(
+                self.client_ca
+                    .clone()
+                    .unwrap_or_else(|| self.core_ca.clone()),
+            ),
+            crl: self.client_crl.clone(),
+        }
+    }
+
+    /// The identity this agent presents to the core.
+    pub fn core_identity(&self) -> strata_runtime::identity::Identity {
+        strata_runtime::identity::Identity {
+            cert: self
+                .core_cert
+                .clone()
+                .unwrap_or_else(|| self.tls_cert.clone()),
+            key: self
+                .core_key
+                .clone()
+                .unwrap_or_else(|| self.tls_key.clone()),
+        }
+    }
+
     /// Checks values serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits().validate().map_err(ConfigError::Limits)?;

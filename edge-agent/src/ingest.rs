@@ -9,10 +9,9 @@
 use crate::buffer::BufferError;
 use crate::registry::{Registry, StreamState};
 use bytes::Bytes;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use strata_client::ClientError;
-use strata_runtime::server::Handler;
+use strata_runtime::server::{Caller, Handler};
 use strata_schema::batch::{self, Limits};
 use strata_schema::fb::{self, ErrorCode};
 use strata_schema::wire::{self, RemoteError};
@@ -88,7 +87,7 @@ impl EdgeHandler {
 }
 
 impl Handler for EdgeHandler {
-    async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
+    async fn handle(&self, request: Bytes, caller: &Caller) -> Bytes {
         let req = match wire::decode_request(&request) {
             Ok(req) => req,
             // serve() verified the request already; answer rather than panic.
@@ -102,7 +101,7 @@ impl Handler for EdgeHandler {
             )),
         };
         result.unwrap_or_else(|e| {
-            tracing::debug!(%peer, error = %e, "produce refused");
+            tracing::debug!(peer = %caller.addr, principal = caller.name(), error = %e, "produce refused");
             e.encode()
         })
     }

@@ -14,10 +14,28 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::frame::{read_frame, write_frame, FrameReadError};
 
+/// Who sent a request: the remote address and the principal of the
+/// connection's client certificate (`None` when the server runs with
+/// `client_auth = "off"`; see [`crate::identity`]).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub addr: SocketAddr,
+    pub principal: Option<Arc<str>>,
+}
+
+impl Caller {
+    /// The principal's name, or `anonymous` without client authentication.
+    pub fn name(&self) -> &str {
+        self.principal
+            .as_deref()
+            .unwrap_or(crate::identity::ANONYMOUS)
+    }
+}
+
 /// Handles verified request frames. The handler decodes the body itself
 /// (`strata_schema::wire::decode_request` succeeded once already).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Bytes, peer: SocketAddr) -> impl Future<Output = Bytes> + Send;
+    fn handle(&self, request: Bytes, caller: &Caller) -> impl Future<Output = Bytes> + Send;
 
     /// Serves a `SubscribeRequest`: writes reply frames to `send` (see
     /// [`write_frame`]) until the subscriber stops reading. A server without
@@ -25,10 +43,10 @@ pub trait Handler: Send + Sync + 'static {
     fn subscribe(
         &self,
         request: Bytes,
-        peer: SocketAddr,
+        caller: &Caller,
         send: quinn::SendStream,
     ) -> impl Future<Output = ()> + Send {
-        let _ = (request, peer);
+        let _ = (request, caller);
         async move {
             let mut send = send;
             let e = RemoteError::new(
@@ -101,6 +119,11 @@ async fn serve_connection<H: Handler>(
     limits: ServeLimits,
 ) {
     let peer = conn.remote_address();
+    let caller = Arc::new(Caller {
+        addr: peer,
+        principal: crate::identity::connection_principal(&conn).map(Arc::from),
+    });
+    tracing::debug!(%peer, principal = caller.name(), "connection accepted");
     let inflight = Arc::new(Semaphore::new(limits.requests_per_connection_max));
     loop {
         let permit = inflight
@@ -116,15 +139,16 @@ async fn serve_connection<H: Handler>(
             }
         };
         let handler = handler.clone();
+        let caller = caller.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
                 Ok(req) => match wire::decode_request(&req) {
                     Ok(r) if r.body_type() == fb::RequestBody::SubscribeRequest => {
-                        handler.subscribe(req, peer, send).await;
+                        handler.subscribe(req, &caller, send).await;
                         return;
                     }
-                    Ok(_) => handler.handle(req, peer).await,
+                    Ok(_) => handler.handle(req, &caller).await,
                     Err(e) => {
                         RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode()
                     }

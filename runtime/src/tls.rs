@@ -1,13 +1,20 @@
 //! TLS for every Strata hop: rustls (TLS 1.3 only) under quinn, a dev CA made
 //! with rcgen, and loading of PEM files with errors that name the file.
 //!
-//! `strata dev` creates `DIR/tls/{ca.pem, ca-key.pem, node.pem, node-key.pem}` on
-//! first start; the node certificate is valid for `localhost`, `127.0.0.1` and
-//! `::1`, and serves both the edge and the core. Production deployments point
-//! the daemons at their own CA and certificates.
+//! `strata dev` creates `DIR/tls/` on first start: the dev CA (`ca.pem`,
+//! `ca-key.pem`) and one certificate per role, each valid for `localhost`,
+//! `127.0.0.1` and `::1`: `node.pem` (the core node: client port and peer
+//! port, principal `node`), `edge.pem` (the edge agent: its client port, and
+//! the identity it forwards to the core with, principal `edge`) and
+//! `admin.pem` (the CLI's admin identity, principal `admin`). Missing role
+//! files are added to an existing dev CA. Production deployments point the
+//! daemons at their own CA and certificates (docs/security.md).
 
+use crate::identity::{ClientAuth, ClientAuthMode, Identity, ReloadingClientVerifier};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +51,16 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("no CA certificate: pass --ca FILE or set STRATA_CA (looked for {}; `strata dev` creates it)", .0.display())]
     NoCa(PathBuf),
+    #[error("give both --cert and --key (STRATA_CERT and STRATA_KEY), or neither")]
+    HalfIdentity,
+    #[error("client_auth = \"required\" needs a client CA bundle: set client_ca (or tls_ca), or client_auth = \"off\" for a loopback test setup")]
+    NoClientCa,
+    #[error("private key {} is readable by group or others (mode {mode:o}); run: chmod 600 {}", path.display(), path.display())]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("cannot read certificate {}: {detail}", path.display())]
+    BadCertificate { path: PathBuf, detail: String },
+    #[error("principal name {0:?} must be 1 to 128 characters of A-Z a-z 0-9 _ - . starting with a letter or digit")]
+    BadPrincipal(String),
 }
 
 type Result<T, E = TlsError> = std::result::Result<T, E>;
@@ -68,61 +85,205 @@ fn mismatch(cert: &Path) -> impl FnOnce(rustls::Error) -> TlsError + '_ {
 pub struct DevPki {
     pub ca: PathBuf,
     pub ca_key: PathBuf,
+    /// The core node's certificate (client and peer ports).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The edge agent's certificate (its client port and its identity
+    /// towards the core).
+    pub edge: Identity,
+    /// The CLI's admin identity.
+    pub admin: Identity,
 }
+
+/// The dev certificates' host names.
+const DEV_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 impl DevPki {
     pub fn paths(tls_dir: &Path) -> Self {
+        let id = |name: &str| Identity {
+            cert: tls_dir.join(format!("{name}.pem")),
+            key: tls_dir.join(format!("{name}-key.pem")),
+        };
         Self {
             ca: tls_dir.join("ca.pem"),
             ca_key: tls_dir.join("ca-key.pem"),
             cert: tls_dir.join("node.pem"),
             key: tls_dir.join("node-key.pem"),
+            edge: id("edge"),
+            admin: id("admin"),
         }
     }
 
-    /// Creates the dev CA and node certificate unless they already exist.
-    /// Returns whether anything was created.
+    /// Creates the dev CA and every role's certificate unless they already
+    /// exist (a role file missing beside an existing CA is added). Returns
+    /// whether anything was created.
     pub fn ensure(tls_dir: &Path) -> Result<(Self, bool)> {
         let p = Self::paths(tls_dir);
-        if p.ca.exists() && p.cert.exists() && p.key.exists() {
+        let roles = [
+            (&p.cert, &p.key, "node"),
+            (&p.edge.cert, &p.edge.key, "edge"),
+            (&p.admin.cert, &p.admin.key, "admin"),
+        ];
+        let missing: Vec<_> = roles
+            .iter()
+            .filter(|(c, k, _)| !c.exists() || !k.exists())
+            .collect();
+        let have_ca = p.ca.exists() && p.ca_key.exists();
+        if have_ca && missing.is_empty() {
             return Ok((p, false));
         }
         std::fs::create_dir_all(tls_dir).map_err(io("creating", tls_dir))?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Strata dev CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut node = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])?;
-        node.distinguished_name
-            .push(DnType::CommonName, "strata dev node");
-        node.use_authority_key_identifier_extension = true;
-        node.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let node_key = KeyPair::generate()?;
-        let node_cert = node.signed_by(&node_key, &issuer)?;
-
-        write_private(&p.ca_key, &ca_key_pem)?;
-        write_private(&p.key, &node_key.serialize_pem())?;
-        std::fs::write(&p.cert, node_cert.pem()).map_err(io("writing", &p.cert))?;
-        // The CA last: its presence marks a complete set.
-        std::fs::write(&p.ca, ca_cert.pem()).map_err(io("writing", &p.ca))?;
+        let (issuer, ca_pem) = if have_ca {
+            load_issuer(&p.ca, &p.ca_key)?
+        } else {
+            let (issuer, ca_pem, ca_key_pem) = new_ca()?;
+            write_private(&p.ca_key, &ca_key_pem)?;
+            (issuer, ca_pem)
+        };
+        let issue = |name: &str, cert: &Path, key: &Path| -> Result<()> {
+            let (c, k) = issue_cert(&issuer, name, true)?;
+            write_private(key, &k)?;
+            std::fs::write(cert, c).map_err(io("writing", cert))
+        };
+        if have_ca {
+            for (c, k, name) in missing {
+                issue(name, c, k)?;
+            }
+        } else {
+            for (c, k, name) in roles {
+                issue(name, c, k)?;
+            }
+            // The CA last: its presence marks a complete set.
+            std::fs::write(&p.ca, ca_pem).map_err(io("writing", &p.ca))?;
+        }
         Ok((p, true))
     }
+}
+
+/// A new CA: (issuer, certificate PEM, key PEM).
+fn new_ca() -> Result<(Issuer<'static, KeyPair>, String, String)> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Strata dev CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let key_pem = ca_key.serialize_pem();
+    Ok((Issuer::new(ca_params, ca_key), ca_cert.pem(), key_pem))
+}
+
+/// The dev CA as an issuer, from its PEM files (`ca_key` is written first,
+/// so a set whose `ca.pem` exists is complete).
+fn load_issuer(ca: &Path, ca_key: &Path) -> Result<(Issuer<'static, KeyPair>, String)> {
+    let ca_pem = std::fs::read_to_string(ca).map_err(io("reading", ca))?;
+    let key_pem = std::fs::read_to_string(ca_key).map_err(io("reading", ca_key))?;
+    let key = KeyPair::from_pem(&key_pem)?;
+    Ok((Issuer::from_ca_cert_pem(&ca_pem, key)?, ca_pem))
+}
+
+/// A certificate for principal `name` signed by `issuer`: SAN URI
+/// `strata:principal/NAME`, CN `NAME`, client auth; with `server`, also
+/// the dev host names and server auth. Returns (certificate PEM, key PEM).
+fn issue_cert(issuer: &Issuer<'_, KeyPair>, name: &str, server: bool) -> Result<(String, String)> {
+    let hosts: Vec<String> = if server {
+        DEV_HOSTS.iter().map(|h| h.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut params = CertificateParams::new(hosts)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    let uri = format!("{}{name}", crate::identity::PRINCIPAL_URI_PREFIX);
+    params.subject_alt_names.push(SanType::URI(
+        uri.as_str()
+            .try_into()
+            .map_err(|_| TlsError::BadPrincipal(name.to_string()))?,
+    ));
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    if server {
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Issues a client certificate for principal `name` from the dev CA in
+/// `ca_dir` (`ca.pem`, `ca-key.pem`), written to `out/NAME.pem` and
+/// `out/NAME-key.pem` (0600). For development and tests; production uses
+/// the operator's own CA (docs/security.md).
+pub fn issue_identity(name: &str, ca_dir: &Path, out: &Path) -> Result<Identity> {
+    if strata_schema::validate_name("principal", name).is_err() {
+        return Err(TlsError::BadPrincipal(name.to_string()));
+    }
+    let (issuer, _) = load_issuer(&ca_dir.join("ca.pem"), &ca_dir.join("ca-key.pem"))?;
+    let (cert, key) = issue_cert(&issuer, name, false)?;
+    std::fs::create_dir_all(out).map_err(io("creating", out))?;
+    let id = Identity {
+        cert: out.join(format!("{name}.pem")),
+        key: out.join(format!("{name}-key.pem")),
+    };
+    write_private(&id.key, &key)?;
+    std::fs::write(&id.cert, cert).map_err(io("writing", &id.cert))?;
+    Ok(id)
+}
+
+/// Revokes the certificate in `cert`: adds its serial number to the CRL
+/// file `crl` (created if missing; earlier revocations are kept), signed by
+/// the dev CA in `ca_dir`. The file is replaced atomically, so a server
+/// re-reading it never sees half a list. Returns how many certificates the
+/// list now revokes.
+pub fn revoke_identity(cert: &Path, ca_dir: &Path, crl: &Path) -> Result<usize> {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+    let der = load_certs(cert)?.remove(0);
+    let bad = |what: &str| TlsError::BadCertificate {
+        path: cert.to_path_buf(),
+        detail: what.to_string(),
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|e| bad(&e.to_string()))?;
+    let mut serials = vec![parsed.raw_serial().to_vec()];
+    if crl.exists() {
+        for old in crate::identity::load_crls(crl)? {
+            let (_, list) =
+                x509_parser::parse_x509_crl(&old).map_err(|e| TlsError::BadCertificate {
+                    path: crl.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
+            for r in list.iter_revoked_certificates() {
+                let s = r.raw_serial().to_vec();
+                if !serials.contains(&s) {
+                    serials.push(s);
+                }
+            }
+        }
+    }
+    let (issuer, _) = load_issuer(&ca_dir.join("ca.pem"), &ca_dir.join("ca-key.pem"))?;
+    let now = time::OffsetDateTime::now_utc();
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + time::Duration::days(365),
+        crl_number: SerialNumber::from(now.unix_timestamp().to_be_bytes().to_vec()),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(s),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let pem = params.signed_by(&issuer)?.pem()?;
+    let tmp = crl.with_extension("tmp");
+    std::fs::write(&tmp, pem).map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, crl).map_err(io("replacing", crl))?;
+    Ok(serials.len())
 }
 
 fn write_private(path: &Path, pem: &str) -> Result<()> {
@@ -154,7 +315,23 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// Reads a PEM private key. On Unix a key readable by group or others is
+/// refused (as ssh does), so a daemon never starts on an exposed key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(io("reading key file", path))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(TlsError::KeyPermissions {
+                path: path.to_path_buf(),
+                mode: mode & 0o777,
+            });
+        }
+    }
     let pem = std::fs::read(path).map_err(io("reading key file", path))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(io("parsing PEM private key in", path))?
@@ -180,13 +357,22 @@ fn transport(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::Transpo
     Arc::new(t)
 }
 
-/// Server config: TLS 1.3, ALPN `strata/1`, certificate chain and key from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<quinn::ServerConfig> {
+/// Server config of a client port: TLS 1.3, ALPN `strata/1`, certificate
+/// chain and key from PEM files; client certificates as `auth` says.
+pub fn server_config(cert: &Path, key: &Path, auth: &ClientAuth) -> Result<quinn::ServerConfig> {
     install_crypto_provider();
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
-    let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13]);
+    let builder = match auth.mode {
+        ClientAuthMode::Off => builder.with_no_client_auth(),
+        ClientAuthMode::Required => {
+            let ca = auth.ca.as_deref().ok_or(TlsError::NoClientCa)?;
+            let v = ReloadingClientVerifier::new(cluster_roots(ca)?, ca, auth.crl.as_deref())?;
+            builder.with_client_cert_verifier(Arc::new(v))
+        }
+    };
+    let mut tls = builder
         .with_single_cert(certs, key)
         .map_err(mismatch(cert))?;
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
@@ -197,19 +383,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<quinn::ServerConfig> {
     Ok(cfg)
 }
 
-/// Client config trusting only the CA certificates in `ca` (PEM).
-pub fn client_config(ca: &Path) -> Result<quinn::ClientConfig> {
+/// Client config trusting only the CA certificates in `ca` (PEM), and
+/// presenting `identity` when given.
+pub fn client_config(ca: &Path, identity: Option<&Identity>) -> Result<quinn::ClientConfig> {
     install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots.add(c).map_err(|source| TlsError::BadCa {
-            ca: ca.to_path_buf(),
-            source,
-        })?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let builder = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(cluster_roots(ca)?);
+    let mut tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(load_certs(&id.cert)?, load_key(&id.key)?)
+            .map_err(mismatch(&id.cert))?,
+    };
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));

@@ -20,28 +20,84 @@ pub use generated::strata::wire as fb;
 /// ALPN protocol id spoken on every Strata QUIC connection.
 pub const ALPN: &[u8] = b"strata/1";
 
-/// A stream name that cannot be used.
+/// A name (of a stream, consumer group, group member or principal) that
+/// cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamNameError {
-    #[error("stream name must be 1 to 128 characters, got {0}")]
-    Length(usize),
-    #[error("stream name {name:?} has the character {c:?}; use only A-Z a-z 0-9 _ - .")]
-    Character { name: String, c: char },
+pub enum NameError {
+    #[error("{kind} name must be 1 to 128 characters, got {len}")]
+    Length { kind: &'static str, len: usize },
+    #[error("{kind} name {name:?} has the character {c:?}; use only A-Z a-z 0-9 _ - .")]
+    Character {
+        kind: &'static str,
+        name: String,
+        c: char,
+    },
+    #[error("{kind} name {name:?} must start with a letter or a digit")]
+    Start { kind: &'static str, name: String },
 }
 
-/// Validates a stream name: 1-128 characters of `[A-Za-z0-9_.-]`.
-pub fn validate_stream_name(name: &str) -> Result<(), StreamNameError> {
+/// The error of [`validate_stream_name`].
+pub type StreamNameError = NameError;
+
+/// Validates a name of kind `kind` ("stream", "group", "member",
+/// "principal"): 1-128 characters of `[A-Za-z0-9_.-]`, starting with a
+/// letter or a digit (so never `.` or `..`, which would name directories).
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > 128 {
-        return Err(StreamNameError::Length(name.len()));
+        return Err(NameError::Length {
+            kind,
+            len: name.len(),
+        });
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(StreamNameError::Character {
+        return Err(NameError::Character {
+            kind,
             name: name.to_string(),
             c,
         });
     }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(NameError::Start {
+            kind,
+            name: name.to_string(),
+        });
+    }
     Ok(())
+}
+
+/// Validates a stream name (see [`validate_name`]).
+pub fn validate_stream_name(name: &str) -> Result<(), NameError> {
+    validate_name("stream", name)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn dot_names_and_bad_starts_are_refused() {
+        for bad in [".", "..", "-x", "_x", ".hidden"] {
+            assert!(
+                matches!(validate_stream_name(bad), Err(NameError::Start { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(matches!(
+            validate_name("group", "a/b"),
+            Err(NameError::Character { c: '/', .. })
+        ));
+        assert!(matches!(
+            validate_name("member", ""),
+            Err(NameError::Length { len: 0, .. })
+        ));
+        assert!(validate_name("member", &"a".repeat(129)).is_err());
+        for good in ["a", "0", "telemetry", "a.b-c_d", &"z".repeat(128)] {
+            assert_eq!(validate_stream_name(good), Ok(()), "{good:?}");
+        }
+        let e = validate_stream_name("..").unwrap_err().to_string();
+        assert!(e.contains("stream name \"..\" must start"), "{e}");
+    }
 }

@@ -91,8 +91,8 @@ impl TestCluster {
             format!(
                 "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [{}]\ncore_ca = {:?}\nretry_backoff_ms_max = 200\n",
                 p.join("edge"),
-                pki.cert,
-                pki.key,
+                pki.edge.cert,
+                pki.edge.key,
                 core_addrs.join(", "),
                 pki.ca
             ),

@@ -271,10 +271,11 @@ impl Pipeline {
         std::fs::write(
             p.join("core.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\n{core_extra}\n",
+                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{core_extra}\n",
                 p.join("core"),
                 pki.cert,
-                pki.key
+                pki.key,
+                pki.ca
             ),
         )?;
         std::fs::write(
@@ -282,8 +283,8 @@ impl Pipeline {
             format!(
                 "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\n{edge_extra}\n",
                 p.join("edge"),
-                pki.cert,
-                pki.key,
+                pki.edge.cert,
+                pki.edge.key,
                 pki.ca
             ),
         )?;

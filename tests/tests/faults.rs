@@ -214,7 +214,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
 
         // A frame longer than the limit is refused before any allocation.
         {
-            let cfg = strata_client::tls::client_config(&p.pki.ca)?;
+            let cfg = strata_client::tls::client_config(&p.pki.ca, Some(&p.pki.admin))?;
             let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
             ep.set_default_client_config(cfg);
             let conn = ep.connect(p.edge_addr, "127.0.0.1")?.await?;

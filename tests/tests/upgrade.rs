@@ -99,22 +99,27 @@ async fn run() -> Result<()> {
         copy_dir(&fixture.join(sub), &d.join(sub))?;
     }
     let tls = d.join("tls");
-    let (cert, key, ca) = (
-        tls.join("node.pem"),
-        tls.join("node-key.pem"),
-        tls.join("ca.pem"),
-    );
+    // What `strata dev` does to a v0.1 data directory: key files become
+    // private, and the role certificates v0.1 did not have are added.
+    for k in ["ca-key.pem", "node-key.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tls.join(k), std::fs::Permissions::from_mode(0o600))?;
+    }
+    let (pki, created) = strata_client::tls::DevPki::ensure(&tls)?;
+    assert!(created, "the edge and admin certificates were added");
+    let (cert, key, ca) = (pki.cert.clone(), pki.key.clone(), pki.ca.clone());
+    let (edge_cert, edge_key) = (pki.edge.cert.clone(), pki.edge.key.clone());
     std::fs::write(
         d.join("core.toml"),
         format!(
-            "data_dir = {:?}\nlisten_addr = \"{CORE}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n",
+            "data_dir = {:?}\nlisten_addr = \"{CORE}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\ntls_ca = {ca:?}\n",
             d.join("core")
         ),
     )?;
     std::fs::write(
         d.join("edge.toml"),
         format!(
-            "data_dir = {:?}\nlisten_addr = \"{EDGE}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\ncore_addrs = [\"{CORE}\"]\ncore_ca = {ca:?}\n",
+            "data_dir = {:?}\nlisten_addr = \"{EDGE}\"\ntls_cert = {edge_cert:?}\ntls_key = {edge_key:?}\ncore_addrs = [\"{CORE}\"]\ncore_ca = {ca:?}\n",
             d.join("edge")
         ),
     )?;

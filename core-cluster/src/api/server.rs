@@ -6,11 +6,10 @@ use crate::raft::group::ShardGroup;
 use crate::raft::types::{AppendCmd, Command};
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_protocol::{build_node_description, build_stream_description};
-use strata_runtime::server::Handler;
+use strata_runtime::server::{Caller, Handler};
 use strata_schema::batch;
 use strata_schema::fb::{self, ErrorCode};
 use strata_schema::wire::{self, RemoteError};
@@ -31,7 +30,8 @@ fn invalid(msg: impl Into<String>) -> RemoteError {
 }
 
 impl Handler for CoreHandler {
-    async fn subscribe(&self, request: Bytes, peer: SocketAddr, mut send: quinn::SendStream) {
+    async fn subscribe(&self, request: Bytes, caller: &Caller, mut send: quinn::SendStream) {
+        let peer = caller.addr;
         let r = match wire::decode_request(&request).map(|req| req.body_as_subscribe_request()) {
             Ok(Some(r)) => r,
             _ => {
@@ -49,7 +49,8 @@ impl Handler for CoreHandler {
         }
     }
 
-    async fn handle(&self, request: Bytes, peer: SocketAddr) -> Bytes {
+    async fn handle(&self, request: Bytes, caller: &Caller) -> Bytes {
+        let peer = caller.addr;
         let result = match wire::decode_request(&request) {
             Ok(req) => self.dispatch(&request, req).await,
             Err(e) => Err(RemoteError::new(ErrorCode::MalformedRequest, e.to_string())),

@@ -39,8 +39,6 @@ pub const SESSION_MS_DEFAULT: u64 = 10_000;
 /// Allowed session times.
 pub const SESSION_MS_MIN: u64 = 500;
 pub const SESSION_MS_MAX: u64 = 300_000;
-/// Longest group or member name.
-pub const NAME_BYTES_MAX: usize = 200;
 
 pub use strata_protocol::{Assignment, Checkpoint};
 
@@ -249,38 +247,10 @@ fn rebalance(
     out
 }
 
-/// A group or member name that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("{what} name must be 1 to {NAME_BYTES_MAX} bytes, got {len}")]
-    Length { what: &'static str, len: usize },
-    #[error("{what} name {name:?} has {c:?}: use letters, digits, '-', '_', '.' and ':'")]
-    Character {
-        what: &'static str,
-        name: String,
-        c: char,
-    },
-}
-
-/// Checks a group or member name.
-pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
-    if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(NameError::Length {
-            what,
-            len: name.len(),
-        });
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
-        return Err(NameError::Character {
-            what,
-            name: name.to_string(),
-            c,
-        });
-    }
-    Ok(())
+/// Checks a group or member name (the rules of every Strata name:
+/// [`strata_schema::validate_name`]).
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), strata_schema::NameError> {
+    strata_schema::validate_name(what, name)
 }
 
 #[cfg(test)]

@@ -118,8 +118,10 @@ fn only_the_owner_in_the_current_generation_moves_a_checkpoint() {
 
 #[test]
 fn names_are_checked() {
-    assert!(validate_name("group", "billing-v2.eu:1").is_ok());
+    assert!(validate_name("group", "billing-v2.eu_1").is_ok());
     assert!(validate_name("group", "").is_err());
+    assert!(validate_name("group", "..").is_err());
+    assert!(validate_name("group", "a:b").is_err());
     assert!(validate_name("member", "a b")
         .unwrap_err()
         .to_string()

@@ -83,7 +83,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
     let (pki, created) = DevPki::ensure(&dir.join("tls"))?;
     if created {
         println!(
-            "created a dev CA and node certificate in {}",
+            "created the dev CA and certificates (node, edge, admin) in {}",
             dir.join("tls").display()
         );
     }
@@ -111,12 +111,13 @@ pub async fn run(a: DevArgs) -> Result<()> {
         format!(
             "# Written by `strata dev` at every start; see deploy/config/core.example.toml.\n\
              node_id = 1\nzone = \"local\"\ndata_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\n\
-             tls_cert = {}\ntls_key = {}\n{tiering}",
+             tls_cert = {}\ntls_key = {}\ntls_ca = {}\n{tiering}",
             toml_path(&dir.join("core")),
             a.core_addr,
             a.core_metrics_addr,
             toml_path(&pki.cert),
             toml_path(&pki.key),
+            toml_path(&pki.ca),
         ),
     )?;
     let edge_toml = dir.join("edge.toml");
@@ -129,8 +130,8 @@ pub async fn run(a: DevArgs) -> Result<()> {
             toml_path(&dir.join("edge")),
             a.edge_addr,
             a.edge_metrics_addr,
-            toml_path(&pki.cert),
-            toml_path(&pki.key),
+            toml_path(&pki.edge.cert),
+            toml_path(&pki.edge.key),
             a.core_addr,
             toml_path(&pki.ca),
         ),
