@@ -59,6 +59,29 @@ impl FramePrefix {
     }
 }
 
+/// Why bytes read back from the buffer directory are not what this buffer
+/// writes (the reason of [`BufferError::Corrupt`](super::BufferError::Corrupt)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum FormatError {
+    #[error("frame body length {body_len} outside {min}..={max} (batch_bytes_max = {batch_bytes_max})", min = BODY_HEADER_BYTES, max = BODY_HEADER_BYTES + .batch_bytes_max)]
+    BodyLength {
+        body_len: usize,
+        batch_bytes_max: usize,
+    },
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("frame holds a batch of 0 records")]
+    NoRecords,
+    #[error("batch at seq {first_seq} with {records} records overflows u64")]
+    SeqOverflow { first_seq: u64, records: u32 },
+    #[error("batch starts at seq {found}, expected seq {expected}")]
+    UnexpectedSeq { found: u64, expected: u64 },
+    #[error("acked file is {len} bytes, expected {ACKED_FILE_BYTES}", ACKED_FILE_BYTES = ACKED_FILE_BYTES)]
+    AckedLength { len: usize },
+    #[error("acked file checksum mismatch")]
+    AckedChecksum,
+}
+
 /// File name of the segment whose first batch starts at `first_seq`.
 pub(super) fn segment_file_name(first_seq: u64) -> String {
     names::segment_file_name(first_seq, SEGMENT_EXTENSION)
@@ -91,7 +114,7 @@ pub(super) fn encode_frame(
 pub(super) fn decode_prefix(
     bytes: &[u8; FRAME_OVERHEAD_BYTES],
     batch_bytes_max: usize,
-) -> Result<FramePrefix, String> {
+) -> Result<FramePrefix, FormatError> {
     let (head, body_head) = bytes.split_at(FRAME_HEADER_BYTES);
     let prefix = FramePrefix::new(
         FrameHeader::decode(head.try_into().expect("a frame header")),
@@ -99,10 +122,10 @@ pub(super) fn decode_prefix(
     );
     let body_len = prefix.body_len as usize;
     if body_len < BODY_HEADER_BYTES || body_len - BODY_HEADER_BYTES > batch_bytes_max {
-        return Err(format!(
-            "frame body length {body_len} outside {BODY_HEADER_BYTES}..={} (batch_bytes_max = {batch_bytes_max})",
-            BODY_HEADER_BYTES + batch_bytes_max
-        ));
+        return Err(FormatError::BodyLength {
+            body_len,
+            batch_bytes_max,
+        });
     }
     Ok(prefix)
 }
@@ -114,14 +137,14 @@ pub(super) fn check_frame(
     prefix_bytes: &[u8; FRAME_OVERHEAD_BYTES],
     batch: &[u8],
     expected_first_seq: Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), FormatError> {
     let body_head = &prefix_bytes[FRAME_HEADER_BYTES..];
     let crc = body_crc(&[body_head, batch]);
     if crc != prefix.crc {
-        return Err(format!(
-            "checksum mismatch (stored {:#010x}, computed {crc:#010x})",
-            prefix.crc
-        ));
+        return Err(FormatError::Checksum {
+            stored: prefix.crc,
+            computed: crc,
+        });
     }
     check_fields(prefix, expected_first_seq)
 }
@@ -132,21 +155,21 @@ pub(super) fn check_frame(
 pub(super) fn check_fields(
     prefix: &FramePrefix,
     expected_first_seq: Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), FormatError> {
     if prefix.records == 0 {
-        return Err("frame holds a batch of 0 records".to_owned());
+        return Err(FormatError::NoRecords);
     }
     if prefix.end_seq().is_none() {
-        return Err(format!(
-            "batch at seq {} with {} records overflows u64",
-            prefix.first_seq, prefix.records
-        ));
+        return Err(FormatError::SeqOverflow {
+            first_seq: prefix.first_seq,
+            records: prefix.records,
+        });
     }
     match expected_first_seq {
-        Some(expected) if expected != prefix.first_seq => Err(format!(
-            "batch starts at seq {}, expected seq {expected}",
-            prefix.first_seq
-        )),
+        Some(expected) if expected != prefix.first_seq => Err(FormatError::UnexpectedSeq {
+            found: prefix.first_seq,
+            expected,
+        }),
         _ => Ok(()),
     }
 }
@@ -160,16 +183,13 @@ pub(super) fn encode_acked(acked_seq: u64) -> [u8; ACKED_FILE_BYTES] {
     out
 }
 
-pub(super) fn decode_acked(bytes: &[u8]) -> Result<u64, String> {
+pub(super) fn decode_acked(bytes: &[u8]) -> Result<u64, FormatError> {
     if bytes.len() != ACKED_FILE_BYTES {
-        return Err(format!(
-            "acked file is {} bytes, expected {ACKED_FILE_BYTES}",
-            bytes.len()
-        ));
+        return Err(FormatError::AckedLength { len: bytes.len() });
     }
     let crc = u32::from_le_bytes(bytes[8..].try_into().expect("4 bytes"));
     if crc != crc32c::crc32c(&bytes[..8]) {
-        return Err("acked file checksum mismatch".to_owned());
+        return Err(FormatError::AckedChecksum);
     }
     Ok(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")))
 }
@@ -213,9 +233,22 @@ mod tests {
         );
         assert_eq!(prefix.batch_len(), 5);
         check_frame(&prefix, &prefix_bytes, b"hello", Some(7)).unwrap();
-        assert!(check_frame(&prefix, &prefix_bytes, b"hellp", Some(7)).is_err());
-        assert!(check_frame(&prefix, &prefix_bytes, b"hello", Some(8)).is_err());
-        assert!(decode_prefix(&prefix_bytes, 4).is_err());
+        assert!(matches!(
+            check_frame(&prefix, &prefix_bytes, b"hellp", Some(7)),
+            Err(FormatError::Checksum { stored, .. }) if stored == prefix.crc
+        ));
+        assert_eq!(
+            check_frame(&prefix, &prefix_bytes, b"hello", Some(8)),
+            Err(FormatError::UnexpectedSeq {
+                found: 7,
+                expected: 8
+            })
+        );
+        let err = decode_prefix(&prefix_bytes, 4).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame body length 25 outside 20..=24 (batch_bytes_max = 4)"
+        );
     }
 
     /// The layout of the module doc, spelled out byte by byte: the frame
@@ -241,7 +274,8 @@ mod tests {
         assert_eq!(decode_acked(&bytes), Ok(123_456));
         let mut bad = bytes;
         bad[0] ^= 1;
-        assert!(decode_acked(&bad).is_err());
-        assert!(decode_acked(&bytes[..11]).is_err());
+        assert_eq!(decode_acked(&bad), Err(FormatError::AckedChecksum));
+        let err = decode_acked(&bytes[..11]).unwrap_err();
+        assert_eq!(err.to_string(), "acked file is 11 bytes, expected 12");
     }
 }

@@ -106,7 +106,7 @@ pub use error::BufferError;
 
 use format::{encode_acked, encode_frame, ACKED_FILE, ACKED_TMP_FILE, FRAME_OVERHEAD_BYTES};
 use recovery::{list_segments, read_acked, recover_segments, remove_if_exists};
-use segment::{segment_path, Segment};
+use segment::{segment_path, sync_dir, sync_segment, Segment};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,13 +256,11 @@ impl SyncTicket {
     /// directory when a segment file was created).
     pub fn run(&self) -> Result<(), BufferError> {
         if let Some((file, path)) = &self.segment {
-            file.sync_data()
-                .map_err(|e| BufferError::io("fsync segment", path, e))?;
+            sync_segment(&**file, path)?;
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         if let Some((fs, path)) = &self.dir {
-            fs.sync_dir(path)
-                .map_err(|e| BufferError::io("fsync directory", path, e))?;
+            sync_dir(&**fs, path)?;
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -331,8 +329,7 @@ impl StreamBuffer {
         if let Some(last) = segments.back() {
             last.sync_data()?;
         }
-        fs.sync_dir(dir)
-            .map_err(|e| BufferError::io("fsync directory", dir, e))?;
+        sync_dir(&*fs, dir)?;
         recovery.segments = segments.len();
         let buffer = Self {
             fs,

@@ -92,7 +92,7 @@ pub(super) fn read_acked(fs: &dyn Fs, dir: &Path) -> Result<u64, BufferError> {
         Ok(bytes) => decode_acked(&bytes).map_err(|reason| BufferError::Corrupt {
             path,
             offset: 0,
-            reason,
+            reason: reason.to_string(),
         }),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
         Err(err) => Err(BufferError::io("read", &path, err)),

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use strata_segment_log::frame::{FrameScanner, Scanned};
-use strata_segment_log::fs::{FileRef, Fs, OpenMode, Reader};
+use strata_segment_log::fs::{File, FileRef, Fs, OpenMode, Reader};
 
 pub(super) const INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
 const SCAN_READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -100,7 +100,7 @@ impl Segment {
             };
             let prefix = FramePrefix::new(header, body);
             if let Err(reason) = check_fields(&prefix, Some(segment.end_seq)) {
-                break Some((pos, reason));
+                break Some((pos, reason.to_string()));
             }
             segment.push_frame(prefix.first_seq, prefix.records, prefix.frame_len());
             batches += 1;
@@ -162,7 +162,7 @@ impl Segment {
             .read_exact_at(&mut bytes, offset)
             .map_err(|e| BufferError::io("read segment", &self.path, e))?;
         let prefix = decode_prefix(&bytes, batch_bytes_max)
-            .map_err(|reason| self.corrupt(offset, reason))?;
+            .map_err(|reason| self.corrupt(offset, reason.to_string()))?;
         Ok((prefix, bytes))
     }
 
@@ -180,7 +180,7 @@ impl Segment {
             .read_exact_at(&mut batch, offset + FRAME_OVERHEAD_BYTES as u64)
             .map_err(|e| BufferError::io("read segment", &self.path, e))?;
         check_frame(prefix, prefix_bytes, &batch, Some(expected_first_seq))
-            .map_err(|reason| self.corrupt(offset, reason))?;
+            .map_err(|reason| self.corrupt(offset, reason.to_string()))?;
         Ok(Bytes::from(batch))
     }
 
@@ -206,10 +206,22 @@ impl Segment {
     }
 
     pub fn sync_data(&self) -> Result<(), BufferError> {
-        self.file
-            .sync_data()
-            .map_err(|e| BufferError::io("fsync segment", &self.path, e))
+        sync_segment(&*self.file, &self.path)
     }
+}
+
+/// fdatasync of a segment file: the one way the buffer makes frames
+/// durable (a sealed segment, a sync ticket, the segment recovered at open).
+pub(super) fn sync_segment(file: &dyn File, path: &Path) -> Result<(), BufferError> {
+    file.sync_data()
+        .map_err(|e| BufferError::io("fsync segment", path, e))
+}
+
+/// fsync of the buffer directory, making created and removed segment files
+/// durable.
+pub(super) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), BufferError> {
+    fs.sync_dir(dir)
+        .map_err(|e| BufferError::io("fsync directory", dir, e))
 }
 
 /// Path of the segment starting at `first_seq` inside `dir`.
