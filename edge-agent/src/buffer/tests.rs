@@ -34,6 +34,16 @@ fn append(buffer: &mut StreamBuffer, records: u32, len: usize) -> Appended {
     appended
 }
 
+/// Appends `batches` batches of `records` records and `len` bytes each,
+/// then syncs them.
+fn append_synced(buffer: &mut StreamBuffer, batches: usize, records: u32, len: usize) {
+    for _ in 0..batches {
+        append(buffer, records, len);
+    }
+    buffer.sync().expect("sync");
+    buffer.check_invariants();
+}
+
 fn assert_batch(batch: &BufferedBatch, first_seq: u64, records: u32, len: usize) {
     assert_eq!(batch.first_seq, first_seq);
     assert_eq!(batch.records, records);
@@ -104,10 +114,7 @@ fn append_sync_read_ack_reopen() {
 fn read_respects_max_bytes_but_returns_at_least_one_batch() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
-    for _ in 0..4 {
-        append(&mut buffer, 1, 50);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 4, 1, 50);
     assert_eq!(buffer.read_durable(0, 0).unwrap().len(), 1);
     assert_eq!(buffer.read_durable(0, 99).unwrap().len(), 1);
     assert_eq!(buffer.read_durable(0, 100).unwrap().len(), 2);
@@ -145,10 +152,7 @@ fn segments_roll_and_acked_sealed_segments_are_deleted() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
     // 100-byte frames, 256-byte segments: two frames per segment.
-    for _ in 0..7 {
-        append(&mut buffer, 1, 72);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 7, 1, 72);
     assert_eq!(
         segment_files(dir.path()),
         [
@@ -200,10 +204,7 @@ fn reads_find_their_start_across_index_intervals() {
         ..small_opts()
     };
     let (mut buffer, _) = open(dir.path(), opts.clone());
-    for _ in 0..400 {
-        append(&mut buffer, 2, 1000);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 400, 2, 1000);
     for buffer in [buffer, open(dir.path(), opts).0] {
         for from in [0, 1, 131, 132, 133, 500, 799] {
             let read = buffer.read_durable(from, 1).unwrap();
@@ -216,10 +217,7 @@ fn reads_find_their_start_across_index_intervals() {
 fn seqs_continue_after_all_segments_are_deleted() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
-    for _ in 0..5 {
-        append(&mut buffer, 3, 72);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 5, 3, 72);
     buffer.ack(15).unwrap();
     drop(buffer);
 
@@ -270,10 +268,7 @@ fn torn_tail_of_last_segment_is_cut_on_reopen() {
 fn corrupt_sealed_segment_is_an_error_naming_file_and_offset() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
-    for _ in 0..6 {
-        append(&mut buffer, 1, 72);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 6, 1, 72);
     drop(buffer);
     let path = dir.path().join("00000000000000000002.buf");
     let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -312,10 +307,7 @@ fn corrupt_sealed_segment_is_an_error_naming_file_and_offset() {
 fn segments_left_behind_by_a_crash_after_persisting_an_ack_are_deleted() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), small_opts());
-    for _ in 0..6 {
-        append(&mut buffer, 1, 72);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 6, 1, 72);
     drop(buffer);
     // As if the process died between writing `acked` and deleting segments.
     fs::write(dir.path().join("acked"), format::encode_acked(4)).unwrap();
@@ -356,10 +348,7 @@ fn tight_opts(full_policy: FullPolicy) -> BufferOptions {
 fn reject_policy_leaves_buffer_unchanged() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = open(dir.path(), tight_opts(FullPolicy::Reject));
-    for _ in 0..4 {
-        append(&mut buffer, 1, 72);
-    }
-    buffer.sync().unwrap();
+    append_synced(&mut buffer, 4, 1, 72);
     let stats = buffer.stats();
     let files = segment_files(dir.path());
 
