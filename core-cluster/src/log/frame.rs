@@ -130,10 +130,11 @@ pub(super) fn scan_segment(
             Scanned::Frame { pos, body, .. } => {
                 let index = le_u64(&body[16..24]);
                 if index != expected_index {
-                    scan.bad = Some((
-                        pos,
-                        format!("record has index {index}, {expected_index} expected"),
-                    ));
+                    let reason = FrameError::Index {
+                        found: index,
+                        expected: expected_index,
+                    };
+                    scan.bad = Some((pos, reason.to_string()));
                     break;
                 }
                 scan.slots.push(Slot {
@@ -150,23 +151,38 @@ pub(super) fn scan_segment(
     Ok(scan)
 }
 
+/// Why a record read back is not the one the in-memory index describes
+/// (the reason of [`LogError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum FrameError {
+    #[error("frame claims {claimed} body bytes, index says {indexed}")]
+    BodyLength { claimed: usize, indexed: usize },
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("record has index {found}, {expected} expected")]
+    Index { found: u64, expected: u64 },
+}
+
 /// Checks a frame read back against its CRC and expected index.
-pub(super) fn verify_frame(frame: &[u8], index: u64) -> Result<(), String> {
+pub(super) fn verify_frame(frame: &[u8], index: u64) -> Result<(), FrameError> {
     let (head, body) = frame.split_at(FRAME_HEADER_BYTES);
     let header = FrameHeader::decode(head.try_into().expect("a frame header"));
     let body_len = header.body_len as usize;
     if body_len != body.len() {
-        return Err(format!(
-            "frame claims {body_len} body bytes, index says {}",
-            body.len()
-        ));
+        return Err(FrameError::BodyLength {
+            claimed: body_len,
+            indexed: body.len(),
+        });
     }
     if !header.crc_matches(&[body]) {
-        return Err("checksum mismatch".into());
+        return Err(FrameError::Checksum);
     }
-    let got = le_u64(&body[16..24]);
-    if got != index {
-        return Err(format!("record has index {got}, {index} expected"));
+    let found = le_u64(&body[16..24]);
+    if found != index {
+        return Err(FrameError::Index {
+            found,
+            expected: index,
+        });
     }
     Ok(())
 }
@@ -192,6 +208,24 @@ mod tests {
         expected.extend_from_slice(&body);
         assert_eq!(frame, expected);
         verify_frame(&frame, 42).unwrap();
-        assert!(verify_frame(&frame, 43).is_err());
+        let err = verify_frame(&frame, 43).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::Index {
+                found: 42,
+                expected: 43
+            }
+        );
+        assert_eq!(err.to_string(), "record has index 42, 43 expected");
+        let mut flipped = frame.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(verify_frame(&flipped, 42), Err(FrameError::Checksum));
+        assert_eq!(
+            verify_frame(&frame[..frame.len() - 1], 42),
+            Err(FrameError::BodyLength {
+                claimed: frame.len() - FRAME_HEADER_BYTES,
+                indexed: frame.len() - FRAME_HEADER_BYTES - 1
+            })
+        );
     }
 }

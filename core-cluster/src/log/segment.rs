@@ -306,9 +306,7 @@ impl SegmentLog {
         kind: u8,
         payload: &[u8],
     ) -> Result<(), LogError> {
-        self.check_usable()?;
-        let res = self.append_inner(term, node_id, index, kind, payload);
-        self.note_failure(res)
+        self.guarded(|log| log.append_inner(term, node_id, index, kind, payload))
     }
 
     fn append_inner(
@@ -436,9 +434,7 @@ impl SegmentLog {
     /// First half of [`Self::sync`]: hands buffered records to the OS and
     /// returns the fsync still to be done, which needs no access to the log.
     pub fn begin_sync(&mut self) -> Result<PendingSync, LogError> {
-        self.check_usable()?;
-        let res = self.begin_sync_inner();
-        self.note_failure(res)
+        self.guarded(Self::begin_sync_inner)
     }
 
     fn begin_sync_inner(&mut self) -> Result<PendingSync, LogError> {
@@ -496,7 +492,7 @@ impl SegmentLog {
             return Err(LogError::Corrupt {
                 path: seg.path.clone(),
                 pos: slot.pos,
-                reason,
+                reason: reason.to_string(),
             });
         }
         let kind = frame[FRAME_HEADER_BYTES + BODY_HEADER_BYTES - 1];
@@ -570,9 +566,7 @@ impl SegmentLog {
     /// return: removed records never come back, and the remaining ones are
     /// synced.
     pub fn truncate_from(&mut self, index: u64) -> Result<(), LogError> {
-        self.check_usable()?;
-        let res = self.truncate_inner(index);
-        self.note_failure(res)?;
+        self.guarded(|log| log.truncate_inner(index))?;
         self.check_invariants();
         Ok(())
     }
@@ -617,9 +611,7 @@ impl SegmentLog {
     /// segments whose records are all `<= index` are deleted; the rest become
     /// unreadable now but reappear after a reopen (see the module docs).
     pub fn purge_to(&mut self, index: u64) -> Result<(), LogError> {
-        self.check_usable()?;
-        let res = self.purge_inner(index);
-        self.note_failure(res)?;
+        self.guarded(|log| log.purge_inner(index))?;
         self.check_invariants();
         Ok(())
     }
@@ -691,7 +683,14 @@ impl SegmentLog {
         Ok(())
     }
 
-    fn note_failure<T>(&mut self, res: Result<T, LogError>) -> Result<T, LogError> {
+    /// Runs a mutation of a usable log; an I/O failure leaves the log
+    /// unusable until reopened (see the module documentation).
+    fn guarded<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        self.check_usable()?;
+        let res = op(self);
         if let Err(LogError::Io { .. }) = &res {
             self.failed = true;
         }
