@@ -8,9 +8,9 @@ use crate::catalog::{Catalog, StreamMeta};
 use crate::config::CoreConfig;
 use crate::control::error::ControlError;
 use crate::log::segment::SegmentLogOptions;
-use crate::raft::group::{Group, ShardGroup};
+use crate::raft::group::{Group, MetaGroup, ShardGroup};
 use crate::raft::net::NetworkFactory;
-use crate::raft::types::{NodeId, Raft};
+use crate::raft::types::{MetaRaft, NodeId, ShardRaft};
 use openraft::BasicNode;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ pub struct Node {
     pub cfg: CoreConfig,
     /// The object store tier (the local filesystem by default).
     pub tier: Arc<crate::tiering::Tier>,
-    pub(crate) meta: Group<Catalog>,
+    pub(crate) meta: MetaGroup,
     pub(crate) shards: RwLock<HashMap<(String, u32), Arc<ShardGroup>>>,
     pub(crate) net: NetworkFactory,
     /// Serialises opening shard groups.
@@ -239,10 +239,11 @@ impl Node {
 }
 
 impl crate::peer::GroupRegistry for Node {
-    fn raft(&self, group: &str) -> Option<Raft> {
-        if group == "meta" {
-            return Some(self.meta.raft.clone());
-        }
+    fn meta_raft(&self) -> Option<MetaRaft> {
+        Some(self.meta.raft.clone())
+    }
+
+    fn shard_raft(&self, group: &str) -> Option<ShardRaft> {
         let (stream, shard) = group.rsplit_once('/')?;
         let shard: u32 = shard.parse().ok()?;
         self.shard(stream, shard).map(|g| g.raft.clone())

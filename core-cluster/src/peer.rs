@@ -39,12 +39,18 @@
 //! ```
 //!
 //! Group ids: `"meta"` for the metadata group, `"<stream>/<shard>"` for shard
-//! groups. Bad bytes are never a panic: every length is checked before use
-//! and a request that does not decode gets a BAD_REQUEST reply.
+//! groups. The group id says which kind of group a request is for, and so
+//! which command type its entries decode as ([`GroupRequest`]): a metadata
+//! command in an AppendEntries for a shard group, or a shard command in one
+//! for the metadata group, does not decode. Bad bytes are never a panic:
+//! every length is checked before use and a request that does not decode
+//! gets a BAD_REQUEST reply.
 
 use crate::catalog::MetaCommand;
 use crate::log::store::{decode_entry_record, encode_entry_record, StoreError};
-use crate::raft::types::{Command, LogId, NodeId, Raft, TypeConfig, Vote};
+use crate::raft::types::{
+    GroupConfig, LogId, MetaRaft, MetaTypes, NodeId, Raft, ShardRaft, ShardTypes, Vote,
+};
 use bytes::{Buf, BufMut, Bytes};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LeaderId};
@@ -55,6 +61,9 @@ use std::time::Duration;
 use strata_runtime::frame::{read_frame, FrameReadError};
 use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 use tokio::sync::{watch, Semaphore};
+
+/// The metadata group's id; every other group id names a shard group.
+pub const META_GROUP: &str = "meta";
 
 const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
@@ -115,14 +124,21 @@ pub enum WireError {
     Trailing(usize),
 }
 
-/// A decoded Raft RPC.
+/// A decoded RPC for a group of type configuration `C`.
 #[derive(Debug)]
-pub enum PeerRequest {
-    Append(AppendEntriesRequest<TypeConfig>),
+pub enum PeerRequest<C: GroupConfig> {
+    Append(AppendEntriesRequest<C>),
     Vote(VoteRequest<NodeId>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Snapshot(InstallSnapshotRequest<C>),
     MetaWrite(MetaCommand),
     Elect,
+}
+
+/// A decoded RPC, typed by the kind of group its group id names.
+#[derive(Debug)]
+pub enum GroupRequest {
+    Meta(PeerRequest<MetaTypes>),
+    Shard(PeerRequest<ShardTypes>),
 }
 
 /// A decoded reply: `T` is `Result<Response, RaftError<..>>` of the RPC.
@@ -212,7 +228,10 @@ fn get_log_id(b: &mut Bytes, what: &'static str) -> Result<Option<LogId>, WireEr
 }
 
 /// Encodes a request as a whole frame (length prefix included).
-pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireError> {
+pub fn encode_request<C: GroupConfig>(
+    group: &str,
+    req: &PeerRequest<C>,
+) -> Result<Vec<u8>, WireError> {
     let group_len = u16::try_from(group.len()).map_err(|_| WireError::GroupTooLong(group.len()))?;
     let mut out = open_frame();
     let kind = match req {
@@ -239,7 +258,10 @@ pub fn encode_request(group: &str, req: &PeerRequest) -> Result<Vec<u8>, WireErr
     Ok(seal(out))
 }
 
-fn encode_append(out: &mut Vec<u8>, r: &AppendEntriesRequest<TypeConfig>) -> Result<(), WireError> {
+fn encode_append<C: GroupConfig>(
+    out: &mut Vec<u8>,
+    r: &AppendEntriesRequest<C>,
+) -> Result<(), WireError> {
     put_vote(out, &r.vote);
     put_log_id(out, r.prev_log_id.as_ref());
     put_log_id(out, r.leader_commit.as_ref());
@@ -255,11 +277,11 @@ fn encode_append(out: &mut Vec<u8>, r: &AppendEntriesRequest<TypeConfig>) -> Res
     Ok(())
 }
 
-fn encode_snapshot(
+fn encode_snapshot<C: GroupConfig>(
     out: &mut Vec<u8>,
-    r: &InstallSnapshotRequest<TypeConfig>,
+    r: &InstallSnapshotRequest<C>,
 ) -> Result<(), WireError> {
-    let head = InstallSnapshotRequest::<TypeConfig> {
+    let head = InstallSnapshotRequest::<C> {
         vote: r.vote,
         meta: r.meta.clone(),
         offset: r.offset,
@@ -273,15 +295,26 @@ fn encode_snapshot(
     Ok(())
 }
 
-/// Decodes a request frame body (without its length prefix). Batch bytes of
-/// the entries are slices of `body`, not copies.
-pub fn decode_request(mut body: Bytes) -> Result<(String, PeerRequest), WireError> {
+/// Decodes a request frame body (without its length prefix), as a request
+/// for the kind of group its group id names. Batch bytes of the entries are
+/// slices of `body`, not copies.
+pub fn decode_request(mut body: Bytes) -> Result<(String, GroupRequest), WireError> {
     need(&body, 3, "request header")?;
     let kind = body.get_u8();
     let group_len = usize::from(body.get_u16_le());
     need(&body, group_len, "group id")?;
     let group = String::from_utf8(body.split_to(group_len).to_vec())
         .map_err(|_| WireError::GroupNotUtf8)?;
+    let req = if group == META_GROUP {
+        GroupRequest::Meta(decode_body(kind, body)?)
+    } else {
+        GroupRequest::Shard(decode_body(kind, body)?)
+    };
+    Ok((group, req))
+}
+
+/// Decodes the body of a request of kind `kind` for a group of type `C`.
+fn decode_body<C: GroupConfig>(kind: u8, body: Bytes) -> Result<PeerRequest<C>, WireError> {
     let req = match kind {
         KIND_APPEND => PeerRequest::Append(decode_append(body)?),
         KIND_VOTE => {
@@ -295,10 +328,10 @@ pub fn decode_request(mut body: Bytes) -> Result<(String, PeerRequest), WireErro
         KIND_ELECT => return Err(WireError::Trailing(body.len())),
         k => return Err(WireError::UnknownKind(k)),
     };
-    Ok((group, req))
+    Ok(req)
 }
 
-fn decode_append(mut b: Bytes) -> Result<AppendEntriesRequest<TypeConfig>, WireError> {
+fn decode_append<C: GroupConfig>(mut b: Bytes) -> Result<AppendEntriesRequest<C>, WireError> {
     let vote = get_vote(&mut b)?;
     let prev_log_id = get_log_id(&mut b, "prev_log_id")?;
     let leader_commit = get_log_id(&mut b, "leader_commit")?;
@@ -324,12 +357,12 @@ fn decode_append(mut b: Bytes) -> Result<AppendEntriesRequest<TypeConfig>, WireE
     })
 }
 
-fn decode_snapshot(mut b: Bytes) -> Result<InstallSnapshotRequest<TypeConfig>, WireError> {
+fn decode_snapshot<C: GroupConfig>(mut b: Bytes) -> Result<InstallSnapshotRequest<C>, WireError> {
     need(&b, 4, "snapshot header length")?;
     let json_len = b.get_u32_le() as usize;
     need(&b, json_len, "snapshot header")?;
     let json = b.split_to(json_len);
-    let mut req: InstallSnapshotRequest<TypeConfig> =
+    let mut req: InstallSnapshotRequest<C> =
         serde_json::from_slice(&json).map_err(json_err("InstallSnapshotRequest"))?;
     req.data = b.to_vec();
     Ok(req)
@@ -375,9 +408,12 @@ pub fn decode_reply<T: DeserializeOwned>(body: &[u8]) -> Result<PeerReply<T>, Wi
     }
 }
 
-/// The Raft groups open on this node, by group id.
+/// The Raft groups open on this node.
 pub trait GroupRegistry: Send + Sync + 'static {
-    fn raft(&self, group: &str) -> Option<Raft>;
+    /// The metadata group, once open.
+    fn meta_raft(&self) -> Option<MetaRaft>;
+    /// The shard group `group` (`"<stream>/<shard>"`), if open here.
+    fn shard_raft(&self, group: &str) -> Option<ShardRaft>;
 }
 
 /// Decodes one request, runs it on its group and returns the reply frame.
@@ -386,21 +422,40 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
         Ok(r) => r,
         Err(e) => return encode_reply_error(STATUS_BAD_REQUEST, &e.to_string()),
     };
-    let Some(raft) = registry.raft(&group) else {
-        return encode_reply_error(
+    let unknown = || {
+        encode_reply_error(
             STATUS_UNKNOWN_GROUP,
             &format!("Raft group {group:?} is not open on this node"),
-        );
+        )
     };
+    match req {
+        GroupRequest::Meta(req) => {
+            let Some(raft) = registry.meta_raft() else {
+                return unknown();
+            };
+            match req {
+                PeerRequest::MetaWrite(c) => encode_reply(&raft.client_write(c).await),
+                req => handle_rpc(raft, &group, req).await,
+            }
+        }
+        GroupRequest::Shard(req) => match registry.shard_raft(&group) {
+            Some(raft) => handle_rpc(raft, &group, req).await,
+            None => unknown(),
+        },
+    }
+}
+
+/// Runs a Raft RPC (or an Elect) on `raft`, the group `group`. A MetaWrite
+/// reaches here only for a shard group.
+async fn handle_rpc<C: GroupConfig>(raft: Raft<C>, group: &str, req: PeerRequest<C>) -> Vec<u8> {
     match req {
         PeerRequest::Append(r) => encode_reply(&raft.append_entries(r).await),
         PeerRequest::Vote(r) => encode_reply(&raft.vote(r).await),
         PeerRequest::Snapshot(r) => encode_reply(&raft.install_snapshot(r).await),
-        PeerRequest::MetaWrite(_) if group != "meta" => encode_reply_error(
+        PeerRequest::MetaWrite(_) => encode_reply_error(
             STATUS_BAD_REQUEST,
-            &format!("MetaWrite is only for group \"meta\", not {group:?}"),
+            &format!("MetaWrite is only for group {META_GROUP:?}, not {group:?}"),
         ),
-        PeerRequest::MetaWrite(c) => encode_reply(&raft.client_write(Command::Meta(c)).await),
         PeerRequest::Elect => {
             tokio::spawn(campaign(raft));
             encode_reply(&Ok::<(), String>(()))
@@ -415,7 +470,7 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
 /// Every election raises the term, and a node whose log turns out to be
 /// behind would unseat each following leader until their terms pass its
 /// own: so elections are started sparingly, never on a timer of our own.
-async fn campaign(raft: Raft) {
+async fn campaign<C: GroupConfig>(raft: Raft<C>) {
     use openraft::ServerState;
     let me = raft.metrics().borrow().id;
     let until = tokio::time::Instant::now() + CAMPAIGN_FOR;
@@ -525,7 +580,8 @@ async fn serve_peer_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::{AppendCmd, Command, Entry};
+    use crate::raft::command::{AppendCmd, ShardCommand};
+    use crate::raft::types::Entry;
     use openraft::{BasicNode, EntryPayload, Membership, SnapshotMeta, StoredMembership};
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
@@ -534,7 +590,7 @@ mod tests {
         LogId::new(CommittedLeaderId::new(term, node), index)
     }
 
-    fn sample_append() -> AppendEntriesRequest<TypeConfig> {
+    fn sample_append() -> AppendEntriesRequest<ShardTypes> {
         let members = BTreeMap::from([
             (1, BasicNode::new("127.0.0.1:1")),
             (2, BasicNode::new("127.0.0.1:2")),
@@ -554,7 +610,7 @@ mod tests {
                 },
                 Entry {
                     log_id: lid(3, 2, 11),
-                    payload: EntryPayload::Normal(Command::Append(AppendCmd {
+                    payload: EntryPayload::Normal(ShardCommand::Append(AppendCmd {
                         producer_id: 7,
                         first_seq: 100,
                         seq_deltas: Some(vec![0, 2, 5]),
@@ -582,7 +638,9 @@ mod tests {
     fn append_entries_round_trips() {
         let req = sample_append();
         let frame = encode_request("s/0", &PeerRequest::Append(req.clone())).unwrap();
-        let (group, PeerRequest::Append(got)) = decode_request(body(frame)).unwrap() else {
+        let (group, GroupRequest::Shard(PeerRequest::Append(got))) =
+            decode_request(body(frame)).unwrap()
+        else {
             panic!("not an append");
         };
         assert_eq!(group, "s/0");
@@ -598,13 +656,15 @@ mod tests {
             vote: Vote::new(4, 1),
             last_log_id: Some(lid(3, 2, 12)),
         };
-        let frame = encode_request("meta", &PeerRequest::Vote(vote.clone())).unwrap();
-        let (group, PeerRequest::Vote(got)) = decode_request(body(frame)).unwrap() else {
+        let frame = encode_request("meta", &PeerRequest::<MetaTypes>::Vote(vote.clone())).unwrap();
+        let (group, GroupRequest::Meta(PeerRequest::Vote(got))) =
+            decode_request(body(frame)).unwrap()
+        else {
             panic!("not a vote");
         };
         assert_eq!((group.as_str(), got), ("meta", vote));
 
-        let snap = InstallSnapshotRequest::<TypeConfig> {
+        let snap = InstallSnapshotRequest::<ShardTypes> {
             vote: Vote::new(4, 1),
             meta: SnapshotMeta {
                 last_log_id: Some(lid(3, 2, 12)),
@@ -616,10 +676,56 @@ mod tests {
             done: true,
         };
         let frame = encode_request("s/1", &PeerRequest::Snapshot(snap.clone())).unwrap();
-        let (_, PeerRequest::Snapshot(got)) = decode_request(body(frame)).unwrap() else {
+        let (_, GroupRequest::Shard(PeerRequest::Snapshot(got))) =
+            decode_request(body(frame)).unwrap()
+        else {
             panic!("not a snapshot");
         };
         assert_eq!(got, snap);
+    }
+
+    #[test]
+    fn entries_decode_as_the_command_type_of_the_named_group() {
+        // The same bytes: fine for a shard group, refused for the metadata
+        // group, whose entries are metadata commands.
+        let shard = PeerRequest::Append(sample_append());
+        let to_meta = encode_request(META_GROUP, &shard).unwrap();
+        let err = decode_request(body(to_meta)).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                WireError::Entry {
+                    i: 1,
+                    source: StoreError::Codec {
+                        source: crate::raft::command::CodecError::WrongGroup { tag: 1, .. },
+                        ..
+                    }
+                }
+            ),
+            "{err}"
+        );
+        let meta_entry = Entry::<MetaTypes> {
+            log_id: lid(3, 2, 10),
+            payload: EntryPayload::Normal(MetaCommand::ForgetNode(4)),
+        };
+        let meta = AppendEntriesRequest::<MetaTypes> {
+            vote: Vote::new(3, 2),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: vec![meta_entry.clone()],
+        };
+        let frame = encode_request(META_GROUP, &PeerRequest::Append(meta.clone())).unwrap();
+        let (_, GroupRequest::Meta(PeerRequest::Append(got))) =
+            decode_request(body(frame)).unwrap()
+        else {
+            panic!("not a metadata append");
+        };
+        assert_eq!(got.entries, vec![meta_entry]);
+        let to_shard = encode_request("s/0", &PeerRequest::Append(meta)).unwrap();
+        assert!(matches!(
+            decode_request(body(to_shard)),
+            Err(WireError::Entry { i: 0, .. })
+        ));
     }
 
     #[test]

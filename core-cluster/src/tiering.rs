@@ -4,7 +4,7 @@
 //!
 //! - Only the shard leader uploads. A range is sealed once its batches reach
 //!   `segment_bytes_max` or its first record is `segment_age_max_ms` old. The
-//!   leader writes the object, then commits `Command::Tier` through the
+//!   leader writes the object, then commits `ShardCommand::Tier` through the
 //!   shard's Raft group (the manifest is replicated state), then writes a copy
 //!   of the manifest next to the data. A crash between upload and commit
 //!   leaves an object the manifest does not name (the next upload of the same
@@ -22,7 +22,7 @@
 
 use crate::clock::now_ms;
 use crate::raft::group::ShardGroup;
-use crate::raft::types::{Command, CommandResponse};
+use crate::raft::command::{ShardCommand, ShardResponse};
 use crate::tier::format::{SegmentWriter, WriterOptions};
 use crate::tier::manifest::Manifest;
 use crate::tier::{keys, store, TierError};
@@ -156,11 +156,11 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
         g.log.roll_next();
         let resp = g
             .raft
-            .client_write(Command::Tier(obj.clone()))
+            .client_write(ShardCommand::Tier(obj.clone()))
             .await
             .map_err(raft("committing the manifest entry"))?;
         match resp.data {
-            CommandResponse::Tiered { .. } => {}
+            ShardResponse::Tiered { .. } => {}
             other => {
                 return Err(TieringError::Refused(format!(
                     "manifest entry for {key} refused: {other:?}"
@@ -196,7 +196,7 @@ fn encode(
     let mut w = SegmentWriter::new(stream, shard, tier.writer)?;
     for e in entries {
         let cmd = match g.log.read_command(e.log_index)? {
-            Some(Command::Append(a)) => a,
+            Some(ShardCommand::Append(a)) => a,
             other => {
                 return Err(TieringError::Refused(format!(
                     "log entry {} should be an append, found {other:?}",
@@ -296,7 +296,7 @@ pub(crate) async fn purge_local(
 
 /// Total retention (shard leader): objects whose records are all older than
 /// the stream's retention, or the oldest ones beyond its byte budget, are
-/// deleted from the store first, then `Command::Expire` moves the shard's
+/// deleted from the store first, then `ShardCommand::Expire` moves the shard's
 /// first offset past them. A crash in between leaves the manifest naming
 /// deleted objects of expiring offsets; the next pass deletes (not found is
 /// fine) and commits again, so no object outlives its retention unnamed.
@@ -345,12 +345,12 @@ pub(crate) async fn expire(
     }
     let resp = g
         .raft
-        .client_write(Command::Expire {
+        .client_write(ShardCommand::Expire {
             first_offset: first,
         })
         .await
         .map_err(raft("committing the expiry"))?;
-    if !matches!(resp.data, CommandResponse::Expired { .. }) {
+    if !matches!(resp.data, ShardResponse::Expired { .. }) {
         return Err(TieringError::Refused(format!(
             "expiry to offset {first} refused: {:?}",
             resp.data
@@ -421,7 +421,7 @@ pub(crate) async fn restore_shard(
     let records: u64 = m.objects.iter().map(|o| o.records).sum();
     let resp = g
         .raft
-        .client_write(Command::Restore(m.objects))
+        .client_write(ShardCommand::Restore(m.objects))
         .await
         .map_err(raft("committing the restored manifest"))?;
     tracing::info!(stream, shard, records, result = ?resp.data, "restored the shard's history from its manifest");

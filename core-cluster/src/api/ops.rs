@@ -8,8 +8,9 @@ use crate::catalog::{
 };
 use crate::clock::now_ms;
 use crate::node::Node;
+use crate::raft::command::{AppendCmd, MetaReply, ShardCommand, ShardResponse};
 use crate::raft::group::ShardGroup;
-use crate::raft::types::{AppendCmd, Command, CommandResponse, NodeId};
+use crate::raft::types::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use std::time::Duration;
@@ -21,14 +22,11 @@ use strata_schema::wire::RemoteError;
 impl Node {
     /// Commits `cmd` on the metadata group, which this node must lead, and
     /// returns the catalog's answer.
-    pub(crate) async fn commit_meta(
-        &self,
-        cmd: MetaCommand,
-    ) -> Result<CommandResponse, RemoteError> {
+    pub(crate) async fn commit_meta(&self, cmd: MetaCommand) -> Result<MetaReply, RemoteError> {
         Ok(self
             .meta
             .raft
-            .client_write(Command::Meta(cmd))
+            .client_write(cmd)
             .await
             .map_err(|e| self.not_leader_or(e))?
             .data)
@@ -157,8 +155,8 @@ impl Node {
                 .collect(),
         };
         match self.commit_meta(MetaCommand::CreateStream(meta)).await? {
-            CommandResponse::Meta(MetaResponse::Created) => {}
-            CommandResponse::Meta(MetaResponse::AlreadyExists) => {
+            MetaReply::Meta(MetaResponse::Created) => {}
+            MetaReply::Meta(MetaResponse::AlreadyExists) => {
                 return Err(RemoteError::new(
                     ErrorCode::StreamExists,
                     format!("stream {name:?} already exists"),
@@ -223,8 +221,8 @@ impl Node {
             children,
         };
         match self.commit_meta(cmd).await? {
-            CommandResponse::Meta(MetaResponse::Done) => {}
-            CommandResponse::Meta(MetaResponse::Refused(m)) => return Err(invalid(m)),
+            MetaReply::Meta(MetaResponse::Done) => {}
+            MetaReply::Meta(MetaResponse::Refused(m)) => return Err(invalid(m)),
             other => {
                 return Err(RemoteError::new(
                     ErrorCode::Internal,
@@ -308,10 +306,10 @@ impl Node {
             }
         };
         match self.commit_meta(cmd).await? {
-            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+            MetaReply::Meta(MetaResponse::Refused(m)) => {
                 Err(RemoteError::new(ErrorCode::InvalidArgument, m))
             }
-            CommandResponse::Meta(_) => Ok(self.status()),
+            MetaReply::Meta(_) => Ok(self.status()),
             other => Err(RemoteError::new(
                 ErrorCode::Internal,
                 format!("unexpected {other:?}"),
@@ -373,8 +371,8 @@ impl Node {
             heartbeat,
         };
         match self.commit_meta(cmd).await? {
-            CommandResponse::Meta(MetaResponse::Group(a)) => Ok(a),
-            CommandResponse::Meta(MetaResponse::Refused(m)) => {
+            MetaReply::Meta(MetaResponse::Group(a)) => Ok(a),
+            MetaReply::Meta(MetaResponse::Refused(m)) => {
                 Err(RemoteError::new(ErrorCode::UnknownStream, m))
             }
             other => Err(RemoteError::new(
@@ -411,7 +409,7 @@ impl Node {
             }
             let rx = g
                 .raft
-                .client_write_ff(Command::Append(cmd))
+                .client_write_ff(ShardCommand::Append(cmd))
                 .await
                 .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("raft: {e}")))?;
             receivers.push(rx);
@@ -425,7 +423,7 @@ impl Node {
                 .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
                 .data
             {
-                CommandResponse::Appended {
+                ShardResponse::Appended {
                     appended: a,
                     duplicates: d,
                     ..
@@ -433,7 +431,7 @@ impl Node {
                     appended += a;
                     duplicates += d;
                 }
-                CommandResponse::Closed { producer_next_seq } => {
+                ShardResponse::Closed { producer_next_seq } => {
                     return Err(closed(producer_next_seq));
                 }
                 other => {

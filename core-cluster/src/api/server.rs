@@ -3,7 +3,7 @@
 
 use crate::node::Node;
 use crate::raft::group::ShardGroup;
-use crate::raft::types::{AppendCmd, Command};
+use crate::raft::command::{AppendCmd, ShardCommand};
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 use std::sync::Arc;
@@ -610,7 +610,7 @@ fn internal(e: impl std::fmt::Display) -> RemoteError {
 
 fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
     match g.log.read_command(log_index).map_err(internal)? {
-        Some(Command::Append(a)) => Ok(a),
+        Some(ShardCommand::Append(a)) => Ok(a),
         Some(other) => Err(internal(format!(
             "log entry {log_index} is not an append: {other:?}"
         ))),

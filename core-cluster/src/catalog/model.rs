@@ -42,7 +42,7 @@ pub struct ShardMeta {
     /// Lineage: the shards this one was split or merged from.
     #[serde(default)]
     pub parents: Vec<u32>,
-    /// Resharded: its leader seals its log ([`crate::raft::types::Command::Seal`]);
+    /// Resharded: its leader seals its log ([`crate::raft::command::ShardCommand::Seal`]);
     /// no new records once that is applied.
     #[serde(default)]
     pub closing: bool,

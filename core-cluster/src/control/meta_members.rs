@@ -11,7 +11,6 @@
 use crate::catalog::{Catalog, MetaCommand};
 use crate::control::error::{raft_err, ControlError};
 use crate::node::Node;
-use crate::raft::types::Command;
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::BTreeSet;
 
@@ -116,7 +115,7 @@ impl Node {
             tracing::info!(node = id, "node drained: removing it from the cluster");
             self.meta
                 .raft
-                .client_write(Command::Meta(MetaCommand::ForgetNode(id)))
+                .client_write(MetaCommand::ForgetNode(id))
                 .await
                 .map_err(raft_err(format!("forgetting node {id}")))?;
             if is_member {

@@ -22,9 +22,9 @@ pub mod tiering;
 
 use crate::catalog::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
 use crate::node::Node;
+use crate::raft::command::{MetaReply, ShardCommand, ShardResponse};
 use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;
-use crate::raft::types::{Command, CommandResponse};
 use error::raft_err;
 pub use error::ControlError;
 use openraft::BasicNode;
@@ -71,7 +71,7 @@ impl Node {
                     });
                     self.meta
                         .raft
-                        .client_write(Command::Meta(cmd))
+                        .client_write(cmd)
                         .await
                         .map_err(raft_err(format!("registering node {}", m.id)))?;
                 }
@@ -107,12 +107,12 @@ impl Node {
                 let name = format!("{}/{}", s.name, sh.id);
                 let sealed = tokio::time::timeout(
                     Duration::from_secs(5),
-                    g.raft.client_write(Command::Seal),
+                    g.raft.client_write(ShardCommand::Seal),
                 )
                 .await;
                 let end_offset = match sealed {
                     Ok(Ok(r)) => match r.data {
-                        CommandResponse::Sealed { end_offset } => end_offset,
+                        ShardResponse::Sealed { end_offset } => end_offset,
                         other => {
                             tracing::warn!(shard = %name, reply = ?other, "unexpected reply to the seal");
                             continue;
@@ -151,7 +151,7 @@ impl Node {
             Some(l) if l == self.cfg.node_id => {
                 self.meta
                     .raft
-                    .client_write(Command::Meta(cmd))
+                    .client_write(cmd)
                     .await
                     .map_err(raft_err("metadata write".to_string()))?
                     .data
@@ -175,8 +175,10 @@ impl Node {
             None => return Err(ControlError::NoMetaLeader),
         };
         match data {
-            CommandResponse::Meta(r) => Ok(r),
-            other => Err(ControlError::UnexpectedReply(format!("{other:?}"))),
+            MetaReply::Meta(r) => Ok(r),
+            other @ MetaReply::NoCommand => {
+                Err(ControlError::UnexpectedReply(format!("{other:?}")))
+            }
         }
     }
 

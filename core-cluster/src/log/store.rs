@@ -1,6 +1,8 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` over a
 //! [`SegmentLog`], shared (it is `Clone`) with the consumer fetch path, which
-//! reads a shard's data straight from its Raft log.
+//! reads a shard's data straight from its Raft log. A store is typed by its
+//! group's type configuration ([`GroupConfig`]: metadata or shard), and
+//! decodes only that group's commands.
 //!
 //! # Layout of a store directory
 //!
@@ -29,7 +31,7 @@
 //! | kind | entry      | payload                                   |
 //! |------|------------|-------------------------------------------|
 //! | 0    | blank      | empty                                     |
-//! | 1    | normal     | `Command::encode` (the batch bytes last)   |
+//! | 1    | normal     | `GroupCommand::encode` of the group's command (tags: `crate::raft::command`; a shard append's batch bytes last) |
 //! | 2    | membership | serde_json of `Membership<NodeId, BasicNode>` |
 //!
 //! # Durability and blocking
@@ -44,6 +46,7 @@
 
 use std::fmt::Debug;
 use std::io;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -59,7 +62,8 @@ use strata_segment_log::fs::{Fs, StdFs};
 
 use super::frame::{count_fsync, create_dir_durably};
 use super::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
-use crate::raft::types::{CodecError, Command, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::raft::command::{CodecError, GroupCommand};
+use crate::raft::types::{Entry, GroupConfig, LogId, StorageError, Vote};
 
 const LOG_DIR: &str = "log";
 const VOTE_FILE: &str = "vote.json";
@@ -205,7 +209,7 @@ fn log_id(id: RecordId) -> LogId {
 }
 
 /// Appends the payload encoding of `entry` to `out`; returns its kind.
-fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<u8, StoreError> {
+fn encode_entry<C: GroupConfig>(entry: &Entry<C>, out: &mut Vec<u8>) -> Result<u8, StoreError> {
     match &entry.payload {
         EntryPayload::Blank => Ok(KIND_BLANK),
         EntryPayload::Normal(cmd) => {
@@ -222,12 +226,12 @@ fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<u8, StoreError> {
     }
 }
 
-fn decode_entry(rec: LogRecord) -> Result<Entry, StoreError> {
+fn decode_entry<C: GroupConfig>(rec: LogRecord) -> Result<Entry<C>, StoreError> {
     let index = rec.index;
     let payload = match rec.kind {
         KIND_BLANK => EntryPayload::Blank,
         KIND_NORMAL => EntryPayload::Normal(
-            Command::decode(rec.payload).map_err(|source| StoreError::Codec { index, source })?,
+            C::D::decode(rec.payload).map_err(|source| StoreError::Codec { index, source })?,
         ),
         KIND_MEMBERSHIP => EntryPayload::Membership(
             serde_json::from_slice(&rec.payload)
@@ -248,7 +252,10 @@ pub const ENTRY_RECORD_HEADER_BYTES: usize = 25;
 /// [`super::segment`]): `term u64 LE, node_id u64 LE, index u64 LE, kind u8,
 /// payload`, i.e. the on-disk record without its length and CRC. The Raft
 /// network ships entries in this form, so batch bytes are never re-encoded.
-pub fn encode_entry_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), StoreError> {
+pub fn encode_entry_record<C: GroupConfig>(
+    entry: &Entry<C>,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let id = &entry.log_id;
     out.extend_from_slice(&id.leader_id.term.to_le_bytes());
     out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
@@ -261,8 +268,9 @@ pub fn encode_entry_record(entry: &Entry, out: &mut Vec<u8>) -> Result<(), Store
 }
 
 /// Decodes what [`encode_entry_record`] wrote; the payload (a batch) is a
-/// slice of `body`, not a copy. Bad bytes are an error, never a panic.
-pub fn decode_entry_record(mut body: bytes::Bytes) -> Result<Entry, StoreError> {
+/// slice of `body`, not a copy. Bad bytes (a command of the other kind of
+/// group among them) are an error, never a panic.
+pub fn decode_entry_record<C: GroupConfig>(mut body: bytes::Bytes) -> Result<Entry<C>, StoreError> {
     use bytes::Buf;
     if body.len() < ENTRY_RECORD_HEADER_BYTES {
         return Err(StoreError::ShortRecord(body.len()));
@@ -311,14 +319,31 @@ struct Inner {
     recovery: Recovery,
 }
 
-/// The Raft log of one group; see the module documentation. Cloning is cheap
-/// and every clone is the same store.
-#[derive(Debug, Clone)]
-pub struct LogStore {
+/// The Raft log of one group of type configuration `C`; see the module
+/// documentation. Cloning is cheap and every clone is the same store.
+pub struct LogStore<C> {
     inner: Arc<Inner>,
+    group: PhantomData<fn() -> C>,
 }
 
-impl LogStore {
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            group: PhantomData,
+        }
+    }
+}
+
+impl<C> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<C: GroupConfig> LogStore<C> {
     /// Opens (creating if needed) the store in `dir` and recovers its log.
     /// Blocking.
     pub fn open(dir: &Path, opts: SegmentLogOptions) -> Result<Self, StoreError> {
@@ -365,6 +390,7 @@ impl LogStore {
                 }),
                 recovery,
             }),
+            group: PhantomData,
         })
     }
 
@@ -393,14 +419,11 @@ impl LogStore {
 
     /// The entry at `index`, `None` if it is not in the log. Blocking (one
     /// positioned read).
-    pub fn read_entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
+    pub fn read_entry(&self, index: u64) -> Result<Option<Entry<C>>, StoreError> {
         let rec = self.inner.read_log().read(index)?;
         rec.map(decode_entry).transpose()
     }
 
-    /// The application command at `index`, `None` if `index` is not in the
-    /// log; a blank or membership entry is [`StoreError::NotACommand`].
-    /// Blocking (one positioned read). The batch bytes are not copied.
     /// The next append starts a new segment file (see `SegmentLog::roll_next`).
     pub fn roll_next(&self) {
         self.inner.write_log().roll_next();
@@ -411,7 +434,10 @@ impl LogStore {
         self.inner.meta().purged.map(|p| p.index)
     }
 
-    pub fn read_command(&self, index: u64) -> Result<Option<Command>, StoreError> {
+    /// The application command at `index`, `None` if `index` is not in the
+    /// log; a blank or membership entry is [`StoreError::NotACommand`].
+    /// Blocking (one positioned read). The batch bytes are not copied.
+    pub fn read_command(&self, index: u64) -> Result<Option<C::D>, StoreError> {
         let Some(entry) = self.read_entry(index)? else {
             return Ok(None);
         };
@@ -435,7 +461,7 @@ impl LogStore {
         start: u64,
         end: u64,
         bytes_max: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    ) -> Result<Vec<Entry<C>>, StoreError> {
         self.inner.read_entries(start, end, bytes_max)
     }
 
@@ -444,7 +470,7 @@ impl LogStore {
         start: u64,
         end: u64,
         bytes_max: usize,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry<C>>, StorageError> {
         let inner = Arc::clone(&self.inner);
         run_blocking(move || inner.read_entries(start, end, bytes_max))
             .await
@@ -465,12 +491,12 @@ impl Inner {
         self.meta.lock().expect("log store meta lock poisoned")
     }
 
-    fn read_entries(
+    fn read_entries<C: GroupConfig>(
         &self,
         start: u64,
         end: u64,
         bytes_max: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    ) -> Result<Vec<Entry<C>>, StoreError> {
         let log = self.read_log();
         let (Some(first), Some(last)) = (log.first_index(), log.last_index()) else {
             return Ok(Vec::new());
@@ -491,7 +517,7 @@ impl Inner {
     }
 
     /// Writes `entries`, then fsyncs once with the lock released.
-    fn append(&self, entries: &[Entry]) -> Result<(), StoreError> {
+    fn append<C: GroupConfig>(&self, entries: &[Entry<C>]) -> Result<(), StoreError> {
         let pending = {
             let mut log = self.write_log();
             let mut buf = Vec::new();
@@ -526,11 +552,11 @@ impl Inner {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<C: GroupConfig> RaftLogReader<C> for LogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry<C>>, StorageError> {
         let (start, end) = bounds(&range);
         self.read_entries_async(start, end, usize::MAX).await
     }
@@ -539,16 +565,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         start: u64,
         end: u64,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry<C>>, StorageError> {
         self.read_entries_async(start, end, REPLICATION_READ_BYTES_MAX)
             .await
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<C: GroupConfig> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError> {
         let last_purged_log_id = self.inner.meta().purged;
         let last = self.inner.read_log().last_record_id().map(log_id);
         Ok(LogState {
@@ -592,16 +618,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.inner.meta().committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
         let inner = Arc::clone(&self.inner);
         match run_blocking(move || inner.append(&entries)).await {
             Ok(()) => {

@@ -25,8 +25,13 @@ use serde::{Deserialize, Serialize};
 use strata_segment_log::sim::SimFs;
 
 use super::*;
+use crate::raft::command::{AppendCmd, ShardCommand, ShardResponse};
 use crate::raft::sm::{GroupSm, GroupState};
-use crate::raft::types::{AppendCmd, CommandResponse};
+use crate::raft::types::ShardTypes;
+
+// These tests run the log of a shard group.
+type LogStore = super::LogStore<ShardTypes>;
+type Entry = crate::raft::types::Entry<ShardTypes>;
 
 /// Nested, so that creating the store's directories must be durable too.
 const DIR: &str = "/data/groups/s-0";
@@ -59,7 +64,7 @@ fn entry(term: u64, index: u64, seq: u64, len: usize) -> Entry {
     let payload = if seq.is_multiple_of(7) {
         EntryPayload::Blank
     } else {
-        EntryPayload::Normal(Command::Append(AppendCmd {
+        EntryPayload::Normal(ShardCommand::Append(AppendCmd {
             producer_id: seq,
             first_seq: index,
             seq_deltas: None,
@@ -438,9 +443,11 @@ fn purge_and_truncation_survive_a_power_cut() {
 struct Sum(u64);
 
 impl GroupState for Sum {
-    fn apply(&mut self, log_id: &LogId, _cmd: &Command, _now_ms: i64) -> CommandResponse {
+    type Config = ShardTypes;
+
+    fn apply(&mut self, log_id: &LogId, _cmd: &ShardCommand, _now_ms: i64) -> ShardResponse {
         self.0 += log_id.index;
-        CommandResponse::Rejected(String::new())
+        ShardResponse::Refused(String::new())
     }
 }
 

@@ -5,7 +5,9 @@
 //! the metadata group's log holds the stream.
 
 use super::*;
-use crate::raft::types::Command;
+use crate::catalog::MetaCommand;
+use crate::raft::command::ShardCommand;
+use crate::raft::types::{MetaTypes, ShardTypes};
 use std::path::PathBuf;
 
 fn fixture(rel: &str) -> PathBuf {
@@ -26,11 +28,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Every entry of the log in `rel`, opened from a copy.
-fn entries(rel: &str) -> Vec<Entry> {
+/// Every entry of the log in `rel`, opened from a copy as a log of group
+/// type `C`.
+fn entries<C: GroupConfig>(rel: &str) -> Vec<Entry<C>> {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&fixture(rel), tmp.path());
-    let store = LogStore::open(tmp.path(), SegmentLogOptions::default()).unwrap();
+    let store = LogStore::<C>::open(tmp.path(), SegmentLogOptions::default()).unwrap();
     let (first, last) = (store.first_index().unwrap(), store.last_index().unwrap());
     (first..=last)
         .map(|i| store.read_entry(i).unwrap().expect("no gap in the log"))
@@ -41,8 +44,8 @@ fn entries(rel: &str) -> Vec<Entry> {
 fn shard_logs_written_by_v0_1_open_and_hold_every_record() {
     let mut values = Vec::new();
     for shard in ["shards/fixture/00000", "shards/fixture/00001"] {
-        for e in entries(shard) {
-            let EntryPayload::Normal(Command::Append(a)) = e.payload else {
+        for e in entries::<ShardTypes>(shard) {
+            let EntryPayload::Normal(ShardCommand::Append(a)) = e.payload else {
                 continue;
             };
             let batch = strata_schema::batch::open(&a.batch).unwrap();
@@ -61,12 +64,10 @@ fn shard_logs_written_by_v0_1_open_and_hold_every_record() {
 
 #[test]
 fn the_metadata_log_written_by_v0_1_opens_and_holds_the_stream() {
-    let created: Vec<String> = entries("meta")
+    let created: Vec<String> = entries::<MetaTypes>("meta")
         .into_iter()
         .filter_map(|e| match e.payload {
-            EntryPayload::Normal(Command::Meta(crate::catalog::MetaCommand::CreateStream(s))) => {
-                Some(s.name)
-            }
+            EntryPayload::Normal(MetaCommand::CreateStream(s)) => Some(s.name),
             _ => None,
         })
         .collect();

@@ -10,8 +10,13 @@ use openraft::{BasicNode, Membership, RaftLogReader};
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::raft::command::{AppendCmd, ShardCommand, ShardResponse};
 use crate::raft::sm::{GroupSm, GroupState};
-use crate::raft::types::{AppendCmd, CommandResponse};
+use crate::raft::types::ShardTypes;
+
+// These tests run the log of a shard group.
+type LogStore = super::LogStore<ShardTypes>;
+type Entry = crate::raft::types::Entry<ShardTypes>;
 
 /// A trivial application state, so the suite exercises the real state
 /// machine wrapper with nothing else attached.
@@ -19,15 +24,17 @@ use crate::raft::types::{AppendCmd, CommandResponse};
 struct Counter(u64);
 
 impl GroupState for Counter {
-    fn apply(&mut self, _log_id: &LogId, _cmd: &Command, _now_ms: i64) -> CommandResponse {
+    type Config = ShardTypes;
+
+    fn apply(&mut self, _log_id: &LogId, _cmd: &ShardCommand, _now_ms: i64) -> ShardResponse {
         self.0 += 1;
-        CommandResponse::Rejected(String::new())
+        ShardResponse::Refused(String::new())
     }
 }
 
 struct Builder;
 
-impl StoreBuilder<TypeConfig, LogStore, GroupSm<Counter>, tempfile::TempDir> for Builder {
+impl StoreBuilder<ShardTypes, LogStore, GroupSm<Counter>, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, GroupSm<Counter>), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
         // Small segments, so purges and truncations cross segment files.
@@ -40,7 +47,7 @@ impl StoreBuilder<TypeConfig, LogStore, GroupSm<Counter>, tempfile::TempDir> for
     }
 }
 
-type S = Suite<TypeConfig, LogStore, GroupSm<Counter>, Builder, tempfile::TempDir>;
+type S = Suite<ShardTypes, LogStore, GroupSm<Counter>, Builder, tempfile::TempDir>;
 
 /// Runs one suite test on a fresh store, in a fresh runtime (as the suite does).
 fn run<F, Fut>(name: &str, test: F)
@@ -129,8 +136,8 @@ fn id(term: u64, node_id: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, node_id), index)
 }
 
-fn append_cmd(index: u64) -> Command {
-    Command::Append(AppendCmd {
+fn append_cmd(index: u64) -> ShardCommand {
+    ShardCommand::Append(AppendCmd {
         producer_id: 9,
         first_seq: index * 10,
         seq_deltas: None,

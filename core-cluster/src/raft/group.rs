@@ -1,8 +1,10 @@
 //! One Raft group as a node runs it: the openraft handle with its state
 //! machine and log store, opened from a directory, initialized once, and
-//! watched for a leader. Every shard is one `Group<ShardState>`; the
-//! metadata catalog is one `Group<Catalog>`.
+//! watched for a leader. Every shard is one [`ShardGroup`]
+//! (`Group<ShardState>`, type configuration `ShardTypes`); the metadata
+//! catalog is one [`MetaGroup`] (`Group<Catalog>`, `MetaTypes`).
 
+use crate::catalog::Catalog;
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
 use crate::log::store::StoreError;
@@ -37,11 +39,12 @@ pub enum GroupError {
     NoLeader { group: String, timeout: Duration },
 }
 
-/// One Raft group: its Raft handle, state machine and log.
+/// One Raft group: its Raft handle, state machine and log, all of the
+/// type configuration of its state.
 pub struct Group<S: GroupState> {
-    pub raft: Raft,
+    pub raft: Raft<S::Config>,
     pub sm: GroupSm<S>,
-    pub log: LogStore,
+    pub log: LogStore<S::Config>,
     /// Set while this leader hands leadership to the preferred replica:
     /// writes are refused (UNAVAILABLE, clients retry) for that moment.
     pub handing_over: std::sync::atomic::AtomicBool,
@@ -154,6 +157,7 @@ impl<S: GroupState> Group<S> {
 }
 
 pub type ShardGroup = Group<ShardState>;
+pub type MetaGroup = Group<Catalog>;
 
 /// Whether the leader whose metrics are `m` has replicated its log up to
 /// `upto` on node `id`.

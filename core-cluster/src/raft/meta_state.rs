@@ -1,20 +1,14 @@
 //! The metadata group's [`GroupState`]: the stream catalog.
 
+use super::command::MetaReply;
 use super::sm::GroupState;
-use super::types::{Command, CommandResponse, LogId};
-use crate::catalog::Catalog;
+use super::types::{LogId, MetaTypes};
+use crate::catalog::{Catalog, MetaCommand};
 
 impl GroupState for Catalog {
-    fn apply(&mut self, _log_id: &LogId, cmd: &Command, _now_ms: i64) -> CommandResponse {
-        match cmd {
-            Command::Meta(m) => CommandResponse::Meta(Catalog::apply(self, m)),
-            Command::Append(_)
-            | Command::Tier(_)
-            | Command::Expire { .. }
-            | Command::Restore(_)
-            | Command::Seal => {
-                CommandResponse::Rejected("append sent to the metadata group".into())
-            }
-        }
+    type Config = MetaTypes;
+
+    fn apply(&mut self, _log_id: &LogId, cmd: &MetaCommand, _now_ms: i64) -> MetaReply {
+        MetaReply::Meta(Catalog::apply(self, cmd))
     }
 }

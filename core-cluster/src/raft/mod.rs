@@ -1,5 +1,7 @@
-//! Raft groups: type configuration, state machines, network.
+//! Raft groups: the metadata group and the shard groups, with their
+//! commands, type configurations, state machines and network.
 
+pub mod command;
 pub mod group;
 pub mod meta_state;
 pub mod net;

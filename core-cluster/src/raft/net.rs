@@ -2,7 +2,7 @@
 //! with mutual TLS between the nodes of a cluster.
 
 use super::network::{NoPeer, PeerClient, PeerPool, QuicNetwork, SingleNodeNetwork};
-use super::types::{NodeId, TypeConfig};
+use super::types::{GroupConfig, NodeId};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -40,23 +40,27 @@ pub enum Conn {
     Quic(PeerClient),
 }
 
-impl RaftNetworkFactory<TypeConfig> for Network {
+impl<C: GroupConfig> RaftNetworkFactory<C> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
         match self {
-            Network::Single(n) => Conn::Single(n.new_client(target, node).await),
-            Network::Quic(n) => Conn::Quic(n.new_client(target, node).await),
+            Network::Single(n) => {
+                Conn::Single(RaftNetworkFactory::<C>::new_client(n, target, node).await)
+            }
+            Network::Quic(n) => {
+                Conn::Quic(RaftNetworkFactory::<C>::new_client(n, target, node).await)
+            }
         }
     }
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
-impl RaftNetwork<TypeConfig> for Conn {
+impl<C: GroupConfig> RaftNetwork<C> for Conn {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         match self {
@@ -67,7 +71,7 @@ impl RaftNetwork<TypeConfig> for Conn {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         match self {
@@ -82,8 +86,8 @@ impl RaftNetwork<TypeConfig> for Conn {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
         match self {
-            Conn::Single(c) => c.vote(rpc, option).await,
-            Conn::Quic(c) => c.vote(rpc, option).await,
+            Conn::Single(c) => RaftNetwork::<C>::vote(c, rpc, option).await,
+            Conn::Quic(c) => RaftNetwork::<C>::vote(c, rpc, option).await,
         }
     }
 }

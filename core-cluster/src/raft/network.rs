@@ -19,9 +19,12 @@
 //! [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
 //! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
-use super::types::{CommandResponse, NodeId, TypeConfig};
+use super::command::MetaReply;
+use super::types::{GroupConfig, MetaTypes, NodeId};
 use crate::catalog::MetaCommand;
-use crate::peer::{decode_reply, encode_request, PeerReply, PeerRequest, PEER_REPLY_BYTES_MAX};
+use crate::peer::{
+    decode_reply, encode_request, PeerReply, PeerRequest, META_GROUP, PEER_REPLY_BYTES_MAX,
+};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use openraft::error::{
     ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
@@ -194,11 +197,11 @@ impl PeerPool {
         addr: SocketAddr,
         cmd: MetaCommand,
         ttl: Duration,
-    ) -> Result<CommandResponse, PeerCallError> {
-        let frame = encode_request("meta", &PeerRequest::MetaWrite(cmd))?;
+    ) -> Result<MetaReply, PeerCallError> {
+        let frame = encode_request(META_GROUP, &PeerRequest::<MetaTypes>::MetaWrite(cmd))?;
         let body = self.call(addr, &frame, ttl).await?;
         type Reply = Result<
-            ClientWriteResponse<TypeConfig>,
+            ClientWriteResponse<MetaTypes>,
             RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
         >;
         match decode_reply::<Reply>(&body)? {
@@ -215,7 +218,8 @@ impl PeerPool {
         group: &str,
         ttl: Duration,
     ) -> Result<(), PeerCallError> {
-        let frame = encode_request(group, &PeerRequest::Elect)?;
+        // Elect is encoded alike for every kind of group.
+        let frame = encode_request(group, &PeerRequest::<MetaTypes>::Elect)?;
         let body = self.call(addr, &frame, ttl).await?;
         // The reply body is `Result<(), String>` on the wire (peer.rs).
         match decode_reply::<Result<(), String>>(&body)? {
@@ -280,7 +284,7 @@ impl QuicNetwork {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for QuicNetwork {
+impl<C: GroupConfig> RaftNetworkFactory<C> for QuicNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
@@ -306,8 +310,9 @@ pub struct PeerClient {
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
 impl PeerClient {
-    async fn rpc<T, E>(&self, req: &PeerRequest, option: &RPCOption) -> Result<T, RpcErr<E>>
+    async fn rpc<C, T, E>(&self, req: &PeerRequest<C>, option: &RPCOption) -> Result<T, RpcErr<E>>
     where
+        C: GroupConfig,
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
@@ -374,10 +379,10 @@ fn unreachable_err<E: std::error::Error + 'static, F: std::error::Error>(
     RPCError::Unreachable(Unreachable::new(e))
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl<C: GroupConfig> RaftNetwork<C> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         self.rpc(&PeerRequest::Append(rpc), &option).await
@@ -385,7 +390,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         self.rpc(&PeerRequest::Snapshot(rpc), &option).await
@@ -396,7 +401,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.rpc(&PeerRequest::Vote(rpc), &option).await
+        self.rpc(&PeerRequest::<C>::Vote(rpc), &option).await
     }
 
     /// Replication to an unreachable peer pauses 100, 200, 400 ms, then
@@ -429,7 +434,7 @@ impl NoPeer {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
+impl<C: GroupConfig> RaftNetworkFactory<C> for SingleNodeNetwork {
     type Network = NoPeer;
 
     async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
@@ -437,10 +442,10 @@ impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl<C: GroupConfig> RaftNetwork<C> for NoPeer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
+        _rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         Err(self.unreachable())
@@ -448,7 +453,7 @@ impl RaftNetwork<TypeConfig> for NoPeer {
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _rpc: InstallSnapshotRequest<C>,
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         Err(self.unreachable())

@@ -13,9 +13,10 @@ use super::*;
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
 use crate::peer::{serve_peers, GroupRegistry, STATUS_BAD_REQUEST};
+use crate::raft::command::{AppendCmd, ShardCommand, ShardResponse};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::GroupSm;
-use crate::raft::types::{AppendCmd, Command, CommandResponse, Entry, Raft, Vote};
+use crate::raft::types::{Entry, ShardRaft, ShardTypes, Vote};
 use bytes::Bytes;
 use openraft::storage::RaftLogStorage;
 use openraft::{ServerState, SnapshotMeta};
@@ -34,11 +35,16 @@ const CATCH_UP_DEADLINE: Duration = Duration::from_secs(30);
 /// Where a node keeps the group on its disk.
 const GROUP_DIR: &str = "/data/groups/s-0";
 
+/// The shard groups open on a test node (it has no metadata group).
 #[derive(Default)]
-struct Registry(Mutex<HashMap<String, Raft>>);
+struct Registry(Mutex<HashMap<String, ShardRaft>>);
 
 impl GroupRegistry for Registry {
-    fn raft(&self, group: &str) -> Option<Raft> {
+    fn meta_raft(&self) -> Option<crate::raft::types::MetaRaft> {
+        None
+    }
+
+    fn shard_raft(&self, group: &str) -> Option<ShardRaft> {
         self.0.lock().unwrap().get(group).cloned()
     }
 }
@@ -89,9 +95,9 @@ struct Member {
     runtime: tokio::runtime::Runtime,
     disk: SimFs,
     peer: Peer,
-    raft: Raft,
+    raft: ShardRaft,
     sm: GroupSm<ShardState>,
-    log: LogStore,
+    log: LogStore<ShardTypes>,
 }
 
 /// What is left of a crashed member: its identity, address and disk.
@@ -126,12 +132,13 @@ async fn start_member(id: NodeId, pki: &DevPki, bind: SocketAddr, disk: SimFs) -
         start_peer(pki, bind)
     };
     let dir = Path::new(GROUP_DIR);
-    let log = LogStore::open_in(disk.shared(), dir, SegmentLogOptions::default()).unwrap();
+    let log =
+        LogStore::<ShardTypes>::open_in(disk.shared(), dir, SegmentLogOptions::default()).unwrap();
     let sm = GroupSm::<ShardState>::open_in(disk.shared(), dir).unwrap();
     let network = QuicNetwork::new(GROUP, peer.pool.clone());
     // Raft::new spawns the group's tasks on the runtime it runs on.
     let raft = runtime
-        .spawn(Raft::new(
+        .spawn(ShardRaft::new(
             id,
             raft_config(),
             network,
@@ -187,7 +194,7 @@ impl Member {
     }
 
     /// Every entry of the node's log.
-    fn entries(&self) -> Vec<Entry> {
+    fn entries(&self) -> Vec<Entry<ShardTypes>> {
         self.log.read_entries(0, u64::MAX, usize::MAX).unwrap()
     }
 
@@ -218,8 +225,8 @@ async fn shut_down(runtime: tokio::runtime::Runtime) {
         .unwrap();
 }
 
-fn append(seq: u64) -> Command {
-    Command::Append(AppendCmd {
+fn append(seq: u64) -> ShardCommand {
+    ShardCommand::Append(AppendCmd {
         producer_id: 1,
         first_seq: seq,
         seq_deltas: None,
@@ -265,7 +272,7 @@ async fn write(members: &[&Member], seq: u64) {
         match leader.raft.client_write(append(seq)).await {
             Ok(resp) => {
                 assert!(
-                    matches!(resp.data, CommandResponse::Appended { .. }),
+                    matches!(resp.data, ShardResponse::Appended { .. }),
                     "{:?}",
                     resp.data
                 );
@@ -349,7 +356,7 @@ async fn three_nodes_replicate_and_fail_over() {
     // What the crashed leader's disk kept: the vote it led with, and a
     // prefix of the group's log (all of it was committed; what was not
     // fsynced is gone, nothing is garbage).
-    let kept = LogStore::open_in(
+    let kept = LogStore::<ShardTypes>::open_in(
         crashed.disk.shared(),
         Path::new(GROUP_DIR),
         SegmentLogOptions::default(),
@@ -405,16 +412,17 @@ async fn vote_via(
     group: &str,
     addr: SocketAddr,
 ) -> Result<VoteResponse<NodeId>, RpcErr> {
-    let mut client = QuicNetwork::new(group, pool.clone())
-        .new_client(1, &BasicNode::new(addr.to_string()))
-        .await;
+    let mut client = RaftNetworkFactory::<ShardTypes>::new_client(
+        &mut QuicNetwork::new(group, pool.clone()),
+        1,
+        &BasicNode::new(addr.to_string()),
+    )
+    .await;
     let req = VoteRequest {
         vote: Vote::new(1, 9),
         last_log_id: None,
     };
-    client
-        .vote(req, RPCOption::new(Duration::from_secs(5)))
-        .await
+    RaftNetwork::<ShardTypes>::vote(&mut client, req, RPCOption::new(Duration::from_secs(5))).await
 }
 
 fn no_client_cert(ca: &std::path::Path) -> quinn::ClientConfig {
@@ -444,19 +452,22 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
         .await
         .expect("vote with a cluster certificate");
     assert!(resp.vote_granted);
-    let snap = InstallSnapshotRequest::<TypeConfig> {
+    let snap = InstallSnapshotRequest::<ShardTypes> {
         vote: Vote::new(0, 1),
         meta: SnapshotMeta::default(),
         offset: 0,
         data: vec![1, 2, 3],
         done: false,
     };
-    let resp = QuicNetwork::new(GROUP, good.clone())
-        .new_client(1, &BasicNode::new(addr.to_string()))
-        .await
-        .install_snapshot(snap, RPCOption::new(Duration::from_secs(5)))
-        .await
-        .expect("snapshot RPC with a stale vote is answered");
+    let resp = RaftNetworkFactory::<ShardTypes>::new_client(
+        &mut QuicNetwork::new(GROUP, good.clone()),
+        1,
+        &BasicNode::new(addr.to_string()),
+    )
+    .await
+    .install_snapshot(snap, RPCOption::new(Duration::from_secs(5)))
+    .await
+    .expect("snapshot RPC with a stale vote is answered");
     assert_eq!(
         resp.vote,
         Vote::new(1, 9),

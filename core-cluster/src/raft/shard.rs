@@ -8,8 +8,9 @@
 //! `skip` in the index; readers skip it. No bytes are rewritten, and every
 //! replica decides the same, because the decision is made at apply time.
 
+use super::command::{AppendCmd, ShardCommand, ShardResponse};
 use super::sm::GroupState;
-use super::types::{AppendCmd, Command, CommandResponse, LogId};
+use super::types::{LogId, ShardTypes};
 use crate::tier::manifest::TieredObject;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ pub struct ShardState {
     /// (or from the first retained object), in offset order.
     #[serde(default)]
     pub tiered: Vec<TieredObject>,
-    /// Closed by a split or merge ([`Command::Seal`]): `next_offset` is final.
+    /// Closed by a split or merge ([`ShardCommand::Seal`]): `next_offset` is final.
     #[serde(default)]
     pub sealed: bool,
 }
@@ -84,11 +85,11 @@ impl ShardState {
     }
 
     /// `now_ms` (the replica's clock) stamps the entry for local retention.
-    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd, now_ms: i64) -> CommandResponse {
+    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd, now_ms: i64) -> ShardResponse {
         let skip = self.duplicate_prefix(cmd);
         let records = cmd.records as usize;
         if self.sealed && skip < records {
-            return CommandResponse::Closed {
+            return ShardResponse::Closed {
                 producer_next_seq: self.producer_next_seq(cmd.producer_id),
             };
         }
@@ -109,7 +110,7 @@ impl ShardState {
             self.producers.insert(cmd.producer_id, cmd.last_seq());
         }
         self.check_invariants();
-        CommandResponse::Appended {
+        ShardResponse::Appended {
             base_offset,
             appended: appended as u64,
             duplicates: skip as u64,
@@ -133,60 +134,60 @@ impl ShardState {
     /// A tiered object must continue the manifest exactly and end on an
     /// entry boundary at or below `next_offset`; a retried upload of the same
     /// range is reported, not applied twice.
-    fn tier(&mut self, o: &TieredObject) -> CommandResponse {
+    fn tier(&mut self, o: &TieredObject) -> ShardResponse {
         let to = self.tiered_to();
         if o.next_offset <= to {
-            return CommandResponse::Rejected(format!("offsets below {to} are already tiered"));
+            return ShardResponse::Refused(format!("offsets below {to} are already tiered"));
         }
         let on_boundary = self
             .index
             .binary_search_by_key(&o.next_offset, |e| e.base_offset + u64::from(e.count))
             .is_ok();
         if o.first_offset != to || o.next_offset > self.next_offset || !on_boundary {
-            return CommandResponse::Rejected(format!(
+            return ShardResponse::Refused(format!(
                 "object [{}, {}) does not continue the manifest at {to} on an entry boundary",
                 o.first_offset, o.next_offset
             ));
         }
         self.tiered.push(o.clone());
-        CommandResponse::Tiered {
+        ShardResponse::Tiered {
             tiered_to: o.next_offset,
         }
     }
 
     /// `stream restore`: an empty shard adopts archived objects (contiguous,
     /// as the manifest checks) as its history; appends continue after them.
-    fn restore(&mut self, objects: &[TieredObject]) -> CommandResponse {
+    fn restore(&mut self, objects: &[TieredObject]) -> ShardResponse {
         if self.next_offset != 0 || !self.tiered.is_empty() {
-            return CommandResponse::Rejected("the shard is not empty".into());
+            return ShardResponse::Refused("the shard is not empty".into());
         }
         let contiguous = objects
             .windows(2)
             .all(|w| w[0].next_offset == w[1].first_offset);
         let (Some(first), Some(last)) = (objects.first(), objects.last()) else {
-            return CommandResponse::Rejected("no objects to restore".into());
+            return ShardResponse::Refused("no objects to restore".into());
         };
         if !contiguous {
-            return CommandResponse::Rejected("the objects are not contiguous".into());
+            return ShardResponse::Refused("the objects are not contiguous".into());
         }
         self.first_offset = first.first_offset;
         self.next_offset = last.next_offset;
         self.tiered = objects.to_vec();
-        CommandResponse::Tiered {
+        ShardResponse::Tiered {
             tiered_to: last.next_offset,
         }
     }
 
     /// Total retention: drops the tiered objects (and index entries) below
     /// `first`, which must be an object boundary. Idempotent.
-    fn expire(&mut self, first: u64) -> CommandResponse {
+    fn expire(&mut self, first: u64) -> ShardResponse {
         if first <= self.first_offset {
-            return CommandResponse::Expired {
+            return ShardResponse::Expired {
                 first_offset: self.first_offset,
             };
         }
         if !self.tiered.iter().any(|o| o.next_offset == first) {
-            return CommandResponse::Rejected(format!(
+            return ShardResponse::Refused(format!(
                 "offset {first} is not the end of a tiered object"
             ));
         }
@@ -197,7 +198,7 @@ impl ShardState {
         self.index.drain(..keep);
         self.first_offset = first;
         self.check_invariants();
-        CommandResponse::Expired {
+        ShardResponse::Expired {
             first_offset: first,
         }
     }
@@ -237,20 +238,19 @@ impl ShardState {
 }
 
 impl GroupState for ShardState {
-    fn apply(&mut self, log_id: &LogId, cmd: &Command, now_ms: i64) -> CommandResponse {
+    type Config = ShardTypes;
+
+    fn apply(&mut self, log_id: &LogId, cmd: &ShardCommand, now_ms: i64) -> ShardResponse {
         match cmd {
-            Command::Append(a) => self.append(log_id, a, now_ms),
-            Command::Tier(t) => self.tier(t),
-            Command::Expire { first_offset } => self.expire(*first_offset),
-            Command::Restore(objects) => self.restore(objects),
-            Command::Seal => {
+            ShardCommand::Append(a) => self.append(log_id, a, now_ms),
+            ShardCommand::Tier(t) => self.tier(t),
+            ShardCommand::Expire { first_offset } => self.expire(*first_offset),
+            ShardCommand::Restore(objects) => self.restore(objects),
+            ShardCommand::Seal => {
                 self.sealed = true;
-                CommandResponse::Sealed {
+                ShardResponse::Sealed {
                     end_offset: self.next_offset,
                 }
-            }
-            Command::Meta(_) => {
-                CommandResponse::Rejected("metadata command sent to a shard".into())
             }
         }
     }
@@ -259,6 +259,7 @@ impl GroupState for ShardState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::command::GroupCommand;
     use bytes::Bytes;
     use openraft::{CommittedLeaderId, LogId};
 
@@ -266,8 +267,8 @@ mod tests {
         LogId::new(CommittedLeaderId::new(1, 1), i)
     }
 
-    fn cmd(producer: u64, first: u64, deltas: Option<Vec<u32>>, n: u32) -> Command {
-        Command::Append(AppendCmd {
+    fn cmd(producer: u64, first: u64, deltas: Option<Vec<u32>>, n: u32) -> ShardCommand {
+        ShardCommand::Append(AppendCmd {
             producer_id: producer,
             first_seq: first,
             seq_deltas: deltas,
@@ -277,9 +278,9 @@ mod tests {
         })
     }
 
-    fn appended(r: CommandResponse) -> (u64, u64) {
+    fn appended(r: ShardResponse) -> (u64, u64) {
         match r {
-            CommandResponse::Appended {
+            ShardResponse::Appended {
                 appended,
                 duplicates,
                 ..
@@ -317,21 +318,21 @@ mod tests {
         let mut s = ShardState::default();
         assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 10), 0)), (10, 0));
         assert_eq!(
-            s.apply(&lid(2), &Command::Seal, 0),
-            CommandResponse::Sealed { end_offset: 10 }
+            s.apply(&lid(2), &ShardCommand::Seal, 0),
+            ShardResponse::Sealed { end_offset: 10 }
         );
         // A retry of what the shard has is still acknowledged.
         assert_eq!(appended(s.apply(&lid(3), &cmd(7, 4, None, 6), 0)), (0, 6));
         // Anything new is refused whole, with where the producer's records end.
         for c in [cmd(7, 5, None, 10), cmd(7, 10, None, 1), cmd(9, 0, None, 1)] {
-            let want = if matches!(&c, Command::Append(a) if a.producer_id == 9) {
+            let want = if matches!(&c, ShardCommand::Append(a) if a.producer_id == 9) {
                 0
             } else {
                 10
             };
             assert_eq!(
                 s.apply(&lid(4), &c, 0),
-                CommandResponse::Closed {
+                ShardResponse::Closed {
                     producer_next_seq: want
                 }
             );
@@ -339,12 +340,15 @@ mod tests {
         assert_eq!(s.next_offset, 10);
         // Sealing again is harmless and reports the same end.
         assert_eq!(
-            s.apply(&lid(5), &Command::Seal, 0),
-            CommandResponse::Sealed { end_offset: 10 }
+            s.apply(&lid(5), &ShardCommand::Seal, 0),
+            ShardResponse::Sealed { end_offset: 10 }
         );
         let mut enc = Vec::new();
-        Command::Seal.encode(&mut enc);
-        assert_eq!(Command::decode(enc.into()).unwrap(), Command::Seal);
+        ShardCommand::Seal.encode(&mut enc);
+        assert_eq!(
+            ShardCommand::decode(enc.into()).unwrap(),
+            ShardCommand::Seal
+        );
     }
 }
 

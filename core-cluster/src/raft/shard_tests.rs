@@ -116,14 +116,14 @@ fn lid(index: u64) -> RaftLogId<u64> {
     RaftLogId::new(CommittedLeaderId::new(1, 1), index)
 }
 
-fn append(producer_id: u64, seqs: &[u64]) -> Command {
+fn append(producer_id: u64, seqs: &[u64]) -> ShardCommand {
     let first = seqs[0];
     let deltas: Vec<u32> = seqs
         .iter()
         .map(|s| u32::try_from(s - first).unwrap())
         .collect();
     let dense = deltas.iter().enumerate().all(|(i, &d)| d as usize == i);
-    Command::Append(AppendCmd {
+    ShardCommand::Append(AppendCmd {
         producer_id,
         first_seq: first,
         seq_deltas: (!dense).then_some(deltas),
@@ -134,7 +134,7 @@ fn append(producer_id: u64, seqs: &[u64]) -> Command {
 }
 
 /// What the shard must answer to `cmd` (a piece of `p`) and the model after it.
-fn expect(m: &mut Model, p: usize, seqs: &[u64]) -> CommandResponse {
+fn expect(m: &mut Model, p: usize, seqs: &[u64]) -> ShardResponse {
     let producer_id = PRODUCER_IDS[p];
     let pr = &mut m.producers[p];
     let last = pr.applied.checked_sub(1).map(|i| pr.positions[i]);
@@ -144,14 +144,14 @@ fn expect(m: &mut Model, p: usize, seqs: &[u64]) -> CommandResponse {
         .filter(|&s| last.is_none_or(|l| s > l))
         .collect();
     if m.sealed && !new.is_empty() {
-        return CommandResponse::Closed {
+        return ShardResponse::Closed {
             producer_next_seq: last.map_or(0, |l| l + 1),
         };
     }
     let base_offset = m.content.len() as u64;
     pr.applied += new.len();
     m.content.extend(new.iter().map(|&s| (producer_id, s)));
-    CommandResponse::Appended {
+    ShardResponse::Appended {
         base_offset,
         appended: new.len() as u64,
         duplicates: (seqs.len() - new.len()) as u64,
@@ -160,11 +160,11 @@ fn expect(m: &mut Model, p: usize, seqs: &[u64]) -> CommandResponse {
 }
 
 /// The shard's content, rebuilt from its index and the applied log.
-fn content(s: &ShardState, log: &[(u64, Command)]) -> Vec<(u64, u64)> {
+fn content(s: &ShardState, log: &[(u64, ShardCommand)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for (i, e) in s.index.iter().enumerate() {
         // Log index i is at log[i - 1].
-        let Some((_, Command::Append(a))) = log.get(e.log_index as usize - 1) else {
+        let Some((_, ShardCommand::Append(a))) = log.get(e.log_index as usize - 1) else {
             panic!(
                 "index entry {i} points at log index {} with no append",
                 e.log_index
@@ -198,7 +198,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         producers: vec![Producer::default(); PRODUCER_IDS.len()],
         ..Model::default()
     };
-    let mut log: Vec<(u64, Command)> = Vec::new();
+    let mut log: Vec<(u64, ShardCommand)> = Vec::new();
     let mut snapshot = None;
     for (step, op) in ops.iter().enumerate() {
         if step == ops.len() / 2 {
@@ -225,7 +225,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let want = expect(&mut m, *producer, &seqs);
                 prop_assert_eq!(&got, &want, "step {}: {:?}", step, op);
                 let pr = &mut m.producers[*producer];
-                if *acked && matches!(got, CommandResponse::Appended { .. }) {
+                if *acked && matches!(got, ShardResponse::Appended { .. }) {
                     pr.cursor = pr.cursor.max(start + seqs.len());
                 }
                 prop_assert!(pr.cursor <= pr.applied);
@@ -244,12 +244,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Seal => {
                 let index = log.len() as u64 + 1;
-                let got = shard.apply(&lid(index), &Command::Seal, 0);
-                log.push((index, Command::Seal));
+                let got = shard.apply(&lid(index), &ShardCommand::Seal, 0);
+                log.push((index, ShardCommand::Seal));
                 m.sealed = true;
                 prop_assert_eq!(
                     got,
-                    CommandResponse::Sealed {
+                    ShardResponse::Sealed {
                         end_offset: m.content.len() as u64
                     }
                 );

@@ -7,10 +7,11 @@
 //! applied state: for a shard that is its manifest (offsets, dedup table,
 //! batch index), never its data, which stays in the Raft log.
 
-use super::types::{Command, CommandResponse, Entry, LogId, NodeId, StorageError, TypeConfig};
+use super::types::{Entry, GroupConfig, LogId, NodeId, StorageError};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+    BasicNode, EntryPayload, RaftSnapshotBuilder, RaftTypeConfig, SnapshotMeta, StorageIOError,
+    StoredMembership,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -19,14 +20,22 @@ use std::sync::{Arc, Mutex, RwLock};
 use strata_segment_log::fs::{Fs, StdFs};
 use tokio::sync::watch;
 
-/// A deterministic state fed by committed commands.
+/// A deterministic state fed by the committed commands of its kind of group.
 pub trait GroupState:
     Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
 {
+    /// The group's type configuration: its command and response types.
+    type Config: GroupConfig;
+
     /// Applies a committed command. `now_ms` is this replica's clock,
     /// read once per applied batch by [`GroupSm`]: a state never reads a
     /// clock itself, so applying is a function of its inputs.
-    fn apply(&mut self, log_id: &LogId, cmd: &Command, now_ms: i64) -> CommandResponse;
+    fn apply(
+        &mut self,
+        log_id: &LogId,
+        cmd: &<Self::Config as RaftTypeConfig>::D,
+        now_ms: i64,
+    ) -> <Self::Config as RaftTypeConfig>::R;
 }
 
 /// The applied state plus Raft's bookkeeping.
@@ -144,8 +153,8 @@ fn snapshot_meta<S>(applied: &Applied<S>) -> SnapshotMeta<NodeId, BasicNode> {
 
 pub struct GroupSnapshotBuilder<S: GroupState>(GroupSm<S>);
 
-impl<S: GroupState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder<S> {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+impl<S: GroupState> RaftSnapshotBuilder<S::Config> for GroupSnapshotBuilder<S> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<S::Config>, StorageError> {
         let applied = self.0.shared.read().expect("state lock").clone();
         let data = serde_json::to_vec(&applied).map_err(GroupSm::<S>::io_err)?;
         self.0.persist(&applied)?;
@@ -161,7 +170,7 @@ impl<S: GroupState> RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder<S> 
     }
 }
 
-impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
+impl<S: GroupState> RaftStateMachine<S::Config> for GroupSm<S> {
     type SnapshotBuilder = GroupSnapshotBuilder<S>;
 
     async fn applied_state(
@@ -171,9 +180,12 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
         Ok((a.last_applied, a.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<Vec<<S::Config as RaftTypeConfig>::R>, StorageError>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = Entry<S::Config>> + Send,
         I::IntoIter: Send,
     {
         let mut out = Vec::new();
@@ -183,11 +195,11 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
             for entry in entries {
                 a.last_applied = Some(entry.log_id);
                 let resp = match &entry.payload {
-                    EntryPayload::Blank => CommandResponse::Rejected("blank".into()),
+                    EntryPayload::Blank => S::Config::no_command(),
                     EntryPayload::Normal(cmd) => a.state.apply(&entry.log_id, cmd, now_ms),
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                        CommandResponse::Rejected("membership".into())
+                        S::Config::no_command()
                     }
                 };
                 out.push(resp);
@@ -225,7 +237,7 @@ impl<S: GroupState> RaftStateMachine<TypeConfig> for GroupSm<S> {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<S::Config>>, StorageError> {
         Ok(self
             .snapshot
             .lock()

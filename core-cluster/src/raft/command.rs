@@ -1,0 +1,352 @@
+//! The application commands of the two kinds of Raft group, what applying
+//! them produces, and their binary form in the Raft log.
+//!
+//! The metadata group carries [`MetaCommand`]s and answers [`MetaReply`]; a
+//! shard group carries [`ShardCommand`]s and answers [`ShardResponse`]. Each
+//! command type is one [`GroupCommand`]: the log store and the peer wire
+//! encode and decode a group's entries through it, and nothing else names
+//! the command type of a group.
+//!
+//! A shard's Raft log *is* its data log: an [`AppendCmd`] holds the record
+//! batch bytes exactly as the producer encoded them, and the log store writes
+//! those bytes once. Offsets are assigned when an entry is applied
+//! (committed), so consumers only ever see committed records.
+//!
+//! # Encoding
+//!
+//! One tag byte, then the body (integers little-endian). Both kinds share one
+//! tag space, so an entry of one kind read as the other is a decode error
+//! ([`CodecError::WrongGroup`]), never a misread command. These tags are the
+//! on-disk format of every Raft log and never change meaning.
+//!
+//! | tag | group | command             | body                                   |
+//! |-----|-------|---------------------|----------------------------------------|
+//! | 1   | shard | `Append`            | producer_id u64, first_seq u64, max_timestamp_ms i64, records u32, n u32 (`u32::MAX`: no deltas, else `n = records` deltas u32), batch bytes |
+//! | 2   | meta  | a `MetaCommand`     | serde_json                             |
+//! | 3   | shard | `Tier`              | serde_json of a `TieredObject`         |
+//! | 4   | shard | `Expire`            | first_offset u64                       |
+//! | 5   | shard | `Restore`           | serde_json of `[TieredObject]`         |
+//! | 6   | shard | `Seal`              | empty                                  |
+
+use bytes::{Buf, BufMut, Bytes};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{MetaCommand, MetaResponse};
+use crate::tier::manifest::TieredObject;
+
+/// The application command type of one kind of Raft group: how its entries
+/// are written to the Raft log and to the peer wire.
+pub trait GroupCommand: Sized {
+    /// Appends the binary form of the command to `out` (format: module doc).
+    fn encode(&self, out: &mut Vec<u8>);
+
+    /// Decodes a command; `buf` is shared so that a batch is not copied.
+    /// A command of the other kind of group is [`CodecError::WrongGroup`].
+    fn decode(buf: Bytes) -> Result<Self, CodecError>;
+}
+
+/// One forwarded run of records for a shard, with the producer identity used
+/// for exactly-once: record `i` has buffer position `seq(i)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendCmd {
+    pub producer_id: u64,
+    pub first_seq: u64,
+    /// `None`: positions are `first_seq + i`. `Some(d)`: `first_seq + d[i]`.
+    pub seq_deltas: Option<Vec<u32>>,
+    pub max_timestamp_ms: i64,
+    /// Number of records in `batch` (verified at the edge and at the core).
+    pub records: u32,
+    /// A `RecordBatch` flatbuffer, unchanged.
+    pub batch: Bytes,
+}
+
+impl AppendCmd {
+    /// Buffer position of record `i`.
+    pub fn seq(&self, i: usize) -> u64 {
+        match &self.seq_deltas {
+            None => self.first_seq + i as u64,
+            Some(d) => self.first_seq + u64::from(d[i]),
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.seq(self.records as usize - 1)
+    }
+}
+
+/// The application command of a shard group's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardCommand {
+    /// Append records.
+    Append(AppendCmd),
+    /// Offsets `[first, next)` now also live in this object (the shard
+    /// leader uploaded it); the manifest grows by one entry.
+    Tier(TieredObject),
+    /// Total retention: offsets below `first_offset` leave the shard (their
+    /// objects are then deleted from the store).
+    Expire { first_offset: u64 },
+    /// `stream restore`: an empty shard takes over the archived objects of
+    /// its manifest as its history.
+    Restore(Vec<TieredObject>),
+    /// The shard was split or merged: close it. Appends ordered after this
+    /// entry are refused (except pure duplicates), so the shard's final
+    /// offset is fixed inside its own log.
+    Seal,
+}
+
+/// What applying a shard group's entry produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardResponse {
+    Appended {
+        /// Offset of the first new record (meaningless when `appended` is 0).
+        base_offset: u64,
+        appended: u64,
+        duplicates: u64,
+        next_offset: u64,
+    },
+    Tiered {
+        tiered_to: u64,
+    },
+    Expired {
+        first_offset: u64,
+    },
+    /// The shard is sealed; its records end before `end_offset`.
+    Sealed {
+        end_offset: u64,
+    },
+    /// An append to a sealed shard with records it does not have. The
+    /// producer's records in the shard end before `producer_next_seq`.
+    Closed {
+        producer_next_seq: u64,
+    },
+    /// A tier, expire or restore that does not fit the shard's state (the
+    /// reason). Every replica refuses it alike and the state is unchanged.
+    Refused(String),
+    /// A blank or membership entry: it carries no command.
+    NoCommand,
+}
+
+/// What applying a metadata group's entry produced. `Meta` serializes as it
+/// did when both kinds of group shared one response type (`{"Meta": …}`),
+/// so the MetaWrite reply on the peer wire is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaReply {
+    /// The catalog's answer to the command.
+    Meta(MetaResponse),
+    /// A blank or membership entry: it carries no command.
+    NoCommand,
+}
+
+/// Errors decoding a stored command.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("command is truncated ({0} bytes)")]
+    Truncated(usize),
+    #[error("unknown command tag {0}")]
+    UnknownTag(u8),
+    #[error("command tag {tag} is a {found} command, not one of a {expected} group")]
+    WrongGroup {
+        tag: u8,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("metadata command is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+const TAG_APPEND: u8 = 1;
+const TAG_META: u8 = 2;
+const TAG_TIER: u8 = 3;
+const TAG_EXPIRE: u8 = 4;
+const TAG_RESTORE: u8 = 5;
+const TAG_SEAL: u8 = 6;
+
+const SHARD_TAGS: [u8; 5] = [TAG_APPEND, TAG_TIER, TAG_EXPIRE, TAG_RESTORE, TAG_SEAL];
+
+/// Splits off the tag byte.
+fn split_tag(buf: Bytes) -> Result<(u8, Bytes), CodecError> {
+    let mut b = buf;
+    if !b.has_remaining() {
+        return Err(CodecError::Truncated(0));
+    }
+    let tag = b.get_u8();
+    Ok((tag, b))
+}
+
+impl GroupCommand for MetaCommand {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u8(TAG_META);
+        serde_json::to_writer(out, self).expect("metadata commands serialize");
+    }
+
+    fn decode(buf: Bytes) -> Result<Self, CodecError> {
+        match split_tag(buf)? {
+            (TAG_META, b) => Ok(serde_json::from_slice(&b)?),
+            (tag, _) if SHARD_TAGS.contains(&tag) => Err(CodecError::WrongGroup {
+                tag,
+                found: "shard",
+                expected: "metadata",
+            }),
+            (tag, _) => Err(CodecError::UnknownTag(tag)),
+        }
+    }
+}
+
+impl GroupCommand for ShardCommand {
+    /// The batch bytes of an append are written last and unchanged.
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            ShardCommand::Append(a) => {
+                out.put_u8(TAG_APPEND);
+                out.put_u64_le(a.producer_id);
+                out.put_u64_le(a.first_seq);
+                out.put_i64_le(a.max_timestamp_ms);
+                out.put_u32_le(a.records);
+                match &a.seq_deltas {
+                    None => out.put_u32_le(u32::MAX),
+                    Some(d) => {
+                        out.put_u32_le(d.len() as u32);
+                        for x in d {
+                            out.put_u32_le(*x);
+                        }
+                    }
+                }
+                out.extend_from_slice(&a.batch);
+            }
+            ShardCommand::Tier(t) => {
+                out.put_u8(TAG_TIER);
+                serde_json::to_writer(out, t).expect("tiered objects serialize");
+            }
+            ShardCommand::Expire { first_offset } => {
+                out.put_u8(TAG_EXPIRE);
+                out.put_u64_le(*first_offset);
+            }
+            ShardCommand::Restore(objects) => {
+                out.put_u8(TAG_RESTORE);
+                serde_json::to_writer(out, objects).expect("tiered objects serialize");
+            }
+            ShardCommand::Seal => out.put_u8(TAG_SEAL),
+        }
+    }
+
+    fn decode(buf: Bytes) -> Result<Self, CodecError> {
+        let total = buf.len();
+        let (tag, mut b) = split_tag(buf)?;
+        match tag {
+            TAG_APPEND => decode_append(b, total).map(ShardCommand::Append),
+            TAG_TIER => Ok(ShardCommand::Tier(serde_json::from_slice(&b)?)),
+            TAG_EXPIRE if b.remaining() == 8 => Ok(ShardCommand::Expire {
+                first_offset: b.get_u64_le(),
+            }),
+            TAG_EXPIRE => Err(CodecError::Truncated(total)),
+            TAG_RESTORE => Ok(ShardCommand::Restore(serde_json::from_slice(&b)?)),
+            TAG_SEAL if !b.has_remaining() => Ok(ShardCommand::Seal),
+            TAG_SEAL => Err(CodecError::Truncated(total)),
+            TAG_META => Err(CodecError::WrongGroup {
+                tag,
+                found: "metadata",
+                expected: "shard",
+            }),
+            t => Err(CodecError::UnknownTag(t)),
+        }
+    }
+}
+
+/// The body of an append after its tag; `total` is the command's length.
+fn decode_append(mut b: Bytes, total: usize) -> Result<AppendCmd, CodecError> {
+    if b.remaining() < 8 + 8 + 8 + 4 + 4 {
+        return Err(CodecError::Truncated(total));
+    }
+    let producer_id = b.get_u64_le();
+    let first_seq = b.get_u64_le();
+    let max_timestamp_ms = b.get_i64_le();
+    let records = b.get_u32_le();
+    let n = b.get_u32_le();
+    let seq_deltas = if n == u32::MAX {
+        None
+    } else {
+        if b.remaining() < n as usize * 4 || n != records {
+            return Err(CodecError::Truncated(total));
+        }
+        Some((0..n).map(|_| b.get_u32_le()).collect())
+    };
+    if records == 0 {
+        return Err(CodecError::Truncated(total));
+    }
+    Ok(AppendCmd {
+        producer_id,
+        first_seq,
+        seq_deltas,
+        max_timestamp_ms,
+        records,
+        batch: b,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(c: &impl GroupCommand) -> Bytes {
+        let mut out = Vec::new();
+        c.encode(&mut out);
+        out.into()
+    }
+
+    #[test]
+    fn a_command_of_the_other_kind_of_group_is_a_decode_error() {
+        let meta = encoded(&MetaCommand::ForgetNode(3));
+        assert_eq!(meta[0], TAG_META, "a metadata command keeps tag 2");
+        assert_eq!(
+            MetaCommand::decode(meta.clone()).unwrap(),
+            MetaCommand::ForgetNode(3)
+        );
+        assert!(matches!(
+            ShardCommand::decode(meta),
+            Err(CodecError::WrongGroup { tag: TAG_META, .. })
+        ));
+        let shard_cmds = [
+            ShardCommand::Append(AppendCmd {
+                producer_id: 1,
+                first_seq: 0,
+                seq_deltas: None,
+                max_timestamp_ms: 0,
+                records: 1,
+                batch: Bytes::from_static(b"b"),
+            }),
+            ShardCommand::Expire { first_offset: 1 },
+            ShardCommand::Restore(Vec::new()),
+            ShardCommand::Seal,
+        ];
+        let tags = [TAG_APPEND, TAG_EXPIRE, TAG_RESTORE, TAG_SEAL];
+        for (cmd, tag) in shard_cmds.iter().zip(tags) {
+            let b = encoded(cmd);
+            assert_eq!(b[0], tag, "{cmd:?} keeps its tag");
+            assert_eq!(&ShardCommand::decode(b.clone()).unwrap(), cmd);
+            assert!(matches!(
+                MetaCommand::decode(b),
+                Err(CodecError::WrongGroup { tag: t, .. }) if t == tag
+            ));
+        }
+        // A tier entry (its JSON body is not even read).
+        assert!(matches!(
+            MetaCommand::decode(Bytes::from_static(b"\x03{}")),
+            Err(CodecError::WrongGroup { tag: TAG_TIER, .. })
+        ));
+        let empty = [
+            MetaCommand::decode(Bytes::new()).err(),
+            ShardCommand::decode(Bytes::new()).err(),
+        ];
+        for err in empty {
+            assert!(matches!(err, Some(CodecError::Truncated(0))));
+        }
+        assert!(matches!(
+            ShardCommand::decode(Bytes::from_static(&[9])),
+            Err(CodecError::UnknownTag(9))
+        ));
+        assert!(matches!(
+            MetaCommand::decode(Bytes::from_static(&[9])),
+            Err(CodecError::UnknownTag(9))
+        ));
+    }
+}
