@@ -10,6 +10,7 @@ pub mod log;
 pub mod node;
 pub mod peer;
 pub mod raft;
+pub mod shard;
 /// The archive format (Parquet objects, keys, manifests, object store).
 pub use strata_archive as tier;
 pub mod tiering;
