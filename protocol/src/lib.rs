@@ -9,6 +9,7 @@
 //! the core answers them.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod cluster;
 pub mod group;
 pub mod request;
