@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 13;
+pub const ENUM_MAX_ERROR_CODE: u16 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 14] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 15] = [
   ErrorCode::None,
   ErrorCode::MalformedRequest,
   ErrorCode::UnknownStream,
@@ -31,6 +31,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 14] = [
   ErrorCode::OffsetOutOfRange,
   ErrorCode::Internal,
   ErrorCode::ShardClosed,
+  ErrorCode::PermissionDenied,
 ];
 
 /// Stable error codes. A retired code is never reused.
@@ -68,9 +69,12 @@ impl ErrorCode {
   /// children now (see `describe`). With a forward, `producer_next_seq` says
   /// which of the producer's records the closed shard holds.
   pub const ShardClosed: Self = Self(13);
+  /// The caller's principal may not do this (message: principal, operation
+  /// and stream). Nothing changed.
+  pub const PermissionDenied: Self = Self(14);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 13;
+  pub const ENUM_MAX: u16 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::MalformedRequest,
@@ -86,6 +90,7 @@ impl ErrorCode {
     Self::OffsetOutOfRange,
     Self::Internal,
     Self::ShardClosed,
+    Self::PermissionDenied,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -104,6 +109,7 @@ impl ErrorCode {
       Self::OffsetOutOfRange => Some("OffsetOutOfRange"),
       Self::Internal => Some("Internal"),
       Self::ShardClosed => Some("ShardClosed"),
+      Self::PermissionDenied => Some("PermissionDenied"),
       _ => None,
     }
   }
@@ -425,10 +431,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 14;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 15] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -444,6 +450,9 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 15] = [
   RequestBody::GroupHeartbeatRequest,
   RequestBody::SubscribeRequest,
   RequestBody::ReshardRequest,
+  RequestBody::WhoAmIRequest,
+  RequestBody::AclChangeRequest,
+  RequestBody::AclListRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -466,9 +475,12 @@ impl RequestBody {
   pub const GroupHeartbeatRequest: Self = Self(12);
   pub const SubscribeRequest: Self = Self(13);
   pub const ReshardRequest: Self = Self(14);
+  pub const WhoAmIRequest: Self = Self(15);
+  pub const AclChangeRequest: Self = Self(16);
+  pub const AclListRequest: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -485,6 +497,9 @@ impl RequestBody {
     Self::GroupHeartbeatRequest,
     Self::SubscribeRequest,
     Self::ReshardRequest,
+    Self::WhoAmIRequest,
+    Self::AclChangeRequest,
+    Self::AclListRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -504,6 +519,9 @@ impl RequestBody {
       Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
       Self::SubscribeRequest => Some("SubscribeRequest"),
       Self::ReshardRequest => Some("ReshardRequest"),
+      Self::WhoAmIRequest => Some("WhoAmIRequest"),
+      Self::AclChangeRequest => Some("AclChangeRequest"),
+      Self::AclListRequest => Some("AclListRequest"),
       _ => None,
     }
   }
@@ -563,10 +581,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 10;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 11] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -578,6 +596,8 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 11] = [
   ResponseBody::ClusterStatus,
   ResponseBody::ProducerRegistration,
   ResponseBody::GroupAssignment,
+  ResponseBody::WhoAmI,
+  ResponseBody::AclList,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -596,9 +616,11 @@ impl ResponseBody {
   pub const ClusterStatus: Self = Self(8);
   pub const ProducerRegistration: Self = Self(9);
   pub const GroupAssignment: Self = Self(10);
+  pub const WhoAmI: Self = Self(11);
+  pub const AclList: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 10;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -611,6 +633,8 @@ impl ResponseBody {
     Self::ClusterStatus,
     Self::ProducerRegistration,
     Self::GroupAssignment,
+    Self::WhoAmI,
+    Self::AclList,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -626,6 +650,8 @@ impl ResponseBody {
       Self::ClusterStatus => Some("ClusterStatus"),
       Self::ProducerRegistration => Some("ProducerRegistration"),
       Self::GroupAssignment => Some("GroupAssignment"),
+      Self::WhoAmI => Some("WhoAmI"),
+      Self::AclList => Some("AclList"),
       _ => None,
     }
   }
@@ -6055,6 +6081,696 @@ impl ::core::fmt::Debug for ChangeMembershipRequest<'_> {
       ds.finish()
   }
 }
+pub enum WhoAmIRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// `strata whoami`: the principal the server sees for this connection.
+pub struct WhoAmIRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for WhoAmIRequest<'a> {
+  type Inner = WhoAmIRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> WhoAmIRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    WhoAmIRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args WhoAmIRequestArgs
+  ) -> ::flatbuffers::WIPOffset<WhoAmIRequest<'bldr>> {
+    let mut builder = WhoAmIRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for WhoAmIRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct WhoAmIRequestArgs {
+}
+impl<'a> Default for WhoAmIRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    WhoAmIRequestArgs {
+    }
+  }
+}
+
+pub struct WhoAmIRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> WhoAmIRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> WhoAmIRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    WhoAmIRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<WhoAmIRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for WhoAmIRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("WhoAmIRequest");
+      ds.finish()
+  }
+}
+pub enum WhoAmIOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct WhoAmI<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for WhoAmI<'a> {
+  type Inner = WhoAmI<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> WhoAmI<'a> {
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SUPERUSER: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    WhoAmI { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args WhoAmIArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<WhoAmI<'bldr>> {
+    let mut builder = WhoAmIBuilder::new(_fbb);
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    builder.add_superuser(args.superuser);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn principal(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(WhoAmI::VT_PRINCIPAL, None).unwrap()}
+  }
+  #[inline]
+  pub fn superuser(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(WhoAmI::VT_SUPERUSER, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for WhoAmI<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, true)?
+     .visit_field::<bool>("superuser", Self::VT_SUPERUSER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct WhoAmIArgs<'a> {
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub superuser: bool,
+}
+impl<'a> Default for WhoAmIArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    WhoAmIArgs {
+      principal: None, // required field
+      superuser: false,
+    }
+  }
+}
+
+pub struct WhoAmIBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> WhoAmIBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(WhoAmI::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn add_superuser(&mut self, superuser: bool) {
+    self.fbb_.push_slot::<bool>(WhoAmI::VT_SUPERUSER, superuser, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> WhoAmIBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    WhoAmIBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<WhoAmI<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, WhoAmI::VT_PRINCIPAL,"principal");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for WhoAmI<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("WhoAmI");
+      ds.field("principal", &self.principal());
+      ds.field("superuser", &self.superuser());
+      ds.finish()
+  }
+}
+pub enum AclRuleOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One access rule (see docs/security.md). `operations` is a bit set:
+/// 1 produce, 2 consume, 4 describe, 8 create, 16 alter, 32 admin.
+pub struct AclRule<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclRule<'a> {
+  type Inner = AclRule<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclRule<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OPERATIONS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_KEY_PREFIX: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclRule { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclRuleArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclRule<'bldr>> {
+    let mut builder = AclRuleBuilder::new(_fbb);
+    builder.add_id(args.id);
+    if let Some(x) = args.key_prefix { builder.add_key_prefix(x); }
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    builder.add_operations(args.operations);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AclRule::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn principal(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclRule::VT_PRINCIPAL, None).unwrap()}
+  }
+  #[inline]
+  pub fn operations(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(AclRule::VT_OPERATIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclRule::VT_STREAM, None).unwrap()}
+  }
+  /// With produce only: keys must start with this; `${principal}` is the
+  /// caller's name.
+  #[inline]
+  pub fn key_prefix(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclRule::VT_KEY_PREFIX, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclRule<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, true)?
+     .visit_field::<u16>("operations", Self::VT_OPERATIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key_prefix", Self::VT_KEY_PREFIX, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclRuleArgs<'a> {
+    pub id: u64,
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub operations: u16,
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub key_prefix: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AclRuleArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclRuleArgs {
+      id: 0,
+      principal: None, // required field
+      operations: 0,
+      stream: None, // required field
+      key_prefix: None,
+    }
+  }
+}
+
+pub struct AclRuleBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclRuleBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(AclRule::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclRule::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn add_operations(&mut self, operations: u16) {
+    self.fbb_.push_slot::<u16>(AclRule::VT_OPERATIONS, operations, 0);
+  }
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclRule::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_key_prefix(&mut self, key_prefix: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclRule::VT_KEY_PREFIX, key_prefix);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclRuleBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclRuleBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclRule<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AclRule::VT_PRINCIPAL,"principal");
+    self.fbb_.required(o, AclRule::VT_STREAM,"stream");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclRule<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclRule");
+      ds.field("id", &self.id());
+      ds.field("principal", &self.principal());
+      ds.field("operations", &self.operations());
+      ds.field("stream", &self.stream());
+      ds.field("key_prefix", &self.key_prefix());
+      ds.finish()
+  }
+}
+pub enum AclChangeRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Adds `add` (its id is ignored) and/or removes rule `remove_id` (0: none);
+/// answered with the rules in force. Needs `admin`.
+pub struct AclChangeRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclChangeRequest<'a> {
+  type Inner = AclChangeRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclChangeRequest<'a> {
+  pub const VT_ADD: ::flatbuffers::VOffsetT = 4;
+  pub const VT_REMOVE_ID: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclChangeRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclChangeRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclChangeRequest<'bldr>> {
+    let mut builder = AclChangeRequestBuilder::new(_fbb);
+    builder.add_remove_id(args.remove_id);
+    if let Some(x) = args.add { builder.add_add(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn add(&self) -> Option<AclRule<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<AclRule>>(AclChangeRequest::VT_ADD, None)}
+  }
+  #[inline]
+  pub fn remove_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AclChangeRequest::VT_REMOVE_ID, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclChangeRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<AclRule>>("add", Self::VT_ADD, false)?
+     .visit_field::<u64>("remove_id", Self::VT_REMOVE_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclChangeRequestArgs<'a> {
+    pub add: Option<::flatbuffers::WIPOffset<AclRule<'a>>>,
+    pub remove_id: u64,
+}
+impl<'a> Default for AclChangeRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclChangeRequestArgs {
+      add: None,
+      remove_id: 0,
+    }
+  }
+}
+
+pub struct AclChangeRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclChangeRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_add(&mut self, add: ::flatbuffers::WIPOffset<AclRule<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<AclRule>>(AclChangeRequest::VT_ADD, add);
+  }
+  #[inline]
+  pub fn add_remove_id(&mut self, remove_id: u64) {
+    self.fbb_.push_slot::<u64>(AclChangeRequest::VT_REMOVE_ID, remove_id, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclChangeRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclChangeRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclChangeRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclChangeRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclChangeRequest");
+      ds.field("add", &self.add());
+      ds.field("remove_id", &self.remove_id());
+      ds.finish()
+  }
+}
+pub enum AclListRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The rules in force. Needs `describe` on every stream (`*`), which edge
+/// agents have so they can enforce the rules for their devices.
+pub struct AclListRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclListRequest<'a> {
+  type Inner = AclListRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclListRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclListRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args AclListRequestArgs
+  ) -> ::flatbuffers::WIPOffset<AclListRequest<'bldr>> {
+    let mut builder = AclListRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for AclListRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclListRequestArgs {
+}
+impl<'a> Default for AclListRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    AclListRequestArgs {
+    }
+  }
+}
+
+pub struct AclListRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclListRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclListRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclListRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclListRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclListRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclListRequest");
+      ds.finish()
+  }
+}
+pub enum AclListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AclList<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclList<'a> {
+  type Inner = AclList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclList<'a> {
+  pub const VT_RULES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VERSION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ADDED_ID: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclListArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclList<'bldr>> {
+    let mut builder = AclListBuilder::new(_fbb);
+    builder.add_added_id(args.added_id);
+    builder.add_version(args.version);
+    if let Some(x) = args.rules { builder.add_rules(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn rules(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclRule<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclRule>>>>(AclList::VT_RULES, None)}
+  }
+  /// Raised by every change.
+  #[inline]
+  pub fn version(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AclList::VT_VERSION, Some(0)).unwrap()}
+  }
+  /// With a change: the id of the rule added (0: none).
+  #[inline]
+  pub fn added_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AclList::VT_ADDED_ID, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclRule>>>>("rules", Self::VT_RULES, false)?
+     .visit_field::<u64>("version", Self::VT_VERSION, false)?
+     .visit_field::<u64>("added_id", Self::VT_ADDED_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclListArgs<'a> {
+    pub rules: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclRule<'a>>>>>,
+    pub version: u64,
+    pub added_id: u64,
+}
+impl<'a> Default for AclListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclListArgs {
+      rules: None,
+      version: 0,
+      added_id: 0,
+    }
+  }
+}
+
+pub struct AclListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclListBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_rules(&mut self, rules: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclRule<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclList::VT_RULES, rules);
+  }
+  #[inline]
+  pub fn add_version(&mut self, version: u64) {
+    self.fbb_.push_slot::<u64>(AclList::VT_VERSION, version, 0);
+  }
+  #[inline]
+  pub fn add_added_id(&mut self, added_id: u64) {
+    self.fbb_.push_slot::<u64>(AclList::VT_ADDED_ID, added_id, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclListBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclList<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclList");
+      ds.field("rules", &self.rules());
+      ds.field("version", &self.version());
+      ds.field("added_id", &self.added_id());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6300,6 +7016,48 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_who_am_irequest(&self) -> Option<WhoAmIRequest<'a>> {
+    if self.body_type() == RequestBody::WhoAmIRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { WhoAmIRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_acl_change_request(&self) -> Option<AclChangeRequest<'a>> {
+    if self.body_type() == RequestBody::AclChangeRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AclChangeRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_acl_list_request(&self) -> Option<AclListRequest<'a>> {
+    if self.body_type() == RequestBody::AclListRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AclListRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -6324,6 +7082,9 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
           RequestBody::SubscribeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SubscribeRequest>>("RequestBody::SubscribeRequest", pos),
           RequestBody::ReshardRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReshardRequest>>("RequestBody::ReshardRequest", pos),
+          RequestBody::WhoAmIRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<WhoAmIRequest>>("RequestBody::WhoAmIRequest", pos),
+          RequestBody::AclChangeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclChangeRequest>>("RequestBody::AclChangeRequest", pos),
+          RequestBody::AclListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclListRequest>>("RequestBody::AclListRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6472,6 +7233,27 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ReshardRequest => {
           if let Some(x) = self.body_as_reshard_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::WhoAmIRequest => {
+          if let Some(x) = self.body_as_who_am_irequest() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AclChangeRequest => {
+          if let Some(x) = self.body_as_acl_change_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AclListRequest => {
+          if let Some(x) = self.body_as_acl_list_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -6826,6 +7608,34 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_who_am_i(&self) -> Option<WhoAmI<'a>> {
+    if self.body_type() == ResponseBody::WhoAmI {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { WhoAmI::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_acl_list(&self) -> Option<AclList<'a>> {
+    if self.body_type() == ResponseBody::AclList {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AclList::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -6846,6 +7656,8 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::ClusterStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatus>>("ResponseBody::ClusterStatus", pos),
           ResponseBody::ProducerRegistration => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerRegistration>>("ResponseBody::ProducerRegistration", pos),
           ResponseBody::GroupAssignment => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupAssignment>>("ResponseBody::GroupAssignment", pos),
+          ResponseBody::WhoAmI => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<WhoAmI>>("ResponseBody::WhoAmI", pos),
+          ResponseBody::AclList => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclList>>("ResponseBody::AclList", pos),
           _ => Ok(()),
         }
      })?
@@ -6966,6 +7778,20 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::GroupAssignment => {
           if let Some(x) = self.body_as_group_assignment() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::WhoAmI => {
+          if let Some(x) = self.body_as_who_am_i() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::AclList => {
+          if let Some(x) = self.body_as_acl_list() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
