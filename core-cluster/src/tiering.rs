@@ -17,12 +17,15 @@
 //! - If the store is unreachable, uploads retry with backoff and nothing is
 //!   deleted locally; ingestion goes on while local disk lasts.
 //!
-//! The loop that drives these per shard (when to upload, back off, purge)
-//! is `control::tiering`.
+//! What to upload, purge or expire is decided by the pure planners in
+//! `shard::tier_plan`; the functions here read the state and the clock, ask
+//! the planner, and act. The loop that drives them per shard (when to
+//! upload, back off, purge) is `control::tiering`.
 
 use crate::clock::now_ms;
-use crate::raft::group::ShardGroup;
 use crate::raft::command::{ShardCommand, ShardResponse};
+use crate::raft::group::ShardGroup;
+use crate::shard::tier_plan::{self, Expiry, UploadLimits};
 use crate::tier::format::{SegmentWriter, WriterOptions};
 use crate::tier::manifest::Manifest;
 use crate::tier::{keys, store, TierError};
@@ -94,6 +97,14 @@ pub struct Tier {
 }
 
 impl Tier {
+    /// When a range is sealed for upload (`tier_plan::next_upload`).
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            segment_bytes_max: self.segment_bytes_max,
+            segment_age_max_ms: self.segment_age_max_ms,
+        }
+    }
+
     pub fn open(cfg: &crate::config::CoreConfig) -> Result<Self> {
         let url = cfg.object_store_url();
         let enabled = cfg.peers.is_empty() || cfg.object_store.is_some();
@@ -122,23 +133,9 @@ impl Tier {
 pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<usize> {
     let mut n = 0;
     loop {
+        let now = now_ms();
         let entries = g.sm.read(|s| {
-            let to = s.tiered_to();
-            let start = s.index.partition_point(|e| e.base_offset < to);
-            let mut bytes = 0u64;
-            let mut end = start;
-            for e in &s.index[start..] {
-                bytes += u64::from(e.bytes);
-                end += 1;
-                if bytes >= tier.segment_bytes_max {
-                    break;
-                }
-            }
-            let entries = &s.index[start..end];
-            let first_ms = entries.first().map_or(i64::MAX, |e| e.appended_ms);
-            let old = now_ms().saturating_sub(first_ms) >= tier.segment_age_max_ms as i64;
-            let sealed = bytes >= tier.segment_bytes_max || old;
-            (sealed && !entries.is_empty()).then(|| entries.to_vec())
+            tier_plan::next_upload(s, now, tier.upload_limits()).map(|r| s.index[r].to_vec())
         });
         let Some(entries) = entries else {
             return Ok(n);
@@ -239,36 +236,13 @@ pub(crate) async fn purge_local(
     g: &ShardGroup,
     retention: &Retention,
 ) -> Result<bool> {
-    let local_ms = retention.local_ms.unwrap_or(tier.local_retention_ms);
-    let cutoff = now_ms().saturating_sub(local_ms as i64);
-    let upto = g.sm.read(|s| {
-        let to = s.tiered_to();
-        // Entries before `keep_from` lie beyond the local byte budget.
-        let keep_from = retention.local_bytes.map(|max| {
-            let mut bytes = 0u64;
-            let mut i = s.index.len();
-            while i > 0 && bytes + u64::from(s.index[i - 1].bytes) <= max {
-                bytes += u64::from(s.index[i - 1].bytes);
-                i -= 1;
-            }
-            i
-        });
-        s.index
-            .iter()
-            .enumerate()
-            .take_while(|(i, e)| {
-                e.base_offset + u64::from(e.count) <= to
-                    && (e.appended_ms <= cutoff || keep_from.is_some_and(|k| *i < k))
-            })
-            .last()
-            .map(|(_, e)| e.log_index)
-    });
+    let now = now_ms();
+    let purged = g.log.purged_index();
+    let upto =
+        g.sm.read(|s| tier_plan::purge_point(s, retention, tier.local_retention_ms, purged, now));
     let Some(upto) = upto else {
         return Ok(false);
     };
-    if g.log.purged_index().is_some_and(|p| p >= upto) {
-        return Ok(false);
-    }
     g.raft
         .trigger()
         .snapshot()
@@ -307,29 +281,12 @@ pub(crate) async fn expire(
     g: &ShardGroup,
     retention: &Retention,
 ) -> Result<()> {
-    if retention.total_ms.is_none() && retention.total_bytes.is_none() {
-        return Ok(());
-    }
-    let (first, gone) = g.sm.read(|s| {
-        let cutoff = retention
-            .total_ms
-            .map(|ms| now_ms().saturating_sub(ms as i64));
-        let total: u64 = s.tiered.iter().map(|o| o.bytes).sum();
-        let mut excess = retention.total_bytes.map_or(0, |b| total.saturating_sub(b));
-        let mut first = None;
-        let mut gone = Vec::new();
-        for o in &s.tiered {
-            let old = cutoff.is_some_and(|c| o.max_timestamp_ms < c);
-            if !old && excess == 0 {
-                break;
-            }
-            excess = excess.saturating_sub(o.bytes);
-            first = Some(o.next_offset);
-            gone.push(o.clone());
-        }
-        (first, gone)
-    });
-    let Some(first) = first else {
+    let now = now_ms();
+    let Some(Expiry {
+        first_offset: first,
+        objects: gone,
+    }) = g.sm.read(|s| tier_plan::expiry(s, retention, now))
+    else {
         return Ok(());
     };
     for o in &gone {

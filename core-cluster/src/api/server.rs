@@ -2,8 +2,9 @@
 //! encodes replies. Every failure becomes a typed error reply.
 
 use crate::node::Node;
-use crate::raft::group::ShardGroup;
 use crate::raft::command::{AppendCmd, ShardCommand};
+use crate::raft::group::ShardGroup;
+use crate::shard::read_plan::{plan_fetch, FetchPlan, FetchRequest, Residence, ShardRange};
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 use std::sync::Arc;
@@ -490,61 +491,67 @@ impl CoreHandler {
         wait: Duration,
     ) -> Result<Fetch, RemoteError> {
         let g = self.node.shard_for(stream, shard)?;
-        let (first, next, sealed) = g.sm.read(|s| (s.first_offset, s.next_offset, s.sealed));
-        if offset < first || offset > next {
-            return Err(RemoteError::new(
-                ErrorCode::OffsetOutOfRange,
-                format!("offset {offset} is outside [{first}, {next}] of shard {shard}"),
-            ));
-        }
-        if offset == next && !wait.is_zero() && !sealed {
-            let wait = wait.min(Duration::from_millis(self.node.cfg.fetch_wait_ms_max));
-            let mut rx = g.sm.subscribe();
-            let _ = tokio::time::timeout(wait, async {
-                while g.sm.read(|s| s.next_offset) <= offset {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
+        // The range, and the `next` the reply reports, are those seen before
+        // any wait; where the offset lives is read again after it.
+        let range = g.sm.read(ShardRange::of);
+        let wait_max = Duration::from_millis(self.node.cfg.fetch_wait_ms_max);
+        let mut req = FetchRequest {
+            offset,
+            max_records,
+            max_bytes,
+            wait,
+        };
+        let limits = loop {
+            let purged = g.log.purged_index();
+            let residence = g.sm.read(|s| Residence::of(s, offset, purged));
+            match plan_fetch(range, residence, &req, wait_max) {
+                FetchPlan::OutOfRange {
+                    offset,
+                    first,
+                    next,
+                } => {
+                    return Err(RemoteError::new(
+                        ErrorCode::OffsetOutOfRange,
+                        format!("offset {offset} is outside [{first}, {next}] of shard {shard}"),
+                    ))
                 }
-            })
-            .await;
-        }
-        let max_records = if max_records == 0 {
-            10_000
-        } else {
-            max_records
-        } as u64;
-        let max_bytes = if max_bytes == 0 {
-            8 << 20
-        } else {
-            max_bytes as usize
-        }
-        .min(32 << 20);
-        // Offsets whose log entries this replica has deleted (tiered, past
-        // local retention) are read from their Parquet object.
-        let purged = g.log.purged_index().unwrap_or(0);
-        let in_tier = g.sm.read(|s| {
-            offset < s.tiered_to()
-                && s.locate(offset)
-                    .is_none_or(|i| s.index[i].log_index <= purged)
-        });
-        if in_tier {
-            let t = crate::tiering::read_tiered(
-                &self.node.tier,
-                &g,
-                offset,
-                max_records as usize,
-                max_bytes,
-            )
-            .await
-            .map_err(|e| {
-                RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}"))
-            })?;
-            metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
-            let batches = [(t.first_offset, 0, t.batch)];
-            return Ok(Fetch::new(&batches, t.next_offset, next, sealed));
-        }
-        read_batches(&g, offset, max_records, max_bytes)
+                FetchPlan::Wait(wait) => {
+                    let mut rx = g.sm.subscribe();
+                    let _ = tokio::time::timeout(wait, async {
+                        while g.sm.read(|s| s.next_offset) <= offset {
+                            if rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    req.wait = Duration::ZERO;
+                }
+                FetchPlan::ReadLog(l) => {
+                    return read_batches(&g, offset, l.max_records, l.max_bytes)
+                }
+                FetchPlan::ReadTier(l) => break l,
+            }
+        };
+        // Its log entry is deleted here (tiered, past local retention): read
+        // the Parquet object.
+        let t = crate::tiering::read_tiered(
+            &self.node.tier,
+            &g,
+            offset,
+            limits.max_records as usize,
+            limits.max_bytes,
+        )
+        .await
+        .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("reading the tier: {e}")))?;
+        metrics::counter!("strata_core_records_out_tier_total").increment(t.records as u64);
+        let batches = [(t.first_offset, 0, t.batch)];
+        Ok(Fetch::new(
+            &batches,
+            t.next_offset,
+            range.next,
+            range.sealed,
+        ))
     }
 
     /// A push subscription: a `FetchResponse` frame as soon as records
