@@ -287,6 +287,18 @@ fn decode_append(mut b: Bytes, total: usize) -> Result<AppendCmd, CodecError> {
 mod tests {
     use super::*;
 
+    /// The MetaWrite reply carries a `MetaReply` as JSON: it must read as the
+    /// former shared response type's `Meta` variant did.
+    #[test]
+    fn a_meta_reply_serializes_as_before() {
+        let done = serde_json::to_string(&MetaReply::Meta(MetaResponse::Done)).unwrap();
+        assert_eq!(done, r#"{"Meta":"Done"}"#);
+        let refused = MetaReply::Meta(MetaResponse::Refused("no".into()));
+        let json = serde_json::to_string(&refused).unwrap();
+        assert_eq!(json, r#"{"Meta":{"Refused":"no"}}"#);
+        assert_eq!(serde_json::from_str::<MetaReply>(&json).unwrap(), refused);
+    }
+
     fn encoded(c: &impl GroupCommand) -> Bytes {
         let mut out = Vec::new();
         c.encode(&mut out);

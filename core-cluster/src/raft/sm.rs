@@ -1,5 +1,7 @@
 //! A generic openraft state machine over a deterministic [`GroupState`]: the
-//! shard state (offsets, dedup, batch index) or the metadata catalog.
+//! shard state (offsets, dedup, batch index) or the metadata catalog. A state
+//! names its group's type configuration ([`GroupState::Config`]), so it is
+//! only ever given the commands of its own kind of group.
 //!
 //! The applied state lives behind an `Arc<RwLock>` shared with the read path
 //! (fetch, describe), and a `watch` channel announces every apply so that
