@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod cluster;
 pub mod group;
@@ -11,9 +12,9 @@ pub mod producer;
 pub mod reader;
 pub mod transport;
 
-/// TLS configs and the dev PKI, for SDK users (`client_config`, `DevPki`).
-pub use strata_runtime::tls;
 /// Client identities (`Identity`) and principals.
 pub use strata_runtime::identity;
+/// TLS configs and the dev PKI, for SDK users (`client_config`, `DevPki`).
+pub use strata_runtime::tls;
 
 pub use transport::{Client, ClientError};

@@ -101,6 +101,10 @@ pub struct CoreConfig {
     /// PEM certificate revocation lists, re-read when the file changes.
     #[serde(default)]
     pub client_crl: Option<PathBuf>,
+    /// Principals that may do everything regardless of the access rules
+    /// (like Kafka's `super.users`); `strata dev` makes its `admin` one.
+    #[serde(default)]
+    pub superusers: Vec<String>,
     /// Largest record (key + value + headers), bytes.
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: usize,

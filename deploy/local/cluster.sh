@@ -49,6 +49,7 @@ metrics_addr = "127.0.0.1:$((9500+i))"
 tls_cert = "$dir/tls/node.pem"
 tls_key = "$dir/tls/node-key.pem"
 tls_ca = "$dir/tls/ca.pem"
+superusers = ["admin"]
 $peers
 TOML
   done
@@ -61,6 +62,7 @@ tls_cert = "$dir/tls/edge.pem"
 tls_key = "$dir/tls/edge-key.pem"
 core_addrs = ["127.0.0.1:7500", "127.0.0.1:7501", "127.0.0.1:7502"]
 core_ca = "$dir/tls/ca.pem"
+superusers = ["admin"]
 TOML
 }
 
@@ -96,6 +98,13 @@ case "${1:-}" in
   up)
     ensure_bins; write_configs
     for n in 1 2 3 edge; do start "$n"; done
+    # The edge agent forwards as principal `edge`; the CLI is `admin` (the
+    # dev identity beside the CA). `acl add` waits for the metadata leader.
+    for _ in $(seq 1 60); do
+      if "$bin/strata" acl list --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 2>/dev/null | grep -q "^ *[0-9]*  edge "; then break; fi
+      "$bin/strata" acl add --principal edge --allow produce,describe --stream '*' --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 >/dev/null 2>&1 && break
+      sleep 1
+    done
     echo "CA: $dir/tls/ca.pem   try: STRATA_CA=$dir/tls/ca.pem $bin/strata cluster status"
     ;;
   down) for n in edge 3 2 1; do stop "$n"; done ;;

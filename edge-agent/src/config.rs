@@ -76,6 +76,10 @@ pub struct EdgeConfig {
     /// PEM certificate revocation lists, re-read when the file changes.
     #[serde(default)]
     pub client_crl: Option<PathBuf>,
+    /// Principals that may produce to any stream regardless of the access
+    /// rules; `strata dev` makes its `admin` one.
+    #[serde(default)]
+    pub superusers: Vec<String>,
     /// Largest record (key + value + headers), bytes.
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: usize,

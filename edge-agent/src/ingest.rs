@@ -4,13 +4,18 @@
 //! stream's buffer and acknowledged only after the buffer's group commit made
 //! it durable. A stream this agent has not seen is described by the core
 //! first (then cached by the registry); while the core is down, only known
-//! streams are accepted.
+//! streams are accepted. A producer must be allowed `produce` on the stream
+//! by the agent's copy of the access rules (`registry::rules`); with a key
+//! prefix rule, every record key of the batch is checked before anything is
+//! buffered.
 
 use crate::buffer::BufferError;
+use crate::registry::rules::Rules;
 use crate::registry::{Registry, StreamState};
 use bytes::Bytes;
 use std::sync::Arc;
 use strata_client::ClientError;
+use strata_protocol::acl::Grant;
 use strata_runtime::server::{Caller, Handler};
 use strata_schema::batch::{self, Limits};
 use strata_schema::fb::{self, ErrorCode};
@@ -19,13 +24,18 @@ use strata_schema::wire::{self, RemoteError};
 /// QUIC handler of the ingest endpoint.
 pub struct EdgeHandler {
     registry: Arc<Registry>,
+    rules: Arc<Rules>,
     limits: Limits,
 }
 
 impl EdgeHandler {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(registry: Arc<Registry>, rules: Arc<Rules>) -> Self {
         let limits = registry.cfg().limits();
-        Self { registry, limits }
+        Self {
+            registry,
+            rules,
+            limits,
+        }
     }
 
     /// The stream's state, asking the core about streams not seen before.
@@ -56,10 +66,21 @@ impl EdgeHandler {
         &self,
         frame: &Bytes,
         r: fb::ProduceRequest<'_>,
+        caller: &Caller,
     ) -> Result<Bytes, RemoteError> {
+        let grant = self.rules.authorize_produce(caller, r.stream())?;
         let bytes = r.batch().bytes();
         let summary = batch::verify(bytes, &self.limits)
             .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+        if let Grant::KeyPrefixes(_) = grant {
+            let b = batch::open(bytes)
+                .map_err(|e| RemoteError::new(ErrorCode::MalformedRequest, e.to_string()))?;
+            for rec in b.records() {
+                grant
+                    .check_key(caller.name(), r.stream(), rec.key().unwrap_or(""))
+                    .map_err(|d| RemoteError::new(ErrorCode::PermissionDenied, d.to_string()))?;
+            }
+        }
         let stream = self.stream(r.stream()).await?;
         stream
             .buffer
@@ -94,7 +115,7 @@ impl Handler for EdgeHandler {
             Err(e) => return RemoteError::new(ErrorCode::MalformedRequest, e.to_string()).encode(),
         };
         let result = match req.body_as_produce_request() {
-            Some(r) => self.produce(&request, r).await,
+            Some(r) => self.produce(&request, r, caller).await,
             None => Err(RemoteError::new(
                 ErrorCode::InvalidArgument,
                 "an edge agent only accepts produce requests; send admin and fetch requests to the core",

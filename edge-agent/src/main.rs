@@ -54,10 +54,16 @@ async fn run(args: Args) -> Result<()> {
     let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = strata_edge::agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
+    let rules = strata_edge::registry::rules::Rules::open(&cfg.data_dir, cfg.superusers.clone())?;
+    tokio::spawn(strata_edge::registry::rules::sync(
+        rules.clone(),
+        core.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(addr = %cfg.listen_addr, core = ?cfg.core_addrs, "strata-edge listening (QUIC)");
     let server = tokio::spawn(serve(
         endpoint,
-        Arc::new(EdgeHandler::new(registry.clone())),
+        Arc::new(EdgeHandler::new(registry.clone(), rules)),
         ServeLimits::default(),
         stop_rx,
     ));

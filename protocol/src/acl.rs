@@ -58,7 +58,10 @@ impl Operation {
 
     /// Operations of a bit set (unknown bits are ignored).
     pub fn from_bits(bits: u16) -> Vec<Operation> {
-        Self::ALL.into_iter().filter(|o| bits & o.bit() != 0).collect()
+        Self::ALL
+            .into_iter()
+            .filter(|o| bits & o.bit() != 0)
+            .collect()
     }
 
     pub fn bits(ops: &[Operation]) -> u16 {
@@ -75,7 +78,9 @@ impl fmt::Display for Operation {
 /// A rule or operation list that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
-    #[error("unknown operation {0:?}; use produce, consume, describe, create, alter, admin or all")]
+    #[error(
+        "unknown operation {0:?}; use produce, consume, describe, create, alter, admin or all"
+    )]
     UnknownOperation(String),
     #[error("a rule needs at least one operation")]
     NoOperation,
@@ -239,7 +244,11 @@ impl Acl {
             return Ok(Grant::All);
         }
         let mut prefixes = Vec::new();
-        for r in self.rules.iter().filter(|r| r.matches(principal, op, stream)) {
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| r.matches(principal, op, stream))
+        {
             match r.prefix_for(principal) {
                 None => return Ok(Grant::All),
                 Some(p) => prefixes.push(p),
@@ -274,6 +283,37 @@ impl Acl {
             self.version += 1;
         }
         removed
+    }
+}
+
+/// A rule as the wire carries it (`AclRule`).
+pub fn rule_to_fb<'b>(
+    fbb: &mut flatbuffers::FlatBufferBuilder<'b>,
+    r: &Rule,
+) -> flatbuffers::WIPOffset<strata_schema::fb::AclRule<'b>> {
+    let principal = Some(fbb.create_string(&r.principal));
+    let stream = Some(fbb.create_string(&r.stream));
+    let key_prefix = r.key_prefix.as_deref().map(|k| fbb.create_string(k));
+    strata_schema::fb::AclRule::create(
+        fbb,
+        &strata_schema::fb::AclRuleArgs {
+            id: r.id,
+            principal,
+            operations: Operation::bits(&r.operations),
+            stream,
+            key_prefix,
+        },
+    )
+}
+
+/// A rule from the wire (unknown operation bits are dropped).
+pub fn rule_from_fb(r: &strata_schema::fb::AclRule<'_>) -> Rule {
+    Rule {
+        id: r.id(),
+        principal: r.principal().to_string(),
+        operations: Operation::from_bits(r.operations()),
+        stream: r.stream().to_string(),
+        key_prefix: r.key_prefix().map(str::to_string),
     }
 }
 
@@ -328,7 +368,9 @@ mod tests {
             .authorize(&[], "sensor-7", Operation::Produce, "telemetry")
             .unwrap();
         assert_eq!(g, Grant::KeyPrefixes(vec!["sensor-7".into()]));
-        assert!(g.check_key("sensor-7", "telemetry", "sensor-7/temp").is_ok());
+        assert!(g
+            .check_key("sensor-7", "telemetry", "sensor-7/temp")
+            .is_ok());
         let e = g
             .check_key("sensor-7", "telemetry", "sensor-8/temp")
             .unwrap_err();

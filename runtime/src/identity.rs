@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::tls::TlsError;
+use crate::tls_error::TlsError;
 
 /// Prefix of the SAN URI that names a principal.
 pub const PRINCIPAL_URI_PREFIX: &str = "strata:principal/";

@@ -12,3 +12,4 @@ pub mod identity;
 pub mod server;
 pub mod settings;
 pub mod tls;
+mod tls_error;

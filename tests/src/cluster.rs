@@ -89,7 +89,7 @@ impl TestCluster {
         std::fs::write(
             p.join("edge.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [{}]\ncore_ca = {:?}\nretry_backoff_ms_max = 200\n",
+                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [{}]\ncore_ca = {:?}\nretry_backoff_ms_max = 200\nsuperusers = [\"admin\"]\n",
                 p.join("edge"),
                 pki.edge.cert,
                 pki.edge.key,
@@ -109,6 +109,9 @@ impl TestCluster {
             peers,
         };
         c.wait_registered(n as usize).await?;
+        let core = c.cluster();
+        strata_client::access::ensure_rule(&core, &strata_client::access::edge_agent_rule("edge"))
+            .await?;
         Ok(c)
     }
 
@@ -571,7 +574,7 @@ fn spawn_core(
     std::fs::write(
         &cfg,
         format!(
-            "node_id = {id}\nzone = \"{}\"\ndata_dir = {:?}\nlisten_addr = \"{}\"\npeer_addr = \"{}\"\npeer_advertise_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{core_extra}\n{peers}",
+            "node_id = {id}\nzone = \"{}\"\ndata_dir = {:?}\nlisten_addr = \"{}\"\npeer_addr = \"{}\"\npeer_advertise_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n{peers}",
             n.zone,
             p.join(format!("core-{id}")),
             n.addr,

@@ -271,7 +271,7 @@ impl Pipeline {
         std::fs::write(
             p.join("core.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n{core_extra}\n",
+                "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n",
                 p.join("core"),
                 pki.cert,
                 pki.key,
@@ -281,7 +281,7 @@ impl Pipeline {
         std::fs::write(
             p.join("edge.toml"),
             format!(
-                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\n{edge_extra}\n",
+                "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\nsuperusers = [\"admin\"]\n{edge_extra}\n",
                 p.join("edge"),
                 pki.edge.cert,
                 pki.edge.key,
@@ -305,6 +305,9 @@ impl Pipeline {
             edge_extra: edge_extra.to_string(),
         };
         me.wait_core().await?;
+        let core = strata_client::cluster::Cluster::new(vec![me.core_addr], &me.pki.ca)?;
+        strata_client::access::ensure_rule(&core, &strata_client::access::edge_agent_rule("edge"))
+            .await?;
         me.wait_edge().await?;
         Ok(me)
     }

@@ -112,20 +112,28 @@ async fn run() -> Result<()> {
     std::fs::write(
         d.join("core.toml"),
         format!(
-            "data_dir = {:?}\nlisten_addr = \"{CORE}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\ntls_ca = {ca:?}\n",
+            "data_dir = {:?}\nlisten_addr = \"{CORE}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\ntls_ca = {ca:?}\nsuperusers = [\"admin\"]\n",
             d.join("core")
         ),
     )?;
     std::fs::write(
         d.join("edge.toml"),
         format!(
-            "data_dir = {:?}\nlisten_addr = \"{EDGE}\"\ntls_cert = {edge_cert:?}\ntls_key = {edge_key:?}\ncore_addrs = [\"{CORE}\"]\ncore_ca = {ca:?}\n",
+            "data_dir = {:?}\nlisten_addr = \"{EDGE}\"\ntls_cert = {edge_cert:?}\ntls_key = {edge_key:?}\ncore_addrs = [\"{CORE}\"]\ncore_ca = {ca:?}\nsuperusers = [\"admin\"]\n",
             d.join("edge")
         ),
     )?;
     let mut core = Proc::spawn("strata-core", &d.join("core.toml"), &d.join("core.log"))?;
     let mut edge = Proc::spawn("strata-edge", &d.join("edge.toml"), &d.join("edge.log"))?;
     let cluster = Cluster::new(vec![CORE.parse()?], &ca)?;
+    // v0.1 had no access rules: the operator grants the edge agent once.
+    wait_for("the edge agent's rule", Duration::from_secs(60), || async {
+        let rule = strata_client::access::edge_agent_rule("edge");
+        Ok(strata_client::access::ensure_rule(&cluster, &rule)
+            .await
+            .ok())
+    })
+    .await?;
 
     // Everything: the core's 100 and the 100 the edge held for it.
     let all = wait_for(

@@ -11,10 +11,12 @@ use crate::node::Node;
 use crate::raft::command::{AppendCmd, MetaReply, ShardCommand, ShardResponse};
 use crate::raft::group::ShardGroup;
 use crate::raft::types::NodeId;
+use bytes::Bytes;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use std::time::Duration;
 use strata_protocol::{MembershipChange, StreamInfo};
+use strata_runtime::server::Caller;
 use strata_schema::fb::ErrorCode;
 use strata_schema::hashkey;
 use strata_schema::wire::RemoteError;
@@ -317,36 +319,112 @@ impl Node {
         }
     }
 
-    /// Registers a producer id in the metadata group (idempotent: the first
-    /// registration's time is kept). Returns it and the number of producers.
-    pub async fn register_producer(&self, id: u64, agent: &str) -> Result<(i64, u64), RemoteError> {
+    /// Registers a producer id in the metadata group, bound to the caller's
+    /// principal (idempotent: the first registration's time is kept; an id
+    /// registered to another principal is refused). Returns the
+    /// registration time and the number of producers.
+    pub async fn register_producer(
+        &self,
+        id: u64,
+        agent: &str,
+        caller: &Caller,
+    ) -> Result<(i64, u64), RemoteError> {
         if id == 0 {
             return Err(RemoteError::new(
                 ErrorCode::InvalidArgument,
                 "producer id must be non-zero",
             ));
         }
+        let principal = caller.principal.as_deref().map(str::to_string);
         let known = self.meta.sm.read(|c| {
-            c.producers
-                .get(&id)
-                .map(|p| (p.registered_ms, c.producers.len() as u64))
+            c.producers.get(&id).map(|p| {
+                (
+                    p.registered_ms,
+                    c.producers.len() as u64,
+                    p.principal.clone(),
+                )
+            })
         });
-        if let Some(k) = known {
-            return Ok(k);
+        match known {
+            Some((_, _, Some(owner))) if principal.as_ref().is_some_and(|p| *p != owner) => {
+                return Err(producer_taken(id, &owner, caller));
+            }
+            Some((since, n, owner)) if owner.is_some() || principal.is_none() => {
+                return Ok((since, n))
+            }
+            _ => {}
         }
         self.require_meta_leader()?;
         let p = crate::catalog::ProducerMeta {
             id,
             agent: agent.chars().take(256).collect(),
             registered_ms: now_ms(),
+            principal,
         };
-        self.commit_meta(MetaCommand::RegisterProducer(p)).await?;
+        if let MetaReply::Meta(MetaResponse::Refused(m)) =
+            self.commit_meta(MetaCommand::RegisterProducer(p)).await?
+        {
+            return Err(RemoteError::new(ErrorCode::PermissionDenied, m));
+        }
         Ok(self.meta.sm.read(|c| {
             (
                 c.producers.get(&id).map_or(0, |p| p.registered_ms),
                 c.producers.len() as u64,
             )
         }))
+    }
+
+    /// With client authentication, only the principal a producer id is
+    /// registered to may forward under it; an id not registered yet is
+    /// refused as `Unavailable` (the edge registers it at start and
+    /// retries), so nobody can take another edge's id or poison its
+    /// deduplication positions before it registers.
+    pub fn check_producer_owner(&self, id: u64, caller: &Caller) -> Result<(), RemoteError> {
+        let Some(principal) = caller.principal.as_deref() else {
+            return Ok(());
+        };
+        let owner = self
+            .meta
+            .sm
+            .read(|c| c.producers.get(&id).map(|p| p.principal.clone()));
+        match owner {
+            Some(Some(owner)) if owner == principal => Ok(()),
+            Some(Some(owner)) => Err(producer_taken(id, &owner, caller)),
+            Some(None) | None => Err(RemoteError::new(
+                ErrorCode::Unavailable,
+                format!("producer id {id} is not registered to principal {principal:?} yet; register it first (edge agents do at start)"),
+            )),
+        }
+    }
+
+    /// `strata acl add | remove`, on the metadata leader: returns the rules
+    /// in force after the change.
+    pub async fn change_acl(
+        &self,
+        add: Option<strata_protocol::acl::Rule>,
+        remove: u64,
+    ) -> Result<Bytes, RemoteError> {
+        if let Some(r) = &add {
+            r.validate()
+                .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        }
+        self.require_meta_leader()?;
+        match self
+            .commit_meta(MetaCommand::ChangeAcl { add, remove })
+            .await?
+        {
+            MetaReply::Meta(MetaResponse::AclChanged { added_id }) => Ok(self
+                .meta
+                .sm
+                .read(|c| crate::api::access::acl_reply(&c.acl, added_id))),
+            MetaReply::Meta(MetaResponse::Refused(m)) => {
+                Err(RemoteError::new(ErrorCode::InvalidArgument, m))
+            }
+            other => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("unexpected {other:?}"),
+            )),
+        }
     }
 
     /// A consumer-group member's heartbeat, on the metadata leader: joins or
@@ -454,5 +532,15 @@ fn closed(producer_next_seq: u64) -> RemoteError {
     RemoteError::shard_closed(
         "the shard is closed (split or merged): its records go to its children now (see stream describe)",
         producer_next_seq,
+    )
+}
+
+fn producer_taken(id: u64, owner: &str, caller: &Caller) -> RemoteError {
+    RemoteError::new(
+        ErrorCode::PermissionDenied,
+        format!(
+            "producer id {id} is registered to principal {owner:?}, not {:?}",
+            caller.name()
+        ),
     )
 }

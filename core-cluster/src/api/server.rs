@@ -1,6 +1,7 @@
 //! The core's QUIC API: decodes verified requests, calls the [`Node`], and
 //! encodes replies. Every failure becomes a typed error reply.
 
+use super::access;
 use crate::node::Node;
 use crate::raft::command::{AppendCmd, ShardCommand};
 use crate::raft::group::ShardGroup;
@@ -43,7 +44,19 @@ impl Handler for CoreHandler {
             }
         };
         tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
-        if let Err(e) = self.serve_subscription(r, &mut send).await {
+        let allowed = self.node.meta.sm.read(|c| {
+            access::authorize(
+                &c.acl,
+                &self.node.cfg.superusers,
+                caller,
+                Some((strata_protocol::acl::Operation::Consume, r.stream())),
+            )
+        });
+        let served = match allowed {
+            Ok(_) => self.serve_subscription(r, &mut send).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = served {
             let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
             let _ = send.finish();
             let _ = send.stopped().await;
@@ -53,7 +66,7 @@ impl Handler for CoreHandler {
     async fn handle(&self, request: Bytes, caller: &Caller) -> Bytes {
         let peer = caller.addr;
         let result = match wire::decode_request(&request) {
-            Ok(req) => self.dispatch(&request, req).await,
+            Ok(req) => self.dispatch(&request, req, caller).await,
             Err(e) => Err(RemoteError::new(ErrorCode::MalformedRequest, e.to_string())),
         };
         result.unwrap_or_else(|e| {
@@ -66,14 +79,34 @@ impl Handler for CoreHandler {
 impl CoreHandler {
     /// Answers one verified request; the body is read as the type its
     /// header names (a mismatch is a malformed request, never a panic).
-    async fn dispatch(&self, request: &Bytes, req: fb::Request<'_>) -> Result<Bytes, RemoteError> {
+    async fn dispatch(
+        &self,
+        request: &Bytes,
+        req: fb::Request<'_>,
+        caller: &Caller,
+    ) -> Result<Bytes, RemoteError> {
+        let superusers = &self.node.cfg.superusers;
+        let grant = self
+            .node
+            .meta
+            .sm
+            .read(|c| access::authorize(&c.acl, superusers, caller, access::needs(&req)))?;
         match req.body_type() {
             fb::RequestBody::ForwardRequest => {
-                self.forward(
-                    request,
-                    req.body_as_forward_request().ok_or_else(body_mismatch)?,
-                )
-                .await
+                let r = req.body_as_forward_request().ok_or_else(body_mismatch)?;
+                for p in r.pieces().iter() {
+                    access::check_keys(&grant, caller, r.stream(), p.batch().bytes())?;
+                }
+                self.forward(request, r, caller).await
+            }
+            fb::RequestBody::WhoAmIRequest => Ok(access::whoami_reply(caller, superusers)),
+            fb::RequestBody::AclListRequest => {
+                Ok(self.node.meta.sm.read(|c| access::acl_reply(&c.acl, 0)))
+            }
+            fb::RequestBody::AclChangeRequest => {
+                let r = req.body_as_acl_change_request().ok_or_else(body_mismatch)?;
+                let add = r.add().map(|a| strata_protocol::acl::rule_from_fb(&a));
+                self.node.change_acl(add, r.remove_id()).await
             }
             fb::RequestBody::CreateStreamRequest => {
                 let r = req
@@ -108,7 +141,7 @@ impl CoreHandler {
                     .body_as_register_producer_request()
                     .ok_or_else(body_mismatch)?;
                 self.node
-                    .register_producer(r.producer_id(), r.agent().unwrap_or(""))
+                    .register_producer(r.producer_id(), r.agent().unwrap_or(""), caller)
                     .await
                     .map(|(registered_ms, producers)| {
                         wire::response(fb::ResponseBody::ProducerRegistration, |fbb| {
@@ -147,7 +180,13 @@ impl CoreHandler {
                     .ok_or_else(body_mismatch)?;
                 self.node.describe(r.name()).map(|s| describe_reply(&s))
             }
-            fb::RequestBody::ListStreamsRequest => Ok(list_reply(&self.node.list())),
+            fb::RequestBody::ListStreamsRequest => {
+                let mut streams = self.node.list();
+                self.node.meta.sm.read(|c| {
+                    streams.retain(|s| access::may_describe(&c.acl, superusers, caller, &s.name))
+                });
+                Ok(list_reply(&streams))
+            }
             fb::RequestBody::SeekRequest => {
                 self.seek(req.body_as_seek_request().ok_or_else(body_mismatch)?)
                     .await
@@ -379,10 +418,12 @@ impl CoreHandler {
         &self,
         frame: &Bytes,
         r: fb::ForwardRequest<'_>,
+        caller: &Caller,
     ) -> Result<Bytes, RemoteError> {
         if r.producer_id() == 0 {
             return Err(invalid("producer_id 0 is reserved"));
         }
+        self.node.check_producer_owner(r.producer_id(), caller)?;
         let g = self.node.shard_leader_for(r.stream(), r.shard())?;
         let limits = self.node.cfg.limits();
         let mut cmds = Vec::with_capacity(r.pieces().len());

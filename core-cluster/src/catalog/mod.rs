@@ -54,6 +54,12 @@ pub enum MetaCommand {
         group: String,
         heartbeat: groups::Heartbeat,
     },
+    /// `strata acl add | remove`: adds `add` (under a new id) and/or
+    /// removes rule `remove` (0: none).
+    ChangeAcl {
+        add: Option<strata_protocol::acl::Rule>,
+        remove: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +72,10 @@ pub enum MetaResponse {
     Refused(String),
     /// A group member's shards after its heartbeat.
     Group(groups::Assignment),
+    /// The access rules changed; the id of the rule added (0: none).
+    AclChanged {
+        added_id: u64,
+    },
 }
 
 /// The catalog every metadata replica holds.
@@ -83,6 +93,9 @@ pub struct Catalog {
     /// Consumer groups: stream → group name → group.
     #[serde(default)]
     pub groups: BTreeMap<String, BTreeMap<String, groups::Group>>,
+    /// Access rules (default deny; superusers are a daemon setting).
+    #[serde(default)]
+    pub acl: strata_protocol::acl::Acl,
 }
 
 impl Catalog {
@@ -143,8 +156,18 @@ impl Catalog {
                 None => MetaResponse::Refused(format!("{stream}/{shard} does not exist")),
             },
             MetaCommand::RegisterProducer(p) => {
-                self.producers.entry(p.id).or_insert_with(|| p.clone());
-                MetaResponse::Registered
+                let known = self.producers.entry(p.id).or_insert_with(|| p.clone());
+                match (&known.principal, &p.principal) {
+                    (Some(owner), Some(claim)) if owner != claim => MetaResponse::Refused(format!(
+                        "producer id {} is registered to principal {owner:?}",
+                        p.id
+                    )),
+                    (None, Some(_)) => {
+                        known.principal = p.principal.clone();
+                        MetaResponse::Registered
+                    }
+                    _ => MetaResponse::Registered,
+                }
             }
             MetaCommand::Reshard {
                 stream,
@@ -192,6 +215,22 @@ impl Catalog {
                     groups.remove(group);
                 }
                 MetaResponse::Group(a)
+            }
+            MetaCommand::ChangeAcl { add, remove } => {
+                if *remove != 0 && !self.acl.rules.iter().any(|r| r.id == *remove) {
+                    return MetaResponse::Refused(format!("there is no access rule {remove}"));
+                }
+                if let Some(rule) = add {
+                    if let Err(e) = rule.validate() {
+                        return MetaResponse::Refused(e.to_string());
+                    }
+                }
+                self.acl.remove(*remove);
+                let added_id = match add {
+                    Some(rule) => self.acl.add(rule.clone()).expect("validated above"),
+                    None => 0,
+                };
+                MetaResponse::AclChanged { added_id }
             }
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {

@@ -127,4 +127,9 @@ pub struct ProducerMeta {
     pub id: u64,
     pub agent: String,
     pub registered_ms: i64,
+    /// The principal that registered the id; only it may forward under it.
+    /// `None`: registered without client authentication (claimed by the
+    /// first authenticated registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }

@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod producer;
+pub mod rules;
 
 use crate::buffer::{BufferError, BufferHandle, StreamBuffer};
 use crate::config::EdgeConfig;

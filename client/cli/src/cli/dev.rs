@@ -111,7 +111,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
         format!(
             "# Written by `strata dev` at every start; see deploy/config/core.example.toml.\n\
              node_id = 1\nzone = \"local\"\ndata_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\n\
-             tls_cert = {}\ntls_key = {}\ntls_ca = {}\n{tiering}",
+             tls_cert = {}\ntls_key = {}\ntls_ca = {}\nsuperusers = [\"admin\"]\n{tiering}",
             toml_path(&dir.join("core")),
             a.core_addr,
             a.core_metrics_addr,
@@ -126,7 +126,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
         format!(
             "# Written by `strata dev` at every start; see deploy/config/edge.example.toml.\n\
              data_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {}\ntls_key = {}\n\
-             core_addrs = [\"{}\"]\ncore_ca = {}\n",
+             core_addrs = [\"{}\"]\ncore_ca = {}\nsuperusers = [\"admin\"]\n",
             toml_path(&dir.join("edge")),
             a.edge_addr,
             a.edge_metrics_addr,
@@ -148,6 +148,17 @@ pub async fn run(a: DevArgs) -> Result<()> {
     if let Err(e) = ready {
         stop(&mut core, "strata-core").await;
         return Err(e);
+    }
+    // The edge agent forwards as principal `edge`: allow it (once).
+    let granted = async {
+        let cluster = strata_client::cluster::Cluster::new(vec![a.core_addr], &pki.ca)?;
+        let rule = strata_client::access::edge_agent_rule("edge");
+        strata_client::access::ensure_rule(&cluster, &rule).await
+    }
+    .await;
+    if let Err(e) = granted {
+        stop(&mut core, "strata-core").await;
+        return Err(anyhow::anyhow!("granting the edge agent access: {e}"));
     }
     let mut edge = spawn("strata-edge", &edge_toml, &logs.join("edge.log"))?;
     let ready = wait_ready(&mut edge, "strata-edge", &logs.join("edge.log"), || async {

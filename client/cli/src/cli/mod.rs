@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod access;
 mod cluster;
 mod consume;
 mod dev;
@@ -34,17 +35,34 @@ pub struct TlsArgs {
     /// CA certificate (PEM) to trust; default ./strata-data/tls/ca.pem when it exists.
     #[arg(long, env = "STRATA_CA", global = true)]
     pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) to present; default: the dev admin identity
+    /// (admin.pem) beside the CA when it exists.
+    #[arg(long, env = "STRATA_CERT", global = true, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, env = "STRATA_KEY", global = true, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl TlsArgs {
-    pub fn client(&self, addr: SocketAddr) -> Result<Client> {
+    fn resolve(&self) -> Result<(PathBuf, Option<strata_runtime::identity::Identity>)> {
         let ca = strata_runtime::tls::resolve_ca(self.ca.as_deref())?;
-        Ok(Client::new(addr, &ca)?)
+        let id = strata_runtime::identity::Identity::resolve(
+            self.cert.as_deref(),
+            self.key.as_deref(),
+            &ca,
+        )?;
+        Ok((ca, id))
+    }
+
+    pub fn client(&self, addr: SocketAddr) -> Result<Client> {
+        let (ca, id) = self.resolve()?;
+        Ok(Client::with_identity(addr, &ca, id.as_ref())?)
     }
 
     pub fn cluster(&self, seeds: &Seeds) -> Result<Cluster> {
-        let ca = strata_runtime::tls::resolve_ca(self.ca.as_deref())?;
-        Ok(Cluster::new(seeds.0.clone(), &ca)?)
+        let (ca, id) = self.resolve()?;
+        Ok(Cluster::with_identity(seeds.0.clone(), &ca, id.as_ref())?)
     }
 }
 
@@ -86,6 +104,29 @@ pub enum Cmd {
     Consume(consume::ConsumeArgs),
     /// Run SQL over streams' Parquet archives (and hot tails).
     Query(query::QueryArgs),
+    /// Print the principal a server sees for this client.
+    Whoami {
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Server address (a core node, or an edge agent with --edge).
+        #[arg(long, default_value = DEFAULT_CORE, value_parser = parse_seeds)]
+        core: Seeds,
+    },
+    /// Access rules: who may produce, consume, describe, create, alter, administer.
+    Acl {
+        #[command(subcommand)]
+        cmd: access::AclCmd,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Core node addresses (QUIC), comma-separated.
+        #[arg(long, default_value = DEFAULT_CORE, global = true, value_parser = parse_seeds)]
+        core: Seeds,
+    },
+    /// Client certificates from the dev CA (development and tests).
+    Identity {
+        #[command(subcommand)]
+        cmd: access::IdentityCmd,
+    },
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -96,5 +137,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Produce(a) => produce::run(a).await,
         Cmd::Consume(a) => consume::run(a).await,
         Cmd::Query(a) => query::run(a).await,
+        Cmd::Whoami { tls, core } => access::whoami(&tls, &core).await,
+        Cmd::Acl { cmd, tls, core } => access::acl(cmd, &tls, &core).await,
+        Cmd::Identity { cmd } => access::identity(cmd),
     }
 }

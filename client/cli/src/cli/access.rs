@@ -1,0 +1,160 @@
+//! `strata whoami`, `strata acl add | list | remove`, and
+//! `strata identity issue | revoke` (client certificates from the dev CA).
+
+use super::{Seeds, TlsArgs};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+use strata_client::access;
+use strata_protocol::acl::{parse_operations, Acl, Rule};
+
+#[derive(Subcommand, Debug)]
+pub enum AclCmd {
+    /// Allow a principal (glob) some operations on streams (glob).
+    Add {
+        /// Principal name or glob, e.g. `sensor-*`.
+        #[arg(long)]
+        principal: String,
+        /// Comma-separated: produce, consume, describe, create, alter, admin, or all.
+        #[arg(long)]
+        allow: String,
+        /// Stream name or glob; `*` is every stream (and the cluster).
+        #[arg(long)]
+        stream: String,
+        /// With produce only: keys must start with this; `${principal}` is
+        /// replaced by the caller's name (quote it in the shell).
+        #[arg(long)]
+        key_prefix: Option<String>,
+    },
+    /// Show the rules in force.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule by id (see `strata acl list`).
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCmd {
+    /// Issue a client certificate for principal NAME from the dev CA:
+    /// writes NAME.pem and NAME-key.pem (0600). Production uses its own CA
+    /// (docs/security.md).
+    Issue {
+        name: String,
+        /// Where to write the files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Directory of the dev CA (ca.pem, ca-key.pem).
+        #[arg(long, default_value = "strata-data/tls")]
+        ca_dir: PathBuf,
+    },
+    /// Revoke a certificate: add it to a CRL file signed by the dev CA
+    /// (daemons with `client_crl` pointing at it re-read it at once).
+    Revoke {
+        /// The certificate (PEM) to revoke.
+        cert: PathBuf,
+        /// The CRL file to create or extend.
+        #[arg(long, default_value = "strata-data/tls/revoked.pem")]
+        crl: PathBuf,
+        #[arg(long, default_value = "strata-data/tls")]
+        ca_dir: PathBuf,
+    },
+}
+
+pub async fn whoami(tls: &TlsArgs, core: &Seeds) -> Result<()> {
+    let addr = *core.0.first().context("no server address given")?;
+    let c = tls.client(addr)?;
+    let w = access::whoami(&c).await?;
+    println!(
+        "{}{}",
+        w.principal,
+        if w.superuser { " (superuser)" } else { "" }
+    );
+    Ok(())
+}
+
+fn print_rules(acl: &Acl) {
+    println!(
+        "{:>4}  {:<20} {:<36} {:<20} KEY PREFIX",
+        "ID", "PRINCIPAL", "OPERATIONS", "STREAM"
+    );
+    for r in &acl.rules {
+        let ops: Vec<&str> = r.operations.iter().map(|o| o.name()).collect();
+        println!(
+            "{:>4}  {:<20} {:<36} {:<20} {}",
+            r.id,
+            r.principal,
+            ops.join(","),
+            r.stream,
+            r.key_prefix.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+pub async fn acl(cmd: AclCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
+    let cluster = tls.cluster(core)?;
+    match cmd {
+        AclCmd::Add {
+            principal,
+            allow,
+            stream,
+            key_prefix,
+        } => {
+            let rule = Rule {
+                id: 0,
+                principal,
+                operations: parse_operations(&allow)?,
+                stream,
+                key_prefix,
+            };
+            rule.validate()?;
+            let rule = &rule;
+            let (acl, id) = cluster
+                .any(|c| async move { access::acl_change(&c, Some(rule), 0).await })
+                .await?;
+            println!("added rule {id}");
+            print_rules(&acl);
+        }
+        AclCmd::Remove { id } => {
+            let (acl, _) = cluster
+                .any(|c| async move { access::acl_change(&c, None, id).await })
+                .await?;
+            println!("removed rule {id}");
+            print_rules(&acl);
+        }
+        AclCmd::List { json } => {
+            let acl = cluster
+                .any(|c| async move { access::acl_list(&c).await })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&acl)?);
+            } else {
+                print_rules(&acl);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn identity(cmd: IdentityCmd) -> Result<()> {
+    match cmd {
+        IdentityCmd::Issue { name, out, ca_dir } => {
+            let id = strata_runtime::tls::issue_identity(&name, &ca_dir, &out)?;
+            println!(
+                "issued principal {name}: {} and {} (use --cert/--key or STRATA_CERT/STRATA_KEY)",
+                id.cert.display(),
+                id.key.display()
+            );
+        }
+        IdentityCmd::Revoke { cert, crl, ca_dir } => {
+            let n = strata_runtime::tls::revoke_identity(&cert, &ca_dir, &crl)?;
+            println!(
+                "revoked {}: {} now lists {n} certificate(s)",
+                cert.display(),
+                crl.display()
+            );
+        }
+    }
+    Ok(())
+}
