@@ -7,6 +7,10 @@
 //! the form `strata:principal/NAME`; a certificate without one is known by
 //! its subject CN. `strata identity issue NAME` (and the dev PKI) write the
 //! SAN URI; an operator's own CA may use either.
+//!
+//! **Node.** A core node's peer certificate names its node id in a SAN URI
+//! `strata:node/ID` (`strata identity issue-node ID`, `DevPki::peer`): the
+//! peer port serves Raft only to callers whose certificate names a member.
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
@@ -20,6 +24,9 @@ use crate::tls_error::TlsError;
 
 /// Prefix of the SAN URI that names a principal.
 pub const PRINCIPAL_URI_PREFIX: &str = "strata:principal/";
+
+/// Prefix of the SAN URI that names a core node's id (peer certificates).
+pub const NODE_URI_PREFIX: &str = "strata:node/";
 
 /// The principal of a client that presented no certificate on a server
 /// whose `client_auth` is `off` (a loopback test setup).
@@ -59,6 +66,34 @@ pub fn connection_principal(conn: &quinn::Connection) -> Option<String> {
     certs.first().and_then(|c| principal_of(c))
 }
 
+/// The node id named by a DER certificate: its first `strata:node/ID` SAN
+/// URI whose ID is a non-zero decimal `u64`. `None` when it names none (a
+/// client certificate, a legacy shared node certificate) or does not parse.
+pub fn node_id_of(cert: &[u8]) -> Option<u64> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => {
+            u.strip_prefix(NODE_URI_PREFIX).and_then(parse_node_id)
+        }
+        _ => None,
+    })
+}
+
+/// A node id in its one spelling: decimal digits, no sign, no leading zero.
+fn parse_node_id(s: &str) -> Option<u64> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
+/// The node id of the peer of an established QUIC connection: from the
+/// first certificate it presented, if any.
+pub fn connection_node_id(conn: &quinn::Connection) -> Option<u64> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().and_then(|c| node_id_of(c))
+}
+
 /// A certificate and key a client presents (PEM files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -80,7 +115,7 @@ impl Identity {
         (id.cert.exists() && id.key.exists()).then_some(id)
     }
 
-    /// `--cert`/`--key` (or `STRATA_CERT`/`STRATA_KEY`) if given (both or
+    /// `--cert`/`--cert-key` (or `STRATA_CERT`/`STRATA_KEY`) if given (both or
     /// neither), else the admin identity beside the CA.
     pub fn resolve(
         cert: Option<&Path>,
@@ -258,3 +293,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
 #[cfg(test)]
 #[path = "identity_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "identity_node_tests.rs"]
+mod node_tests;

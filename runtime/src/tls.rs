@@ -9,6 +9,11 @@
 //! `admin.pem` (the CLI's admin identity, principal `admin`). Missing role
 //! files are added to an existing dev CA. Production deployments point the
 //! daemons at their own CA and certificates (docs/security.md).
+//!
+//! A core node of a cluster also gets a peer certificate naming its node id
+//! (`peer-ID.pem`, SAN URI `strata:node/ID`, [`issue_node_identity`],
+//! [`DevPki::peer`]): the peer port serves Raft only to current members, by
+//! that id, and the client and peer roles use different certificates.
 
 use crate::identity::{ClientAuth, ClientAuthMode, Identity, ReloadingClientVerifier};
 pub use crate::tls_error::TlsError;
@@ -116,6 +121,66 @@ impl DevPki {
         }
         Ok((p, true))
     }
+}
+
+impl DevPki {
+    /// The peer certificate of node `id` (`peer-ID.pem`, `peer-ID-key.pem`
+    /// beside the CA), issued from the dev CA unless both files exist.
+    pub fn peer(&self, id: u64) -> Result<Identity> {
+        let dir = self.ca.parent().unwrap_or(Path::new("."));
+        let have = node_identity_paths(id, dir);
+        if have.cert.exists() && have.key.exists() {
+            return Ok(have);
+        }
+        issue_node_identity(id, dir, dir)
+    }
+}
+
+fn node_identity_paths(id: u64, out: &Path) -> Identity {
+    Identity {
+        cert: out.join(format!("peer-{id}.pem")),
+        key: out.join(format!("peer-{id}-key.pem")),
+    }
+}
+
+/// Issues the peer certificate of core node `id` from the dev CA in
+/// `ca_dir` (`ca.pem`, `ca-key.pem`), written to `out/peer-ID.pem` and
+/// `out/peer-ID-key.pem` (0600): SAN URI `strata:node/ID`, CN `node-ID`, the
+/// dev host names, server and client auth (a node both serves and dials the
+/// peer port). It names no principal. For development and tests;
+/// production issues the same SAN URI from its own CA (docs/security.md).
+pub fn issue_node_identity(id: u64, ca_dir: &Path, out: &Path) -> Result<Identity> {
+    if id == 0 {
+        return Err(TlsError::ZeroNodeId);
+    }
+    let (issuer, _) = load_issuer(&ca_dir.join("ca.pem"), &ca_dir.join("ca-key.pem"))?;
+    let mut params = CertificateParams::new(DEV_HOSTS.map(str::to_string).to_vec())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("node-{id}"));
+    let uri = format!("{}{id}", crate::identity::NODE_URI_PREFIX);
+    params.subject_alt_names.push(SanType::URI(
+        uri.as_str().try_into().expect("a digit URI is IA5"),
+    ));
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    std::fs::create_dir_all(out).map_err(io("creating", out))?;
+    let id = node_identity_paths(id, out);
+    write_private(&id.key, &key.serialize_pem())?;
+    std::fs::write(&id.cert, cert.pem()).map_err(io("writing", &id.cert))?;
+    Ok(id)
+}
+
+/// The node id named by the first certificate in the PEM file `cert`
+/// (`None`: it names none, as a shared legacy node certificate).
+pub fn node_id_of_file(cert: &Path) -> Result<Option<u64>> {
+    let der = load_certs(cert)?.remove(0);
+    Ok(crate::identity::node_id_of(&der))
 }
 
 /// A new CA: (issuer, certificate PEM, key PEM).

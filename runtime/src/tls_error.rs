@@ -34,7 +34,7 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("no CA certificate: pass --ca FILE or set STRATA_CA (looked for {}; `strata dev` creates it)", .0.display())]
     NoCa(PathBuf),
-    #[error("give both --cert and --key (STRATA_CERT and STRATA_KEY), or neither")]
+    #[error("give both --cert and --cert-key (STRATA_CERT and STRATA_KEY), or neither")]
     HalfIdentity,
     #[error("client_auth = \"required\" needs a client CA bundle: set client_ca (or tls_ca), or client_auth = \"off\" for a loopback test setup")]
     NoClientCa,
@@ -44,4 +44,6 @@ pub enum TlsError {
     BadCertificate { path: PathBuf, detail: String },
     #[error("principal name {0:?} must be 1 to 128 characters of A-Z a-z 0-9 _ - . starting with a letter or digit")]
     BadPrincipal(String),
+    #[error("node id must be non-zero")]
+    ZeroNodeId,
 }
