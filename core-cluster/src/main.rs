@@ -10,7 +10,7 @@ use strata_core::node::Node;
 use strata_core::peer::serve_peers;
 use strata_core::raft::net::NetworkFactory;
 use strata_core::raft::network::PeerPool;
-use strata_runtime::server::{bind_server, serve, ServeLimits};
+use strata_runtime::server::{bind_server, serve};
 use tokio::sync::watch;
 
 /// Strata core node: Raft-replicated shard logs behind a QUIC API.
@@ -81,7 +81,7 @@ async fn run(args: Args) -> Result<()> {
     let server = tokio::spawn(serve(
         endpoint,
         Arc::new(CoreHandler { node: node.clone() }),
-        ServeLimits::default(),
+        cfg.serve_limits(),
         stop_rx,
     ));
     strata_runtime::daemon::shutdown_signal().await;

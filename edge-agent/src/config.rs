@@ -80,6 +80,14 @@ pub struct EdgeConfig {
     /// rules; `strata dev` makes its `admin` one.
     #[serde(default)]
     pub superusers: Vec<String>,
+    /// Connections at once from one IP address (devices behind one NAT
+    /// share it).
+    #[serde(default = "strata_runtime::server::default_connections_per_address_max")]
+    pub connections_per_address_max: usize,
+    /// A request must arrive whole within this, milliseconds; a client
+    /// that opens a request stream and sends nothing is cut off.
+    #[serde(default = "strata_runtime::server::default_request_read_timeout_ms")]
+    pub request_read_timeout_ms: u64,
     /// Largest record (key + value + headers), bytes.
     #[serde(default = "default_record_bytes_max")]
     pub record_bytes_max: usize,
@@ -126,6 +134,17 @@ pub enum ConfigError {
 }
 
 impl EdgeConfig {
+    /// Limits of the client port's server loop.
+    pub fn serve_limits(&self) -> strata_runtime::server::ServeLimits {
+        strata_runtime::server::ServeLimits {
+            connections_per_address_max: self.connections_per_address_max.max(1),
+            request_read_timeout: std::time::Duration::from_millis(
+                self.request_read_timeout_ms.max(1),
+            ),
+            ..Default::default()
+        }
+    }
+
     /// Client authentication of the ingest port.
     pub fn client_auth(&self) -> strata_runtime::identity::ClientAuth {
         strata_runtime::identity::ClientAuth {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use strata_client::cluster::Cluster;
 use strata_edge::config::EdgeConfig;
 use strata_edge::ingest::EdgeHandler;
-use strata_runtime::server::{bind_server, serve, ServeLimits};
+use strata_runtime::server::{bind_server, serve};
 use tokio::sync::watch;
 
 /// Strata edge agent: QUIC ingest, durable buffers, forwarding to the core.
@@ -64,7 +64,7 @@ async fn run(args: Args) -> Result<()> {
     let server = tokio::spawn(serve(
         endpoint,
         Arc::new(EdgeHandler::new(registry.clone(), rules)),
-        ServeLimits::default(),
+        cfg.serve_limits(),
         stop_rx,
     ));
     strata_runtime::daemon::shutdown_signal().await;

@@ -63,16 +63,94 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
     pub connections_max: usize,
+    /// Connections from one IP address at once (a device fleet behind one
+    /// NAT shares an address: keep this well above one per device).
+    pub connections_per_address_max: usize,
     pub requests_per_connection_max: usize,
     pub frame_bytes_max: usize,
+    /// A request stream must deliver its whole frame within this; a client
+    /// that opens a stream and sends nothing is cut off.
+    pub request_read_timeout: Duration,
+}
+
+/// Default of the daemons' `connections_per_address_max`.
+pub fn default_connections_per_address_max() -> usize {
+    256
+}
+
+/// Default of the daemons' `request_read_timeout_ms`.
+pub fn default_request_read_timeout_ms() -> u64 {
+    30_000
 }
 
 impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             connections_max: 1024,
+            connections_per_address_max: default_connections_per_address_max(),
             requests_per_connection_max: 256,
             frame_bytes_max: FRAME_BYTES_MAX,
+            request_read_timeout: Duration::from_millis(default_request_read_timeout_ms()),
+        }
+    }
+}
+
+/// Connections per remote IP address, capped: [`AddressSlots::take`]
+/// returns a slot that frees itself when dropped.
+#[derive(Debug, Default)]
+pub struct AddressSlots {
+    max: usize,
+    used: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection's place in [`AddressSlots`].
+#[derive(Debug)]
+pub struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    ip: std::net::IpAddr,
+}
+
+impl AddressSlots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            used: Default::default(),
+        })
+    }
+
+    /// A slot for `ip`, or `None` when it holds `max` already.
+    pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut used = self.used.lock().expect("slots lock");
+        let n = used.entry(ip).or_default();
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections of `ip` now.
+    pub fn used(&self, ip: std::net::IpAddr) -> usize {
+        self.used
+            .lock()
+            .expect("slots lock")
+            .get(&ip)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut used = self.slots.used.lock().expect("slots lock");
+        if let Some(n) = used.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                used.remove(&self.ip);
+            }
         }
     }
 }
@@ -86,18 +164,33 @@ pub async fn serve<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Semaphore::new(limits.connections_max));
+    let per_address = AddressSlots::new(limits.connections_per_address_max);
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i { Some(i) => i, None => break },
             _ = shutdown.wait_for(|s| *s) => break,
         };
+        // Address validation (a QUIC Retry round trip) for anyone not on
+        // loopback, so a spoofed source address cannot make this server
+        // send handshake data to a victim or hold connection slots.
+        let ip = incoming.remote_address().ip();
+        if !incoming.remote_address_validated() && !ip.is_loopback() && incoming.may_retry() {
+            let _ = incoming.retry();
+            continue;
+        }
         let Ok(permit) = conns.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
+        let Some(slot) = per_address.take(ip) else {
+            tracing::debug!(%ip, "refusing a connection: too many from this address");
             incoming.refuse();
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let peer = incoming.remote_address();
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -142,7 +235,17 @@ async fn serve_connection<H: Handler>(
         let caller = caller.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let reply = match read_frame(&mut recv, limits.frame_bytes_max).await {
+            let read = tokio::time::timeout(
+                limits.request_read_timeout,
+                read_frame(&mut recv, limits.frame_bytes_max),
+            );
+            let Ok(read) = read.await else {
+                tracing::debug!(%peer, "request not received in time; stream reset");
+                let _ = recv.stop(0u32.into());
+                let _ = send.reset(0u32.into());
+                return;
+            };
+            let reply = match read {
                 Ok(req) => match wire::decode_request(&req) {
                     Ok(r) if r.body_type() == fb::RequestBody::SubscribeRequest => {
                         handler.subscribe(req, &caller, send).await;
@@ -181,4 +284,27 @@ pub fn bind_server(
     cfg: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, BindError> {
     quinn::Endpoint::server(cfg, addr).map_err(|source| BindError { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_share_and_slots_free_themselves() {
+        let slots = AddressSlots::new(2);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let s1 = slots.take(a).unwrap();
+        let s2 = slots.take(a).unwrap();
+        assert!(slots.take(a).is_none(), "a third from the same address");
+        let other = slots.take(b);
+        assert!(other.is_some(), "another address is not held back");
+        drop(s1);
+        assert_eq!(slots.used(a), 1);
+        let s3 = slots.take(a);
+        assert!(s3.is_some());
+        drop((s2, s3, other));
+        assert_eq!((slots.used(a), slots.used(b)), (0, 0));
+    }
 }

@@ -293,3 +293,37 @@ async fn nobody_forwards_under_another_principals_producer_id() -> Result<()> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_requests_are_cut_off_and_one_address_gets_a_bounded_share() -> Result<()> {
+    bounded(120, async {
+        let p = Pipeline::start("request_read_timeout_ms = 500\nconnections_per_address_max = 2\n")
+            .await?;
+        let cfg = strata_client::tls::client_config(&p.pki.ca, Some(&p.pki.admin))?;
+        let connect = || async {
+            let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+            ep.set_default_client_config(cfg.clone());
+            let conn = ep.connect(p.edge_addr, "127.0.0.1")?.await?;
+            anyhow::Ok((ep, conn))
+        };
+        // A stream that sends nothing is reset after the read deadline.
+        let (_ep, conn) = connect().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(&[0u8; 2]).await?; // half a length prefix, then silence
+        let started = Instant::now();
+        let end = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20)).await;
+        assert!(
+            matches!(end, Ok(Err(_))),
+            "expected the stream to be reset, got {end:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Two connections from 127.0.0.1 are served; a third is refused
+        // while they stay open.
+        let second = connect().await?;
+        let third = tokio::time::timeout(Duration::from_secs(10), connect()).await?;
+        assert!(third.is_err(), "a third connection from one address got in");
+        drop((second, conn));
+        Ok(())
+    })
+    .await
+}

@@ -142,7 +142,7 @@ pub fn identity(cmd: IdentityCmd) -> Result<()> {
         IdentityCmd::Issue { name, out, ca_dir } => {
             let id = strata_runtime::tls::issue_identity(&name, &ca_dir, &out)?;
             println!(
-                "issued principal {name}: {} and {} (use --cert/--key or STRATA_CERT/STRATA_KEY)",
+                "issued principal {name}: {} and {} (use --cert/--cert-key or STRATA_CERT/STRATA_KEY)",
                 id.cert.display(),
                 id.key.display()
             );

@@ -37,11 +37,12 @@ pub struct TlsArgs {
     pub ca: Option<PathBuf>,
     /// Client certificate (PEM) to present; default: the dev admin identity
     /// (admin.pem) beside the CA when it exists.
-    #[arg(long, env = "STRATA_CERT", global = true, requires = "key")]
+    #[arg(long, env = "STRATA_CERT", global = true, requires = "cert_key")]
     pub cert: Option<PathBuf>,
-    /// Private key (PEM) of --cert.
+    /// Private key (PEM) of --cert (not `--key`: that is a record's
+    /// partition key in `strata produce`).
     #[arg(long, env = "STRATA_KEY", global = true, requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub cert_key: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -49,7 +50,7 @@ impl TlsArgs {
         let ca = strata_runtime::tls::resolve_ca(self.ca.as_deref())?;
         let id = strata_runtime::identity::Identity::resolve(
             self.cert.as_deref(),
-            self.key.as_deref(),
+            self.cert_key.as_deref(),
             &ca,
         )?;
         Ok((ca, id))
@@ -140,5 +141,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Whoami { tls, core } => access::whoami(&tls, &core).await,
         Cmd::Acl { cmd, tls, core } => access::acl(cmd, &tls, &core).await,
         Cmd::Identity { cmd } => access::identity(cmd),
+    }
+}
+
+#[cfg(test)]
+mod definition_tests {
+    #[test]
+    fn every_command_is_well_formed() {
+        // Duplicate flag names (e.g. a global --key beside produce's --key)
+        // panic here, not in front of a user.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
