@@ -32,6 +32,8 @@ pub enum RegistryError {
     },
     #[error("{} does not hold a producer id", path.display())]
     BadProducerId { path: PathBuf },
+    #[error("{} is missing but {} holds buffered records numbered under it: restore the file from a backup of this agent (a new id would make the core store again what it already has); only if that is impossible, move the buffers directory away: the agent then starts afresh and does not forward what it held", path.display(), buffers.display())]
+    LostProducerId { path: PathBuf, buffers: PathBuf },
     #[error("parsing {}: {source}", path.display())]
     BadCache {
         path: PathBuf,

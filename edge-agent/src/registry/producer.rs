@@ -12,10 +12,24 @@ use strata_client::cluster::Cluster;
 use tokio::sync::watch;
 
 /// Reads or creates the agent's durable producer id (random, non-zero).
+/// A missing id next to existing buffers is an error, never a silent new
+/// id: the buffered records were numbered under the lost id, and a new one
+/// would make the core store again what it already has.
 pub fn producer_id(data_dir: &Path) -> Result<u64, RegistryError> {
     let path = data_dir.join("producer_id");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        return parse(&s).ok_or(RegistryError::BadProducerId { path });
+    match std::fs::read_to_string(&path) {
+        Ok(s) => return parse(&s).ok_or(RegistryError::BadProducerId { path }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(RegistryError::io("reading", &path, e))
+        }
+        Err(_) => {}
+    }
+    let buffers = data_dir.join("buffers");
+    let has_buffers = std::fs::read_dir(&buffers)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if has_buffers {
+        return Err(RegistryError::LostProducerId { path, buffers });
     }
     let id = loop {
         let id: u64 = rand::random();
@@ -69,6 +83,16 @@ pub async fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_id_beside_buffers_is_an_error_not_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("buffers/telemetry")).unwrap();
+        let e = producer_id(dir.path()).unwrap_err();
+        assert!(matches!(e, RegistryError::LostProducerId { .. }), "{e}");
+        assert!(e.to_string().contains("producer_id"), "{e}");
+        assert!(!dir.path().join("producer_id").exists(), "nothing written");
+    }
 
     #[test]
     fn the_id_is_created_once_and_kept() {
