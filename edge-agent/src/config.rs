@@ -113,6 +113,16 @@ pub struct EdgeConfig {
     /// Longest pause between retries while the core is unreachable, ms.
     #[serde(default = "default_retry_backoff_ms_max")]
     pub retry_backoff_ms_max: u64,
+    /// File holding the 256-bit key that encrypts the stream buffers at
+    /// rest (AES-256-GCM): 64 hex characters, e.g. `openssl rand -hex 32`;
+    /// refused when group or others may read it. Unset: plaintext buffers.
+    /// See docs/encryption.md.
+    #[serde(default)]
+    pub encryption_key_file: Option<PathBuf>,
+    /// Key files of buffer segments written before a key rotation: read
+    /// until those segments are forwarded, never written with.
+    #[serde(default)]
+    pub encryption_previous_key_files: Vec<PathBuf>,
 }
 
 /// A setting `validate` refused; the message names the key.
@@ -175,7 +185,15 @@ impl EdgeConfig {
     /// Checks values serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits().validate().map_err(ConfigError::Limits)?;
-        self.buffer_options().validate()?;
+        let buffer = self.buffer_options();
+        buffer.validate()?;
+        // Refuse an unusable or exposed key file at start, not at the
+        // first stream.
+        crate::buffer::Keyring::load(
+            buffer.encryption_key_file.as_deref(),
+            &buffer.encryption_previous_key_files,
+        )
+        .map_err(BufferError::from)?;
         if self.segment_bytes_max < 1024 * 1024 {
             return Err(ConfigError::SegmentTooSmall {
                 segment_bytes_max: self.segment_bytes_max,
@@ -197,6 +215,8 @@ impl EdgeConfig {
             buffer_bytes_max: self.buffer_bytes_max,
             full_policy: self.full_policy,
             batch_bytes_max: self.batch_bytes_max,
+            encryption_key_file: self.encryption_key_file.clone(),
+            encryption_previous_key_files: self.encryption_previous_key_files.clone(),
         }
     }
 

@@ -341,13 +341,21 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// Reads a PEM private key. On Unix a key readable by group or others is
 /// refused (as ssh does), so a daemon never starts on an exposed key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    check_key_permissions(path)?;
+    let pem = std::fs::read(path).map_err(io("reading key file", path))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(io("parsing PEM private key in", path))?
+        .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
+}
+
+/// Refuses a secret file (a private key, the edge's buffer encryption key)
+/// that group or others may read, on Unix; elsewhere only checks it exists.
+pub fn check_key_permissions(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(io("reading key file", path))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(io("reading key file", path))?
-            .permissions()
-            .mode();
+        let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(TlsError::KeyPermissions {
                 path: path.to_path_buf(),
@@ -355,10 +363,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
             });
         }
     }
-    let pem = std::fs::read(path).map_err(io("reading key file", path))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(io("parsing PEM private key in", path))?
-        .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
 }
 
 /// `keep_alive` must be well under `idle_timeout`: a peer that stops

@@ -15,6 +15,7 @@ fn opts() -> BufferOptions {
         buffer_bytes_max: 1 << 20,
         full_policy: FullPolicy::Reject,
         batch_bytes_max: 1024,
+        ..BufferOptions::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Errors of the stream buffer and its driver.
 
+use super::crypto::{Fingerprint, KeyError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +57,41 @@ pub enum BufferError {
     /// The driver's writer task is gone (runtime shutting down).
     #[error("edge buffer writer has stopped")]
     Closed,
+    /// A configured encryption key file cannot be used.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// An encrypted segment holding unforwarded records, and no key
+    /// configured. Found before the buffer changed anything on disk.
+    #[error(
+        "{} is encrypted (key fingerprint {segment_key}) and holds records not yet forwarded, \
+         but no encryption_key_file is configured; nothing was changed: set encryption_key_file \
+         to the key file with fingerprint {segment_key}", .path.display()
+    )]
+    NoKey {
+        path: PathBuf,
+        segment_key: Fingerprint,
+    },
+    /// An encrypted segment holding unforwarded records was written with a
+    /// key that is not configured. Found before the buffer changed anything
+    /// on disk.
+    #[error(
+        "{} was encrypted with the key of fingerprint {segment_key}, but the configured \
+         key(s) have fingerprint(s) {configured}; nothing was changed: configure the key with fingerprint \
+         {segment_key} (encryption_key_file, or encryption_previous_key_files after a key \
+         rotation)", .path.display(), configured = fingerprint_list(.configured)
+    )]
+    WrongKey {
+        path: PathBuf,
+        segment_key: Fingerprint,
+        configured: Vec<Fingerprint>,
+    },
+    #[error("the system random number generator failed; cannot start an encrypted segment")]
+    NoEntropy,
+}
+
+fn fingerprint_list(fingerprints: &[Fingerprint]) -> String {
+    let list: Vec<String> = fingerprints.iter().map(ToString::to_string).collect();
+    list.join(", ")
 }
 
 impl BufferError {

@@ -45,6 +45,36 @@
 //!   replaced atomically (write `acked.tmp`, fsync, rename, fsync the
 //!   directory) before any segment is deleted. Missing means 0.
 //!
+//! # Encrypted segments (`encryption_key_file`)
+//!
+//! With a key configured, new segments are `<first seq>.ebuf` files (see
+//! `crypto.rs` for keys, key derivation and nonces):
+//!
+//! ```text
+//! file   = header frame*
+//! header = [8 "STRATAEB"][u32 LE version = 1][8 key fingerprint][16 salt]
+//!          [u32 LE crc32c of the 36 bytes before]
+//! frame  = [u32 LE body_len][u32 LE crc32c(body)][body]
+//! body   = [u64 LE first_seq][u32 LE records][i64 LE max_timestamp_ms]
+//!          [u64 LE nonce counter][AES-256-GCM ciphertext of the batch][16-byte tag]
+//! ```
+//!
+//! The body header stays in clear (it is the associated data), and the
+//! checksum covers the sealed bytes, so the recovery rules below apply
+//! unchanged and need no key; a batch is authenticated and decrypted when
+//! read. Plaintext `.buf` segments are written exactly as without
+//! encryption. One directory may hold both: turning encryption on keeps
+//! reading the plaintext segments and writes new ones encrypted (the last
+//! plaintext segment is not appended to again); turning it off (or rotating
+//! the key) keeps reading encrypted segments whose key is still configured
+//! (as `encryption_previous_key_files`). An encrypted segment is appended to
+//! only by the process that created it: a reopened buffer starts a new one.
+//!
+//! Before anything is changed, `open` checks that every encrypted segment
+//! still holding unacked records has its key configured (by the fingerprint
+//! in its header) and otherwise fails naming the file and the fingerprints.
+//! Fully acked encrypted segments need no key: they are deleted as usual.
+//!
 //! # Durability
 //!
 //! [`StreamBuffer::sync`] fdatasyncs the active segment and, when a segment
@@ -86,14 +116,18 @@
 //! segments, advancing `acked_seq` past them and counting their unacked records
 //! as dropped.
 
+mod crypto;
 mod driver;
 mod error;
 mod format;
+mod options;
 mod recovery;
 mod segment;
 
 #[cfg(test)]
 mod driver_tests;
+#[cfg(test)]
+mod encryption_tests;
 #[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
@@ -101,88 +135,20 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub use crypto::{BufferKey, Fingerprint, KeyError, KeyFormatError, Keyring};
 pub use driver::{BufferHandle, DriverOptions};
 pub use error::BufferError;
+pub use options::{BufferOptions, FullPolicy};
 
-use format::{encode_acked, encode_frame, ACKED_FILE, ACKED_TMP_FILE, FRAME_OVERHEAD_BYTES};
-use recovery::{list_segments, read_acked, recover_segments, remove_if_exists};
-use segment::{segment_path, sync_dir, sync_segment, Segment};
+use format::{encode_acked, ACKED_FILE, ACKED_TMP_FILE, SEGMENT_HEADER_BYTES};
+use recovery::{check_keys, list_segments, read_acked, recover_segments, remove_if_exists};
+use segment::{frame_bytes, segment_path, sync_dir, sync_segment, Segment};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strata_segment_log::atomic::{write_file_atomic, Durability};
 use strata_segment_log::fs::{create_dir_all_durably, FileRef, Fs, StdFs};
-
-/// What an append does when the buffer is at `buffer_bytes_max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FullPolicy {
-    /// Refuse the batch; the producer retries later.
-    #[default]
-    Reject,
-    /// Delete the oldest unforwarded segments to make room.
-    DropOldest,
-}
-
-/// Limits and policy of one stream buffer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BufferOptions {
-    /// A segment is sealed and a new one started when the next frame would
-    /// make it bigger than this (a single bigger frame gets its own segment).
-    pub segment_bytes_max: u64,
-    /// Most bytes the segment files may occupy on disk.
-    pub buffer_bytes_max: u64,
-    /// What to do when an append would exceed `buffer_bytes_max`.
-    pub full_policy: FullPolicy,
-    /// Largest batch accepted; on recovery a frame claiming more is corrupt.
-    pub batch_bytes_max: usize,
-}
-
-impl Default for BufferOptions {
-    fn default() -> Self {
-        Self {
-            segment_bytes_max: 64 * 1024 * 1024,
-            buffer_bytes_max: 1024 * 1024 * 1024,
-            full_policy: FullPolicy::Reject,
-            batch_bytes_max: 16 * 1024 * 1024,
-        }
-    }
-}
-
-impl BufferOptions {
-    /// Checks the options against each other; the error names the bad key.
-    pub fn validate(&self) -> Result<(), BufferError> {
-        let invalid = |key, reason: String| Err(BufferError::InvalidOptions { key, reason });
-        if self.segment_bytes_max == 0 {
-            return invalid("segment_bytes_max", "must be > 0".to_owned());
-        }
-        let frame_bytes_max = self.batch_bytes_max as u64 + FRAME_OVERHEAD_BYTES as u64;
-        if self.batch_bytes_max == 0 || frame_bytes_max > u64::from(u32::MAX) {
-            return invalid(
-                "batch_bytes_max",
-                format!(
-                    "must be in 1..={}",
-                    u32::MAX as usize - FRAME_OVERHEAD_BYTES
-                ),
-            );
-        }
-        // Once everything is acked only the active segment remains, and a
-        // largest batch must still fit next to it.
-        let needed = self.segment_bytes_max + frame_bytes_max;
-        if self.buffer_bytes_max < needed {
-            return invalid(
-                "buffer_bytes_max",
-                format!(
-                    "must be >= segment_bytes_max + batch_bytes_max + {FRAME_OVERHEAD_BYTES} = {needed}, got {}",
-                    self.buffer_bytes_max
-                ),
-            );
-        }
-        Ok(())
-    }
-}
 
 /// One batch as read back for forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +254,9 @@ pub struct StreamBuffer {
     poisoned: Option<String>,
     /// Reused frame encoding buffer.
     scratch: Vec<u8>,
+    /// The configured keys; new segments are encrypted when it has a
+    /// current key.
+    keys: Option<Arc<Keyring>>,
 }
 
 /// Frames bigger than this do not keep their encoding buffer around.
@@ -301,24 +270,43 @@ impl StreamBuffer {
     }
 
     /// [`open`](Self::open) on another file system (tests crash a simulated
-    /// one).
+    /// one). The key files, if any, are read from the real file system.
     pub fn open_on(
         fs: Arc<dyn Fs>,
         dir: &Path,
         opts: BufferOptions,
     ) -> Result<(Self, Recovery), BufferError> {
         opts.validate()?;
+        let keys = Keyring::load(
+            opts.encryption_key_file.as_deref(),
+            &opts.encryption_previous_key_files,
+        )?;
+        Self::open_with_keys(fs, dir, opts, keys.map(Arc::new))
+    }
+
+    /// [`open_on`](Self::open_on) with the keys given rather than read from
+    /// `opts`' key files.
+    pub fn open_with_keys(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: BufferOptions,
+        keys: Option<Arc<Keyring>>,
+    ) -> Result<(Self, Recovery), BufferError> {
+        opts.validate()?;
         create_dir_all_durably(&*fs, dir)
             .map_err(|e| BufferError::io("create buffer directory", dir, e))?;
-        remove_if_exists(&*fs, &dir.join(ACKED_TMP_FILE))?;
         let acked_seq = read_acked(&*fs, dir)?;
         let files = list_segments(&*fs, dir)?;
+        // Before anything changes: a missing or wrong key leaves it as it is.
+        check_keys(&*fs, &files, acked_seq, keys.as_deref(), opts.batch_bytes_max)?;
+        remove_if_exists(&*fs, &dir.join(ACKED_TMP_FILE))?;
         let mut recovery = Recovery::default();
-        let segments = recover_segments(&*fs, &files, acked_seq, &opts, &mut recovery)?;
+        let segments =
+            recover_segments(&*fs, &files, acked_seq, &opts, keys.as_deref(), &mut recovery)?;
         let next_seq = [
             Some(acked_seq),
             segments.back().map(|s| s.end_seq),
-            files.last().map(|f| f.0),
+            files.last().map(|f| f.first_seq),
         ]
         .into_iter()
         .flatten()
@@ -331,10 +319,17 @@ impl StreamBuffer {
         }
         sync_dir(&*fs, dir)?;
         recovery.segments = segments.len();
+        let encrypting = keys.as_ref().and_then(|k| k.current.as_ref());
+        // A plaintext segment is not appended to once encryption is on, nor
+        // an encrypted one by a later process (its nonce counter restarts).
+        let active = segments
+            .back()
+            .is_some_and(|s| s.end_seq == next_seq && s.sealing.is_plain() && encrypting.is_none());
+        let encryption = encrypting.map(|k| k.fingerprint().to_string());
         let buffer = Self {
             fs,
             dir: dir.to_owned(),
-            active: segments.back().is_some_and(|s| s.end_seq == next_seq),
+            active,
             segments,
             opts,
             acked_seq,
@@ -347,9 +342,11 @@ impl StreamBuffer {
             sync_in_flight: false,
             poisoned: None,
             scratch: Vec::new(),
+            keys,
         };
         tracing::info!(
             dir = %dir.display(),
+            encryption_key = encryption.as_deref().unwrap_or("none"),
             segments = recovery.segments,
             batches = recovery.batches,
             records = recovery.records,
@@ -379,9 +376,14 @@ impl StreamBuffer {
                 batch_bytes_max: self.opts.batch_bytes_max,
             });
         }
-        let frame_bytes = (FRAME_OVERHEAD_BYTES + batch.len()) as u64;
+        let frame_bytes = frame_bytes(batch.len(), self.encrypting().is_some());
         self.seal_if_full(frame_bytes)?;
-        let dropped_records = self.make_room(frame_bytes)?;
+        // A new encrypted segment starts with its header.
+        let header = match self.encrypting() {
+            Some(_) if !self.active => SEGMENT_HEADER_BYTES as u64,
+            _ => 0,
+        };
+        let dropped_records = self.make_room(frame_bytes + header)?;
         let first_seq = self.write_frame(records, max_timestamp_ms, batch)?;
         Ok(Appended {
             first_seq,
@@ -472,7 +474,7 @@ impl StreamBuffer {
                 }
                 let end_seq = prefix.end_seq().unwrap_or(u64::MAX);
                 if end_seq > start {
-                    if !out.is_empty() && bytes + prefix.batch_len() > max_bytes {
+                    if !out.is_empty() && bytes + segment.plain_len(&prefix) > max_bytes {
                         return Ok(out);
                     }
                     let batch = segment.read_batch_at(offset, &prefix, &prefix_bytes, seq)?;
@@ -568,6 +570,11 @@ impl StreamBuffer {
         &self.dir
     }
 
+    /// The key new segments are encrypted with, if any.
+    fn encrypting(&self) -> Option<&BufferKey> {
+        self.keys.as_ref().and_then(|k| k.current.as_ref())
+    }
+
     fn check_usable(&self) -> Result<(), BufferError> {
         match &self.poisoned {
             Some(reason) => Err(BufferError::Poisoned {
@@ -588,7 +595,7 @@ impl StreamBuffer {
             Some(last) if self.active => last,
             _ => return Ok(()),
         };
-        if last.len_bytes == 0 || last.len_bytes + frame_bytes <= self.opts.segment_bytes_max {
+        if last.is_empty() || last.len_bytes + frame_bytes <= self.opts.segment_bytes_max {
             return Ok(());
         }
         if last.end_seq > self.durable_seq {
@@ -666,9 +673,17 @@ impl StreamBuffer {
         batch: &[u8],
     ) -> Result<u64, BufferError> {
         if !self.active {
-            let path = segment_path(&self.dir, self.next_seq);
-            self.segments
-                .push_back(Segment::create(&*self.fs, path, self.next_seq)?);
+            let segment = match self.encrypting() {
+                Some(key) => {
+                    let path = segment_path(&self.dir, self.next_seq, true);
+                    Segment::create_sealed(&*self.fs, path, self.next_seq, key)?
+                }
+                None => {
+                    let path = segment_path(&self.dir, self.next_seq, false);
+                    Segment::create(&*self.fs, path, self.next_seq)?
+                }
+            };
+            self.segments.push_back(segment);
             self.active = true;
             self.dir_dirty = true;
         }
@@ -677,8 +692,8 @@ impl StreamBuffer {
             .checked_add(u64::from(records))
             .expect("u64 seqs do not run out");
         let mut frame = std::mem::take(&mut self.scratch);
-        encode_frame(&mut frame, first_seq, records, max_timestamp_ms, batch);
         let segment = self.segments.back_mut().expect("active segment exists");
+        segment.encode_frame(&mut frame, first_seq, records, max_timestamp_ms, batch);
         let written = segment.file.write_all_at(&frame, segment.len_bytes);
         let frame_len = frame.len() as u64;
         if frame.capacity() <= SCRATCH_KEEP_BYTES_MAX {
@@ -712,7 +727,7 @@ impl StreamBuffer {
         assert!(self.durable_seq <= self.next_seq, "{:?}", self.stats());
         for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
             assert!(pair[0].end_seq <= pair[1].first_seq, "segments overlap");
-            assert!(pair[0].len_bytes > 0, "only the last segment may be empty");
+            assert!(!pair[0].is_empty(), "only the last segment may be empty");
             assert!(
                 pair[0].end_seq > self.acked_seq,
                 "fully acked sealed segment kept"
@@ -725,6 +740,7 @@ impl StreamBuffer {
         if self.active {
             let last = self.segments.back().expect("active segment exists");
             assert_eq!(last.end_seq, self.next_seq);
+            assert_eq!(last.sealing.is_plain(), self.encrypting().is_none());
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The recovery rules of [`StreamBuffer::open`](super::StreamBuffer::open)
 //! (see the module doc of [`buffer`](super)): listing, scanning, cutting the
-//! torn tail and deleting what is fully acked.
+//! torn tail and deleting what is fully acked; before any of that, the
+//! check that every encrypted segment still needed has its key.
 
-use super::format::{decode_acked, ACKED_FILE, SEGMENT_EXTENSION};
-use super::segment::Segment;
+use super::crypto::Keyring;
+use super::format::{decode_acked, ACKED_FILE, SEALED_SEGMENT_EXTENSION, SEGMENT_EXTENSION};
+use super::segment::{peek_header, Segment};
 use super::{BufferError, BufferOptions, Recovery};
 use std::collections::VecDeque;
 use std::io;
@@ -11,22 +13,87 @@ use std::path::{Path, PathBuf};
 use strata_segment_log::fs::Fs;
 use strata_segment_log::names;
 
+/// A segment file found in the buffer directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SegmentFile {
+    pub first_seq: u64,
+    /// An `.ebuf` file (plaintext `.buf` sorts first at the same seq).
+    pub encrypted: bool,
+    pub path: PathBuf,
+}
+
+/// Whether the segment `files[i]` is fully acked without reading it: a later
+/// segment starts at or below `acked_seq` (a crash came between persisting
+/// the ack and deleting).
+fn acked_by_successor(files: &[SegmentFile], i: usize, acked_seq: u64) -> bool {
+    files
+        .get(i + 1)
+        .is_some_and(|next| next.first_seq <= acked_seq)
+}
+
+/// Fails, before anything in the directory is changed, when an encrypted
+/// segment holding records not yet acked was written with a key that is not
+/// in `keys` (or no key is configured). Segments whose header is torn or
+/// damaged are left to the recovery rules; fully acked ones need no key,
+/// since recovery deletes them.
+pub(super) fn check_keys(
+    fs: &dyn Fs,
+    files: &[SegmentFile],
+    acked_seq: u64,
+    keys: Option<&Keyring>,
+    batch_bytes_max: usize,
+) -> Result<(), BufferError> {
+    for (i, file) in files.iter().enumerate().filter(|(_, f)| f.encrypted) {
+        let Some(header) = peek_header(fs, &file.path)? else {
+            continue;
+        };
+        if keys.is_some_and(|k| k.find(header.fingerprint).is_some())
+            || acked_by_successor(files, i, acked_seq)
+        {
+            continue;
+        }
+        let scan = Segment::open_and_scan(
+            fs,
+            file.path.clone(),
+            file.first_seq,
+            batch_bytes_max,
+            true,
+            keys,
+        )?;
+        if scan.segment.is_empty() || scan.segment.end_seq <= acked_seq {
+            continue;
+        }
+        return Err(match keys {
+            None => BufferError::NoKey {
+                path: file.path.clone(),
+                segment_key: header.fingerprint,
+            },
+            Some(keys) => BufferError::WrongKey {
+                path: file.path.clone(),
+                segment_key: header.fingerprint,
+                configured: keys.fingerprints(),
+            },
+        });
+    }
+    Ok(())
+}
+
 /// Scans the segment files (sorted by first seq) and applies the recovery
 /// rules of the module doc.
 pub(super) fn recover_segments(
     fs: &dyn Fs,
-    files: &[(u64, PathBuf)],
+    files: &[SegmentFile],
     acked_seq: u64,
     opts: &BufferOptions,
+    keys: Option<&Keyring>,
     recovery: &mut Recovery,
 ) -> Result<VecDeque<Segment>, BufferError> {
     let mut segments = VecDeque::new();
     let mut prev_end: Option<(u64, &Path)> = None;
-    for (i, (first_seq, path)) in files.iter().enumerate() {
+    for (i, file) in files.iter().enumerate() {
+        let (first_seq, path) = (&file.first_seq, &file.path);
         let is_last = i + 1 == files.len();
-        // A later segment starting at or below acked_seq proves this one is
-        // fully acked: a crash came between persisting the ack and deleting.
-        if !is_last && files[i + 1].0 <= acked_seq {
+        if acked_by_successor(files, i, acked_seq) {
             remove_if_exists(fs, path)?;
             continue;
         }
@@ -42,7 +109,14 @@ pub(super) fn recover_segments(
                 });
             }
         }
-        let scan = Segment::open_and_scan(fs, path.clone(), *first_seq, opts.batch_bytes_max)?;
+        let scan = Segment::open_and_scan(
+            fs,
+            path.clone(),
+            *first_seq,
+            opts.batch_bytes_max,
+            file.encrypted,
+            keys,
+        )?;
         if let Some((offset, reason)) = scan.invalid {
             if !is_last {
                 return Err(BufferError::Corrupt {
@@ -65,7 +139,7 @@ pub(super) fn recover_segments(
         }
         let segment = scan.segment;
         prev_end = Some((segment.end_seq, path));
-        if segment.len_bytes == 0 || segment.end_seq <= acked_seq {
+        if segment.is_empty() || segment.end_seq <= acked_seq {
             remove_if_exists(fs, path)?;
             continue;
         }
@@ -76,14 +150,37 @@ pub(super) fn recover_segments(
     Ok(segments)
 }
 
-/// Segment files in `dir`, sorted by first seq. Other files are ignored.
-pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, BufferError> {
+/// Segment files in `dir`, plaintext and encrypted, sorted by first seq.
+/// Other files are ignored.
+pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<SegmentFile>, BufferError> {
     let listing = names::list_segments(fs, dir, SEGMENT_EXTENSION)
         .map_err(|e| BufferError::io("list buffer directory", dir, e))?;
+    let mut files: Vec<SegmentFile> = listing
+        .segments
+        .into_iter()
+        .map(|(first_seq, path)| SegmentFile {
+            first_seq,
+            encrypted: false,
+            path,
+        })
+        .collect();
     for name in listing.other_files.iter().filter(|n| *n != ACKED_FILE) {
-        tracing::debug!(file = ?dir.join(name), "edge buffer: ignoring unknown file");
+        let sealed = name
+            .to_str()
+            .and_then(|n| names::parse_segment_file_name(n, SEALED_SEGMENT_EXTENSION));
+        match sealed {
+            Some(first_seq) => files.push(SegmentFile {
+                first_seq,
+                encrypted: true,
+                path: dir.join(name),
+            }),
+            None => {
+                tracing::debug!(file = ?dir.join(name), "edge buffer: ignoring unknown file");
+            }
+        }
     }
-    Ok(listing.segments)
+    files.sort_unstable();
+    Ok(files)
 }
 
 pub(super) fn read_acked(fs: &dyn Fs, dir: &Path) -> Result<u64, BufferError> {

@@ -11,6 +11,7 @@ fn small_opts() -> BufferOptions {
         buffer_bytes_max: 1 << 20,
         full_policy: FullPolicy::Reject,
         batch_bytes_max: 128,
+        ..BufferOptions::default()
     }
 }
 
@@ -341,6 +342,7 @@ fn tight_opts(full_policy: FullPolicy) -> BufferOptions {
         buffer_bytes_max: 400,
         full_policy,
         batch_bytes_max: 100,
+        ..BufferOptions::default()
     }
 }
 
