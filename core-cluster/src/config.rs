@@ -89,6 +89,16 @@ pub struct CoreConfig {
     pub tls_cert: PathBuf,
     /// PEM private key of this node.
     pub tls_key: PathBuf,
+    /// PEM certificate chain of this node's peer port (served to and
+    /// presented to the other nodes). It should name this node's id (SAN URI
+    /// `strata:node/ID`, `strata identity issue-node ID`): then the peer
+    /// port serves only members, by the id of their peer certificate.
+    /// Default: `tls_cert` (one certificate for both roles; warned).
+    #[serde(default)]
+    pub peer_cert: Option<PathBuf>,
+    /// PEM private key of `peer_cert`; give both or neither.
+    #[serde(default)]
+    pub peer_key: Option<PathBuf>,
     /// `required` (default): clients present a certificate signed by
     /// `client_ca`; `off`: no client certificates and no access control,
     /// for a loopback test setup only (logged as a warning).
@@ -172,6 +182,8 @@ pub enum ConfigError {
     PeerIds,
     #[error("tls_ca is required with peers (mutual TLS between nodes)")]
     NoClusterCa,
+    #[error("peer_cert and peer_key go together: give both or neither")]
+    HalfPeerIdentity,
 }
 
 impl CoreConfig {
@@ -210,6 +222,9 @@ impl CoreConfig {
         if self.shards_max == 0 {
             return Err(ConfigError::ZeroShardsMax);
         }
+        if self.peer_cert.is_some() != self.peer_key.is_some() {
+            return Err(ConfigError::HalfPeerIdentity);
+        }
         if !self.peers.is_empty() {
             // A node missing from `peers` joins the running cluster: the
             // peers are its seeds, and it waits for `strata cluster add-node`.
@@ -241,6 +256,21 @@ impl CoreConfig {
                 .unwrap_or_else(|_| self.data_dir.join("archive"));
             format!("file://{}", dir.display())
         })
+    }
+
+    /// The peer port's certificate and key: `peer_cert`/`peer_key`, else
+    /// the client port's `tls_cert`/`tls_key`.
+    pub fn peer_identity(&self) -> strata_runtime::identity::Identity {
+        match (&self.peer_cert, &self.peer_key) {
+            (Some(cert), Some(key)) => strata_runtime::identity::Identity {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => strata_runtime::identity::Identity {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+        }
     }
 
     /// The peer address other nodes use for this node.
@@ -290,5 +320,25 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.listen_addr.port(), 7500);
         assert_eq!(cfg.record_bytes_max, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_peer_port_has_its_own_certificate_or_the_client_ports() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/core.example.toml");
+        let mut cfg: CoreConfig =
+            strata_runtime::settings::load(Some(&p), "STRATA_CORE_EXAMPLE_TEST").unwrap();
+        cfg.peer_cert = None;
+        cfg.peer_key = None;
+        assert_eq!(cfg.peer_identity().cert, cfg.tls_cert);
+        cfg.peer_cert = Some("peer-1.pem".into());
+        assert_eq!(cfg.validate(), Err(ConfigError::HalfPeerIdentity));
+        cfg.peer_key = Some("peer-1-key.pem".into());
+        cfg.validate().unwrap();
+        let id = cfg.peer_identity();
+        assert_eq!(
+            (id.cert, id.key),
+            ("peer-1.pem".into(), "peer-1-key.pem".into())
+        );
     }
 }

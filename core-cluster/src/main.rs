@@ -7,7 +7,7 @@ use std::sync::Arc;
 use strata_core::api::server::CoreHandler;
 use strata_core::config::CoreConfig;
 use strata_core::node::Node;
-use strata_core::peer::serve_peers;
+use strata_core::peer::{serve_peers, PeerAccess};
 use strata_core::raft::net::NetworkFactory;
 use strata_core::raft::network::PeerPool;
 use strata_runtime::server::{bind_server, serve};
@@ -54,14 +54,16 @@ async fn run(args: Args) -> Result<()> {
         None
     } else {
         let ca = cfg.tls_ca.as_ref().expect("validated: tls_ca with peers");
-        let server = strata_runtime::tls::peer_server_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
-        let client = strata_runtime::tls::peer_client_config(&cfg.tls_cert, &cfg.tls_key, ca)?;
+        let id = cfg.peer_identity();
+        let access = peer_access(&cfg, &id)?;
+        let server = strata_runtime::tls::peer_server_config(&id.cert, &id.key, ca)?;
+        let client = strata_runtime::tls::peer_client_config(&id.cert, &id.key, ca)?;
         let ep = bind_server(cfg.peer_addr, server)?;
-        Some((ep.clone(), PeerPool::new(ep, client)))
+        Some((ep.clone(), PeerPool::new(ep, client), access))
     };
     let net = match &peer_endpoint {
         None => NetworkFactory::SingleNode,
-        Some((_, pool)) => NetworkFactory::Quic(pool.clone()),
+        Some((_, pool, _)) => NetworkFactory::Quic(pool.clone()),
     };
     let node = Node::start(cfg.clone(), net, stop_rx.clone()).await?;
     if node.tier.enabled {
@@ -73,9 +75,9 @@ async fn run(args: Args) -> Result<()> {
         stop_rx.clone(),
     ));
     tokio::spawn(node.clone().report_group_lag(stop_rx.clone()));
-    let peers = peer_endpoint.map(|(ep, _)| {
-        tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), "Raft peer endpoint listening (QUIC, mutual TLS)");
-        tokio::spawn(serve_peers(ep, node.clone(), stop_rx.clone()))
+    let peers = peer_endpoint.map(|(ep, _, access)| {
+        tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), node_identities = access.enforced(), "Raft peer endpoint listening (QUIC, mutual TLS)");
+        tokio::spawn(serve_peers(ep, node.clone(), access, stop_rx.clone()))
     });
     tracing::info!(addr = %cfg.listen_addr, node_id = cfg.node_id, zone = %cfg.zone, "strata-core listening (QUIC)");
     let server = tokio::spawn(serve(
@@ -94,4 +96,21 @@ async fn run(args: Args) -> Result<()> {
         let _ = p.await;
     }
     Ok(())
+}
+
+/// The peer port's access policy from the node id its certificate names:
+/// another node's certificate stops the start; none (a legacy certificate
+/// shared by every node) serves any certificate of the cluster CA, warned.
+fn peer_access(cfg: &CoreConfig, id: &strata_runtime::identity::Identity) -> Result<PeerAccess> {
+    let named = strata_runtime::tls::node_id_of_file(&id.cert)?;
+    let seeds = cfg.peers.iter().map(|p| p.id).collect();
+    let access = PeerAccess::for_node(cfg.node_id, named, seeds)
+        .with_context(|| format!("peer certificate {}", id.cert.display()))?;
+    if !access.enforced() {
+        if cfg.peer_cert.is_none() {
+            tracing::warn!(cert = %id.cert.display(), "the peer port uses the client port's certificate (tls_cert): client and peer roles should use different certificates; set peer_cert/peer_key to a certificate naming this node's id (strata identity issue-node ID)");
+        }
+        tracing::warn!(cert = %id.cert.display(), "peer identities not enforced: give each node a peer certificate naming its id (SAN URI strata:node/ID); until then any certificate of the cluster CA may use the peer port");
+    }
+    Ok(access)
 }

@@ -248,4 +248,8 @@ impl crate::peer::GroupRegistry for Node {
         let shard: u32 = shard.parse().ok()?;
         self.shard(stream, shard).map(|g| g.raft.clone())
     }
+
+    fn members(&self) -> std::collections::BTreeSet<NodeId> {
+        self.meta.sm.read(|c| c.nodes.keys().copied().collect())
+    }
 }

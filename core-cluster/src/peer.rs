@@ -2,7 +2,9 @@
 //! QUIC endpoint per node (`peer_addr`, mutual TLS, ALPN `strata-peer/1`).
 //! This module owns the wire format (pure encode/decode, unit-tested without
 //! sockets) and the server loop, [`serve_peers`]; the client is
-//! [`crate::raft::network`].
+//! [`crate::raft::network`]. Who may call is [`PeerAccess`]'s decision
+//! (`peer_access.rs`): current members, by the node id of their peer
+//! certificate.
 //!
 //! # Wire format
 //!
@@ -36,6 +38,8 @@
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
 //!                           node yet: retry later)
 //!   status 2 BAD_REQUEST:   UTF-8 message (the request did not decode)
+//!   status 3 FORBIDDEN:     UTF-8 message (the caller's certificate names
+//!                           no node id, or one that is not a member)
 //! ```
 //!
 //! Group ids: `"meta"` for the metadata group, `"<stream>/<shard>"` for shard
@@ -56,11 +60,16 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LeaderId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_runtime::frame::{read_frame, FrameReadError};
 use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
 use tokio::sync::{watch, Semaphore};
+
+#[path = "peer_access.rs"]
+mod access;
+pub use access::{peer_allowed, PeerAccess, PeerIdentityError, PeerRefusal};
 
 /// The metadata group's id; every other group id names a shard group.
 pub const META_GROUP: &str = "meta";
@@ -78,6 +87,7 @@ const CAMPAIGN_ELECTIONS_MAX: u32 = 3;
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_UNKNOWN_GROUP: u8 = 1;
 pub const STATUS_BAD_REQUEST: u8 = 2;
+pub const STATUS_FORBIDDEN: u8 = 3;
 
 /// Peer connections a node accepts at once (other core nodes, so few).
 pub const PEER_CONNECTIONS_MAX: usize = 256;
@@ -147,6 +157,8 @@ pub enum PeerReply<T> {
     Ok(T),
     UnknownGroup(String),
     BadRequest(String),
+    /// The peer refused the caller (not a member, no node id).
+    Forbidden(String),
 }
 
 fn need(b: &Bytes, n: usize, what: &'static str) -> Result<(), WireError> {
@@ -379,7 +391,8 @@ pub fn encode_reply<T: Serialize>(result: &T) -> Vec<u8> {
     seal(out)
 }
 
-/// Encodes an error reply (`STATUS_UNKNOWN_GROUP` or `STATUS_BAD_REQUEST`).
+/// Encodes an error reply (`STATUS_UNKNOWN_GROUP`, `STATUS_BAD_REQUEST` or
+/// `STATUS_FORBIDDEN`).
 pub fn encode_reply_error(status: u8, message: &str) -> Vec<u8> {
     assert_ne!(status, STATUS_OK, "an error reply needs an error status");
     let mut out = open_frame();
@@ -404,6 +417,7 @@ pub fn decode_reply<T: DeserializeOwned>(body: &[u8]) -> Result<PeerReply<T>, Wi
         )),
         STATUS_UNKNOWN_GROUP => Ok(PeerReply::UnknownGroup(text())),
         STATUS_BAD_REQUEST => Ok(PeerReply::BadRequest(text())),
+        STATUS_FORBIDDEN => Ok(PeerReply::Forbidden(text())),
         s => Err(WireError::UnknownStatus(s)),
     }
 }
@@ -414,6 +428,9 @@ pub trait GroupRegistry: Send + Sync + 'static {
     fn meta_raft(&self) -> Option<MetaRaft>;
     /// The shard group `group` (`"<stream>/<shard>"`), if open here.
     fn shard_raft(&self, group: &str) -> Option<ShardRaft>;
+    /// The node ids of this node's metadata catalog (a node being added
+    /// included): who may use the peer port besides the configured peers.
+    fn members(&self) -> BTreeSet<NodeId>;
 }
 
 /// Decodes one request, runs it on its group and returns the reply frame.
@@ -496,12 +513,15 @@ async fn campaign<C: GroupConfig>(raft: Raft<C>) {
 /// Serves Raft RPCs from other core nodes on `endpoint` (configured with
 /// `strata_runtime::tls::peer_server_config`) until `shutdown` turns true;
 /// then closes the endpoint, which also ends outgoing peer connections if
-/// the same endpoint backs the node's `PeerPool`.
+/// the same endpoint backs the node's `PeerPool`. Each request is checked
+/// against `access` first, with the registry's current members.
 pub async fn serve_peers(
     endpoint: quinn::Endpoint,
     registry: Arc<dyn GroupRegistry>,
+    access: PeerAccess,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let access = Arc::new(access);
     let conns = Arc::new(Semaphore::new(PEER_CONNECTIONS_MAX));
     loop {
         let incoming = tokio::select! {
@@ -514,12 +534,13 @@ pub async fn serve_peers(
             continue;
         };
         let registry = registry.clone();
+        let access = access.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_peer_connection(conn, registry, shutdown).await,
+                Ok(conn) => serve_peer_connection(conn, registry, access, shutdown).await,
                 // A client without a certificate of the cluster CA ends here.
                 Err(e) => tracing::warn!(%peer, error = %e, "peer handshake failed"),
             }
@@ -531,12 +552,42 @@ pub async fn serve_peers(
     let _ = tokio::time::timeout(PEER_CLOSE_WAIT, endpoint.wait_idle()).await;
 }
 
+/// The caller of one peer connection, checked before each request.
+struct Caller {
+    node_id: Option<NodeId>,
+    access: Arc<PeerAccess>,
+    /// Whether a refusal was logged (once per connection).
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl Caller {
+    /// `Some(reply)` refusing the request, or `None` to serve it.
+    fn refuse(&self, registry: &dyn GroupRegistry, peer: std::net::SocketAddr) -> Option<Vec<u8>> {
+        let members = if self.access.enforced() {
+            registry.members()
+        } else {
+            BTreeSet::new()
+        };
+        let refusal = self.access.check(self.node_id, &members).err()?;
+        if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(%peer, node_id = ?self.node_id, %refusal, "peer requests refused");
+        }
+        Some(encode_reply_error(STATUS_FORBIDDEN, &refusal.to_string()))
+    }
+}
+
 async fn serve_peer_connection(
     conn: quinn::Connection,
     registry: Arc<dyn GroupRegistry>,
+    access: Arc<PeerAccess>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = conn.remote_address();
+    let caller = Arc::new(Caller {
+        node_id: strata_runtime::identity::connection_node_id(&conn),
+        access,
+        warned: false.into(),
+    });
     let inflight = Arc::new(Semaphore::new(PEER_REQUESTS_PER_CONNECTION_MAX));
     loop {
         let permit = inflight
@@ -558,10 +609,14 @@ async fn serve_peer_connection(
             }
         };
         let registry = registry.clone();
+        let caller = caller.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let reply = match read_frame(&mut recv, FRAME_BYTES_MAX).await {
-                Ok(body) => handle_request(registry.as_ref(), body).await,
+                Ok(body) => match caller.refuse(registry.as_ref(), peer) {
+                    Some(refused) => refused,
+                    None => handle_request(registry.as_ref(), body).await,
+                },
                 Err(FrameReadError::Io(e)) => {
                     tracing::debug!(%peer, error = %e, "peer request stream failed");
                     return;

@@ -27,6 +27,10 @@ ensure_bins() {
 write_configs() {
   mkdir -p "$dir/logs" "$dir/run"
   "$bin/strata" dev --data-dir "$dir" --pki-only >/dev/null
+  # Each node's peer certificate names its id: the peer ports serve members only.
+  for i in 1 2 3; do
+    [ -f "$dir/tls/peer-$i.pem" ] || "$bin/strata" identity issue-node "$i" --out "$dir/tls" --ca-dir "$dir/tls" >/dev/null
+  done
   local peers=""
   for i in 1 2 3; do
     peers+="
@@ -48,6 +52,8 @@ peer_addr = "127.0.0.1:$((7599+i))"
 metrics_addr = "127.0.0.1:$((9500+i))"
 tls_cert = "$dir/tls/node.pem"
 tls_key = "$dir/tls/node-key.pem"
+peer_cert = "$dir/tls/peer-$i.pem"
+peer_key = "$dir/tls/peer-$i-key.pem"
 tls_ca = "$dir/tls/ca.pem"
 superusers = ["admin"]
 $peers

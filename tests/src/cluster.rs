@@ -570,11 +570,14 @@ fn spawn_core(
 ) -> Result<CoreNode> {
     let id = n.id;
     let cfg = p.join(format!("core-{id}.toml"));
+    // Its own peer certificate (SAN URI strata:node/ID): the peer ports
+    // serve members only.
+    let peer = pki.peer(id)?;
     // Top-level keys first: the [[peers]] tables end the TOML's top level.
     std::fs::write(
         &cfg,
         format!(
-            "node_id = {id}\nzone = \"{}\"\ndata_dir = {:?}\nlisten_addr = \"{}\"\npeer_addr = \"{}\"\npeer_advertise_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n{peers}",
+            "node_id = {id}\nzone = \"{}\"\ndata_dir = {:?}\nlisten_addr = \"{}\"\npeer_addr = \"{}\"\npeer_advertise_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {:?}\ntls_key = {:?}\npeer_cert = {:?}\npeer_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n{peers}",
             n.zone,
             p.join(format!("core-{id}")),
             n.addr,
@@ -583,6 +586,8 @@ fn spawn_core(
             n.metrics,
             pki.cert,
             pki.key,
+            peer.cert,
+            peer.key,
             pki.ca
         ),
     )?;

@@ -15,8 +15,9 @@
 //!
 //! Errors map onto openraft's retry rules: a peer that cannot be reached, a
 //! lost connection, a group not open on the peer (a new replica) or stopped
-//! there → `RPCError::Unreachable` (openraft backs off, see
-//! [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
+//! there, or a peer that refuses this node (its peer certificate does not
+//! name a member, [`crate::peer::PeerAccess`]) → `RPCError::Unreachable`
+//! (openraft backs off, see [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
 //! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
 use super::command::MetaReply;
@@ -60,6 +61,8 @@ pub enum PeerError {
     BadReply { addr: SocketAddr, detail: String },
     #[error("peer {addr} could not decode our request: {detail}")]
     Rejected { addr: SocketAddr, detail: String },
+    #[error("peer {addr} refused this node: {detail}")]
+    Forbidden { addr: SocketAddr, detail: String },
 }
 
 /// Why a control call to a peer (`MetaWrite`, `Elect`) failed.
@@ -207,7 +210,9 @@ impl PeerPool {
         match decode_reply::<Reply>(&body)? {
             PeerReply::Ok(Ok(r)) => Ok(r.data),
             PeerReply::Ok(Err(e)) => Err(PeerCallError::Refused(e.to_string())),
-            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(PeerCallError::Refused(d)),
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) | PeerReply::Forbidden(d) => {
+                Err(PeerCallError::Refused(d))
+            }
         }
     }
 
@@ -224,7 +229,9 @@ impl PeerPool {
         // The reply body is `Result<(), String>` on the wire (peer.rs).
         match decode_reply::<Result<(), String>>(&body)? {
             PeerReply::Ok(r) => r.map_err(PeerCallError::Refused),
-            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) => Err(PeerCallError::Refused(d)),
+            PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) | PeerReply::Forbidden(d) => {
+                Err(PeerCallError::Refused(d))
+            }
         }
     }
 
@@ -369,6 +376,11 @@ impl PeerClient {
                     detail,
                 })))
             }
+            // Refused until membership or certificates change: back off.
+            PeerReply::Forbidden(detail) => Err(unreachable_err(&PeerError::Forbidden {
+                addr: *addr,
+                detail,
+            })),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Tests of the Raft network over real QUIC with mutual TLS on 127.0.0.1:
 //! a three-node group that replicates, loses its leader to a crash, fails
 //! over and takes the crashed node back, and the peer endpoint's refusal of
-//! clients without a cluster certificate.
+//! clients without a cluster certificate, and of cluster certificates that
+//! name no member (`network_identity_tests.rs`).
 //!
 //! Each node runs on its own Tokio runtime over its own simulated disk
 //! (`SimFs`), so a crash is a crash: the runtime is shut down, which drops
@@ -12,7 +13,7 @@
 use super::*;
 use crate::log::segment::SegmentLogOptions;
 use crate::log::store::LogStore;
-use crate::peer::{serve_peers, GroupRegistry, STATUS_BAD_REQUEST};
+use crate::peer::{serve_peers, GroupRegistry, PeerAccess, STATUS_BAD_REQUEST};
 use crate::raft::command::{AppendCmd, ShardCommand, ShardResponse};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::GroupSm;
@@ -20,9 +21,10 @@ use crate::raft::types::{Entry, ShardRaft, ShardTypes, Vote};
 use bytes::Bytes;
 use openraft::storage::RaftLogStorage;
 use openraft::{ServerState, SnapshotMeta};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use strata_client::tls::{peer_client_config, peer_server_config, DevPki, PEER_ALPN};
+use strata_runtime::identity::Identity;
 use strata_schema::frame;
 use strata_segment_log::sim::SimFs;
 use tokio::sync::watch;
@@ -35,9 +37,13 @@ const CATCH_UP_DEADLINE: Duration = Duration::from_secs(30);
 /// Where a node keeps the group on its disk.
 const GROUP_DIR: &str = "/data/groups/s-0";
 
-/// The shard groups open on a test node (it has no metadata group).
+/// The initial members of the test group: the `peers` of every node.
+const SEEDS: [NodeId; 3] = [1, 2, 3];
+
+/// The shard groups open on a test node (it has no metadata group) and the
+/// node ids its catalog would name.
 #[derive(Default)]
-struct Registry(Mutex<HashMap<String, ShardRaft>>);
+struct Registry(Mutex<HashMap<String, ShardRaft>>, Mutex<BTreeSet<NodeId>>);
 
 impl GroupRegistry for Registry {
     fn meta_raft(&self) -> Option<crate::raft::types::MetaRaft> {
@@ -46,6 +52,10 @@ impl GroupRegistry for Registry {
 
     fn shard_raft(&self, group: &str) -> Option<ShardRaft> {
         self.0.lock().unwrap().get(group).cloned()
+    }
+
+    fn members(&self) -> BTreeSet<NodeId> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -58,17 +68,26 @@ struct Peer {
     server: tokio::task::JoinHandle<()>,
 }
 
-/// A peer endpoint on `bind`, its tasks on the current runtime.
-fn start_peer(pki: &DevPki, bind: SocketAddr) -> Peer {
-    let cfg = peer_server_config(&pki.cert, &pki.key, &pki.ca).unwrap();
+/// Node `id`'s peer endpoint on `bind` with its own peer certificate, node
+/// identities enforced (initial members [`SEEDS`]), its tasks on the
+/// current runtime.
+fn start_peer(pki: &DevPki, id: NodeId, bind: SocketAddr) -> Peer {
+    let me = pki.peer(id).unwrap();
+    let access = PeerAccess::for_node(id, Some(id), SEEDS.to_vec()).unwrap();
+    start_peer_as(pki, &me, access, bind)
+}
+
+/// A peer endpoint presenting `me`, serving callers as `access` says.
+fn start_peer_as(pki: &DevPki, me: &Identity, access: PeerAccess, bind: SocketAddr) -> Peer {
+    let cfg = peer_server_config(&me.cert, &me.key, &pki.ca).unwrap();
     let endpoint = quinn::Endpoint::server(cfg, bind)
         .unwrap_or_else(|e| panic!("peer endpoint on {bind}: {e}"));
     let addr = endpoint.local_addr().unwrap();
-    let client_cfg = peer_client_config(&pki.cert, &pki.key, &pki.ca).unwrap();
+    let client_cfg = peer_client_config(&me.cert, &me.key, &pki.ca).unwrap();
     let pool = PeerPool::new(endpoint.clone(), client_cfg);
     let registry = Arc::new(Registry::default());
     let (shutdown, rx) = watch::channel(false);
-    let server = tokio::spawn(serve_peers(endpoint, registry.clone(), rx));
+    let server = tokio::spawn(serve_peers(endpoint, registry.clone(), access, rx));
     Peer {
         addr,
         pool,
@@ -129,7 +148,7 @@ async fn start_member(id: NodeId, pki: &DevPki, bind: SocketAddr, disk: SimFs) -
         .unwrap();
     let peer = {
         let _in_node = runtime.enter();
-        start_peer(pki, bind)
+        start_peer(pki, id, bind)
     };
     let dir = Path::new(GROUP_DIR);
     let log =
@@ -446,8 +465,9 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     let member = start_member(1, &pki, any_port(), SimFs::new()).await;
     let addr = member.peer.addr;
 
-    // Control: a cluster certificate gets answers, also for bad requests.
-    let good = client_pool(peer_client_config(&pki.cert, &pki.key, &pki.ca).unwrap());
+    // Control: a member's certificate gets answers, also for bad requests.
+    let two = pki.peer(2).unwrap();
+    let good = client_pool(peer_client_config(&two.cert, &two.key, &pki.ca).unwrap());
     let resp = vote_via(&good, GROUP, addr)
         .await
         .expect("vote with a cluster certificate");
@@ -492,12 +512,14 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     let none = client_pool(no_client_cert(&pki.ca));
     let res = vote_via(&none, GROUP, addr).await;
     assert!(matches!(res, Err(RPCError::Unreachable(_))), "{res:?}");
-    let foreign = client_pool(peer_client_config(&other.cert, &other.key, &pki.ca).unwrap());
+    let stranger_id = other.peer(2).unwrap();
+    let foreign =
+        client_pool(peer_client_config(&stranger_id.cert, &stranger_id.key, &pki.ca).unwrap());
     let res = vote_via(&foreign, GROUP, addr).await;
     assert!(matches!(res, Err(RPCError::Unreachable(_))), "{res:?}");
 
     // And a client does not talk to a server of another CA.
-    let stranger = start_peer(&other, any_port());
+    let stranger = start_peer(&other, 1, any_port());
     let res = vote_via(&good, GROUP, stranger.addr).await;
     assert!(matches!(res, Err(RPCError::Unreachable(_))), "{res:?}");
 
@@ -507,3 +529,6 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     stranger.stop().await;
     member.stop().await;
 }
+
+#[path = "network_identity_tests.rs"]
+mod identity;

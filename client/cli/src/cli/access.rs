@@ -1,5 +1,6 @@
 //! `strata whoami`, `strata acl add | list | remove`, and
-//! `strata identity issue | revoke` (client certificates from the dev CA).
+//! `strata identity issue | issue-node | revoke` (client and node
+//! certificates from the dev CA).
 
 use super::{Seeds, TlsArgs};
 use anyhow::{Context, Result};
@@ -42,6 +43,19 @@ pub enum IdentityCmd {
     /// (docs/security.md).
     Issue {
         name: String,
+        /// Where to write the files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Directory of the dev CA (ca.pem, ca-key.pem).
+        #[arg(long, default_value = "strata-data/tls")]
+        ca_dir: PathBuf,
+    },
+    /// Issue the peer certificate of core node ID from the dev CA: writes
+    /// peer-ID.pem and peer-ID-key.pem (0600), SAN URI `strata:node/ID`.
+    /// Set them as the node's `peer_cert`/`peer_key`: its peer port then
+    /// serves only cluster members, by the id their certificates name.
+    IssueNode {
+        id: u64,
         /// Where to write the files.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -145,6 +159,14 @@ pub fn identity(cmd: IdentityCmd) -> Result<()> {
                 "issued principal {name}: {} and {} (use --cert/--cert-key or STRATA_CERT/STRATA_KEY)",
                 id.cert.display(),
                 id.key.display()
+            );
+        }
+        IdentityCmd::IssueNode { id, out, ca_dir } => {
+            let files = strata_runtime::tls::issue_node_identity(id, &ca_dir, &out)?;
+            println!(
+                "issued node {id}: {} and {} (the node's peer_cert and peer_key)",
+                files.cert.display(),
+                files.key.display()
             );
         }
         IdentityCmd::Revoke { cert, crl, ca_dir } => {
