@@ -6,9 +6,9 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod log;
 pub mod node;
-pub mod peer;
 pub mod raft;
 pub mod shard;
 /// The archive format (Parquet objects, keys, manifests, object store).

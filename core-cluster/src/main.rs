@@ -7,9 +7,9 @@ use std::sync::Arc;
 use strata_core::api::server::CoreHandler;
 use strata_core::config::CoreConfig;
 use strata_core::node::Node;
-use strata_core::peer::{serve_peers, PeerAccess};
 use strata_core::raft::net::NetworkFactory;
 use strata_core::raft::network::PeerPool;
+use strata_core::raft::peer::{serve_peers, PeerAccess};
 use strata_runtime::server::{bind_server, serve};
 use tokio::sync::watch;
 

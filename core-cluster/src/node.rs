@@ -6,7 +6,7 @@
 
 use crate::catalog::{Catalog, StreamMeta};
 use crate::config::CoreConfig;
-use crate::control::error::ControlError;
+use crate::error::ControlError;
 use crate::log::segment::SegmentLogOptions;
 use crate::raft::group::{Group, MetaGroup, ShardGroup};
 use crate::raft::net::NetworkFactory;
@@ -35,7 +35,7 @@ pub struct Node {
     /// Since when (and in which term) this node leads a shard it is not the
     /// preferred leader of.
     pub(crate) leading_since:
-        std::sync::Mutex<HashMap<(String, u32), crate::control::hand_over::Leading>>,
+        std::sync::Mutex<HashMap<(String, u32), crate::shard::hand_over::Leading>>,
 }
 
 impl Node {
@@ -238,7 +238,7 @@ impl Node {
     }
 }
 
-impl crate::peer::GroupRegistry for Node {
+impl crate::raft::peer::GroupRegistry for Node {
     fn meta_raft(&self) -> Option<MetaRaft> {
         Some(self.meta.raft.clone())
     }

@@ -46,7 +46,7 @@ pub enum TieringError {
     #[error("a logged batch: {0}")]
     Batch(#[from] strata_schema::batch::BatchError),
     #[error("reading the log: {0}")]
-    Log(Box<crate::log::store::StoreError>),
+    Log(Box<crate::raft::log_store::StoreError>),
     /// A Raft call failed; `what` names the step.
     #[error("{what}: {detail}")]
     Raft { what: &'static str, detail: String },
@@ -67,8 +67,8 @@ impl From<TierError> for TieringError {
     }
 }
 
-impl From<crate::log::store::StoreError> for TieringError {
-    fn from(e: crate::log::store::StoreError) -> Self {
+impl From<crate::raft::log_store::StoreError> for TieringError {
+    fn from(e: crate::raft::log_store::StoreError) -> Self {
         Self::Log(Box::new(e))
     }
 }
@@ -111,10 +111,13 @@ impl Tier {
         if !enabled {
             tracing::warn!("tiering is off: a cluster needs object_store set to a store every node can read (s3://bucket/prefix)");
         }
-        let (store, prefix) = store::open(&url).map_err(|source| TieringError::Open {
-            url: url.clone(),
-            source: Box::new(source),
-        })?;
+        let (store, prefix) =
+            store::open_encrypted(&url, &cfg.object_store_encryption()).map_err(|source| {
+                TieringError::Open {
+                    url: url.clone(),
+                    source: Box::new(source),
+                }
+            })?;
         Ok(Self {
             enabled,
             url,

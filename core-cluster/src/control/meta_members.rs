@@ -9,7 +9,7 @@
 //! voters does nothing else, the next round continues.
 
 use crate::catalog::{Catalog, MetaCommand};
-use crate::control::error::{raft_err, ControlError};
+use crate::error::{raft_err, ControlError};
 use crate::node::Node;
 use openraft::{BasicNode, ChangeMembers};
 use std::collections::BTreeSet;

@@ -9,24 +9,23 @@
 //!   node;
 //! - [`meta_members`]: the metadata group's learners and voters;
 //! - [`replicas`]: replica moves, closing moved-away replicas, and handing
-//!   leadership back to a shard's preferred replica (when: [`hand_over`]);
+//!   leadership back to a shard's preferred replica (when:
+//!   [`crate::shard::hand_over`]);
 //! - [`lag`]: consumer-group lag gauges;
 //! - [`tiering`]: uploads, expiry and local purges per shard.
 
-pub mod error;
-pub mod hand_over;
 pub mod lag;
 pub mod meta_members;
 pub mod replicas;
 pub mod tiering;
 
 use crate::catalog::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
+use crate::error::raft_err;
+pub use crate::error::ControlError;
 use crate::node::Node;
 use crate::raft::command::{MetaReply, ShardCommand, ShardResponse};
 use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;
-use error::raft_err;
-pub use error::ControlError;
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -3,12 +3,12 @@
 //! to a shard's preferred replica after a failover.
 
 use crate::catalog::{MetaCommand, ShardMeta, StreamMeta};
-use crate::control::error::{raft_err, ControlError};
-use crate::control::hand_over::{hand_over, HandOver};
+use crate::error::{raft_err, ControlError};
 use crate::node::Node;
 use crate::raft::group::{replica_holds, ShardGroup};
 use crate::raft::net::NetworkFactory;
 use crate::raft::types::NodeId;
+use crate::shard::hand_over::{hand_over, HandOver};
 use openraft::BasicNode;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -181,7 +181,7 @@ impl Node {
             }
             let _ = g
                 .raft
-                .wait(Some(crate::peer::CAMPAIGN_FOR))
+                .wait(Some(crate::raft::peer::CAMPAIGN_FOR))
                 .metrics(|m| m.current_leader.is_some_and(|l| l != me), "new leader")
                 .await;
             rc.heartbeat(true);

@@ -31,7 +31,7 @@ pub(super) struct Slot {
     pub(super) body_len: u32,
 }
 
-pub(super) fn count_fsync() {
+pub(crate) fn count_fsync() {
     metrics::counter!("strata_core_fsyncs_total").increment(1);
 }
 
@@ -54,7 +54,7 @@ pub(super) fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
 
 /// Creates `dir` (and missing parents) if needed, each new directory's entry
 /// made durable by an fsync of its parent.
-pub(super) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
+pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
     file_layer::create_dir_all_durably(fs, dir).map_err(io_err("create directory", dir))
 }
 

@@ -6,8 +6,8 @@
 
 use crate::catalog::Catalog;
 use crate::log::segment::SegmentLogOptions;
-use crate::log::store::LogStore;
-use crate::log::store::StoreError;
+use crate::raft::log_store::LogStore;
+use crate::raft::log_store::StoreError;
 use crate::raft::net::Network;
 use crate::raft::shard::ShardState;
 use crate::raft::sm::{GroupSm, GroupState};

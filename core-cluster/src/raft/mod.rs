@@ -3,9 +3,11 @@
 
 pub mod command;
 pub mod group;
+pub mod log_store;
 pub mod meta_state;
 pub mod net;
 pub mod network;
+pub mod peer;
 pub mod shard;
 pub mod sm;
 pub mod types;

@@ -1,5 +1,5 @@
 //! The Raft network between core nodes: the client side of the peer protocol
-//! (wire format and server: [`crate::peer`]).
+//! (wire format and server: [`crate::raft::peer`]).
 //!
 //! One [`PeerPool`] per node holds the QUIC endpoint (mutual TLS, ALPN
 //! `strata-peer/1`) and one connection per peer address, shared by every Raft
@@ -16,14 +16,14 @@
 //! Errors map onto openraft's retry rules: a peer that cannot be reached, a
 //! lost connection, a group not open on the peer (a new replica) or stopped
 //! there, or a peer that refuses this node (its peer certificate does not
-//! name a member, [`crate::peer::PeerAccess`]) → `RPCError::Unreachable`
+//! name a member, [`crate::raft::peer::PeerAccess`]) → `RPCError::Unreachable`
 //! (openraft backs off, see [`RaftNetwork::backoff`]); a timeout or a reply that does not decode →
 //! `RPCError::Network`; a Raft error from the peer → `RPCError::RemoteError`.
 
 use super::command::MetaReply;
 use super::types::{GroupConfig, MetaTypes, NodeId};
 use crate::catalog::MetaCommand;
-use crate::peer::{
+use crate::raft::peer::{
     decode_reply, encode_request, PeerReply, PeerRequest, META_GROUP, PEER_REPLY_BYTES_MAX,
 };
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -71,7 +71,7 @@ pub enum PeerCallError {
     #[error(transparent)]
     Peer(#[from] PeerError),
     #[error("peer wire: {0}")]
-    Wire(#[from] crate::peer::WireError),
+    Wire(#[from] crate::raft::peer::WireError),
     /// The peer answered with a refusal (not the leader, unknown group…).
     #[error("{0}")]
     Refused(String),
@@ -226,7 +226,7 @@ impl PeerPool {
         // Elect is encoded alike for every kind of group.
         let frame = encode_request(group, &PeerRequest::<MetaTypes>::Elect)?;
         let body = self.call(addr, &frame, ttl).await?;
-        // The reply body is `Result<(), String>` on the wire (peer.rs).
+        // The reply body is `Result<(), String>` on the wire (raft/peer.rs).
         match decode_reply::<Result<(), String>>(&body)? {
             PeerReply::Ok(r) => r.map_err(PeerCallError::Refused),
             PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) | PeerReply::Forbidden(d) => {

@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::catalog::MetaCommand;
-use crate::peer::{encode_request, PeerRequest, META_GROUP, STATUS_FORBIDDEN};
+use crate::raft::peer::{encode_request, PeerRequest, META_GROUP, STATUS_FORBIDDEN};
 use crate::raft::types::MetaTypes;
 use openraft::raft::AppendEntriesRequest;
 

@@ -12,9 +12,9 @@
 
 use super::*;
 use crate::log::segment::SegmentLogOptions;
-use crate::log::store::LogStore;
-use crate::peer::{serve_peers, GroupRegistry, PeerAccess, STATUS_BAD_REQUEST};
 use crate::raft::command::{AppendCmd, ShardCommand, ShardResponse};
+use crate::raft::log_store::LogStore;
+use crate::raft::peer::{serve_peers, GroupRegistry, PeerAccess, STATUS_BAD_REQUEST};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::GroupSm;
 use crate::raft::types::{Entry, ShardRaft, ShardTypes, Vote};

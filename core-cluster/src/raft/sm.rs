@@ -91,7 +91,7 @@ impl<S: GroupState> Default for GroupSm<S> {
 impl<S: GroupState> GroupSm<S> {
     /// A state machine that keeps its snapshots in `dir` and starts from the
     /// last one there, if any.
-    pub fn open(dir: &std::path::Path) -> Result<Self, crate::log::store::StoreError> {
+    pub fn open(dir: &std::path::Path) -> Result<Self, crate::raft::log_store::StoreError> {
         Self::open_in(StdFs::shared(), dir)
     }
 
@@ -99,8 +99,8 @@ impl<S: GroupState> GroupSm<S> {
     pub fn open_in(
         fs: Arc<dyn Fs>,
         dir: &std::path::Path,
-    ) -> Result<Self, crate::log::store::StoreError> {
-        let found = crate::log::store::read_json::<Applied<S>>(&*fs, dir, SNAPSHOT_FILE)?;
+    ) -> Result<Self, crate::raft::log_store::StoreError> {
+        let found = crate::raft::log_store::read_json::<Applied<S>>(&*fs, dir, SNAPSHOT_FILE)?;
         let sm = Self {
             dir: Some((fs, dir.into())),
             ..Self::default()
@@ -120,7 +120,7 @@ impl<S: GroupState> GroupSm<S> {
     #[allow(clippy::result_large_err)]
     fn persist(&self, applied: &Applied<S>) -> Result<(), StorageError> {
         if let Some((fs, dir)) = &self.dir {
-            crate::log::store::write_json_atomic(&**fs, dir, SNAPSHOT_FILE, applied, true)
+            crate::raft::log_store::write_json_atomic(&**fs, dir, SNAPSHOT_FILE, applied, true)
                 .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
         }
         Ok(())

@@ -7,7 +7,7 @@
 //! # Layout of a store directory
 //!
 //! ```text
-//! <dir>/log/<first index, 20 digits>.log   the segment log (format: super::segment)
+//! <dir>/log/<first index, 20 digits>.log   the segment log (format: crate::log::segment)
 //! <dir>/vote.json                          last saved Vote           (durable)
 //! <dir>/purged.json                        last purged LogId         (durable)
 //! <dir>/committed.json                     last saved committed LogId (atomic, not fsynced)
@@ -60,8 +60,8 @@ use serde::Serialize;
 use strata_segment_log::atomic::{write_file_atomic, Durability};
 use strata_segment_log::fs::{Fs, StdFs};
 
-use super::frame::{count_fsync, create_dir_durably};
-use super::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
+use crate::log::frame::{count_fsync, create_dir_durably};
+use crate::log::segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};
 use crate::raft::command::{CodecError, GroupCommand};
 use crate::raft::types::{Entry, GroupConfig, LogId, StorageError, Vote};
 
@@ -249,7 +249,7 @@ fn decode_entry<C: GroupConfig>(rec: LogRecord) -> Result<Entry<C>, StoreError> 
 pub const ENTRY_RECORD_HEADER_BYTES: usize = 25;
 
 /// Appends one entry to `out` as the body of its segment record (format:
-/// [`super::segment`]): `term u64 LE, node_id u64 LE, index u64 LE, kind u8,
+/// [`crate::log::segment`]): `term u64 LE, node_id u64 LE, index u64 LE, kind u8,
 /// payload`, i.e. the on-disk record without its length and CRC. The Raft
 /// network ships entries in this form, so batch bytes are never re-encoded.
 pub fn encode_entry_record<C: GroupConfig>(
@@ -653,12 +653,12 @@ impl<C: GroupConfig> RaftLogStorage<C> for LogStore<C> {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
+#[path = "log_store_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "store_crash_tests.rs"]
+#[path = "log_store_crash_tests.rs"]
 mod crash_tests;
 #[cfg(test)]
-#[path = "store_fixture_tests.rs"]
+#[path = "log_store_fixture_tests.rs"]
 mod fixture_tests;

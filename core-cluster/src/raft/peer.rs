@@ -18,7 +18,7 @@
 //!                         | count u32 | count x (len u32 | entry record)
 //!        vote        = term u64 | node_id u64 | committed u8 (0/1)
 //!        log id opt  = 0u8 | 1u8 term u64 node_id u64 index u64
-//!        entry record: `log::store::encode_entry_record` (the segment
+//!        entry record: `raft::log_store::encode_entry_record` (the segment
 //!                      record body: term, node_id, index, kind, payload),
 //!                      so batch bytes travel as stored, never as JSON.
 //!   kind 2 Vote:            serde_json of `VoteRequest`
@@ -51,7 +51,7 @@
 //! gets a BAD_REQUEST reply.
 
 use crate::catalog::MetaCommand;
-use crate::log::store::{decode_entry_record, encode_entry_record, StoreError};
+use crate::raft::log_store::{decode_entry_record, encode_entry_record, StoreError};
 use crate::raft::types::{
     GroupConfig, LogId, MetaRaft, MetaTypes, NodeId, Raft, ShardRaft, ShardTypes, Vote,
 };
