@@ -14,6 +14,7 @@
 //! - [`manifest`]: the per-shard list of tiered objects, pure and serde.
 //! - [`store`]: opening an object store from a URL (`file://`, `s3://`) and
 //!   uploading objects.
+//! - [`sse`]: server-side encryption settings of an S3 store.
 //!
 //! One object covers a contiguous run of offsets `[first_offset, next_offset)`:
 //! row `i` holds offset `first_offset + i`. The writer enforces it and the
@@ -25,6 +26,7 @@ pub mod format;
 pub mod keys;
 pub mod manifest;
 pub mod read;
+pub mod sse;
 pub mod store;
 
 #[cfg(test)]

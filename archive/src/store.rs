@@ -13,7 +13,10 @@
 //!
 //! The returned [`Path`] is the prefix to put keys under (see
 //! [`crate::keys`]); for a local directory the directory itself is the root.
+//! [`open_encrypted`] adds server-side encryption of an S3 store
+//! ([`crate::sse`]).
 
+use crate::sse::{S3Encryption, SseError};
 use crate::TierError;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -30,6 +33,32 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Opens the store named by `url`; S3 settings come from the environment.
 pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
     open_with(url, AmazonS3Builder::from_env())
+}
+
+/// [`open`], asking S3 to encrypt every object written with `sse`; only an
+/// `s3://` store takes a setting.
+pub fn open_encrypted(
+    url: &str,
+    sse: &S3Encryption,
+) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
+    open_encrypted_with(url, sse, AmazonS3Builder::from_env())
+}
+
+/// [`open_encrypted`] with the other S3 settings taken from `s3`.
+pub fn open_encrypted_with(
+    url: &str,
+    sse: &S3Encryption,
+    s3: AmazonS3Builder,
+) -> Result<(Arc<dyn ObjectStore>, Path), TierError> {
+    let bad = |reason: UrlError| TierError::Url {
+        url: url.to_string(),
+        reason,
+    };
+    sse.validate().map_err(|e| bad(UrlError::Sse(e)))?;
+    if sse.is_set() && !url.starts_with("s3://") {
+        return Err(bad(UrlError::SseNeedsS3));
+    }
+    open_with(url, sse.apply(s3))
 }
 
 /// [`open`] with the S3 settings taken from `s3` instead of the environment.
@@ -97,6 +126,10 @@ pub enum UrlError {
     PlainHttpNotLoopback { endpoint: String },
     #[error("endpoint {endpoint:?} has scheme {scheme:?}; expected https (or http on loopback)")]
     EndpointScheme { endpoint: String, scheme: String },
+    #[error("server-side encryption: {0}")]
+    Sse(SseError),
+    #[error("server-side encryption applies to s3:// stores only")]
+    SseNeedsS3,
 }
 
 fn open_dir(dir: &std::path::Path) -> Result<(Arc<dyn ObjectStore>, Path), UrlError> {

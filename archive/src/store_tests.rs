@@ -145,3 +145,36 @@ async fn objects_and_manifests_round_trip_through_a_local_directory() {
     assert_eq!(first.key(), Some("k"));
     assert_eq!(batch.records().get(1).key(), None);
 }
+
+#[test]
+fn server_side_encryption_needs_an_s3_store_and_consistent_settings() {
+    use crate::sse::{S3Encryption, Sse};
+    use crate::store::open_encrypted_with;
+    let dir = tempfile::tempdir().unwrap();
+    let local = format!("file://{}", dir.path().display());
+    open_encrypted_with(&local, &S3Encryption::default(), AmazonS3Builder::new()).unwrap();
+    let kms = S3Encryption {
+        sse: Some(Sse::Kms),
+        kms_key_id: Some("alias/strata".into()),
+        bucket_key: Some(true),
+    };
+    let err = match open_encrypted_with(&local, &kms, AmazonS3Builder::new()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("SSE on a local directory was accepted"),
+    };
+    assert!(
+        err.contains("s3:// stores only") && err.contains(&local),
+        "{err}"
+    );
+    open_encrypted_with("s3://bucket/p", &kms, AmazonS3Builder::new()).unwrap();
+    let bad = S3Encryption {
+        sse: Some(Sse::S3),
+        kms_key_id: Some("alias/strata".into()),
+        bucket_key: None,
+    };
+    let err = match open_encrypted_with("s3://bucket/p", &bad, AmazonS3Builder::new()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a KMS key with SSE-S3 was accepted"),
+    };
+    assert!(err.contains("KMS key id applies to SSE-KMS only"), "{err}");
+}

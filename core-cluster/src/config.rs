@@ -146,6 +146,20 @@ pub struct CoreConfig {
     /// Default: `<data_dir>/archive` on the local filesystem.
     #[serde(default)]
     pub object_store: Option<String>,
+    /// Server-side encryption S3 applies to the archived objects: `"s3"`
+    /// (SSE-S3) or `"kms"` (SSE-KMS). Unset: no header, the bucket's
+    /// default encryption applies (and `AWS_SERVER_SIDE_ENCRYPTION`, if set).
+    /// For an `s3://` object_store only. See docs/encryption.md.
+    #[serde(default)]
+    pub object_store_sse: Option<strata_archive::sse::Sse>,
+    /// KMS key id, alias or ARN for `object_store_sse = "kms"`; unset: the
+    /// account's `aws/s3` key.
+    #[serde(default)]
+    pub object_store_sse_kms_key_id: Option<String>,
+    /// S3 Bucket Keys for SSE-KMS (fewer KMS requests); unset: the
+    /// bucket's setting.
+    #[serde(default)]
+    pub object_store_sse_bucket_key: Option<bool>,
     /// A segment is tiered once its first record is this old (or it reaches
     /// `segment_bytes_max`), milliseconds.
     #[serde(default = "default_segment_age_max_ms")]
@@ -182,6 +196,13 @@ pub enum ConfigError {
     PeerIds,
     #[error("tls_ca is required with peers (mutual TLS between nodes)")]
     NoClusterCa,
+    #[error("{key}: {reason}")]
+    ObjectStoreSse {
+        key: &'static str,
+        reason: strata_archive::sse::SseError,
+    },
+    #[error("object_store_sse applies to an s3:// object_store only")]
+    SseNeedsS3,
     #[error("peer_cert and peer_key go together: give both or neither")]
     HalfPeerIdentity,
 }
@@ -213,6 +234,7 @@ impl CoreConfig {
             return Err(ConfigError::ZeroNodeId);
         }
         self.limits().validate().map_err(ConfigError::Limits)?;
+        self.validate_sse()?;
         if self.segment_bytes_max < 1024 * 1024 {
             return Err(ConfigError::SegmentTooSmall(self.segment_bytes_max));
         }
@@ -250,6 +272,34 @@ impl CoreConfig {
     }
 
     /// The object store URL, defaulted to `<data_dir>/archive`.
+    /// The server-side encryption the archive's S3 store asks for.
+    pub fn object_store_encryption(&self) -> strata_archive::sse::S3Encryption {
+        strata_archive::sse::S3Encryption {
+            sse: self.object_store_sse,
+            kms_key_id: self.object_store_sse_kms_key_id.clone(),
+            bucket_key: self.object_store_sse_bucket_key,
+        }
+    }
+
+    fn validate_sse(&self) -> Result<(), ConfigError> {
+        use strata_archive::sse::SseError;
+        let sse = self.object_store_encryption();
+        sse.validate()
+            .map_err(|reason| ConfigError::ObjectStoreSse {
+                key: match reason {
+                    SseError::BucketKeyWithoutKms => "object_store_sse_bucket_key",
+                    SseError::KmsKeyWithoutKms | SseError::EmptyKmsKeyId => {
+                        "object_store_sse_kms_key_id"
+                    }
+                },
+                reason,
+            })?;
+        if sse.is_set() && !self.object_store_url().starts_with("s3://") {
+            return Err(ConfigError::SseNeedsS3);
+        }
+        Ok(())
+    }
+
     pub fn object_store_url(&self) -> String {
         self.object_store.clone().unwrap_or_else(|| {
             let dir = std::path::absolute(self.data_dir.join("archive"))
@@ -340,5 +390,33 @@ mod tests {
             (id.cert, id.key),
             ("peer-1.pem".into(), "peer-1-key.pem".into())
         );
+    }
+
+    #[test]
+    fn object_store_sse_maps_to_the_archive_settings_and_names_bad_keys() {
+        use strata_archive::sse::Sse;
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/config/core.example.toml");
+        let mut cfg: CoreConfig =
+            strata_runtime::settings::load(Some(&p), "STRATA_CORE_EXAMPLE_SSE_TEST").unwrap();
+        cfg.peers.clear();
+        cfg.object_store = Some("s3://bucket/strata".into());
+        cfg.object_store_sse = Some(Sse::Kms);
+        cfg.object_store_sse_kms_key_id = Some("alias/strata".into());
+        cfg.object_store_sse_bucket_key = Some(true);
+        cfg.validate().unwrap();
+        let enc = cfg.object_store_encryption();
+        assert_eq!(enc.sse, Some(Sse::Kms));
+        assert_eq!(enc.kms_key_id.as_deref(), Some("alias/strata"));
+        cfg.object_store_sse = Some(Sse::S3);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.starts_with("object_store_sse_kms_key_id:"), "{err}");
+        cfg.object_store_sse_kms_key_id = None;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.starts_with("object_store_sse_bucket_key:"), "{err}");
+        cfg.object_store_sse_bucket_key = None;
+        cfg.validate().unwrap();
+        cfg.object_store = None;
+        assert_eq!(cfg.validate(), Err(ConfigError::SseNeedsS3));
     }
 }
