@@ -92,7 +92,7 @@ async fn run() -> Result<()> {
     );
     for (f, bytes) in &files {
         ensure!(
-            !f.extension().is_some_and(|e| e == "buf"),
+            f.extension().is_none_or(|e| e != "buf"),
             "plaintext segment {f:?}"
         );
         ensure!(
