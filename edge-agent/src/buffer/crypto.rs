@@ -361,6 +361,8 @@ mod tests {
         let want = &ctx.finish().as_ref()[..FINGERPRINT_BYTES].to_vec();
         assert_eq!(key(1).fingerprint().0.as_slice(), want.as_slice());
         assert_eq!(key(1).fingerprint().to_string().len(), 16);
+        // What docs/encryption.md's shell recipe prints for this key.
+        assert_eq!(key(0x5a).fingerprint().to_string(), "a8e2e6f3e4419e8b");
     }
 
     #[test]
