@@ -221,6 +221,49 @@ pub async fn register_producer(
         .ok_or_else(|| bad(c, "ProducerRegistration"))
 }
 
+/// Where a producer's records in one shard end, as the shard's leader has
+/// applied them (see [`producer_high_water`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerHighWater {
+    pub shard: u32,
+    /// The position after the producer's last record in the shard (0: none).
+    pub producer_next_seq: u64,
+    /// The shard was closed by a reshard.
+    pub sealed: bool,
+}
+
+/// Asks a shard's leader where `producer_id`'s records in it end (needs
+/// `produce` on the stream and the id registered to the caller). Route it
+/// with `Cluster::to_leader`: a follower answers `NOT_LEADER`.
+pub async fn producer_high_water(
+    c: &Client,
+    stream: &str,
+    shard: u32,
+    producer_id: u64,
+) -> Result<ProducerHighWater, ClientError> {
+    let req = wire::request(fb::RequestBody::ProducerHighWaterRequest, |fbb| {
+        let stream = Some(fbb.create_string(stream));
+        fb::ProducerHighWaterRequest::create(
+            fbb,
+            &fb::ProducerHighWaterRequestArgs {
+                stream,
+                shard,
+                producer_id,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    let r = open(&reply);
+    r.body_as_producer_high_water()
+        .map(|h| ProducerHighWater {
+            shard: h.shard(),
+            producer_next_seq: h.producer_next_seq(),
+            sealed: h.sealed(),
+        })
+        .ok_or_else(|| bad(c, "ProducerHighWater"))
+}
+
 pub async fn list_streams(c: &Client) -> Result<Vec<StreamInfo>, ClientError> {
     let req = wire::request(fb::RequestBody::ListStreamsRequest, |fbb| {
         fb::ListStreamsRequest::create(fbb, &fb::ListStreamsRequestArgs {}).as_union_value()

@@ -26,6 +26,9 @@ pub fn needs<'a>(req: &fb::Request<'a>) -> Option<(Operation, &'a str)> {
         B::ForwardRequest => req
             .body_as_forward_request()
             .map(|r| (O::Produce, r.stream())),
+        B::ProducerHighWaterRequest => req
+            .body_as_producer_high_water_request()
+            .map(|r| (O::Produce, r.stream())),
         B::ProduceRequest => req
             .body_as_produce_request()
             .map(|r| (O::Produce, r.stream())),

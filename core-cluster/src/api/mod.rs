@@ -1,9 +1,10 @@
 //! What clients reach: the QUIC request handler (`server`), the operations
 //! it calls on the node (`ops`: streams, reshards, membership, producers,
-//! groups, appends), who may send which request (`access`), and the views it
-//! answers with (`views`).
+//! groups, appends), who may send which request (`access`), the views it
+//! answers with (`views`), and producers' high-water marks (`high_water`).
 
 pub mod access;
+pub mod high_water;
 pub mod ops;
 pub mod server;
 pub mod views;

@@ -100,6 +100,12 @@ impl CoreHandler {
                 self.forward(request, r, caller).await
             }
             fb::RequestBody::WhoAmIRequest => Ok(access::whoami_reply(caller, superusers)),
+            fb::RequestBody::ProducerHighWaterRequest => {
+                let r = req
+                    .body_as_producer_high_water_request()
+                    .ok_or_else(body_mismatch)?;
+                super::high_water::producer_high_water(&self.node, r, caller).await
+            }
             fb::RequestBody::AclListRequest => {
                 Ok(self.node.meta.sm.read(|c| access::acl_reply(&c.acl, 0)))
             }

@@ -431,10 +431,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 17;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -453,6 +453,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
   RequestBody::WhoAmIRequest,
   RequestBody::AclChangeRequest,
   RequestBody::AclListRequest,
+  RequestBody::ProducerHighWaterRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -478,9 +479,10 @@ impl RequestBody {
   pub const WhoAmIRequest: Self = Self(15);
   pub const AclChangeRequest: Self = Self(16);
   pub const AclListRequest: Self = Self(17);
+  pub const ProducerHighWaterRequest: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -500,6 +502,7 @@ impl RequestBody {
     Self::WhoAmIRequest,
     Self::AclChangeRequest,
     Self::AclListRequest,
+    Self::ProducerHighWaterRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -522,6 +525,7 @@ impl RequestBody {
       Self::WhoAmIRequest => Some("WhoAmIRequest"),
       Self::AclChangeRequest => Some("AclChangeRequest"),
       Self::AclListRequest => Some("AclListRequest"),
+      Self::ProducerHighWaterRequest => Some("ProducerHighWaterRequest"),
       _ => None,
     }
   }
@@ -581,10 +585,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 14] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -598,6 +602,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::GroupAssignment,
   ResponseBody::WhoAmI,
   ResponseBody::AclList,
+  ResponseBody::ProducerHighWater,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -618,9 +623,10 @@ impl ResponseBody {
   pub const GroupAssignment: Self = Self(10);
   pub const WhoAmI: Self = Self(11);
   pub const AclList: Self = Self(12);
+  pub const ProducerHighWater: Self = Self(13);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -635,6 +641,7 @@ impl ResponseBody {
     Self::GroupAssignment,
     Self::WhoAmI,
     Self::AclList,
+    Self::ProducerHighWater,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -652,6 +659,7 @@ impl ResponseBody {
       Self::GroupAssignment => Some("GroupAssignment"),
       Self::WhoAmI => Some("WhoAmI"),
       Self::AclList => Some("AclList"),
+      Self::ProducerHighWater => Some("ProducerHighWater"),
       _ => None,
     }
   }
@@ -6771,6 +6779,278 @@ impl ::core::fmt::Debug for AclList<'_> {
       ds.finish()
   }
 }
+pub enum ProducerHighWaterRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Where a producer's records in one shard end: an edge agent asks at start
+/// (and before its first forward when the core was unreachable then) to
+/// find out whether its buffer positions fell behind what the core already
+/// has under its producer id (a restored or cloned data directory; see
+/// docs/operations.md). Answered by the shard's leader, after a
+/// linearizable read, with a `ProducerHighWater`. Needs `produce` on the
+/// stream and, with client authentication, the producer id registered to the
+/// caller (as for forwards).
+pub struct ProducerHighWaterRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ProducerHighWaterRequest<'a> {
+  type Inner = ProducerHighWaterRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ProducerHighWaterRequest<'a> {
+  pub const VT_STREAM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ProducerHighWaterRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ProducerHighWaterRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ProducerHighWaterRequest<'bldr>> {
+    let mut builder = ProducerHighWaterRequestBuilder::new(_fbb);
+    builder.add_producer_id(args.producer_id);
+    builder.add_shard(args.shard);
+    if let Some(x) = args.stream { builder.add_stream(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn stream(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ProducerHighWaterRequest::VT_STREAM, None).unwrap()}
+  }
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ProducerHighWaterRequest::VT_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn producer_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ProducerHighWaterRequest::VT_PRODUCER_ID, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ProducerHighWaterRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("stream", Self::VT_STREAM, true)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ProducerHighWaterRequestArgs<'a> {
+    pub stream: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub shard: u32,
+    pub producer_id: u64,
+}
+impl<'a> Default for ProducerHighWaterRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ProducerHighWaterRequestArgs {
+      stream: None, // required field
+      shard: 0,
+      producer_id: 0,
+    }
+  }
+}
+
+pub struct ProducerHighWaterRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProducerHighWaterRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_stream(&mut self, stream: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ProducerHighWaterRequest::VT_STREAM, stream);
+  }
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(ProducerHighWaterRequest::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: u64) {
+    self.fbb_.push_slot::<u64>(ProducerHighWaterRequest::VT_PRODUCER_ID, producer_id, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProducerHighWaterRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ProducerHighWaterRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ProducerHighWaterRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ProducerHighWaterRequest::VT_STREAM,"stream");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ProducerHighWaterRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ProducerHighWaterRequest");
+      ds.field("stream", &self.stream());
+      ds.field("shard", &self.shard());
+      ds.field("producer_id", &self.producer_id());
+      ds.finish()
+  }
+}
+pub enum ProducerHighWaterOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ProducerHighWater<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ProducerHighWater<'a> {
+  type Inner = ProducerHighWater<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ProducerHighWater<'a> {
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_NEXT_SEQ: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SEALED: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ProducerHighWater { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ProducerHighWaterArgs
+  ) -> ::flatbuffers::WIPOffset<ProducerHighWater<'bldr>> {
+    let mut builder = ProducerHighWaterBuilder::new(_fbb);
+    builder.add_producer_next_seq(args.producer_next_seq);
+    builder.add_shard(args.shard);
+    builder.add_sealed(args.sealed);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn shard(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ProducerHighWater::VT_SHARD, Some(0)).unwrap()}
+  }
+  /// The position after the producer's last record applied in the shard
+  /// (0: the shard has none of its records).
+  #[inline]
+  pub fn producer_next_seq(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ProducerHighWater::VT_PRODUCER_NEXT_SEQ, Some(0)).unwrap()}
+  }
+  /// The shard was closed by a split, merge or scale.
+  #[inline]
+  pub fn sealed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ProducerHighWater::VT_SEALED, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ProducerHighWater<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("shard", Self::VT_SHARD, false)?
+     .visit_field::<u64>("producer_next_seq", Self::VT_PRODUCER_NEXT_SEQ, false)?
+     .visit_field::<bool>("sealed", Self::VT_SEALED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ProducerHighWaterArgs {
+    pub shard: u32,
+    pub producer_next_seq: u64,
+    pub sealed: bool,
+}
+impl<'a> Default for ProducerHighWaterArgs {
+  #[inline]
+  fn default() -> Self {
+    ProducerHighWaterArgs {
+      shard: 0,
+      producer_next_seq: 0,
+      sealed: false,
+    }
+  }
+}
+
+pub struct ProducerHighWaterBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProducerHighWaterBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_shard(&mut self, shard: u32) {
+    self.fbb_.push_slot::<u32>(ProducerHighWater::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn add_producer_next_seq(&mut self, producer_next_seq: u64) {
+    self.fbb_.push_slot::<u64>(ProducerHighWater::VT_PRODUCER_NEXT_SEQ, producer_next_seq, 0);
+  }
+  #[inline]
+  pub fn add_sealed(&mut self, sealed: bool) {
+    self.fbb_.push_slot::<bool>(ProducerHighWater::VT_SEALED, sealed, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProducerHighWaterBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ProducerHighWaterBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ProducerHighWater<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ProducerHighWater<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ProducerHighWater");
+      ds.field("shard", &self.shard());
+      ds.field("producer_next_seq", &self.producer_next_seq());
+      ds.field("sealed", &self.sealed());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7058,6 +7338,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_producer_high_water_request(&self) -> Option<ProducerHighWaterRequest<'a>> {
+    if self.body_type() == RequestBody::ProducerHighWaterRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ProducerHighWaterRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -7085,6 +7379,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::WhoAmIRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<WhoAmIRequest>>("RequestBody::WhoAmIRequest", pos),
           RequestBody::AclChangeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclChangeRequest>>("RequestBody::AclChangeRequest", pos),
           RequestBody::AclListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclListRequest>>("RequestBody::AclListRequest", pos),
+          RequestBody::ProducerHighWaterRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerHighWaterRequest>>("RequestBody::ProducerHighWaterRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -7254,6 +7549,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::AclListRequest => {
           if let Some(x) = self.body_as_acl_list_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ProducerHighWaterRequest => {
+          if let Some(x) = self.body_as_producer_high_water_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -7636,6 +7938,20 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_producer_high_water(&self) -> Option<ProducerHighWater<'a>> {
+    if self.body_type() == ResponseBody::ProducerHighWater {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { ProducerHighWater::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -7658,6 +7974,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::GroupAssignment => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupAssignment>>("ResponseBody::GroupAssignment", pos),
           ResponseBody::WhoAmI => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<WhoAmI>>("ResponseBody::WhoAmI", pos),
           ResponseBody::AclList => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclList>>("ResponseBody::AclList", pos),
+          ResponseBody::ProducerHighWater => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerHighWater>>("ResponseBody::ProducerHighWater", pos),
           _ => Ok(()),
         }
      })?
@@ -7792,6 +8109,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::AclList => {
           if let Some(x) = self.body_as_acl_list() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ProducerHighWater => {
+          if let Some(x) = self.body_as_producer_high_water() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
