@@ -1,0 +1,10 @@
+//! `cargo fuzz run peer_message`: see `src/harness.rs`.
+#![no_main]
+
+#[path = "../src/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::peer_message(data);
+});
