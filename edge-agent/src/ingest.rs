@@ -68,6 +68,12 @@ impl EdgeHandler {
         r: fb::ProduceRequest<'_>,
         caller: &Caller,
     ) -> Result<Bytes, RemoteError> {
+        if self.registry.is_halted() {
+            return Err(RemoteError::new(
+                ErrorCode::Unavailable,
+                "the agent is stopping: its buffer positions are behind the core (see its log)",
+            ));
+        }
         let grant = self.rules.authorize_produce(caller, r.stream())?;
         let bytes = r.batch().bytes();
         let summary = batch::verify(bytes, &self.limits)

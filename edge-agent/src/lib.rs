@@ -6,10 +6,13 @@
 //!   `streams.json` cache) and its producer id;
 //! - [`buffer`]: one durable buffer per stream;
 //! - [`forward`]: one forwarder per stream, buffer → core;
+//! - [`startup`]: the high-water check against the core and
+//!   `--retire-producer`;
 //! - [`agent`]: wiring; [`config`]: settings.
 //!
-//! Dependencies point one way: `agent` → `forward`, `registry`; `ingest` →
-//! `registry`; `forward` → `registry` → `buffer`, `config`.
+//! Dependencies point one way: `agent` → `startup`, `forward`, `registry`;
+//! `forward` → `startup` → `registry`; `ingest` → `registry`; `registry` →
+//! `buffer`, `config`.
 //!
 //! Its dependency tree stays small (no arrow, parquet, openraft or
 //! object_store): it must run on a Raspberry-class device.
@@ -21,3 +24,4 @@ pub mod config;
 pub mod forward;
 pub mod ingest;
 pub mod registry;
+pub mod startup;

@@ -18,6 +18,17 @@ struct Args {
     /// environment variables override its keys.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Continue under a new producer id: for a data directory restored from
+    /// a backup or cloned, whose buffer positions are behind what the core
+    /// holds (the agent refuses to start and names this flag). Needs the
+    /// core reachable; nothing buffered is lost or duplicated. See
+    /// docs/operations.md#restored-or-cloned-edge-data-directories.
+    #[arg(long)]
+    retire_producer: bool,
+    /// With --retire-producer, when the `producer_id` file was lost: the
+    /// lost id (every start logs it: `edge agent ready producer_id=...`).
+    #[arg(long, value_name = "ID", requires = "retire_producer")]
+    previous_producer_id: Option<u64>,
 }
 
 fn main() {
@@ -53,7 +64,13 @@ async fn run(args: Args) -> Result<()> {
     }
     let endpoint = bind_server(cfg.listen_addr, server_cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let registry = strata_edge::agent::start(cfg.clone(), core.clone(), stop_rx.clone()).await?;
+    let mode = strata_edge::registry::identity::StartMode {
+        retire: args.retire_producer,
+        previous_id: args.previous_producer_id,
+    };
+    let registry = strata_edge::agent::start(cfg.clone(), core.clone(), mode, stop_rx.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rules = strata_edge::registry::rules::Rules::open(&cfg.data_dir, cfg.superusers.clone())?;
     tokio::spawn(strata_edge::registry::rules::sync(
         rules.clone(),
@@ -67,7 +84,11 @@ async fn run(args: Args) -> Result<()> {
         cfg.serve_limits(),
         stop_rx,
     ));
-    strata_runtime::daemon::shutdown_signal().await;
+    let mut halted = registry.halted();
+    let halt = tokio::select! {
+        _ = strata_runtime::daemon::shutdown_signal() => None,
+        h = halted.wait_for(|h| h.is_some()) => h.ok().and_then(|h| h.clone()),
+    };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -75,5 +96,8 @@ async fn run(args: Args) -> Result<()> {
         let st = s.buffer.stats();
         tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
     }
-    Ok(())
+    match halt {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
 }

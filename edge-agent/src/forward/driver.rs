@@ -2,7 +2,10 @@
 //! ([`super::plan`]) against the buffer and the core. It performs I/O only:
 //! read durable batches, send the planned requests (shards in parallel, one
 //! request at a time per shard), then advance the buffer, re-route or wait
-//! as the planner says.
+//! as the planner says. Before its first round it waits for the stream's
+//! high-water check ([`crate::startup::gate`]); a round carries the records
+//! of one producer id only (positions below a retired id's switch go under
+//! that id, see `registry::identity`).
 
 use super::error::RoundError;
 use super::plan::{self, Next, Pacing, RoundOutcome, ShardReply, ShardSend, REQUEST_BYTES_MAX};
@@ -21,6 +24,9 @@ pub async fn run(
 ) {
     let name = stream.name.as_str();
     let mut pacing = Pacing::new(Duration::from_millis(registry.cfg().retry_backoff_ms_max));
+    if !crate::startup::gate(&registry, &stream, &mut shutdown).await {
+        return;
+    }
     loop {
         let acked = stream.buffer.stats().acked_seq;
         tokio::select! {
@@ -64,13 +70,17 @@ pub async fn run(
 /// One round: read, plan, send, then act on the outcome.
 async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundError> {
     let acked = stream.buffer.stats().acked_seq;
-    let batches = stream
+    let mut batches = stream
         .buffer
         .read_durable(acked, registry.cfg().forward_bytes_max)
         .await
         .map_err(RoundError::Read)?;
-    if batches.is_empty() {
+    let Some(first) = batches.first() else {
         return Ok(());
+    };
+    let (producer_id, id_ends) = registry.producer_for(&stream.name, first.first_seq);
+    if let Some(end) = id_ends {
+        batches.retain(|b| b.first_seq < end);
     }
     let router = {
         let info = stream.info.lock().expect("info lock");
@@ -80,7 +90,10 @@ async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundErr
     let Some(round) = plan::plan_round(batches, &router, REQUEST_BYTES_MAX)? else {
         return Ok(());
     };
-    let sends = round.shards.iter().map(|s| send(registry, &stream.name, s));
+    let sends = round
+        .shards
+        .iter()
+        .map(|s| send(registry, &stream.name, producer_id, s));
     let replies = futures::future::join_all(sends).await;
     match plan::outcome(&round, replies) {
         RoundOutcome::Advance { ack_to, records } => {
@@ -106,9 +119,14 @@ async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundErr
     }
 }
 
-/// Sends one shard its requests in order, stopping at the first failure.
-async fn send(registry: &Registry, name: &str, s: &ShardSend) -> ShardReply<ClientError> {
-    let producer_id = registry.producer_id();
+/// Sends one shard its requests under `producer_id` in order, stopping at
+/// the first failure.
+async fn send(
+    registry: &Registry,
+    name: &str,
+    producer_id: u64,
+    s: &ShardSend,
+) -> ShardReply<ClientError> {
     for pieces in &s.requests {
         let sent = registry
             .core()

@@ -1,6 +1,8 @@
 //! The stream registry: every stream this agent knows, each with its durable
 //! buffer and its shard map, the cache of those maps (`streams.json`, see
-//! [`cache`]) and the agent's producer id ([`producer`]).
+//! [`cache`]), the agent's producer id ([`producer`]) and identity (retired
+//! ids, positions not yet checked against the core: [`identity`]), and the
+//! high-water decisions ([`high_water`]).
 //!
 //! The registry opens streams and keeps their maps fresh; it does not
 //! forward. Each stream it opens is announced once on the channel
@@ -8,18 +10,22 @@
 //! that stream's forwarder.
 
 mod cache;
+pub mod high_water;
+pub mod identity;
 pub mod producer;
 pub mod rules;
 
 use crate::buffer::{BufferError, BufferHandle, StreamBuffer};
 use crate::config::EdgeConfig;
+use high_water::BehindCore;
+use identity::Identity;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use strata_client::cluster::Cluster;
 use strata_client::ClientError;
 use strata_protocol::StreamInfo;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Why the registry could not load or save its state.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +38,26 @@ pub enum RegistryError {
     },
     #[error("{} does not hold a producer id", path.display())]
     BadProducerId { path: PathBuf },
-    #[error("{} is missing but {} holds buffered records numbered under it: restore the file from a backup of this agent (a new id would make the core store again what it already has); only if that is impossible, move the buffers directory away: the agent then starts afresh and does not forward what it held", path.display(), buffers.display())]
+    #[error("{} is missing but {} holds buffered records numbered under it (a new id would make the core store again what it already has): restore the file from a backup of this agent; or, knowing the lost id (every start logs it: `edge agent ready producer_id=...`), start once with `strata-edge --retire-producer --previous-producer-id ID`, which continues under a new id without losing or duplicating what is buffered (see {}); only if neither is possible, move the buffers directory away: the agent then starts afresh and does not forward what it held", path.display(), buffers.display(), high_water::DOCS)]
     LostProducerId { path: PathBuf, buffers: PathBuf },
+    #[error("--previous-producer-id {previous} contradicts {} (producer id {id}): it is only for an agent whose producer_id file was lost", path.display())]
+    PreviousIdMismatch {
+        path: PathBuf,
+        id: u64,
+        previous: u64,
+    },
+    #[error("producer id {id} is listed as retired in {} but is still the current id: a `strata-edge --retire-producer` was interrupted; run it again", path.display())]
+    InterruptedRetire { id: u64, path: PathBuf },
+    #[error("parsing {}: {source}", path.display())]
+    BadIdentityFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("encoding {}: {source}", path.display())]
+    EncodeState {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("parsing {}: {source}", path.display())]
     BadCache {
         path: PathBuf,
@@ -73,7 +97,7 @@ pub struct StreamState {
 
 pub struct Registry {
     cfg: EdgeConfig,
-    producer_id: u64,
+    identity: Mutex<Identity>,
     core: Arc<Cluster>,
     streams: Mutex<HashMap<String, Arc<StreamState>>>,
     /// Serialises buffer creation so two producers cannot open one stream twice.
@@ -81,34 +105,40 @@ pub struct Registry {
     /// Announces each newly opened stream (one message per stream, so it is
     /// bounded by the number of streams the registry holds anyway).
     opened: mpsc::UnboundedSender<Arc<StreamState>>,
+    /// Set once when a buffer turns out to be behind the core: the agent
+    /// stops (see `startup`).
+    halted: watch::Sender<Option<Arc<BehindCore>>>,
 }
 
 impl Registry {
-    /// Opens the registry: reads the producer id and the stream cache and
-    /// reopens every cached stream's buffer. Returns the registry and the
+    /// Opens the registry: reads the stream cache and reopens every cached
+    /// stream's buffer, recording where each one's records start to be
+    /// unchecked against the core. Returns the registry and the
     /// announcements of opened streams (the cached ones are queued already).
     pub async fn open(
         cfg: EdgeConfig,
         core: Arc<Cluster>,
+        identity: Identity,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Arc<StreamState>>), RegistryError> {
         let buffers = cfg.data_dir.join("buffers");
         // Durably: a stream directory created in `buffers/` later is fsynced
         // into it, and `buffers/` itself must survive a power cut too.
         strata_segment_log::fs::create_dir_all_durably(&strata_segment_log::fs::StdFs, &buffers)
             .map_err(|e| RegistryError::io("creating", &buffers, e))?;
-        let producer_id = producer::producer_id(&cfg.data_dir)?;
         let (opened, announcements) = mpsc::unbounded_channel();
         let registry = Arc::new(Self {
             cfg,
-            producer_id,
+            identity: Mutex::new(identity),
             core,
             streams: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
             opened,
+            halted: watch::channel(None).0,
         });
         for info in cache::load(&registry.cache_path())? {
-            registry.open_stream(info).await?;
+            registry.open_stream_with(info, false).await?;
         }
+        registry.save_unchecked()?;
         Ok((registry, announcements))
     }
 
@@ -116,8 +146,93 @@ impl Registry {
         &self.cfg
     }
 
+    /// The current producer id.
     pub fn producer_id(&self) -> u64 {
-        self.producer_id
+        self.identity().current
+    }
+
+    /// A copy of the agent's identity.
+    pub fn identity(&self) -> Identity {
+        self.identity.lock().expect("identity lock").clone()
+    }
+
+    /// The id that forwards `stream`'s record at `seq`, and where that id's
+    /// range ends (see [`identity::producer_for`]).
+    pub fn producer_for(&self, stream: &str, seq: u64) -> (u64, Option<u64>) {
+        self.identity
+            .lock()
+            .expect("identity lock")
+            .producer_for(stream, seq)
+    }
+
+    /// Where `stream`'s records not yet checked against the core start.
+    pub fn unchecked_from(&self, stream: &str) -> Option<u64> {
+        self.identity
+            .lock()
+            .expect("identity lock")
+            .unchecked
+            .get(stream)
+            .copied()
+    }
+
+    /// Records, durably, that `streams` were checked against the core's
+    /// marks. Only then may they forward: an unchecked position left on
+    /// disk below records forwarded since would look like a restored copy
+    /// at the next start.
+    pub fn mark_checked(&self, streams: &[&str]) -> Result<(), RegistryError> {
+        let mut id = self.identity.lock().expect("identity lock");
+        let mut next = id.clone();
+        for s in streams {
+            next.unchecked.remove(*s);
+        }
+        if next.unchecked.len() == id.unchecked.len() {
+            return Ok(());
+        }
+        next.save_unchecked(&self.cfg.data_dir)?;
+        *id = next;
+        Ok(())
+    }
+
+    fn save_unchecked(&self) -> Result<(), RegistryError> {
+        self.identity
+            .lock()
+            .expect("identity lock")
+            .save_unchecked(&self.cfg.data_dir)
+    }
+
+    /// Makes `retired` the last retired id and `current` the producer id,
+    /// durably; every stream's records from its switch position on are
+    /// unchecked under the new id.
+    pub fn retire(&self, retired: identity::Retired, current: u64) -> Result<(), RegistryError> {
+        let mut id = self.identity.lock().expect("identity lock");
+        let mut next = id.clone();
+        next.unchecked = retired.switch_at.clone();
+        next.retired.push(retired);
+        next.current = current;
+        next.save_retirement(&self.cfg.data_dir)?;
+        *id = next;
+        Ok(())
+    }
+
+    /// Stops the agent: a buffer is behind the core. The first reason wins.
+    pub fn halt(&self, why: BehindCore) {
+        self.halted.send_if_modified(|h| {
+            if h.is_some() {
+                return false;
+            }
+            *h = Some(Arc::new(why));
+            true
+        });
+    }
+
+    /// Why the agent was halted, once it is.
+    pub fn halted(&self) -> watch::Receiver<Option<Arc<BehindCore>>> {
+        self.halted.subscribe()
+    }
+
+    /// Whether the agent was halted.
+    pub fn is_halted(&self) -> bool {
+        self.halted.borrow().is_some()
     }
 
     pub fn core(&self) -> &Arc<Cluster> {
@@ -153,8 +268,18 @@ impl Registry {
     }
 
     /// Opens `info`'s stream (its buffer, recovered) unless it is open
-    /// already, saves the cache and announces the new stream.
+    /// already, saves the cache and announces the new stream. Its records
+    /// from the buffer's next position on are unchecked until its
+    /// forwarder heard the core's marks (recorded before any is accepted).
     pub async fn open_stream(&self, info: StreamInfo) -> Result<Arc<StreamState>, RegistryError> {
+        self.open_stream_with(info, true).await
+    }
+
+    async fn open_stream_with(
+        &self,
+        info: StreamInfo,
+        save_unchecked: bool,
+    ) -> Result<Arc<StreamState>, RegistryError> {
         let _guard = self.opening.lock().await;
         if let Some(s) = self.get(&info.name) {
             return Ok(s);
@@ -175,6 +300,17 @@ impl Registry {
                 })?;
         if recovery.truncated_bytes > 0 {
             tracing::warn!(stream = %name, truncated_bytes = recovery.truncated_bytes, "cut a torn tail from the buffer (unacknowledged writes)");
+        }
+        // Kept if present: records numbered in an earlier run whose check
+        // never happened are unchecked still.
+        self.identity
+            .lock()
+            .expect("identity lock")
+            .unchecked
+            .entry(name.clone())
+            .or_insert(buffer.next_seq());
+        if save_unchecked {
+            self.save_unchecked()?;
         }
         let state = Arc::new(StreamState {
             name: name.clone(),

@@ -16,14 +16,10 @@ use tokio::sync::watch;
 /// id: the buffered records were numbered under the lost id, and a new one
 /// would make the core store again what it already has.
 pub fn producer_id(data_dir: &Path) -> Result<u64, RegistryError> {
-    let path = data_dir.join("producer_id");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => return parse(&s).ok_or(RegistryError::BadProducerId { path }),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(RegistryError::io("reading", &path, e))
-        }
-        Err(_) => {}
+    if let Some(id) = read(data_dir)? {
+        return Ok(id);
     }
+    let path = data_dir.join("producer_id");
     let buffers = data_dir.join("buffers");
     let has_buffers = std::fs::read_dir(&buffers)
         .map(|mut d| d.next().is_some())
@@ -39,6 +35,18 @@ pub fn producer_id(data_dir: &Path) -> Result<u64, RegistryError> {
     };
     write_durably(&path, id.to_string().as_bytes())?;
     Ok(id)
+}
+
+/// The durable producer id, if `<data_dir>/producer_id` exists.
+pub fn read(data_dir: &Path) -> Result<Option<u64>, RegistryError> {
+    let path = data_dir.join("producer_id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => parse(&s)
+            .map(Some)
+            .ok_or(RegistryError::BadProducerId { path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RegistryError::io("reading", &path, e)),
+    }
 }
 
 fn parse(s: &str) -> Option<u64> {
