@@ -32,6 +32,15 @@ fn default_fetch_wait_ms_max() -> u64 {
 fn default_shards_max() -> u32 {
     1024
 }
+fn default_streams_max() -> usize {
+    4096
+}
+fn default_groups_per_stream_max() -> usize {
+    1024
+}
+fn default_members_per_group_max() -> usize {
+    1024
+}
 
 fn default_peer() -> SocketAddr {
     "127.0.0.1:7600".parse().expect("valid")
@@ -141,6 +150,15 @@ pub struct CoreConfig {
     /// Most shards one stream may have.
     #[serde(default = "default_shards_max")]
     pub shards_max: u32,
+    /// Most streams the cluster holds.
+    #[serde(default = "default_streams_max")]
+    pub streams_max: usize,
+    /// Most consumer groups one stream has.
+    #[serde(default = "default_groups_per_stream_max")]
+    pub groups_per_stream_max: usize,
+    /// Most members one consumer group has.
+    #[serde(default = "default_members_per_group_max")]
+    pub members_per_group_max: usize,
     /// Where tiered segments go: `file:///abs/dir` or `s3://bucket/prefix`
     /// (S3 settings from the AWS_* environment, AWS_ENDPOINT_URL included).
     /// Default: `<data_dir>/archive` on the local filesystem.
@@ -208,6 +226,15 @@ pub enum ConfigError {
 }
 
 impl CoreConfig {
+    /// The caps on the catalog's streams, groups and members.
+    pub fn caps(&self) -> crate::catalog::caps::Caps {
+        crate::catalog::caps::Caps {
+            streams_max: self.streams_max,
+            groups_per_stream_max: self.groups_per_stream_max,
+            members_per_group_max: self.members_per_group_max,
+        }
+    }
+
     /// Limits of the client port's server loop.
     pub fn serve_limits(&self) -> strata_runtime::server::ServeLimits {
         strata_runtime::server::ServeLimits {

@@ -327,3 +327,46 @@ async fn silent_requests_are_cut_off_and_one_address_gets_a_bounded_share() -> R
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_on_streams_groups_and_members_are_clear_errors() -> Result<()> {
+    use strata_client::group::{heartbeat, Heartbeat};
+    bounded(120, async {
+        let p = Pipeline::start_with(
+            "",
+            "streams_max = 1\ngroups_per_stream_max = 1\nmembers_per_group_max = 2\n",
+        )
+        .await?;
+        let c = p.client(p.core_addr);
+        api::create_stream(&c, "a", 1, 1).await?;
+        let e = api::create_stream(&c, "b", 1, 1)
+            .await
+            .expect_err("a second stream beyond streams_max = 1");
+        assert!(e.to_string().contains("streams_max"), "{e}");
+        // The existing name is not a cap error.
+        let e = api::create_stream(&c, "a", 1, 1).await.expect_err("exists");
+        assert_eq!(code(&e), Some(ErrorCode::StreamExists), "{e}");
+        let hb = |group: &'static str, member: &'static str| Heartbeat {
+            stream: "a",
+            group,
+            member,
+            session: Duration::from_secs(30),
+            ..Default::default()
+        };
+        heartbeat(&c, &hb("g1", "m1")).await?;
+        heartbeat(&c, &hb("g1", "m2")).await?;
+        heartbeat(&c, &hb("g1", "m1")).await?; // a member may stay
+        let e = heartbeat(&c, &hb("g1", "m3"))
+            .await
+            .expect_err("a third member");
+        assert!(e.to_string().contains("members_per_group_max"), "{e}");
+        let e = heartbeat(&c, &hb("g2", "m1"))
+            .await
+            .expect_err("a second group");
+        assert!(e.to_string().contains("groups_per_stream_max"), "{e}");
+        let streams = api::list_streams(&c).await?;
+        assert_eq!(streams.len(), 1, "{streams:?}");
+        Ok(())
+    })
+    .await
+}

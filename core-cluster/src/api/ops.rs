@@ -133,6 +133,10 @@ impl Node {
             ));
         }
         self.require_meta_leader()?;
+        self.meta
+            .sm
+            .read(|c| self.cfg.caps().check_stream(c, name))
+            .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         let (replicas, replication) = self.meta.sm.read(|c| {
             let r = if replication == 0 {
                 c.default_replication()
@@ -443,6 +447,13 @@ impl Node {
             .map_err(|e| invalid(e.to_string()))?;
         self.stream_meta(stream)?;
         self.require_meta_leader()?;
+        self.meta
+            .sm
+            .read(|c| {
+                let caps = self.cfg.caps();
+                caps.check_member(c, stream, group, &heartbeat.member, heartbeat.leave)
+            })
+            .map_err(|e| invalid(e.to_string()))?;
         let cmd = MetaCommand::GroupHeartbeat {
             stream: stream.to_string(),
             group: group.to_string(),

@@ -6,6 +6,7 @@
 //! so every replica holds the same catalog. Placement is a pure function of
 //! the catalog ([`place`]), computed by the leader before proposing.
 
+pub mod caps;
 pub mod groups;
 pub mod model;
 pub mod reshard;
