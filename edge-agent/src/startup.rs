@@ -68,6 +68,12 @@ fn unsupported(e: &ClientError) -> bool {
     e.code() == Some(ErrorCode::MalformedRequest)
 }
 
+/// Whether the core answered and refused (not unreachable, not electing).
+fn refused(e: &ClientError) -> bool {
+    e.code()
+        .is_some_and(|c| !matches!(c, ErrorCode::Unavailable | ErrorCode::NotLeader))
+}
+
 /// Registers `id` with the metadata group (idempotent).
 async fn register(core: &Cluster, id: u64, who: &str) -> Result<(), ClientError> {
     core.any(|c| async move { api::register_producer(&c, id, who).await })
@@ -190,7 +196,9 @@ pub async fn gate(
         let id = registry.producer_id();
         let decided = match marks(registry, stream, id).await {
             Ok(marks) => match high_water::check(name, from, &marks) {
-                Ok(()) => registry.mark_checked(&[name]).map_err(|e| e.to_string()),
+                Ok(()) => registry
+                    .mark_checked(&[name])
+                    .map_err(|e| (e.to_string(), true)),
                 Err(b) => {
                     let why = BehindCore {
                         producer_id: id,
@@ -203,16 +211,23 @@ pub async fn gate(
             },
             Err(e) if unsupported(&e) => {
                 tracing::warn!(stream = %name, error = %e, "the core does not answer high-water requests (an older version): buffer positions are not checked against it");
-                registry.mark_checked(&[name]).map_err(|e| e.to_string())
+                registry
+                    .mark_checked(&[name])
+                    .map_err(|e| (e.to_string(), true))
             }
-            Err(e) => Err(e.to_string()),
+            // Refused by a core that answered (e.g. PERMISSION_DENIED) is
+            // worth a warning; an unreachable core or an election is not.
+            Err(e) => Err((e.to_string(), refused(&e))),
         };
         match decided {
             Ok(()) => {
                 tracing::info!(stream = %name, producer_id = id, "buffer positions checked against the core's high-water marks");
                 return true;
             }
-            Err(e) => {
+            Err((e, true)) => {
+                tracing::warn!(stream = %name, error = %e, "high-water check before forwarding failed; nothing is forwarded until it passes; will retry");
+            }
+            Err((e, false)) => {
                 tracing::debug!(stream = %name, error = %e, "high-water check before forwarding; will retry");
             }
         }
