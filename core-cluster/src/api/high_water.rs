@@ -76,3 +76,29 @@ pub async fn producer_high_water(
         .as_union_value()
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::access;
+    use strata_protocol::acl::Operation;
+    use strata_schema::fb;
+    use strata_schema::wire;
+
+    #[test]
+    fn the_request_needs_produce_on_its_stream_like_a_forward() {
+        let req = wire::request(fb::RequestBody::ProducerHighWaterRequest, |fbb| {
+            let stream = Some(fbb.create_string("telemetry"));
+            fb::ProducerHighWaterRequest::create(
+                fbb,
+                &fb::ProducerHighWaterRequestArgs {
+                    stream,
+                    shard: 3,
+                    producer_id: 9,
+                },
+            )
+            .as_union_value()
+        });
+        let r = wire::decode_request(&req).unwrap();
+        assert_eq!(access::needs(&r), Some((Operation::Produce, "telemetry")));
+    }
+}
