@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use strata_tests::{bin, Pipeline};
+use strata_tests::{bin, wait_for, Pipeline};
 
 /// Runs `strata ARGS` with `stdin`, bounded in time.
 fn strata(args: &[&str], stdin: &str) -> Result<Output> {
@@ -225,9 +225,8 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
     let (sc, sk) = id("sensor-1");
     let (dc, dk) = id("dash-1");
     // The edge learns the rules within 2 s: retry the first write briefly.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = run(&[
+    let produce_own = || {
+        run(&[
             "produce",
             "sensors",
             "--edge",
@@ -239,15 +238,20 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
             "--key",
             "sensor-1/t",
             "21.5",
-        ])?;
-        if out.status.success() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        ])
+    };
+    wait_for(
+        "the device's first write",
+        Duration::from_secs(15),
+        || async {
+            let out = produce_own()?;
+            if !out.status.success() {
+                bail!("{}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
     let out = run(&[
         "produce",
         "sensors",
@@ -269,30 +273,28 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
     );
     // The record reaches the core once forwarded: read as the README does
     // (up to the end as of the start) until it is there.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = ok(run(&[
-            "consume",
-            "sensors",
-            "--core",
-            &core,
-            "--cert",
-            &dc,
-            "--cert-key",
-            &dk,
-            "--from",
-            "oldest",
-            "--limit",
-            "5",
-        ])?)?;
-        if got.contains("21.5") {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the device's record never reached the dashboard: {got:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        "the device's record at the dashboard",
+        Duration::from_secs(30),
+        || async {
+            let got = ok(run(&[
+                "consume",
+                "sensors",
+                "--core",
+                &core,
+                "--cert",
+                &dc,
+                "--cert-key",
+                &dk,
+                "--from",
+                "oldest",
+                "--limit",
+                "5",
+            ])?)?;
+            Ok(got.contains("21.5").then_some(()))
+        },
+    )
+    .await?;
     let who = ok(run(&[
         "whoami",
         "--core",

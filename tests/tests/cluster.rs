@@ -311,6 +311,10 @@ async fn failover_is_bounded() -> Result<()> {
 async fn failovers(c: &mut TestCluster, n: usize) -> Result<Vec<Duration>> {
     c.create_stream("fo", 1, 3).await?;
     let cluster = c.cluster();
+    // Forwards need a producer id registered to the caller (docs/security.md).
+    cluster
+        .any(|cl| async move { api::register_producer(&cl, 99, "failover-test").await })
+        .await?;
     let mut seq = 1;
     write_one(&cluster, seq).await?;
     let mut times = Vec::new();
