@@ -457,17 +457,10 @@ impl CoreHandler {
                 records: summary.records as u32,
                 batch: frame.slice_ref(bytes),
             };
-            if cmd
-                .first_seq
-                .checked_add(u64::from(
-                    cmd.seq_deltas
-                        .as_ref()
-                        .map_or(cmd.records, |d| d[d.len() - 1] + 1),
-                ))
-                .is_none()
-            {
-                return Err(invalid(format!("piece {i}: sequence numbers overflow")));
-            }
+            // Exactly what the log's decoder checks (a last delta of
+            // u32::MAX used to overflow here).
+            cmd.check_seqs()
+                .map_err(|e| invalid(format!("piece {i}: {e}")))?;
             cmds.push(cmd);
         }
         let (appended, duplicates, next_offset) = self.node.append(&g, cmds).await?;

@@ -72,6 +72,48 @@ impl AppendCmd {
     pub fn last_seq(&self) -> u64 {
         self.seq(self.records as usize - 1)
     }
+
+    /// What [`Self::seq`] and the shard's dedup rely on: at least one
+    /// record, one delta per record, deltas strictly increasing, and every
+    /// position (and the one after the last) within u64. The core checks a
+    /// forward with this before proposing it, and the decoder checks every
+    /// append it reads back (from the log or a peer), so that no command
+    /// that reaches `apply` can overflow.
+    pub fn check_seqs(&self) -> Result<(), SeqError> {
+        let err = |reason| SeqError {
+            first_seq: self.first_seq,
+            records: self.records,
+            reason,
+        };
+        if self.records == 0 {
+            return Err(err("no records"));
+        }
+        let span = match &self.seq_deltas {
+            None => u64::from(self.records),
+            Some(d) => {
+                if d.len() != self.records as usize {
+                    return Err(err("not one seq delta per record"));
+                }
+                if d.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(err("seq deltas do not increase strictly"));
+                }
+                u64::from(d[d.len() - 1]) + 1
+            }
+        };
+        if self.first_seq.checked_add(span).is_none() {
+            return Err(err("positions overflow u64"));
+        }
+        Ok(())
+    }
+}
+
+/// An append whose positions break [`AppendCmd::check_seqs`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("append of {records} records at seq {first_seq}: {reason}")]
+pub struct SeqError {
+    pub first_seq: u64,
+    pub records: u32,
+    pub reason: &'static str,
 }
 
 /// The application command of a shard group's entry.
@@ -152,6 +194,8 @@ pub enum CodecError {
     },
     #[error("metadata command is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Seqs(#[from] SeqError),
 }
 
 const TAG_APPEND: u8 = 1;
@@ -273,14 +317,16 @@ fn decode_append(mut b: Bytes, total: usize) -> Result<AppendCmd, CodecError> {
     if records == 0 {
         return Err(CodecError::Truncated(total));
     }
-    Ok(AppendCmd {
+    let cmd = AppendCmd {
         producer_id,
         first_seq,
         seq_deltas,
         max_timestamp_ms,
         records,
         batch: b,
-    })
+    };
+    cmd.check_seqs()?;
+    Ok(cmd)
 }
 
 #[cfg(test)]
@@ -297,6 +343,68 @@ mod tests {
         let json = serde_json::to_string(&refused).unwrap();
         assert_eq!(json, r#"{"Meta":{"Refused":"no"}}"#);
         assert_eq!(serde_json::from_str::<MetaReply>(&json).unwrap(), refused);
+    }
+
+    /// An append as the log stores it (format: module doc).
+    fn raw_append(first_seq: u64, records: u32, deltas: Option<&[u32]>) -> Bytes {
+        let mut b = vec![TAG_APPEND];
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(&first_seq.to_le_bytes());
+        b.extend_from_slice(&0i64.to_le_bytes());
+        b.extend_from_slice(&records.to_le_bytes());
+        match deltas {
+            None => b.extend_from_slice(&u32::MAX.to_le_bytes()),
+            Some(d) => {
+                b.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                for x in d {
+                    b.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        b.extend_from_slice(b"batch");
+        b.into()
+    }
+
+    /// Found while writing the raft_command fuzz harness (issue 13): an
+    /// append whose positions overflow u64 (or whose deltas do not
+    /// increase) decoded from the log or a peer, and `seq`/`last_seq` then
+    /// overflowed when the shard applied it (a panic with overflow checks,
+    /// silently wrong dedup without).
+    #[test]
+    fn an_append_whose_positions_overflow_is_a_decode_error() {
+        let bad = [
+            (raw_append(u64::MAX, 2, None), "positions overflow u64"),
+            (raw_append(u64::MAX, 1, None), "positions overflow u64"),
+            (
+                raw_append(u64::MAX - u64::from(u32::MAX), 1, Some(&[u32::MAX])),
+                "positions overflow u64",
+            ),
+            (
+                raw_append(0, 2, Some(&[3, 3])),
+                "seq deltas do not increase strictly",
+            ),
+            (
+                raw_append(0, 2, Some(&[3, 1])),
+                "seq deltas do not increase strictly",
+            ),
+        ];
+        for (bytes, reason) in bad {
+            match ShardCommand::decode(bytes) {
+                Err(CodecError::Seqs(e)) => assert_eq!(e.reason, reason),
+                other => panic!("expected a seq error ({reason}), got {other:?}"),
+            }
+        }
+        // The largest positions that fit still decode, and seq() is exact.
+        let edge = [
+            raw_append(u64::MAX - 2, 2, None),
+            raw_append(u64::MAX - u64::from(u32::MAX) - 1, 2, Some(&[0, u32::MAX])),
+        ];
+        for bytes in edge {
+            let Ok(ShardCommand::Append(a)) = ShardCommand::decode(bytes) else {
+                panic!("an append at the edge of u64 decodes");
+            };
+            assert_eq!(a.last_seq(), u64::MAX - 1);
+        }
     }
 
     fn encoded(c: &impl GroupCommand) -> Bytes {

@@ -37,7 +37,11 @@ pub struct IndexEntry {
     pub appended_ms: i64,
 }
 
+/// Read back (a snapshot file, an InstallSnapshot from a peer), a state is
+/// checked first ([`StateInvariant`]): the lookups below do offset
+/// arithmetic that only holds for a state that `apply` could have built.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedShardState")]
 pub struct ShardState {
     pub first_offset: u64,
     pub next_offset: u64,
@@ -53,7 +57,106 @@ pub struct ShardState {
     pub sealed: bool,
 }
 
+/// [`ShardState`] as it is stored, before [`ShardState::check_stored`].
+#[derive(Deserialize)]
+struct UncheckedShardState {
+    first_offset: u64,
+    next_offset: u64,
+    producers: HashMap<u64, u64>,
+    index: Vec<IndexEntry>,
+    #[serde(default)]
+    tiered: Vec<TieredObject>,
+    #[serde(default)]
+    sealed: bool,
+}
+
+/// Why a stored shard state cannot be one `apply` built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateInvariant {
+    #[error("shard state: first_offset {first} is above next_offset {next}")]
+    Offsets { first: u64, next: u64 },
+    #[error("shard state: index entry {i} (offsets {base} + {count}) overflows u64")]
+    EntryOverflow { i: usize, base: u64, count: u32 },
+    #[error("shard state: index entry {i} starts at offset {base}, expected {expected}")]
+    EntryGap { i: usize, base: u64, expected: u64 },
+    #[error(
+        "shard state: index entry {i} is at log index {log_index}, not above the previous one"
+    )]
+    EntryOrder { i: usize, log_index: u64 },
+    #[error("shard state: the index ends at offset {end} but next_offset is {next}")]
+    IndexEnd { end: u64, next: u64 },
+    #[error("shard state: producer {producer}'s last seq is {seq}: no seq can follow it")]
+    ProducerSeq { producer: u64, seq: u64 },
+    #[error("shard state: tiered object {i} ({first}..{next}) is empty or does not continue the previous one")]
+    Tiered { i: usize, first: u64, next: u64 },
+    #[error("shard state: offsets are tiered to {tiered_to}, beyond next_offset {next}")]
+    TieredEnd { tiered_to: u64, next: u64 },
+}
+
+impl TryFrom<UncheckedShardState> for ShardState {
+    type Error = StateInvariant;
+
+    fn try_from(u: UncheckedShardState) -> Result<Self, StateInvariant> {
+        let s = ShardState {
+            first_offset: u.first_offset,
+            next_offset: u.next_offset,
+            producers: u.producers,
+            index: u.index,
+            tiered: u.tiered,
+            sealed: u.sealed,
+        };
+        s.check_stored()?;
+        Ok(s)
+    }
+}
+
 impl ShardState {
+    /// The invariants `apply` keeps (those of [`Self::check_invariants`],
+    /// and that no offset or position arithmetic overflows), for a state
+    /// read back from bytes.
+    pub fn check_stored(&self) -> Result<(), StateInvariant> {
+        use StateInvariant as E;
+        let (first, next) = (self.first_offset, self.next_offset);
+        if first > next {
+            return Err(E::Offsets { first, next });
+        }
+        let mut expected: Option<u64> = None;
+        let mut prev_log_index: Option<u64> = None;
+        for (i, e) in self.index.iter().enumerate() {
+            let (base, count) = (e.base_offset, e.count);
+            let end =
+                base.checked_add(u64::from(count))
+                    .ok_or(E::EntryOverflow { i, base, count })?;
+            if let Some(expected) = expected.filter(|&x| x != base) {
+                return Err(E::EntryGap { i, base, expected });
+            }
+            if prev_log_index.is_some_and(|p| p >= e.log_index) {
+                let log_index = e.log_index;
+                return Err(E::EntryOrder { i, log_index });
+            }
+            expected = Some(end);
+            prev_log_index = Some(e.log_index);
+        }
+        if let Some(end) = expected.filter(|&end| end != next) {
+            return Err(E::IndexEnd { end, next });
+        }
+        if let Some((&producer, &seq)) = self.producers.iter().find(|(_, &seq)| seq == u64::MAX) {
+            return Err(E::ProducerSeq { producer, seq });
+        }
+        let mut tiered_to: Option<u64> = None;
+        for (i, o) in self.tiered.iter().enumerate() {
+            let (first, next) = (o.first_offset, o.next_offset);
+            if first >= next || tiered_to.is_some_and(|t| t != first) {
+                return Err(E::Tiered { i, first, next });
+            }
+            tiered_to = Some(next);
+        }
+        if let Some(tiered_to) = tiered_to.filter(|&t| t > next) {
+            return Err(E::TieredEnd { tiered_to, next });
+        }
+        Ok(())
+    }
+
     /// Timestamp of the newest record (0 when the shard is empty).
     pub fn newest_timestamp_ms(&self) -> i64 {
         self.index.last().map_or(0, |e| e.max_timestamp_ms)
@@ -287,6 +390,56 @@ mod tests {
             } => (appended, duplicates),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Found with the snapshot fuzz target (issue 13; the first two inputs
+    /// crashed it): a snapshot document apply could not have written
+    /// loaded, and `producer_next_seq` / `locate` then overflowed. Such a
+    /// state is now refused when it is read, naming what is wrong; a state
+    /// `apply` built reads back unchanged.
+    #[test]
+    fn a_stored_state_apply_could_not_build_is_refused() {
+        let entry = |base: u64, log_index: u64, count: u32| {
+            format!(
+                r#"{{"base_offset":{base},"log_index":{log_index},"skip":0,"count":{count},"max_timestamp_ms":0}}"#
+            )
+        };
+        let state = |first: u64, next: u64, producers: &str, index: &[String]| {
+            format!(
+                r#"{{"first_offset":{first},"next_offset":{next},"producers":{{{producers}}},"index":[{}]}}"#,
+                index.join(",")
+            )
+        };
+        let max = u64::MAX;
+        let bad = [
+            (
+                state(0, 5, r#""1":18446744073709551615"#, &[]),
+                "no seq can follow",
+            ),
+            (state(0, max, "", &[entry(max, 2, 6)]), "overflows u64"),
+            (state(6, 5, "", &[]), "is above next_offset"),
+            (
+                state(0, 9, "", &[entry(0, 2, 3), entry(4, 3, 5)]),
+                "expected 3",
+            ),
+            (
+                state(0, 8, "", &[entry(0, 2, 3), entry(3, 2, 5)]),
+                "not above",
+            ),
+            (state(0, 9, "", &[entry(0, 2, 3)]), "next_offset is 9"),
+        ];
+        for (json, why) in bad {
+            let err = serde_json::from_str::<ShardState>(&json).unwrap_err();
+            assert!(err.to_string().contains(why), "{json}: {err}");
+        }
+        let mut s = ShardState::default();
+        s.apply(&lid(1), &cmd(7, 0, None, 10), 0);
+        s.apply(&lid(2), &cmd(8, u64::MAX - 3, None, 3), 0);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: ShardState = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap().len(), json.len());
+        assert_eq!(back.producer_next_seq(8), u64::MAX);
+        assert_eq!(back.locate(9), Some(0));
     }
 
     #[test]

@@ -324,10 +324,14 @@ pub fn raft_command(data: &[u8]) -> bool {
     if let Ok(cmd) = ShardCommand::decode(bytes.clone()) {
         accepted = true;
         if let ShardCommand::Append(a) = &cmd {
-            // Every record of a decoded append has a position.
+            // Every record of a decoded append has a position, and the
+            // positions the shard computes when it applies it fit u64.
             if let Some(d) = &a.seq_deltas {
                 assert_eq!(d.len(), a.records as usize);
+                assert!(d.windows(2).all(|w| w[0] < w[1]), "deltas increase");
             }
+            assert!(a.seq(0) <= a.last_seq());
+            assert!(a.last_seq() < u64::MAX, "a position follows the last one");
             let _ = strata_schema::batch::open(&a.batch);
         }
         assert_eq!(reencode(&cmd), cmd);
@@ -394,6 +398,8 @@ pub fn snapshot(data: &[u8]) -> bool {
     let mut accepted = false;
     if let Some(s) = load_snapshot::<ShardState>(data) {
         accepted = true;
+        s.check_stored()
+            .expect("a loaded shard state is consistent");
         let probes = [0, s.first_offset, s.next_offset, s.tiered_to(), u64::MAX];
         for offset in probes {
             let _ = (s.locate(offset), s.tiered_object(offset));
