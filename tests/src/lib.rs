@@ -56,6 +56,20 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Bytes of the files below `dir`.
+/// Copies the directory tree `from` to `to` (created), as a backup would.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for f in files_under(dir)? {

@@ -8,14 +8,13 @@
 //! answers, and the records it accepted meanwhile are not lost either.
 
 use anyhow::{bail, Context, Result};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strata_client::api;
 use strata_client::cluster::Cluster;
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::hashkey;
-use strata_tests::{bin, wait_for, workload, Pipeline, Proc};
+use strata_tests::{bin, copy_dir, wait_for, workload, Pipeline, Proc};
 
 const STREAM: &str = "telemetry";
 
@@ -24,19 +23,6 @@ async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -
         Ok(r) => r,
         Err(_) => bail!("test exceeded {secs} s"),
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()))?;
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
 }
 
 /// Which devices' keys the core routes to each of the stream's two shards.

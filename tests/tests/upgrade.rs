@@ -14,28 +14,15 @@
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use strata_client::api;
 use strata_client::cluster::Cluster;
 use strata_client::{Client, ClientError};
-use strata_tests::{wait_for, workload, Proc};
+use strata_tests::{copy_dir, wait_for, workload, Proc};
 
 const CORE: &str = "127.0.0.1:32500";
 const EDGE: &str = "127.0.0.1:32400";
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()))?;
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
-        }
-    }
-    Ok(())
-}
 
 /// (key, value) of every record of the stream, per shard in offset order.
 async fn read(cluster: &Cluster) -> Result<Vec<(String, String)>> {

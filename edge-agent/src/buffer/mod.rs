@@ -298,11 +298,23 @@ impl StreamBuffer {
         let acked_seq = read_acked(&*fs, dir)?;
         let files = list_segments(&*fs, dir)?;
         // Before anything changes: a missing or wrong key leaves it as it is.
-        check_keys(&*fs, &files, acked_seq, keys.as_deref(), opts.batch_bytes_max)?;
+        check_keys(
+            &*fs,
+            &files,
+            acked_seq,
+            keys.as_deref(),
+            opts.batch_bytes_max,
+        )?;
         remove_if_exists(&*fs, &dir.join(ACKED_TMP_FILE))?;
         let mut recovery = Recovery::default();
-        let segments =
-            recover_segments(&*fs, &files, acked_seq, &opts, keys.as_deref(), &mut recovery)?;
+        let segments = recover_segments(
+            &*fs,
+            &files,
+            acked_seq,
+            &opts,
+            keys.as_deref(),
+            &mut recovery,
+        )?;
         let next_seq = [
             Some(acked_seq),
             segments.back().map(|s| s.end_seq),
