@@ -3,6 +3,10 @@
 //!
 //! This crate is pure: no tokio, no I/O. Everything that reads bytes from the
 //! network or disk verifies them here before use and bounds every length.
+//!
+//! `unsafe` is denied everywhere but in the flatc output (`generated`), whose
+//! accessors use it on buffers the flatbuffers verifier has checked.
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod frame;
@@ -10,6 +14,7 @@ pub mod hashkey;
 pub mod wire;
 
 #[allow(clippy::all, clippy::pedantic, unused_imports, dead_code, mismatched_lifetime_syntaxes)]
+#[allow(unsafe_code)]
 #[rustfmt::skip]
 mod generated {
     include!("generated/strata_generated.rs");
