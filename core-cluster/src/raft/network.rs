@@ -300,7 +300,7 @@ impl<C: GroupConfig> RaftNetworkFactory<C> for QuicNetwork {
             pool: self.pool.clone(),
             target,
             node: node.clone(),
-            addr: node.addr.parse().map_err(|e| format!("{e}")),
+            addr: node.addr.parse(),
         }
     }
 }
@@ -311,7 +311,7 @@ pub struct PeerClient {
     pool: Arc<PeerPool>,
     target: NodeId,
     node: BasicNode,
-    addr: Result<SocketAddr, String>,
+    addr: Result<SocketAddr, std::net::AddrParseError>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
