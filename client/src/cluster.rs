@@ -336,21 +336,25 @@ impl Cluster {
     }
 }
 
+/// Why a list of addresses did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrListError {
+    #[error("{0:?} is not an ip:port address: {1}")]
+    Bad(String, std::net::AddrParseError),
+    #[error("no address given")]
+    Empty,
+}
+
 /// Parses a comma-separated list of addresses (`--core a,b,c`).
-pub fn parse_addrs(s: &str) -> Result<Vec<SocketAddr>, String> {
-    s.split(',')
+pub fn parse_addrs(s: &str) -> Result<Vec<SocketAddr>, AddrListError> {
+    let v = s
+        .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse()
-                .map_err(|e| format!("{p:?} is not an ip:port address: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|v| {
-            if v.is_empty() {
-                Err("no address given".into())
-            } else {
-                Ok(v)
-            }
-        })
+        .map(|p| p.parse().map_err(|e| AddrListError::Bad(p.to_string(), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err(AddrListError::Empty);
+    }
+    Ok(v)
 }

@@ -71,7 +71,7 @@ impl TlsArgs {
 #[derive(Debug, Clone)]
 pub struct Seeds(pub Vec<SocketAddr>);
 
-pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
+pub fn parse_seeds(s: &str) -> Result<Seeds, strata_client::cluster::AddrListError> {
     strata_client::cluster::parse_addrs(s).map(Seeds)
 }
 
