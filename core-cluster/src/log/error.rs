@@ -36,7 +36,7 @@ pub enum LogError {
     Failed { dir: PathBuf },
 }
 
-pub(super) fn io_err<'a>(
+pub(crate) fn io_err<'a>(
     op: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(io::Error) -> LogError + 'a {

@@ -7,4 +7,5 @@ pub(crate) mod frame;
 pub mod segment;
 mod segment_file;
 
+pub(crate) use error::io_err;
 pub use segment::{LogError, LogRecord, RecordId, Recovery, SegmentLog, SegmentLogOptions};

@@ -82,15 +82,10 @@ pub const REPLICATION_READ_BYTES_MAX: usize = 16 << 20;
 /// Errors of the log store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The segment log's errors, and the store's own file I/O
+    /// (`LogError::Io`, naming the operation and the file).
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
     #[error("{path} is not valid JSON of its type: {source}")]
     MetaFile {
         path: PathBuf,
@@ -124,11 +119,8 @@ pub enum StoreError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    let log_err = crate::log::io_err(op, path);
+    move |source| StoreError::Log(log_err(source))
 }
 
 fn write_logs_err(e: &StoreError) -> StorageError {
@@ -178,12 +170,8 @@ pub(crate) fn write_json_atomic<T: Serialize>(
     } else {
         Durability::None
     };
-    let fsyncs =
-        write_file_atomic(fs, &path, &tmp, &bytes, durability).map_err(|e| StoreError::Io {
-            op: e.op,
-            path: e.path,
-            source: e.source,
-        })?;
+    let fsyncs = write_file_atomic(fs, &path, &tmp, &bytes, durability)
+        .map_err(|e| io_err(e.op, &e.path)(e.source))?;
     (0..fsyncs).for_each(|_| count_fsync());
     Ok(())
 }
