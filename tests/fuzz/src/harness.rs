@@ -475,7 +475,8 @@ fn fix_crcs(bytes: &mut [u8]) {
 ///
 /// ```text
 /// flags u8: bit 0 recompute CRCs, bit 1 a second segment, bit 2 an
-///           `acked` file (edge buffer only)
+///           `acked` file, bit 3 encrypted segments (`.ebuf`, opened with
+///           [`edge_test_keys`]) (bits 2 and 3: edge buffer only)
 /// first u64        name of the first segment (its first seq / index)
 /// if bit 1: split u16, second u64: the first `split` bytes of the rest
 ///           are the first segment, the others the second one (named second)
@@ -518,16 +519,30 @@ impl LogDir {
     }
 }
 
-/// The edge agent's buffer recovery: one or two segment files (and an
-/// `acked` file) read back from disk (layout: [`LogDir`]), then every
-/// durable batch read. What recovery keeps is a contiguous run of batches
-/// from the acked position to the durable one.
+/// The key the edge harness opens encrypted segments with (the seeds'
+/// encrypted segment is written with it).
+pub fn edge_test_keys() -> strata_edge::buffer::Keyring {
+    strata_edge::buffer::Keyring {
+        current: Some(strata_edge::buffer::BufferKey::from_bytes(
+            &[7; 32],
+            PathBuf::from("/keys/fuzz.key"),
+        )),
+        previous: Vec::new(),
+    }
+}
+
+/// The edge agent's buffer recovery: one or two segment files, plaintext
+/// or encrypted (and an `acked` file), read back from disk (layout:
+/// [`LogDir`]), then every durable batch read (and decrypted). What
+/// recovery keeps is a contiguous run of batches from the acked position to
+/// the durable one.
 pub fn edge_buffer_frame(data: &[u8]) -> bool {
     use strata_edge::buffer::{BufferOptions, StreamBuffer};
     let mut input = Input(data);
     let flags = input.u8();
     let acked = (flags & 4 == 4).then(|| input.u64());
-    let disk = LogDir::new(&mut input, flags, "buf");
+    let encrypted = flags & 8 == 8;
+    let disk = LogDir::new(&mut input, flags, if encrypted { "ebuf" } else { "buf" });
     if let Some(seq) = acked {
         // acked = [u64 LE seq][u32 LE crc32c of the 8 bytes]
         let mut file = seq.to_le_bytes().to_vec();
@@ -538,7 +553,10 @@ pub fn edge_buffer_frame(data: &[u8]) -> bool {
         batch_bytes_max: 64 * 1024,
         ..BufferOptions::default()
     };
-    let Ok((buffer, _recovery)) = StreamBuffer::open_on(disk.shared(), &disk.dir, opts) else {
+    let keys = encrypted.then(|| Arc::new(edge_test_keys()));
+    let Ok((buffer, _recovery)) =
+        StreamBuffer::open_with_keys(disk.shared(), &disk.dir, opts, keys)
+    else {
         return false;
     };
     assert!(buffer.acked_seq() <= buffer.durable_seq());
