@@ -77,7 +77,11 @@ pub fn shard_lag(first: u64, next: u64, newest_ms: i64, cp: Option<Checkpoint>) 
     let from = cp.map_or(first, |c| c.offset.max(first));
     let records = next.saturating_sub(from);
     let ms = match cp {
-        Some(c) if records > 0 && c.timestamp_ms > 0 => (newest_ms - c.timestamp_ms).max(0),
+        // Both timestamps may come from a server (or a producer's clock):
+        // saturate rather than overflow.
+        Some(c) if records > 0 && c.timestamp_ms > 0 => {
+            newest_ms.saturating_sub(c.timestamp_ms).max(0)
+        }
         _ => 0,
     };
     (records, ms)
@@ -130,4 +134,26 @@ pub struct Assignment {
     pub members: u32,
     /// Commits refused: shards the member did not own in that generation.
     pub refused_commits: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found reading the SDK paths the wire_request fuzz target covers: a
+    /// newest timestamp far below a checkpoint's made the lag overflow.
+    #[test]
+    fn shard_lag_saturates() {
+        let cp = |offset, timestamp_ms| {
+            Some(Checkpoint {
+                offset,
+                timestamp_ms,
+            })
+        };
+        assert_eq!(shard_lag(0, 10, 50, cp(4, 20)), (6, 30));
+        assert_eq!(shard_lag(0, 10, i64::MIN, cp(4, 1)), (6, 0));
+        assert_eq!(shard_lag(0, 10, i64::MAX, cp(4, 1)), (6, i64::MAX - 1));
+        assert_eq!(shard_lag(8, 3, 50, cp(4, 20)), (0, 0));
+        assert_eq!(shard_lag(0, 10, 50, None), (10, 0));
+    }
 }

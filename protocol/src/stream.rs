@@ -190,11 +190,12 @@ impl StreamInfo {
     }
 
     /// Records the stream holds (from each shard's first to next offset).
+    /// The description comes from a server: a shard whose offsets are
+    /// reversed counts as empty, and the total saturates.
     pub fn records(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|sh| sh.next_offset - sh.first_offset)
-            .sum()
+        self.shards.iter().fold(0u64, |total, sh| {
+            total.saturating_add(sh.next_offset.saturating_sub(sh.first_offset))
+        })
     }
 
     /// Client address of node `id`, if the description lists it.
@@ -316,5 +317,39 @@ impl GroupInfo {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_schema::wire;
+
+    /// Found by the wire_request fuzz target: a `StreamDescription` reply
+    /// whose shard has `first_offset > next_offset` made `records()`
+    /// overflow in the SDK and the CLI (a panic with overflow checks).
+    #[test]
+    fn records_of_a_description_with_bad_offsets_do_not_overflow() {
+        let shard = |first_offset, next_offset| ShardInfo {
+            first_offset,
+            next_offset,
+            ..ShardInfo::default()
+        };
+        let info = StreamInfo {
+            name: "s".into(),
+            shards: vec![shard(10, 4), shard(0, u64::MAX), shard(1, u64::MAX)],
+            ..StreamInfo::default()
+        };
+        let reply = wire::response(fb::ResponseBody::StreamDescription, |fbb| {
+            build_stream_description(fbb, &info).as_union_value()
+        });
+        let resp = wire::decode_response(&reply).unwrap();
+        let read = StreamInfo::from_fb(&resp.body_as_stream_description().unwrap());
+        assert_eq!(read.records(), u64::MAX);
+        let one = StreamInfo {
+            shards: vec![shard(10, 4), shard(2, 7)],
+            ..read
+        };
+        assert_eq!(one.records(), 5);
     }
 }
