@@ -182,6 +182,13 @@ async fn partition(c: &TestCluster) -> Result<()> {
         producers.wait_acked(5_000, WAIT).await?;
 
         let (old, term) = c.leadership("part", 0, &[]).await?;
+        // Leadership may just have moved to `old` (a hand-over to the
+        // preferred replica): wait until it has acknowledged records itself.
+        const ACKED: &str = "strata_core_records_in_total";
+        wait_for("the leader's own acknowledged records", WAIT, || async {
+            Ok((c.metric(old, ACKED).await? > 0.0).then_some(()))
+        })
+        .await?;
         mid_stream(&producers).await?;
         c.partition.isolate(old);
         // The majority side elects a new leader (a higher term) and writes
@@ -193,7 +200,6 @@ async fn partition(c: &TestCluster) -> Result<()> {
         );
         // From here on the isolated node can commit nothing: its own count
         // of acknowledged records and its applied log must not move.
-        const ACKED: &str = "strata_core_records_in_total";
         let isolated = c.client(c.addr_of(old)?);
         let acked_before = c.metric(old, ACKED).await?;
         let end_before = api::seek(&isolated, "part", 0, api::Start::Latest).await?;
