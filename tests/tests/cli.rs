@@ -225,7 +225,7 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
     let (sc, sk) = id("sensor-1");
     let (dc, dk) = id("dash-1");
     // The edge learns the rules within 2 s: retry the first write briefly.
-    let produce_own = || {
+    let produce_as_device = |key: &str, value: &str| {
         run(&[
             "produce",
             "sensors",
@@ -236,15 +236,15 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
             "--cert-key",
             &sk,
             "--key",
-            "sensor-1/t",
-            "21.5",
+            key,
+            value,
         ])
     };
     wait_for(
         "the device's first write",
         Duration::from_secs(15),
         || async {
-            let out = produce_own()?;
+            let out = produce_as_device("sensor-1/t", "21.5")?;
             if !out.status.success() {
                 bail!("{}", String::from_utf8_lossy(&out.stderr));
             }
@@ -252,19 +252,7 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
         },
     )
     .await?;
-    let out = run(&[
-        "produce",
-        "sensors",
-        "--edge",
-        &edge,
-        "--cert",
-        &sc,
-        "--cert-key",
-        &sk,
-        "--key",
-        "sensor-2/t",
-        "9",
-    ])?;
+    let out = produce_as_device("sensor-2/t", "9")?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
