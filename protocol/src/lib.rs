@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod aws_key;
 pub mod cluster;
 pub mod group;
 pub mod request;

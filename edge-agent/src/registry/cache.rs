@@ -109,6 +109,23 @@ pub(super) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryErr
     Ok(())
 }
 
+/// [`write_durably`] for a file that holds secrets: created readable by
+/// this user only (0600), the temporary file included.
+pub(super) fn write_private_durably(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tmp = path.with_extension("tmp");
+    let private = std::fs::Permissions::from_mode(0o600);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|f| f.set_permissions(private))
+        .map_err(|e| RegistryError::io("creating", &tmp, e))?;
+    write_durably(path, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 //! [`Registry::open`] returns, and the agent's wiring (`agent.rs`) starts
 //! that stream's forwarder.
 
+pub mod aws_keys;
 mod cache;
 pub mod high_water;
 pub mod identity;
