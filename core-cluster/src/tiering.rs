@@ -25,6 +25,7 @@
 use crate::clock::now_ms;
 use crate::raft::command::{ShardCommand, ShardResponse};
 use crate::raft::group::ShardGroup;
+use crate::raft::runs::RunReader;
 use crate::shard::tier_plan::{self, Expiry, UploadLimits};
 use crate::tier::format::{SegmentWriter, WriterOptions};
 use crate::tier::manifest::Manifest;
@@ -47,6 +48,8 @@ pub enum TieringError {
     Batch(#[from] strata_schema::batch::BatchError),
     #[error("reading the log: {0}")]
     Log(Box<crate::raft::log_store::StoreError>),
+    #[error("reading a logged run: {0}")]
+    Run(#[from] crate::raft::runs::RunError),
     /// A Raft call failed; `what` names the step.
     #[error("{what}: {detail}")]
     Raft { what: &'static str, detail: String },
@@ -194,16 +197,9 @@ fn encode(
     entries: &[crate::raft::shard::IndexEntry],
 ) -> Result<crate::tier::EncodedObject> {
     let mut w = SegmentWriter::new(stream, shard, tier.writer)?;
+    let mut runs = RunReader::new(&g.log);
     for e in entries {
-        let cmd = match g.log.read_command(e.log_index)? {
-            Some(ShardCommand::Append(a)) => a,
-            other => {
-                return Err(TieringError::Refused(format!(
-                    "log entry {} should be an append, found {other:?}",
-                    e.log_index
-                )))
-            }
-        };
+        let cmd = runs.run(e)?;
         let b = batch::open(&cmd.batch)?;
         for (i, rec) in b
             .records()

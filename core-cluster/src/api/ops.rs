@@ -471,13 +471,15 @@ impl Node {
         }
     }
 
-    /// Appends runs to a shard in order; returns (appended, duplicates, next offset).
+    /// Appends runs to a shard in order, as one Raft entry (group commit:
+    /// one fsync and one replication round for the whole request); returns
+    /// (appended, duplicates, next offset).
     pub async fn append(
         &self,
         g: &ShardGroup,
         cmds: Vec<AppendCmd>,
     ) -> Result<(u64, u64, u64), RemoteError> {
-        let mut receivers = Vec::with_capacity(cmds.len());
+        let mut runs = Vec::with_capacity(cmds.len());
         let mut duplicates = 0u64;
         for cmd in cmds {
             // Skip proposing what is certainly a duplicate or certainly
@@ -496,22 +498,16 @@ impl Node {
             if sealed {
                 return Err(closed(next_seq));
             }
-            let rx = g
-                .raft
-                .client_write_ff(ShardCommand::Append(cmd))
-                .await
-                .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("raft: {e}")))?;
-            receivers.push(rx);
+            runs.push(cmd);
         }
         let mut appended = 0u64;
-        for rx in receivers {
-            let res = rx
+        if !runs.is_empty() {
+            let res = g
+                .raft
+                .client_write(ShardCommand::appending(runs))
                 .await
-                .map_err(|_| RemoteError::new(ErrorCode::Unavailable, "raft group stopped"))?;
-            match res
-                .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
-                .data
-            {
+                .map_err(|e| self.not_leader_or(e))?;
+            match res.data {
                 ShardResponse::Appended {
                     appended: a,
                     duplicates: d,

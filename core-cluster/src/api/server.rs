@@ -3,8 +3,9 @@
 
 use super::access;
 use crate::node::Node;
-use crate::raft::command::{AppendCmd, ShardCommand};
+use crate::raft::command::AppendCmd;
 use crate::raft::group::ShardGroup;
+use crate::raft::runs::RunReader;
 use crate::shard::read_plan::{plan_fetch, FetchPlan, FetchRequest, Residence, ShardRange};
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
@@ -638,7 +639,7 @@ fn seek_time(g: &ShardGroup, ts: i64) -> Result<u64, RemoteError> {
     let Some(e) = found else {
         return Ok(g.sm.read(|s| s.next_offset));
     };
-    let Ok(cmd) = read_cmd(g, e.log_index) else {
+    let Ok(cmd) = RunReader::new(&g.log).run(&e) else {
         // Deleted locally (tiered): the entry's first offset is close enough.
         return Ok(e.base_offset);
     };
@@ -653,16 +654,6 @@ fn seek_time(g: &ShardGroup, ts: i64) -> Result<u64, RemoteError> {
 
 fn internal(e: impl std::fmt::Display) -> RemoteError {
     RemoteError::new(ErrorCode::Internal, e.to_string())
-}
-
-fn read_cmd(g: &ShardGroup, log_index: u64) -> Result<AppendCmd, RemoteError> {
-    match g.log.read_command(log_index).map_err(internal)? {
-        Some(ShardCommand::Append(a)) => Ok(a),
-        Some(other) => Err(internal(format!(
-            "log entry {log_index} is not an append: {other:?}"
-        ))),
-        None => Err(internal(format!("log entry {log_index} is missing"))),
-    }
 }
 
 /// A `FetchResponse` of `(base offset, skip, batch bytes)` items.
@@ -727,8 +718,9 @@ fn read_batches(
     let mut fetched = Vec::with_capacity(entries.len());
     let mut bytes = 0usize;
     let mut next_offset = offset;
+    let mut runs = RunReader::new(&g.log);
     for e in entries {
-        let cmd = match read_cmd(g, e.log_index) {
+        let cmd = match runs.run(&e).map_err(internal) {
             Ok(c) => c,
             // Purged while we read: return what we have, the next fetch
             // goes to the tier.

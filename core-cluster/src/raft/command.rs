@@ -27,6 +27,13 @@
 //! | 4   | shard | `Expire`            | first_offset u64                       |
 //! | 5   | shard | `Restore`           | serde_json of `[TieredObject]`         |
 //! | 6   | shard | `Seal`              | empty                                  |
+//! | 7   | shard | `Appends`           | parts u32 (>= 1), then per part: length u32, an `Append` body (as tag 1, without the tag) |
+//!
+//! `Appends` is group commit: the runs of one forward request (or of
+//! several that met at the shard leader) in one Raft entry, so that one
+//! fsync and one replication round carry them all. Each part keeps its own
+//! producer positions and its batch bytes unchanged; the shard's index
+//! names a part by `(log_index, part)`.
 
 use bytes::{Buf, BufMut, Bytes};
 use serde::{Deserialize, Serialize};
@@ -121,6 +128,9 @@ pub struct SeqError {
 pub enum ShardCommand {
     /// Append records.
     Append(AppendCmd),
+    /// Append several runs in order, as one entry (group commit). Never
+    /// empty.
+    Appends(Vec<AppendCmd>),
     /// Offsets `[first, next)` now also live in this object (the shard
     /// leader uploaded it); the manifest grows by one entry.
     Tier(TieredObject),
@@ -204,8 +214,19 @@ const TAG_TIER: u8 = 3;
 const TAG_EXPIRE: u8 = 4;
 const TAG_RESTORE: u8 = 5;
 const TAG_SEAL: u8 = 6;
+const TAG_APPENDS: u8 = 7;
 
-const SHARD_TAGS: [u8; 5] = [TAG_APPEND, TAG_TIER, TAG_EXPIRE, TAG_RESTORE, TAG_SEAL];
+const SHARD_TAGS: [u8; 6] = [
+    TAG_APPEND,
+    TAG_TIER,
+    TAG_EXPIRE,
+    TAG_RESTORE,
+    TAG_SEAL,
+    TAG_APPENDS,
+];
+
+/// Bytes of an `Append` body before its deltas and batch.
+const APPEND_HEAD_BYTES: usize = 8 + 8 + 8 + 4 + 4;
 
 /// Splits off the tag byte.
 fn split_tag(buf: Bytes) -> Result<(u8, Bytes), CodecError> {
@@ -242,20 +263,18 @@ impl GroupCommand for ShardCommand {
         match self {
             ShardCommand::Append(a) => {
                 out.put_u8(TAG_APPEND);
-                out.put_u64_le(a.producer_id);
-                out.put_u64_le(a.first_seq);
-                out.put_i64_le(a.max_timestamp_ms);
-                out.put_u32_le(a.records);
-                match &a.seq_deltas {
-                    None => out.put_u32_le(u32::MAX),
-                    Some(d) => {
-                        out.put_u32_le(d.len() as u32);
-                        for x in d {
-                            out.put_u32_le(*x);
-                        }
-                    }
+                encode_append(a, out);
+            }
+            ShardCommand::Appends(parts) => {
+                out.put_u8(TAG_APPENDS);
+                out.put_u32_le(parts.len() as u32);
+                for a in parts {
+                    let len_at = out.len();
+                    out.put_u32_le(0);
+                    encode_append(a, out);
+                    let len = (out.len() - len_at - 4) as u32;
+                    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
                 }
-                out.extend_from_slice(&a.batch);
             }
             ShardCommand::Tier(t) => {
                 out.put_u8(TAG_TIER);
@@ -278,6 +297,7 @@ impl GroupCommand for ShardCommand {
         let (tag, mut b) = split_tag(buf)?;
         match tag {
             TAG_APPEND => decode_append(b, total).map(ShardCommand::Append),
+            TAG_APPENDS => decode_appends(b, total).map(ShardCommand::Appends),
             TAG_TIER => Ok(ShardCommand::Tier(serde_json::from_slice(&b)?)),
             TAG_EXPIRE if b.remaining() == 8 => Ok(ShardCommand::Expire {
                 first_offset: b.get_u64_le(),
@@ -296,9 +316,87 @@ impl GroupCommand for ShardCommand {
     }
 }
 
+impl ShardCommand {
+    /// The runs of records an append entry carries, in order (none for
+    /// other commands).
+    pub fn runs(&self) -> &[AppendCmd] {
+        match self {
+            ShardCommand::Append(a) => std::slice::from_ref(a),
+            ShardCommand::Appends(parts) => parts,
+            _ => &[],
+        }
+    }
+
+    /// The runs of an append entry, owned (none for other commands).
+    pub fn into_runs(self) -> Vec<AppendCmd> {
+        match self {
+            ShardCommand::Append(a) => vec![a],
+            ShardCommand::Appends(parts) => parts,
+            _ => Vec::new(),
+        }
+    }
+
+    /// One entry for `runs` (at least one): `Append` for a single run, as
+    /// before group commit, else `Appends`.
+    pub fn appending(mut runs: Vec<AppendCmd>) -> Self {
+        if runs.len() == 1 {
+            ShardCommand::Append(runs.pop().expect("one run"))
+        } else {
+            ShardCommand::Appends(runs)
+        }
+    }
+}
+
+/// An `Append` body (format: module doc), batch bytes last.
+fn encode_append(a: &AppendCmd, out: &mut Vec<u8>) {
+    out.put_u64_le(a.producer_id);
+    out.put_u64_le(a.first_seq);
+    out.put_i64_le(a.max_timestamp_ms);
+    out.put_u32_le(a.records);
+    match &a.seq_deltas {
+        None => out.put_u32_le(u32::MAX),
+        Some(d) => {
+            out.put_u32_le(d.len() as u32);
+            for x in d {
+                out.put_u32_le(*x);
+            }
+        }
+    }
+    out.extend_from_slice(&a.batch);
+}
+
+/// The body of an `Appends` after its tag: every part decodes as an
+/// `Append` body, the parts fill the body exactly, and there is at least one.
+fn decode_appends(mut b: Bytes, total: usize) -> Result<Vec<AppendCmd>, CodecError> {
+    if b.remaining() < 4 {
+        return Err(CodecError::Truncated(total));
+    }
+    let n = b.get_u32_le() as usize;
+    // Every part takes at least its length and head: a count that cannot
+    // fit is refused before anything is allocated for it.
+    if n == 0 || n > b.remaining() / (4 + APPEND_HEAD_BYTES) {
+        return Err(CodecError::Truncated(total));
+    }
+    let mut parts = Vec::with_capacity(n);
+    for _ in 0..n {
+        if b.remaining() < 4 {
+            return Err(CodecError::Truncated(total));
+        }
+        let len = b.get_u32_le() as usize;
+        if b.remaining() < len {
+            return Err(CodecError::Truncated(total));
+        }
+        parts.push(decode_append(b.split_to(len), total)?);
+    }
+    if b.has_remaining() {
+        return Err(CodecError::Truncated(total));
+    }
+    Ok(parts)
+}
+
 /// The body of an append after its tag; `total` is the command's length.
 fn decode_append(mut b: Bytes, total: usize) -> Result<AppendCmd, CodecError> {
-    if b.remaining() < 8 + 8 + 8 + 4 + 4 {
+    if b.remaining() < APPEND_HEAD_BYTES {
         return Err(CodecError::Truncated(total));
     }
     let producer_id = b.get_u64_le();
@@ -405,6 +503,53 @@ mod tests {
             };
             assert_eq!(a.last_seq(), u64::MAX - 1);
         }
+    }
+
+    fn run(first_seq: u64, records: u32, batch: &'static [u8]) -> AppendCmd {
+        AppendCmd {
+            producer_id: 3,
+            first_seq,
+            seq_deltas: (records > 1).then(|| (0..records).map(|i| i * 2).collect()),
+            max_timestamp_ms: 5,
+            records,
+            batch: Bytes::from_static(batch),
+        }
+    }
+
+    #[test]
+    fn appends_round_trip_and_malformed_ones_are_decode_errors() {
+        let cmd = ShardCommand::appending(vec![run(0, 1, b"one"), run(10, 3, b"three")]);
+        let b = encoded(&cmd);
+        assert_eq!(b[0], TAG_APPENDS);
+        assert_eq!(ShardCommand::decode(b.clone()).unwrap(), cmd);
+        assert_eq!(cmd.runs().len(), 2);
+        // A single run stays a plain Append (the format before group commit).
+        let single = ShardCommand::appending(vec![run(0, 1, b"one")]);
+        assert_eq!(encoded(&single)[0], TAG_APPEND);
+        let truncated = |bytes: Vec<u8>| {
+            matches!(
+                ShardCommand::decode(bytes.into()),
+                Err(CodecError::Truncated(_))
+            )
+        };
+        assert!(truncated(b[..b.len() - 1].to_vec()), "a part cut short");
+        let mut extra = b.to_vec();
+        extra.push(0);
+        assert!(truncated(extra), "bytes after the last part");
+        assert!(truncated(vec![TAG_APPENDS, 0, 0, 0, 0]), "no parts");
+        let mut huge = vec![TAG_APPENDS];
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge.extend_from_slice(&[0; 64]);
+        assert!(truncated(huge), "a count that cannot fit");
+        // A bad part is the part's own error.
+        let mut bad = vec![TAG_APPENDS, 1, 0, 0, 0];
+        let body = raw_append(u64::MAX, 2, None);
+        bad.extend_from_slice(&((body.len() - 1) as u32).to_le_bytes());
+        bad.extend_from_slice(&body[1..]);
+        assert!(matches!(
+            ShardCommand::decode(bad.into()),
+            Err(CodecError::Seqs(_))
+        ));
     }
 
     fn encoded(c: &impl GroupCommand) -> Bytes {

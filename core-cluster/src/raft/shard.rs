@@ -20,6 +20,10 @@ use std::collections::HashMap;
 pub struct IndexEntry {
     pub base_offset: u64,
     pub log_index: u64,
+    /// Which run of the entry (an `Appends` entry carries several; 0 for
+    /// an `Append`). Entries are ordered by `(log_index, part)`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub part: u32,
     /// Records at the front of the entry's batch that are not in the shard.
     pub skip: u32,
     /// Records of the entry that are in the shard.
@@ -35,6 +39,18 @@ pub struct IndexEntry {
     /// on it.
     #[serde(default)]
     pub appended_ms: i64,
+}
+
+fn is_zero(x: &u32) -> bool {
+    *x == 0
+}
+
+impl IndexEntry {
+    /// The entry's place in the Raft log: index entries are strictly
+    /// increasing in it.
+    pub fn place(&self) -> (u64, u32) {
+        (self.log_index, self.part)
+    }
 }
 
 /// Read back (a snapshot file, an InstallSnapshot from a peer), a state is
@@ -80,9 +96,9 @@ pub enum StateInvariant {
     #[error("shard state: index entry {i} starts at offset {base}, expected {expected}")]
     EntryGap { i: usize, base: u64, expected: u64 },
     #[error(
-        "shard state: index entry {i} is at log index {log_index}, not above the previous one"
+        "shard state: index entry {i} is at log index {log_index} part {part}, not after the previous one"
     )]
-    EntryOrder { i: usize, log_index: u64 },
+    EntryOrder { i: usize, log_index: u64, part: u32 },
     #[error("shard state: the index ends at offset {end} but next_offset is {next}")]
     IndexEnd { end: u64, next: u64 },
     #[error("shard state: producer {producer}'s last seq is {seq}: no seq can follow it")]
@@ -121,7 +137,7 @@ impl ShardState {
             return Err(E::Offsets { first, next });
         }
         let mut expected: Option<u64> = None;
-        let mut prev_log_index: Option<u64> = None;
+        let mut prev_place: Option<(u64, u32)> = None;
         for (i, e) in self.index.iter().enumerate() {
             let (base, count) = (e.base_offset, e.count);
             let end =
@@ -130,12 +146,12 @@ impl ShardState {
             if let Some(expected) = expected.filter(|&x| x != base) {
                 return Err(E::EntryGap { i, base, expected });
             }
-            if prev_log_index.is_some_and(|p| p >= e.log_index) {
-                let log_index = e.log_index;
-                return Err(E::EntryOrder { i, log_index });
+            if prev_place.is_some_and(|p| p >= e.place()) {
+                let (log_index, part) = e.place();
+                return Err(E::EntryOrder { i, log_index, part });
             }
             expected = Some(end);
-            prev_log_index = Some(e.log_index);
+            prev_place = Some(e.place());
         }
         if let Some(end) = expected.filter(|&end| end != next) {
             return Err(E::IndexEnd { end, next });
@@ -187,8 +203,39 @@ impl ShardState {
         self.producers.get(&producer_id).map_or(0, |&last| last + 1)
     }
 
+    /// Applies the runs of one entry in order. The shard is sealed or not
+    /// for the whole entry, so either every run with new records is
+    /// appended or the entry is refused as `Closed` (runs that are pure
+    /// duplicates never refuse).
+    fn append_runs(&mut self, log_id: &LogId, runs: &[AppendCmd], now_ms: i64) -> ShardResponse {
+        let (mut base, mut appended, mut duplicates) = (None, 0, 0);
+        for (part, run) in runs.iter().enumerate() {
+            match self.append(log_id, part as u32, run, now_ms) {
+                ShardResponse::Appended {
+                    base_offset,
+                    appended: a,
+                    duplicates: d,
+                    ..
+                } => {
+                    if a > 0 {
+                        base.get_or_insert(base_offset);
+                    }
+                    appended += a;
+                    duplicates += d;
+                }
+                closed => return closed,
+            }
+        }
+        ShardResponse::Appended {
+            base_offset: base.unwrap_or(self.next_offset),
+            appended,
+            duplicates,
+            next_offset: self.next_offset,
+        }
+    }
+
     /// `now_ms` (the replica's clock) stamps the entry for local retention.
-    fn append(&mut self, log_id: &LogId, cmd: &AppendCmd, now_ms: i64) -> ShardResponse {
+    fn append(&mut self, log_id: &LogId, part: u32, cmd: &AppendCmd, now_ms: i64) -> ShardResponse {
         let skip = self.duplicate_prefix(cmd);
         let records = cmd.records as usize;
         if self.sealed && skip < records {
@@ -203,6 +250,7 @@ impl ShardState {
             self.index.push(IndexEntry {
                 base_offset,
                 log_index: log_id.index,
+                part,
                 skip: skip as u32,
                 count: appended as u32,
                 max_timestamp_ms: prev_ts.max(cmd.max_timestamp_ms),
@@ -334,7 +382,7 @@ impl ShardState {
             }
             for w in self.index.windows(2) {
                 assert_eq!(w[0].base_offset + u64::from(w[0].count), w[1].base_offset);
-                assert!(w[0].log_index < w[1].log_index);
+                assert!(w[0].place() < w[1].place());
             }
         }
     }
@@ -345,7 +393,8 @@ impl GroupState for ShardState {
 
     fn apply(&mut self, log_id: &LogId, cmd: &ShardCommand, now_ms: i64) -> ShardResponse {
         match cmd {
-            ShardCommand::Append(a) => self.append(log_id, a, now_ms),
+            ShardCommand::Append(a) => self.append(log_id, 0, a, now_ms),
+            ShardCommand::Appends(runs) => self.append_runs(log_id, runs, now_ms),
             ShardCommand::Tier(t) => self.tier(t),
             ShardCommand::Expire { first_offset } => self.expire(*first_offset),
             ShardCommand::Restore(objects) => self.restore(objects),
@@ -424,7 +473,7 @@ mod tests {
             ),
             (
                 state(0, 8, "", &[entry(0, 2, 3), entry(3, 2, 5)]),
-                "not above",
+                "not after",
             ),
             (state(0, 9, "", &[entry(0, 2, 3)]), "next_offset is 9"),
         ];
@@ -440,6 +489,59 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).unwrap().len(), json.len());
         assert_eq!(back.producer_next_seq(8), u64::MAX);
         assert_eq!(back.locate(9), Some(0));
+    }
+
+    fn runs(cmds: Vec<ShardCommand>) -> ShardCommand {
+        ShardCommand::Appends(cmds.into_iter().flat_map(ShardCommand::into_runs).collect())
+    }
+
+    /// Group commit: the runs of one `Appends` entry apply in order, each
+    /// with its own dedup, and the index names each by `(log_index, part)`.
+    #[test]
+    fn the_runs_of_one_entry_apply_in_order_and_are_indexed_by_part() {
+        let mut s = ShardState::default();
+        assert_eq!(appended(s.apply(&lid(1), &cmd(7, 0, None, 5), 0)), (5, 0));
+        let entry = runs(vec![
+            cmd(7, 3, None, 4), // 3..4 duplicates, 5..6 new
+            cmd(7, 7, Some(vec![0, 2]), 2),
+            cmd(8, 0, None, 3),
+        ]);
+        let mut enc = Vec::new();
+        entry.encode(&mut enc);
+        let entry = ShardCommand::decode(enc.into()).unwrap();
+        assert_eq!(
+            s.apply(&lid(2), &entry, 0),
+            ShardResponse::Appended {
+                base_offset: 5,
+                appended: 7,
+                duplicates: 2,
+                next_offset: 12
+            }
+        );
+        let places: Vec<_> = s.index.iter().map(|e| e.place()).collect();
+        assert_eq!(places, [(1, 0), (2, 0), (2, 1), (2, 2)]);
+        assert_eq!((s.index[1].skip, s.index[1].count), (2, 2));
+        assert_eq!(s.locate(8), Some(2));
+        assert_eq!(s.producer_next_seq(7), 10);
+        s.check_invariants();
+        // The state reads back (parts kept), and an old-style state without
+        // parts still does.
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"part\":1"));
+        let back: ShardState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.index, s.index);
+        // A retry of the whole entry is all duplicates.
+        assert_eq!(appended(s.apply(&lid(3), &entry, 0)), (0, 9));
+        // Sealed: the runs with new records refuse the entry whole.
+        s.apply(&lid(4), &ShardCommand::Seal, 0);
+        let late = runs(vec![cmd(7, 0, None, 2), cmd(7, 20, None, 1)]);
+        assert_eq!(
+            s.apply(&lid(5), &late, 0),
+            ShardResponse::Closed {
+                producer_next_seq: 10
+            }
+        );
+        assert_eq!(s.next_offset, 12);
     }
 
     #[test]

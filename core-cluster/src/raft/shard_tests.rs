@@ -38,6 +38,9 @@ enum Op {
         delivered: bool,
         /// The producer sees the reply (false: lost on the way back).
         acked: bool,
+        /// Group commit: the piece travels as two runs of one `Appends`
+        /// entry, cut before this record (if inside the piece).
+        cut: Option<usize>,
     },
     /// The producer restarts: it resumes `back` positions below what the
     /// shard has (its durable acknowledged position) and its new positions
@@ -58,13 +61,15 @@ fn op() -> impl Strategy<Value = Op> {
         prop::collection::vec(0u8..3, 1..8),
         prop::bool::weighted(0.9),
         prop::bool::weighted(0.8),
+        prop::option::weighted(0.4, 1usize..8),
     )
-        .prop_map(|(producer, behind, gaps, delivered, acked)| Op::Send {
+        .prop_map(|(producer, behind, gaps, delivered, acked, cut)| Op::Send {
             producer,
             behind,
             gaps,
             delivered,
             acked,
+            cut,
         });
     let restart =
         (0..PRODUCER_IDS.len(), 0usize..12, 0u8..20).prop_map(|(producer, back, jump)| {
@@ -116,6 +121,19 @@ fn lid(index: u64) -> RaftLogId<u64> {
     RaftLogId::new(CommittedLeaderId::new(1, 1), index)
 }
 
+/// The piece `seqs` as one entry: one run, or two (cut before `cut`).
+fn entry(producer_id: u64, seqs: &[u64], cut: Option<usize>) -> ShardCommand {
+    match cut.filter(|&c| c < seqs.len()) {
+        Some(c) => ShardCommand::appending(
+            [&seqs[..c], &seqs[c..]]
+                .into_iter()
+                .flat_map(|part| append(producer_id, part).into_runs())
+                .collect(),
+        ),
+        None => append(producer_id, seqs),
+    }
+}
+
 fn append(producer_id: u64, seqs: &[u64]) -> ShardCommand {
     let first = seqs[0];
     let deltas: Vec<u32> = seqs
@@ -164,10 +182,13 @@ fn content(s: &ShardState, log: &[(u64, ShardCommand)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for (i, e) in s.index.iter().enumerate() {
         // Log index i is at log[i - 1].
-        let Some((_, ShardCommand::Append(a))) = log.get(e.log_index as usize - 1) else {
+        let Some(a) = log
+            .get(e.log_index as usize - 1)
+            .and_then(|(_, c)| c.runs().get(e.part as usize))
+        else {
             panic!(
-                "index entry {i} points at log index {} with no append",
-                e.log_index
+                "index entry {i} points at log index {} part {} with no run",
+                e.log_index, e.part
             );
         };
         assert_eq!(e.base_offset, out.len() as u64, "offsets are dense");
@@ -211,6 +232,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 gaps,
                 delivered,
                 acked,
+                cut,
             } => {
                 let pr = &mut m.producers[*producer];
                 let start = behind.map_or(pr.cursor, |b| pr.applied.saturating_sub(b));
@@ -218,7 +240,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 if !delivered {
                     continue;
                 }
-                let cmd = append(PRODUCER_IDS[*producer], &seqs);
+                let cmd = entry(PRODUCER_IDS[*producer], &seqs, *cut);
                 let index = log.len() as u64 + 1;
                 let got = shard.apply(&lid(index), &cmd, 0);
                 log.push((index, cmd));

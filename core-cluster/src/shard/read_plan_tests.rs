@@ -147,6 +147,7 @@ fn views_of_a_shard_state() {
     let e = |base, log_index| IndexEntry {
         base_offset: base,
         log_index,
+        part: 0,
         skip: 0,
         count: 10,
         max_timestamp_ms: 0,

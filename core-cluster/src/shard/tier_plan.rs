@@ -74,7 +74,7 @@ pub fn purge_point(
         }
         i
     });
-    let upto = state
+    let mut n = state
         .index
         .iter()
         .enumerate()
@@ -82,8 +82,18 @@ pub fn purge_point(
             e.base_offset + u64::from(e.count) <= to
                 && (e.appended_ms <= cutoff || keep_from.is_some_and(|k| *i < k))
         })
-        .last()
-        .map(|(_, e)| e.log_index)?;
+        .count();
+    // A log entry goes only with all its runs: stop before an entry whose
+    // later runs are still needed.
+    while n > 0
+        && state
+            .index
+            .get(n)
+            .is_some_and(|e| e.log_index == state.index[n - 1].log_index)
+    {
+        n -= 1;
+    }
+    let upto = state.index[..n].last()?.log_index;
     purged_index.is_none_or(|p| p < upto).then_some(upto)
 }
 

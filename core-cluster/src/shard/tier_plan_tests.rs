@@ -7,6 +7,7 @@ fn entry(base: u64, log_index: u64, bytes: u32, appended_ms: i64) -> IndexEntry 
     IndexEntry {
         base_offset: base,
         log_index,
+        part: 0,
         skip: 0,
         count: 10,
         max_timestamp_ms: appended_ms,
@@ -123,6 +124,27 @@ fn purge_stops_at_tiered_to() {
         purge_point(&s, &Retention::default(), 100, None, NOW),
         Some(2)
     );
+}
+
+/// An `Appends` entry holds several runs: the log entry is deleted only
+/// once every run in it is tiered.
+#[test]
+fn purge_keeps_an_entry_while_any_of_its_runs_is_not_tiered() {
+    let mut s = shard(&[(10, 9_000); 4], 30);
+    // Runs 1..=3 share log entry 2.
+    for (i, e) in s.index.iter_mut().enumerate().skip(1) {
+        e.log_index = 2;
+        e.part = i as u32 - 1;
+    }
+    let r = Retention::default();
+    assert_eq!(purge_point(&s, &r, 100, None, NOW), Some(1));
+    let all = shard(&[(10, 9_000); 4], 40);
+    let mut all = all;
+    for (i, e) in all.index.iter_mut().enumerate().skip(1) {
+        e.log_index = 2;
+        e.part = i as u32 - 1;
+    }
+    assert_eq!(purge_point(&all, &r, 100, None, NOW), Some(2));
 }
 
 #[test]
