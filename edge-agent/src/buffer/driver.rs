@@ -161,10 +161,23 @@ impl BufferHandle {
 
     /// See [`StreamBuffer::ack`].
     pub async fn ack(&self, seq: u64) -> Result<(), BufferError> {
+        self.ack_with(move |b| b.ack(seq)).await
+    }
+
+    /// See [`StreamBuffer::ack_lazily`] (what the forwarder uses).
+    pub async fn ack_lazily(&self, seq: u64) -> Result<(), BufferError> {
+        self.ack_with(move |b| b.ack_lazily(seq, std::time::Instant::now()))
+            .await
+    }
+
+    async fn ack_with(
+        &self,
+        ack: impl FnOnce(&mut StreamBuffer) -> Result<(), BufferError> + Send + 'static,
+    ) -> Result<(), BufferError> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             let mut buffer = shared.lock()?;
-            let result = buffer.ack(seq);
+            let result = ack(&mut buffer);
             shared.publish(&buffer);
             result
         })

@@ -103,6 +103,12 @@
 //!   Silently dropping it could lose data a device will never be able to send.
 //! * Segments entirely below `acked_seq` (a crash between persisting the ack
 //!   and deleting) and an empty last segment are deleted.
+//! * The forwarder acks lazily ([`StreamBuffer::ack_lazily`]): the `acked`
+//!   file is written at most every [`ACK_PERSIST_INTERVAL`], while segments
+//!   below the ack go at once. After a crash the buffer resumes from the
+//!   persisted position or the first segment left, whichever is later, and
+//!   forwards again what the core already has (dropped there by producer id
+//!   and position).
 //! * The surviving last segment and the directory are fsynced, so everything
 //!   recovered is durable and `durable_seq == next_seq`.
 //!
@@ -147,6 +153,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use strata_segment_log::atomic::{write_file_atomic, Durability};
 use strata_segment_log::fs::{create_dir_all_durably, FileRef, Fs, StdFs};
 
@@ -243,6 +250,9 @@ pub struct StreamBuffer {
     segments: VecDeque<Segment>,
     active: bool,
     acked_seq: u64,
+    /// When the `acked` file was last written (lazy acks move `acked_seq`
+    /// ahead of it: [`Self::ack_lazily`]).
+    acked_persisted_at: Instant,
     durable_seq: u64,
     next_seq: u64,
     dropped_records: u64,
@@ -258,6 +268,9 @@ pub struct StreamBuffer {
     /// current key.
     keys: Option<Arc<Keyring>>,
 }
+
+/// Most time a lazy ack ([`StreamBuffer::ack_lazily`]) stays unwritten.
+pub const ACK_PERSIST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Frames bigger than this do not keep their encoding buffer around.
 const SCRATCH_KEEP_BYTES_MAX: usize = 1024 * 1024;
@@ -345,6 +358,7 @@ impl StreamBuffer {
             segments,
             opts,
             acked_seq,
+            acked_persisted_at: Instant::now(),
             durable_seq: next_seq,
             next_seq,
             dropped_records: 0,
@@ -513,6 +527,23 @@ impl StreamBuffer {
     /// segments entirely below it (never the active one). Stale acks are
     /// ignored; an ack beyond `durable_seq` is an error.
     pub fn ack(&mut self, seq: u64) -> Result<(), BufferError> {
+        self.ack_at(seq, None)
+    }
+
+    /// [`Self::ack`] without writing the `acked` file, unless it was last
+    /// written `ACK_PERSIST_INTERVAL` or more before `now`: the forwarder
+    /// acks every round, and an fsync per round would sit on the path of
+    /// every record. Safe because what is acked is in the core: after a
+    /// crash the agent resumes from the older persisted position and
+    /// forwards again what the core already has, which the core drops by
+    /// producer id and position (at most one interval of re-sent records).
+    /// Segments below `seq` are deleted at once; recovery starts from the
+    /// first segment left when that is beyond the persisted position.
+    pub fn ack_lazily(&mut self, seq: u64, now: Instant) -> Result<(), BufferError> {
+        self.ack_at(seq, Some(now))
+    }
+
+    fn ack_at(&mut self, seq: u64, lazy_now: Option<Instant>) -> Result<(), BufferError> {
         self.check_usable()?;
         if seq <= self.acked_seq {
             return Ok(());
@@ -523,7 +554,13 @@ impl StreamBuffer {
                 durable_seq: self.durable_seq,
             });
         }
-        self.persist_acked(seq)?;
+        let persist = lazy_now.is_none_or(|now| {
+            now.saturating_duration_since(self.acked_persisted_at) >= ACK_PERSIST_INTERVAL
+        });
+        if persist {
+            self.persist_acked(seq)?;
+            self.acked_persisted_at = lazy_now.unwrap_or_else(Instant::now);
+        }
         self.acked_seq = seq;
         while let Some(front) = self.segments.front() {
             let is_active = self.active && self.segments.len() == 1;

@@ -195,6 +195,53 @@ fn segments_roll_and_acked_sealed_segments_are_deleted() {
     );
 }
 
+/// The forwarder's acks: no `acked` write inside the interval, segments
+/// below the ack deleted at once; after a crash the buffer resumes from
+/// the first segment left (the core drops what it gets twice), never
+/// before the persisted position and never losing an unacked record.
+#[test]
+fn lazy_acks_write_the_acked_file_once_per_interval() {
+    let dir = TempDir::new().unwrap();
+    let (mut buffer, _) = open(dir.path(), small_opts());
+    append_synced(&mut buffer, 7, 1, 72);
+    let t0 = Instant::now() + ACK_PERSIST_INTERVAL;
+    buffer.ack_lazily(1, t0).unwrap();
+    let acked_file = || fs::read(dir.path().join(format::ACKED_FILE)).ok();
+    let written = acked_file();
+    assert_eq!(written.as_deref().map(format::decode_acked), Some(Ok(1)));
+    let fsyncs = buffer.stats().fsyncs;
+    buffer.ack_lazily(5, t0).unwrap();
+    buffer.check_invariants();
+    assert_eq!(buffer.acked_seq(), 5);
+    assert_eq!(
+        acked_file(),
+        written,
+        "not written again inside the interval"
+    );
+    assert_eq!(buffer.stats().fsyncs, fsyncs);
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        2,
+        "segments below 5 are gone"
+    );
+    // A crash now: the persisted position is 1, the first segment left
+    // starts at 4.
+    drop(buffer);
+    let (mut buffer, _) = open(dir.path(), small_opts());
+    let read = buffer.read_durable(0, 1 << 20).unwrap();
+    assert_eq!(read.first().map(|b| b.first_seq), Some(4));
+    assert_eq!(read.last().map(|b| b.first_seq), Some(6));
+    assert_eq!(buffer.next_seq(), 7);
+    // Past the interval the ack is written.
+    buffer
+        .ack_lazily(6, Instant::now() + ACK_PERSIST_INTERVAL)
+        .unwrap();
+    assert_eq!(
+        acked_file().as_deref().map(format::decode_acked),
+        Some(Ok(6))
+    );
+}
+
 #[test]
 fn reads_find_their_start_across_index_intervals() {
     let dir = TempDir::new().unwrap();

@@ -97,7 +97,11 @@ async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundErr
     let replies = futures::future::join_all(sends).await;
     match plan::outcome(&round, replies) {
         RoundOutcome::Advance { ack_to, records } => {
-            stream.buffer.ack(ack_to).await.map_err(RoundError::Ack)?;
+            stream
+                .buffer
+                .ack_lazily(ack_to)
+                .await
+                .map_err(RoundError::Ack)?;
             metrics::counter!("strata_edge_records_out_total").increment(records);
             let s = stream.buffer.stats();
             metrics::gauge!("strata_edge_forward_lag_records", "stream" => stream.name.clone())
