@@ -20,6 +20,10 @@ use strata_schema::fb::ErrorCode;
 const ROUTE_DEADLINE: Duration = Duration::from_secs(15);
 /// Per-attempt timeout of a routed call: a dead leader must not stall failover.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A hedged call ([`Cluster::to_leader_hedged`]) that has not answered
+/// after this long asks the shard's other replicas too (and again every
+/// period): one of them may have become the leader of a dead one.
+const HEDGE_AFTER: Duration = Duration::from_millis(150);
 /// How long a node that did not answer is passed over within one routed call.
 const UNANSWERED_HOLD: Duration = Duration::from_secs(2);
 
@@ -101,13 +105,61 @@ impl Cluster {
         F: Fn(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        self.route(self.seeds.clone(), f).await
+        self.route(self.seeds.clone(), f, false).await
+    }
+
+    /// One call of `f` on `addr`. With `others` (a hedged call), once
+    /// `addr` has not answered for [`HEDGE_AFTER`], `others` are asked too,
+    /// every period until `addr` answers: the first of them that accepts
+    /// answers the call, and one that names a leader other than `addr`
+    /// ends it with that NOT_LEADER (the caller follows the hint). So a
+    /// killed leader costs about one election, not a whole attempt timeout.
+    async fn attempt<T, F, Fut>(
+        &self,
+        addr: SocketAddr,
+        f: &F,
+        others: &[SocketAddr],
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let main = f(self.client(addr)?);
+        if others.is_empty() {
+            return main.await;
+        }
+        let probe = async {
+            loop {
+                tokio::time::sleep(HEDGE_AFTER).await;
+                for &other in others {
+                    let Ok(c) = self.client(other) else { continue };
+                    match tokio::time::timeout(HEDGE_AFTER, f(c)).await {
+                        Ok(Ok(v)) => return Ok(v),
+                        Ok(Err(ClientError::Remote(r)))
+                            if r.code == ErrorCode::NotLeader
+                                && r.leader_hint
+                                    .as_deref()
+                                    .and_then(|h| h.parse::<SocketAddr>().ok())
+                                    .is_some_and(|h| h != addr) =>
+                        {
+                            return Err(ClientError::Remote(r));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = main => r,
+            r = probe => r,
+        }
     }
 
     async fn route<T, F, Fut>(
         &self,
         mut candidates: Vec<SocketAddr>,
         f: F,
+        hedge: bool,
     ) -> Result<T, ClientError>
     where
         F: Fn(Arc<Client>) -> Fut,
@@ -137,7 +189,12 @@ impl Cluster {
             }
             let mut hinted = None;
             for addr in pass {
-                let e = match f(self.client(addr)?).await {
+                let others: Vec<SocketAddr> = if hedge {
+                    candidates.iter().copied().filter(|c| *c != addr).collect()
+                } else {
+                    Vec::new()
+                };
+                let e = match self.attempt(addr, &f, &others).await {
                     Ok(v) => return Ok(v),
                     Err(e) if reroutable(&e) && Instant::now() < deadline => e,
                     Err(e) => return Err(e),
@@ -278,22 +335,57 @@ impl Cluster {
         F: Fn(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
+        self.leader_call(stream, shard, f, false).await
+    }
+
+    /// [`Self::to_leader`] for a call that is safe to run on two replicas
+    /// at once (a forward is: the shard drops what it has by producer id
+    /// and position, and a follower refuses it): when the leader does not
+    /// answer it is hedged to the other replicas (see `attempt`).
+    pub async fn to_leader_hedged<T, F, Fut>(
+        &self,
+        stream: &str,
+        shard: u32,
+        f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.leader_call(stream, shard, f, true).await
+    }
+
+    async fn leader_call<T, F, Fut>(
+        &self,
+        stream: &str,
+        shard: u32,
+        f: F,
+        hedge: bool,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
         let candidates = self.candidates(stream, shard, false).await?;
         let key = (stream.to_string(), shard);
         let result = self
-            .route(candidates, |c| {
-                let addr = c.addr();
-                let fut = f(c);
-                let leaders = &self.leaders;
-                let key = key.clone();
-                async move {
-                    let r = fut.await;
-                    if r.is_ok() {
-                        leaders.lock().expect("leaders lock").insert(key, addr);
+            .route(
+                candidates,
+                |c| {
+                    let addr = c.addr();
+                    let fut = f(c);
+                    let leaders = &self.leaders;
+                    let key = key.clone();
+                    async move {
+                        let r = fut.await;
+                        if r.is_ok() {
+                            leaders.lock().expect("leaders lock").insert(key, addr);
+                        }
+                        r
                     }
-                    r
-                }
-            })
+                },
+                hedge,
+            )
             .await;
         if let Err(e) = &result {
             if matches!(
@@ -319,7 +411,7 @@ impl Cluster {
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let candidates = self.candidates(stream, shard, true).await?;
-        self.route(candidates, f).await
+        self.route(candidates, f, false).await
     }
 
     pub async fn close(&self) {

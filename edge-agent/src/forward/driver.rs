@@ -134,7 +134,7 @@ async fn send(
     for pieces in &s.requests {
         let sent = registry
             .core()
-            .to_leader(name, s.shard, |c| async move {
+            .to_leader_hedged(name, s.shard, |c| async move {
                 api::forward(&c, name, s.shard, producer_id, pieces).await
             })
             .await;
