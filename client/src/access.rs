@@ -1,9 +1,12 @@
 //! Identities and access rules, as a client sees them: who the server
-//! thinks the caller is (`whoami`), and the rules of the cluster (`acl`).
+//! thinks the caller is (`whoami`), the rules of the cluster (`acl`), and
+//! the AWS access keys of principals (`aws_key_*`, for the edge's Kinesis
+//! API).
 
 use crate::api::{bad, open};
 use crate::{Client, ClientError};
 use strata_protocol::acl::{rule_from_fb, rule_to_fb, Acl, Rule};
+use strata_protocol::aws_key::{key_list_from_fb, AwsKey, AwsKeys};
 use strata_schema::fb;
 use strata_schema::wire;
 
@@ -98,8 +101,8 @@ pub async fn ensure_rule(
     Ok(id)
 }
 
-/// The rule an edge agent needs: forward to every stream, describe streams
-/// and read the rules it enforces.
+/// The rule an edge agent needs: forward to every stream, describe streams,
+/// read the rules it enforces and the AWS keys it verifies signatures with.
 pub fn edge_agent_rule(principal: &str) -> Rule {
     Rule {
         id: 0,
@@ -107,8 +110,57 @@ pub fn edge_agent_rule(principal: &str) -> Rule {
         operations: vec![
             strata_protocol::acl::Operation::Produce,
             strata_protocol::acl::Operation::Describe,
+            strata_protocol::acl::Operation::Verify,
         ],
         stream: "*".to_string(),
         key_prefix: None,
     }
+}
+
+fn keys_of(c: &Client, reply: &bytes::Bytes) -> Result<AwsKeys, ClientError> {
+    open(reply)
+        .body_as_aws_key_list()
+        .map(|l| key_list_from_fb(&l))
+        .ok_or_else(|| bad(c, "AwsKeyList"))
+}
+
+/// Creates an AWS access key for `principal` on the metadata leader (needs
+/// `admin`). The returned key carries its secret: the core shows it once.
+pub async fn aws_key_issue(c: &Client, principal: &str) -> Result<AwsKey, ClientError> {
+    let req = wire::request(fb::RequestBody::AwsKeyIssueRequest, |fbb| {
+        let principal = Some(fbb.create_string(principal));
+        fb::AwsKeyIssueRequest::create(fbb, &fb::AwsKeyIssueRequestArgs { principal })
+            .as_union_value()
+    });
+    keys_of(c, &c.call(&req).await?)?
+        .keys
+        .pop()
+        .ok_or_else(|| bad(c, "AwsKeyList with the new key"))
+}
+
+/// Every AWS access key: ids and principals (needs `describe` on `*`);
+/// with `with_secrets` their secrets too (needs `verify` on `*`).
+pub async fn aws_key_list(c: &Client, with_secrets: bool) -> Result<AwsKeys, ClientError> {
+    let req = wire::request(fb::RequestBody::AwsKeyListRequest, |fbb| {
+        fb::AwsKeyListRequest::create(fbb, &fb::AwsKeyListRequestArgs { with_secrets })
+            .as_union_value()
+    });
+    keys_of(c, &c.call(&req).await?)
+}
+
+/// The keys an edge agent verifies Kinesis API signatures with (secrets
+/// included; needs `verify` on `*`).
+pub async fn aws_keys_for_edge(c: &Client) -> Result<AwsKeys, ClientError> {
+    aws_key_list(c, true).await
+}
+
+/// Deletes an AWS access key on the metadata leader (needs `admin`).
+/// Returns the keys left, without secrets.
+pub async fn aws_key_revoke(c: &Client, access_key_id: &str) -> Result<AwsKeys, ClientError> {
+    let req = wire::request(fb::RequestBody::AwsKeyRevokeRequest, |fbb| {
+        let access_key_id = Some(fbb.create_string(access_key_id));
+        fb::AwsKeyRevokeRequest::create(fbb, &fb::AwsKeyRevokeRequestArgs { access_key_id })
+            .as_union_value()
+    });
+    keys_of(c, &c.call(&req).await?)
 }

@@ -148,6 +148,48 @@ pub async fn create_stream_with(
     stream_description(c, &c.call(&req).await?)
 }
 
+/// What `delete_stream` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDeleted {
+    pub name: String,
+    /// Where the stream's archive is (empty: tiering is off).
+    pub archive_url: String,
+    /// Objects deleted from the archive (with `purge_archive`).
+    pub archive_objects_deleted: u64,
+}
+
+/// Deletes a stream everywhere (needs `admin`): its catalog entry, consumer
+/// groups and every replica's data; the archive is kept unless
+/// `purge_archive`. Answered by the metadata leader once the deletion is
+/// committed; replicas remove their data in the background, and the name
+/// can be created again once they all did.
+pub async fn delete_stream(
+    c: &Client,
+    name: &str,
+    purge_archive: bool,
+) -> Result<StreamDeleted, ClientError> {
+    let req = wire::request(fb::RequestBody::DeleteStreamRequest, |fbb| {
+        let name = Some(fbb.create_string(name));
+        fb::DeleteStreamRequest::create(
+            fbb,
+            &fb::DeleteStreamRequestArgs {
+                name,
+                purge_archive,
+            },
+        )
+        .as_union_value()
+    });
+    let reply = c.call(&req).await?;
+    open(&reply)
+        .body_as_stream_deleted()
+        .map(|d| StreamDeleted {
+            name: d.name().to_string(),
+            archive_url: d.archive_url().unwrap_or_default().to_string(),
+            archive_objects_deleted: d.archive_objects_deleted(),
+        })
+        .ok_or_else(|| bad(c, "StreamDeleted"))
+}
+
 /// Reshards a stream; answered (by the metadata leader) once the change is
 /// committed, with the stream's new shards. Parents seal in the background.
 pub async fn reshard(c: &Client, stream: &str, op: &Reshard) -> Result<StreamInfo, ClientError> {

@@ -26,18 +26,23 @@ pub enum Operation {
     Create,
     /// Reshard, change retention, restore, manage consumer groups.
     Alter,
-    /// Cluster membership, node drains, access rules.
+    /// Cluster membership, node drains, access rules, AWS access keys,
+    /// deleting streams.
     Admin,
+    /// Read the secrets of AWS access keys, to verify Kinesis API
+    /// signatures (edge agents).
+    Verify,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::Produce,
         Operation::Consume,
         Operation::Describe,
         Operation::Create,
         Operation::Alter,
         Operation::Admin,
+        Operation::Verify,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +53,7 @@ impl Operation {
             Operation::Create => "create",
             Operation::Alter => "alter",
             Operation::Admin => "admin",
+            Operation::Verify => "verify",
         }
     }
 
@@ -79,7 +85,7 @@ impl fmt::Display for Operation {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error(
-        "unknown operation {0:?}; use produce, consume, describe, create, alter, admin or all"
+        "unknown operation {0:?}; use produce, consume, describe, create, alter, admin, verify or all"
     )]
     UnknownOperation(String),
     #[error("a rule needs at least one operation")]
@@ -420,7 +426,7 @@ mod tests {
             Err(RuleError::UnknownOperation("bogus".into()))
         );
         assert_eq!(parse_operations(" , "), Err(RuleError::NoOperation));
-        assert_eq!(parse_operations("all").unwrap().len(), 6);
+        assert_eq!(parse_operations("all").unwrap().len(), 7);
         let mut a = Acl::default();
         assert!(matches!(
             a.add(rule("[", "produce", "*", None)),

@@ -130,6 +130,61 @@ impl AwsKeys {
     }
 }
 
+/// A key as a flatbuffers table.
+pub fn key_to_fb<'b>(
+    fbb: &mut flatbuffers::FlatBufferBuilder<'b>,
+    k: &AwsKey,
+) -> flatbuffers::WIPOffset<strata_schema::fb::AwsKey<'b>> {
+    let access_key_id = Some(fbb.create_string(&k.access_key_id));
+    let secret_access_key = Some(fbb.create_string(&k.secret_access_key));
+    let principal = Some(fbb.create_string(&k.principal));
+    strata_schema::fb::AwsKey::create(
+        fbb,
+        &strata_schema::fb::AwsKeyArgs {
+            access_key_id,
+            secret_access_key,
+            principal,
+        },
+    )
+}
+
+/// A key from the wire.
+pub fn key_from_fb(k: &strata_schema::fb::AwsKey<'_>) -> AwsKey {
+    AwsKey {
+        access_key_id: k.access_key_id().to_string(),
+        secret_access_key: k.secret_access_key().unwrap_or_default().to_string(),
+        principal: k.principal().to_string(),
+    }
+}
+
+/// An `AwsKeyList` reply body.
+pub fn build_key_list<'b>(
+    fbb: &mut flatbuffers::FlatBufferBuilder<'b>,
+    keys: &AwsKeys,
+) -> flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset> {
+    let list: Vec<_> = keys.keys.iter().map(|k| key_to_fb(fbb, k)).collect();
+    let list = Some(fbb.create_vector(&list));
+    strata_schema::fb::AwsKeyList::create(
+        fbb,
+        &strata_schema::fb::AwsKeyListArgs {
+            keys: list,
+            version: keys.version,
+        },
+    )
+    .as_union_value()
+}
+
+/// The keys of an `AwsKeyList` reply.
+pub fn key_list_from_fb(l: &strata_schema::fb::AwsKeyList<'_>) -> AwsKeys {
+    AwsKeys {
+        keys: l
+            .keys()
+            .map(|ks| ks.iter().map(|k| key_from_fb(&k)).collect())
+            .unwrap_or_default(),
+        version: l.version(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +250,11 @@ mod tests {
             r#"{"keys":[{"access_key_id":"SKAAAAAAAAAAAAAAAAAA","secret_access_key":"s","principal":"p"}],"version":3}"#
         );
         assert_eq!(serde_json::from_str::<AwsKeys>(&json).unwrap(), keys);
+        let reply =
+            strata_schema::wire::response(strata_schema::fb::ResponseBody::AwsKeyList, |fbb| {
+                build_key_list(fbb, &keys)
+            });
+        let r = strata_schema::wire::decode_response(&reply).unwrap();
+        assert_eq!(key_list_from_fb(&r.body_as_aws_key_list().unwrap()), keys);
     }
 }

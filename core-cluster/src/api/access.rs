@@ -55,7 +55,24 @@ pub fn needs<'a>(req: &fb::Request<'a>) -> Option<(Operation, &'a str)> {
             .body_as_group_heartbeat_request()
             .map(|r| (O::Consume, r.stream())),
         B::ClusterStatusRequest | B::AclListRequest => Some((O::Describe, all)),
-        B::ChangeMembershipRequest | B::AclChangeRequest => Some((O::Admin, all)),
+        B::ChangeMembershipRequest
+        | B::AclChangeRequest
+        | B::AwsKeyIssueRequest
+        | B::AwsKeyRevokeRequest => Some((O::Admin, all)),
+        // Secrets only for those who verify signatures (edge agents).
+        B::AwsKeyListRequest => req.body_as_aws_key_list_request().map(|r| {
+            (
+                if r.with_secrets() {
+                    O::Verify
+                } else {
+                    O::Describe
+                },
+                all,
+            )
+        }),
+        B::DeleteStreamRequest => req
+            .body_as_delete_stream_request()
+            .map(|r| (O::Admin, r.name())),
         // ListStreams is filtered; WhoAmI and RegisterProducer are open to
         // every authenticated caller; an unknown type is refused later.
         _ => None,

@@ -219,10 +219,13 @@ impl CoreHandler {
             fb::RequestBody::ProduceRequest => Err(invalid(
                 "this is a core node: produce through an edge agent (strata produce --edge ADDR)",
             )),
-            other => Err(RemoteError::new(
-                ErrorCode::MalformedRequest,
-                format!("unknown request type {}", other.0),
-            )),
+            other => match super::admin::dispatch(&self.node, &req).await {
+                Some(reply) => reply,
+                None => Err(RemoteError::new(
+                    ErrorCode::MalformedRequest,
+                    format!("unknown request type {}", other.0),
+                )),
+            },
         }
     }
 

@@ -7,6 +7,7 @@
 //! the catalog ([`place`]), computed by the leader before proposing.
 
 pub mod caps;
+pub mod delete;
 pub mod groups;
 pub mod model;
 pub mod reshard;
@@ -61,6 +62,18 @@ pub enum MetaCommand {
         add: Option<strata_protocol::acl::Rule>,
         remove: u64,
     },
+    /// `strata identity issue NAME --aws-key`: the key the leader drew.
+    IssueAwsKey(strata_protocol::aws_key::AwsKey),
+    /// `strata identity revoke-aws-key ID`.
+    RevokeAwsKey(String),
+    /// `strata stream delete` ([`delete`]): the stream leaves the catalog;
+    /// the nodes that held its replicas remove them.
+    DeleteStream(String),
+    /// `node` closed and removed its replicas of a deleted stream.
+    StreamPurged {
+        stream: String,
+        node: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +110,14 @@ pub struct Catalog {
     /// Access rules (default deny; superusers are a daemon setting).
     #[serde(default)]
     pub acl: strata_protocol::acl::Acl,
+    /// AWS access keys of principals (the edge's Kinesis API).
+    #[serde(default)]
+    pub aws_keys: strata_protocol::aws_key::AwsKeys,
+    /// Deleted streams whose replicas some nodes still have to remove:
+    /// stream → those nodes. The name cannot be created again until the
+    /// set is empty ([`delete`]).
+    #[serde(default)]
+    pub deleting: BTreeMap<String, std::collections::BTreeSet<u64>>,
 }
 
 impl Catalog {
@@ -105,6 +126,8 @@ impl Catalog {
             MetaCommand::CreateStream(s) => {
                 if self.streams.contains_key(&s.name) {
                     MetaResponse::AlreadyExists
+                } else if let Some(e) = self.still_deleting(&s.name) {
+                    MetaResponse::Refused(e)
                 } else {
                     self.streams.insert(s.name.clone(), s.clone());
                     MetaResponse::Created
@@ -233,12 +256,32 @@ impl Catalog {
                 };
                 MetaResponse::AclChanged { added_id }
             }
+            MetaCommand::IssueAwsKey(key) => {
+                if key.principal.is_empty() {
+                    return MetaResponse::Refused("an AWS key needs a principal".into());
+                }
+                if self.aws_keys.add(key.clone()) {
+                    MetaResponse::Done
+                } else {
+                    MetaResponse::Refused(format!(
+                        "AWS access key {} exists already",
+                        key.access_key_id
+                    ))
+                }
+            }
+            MetaCommand::RevokeAwsKey(id) => match self.aws_keys.remove(id) {
+                Some(_) => MetaResponse::Done,
+                None => MetaResponse::Refused(format!("there is no AWS access key {id}")),
+            },
+            MetaCommand::DeleteStream(name) => self.delete_stream(name),
+            MetaCommand::StreamPurged { stream, node } => self.stream_purged(stream, *node),
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {
                     MetaResponse::Refused(format!("node {id} still holds replicas"))
                 } else {
                     self.nodes.remove(id);
                     self.forgotten.insert(*id);
+                    self.forget_deleting(*id);
                     MetaResponse::Done
                 }
             }
@@ -578,6 +621,29 @@ mod tests {
             .contains("already uses"));
         n.id = 0;
         assert!(c.check_new_node(&n).is_err());
+    }
+
+    #[test]
+    fn aws_keys_are_issued_and_revoked_raising_the_version() {
+        use rand::SeedableRng;
+        use strata_protocol::aws_key::AwsKey;
+        let mut c = Catalog::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let key = AwsKey::generate("admin", &mut rng);
+        let issue = MetaCommand::IssueAwsKey(key.clone());
+        assert_eq!(c.apply(&issue), MetaResponse::Done);
+        assert!(matches!(c.apply(&issue), MetaResponse::Refused(_)));
+        assert_eq!(c.aws_keys.find(&key.access_key_id), Some(&key));
+        assert_eq!(c.aws_keys.version, 1);
+        let nobody = MetaCommand::IssueAwsKey(AwsKey::generate("", &mut rng));
+        assert!(matches!(c.apply(&nobody), MetaResponse::Refused(_)));
+        let revoke = MetaCommand::RevokeAwsKey(key.access_key_id.clone());
+        assert_eq!(c.apply(&revoke), MetaResponse::Done);
+        assert_eq!(c.aws_keys.version, 2);
+        let MetaResponse::Refused(why) = c.apply(&revoke) else {
+            panic!("revoked twice");
+        };
+        assert!(why.contains(&key.access_key_id), "{why}");
     }
 
     #[test]

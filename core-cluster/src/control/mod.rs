@@ -11,11 +11,13 @@
 //! - [`replicas`]: replica moves, closing moved-away replicas, and handing
 //!   leadership back to a shard's preferred replica (when:
 //!   [`crate::shard::hand_over`]);
+//! - [`purge`]: removing the replicas of deleted streams;
 //! - [`lag`]: consumer-group lag gauges;
 //! - [`tiering`]: uploads, expiry and local purges per shard.
 
 pub mod lag;
 pub mod meta_members;
+pub mod purge;
 pub mod replicas;
 pub mod tiering;
 
@@ -82,6 +84,7 @@ impl Node {
             self.open_shards(s).await?;
         }
         self.seal_closing(&streams).await;
+        self.purge_deleted().await;
         self.close_unhosted(&streams);
         self.converge_replicas(&streams);
         Ok(())

@@ -431,10 +431,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 18;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -454,6 +454,10 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
   RequestBody::AclChangeRequest,
   RequestBody::AclListRequest,
   RequestBody::ProducerHighWaterRequest,
+  RequestBody::AwsKeyIssueRequest,
+  RequestBody::AwsKeyRevokeRequest,
+  RequestBody::AwsKeyListRequest,
+  RequestBody::DeleteStreamRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -480,9 +484,13 @@ impl RequestBody {
   pub const AclChangeRequest: Self = Self(16);
   pub const AclListRequest: Self = Self(17);
   pub const ProducerHighWaterRequest: Self = Self(18);
+  pub const AwsKeyIssueRequest: Self = Self(19);
+  pub const AwsKeyRevokeRequest: Self = Self(20);
+  pub const AwsKeyListRequest: Self = Self(21);
+  pub const DeleteStreamRequest: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -503,6 +511,10 @@ impl RequestBody {
     Self::AclChangeRequest,
     Self::AclListRequest,
     Self::ProducerHighWaterRequest,
+    Self::AwsKeyIssueRequest,
+    Self::AwsKeyRevokeRequest,
+    Self::AwsKeyListRequest,
+    Self::DeleteStreamRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -526,6 +538,10 @@ impl RequestBody {
       Self::AclChangeRequest => Some("AclChangeRequest"),
       Self::AclListRequest => Some("AclListRequest"),
       Self::ProducerHighWaterRequest => Some("ProducerHighWaterRequest"),
+      Self::AwsKeyIssueRequest => Some("AwsKeyIssueRequest"),
+      Self::AwsKeyRevokeRequest => Some("AwsKeyRevokeRequest"),
+      Self::AwsKeyListRequest => Some("AwsKeyListRequest"),
+      Self::DeleteStreamRequest => Some("DeleteStreamRequest"),
       _ => None,
     }
   }
@@ -585,10 +601,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 13;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 14] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 16] = [
   ResponseBody::NONE,
   ResponseBody::Error,
   ResponseBody::ProduceResponse,
@@ -603,6 +619,8 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 14] = [
   ResponseBody::WhoAmI,
   ResponseBody::AclList,
   ResponseBody::ProducerHighWater,
+  ResponseBody::AwsKeyList,
+  ResponseBody::StreamDeleted,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -624,9 +642,11 @@ impl ResponseBody {
   pub const WhoAmI: Self = Self(11);
   pub const AclList: Self = Self(12);
   pub const ProducerHighWater: Self = Self(13);
+  pub const AwsKeyList: Self = Self(14);
+  pub const StreamDeleted: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 13;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Error,
@@ -642,6 +662,8 @@ impl ResponseBody {
     Self::WhoAmI,
     Self::AclList,
     Self::ProducerHighWater,
+    Self::AwsKeyList,
+    Self::StreamDeleted,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -660,6 +682,8 @@ impl ResponseBody {
       Self::WhoAmI => Some("WhoAmI"),
       Self::AclList => Some("AclList"),
       Self::ProducerHighWater => Some("ProducerHighWater"),
+      Self::AwsKeyList => Some("AwsKeyList"),
+      Self::StreamDeleted => Some("StreamDeleted"),
       _ => None,
     }
   }
@@ -6286,7 +6310,8 @@ pub enum AclRuleOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// One access rule (see docs/security.md). `operations` is a bit set:
-/// 1 produce, 2 consume, 4 describe, 8 create, 16 alter, 32 admin.
+/// 1 produce, 2 consume, 4 describe, 8 create, 16 alter, 32 admin,
+/// 64 verify (read AWS key secrets: edge agents).
 pub struct AclRule<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -7051,6 +7076,804 @@ impl ::core::fmt::Debug for ProducerHighWater<'_> {
       ds.finish()
   }
 }
+pub enum AwsKeyOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// An AWS access key of a Strata principal: the edge's Kinesis API verifies
+/// AWS Signature V4 with its secret and applies the principal's access rules
+/// (see docs/security.md, "AWS access keys").
+pub struct AwsKey<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AwsKey<'a> {
+  type Inner = AwsKey<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AwsKey<'a> {
+  pub const VT_ACCESS_KEY_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SECRET_ACCESS_KEY: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AwsKey { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AwsKeyArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AwsKey<'bldr>> {
+    let mut builder = AwsKeyBuilder::new(_fbb);
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    if let Some(x) = args.secret_access_key { builder.add_secret_access_key(x); }
+    if let Some(x) = args.access_key_id { builder.add_access_key_id(x); }
+    builder.finish()
+  }
+
+
+  /// 20 characters: `SK` then 18 of A-Z0-9.
+  #[inline]
+  pub fn access_key_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AwsKey::VT_ACCESS_KEY_ID, None).unwrap()}
+  }
+  /// 40 characters; empty in listings for callers who may not read secrets.
+  #[inline]
+  pub fn secret_access_key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AwsKey::VT_SECRET_ACCESS_KEY, None)}
+  }
+  #[inline]
+  pub fn principal(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AwsKey::VT_PRINCIPAL, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AwsKey<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("access_key_id", Self::VT_ACCESS_KEY_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("secret_access_key", Self::VT_SECRET_ACCESS_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AwsKeyArgs<'a> {
+    pub access_key_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub secret_access_key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AwsKeyArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AwsKeyArgs {
+      access_key_id: None, // required field
+      secret_access_key: None,
+      principal: None, // required field
+    }
+  }
+}
+
+pub struct AwsKeyBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AwsKeyBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_access_key_id(&mut self, access_key_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKey::VT_ACCESS_KEY_ID, access_key_id);
+  }
+  #[inline]
+  pub fn add_secret_access_key(&mut self, secret_access_key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKey::VT_SECRET_ACCESS_KEY, secret_access_key);
+  }
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKey::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AwsKeyBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AwsKeyBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AwsKey<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AwsKey::VT_ACCESS_KEY_ID,"access_key_id");
+    self.fbb_.required(o, AwsKey::VT_PRINCIPAL,"principal");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AwsKey<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AwsKey");
+      ds.field("access_key_id", &self.access_key_id());
+      ds.field("secret_access_key", &self.secret_access_key());
+      ds.field("principal", &self.principal());
+      ds.finish()
+  }
+}
+pub enum AwsKeyIssueRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Creates a key for `principal` (the core draws id and secret). Needs
+/// `admin`. Answered with an `AwsKeyList` holding only the new key, secret
+/// included: the one time an operator sees it.
+pub struct AwsKeyIssueRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AwsKeyIssueRequest<'a> {
+  type Inner = AwsKeyIssueRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AwsKeyIssueRequest<'a> {
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AwsKeyIssueRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AwsKeyIssueRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AwsKeyIssueRequest<'bldr>> {
+    let mut builder = AwsKeyIssueRequestBuilder::new(_fbb);
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn principal(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AwsKeyIssueRequest::VT_PRINCIPAL, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AwsKeyIssueRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AwsKeyIssueRequestArgs<'a> {
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AwsKeyIssueRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AwsKeyIssueRequestArgs {
+      principal: None, // required field
+    }
+  }
+}
+
+pub struct AwsKeyIssueRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AwsKeyIssueRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKeyIssueRequest::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AwsKeyIssueRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AwsKeyIssueRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AwsKeyIssueRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AwsKeyIssueRequest::VT_PRINCIPAL,"principal");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AwsKeyIssueRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AwsKeyIssueRequest");
+      ds.field("principal", &self.principal());
+      ds.finish()
+  }
+}
+pub enum AwsKeyRevokeRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Deletes a key. Needs `admin`. Answered with the remaining keys
+/// (without secrets).
+pub struct AwsKeyRevokeRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AwsKeyRevokeRequest<'a> {
+  type Inner = AwsKeyRevokeRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AwsKeyRevokeRequest<'a> {
+  pub const VT_ACCESS_KEY_ID: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AwsKeyRevokeRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AwsKeyRevokeRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AwsKeyRevokeRequest<'bldr>> {
+    let mut builder = AwsKeyRevokeRequestBuilder::new(_fbb);
+    if let Some(x) = args.access_key_id { builder.add_access_key_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn access_key_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AwsKeyRevokeRequest::VT_ACCESS_KEY_ID, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AwsKeyRevokeRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("access_key_id", Self::VT_ACCESS_KEY_ID, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AwsKeyRevokeRequestArgs<'a> {
+    pub access_key_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AwsKeyRevokeRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AwsKeyRevokeRequestArgs {
+      access_key_id: None, // required field
+    }
+  }
+}
+
+pub struct AwsKeyRevokeRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AwsKeyRevokeRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_access_key_id(&mut self, access_key_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKeyRevokeRequest::VT_ACCESS_KEY_ID, access_key_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AwsKeyRevokeRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AwsKeyRevokeRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AwsKeyRevokeRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AwsKeyRevokeRequest::VT_ACCESS_KEY_ID,"access_key_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AwsKeyRevokeRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AwsKeyRevokeRequest");
+      ds.field("access_key_id", &self.access_key_id());
+      ds.finish()
+  }
+}
+pub enum AwsKeyListRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Every key. Needs `describe` on every stream (`*`); `with_secrets` needs
+/// `verify` on `*` (edge agents, which verify signatures) or a superuser.
+pub struct AwsKeyListRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AwsKeyListRequest<'a> {
+  type Inner = AwsKeyListRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AwsKeyListRequest<'a> {
+  pub const VT_WITH_SECRETS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AwsKeyListRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AwsKeyListRequestArgs
+  ) -> ::flatbuffers::WIPOffset<AwsKeyListRequest<'bldr>> {
+    let mut builder = AwsKeyListRequestBuilder::new(_fbb);
+    builder.add_with_secrets(args.with_secrets);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn with_secrets(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AwsKeyListRequest::VT_WITH_SECRETS, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AwsKeyListRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<bool>("with_secrets", Self::VT_WITH_SECRETS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AwsKeyListRequestArgs {
+    pub with_secrets: bool,
+}
+impl<'a> Default for AwsKeyListRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    AwsKeyListRequestArgs {
+      with_secrets: false,
+    }
+  }
+}
+
+pub struct AwsKeyListRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AwsKeyListRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_with_secrets(&mut self, with_secrets: bool) {
+    self.fbb_.push_slot::<bool>(AwsKeyListRequest::VT_WITH_SECRETS, with_secrets, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AwsKeyListRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AwsKeyListRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AwsKeyListRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AwsKeyListRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AwsKeyListRequest");
+      ds.field("with_secrets", &self.with_secrets());
+      ds.finish()
+  }
+}
+pub enum AwsKeyListOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AwsKeyList<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AwsKeyList<'a> {
+  type Inner = AwsKeyList<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AwsKeyList<'a> {
+  pub const VT_KEYS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VERSION: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AwsKeyList { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AwsKeyListArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AwsKeyList<'bldr>> {
+    let mut builder = AwsKeyListBuilder::new(_fbb);
+    builder.add_version(args.version);
+    if let Some(x) = args.keys { builder.add_keys(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn keys(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AwsKey<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AwsKey>>>>(AwsKeyList::VT_KEYS, None)}
+  }
+  /// Raised by every change.
+  #[inline]
+  pub fn version(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(AwsKeyList::VT_VERSION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AwsKeyList<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AwsKey>>>>("keys", Self::VT_KEYS, false)?
+     .visit_field::<u64>("version", Self::VT_VERSION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AwsKeyListArgs<'a> {
+    pub keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AwsKey<'a>>>>>,
+    pub version: u64,
+}
+impl<'a> Default for AwsKeyListArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AwsKeyListArgs {
+      keys: None,
+      version: 0,
+    }
+  }
+}
+
+pub struct AwsKeyListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AwsKeyListBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_keys(&mut self, keys: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AwsKey<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AwsKeyList::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn add_version(&mut self, version: u64) {
+    self.fbb_.push_slot::<u64>(AwsKeyList::VT_VERSION, version, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AwsKeyListBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AwsKeyListBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AwsKeyList<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AwsKeyList<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AwsKeyList");
+      ds.field("keys", &self.keys());
+      ds.field("version", &self.version());
+      ds.finish()
+  }
+}
+pub enum DeleteStreamRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Removes a stream everywhere: its catalog entry, consumer groups, and the
+/// shard groups with their data on every replica. The archive under the
+/// stream's prefix is kept unless `purge_archive`. Needs `admin`.
+pub struct DeleteStreamRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteStreamRequest<'a> {
+  type Inner = DeleteStreamRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteStreamRequest<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PURGE_ARCHIVE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteStreamRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteStreamRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteStreamRequest<'bldr>> {
+    let mut builder = DeleteStreamRequestBuilder::new(_fbb);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_purge_archive(args.purge_archive);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DeleteStreamRequest::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn purge_archive(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DeleteStreamRequest::VT_PURGE_ARCHIVE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteStreamRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<bool>("purge_archive", Self::VT_PURGE_ARCHIVE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteStreamRequestArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub purge_archive: bool,
+}
+impl<'a> Default for DeleteStreamRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteStreamRequestArgs {
+      name: None, // required field
+      purge_archive: false,
+    }
+  }
+}
+
+pub struct DeleteStreamRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteStreamRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteStreamRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_purge_archive(&mut self, purge_archive: bool) {
+    self.fbb_.push_slot::<bool>(DeleteStreamRequest::VT_PURGE_ARCHIVE, purge_archive, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteStreamRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteStreamRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteStreamRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, DeleteStreamRequest::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteStreamRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteStreamRequest");
+      ds.field("name", &self.name());
+      ds.field("purge_archive", &self.purge_archive());
+      ds.finish()
+  }
+}
+pub enum StreamDeletedOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct StreamDeleted<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for StreamDeleted<'a> {
+  type Inner = StreamDeleted<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> StreamDeleted<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ARCHIVE_URL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ARCHIVE_OBJECTS_DELETED: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    StreamDeleted { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args StreamDeletedArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<StreamDeleted<'bldr>> {
+    let mut builder = StreamDeletedBuilder::new(_fbb);
+    builder.add_archive_objects_deleted(args.archive_objects_deleted);
+    if let Some(x) = args.archive_url { builder.add_archive_url(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(StreamDeleted::VT_NAME, None).unwrap()}
+  }
+  /// Where the stream's archive is (empty: none configured).
+  #[inline]
+  pub fn archive_url(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(StreamDeleted::VT_ARCHIVE_URL, None)}
+  }
+  /// Objects deleted from the archive (with `purge_archive`).
+  #[inline]
+  pub fn archive_objects_deleted(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StreamDeleted::VT_ARCHIVE_OBJECTS_DELETED, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for StreamDeleted<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("archive_url", Self::VT_ARCHIVE_URL, false)?
+     .visit_field::<u64>("archive_objects_deleted", Self::VT_ARCHIVE_OBJECTS_DELETED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct StreamDeletedArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub archive_url: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub archive_objects_deleted: u64,
+}
+impl<'a> Default for StreamDeletedArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    StreamDeletedArgs {
+      name: None, // required field
+      archive_url: None,
+      archive_objects_deleted: 0,
+    }
+  }
+}
+
+pub struct StreamDeletedBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StreamDeletedBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDeleted::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_archive_url(&mut self, archive_url: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StreamDeleted::VT_ARCHIVE_URL, archive_url);
+  }
+  #[inline]
+  pub fn add_archive_objects_deleted(&mut self, archive_objects_deleted: u64) {
+    self.fbb_.push_slot::<u64>(StreamDeleted::VT_ARCHIVE_OBJECTS_DELETED, archive_objects_deleted, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StreamDeletedBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    StreamDeletedBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<StreamDeleted<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, StreamDeleted::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for StreamDeleted<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("StreamDeleted");
+      ds.field("name", &self.name());
+      ds.field("archive_url", &self.archive_url());
+      ds.field("archive_objects_deleted", &self.archive_objects_deleted());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7352,6 +8175,62 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_aws_key_issue_request(&self) -> Option<AwsKeyIssueRequest<'a>> {
+    if self.body_type() == RequestBody::AwsKeyIssueRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AwsKeyIssueRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_aws_key_revoke_request(&self) -> Option<AwsKeyRevokeRequest<'a>> {
+    if self.body_type() == RequestBody::AwsKeyRevokeRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AwsKeyRevokeRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_aws_key_list_request(&self) -> Option<AwsKeyListRequest<'a>> {
+    if self.body_type() == RequestBody::AwsKeyListRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AwsKeyListRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_stream_request(&self) -> Option<DeleteStreamRequest<'a>> {
+    if self.body_type() == RequestBody::DeleteStreamRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { DeleteStreamRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -7380,6 +8259,10 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::AclChangeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclChangeRequest>>("RequestBody::AclChangeRequest", pos),
           RequestBody::AclListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclListRequest>>("RequestBody::AclListRequest", pos),
           RequestBody::ProducerHighWaterRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerHighWaterRequest>>("RequestBody::ProducerHighWaterRequest", pos),
+          RequestBody::AwsKeyIssueRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyIssueRequest>>("RequestBody::AwsKeyIssueRequest", pos),
+          RequestBody::AwsKeyRevokeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyRevokeRequest>>("RequestBody::AwsKeyRevokeRequest", pos),
+          RequestBody::AwsKeyListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyListRequest>>("RequestBody::AwsKeyListRequest", pos),
+          RequestBody::DeleteStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteStreamRequest>>("RequestBody::DeleteStreamRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -7556,6 +8439,34 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ProducerHighWaterRequest => {
           if let Some(x) = self.body_as_producer_high_water_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AwsKeyIssueRequest => {
+          if let Some(x) = self.body_as_aws_key_issue_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AwsKeyRevokeRequest => {
+          if let Some(x) = self.body_as_aws_key_revoke_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AwsKeyListRequest => {
+          if let Some(x) = self.body_as_aws_key_list_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::DeleteStreamRequest => {
+          if let Some(x) = self.body_as_delete_stream_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -7952,6 +8863,34 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_aws_key_list(&self) -> Option<AwsKeyList<'a>> {
+    if self.body_type() == ResponseBody::AwsKeyList {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { AwsKeyList::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_stream_deleted(&self) -> Option<StreamDeleted<'a>> {
+    if self.body_type() == ResponseBody::StreamDeleted {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { StreamDeleted::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -7975,6 +8914,8 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::WhoAmI => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<WhoAmI>>("ResponseBody::WhoAmI", pos),
           ResponseBody::AclList => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AclList>>("ResponseBody::AclList", pos),
           ResponseBody::ProducerHighWater => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProducerHighWater>>("ResponseBody::ProducerHighWater", pos),
+          ResponseBody::AwsKeyList => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyList>>("ResponseBody::AwsKeyList", pos),
+          ResponseBody::StreamDeleted => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StreamDeleted>>("ResponseBody::StreamDeleted", pos),
           _ => Ok(()),
         }
      })?
@@ -8116,6 +9057,20 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::ProducerHighWater => {
           if let Some(x) = self.body_as_producer_high_water() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::AwsKeyList => {
+          if let Some(x) = self.body_as_aws_key_list() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::StreamDeleted => {
+          if let Some(x) = self.body_as_stream_deleted() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
