@@ -7,8 +7,10 @@
 
 use crate::config::EdgeConfig;
 use crate::forward;
+use crate::registry::aws_keys::AwsKeyStore;
 use crate::registry::identity::{Identity, StartMode};
-use crate::registry::{producer, Registry};
+use crate::registry::rules::{self, Rules};
+use crate::registry::{producer, Registry, RegistryError};
 use crate::startup::{self, StartError};
 use std::sync::Arc;
 use strata_client::cluster::Cluster;
@@ -52,4 +54,26 @@ pub async fn start(
         shutdown,
     ));
     Ok(registry)
+}
+
+/// What the agent checks callers against, copies of the core's: the access
+/// rules (every produce, on any port) and the AWS access keys (signatures
+/// on the Kinesis API).
+pub struct Access {
+    pub rules: Arc<Rules>,
+    pub aws_keys: Arc<AwsKeyStore>,
+}
+
+/// Opens the agent's copies of the rules and keys (from its data
+/// directory, so they apply while the core is away) and keeps them in step
+/// with the core until `shutdown`.
+pub fn start_access(
+    cfg: &EdgeConfig,
+    core: Arc<Cluster>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Access, RegistryError> {
+    let rules = Rules::open(&cfg.data_dir, cfg.superusers.clone())?;
+    let aws_keys = AwsKeyStore::open(&cfg.data_dir)?;
+    tokio::spawn(rules::sync(rules.clone(), aws_keys.clone(), core, shutdown));
+    Ok(Access { rules, aws_keys })
 }

@@ -71,16 +71,11 @@ async fn run(args: Args) -> Result<()> {
     let registry = strata_edge::agent::start(cfg.clone(), core.clone(), mode, stop_rx.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rules = strata_edge::registry::rules::Rules::open(&cfg.data_dir, cfg.superusers.clone())?;
-    tokio::spawn(strata_edge::registry::rules::sync(
-        rules.clone(),
-        core.clone(),
-        stop_rx.clone(),
-    ));
+    let access = strata_edge::agent::start_access(&cfg, core.clone(), stop_rx.clone())?;
     tracing::info!(addr = %cfg.listen_addr, core = ?cfg.core_addrs, "strata-edge listening (QUIC)");
     let server = tokio::spawn(serve(
         endpoint,
-        Arc::new(EdgeHandler::new(registry.clone(), rules)),
+        Arc::new(EdgeHandler::new(registry.clone(), access.rules.clone())),
         cfg.serve_limits(),
         stop_rx,
     ));

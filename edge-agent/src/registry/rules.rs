@@ -2,9 +2,11 @@
 //! a copy of the core's rules, kept in `<data_dir>/acl.json` so the agent
 //! goes on enforcing them (and accepting what they allow) while the core is
 //! unreachable. [`sync`] asks the core every [`SYNC_INTERVAL`] and replaces
-//! the copy when the core's version differs. Before the first copy arrives
+//! the copy when the core's version differs (and does the same for the AWS
+//! access keys, [`super::aws_keys`]). Before the first copy arrives
 //! only the configured superusers may produce (default deny).
 
+use super::aws_keys::AwsKeyStore;
 use super::cache::write_durably;
 use super::RegistryError;
 use std::path::{Path, PathBuf};
@@ -50,13 +52,24 @@ impl Rules {
     /// Whether `caller` may produce to `stream`, and under which keys.
     /// Without client authentication everything is allowed.
     pub fn authorize_produce(&self, caller: &Caller, stream: &str) -> Result<Grant, RemoteError> {
+        self.authorize(caller, Operation::Produce, stream)
+    }
+
+    /// Whether `caller` may do `op` on `stream` (the edge's Kinesis API
+    /// checks reads and stream changes here too, as the core would).
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        stream: &str,
+    ) -> Result<Grant, RemoteError> {
         let Some(principal) = caller.principal.as_deref() else {
             return Ok(Grant::All);
         };
         self.acl
             .read()
             .expect("rules lock")
-            .authorize(&self.superusers, principal, Operation::Produce, stream)
+            .authorize(&self.superusers, principal, op, stream)
             .map_err(|d| RemoteError::new(ErrorCode::PermissionDenied, d.to_string()))
     }
 
@@ -77,8 +90,15 @@ impl Rules {
     }
 }
 
-/// Keeps `rules` equal to the core's until `shutdown`.
-pub async fn sync(rules: Arc<Rules>, core: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+/// Keeps `rules` and `keys` equal to the core's until `shutdown`: one
+/// round trip for each every [`SYNC_INTERVAL`].
+pub async fn sync(
+    rules: Arc<Rules>,
+    keys: Arc<AwsKeyStore>,
+    core: Arc<Cluster>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut keys_denied = false;
     loop {
         match core
             .any(|c| async move { strata_client::access::acl_list(&c).await })
@@ -94,6 +114,29 @@ pub async fn sync(rules: Arc<Rules>, core: Arc<Cluster>, mut shutdown: watch::Re
             }
             Err(e) => {
                 tracing::debug!(error = %e, "asking the core for the access rules; will retry")
+            }
+        }
+        match core
+            .any(|c| async move { strata_client::access::aws_keys_for_edge(&c).await })
+            .await
+        {
+            Ok(k) => {
+                keys_denied = false;
+                let version = k.version;
+                match keys.update(k) {
+                    Ok(true) => tracing::info!(version, "AWS access keys updated from the core"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot keep the AWS access keys"),
+                }
+            }
+            Err(strata_client::ClientError::Remote(e))
+                if e.code == ErrorCode::PermissionDenied && !keys_denied =>
+            {
+                keys_denied = true;
+                tracing::warn!(error = %e, "the core does not let this agent read AWS access keys: the Kinesis API cannot verify signatures; grant the agent's principal `verify` on `*` (docs/security.md)");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "asking the core for the AWS access keys; will retry")
             }
         }
         tokio::select! {
