@@ -56,6 +56,42 @@ pub async fn start(
     Ok(registry)
 }
 
+/// Starts the Kinesis-compatible endpoint when `kinesis_addr` is set:
+/// writes take `edge`'s produce path; signatures are checked against
+/// `keys` unless client authentication is off.
+pub async fn start_kinesis(
+    cfg: &EdgeConfig,
+    edge: Arc<crate::ingest::EdgeHandler>,
+    keys: Arc<crate::registry::aws_keys::AwsKeyStore>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, crate::kinesis::server::StartError> {
+    use crate::kinesis::{ops, seqno, server};
+    let Some(addr) = cfg.kinesis_addr else {
+        return Ok(None);
+    };
+    let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| server::StartError::Bind { addr, source })?;
+    let auth = match cfg.client_auth {
+        strata_runtime::identity::ClientAuthMode::Off => server::Auth::Off,
+        _ => server::Auth::Keys(keys),
+    };
+    let kinesis = ops::Kinesis {
+        edge,
+        iterators: seqno::Iterators::new(&rand::random::<[u8; 32]>()),
+    };
+    tracing::info!(%addr, "strata-edge listening (Kinesis API, HTTPS)");
+    Ok(Some(tokio::spawn(server::serve(
+        listener,
+        tls,
+        kinesis,
+        auth,
+        cfg.serve_limits(),
+        shutdown,
+    ))))
+}
+
 /// What the agent checks callers against, copies of the core's: the access
 /// rules (every produce, on any port) and the AWS access keys (signatures
 /// on the Kinesis API).

@@ -45,6 +45,11 @@ pub struct EdgeConfig {
     /// UDP address of the QUIC ingest endpoint.
     #[serde(default = "default_listen")]
     pub listen_addr: SocketAddr,
+    /// TCP address of the Kinesis-compatible HTTPS endpoint (AWS JSON 1.1,
+    /// SigV4 with AWS keys of Strata principals; docs/kinesis.md), served
+    /// with `tls_cert`/`tls_key`; unset = disabled.
+    #[serde(default)]
+    pub kinesis_addr: Option<SocketAddr>,
     /// Address of the Prometheus `/metrics` endpoint; unset = disabled.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,

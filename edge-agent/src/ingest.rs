@@ -29,6 +29,14 @@ pub struct EdgeHandler {
 }
 
 impl EdgeHandler {
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
+    }
+
     pub fn new(registry: Arc<Registry>, rules: Arc<Rules>) -> Self {
         let limits = registry.cfg().limits();
         Self {
@@ -39,7 +47,7 @@ impl EdgeHandler {
     }
 
     /// The stream's state, asking the core about streams not seen before.
-    async fn stream(&self, name: &str) -> Result<Arc<StreamState>, RemoteError> {
+    pub async fn stream(&self, name: &str) -> Result<Arc<StreamState>, RemoteError> {
         if let Some(s) = self.registry.get(name) {
             return Ok(s);
         }
@@ -68,32 +76,51 @@ impl EdgeHandler {
         r: fb::ProduceRequest<'_>,
         caller: &Caller,
     ) -> Result<Bytes, RemoteError> {
+        let bytes = r.batch().bytes();
+        let (records, _) = self
+            .append_batch(r.stream(), frame.slice_ref(bytes), caller)
+            .await?;
+        Ok(wire::response(fb::ResponseBody::ProduceResponse, |fbb| {
+            fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { records }).as_union_value()
+        }))
+    }
+
+    /// The produce path every front end shares (QUIC here, the Kinesis API
+    /// in `kinesis`): the caller's `produce` right and key prefixes, the
+    /// batch limits, the stream (asked of the core the first time), the
+    /// buffer's group commit. Resolves once the batch is durable, with its
+    /// record count and the buffer position of its first record.
+    pub async fn append_batch(
+        &self,
+        stream_name: &str,
+        batch_bytes: Bytes,
+        caller: &Caller,
+    ) -> Result<(u32, u64), RemoteError> {
         if self.registry.is_halted() {
             return Err(RemoteError::new(
                 ErrorCode::Unavailable,
                 "the agent is stopping: its buffer positions are behind the core (see its log)",
             ));
         }
-        let grant = self.rules.authorize_produce(caller, r.stream())?;
-        let bytes = r.batch().bytes();
-        let summary = batch::verify(bytes, &self.limits)
+        let grant = self.rules.authorize_produce(caller, stream_name)?;
+        let summary = batch::verify(&batch_bytes, &self.limits)
             .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
         if let Grant::KeyPrefixes(_) = grant {
-            let b = batch::open(bytes)
+            let b = batch::open(&batch_bytes)
                 .map_err(|e| RemoteError::new(ErrorCode::MalformedRequest, e.to_string()))?;
             for rec in b.records() {
                 grant
-                    .check_key(caller.name(), r.stream(), rec.key().unwrap_or(""))
+                    .check_key(caller.name(), stream_name, rec.key().unwrap_or(""))
                     .map_err(|d| RemoteError::new(ErrorCode::PermissionDenied, d.to_string()))?;
             }
         }
-        let stream = self.stream(r.stream()).await?;
-        stream
+        let stream = self.stream(stream_name).await?;
+        let first_seq = stream
             .buffer
             .append(
                 summary.records as u32,
                 summary.max_timestamp_ms,
-                frame.slice_ref(bytes),
+                batch_bytes,
             )
             .await
             .map_err(|e| match e {
@@ -101,15 +128,7 @@ impl EdgeHandler {
                 other => RemoteError::new(ErrorCode::Internal, format!("edge buffer: {other}")),
             })?;
         metrics::counter!("strata_edge_records_in_total").increment(summary.records as u64);
-        Ok(wire::response(fb::ResponseBody::ProduceResponse, |fbb| {
-            fb::ProduceResponse::create(
-                fbb,
-                &fb::ProduceResponseArgs {
-                    records: summary.records as u32,
-                },
-            )
-            .as_union_value()
-        }))
+        Ok((summary.records as u32, first_seq))
     }
 }
 

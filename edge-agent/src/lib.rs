@@ -2,6 +2,7 @@
 //! them in durable on-disk buffers, and forwards them to the core.
 //!
 //! - [`ingest`]: the QUIC handler producers talk to;
+//! - [`kinesis`]: the Kinesis-compatible HTTPS endpoint (`kinesis_addr`);
 //! - [`registry`]: the streams this agent knows (buffer, shard map, the
 //!   `streams.json` cache) and its producer id;
 //! - [`buffer`]: one durable buffer per stream;
@@ -23,5 +24,6 @@ pub mod buffer;
 pub mod config;
 pub mod forward;
 pub mod ingest;
+pub mod kinesis;
 pub mod registry;
 pub mod startup;

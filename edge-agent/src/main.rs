@@ -73,12 +73,15 @@ async fn run(args: Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let access = strata_edge::agent::start_access(&cfg, core.clone(), stop_rx.clone())?;
     tracing::info!(addr = %cfg.listen_addr, core = ?cfg.core_addrs, "strata-edge listening (QUIC)");
-    let server = tokio::spawn(serve(
-        endpoint,
-        Arc::new(EdgeHandler::new(registry.clone(), access.rules.clone())),
-        cfg.serve_limits(),
-        stop_rx,
-    ));
+    let handler = Arc::new(EdgeHandler::new(registry.clone(), access.rules.clone()));
+    let kinesis = strata_edge::agent::start_kinesis(
+        &cfg,
+        handler.clone(),
+        access.aws_keys.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+    let server = tokio::spawn(serve(endpoint, handler, cfg.serve_limits(), stop_rx));
     let mut halted = registry.halted();
     let halt = tokio::select! {
         _ = strata_runtime::daemon::shutdown_signal() => None,
@@ -87,6 +90,9 @@ async fn run(args: Args) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(k) = kinesis {
+        let _ = k.await;
+    }
     for (name, s) in registry.streams() {
         let st = s.buffer.stats();
         tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
