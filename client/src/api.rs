@@ -52,10 +52,12 @@ pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, Clie
         .ok_or_else(|| bad(c, "ProduceResponse"))
 }
 
-/// How long a forward may take: commit time grows with the entries it
-/// carries (each piece is one Raft entry), so a fixed short timeout would
-/// retry a large forward forever, while a dead leader must still be noticed
-/// quickly for small ones. 1 s, plus 2 s per MiB.
+/// How long a forward may take: commit time grows with its bytes (the
+/// core writes a forward as one Raft entry, fsynced once, but a slow disk
+/// or a slow follower takes longer for more bytes), so a fixed short
+/// timeout would retry a large forward forever. 1 s, plus 2 s per MiB. A
+/// dead leader is noticed sooner: the edge hedges its forwards
+/// (`Cluster::to_leader_hedged`).
 pub fn forward_timeout(request_bytes: usize) -> Duration {
     Duration::from_millis(1000 + (request_bytes as u64 * 2000) / (1024 * 1024))
 }
