@@ -171,6 +171,30 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A new stream must not write over the archive a deleted stream of the
+    /// same name left (same object keys, same manifest keys).
+    pub(crate) async fn refuse_over_kept_archive(&self, name: &str) -> Result<(), RemoteError> {
+        let exists = self.meta.sm.read(|c| c.streams.contains_key(name));
+        if exists || !self.tier.enabled {
+            return Ok(());
+        }
+        let archived = crate::tiering::archived_shards(&self.tier, name)
+            .await
+            .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("{e:#}")))?;
+        if archived == 0 {
+            return Ok(());
+        }
+        Err(RemoteError::new(
+            ErrorCode::StreamExists,
+            format!(
+                "{} holds the archive of a deleted stream {name:?} ({archived} shard manifest(s)); a new stream of that name would write over it: bring it back with `strata stream restore {name}`, or remove it with `strata stream delete {name} --purge-archive`",
+                self.tier.url
+            ),
+        ))
+    }
+}
+
 /// Deletes every object under the stream's prefix and its manifest copies.
 async fn purge_archive_of(tier: &crate::tiering::Tier, stream: &str) -> Result<u64, RemoteError> {
     use strata_archive::keys;

@@ -123,6 +123,9 @@ impl Node {
         }
         strata_schema::validate_stream_name(name)
             .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        if restore_from.is_none() {
+            self.refuse_over_kept_archive(name).await?;
+        }
         if shards == 0 || shards > self.cfg.shards_max {
             return Err(RemoteError::new(
                 ErrorCode::InvalidArgument,
@@ -167,6 +170,11 @@ impl Node {
                     ErrorCode::StreamExists,
                     format!("stream {name:?} already exists"),
                 ))
+            }
+            // A deleted stream of that name whose replicas are still being
+            // removed (catalog::delete): retryable.
+            MetaReply::Meta(MetaResponse::Refused(m)) => {
+                return Err(RemoteError::new(ErrorCode::Unavailable, m))
             }
             other => {
                 return Err(RemoteError::new(

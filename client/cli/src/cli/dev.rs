@@ -3,6 +3,11 @@
 //! edge agent under the data directory, starts `strata-core` and `strata-edge`
 //! (found beside this executable) as child processes, waits until both answer,
 //! and stops them cleanly on Ctrl-C. Data and offsets survive restarts.
+//!
+//! The edge also serves the Kinesis API (`--kinesis-addr`); an AWS access
+//! key of the `admin` principal is written to `DATA_DIR/aws/credentials`
+//! (profile `strata`, mode 0600) on the first start and reused afterwards
+//! as long as the cluster still knows it.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -25,6 +30,9 @@ pub struct DevArgs {
     /// Core node QUIC address.
     #[arg(long, default_value = super::DEFAULT_CORE)]
     pub core_addr: SocketAddr,
+    /// Edge Kinesis API address (HTTPS, AWS JSON 1.1 with SigV4).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub kinesis_addr: SocketAddr,
     /// Edge metrics address (Prometheus).
     #[arg(long, default_value = "127.0.0.1:9400")]
     pub edge_metrics_addr: SocketAddr,
@@ -125,10 +133,11 @@ pub async fn run(a: DevArgs) -> Result<()> {
         &edge_toml,
         format!(
             "# Written by `strata dev` at every start; see deploy/config/edge.example.toml.\n\
-             data_dir = {}\nlisten_addr = \"{}\"\nmetrics_addr = \"{}\"\ntls_cert = {}\ntls_key = {}\n\
-             core_addrs = [\"{}\"]\ncore_ca = {}\nsuperusers = [\"admin\"]\n",
+             data_dir = {}\nlisten_addr = \"{}\"\nkinesis_addr = \"{}\"\nmetrics_addr = \"{}\"\n\
+             tls_cert = {}\ntls_key = {}\ncore_addrs = [\"{}\"]\ncore_ca = {}\nsuperusers = [\"admin\"]\n",
             toml_path(&dir.join("edge")),
             a.edge_addr,
+            a.kinesis_addr,
             a.edge_metrics_addr,
             toml_path(&pki.edge.cert),
             toml_path(&pki.edge.key),
@@ -178,6 +187,13 @@ pub async fn run(a: DevArgs) -> Result<()> {
         return Err(e);
     }
 
+    let credentials = dir.join("aws").join("credentials");
+    if let Err(e) = ensure_aws_key(a.core_addr, &pki.ca, &credentials).await {
+        stop(&mut edge, "strata-edge").await;
+        stop(&mut core, "strata-core").await;
+        return Err(e.context("writing the dev AWS access key"));
+    }
+
     let ca = pki.ca.display();
     println!(
         "\nStrata is running (data in {dir}).\n\
@@ -191,7 +207,12 @@ pub async fn run(a: DevArgs) -> Result<()> {
          \x20 strata produce sensors --generate 100000 --size 100\n\
          \x20 strata consume sensors --from oldest --limit 5 --json\n\
          \x20 strata stream describe sensors\n\n\
+         Kinesis API (admin's AWS key in {creds}, profile strata):\n\
+         \x20 AWS_SHARED_CREDENTIALS_FILE={creds} AWS_PROFILE=strata AWS_DEFAULT_REGION=us-east-1 \\\n\
+         \x20   aws --endpoint-url https://{kinesis} --ca-bundle {ca} kinesis list-streams\n\n\
          Ctrl-C stops both; starting again keeps all data and offsets.",
+        creds = credentials.display(),
+        kinesis = a.kinesis_addr,
         dir = dir.display(),
         edge = a.edge_addr,
         core = a.core_addr,
@@ -213,6 +234,43 @@ pub async fn run(a: DevArgs) -> Result<()> {
     stop(&mut core, "strata-core").await;
     println!("stopped; data kept in {}", dir.display());
     outcome
+}
+
+/// Makes `credentials` hold an AWS key of `admin` that the cluster knows:
+/// the one already there, or a new one (profile `strata`, 0600).
+async fn ensure_aws_key(core: SocketAddr, ca: &Path, credentials: &Path) -> Result<()> {
+    const PROFILE: &str = "strata";
+    let cluster = strata_client::cluster::Cluster::new(vec![core], ca)?;
+    let known = cluster
+        .any(|c| async move { strata_client::access::aws_key_list(&c, false).await })
+        .await?;
+    let held = std::fs::read_to_string(credentials)
+        .ok()
+        .and_then(|t| super::aws_credentials::read_profile(&t, PROFILE));
+    let still_known = held.as_ref().is_some_and(|(id, _)| {
+        known
+            .keys
+            .iter()
+            .any(|k| &k.access_key_id == id && k.principal == "admin")
+    });
+    if !still_known {
+        let key = cluster
+            .any(|c| async move { strata_client::access::aws_key_issue(&c, "admin").await })
+            .await?;
+        super::aws_credentials::write_profile(
+            credentials,
+            PROFILE,
+            &key.access_key_id,
+            &key.secret_access_key,
+        )?;
+        println!(
+            "issued an AWS access key for admin ({}) into {}",
+            key.access_key_id,
+            credentials.display()
+        );
+    }
+    cluster.close().await;
+    Ok(())
 }
 
 fn spawn(name: &str, config: &Path, log: &Path) -> Result<Child> {

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod access;
+mod aws_credentials;
 mod cluster;
 mod consume;
 mod dev;
@@ -123,7 +124,8 @@ pub enum Cmd {
         #[arg(long, default_value = DEFAULT_CORE, global = true, value_parser = parse_seeds)]
         core: Seeds,
     },
-    /// Client certificates from the dev CA (development and tests).
+    /// Client certificates from the dev CA (development and tests), and
+    /// AWS access keys of principals (the edge's Kinesis API).
     Identity {
         #[command(subcommand)]
         cmd: access::IdentityCmd,
@@ -140,7 +142,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Query(a) => query::run(a).await,
         Cmd::Whoami { tls, core } => access::whoami(&tls, &core).await,
         Cmd::Acl { cmd, tls, core } => access::acl(cmd, &tls, &core).await,
-        Cmd::Identity { cmd } => access::identity(cmd),
+        Cmd::Identity { cmd } => access::identity(cmd).await,
     }
 }
 

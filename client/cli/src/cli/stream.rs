@@ -1,4 +1,4 @@
-//! `strata stream create|restore|list|describe|split|merge|scale`.
+//! `strata stream create|restore|list|describe|split|merge|scale|delete`.
 
 use super::{Seeds, TlsArgs};
 use anyhow::Result;
@@ -50,6 +50,18 @@ pub enum StreamCmd {
         /// Replicas per shard (default as for `create`).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         replication: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stream everywhere (needs `admin`): its catalog entry,
+    /// consumer groups, and every replica's data. Edge agents refuse new
+    /// records for it. The Parquet archive is kept (`strata stream restore`
+    /// brings the stream back) unless --purge-archive.
+    Delete {
+        name: String,
+        /// Also delete the stream's archive (objects and manifest copies).
+        #[arg(long)]
+        purge_archive: bool,
         #[arg(long)]
         json: bool,
     },
@@ -220,6 +232,39 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
                     s.shards.len()
                 );
                 print_describe(&s);
+            }
+        }
+        StreamCmd::Delete {
+            name,
+            purge_archive,
+            json,
+        } => {
+            let name = &name;
+            let d = c
+                .any(|c| async move { api::delete_stream(&c, name, purge_archive).await })
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": d.name,
+                        "archive_url": d.archive_url,
+                        "archive_objects_deleted": d.archive_objects_deleted,
+                    })
+                );
+            } else {
+                println!("deleted stream {}", d.name);
+                match (d.archive_url.is_empty(), purge_archive) {
+                    (true, _) => {}
+                    (false, true) => println!(
+                        "purged its archive at {} ({} objects)",
+                        d.archive_url, d.archive_objects_deleted
+                    ),
+                    (false, false) => println!(
+                        "its archive is kept at {} (strata stream restore {} brings it back; strata stream delete {} --purge-archive removes it)",
+                        d.archive_url, d.name, d.name
+                    ),
+                }
             }
         }
         StreamCmd::List { json } => {
