@@ -320,7 +320,7 @@ impl Kinesis {
                 let t = r
                     .timestamp
                     .ok_or_else(|| KinesisError::invalid("AT_TIMESTAMP needs Timestamp"))?;
-                Start::TimestampMs((t * 1000.0) as i64)
+                Start::TimestampMs((t * 1000.0).round() as i64)
             }
             other => {
                 return Err(KinesisError::invalid(format!(
