@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use strata_client::cluster::Cluster;
 use strata_client::ClientError;
 use strata_protocol::StreamInfo;
+use strata_schema::fb::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
 /// Why the registry could not load or save its state.
@@ -94,7 +95,15 @@ pub struct StreamState {
     /// shard → the position after the agent's last record in it. Learned
     /// again after a restart.
     pub closed_at: Mutex<HashMap<u32, u64>>,
+    /// Since when the core answers that the stream does not exist (it was
+    /// deleted): after [`DELETED_CONFIRM`] of that the agent drops it.
+    pub unknown_since: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the core must keep answering "no such stream" before the agent
+/// drops a stream it buffers (`strata stream delete`): one answer could come
+/// from a node whose catalog lags behind.
+pub const DELETED_CONFIRM: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Registry {
     cfg: EdgeConfig,
@@ -318,6 +327,7 @@ impl Registry {
             buffer: BufferHandle::spawn(buffer, name.clone()),
             info: Mutex::new(info),
             closed_at: Mutex::new(HashMap::new()),
+            unknown_since: Mutex::new(None),
         });
         self.streams
             .lock()
@@ -338,13 +348,65 @@ impl Registry {
             .collect()
     }
 
-    /// Replaces a stream's shard map after the core reported a change.
+    /// Replaces a stream's shard map after the core reported a change. A
+    /// stream the core keeps saying it does not know (deleted) is dropped
+    /// once that lasted [`DELETED_CONFIRM`] ([`Registry::drop_deleted`]).
     pub async fn refresh(&self, stream: &StreamState) -> Result<(), ClientError> {
-        let info = self.core.describe(&stream.name).await?;
+        let info = match self.core.describe(&stream.name).await {
+            Ok(info) => info,
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::UnknownStream => {
+                let since = *stream
+                    .unknown_since
+                    .lock()
+                    .expect("unknown_since lock")
+                    .get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= DELETED_CONFIRM {
+                    self.drop_deleted(stream).await;
+                }
+                return Err(ClientError::Remote(e));
+            }
+            Err(e) => return Err(e),
+        };
+        *stream.unknown_since.lock().expect("unknown_since lock") = None;
         *stream.info.lock().expect("info lock") = info;
         if let Err(e) = self.save_cache() {
             tracing::warn!(error = %e, "could not save the stream cache");
         }
         Ok(())
+    }
+
+    /// Forgets a stream deleted in the core: it leaves the registry and the
+    /// cache (a produce to it asks the core again and gets UNKNOWN_STREAM),
+    /// its buffered records are discarded and its buffer directory removed,
+    /// so a stream created later under the same name starts empty. The
+    /// stream's forwarder finds nothing more to send.
+    pub async fn drop_deleted(&self, stream: &StreamState) {
+        let name = stream.name.clone();
+        {
+            let mut streams = self.streams.lock().expect("streams lock");
+            match streams.get(&name) {
+                Some(s) if std::ptr::eq(Arc::as_ptr(s), stream) => {
+                    streams.remove(&name);
+                }
+                _ => return,
+            }
+        }
+        let stats = stream.buffer.stats();
+        if let Err(e) = stream.buffer.ack(stats.next_seq).await {
+            tracing::warn!(stream = %name, error = %e, "discarding a deleted stream's buffer");
+        }
+        self.identity
+            .lock()
+            .expect("identity lock")
+            .unchecked
+            .remove(&name);
+        if let Err(e) = self.save_unchecked().and_then(|()| self.save_cache()) {
+            tracing::warn!(stream = %name, error = %e, "saving the registry after dropping a deleted stream");
+        }
+        let dir = self.buffer_dir(&name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted stream's buffer");
+        }
+        tracing::warn!(stream = %name, discarded_records = stats.next_seq - stats.acked_seq, "the stream was deleted in the core: dropped it and its buffer");
     }
 }
