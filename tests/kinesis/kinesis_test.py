@@ -10,6 +10,9 @@ edge agent's Kinesis API. Driven by tests/tests/kinesis.rs, one phase per run:
             aggregate, the AWS CLI; prepares the `outage` stream
   put_down  put 100 records to `outage` while the core is down
   read_up   read `outage` back once the core is up again: all 101 records
+  bench     put RECORDS records (batches of 500 over 200 keys, the payloads
+            of `main`) to the existing stream `bench` from one client, one
+            request at a time; prints {"put_records_per_s": ...}
 
 Environment: KINESIS_ENDPOINT, KINESIS_CA, AWS key pairs KINESIS_ADMIN_KEY /
 KINESIS_ADMIN_SECRET and KINESIS_VIEWER_KEY / KINESIS_VIEWER_SECRET (a
@@ -326,6 +329,13 @@ def read_up():
     check(data == [b"before"] + [f"down-{i}".encode() for i in range(100)], f"the outage's records arrived once, in order: {len(data)}")
 
 
+def bench():
+    n = int(os.environ.get("RECORDS", "100000"))
+    t = time.perf_counter()
+    put_batches("bench", n, 200)
+    print(json.dumps({"records": n, "put_records_per_s": round(n / (time.perf_counter() - t))}))
+
+
 if __name__ == "__main__":
-    {"main": main_phase, "put_down": put_down, "read_up": read_up}[sys.argv[1]]()
+    {"main": main_phase, "put_down": put_down, "read_up": read_up, "bench": bench}[sys.argv[1]]()
     print("ok", sys.argv[1])

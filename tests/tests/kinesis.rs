@@ -15,7 +15,10 @@ use strata_client::access;
 use strata_client::cluster::Cluster;
 use strata_protocol::acl::{parse_operations, Rule};
 use strata_protocol::aws_key::AwsKey;
-use strata_tests::{s3::tools_dir, wait_for, Pipeline};
+use strata_schema::batch::{Builder, NewRecord};
+use strata_schema::hashkey::hash_key;
+use strata_tests::cluster::TestCluster;
+use strata_tests::{s3::tools_dir, wait_for, Pipeline, Proc};
 
 /// The venv's Python, with boto3 importable, or an error naming the setup script.
 fn python() -> Result<PathBuf> {
@@ -104,16 +107,30 @@ async fn key_for(core: &Cluster, edge_dir: &std::path::Path, principal: &str) ->
     Ok(key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_aws_cli_and_kpl_against_the_edge() -> Result<()> {
-    let py = python()?;
+/// A core and an edge with the Kinesis API on (see [`prepare`]).
+async fn setup(records: &str) -> Result<(Pipeline, Env)> {
     let port = free_tcp_port()?;
-    let mut p = Pipeline::start(&format!("kinesis_addr = \"127.0.0.1:{port}\"")).await?;
+    let p = Pipeline::start(&format!("kinesis_addr = \"127.0.0.1:{port}\"")).await?;
     let core = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
-    // The edge reads and changes streams for its Kinesis callers (their own
-    // rights are checked at the edge first).
+    let env = prepare(&core, &p.pki.ca, &p.dir.path().join("edge"), port, records).await?;
+    core.close().await;
+    Ok((p, env))
+}
+
+/// Lets the edge read and change streams for its Kinesis callers (their
+/// own rights are checked at the edge first), issues keys for `admin` and
+/// `viewer` (no rights) and waits for the edge's copy, and returns the
+/// environment of the Python phases.
+async fn prepare(
+    core: &Cluster,
+    ca: &std::path::Path,
+    edge_dir: &std::path::Path,
+    port: u16,
+    records: &str,
+) -> Result<Env> {
+    let py = python()?;
     access::ensure_rule(
-        &core,
+        core,
         &Rule {
             id: 0,
             principal: "edge".into(),
@@ -123,35 +140,38 @@ async fn boto3_aws_cli_and_kpl_against_the_edge() -> Result<()> {
         },
     )
     .await?;
-    let edge_dir = p.dir.path().join("edge");
-    let admin = key_for(&core, &edge_dir, "admin").await?;
-    let viewer = key_for(&core, &edge_dir, "viewer").await?;
-    let records = std::env::var("KINESIS_RECORDS").unwrap_or_else(|_| "100000".into());
+    let admin = key_for(core, edge_dir, "admin").await?;
+    let viewer = key_for(core, edge_dir, "viewer").await?;
     let aws = tools_dir().join("venv/bin/aws");
-    let env = Env {
+    Ok(Env {
         py,
         vars: vec![
             (
                 "KINESIS_ENDPOINT".into(),
                 format!("https://127.0.0.1:{port}"),
             ),
-            ("KINESIS_CA".into(), p.pki.ca.display().to_string()),
+            ("KINESIS_CA".into(), ca.display().to_string()),
             ("KINESIS_ADMIN_KEY".into(), admin.access_key_id),
             ("KINESIS_ADMIN_SECRET".into(), admin.secret_access_key),
             ("KINESIS_VIEWER_KEY".into(), viewer.access_key_id),
             ("KINESIS_VIEWER_SECRET".into(), viewer.secret_access_key),
-            ("RECORDS".into(), records),
+            ("RECORDS".into(), records.to_string()),
             ("AWS_CLI".into(), aws.display().to_string()),
             ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
             ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
         ],
-    };
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_aws_cli_and_kpl_against_the_edge() -> Result<()> {
+    let records = std::env::var("KINESIS_RECORDS").unwrap_or_else(|_| "100000".into());
+    let (mut p, env) = setup(&records).await?;
     let t = Instant::now();
     let out = env
         .phase("main", Duration::from_secs(240))
         .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
     println!("main phase in {:.1} s: {out}", t.elapsed().as_secs_f64());
-    core.close().await;
     p.core.stop();
     env.phase("put_down", Duration::from_secs(60))
         .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
@@ -160,5 +180,80 @@ async fn boto3_aws_cli_and_kpl_against_the_edge() -> Result<()> {
         .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
     p.edge.stop();
     p.core.stop();
+    Ok(())
+}
+
+/// The figure in docs/kinesis.md: one client putting the same records
+/// (200 keys, batches of 500, one request at a time) through boto3 and the
+/// Kinesis API, then through the Strata SDK's produce, to one edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput figure: cargo test --release -p strata-tests --test kinesis -- --ignored --nocapture"]
+async fn put_records_throughput_next_to_the_sdk() -> Result<()> {
+    let n: usize = std::env::var("KINESIS_RECORDS")
+        .unwrap_or_else(|_| "100000".into())
+        .parse()?;
+    let (mut p, env) = setup(&n.to_string()).await?;
+    let core = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+    for s in ["bench", "bench-sdk"] {
+        core.any(|c| async move { strata_client::api::create_stream(&c, s, 4, 0).await })
+            .await?;
+    }
+    let out = env.phase("bench", Duration::from_secs(600))?;
+    println!("boto3 → Kinesis API: {out}");
+    let edge = p.client(p.edge_addr);
+    let mut counters = [0usize; 200];
+    let t = Instant::now();
+    for first in (0..n).step_by(500) {
+        let mut b = Builder::default();
+        for j in first..(first + 500).min(n) {
+            let k = j % 200;
+            let key = format!("key-{k:03}");
+            // The size of the Python payload: "key|i|" and 16 bytes.
+            let mut value = format!("{key}|{}|", counters[k]).into_bytes();
+            value.extend_from_slice(&hash_key(&value).to_be_bytes());
+            counters[k] += 1;
+            b.push(&NewRecord {
+                key: Some(&key),
+                value: &value,
+                timestamp_ms: 0,
+                headers: &[],
+            });
+        }
+        strata_client::api::produce(&edge, "bench-sdk", &b.finish()).await?;
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    println!("Strata SDK produce: {{\"records\": {n}, \"records_per_s\": {rate:.0}}}");
+    edge.close().await;
+    core.close().await;
+    p.edge.stop();
+    p.core.stop();
+    Ok(())
+}
+
+/// The main phase against the edge of a three-zone cluster (replication 3):
+/// `KINESIS_CLUSTER_RECORDS` records (default 100,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_against_the_edge_of_a_three_zone_cluster() -> Result<()> {
+    let records = std::env::var("KINESIS_CLUSTER_RECORDS").unwrap_or_else(|_| "100000".into());
+    let mut c = TestCluster::start(3, false).await?;
+    // The harness's edge has no Kinesis port: restart it with one.
+    let port = free_tcp_port()?;
+    c.edge.stop();
+    let toml = c.dir.path().join("edge.toml");
+    let mut cfg = std::fs::read_to_string(&toml)?;
+    cfg += &format!("kinesis_addr = \"127.0.0.1:{port}\"\n");
+    std::fs::write(&toml, cfg)?;
+    c.edge = Proc::spawn("strata-edge", &toml, &c.dir.path().join("edge.log"))?;
+    let core = c.cluster();
+    let env = prepare(&core, &c.pki.ca, &c.dir.path().join("edge"), port, &records).await?;
+    let t = Instant::now();
+    let out = env
+        .phase("main", Duration::from_secs(240))
+        .with_context(|| format!("logs:\n{}", c.logs()))?;
+    println!(
+        "main phase (3 zones) in {:.1} s: {out}",
+        t.elapsed().as_secs_f64()
+    );
+    core.close().await;
     Ok(())
 }
