@@ -116,6 +116,9 @@ impl Kinesis {
         entries: &[put::PutEntry],
         caller: &Caller,
     ) -> Result<(put::Planned, Result<u64, KinesisError>), KinesisError> {
+        // Checked again by `append_batch`; first, so a caller without the
+        // right cannot make the agent open a buffer for a stream.
+        self.allow(caller, Operation::Produce, stream)?;
         // The shard map the edge routes by (described by the core once, then cached).
         let state = self.edge.stream(stream).await?;
         let info = state.info.lock().expect("info lock").clone();

@@ -157,13 +157,14 @@ async fn connection(
         }
         Err(_) => return tracing::debug!(%peer, "kinesis endpoint: TLS handshake timed out"),
     };
+    let read_timeout = shared.read_timeout;
     let svc = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(request(&shared, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(read_timeout)
         .serve_connection(TokioIo::new(tls), svc);
     tokio::pin!(conn);
     tokio::select! {
