@@ -98,6 +98,10 @@ pub struct StreamState {
     /// Since when the core answers that the stream does not exist (it was
     /// deleted): after [`DELETED_CONFIRM`] of that the agent drops it.
     pub unknown_since: Mutex<Option<std::time::Instant>>,
+    /// Dropped as deleted ([`Registry::drop_deleted`]): its shard map is
+    /// empty and stays so, so a record that slipped in while it was dropped
+    /// can never reach a new stream of the same name.
+    pub dropped: std::sync::atomic::AtomicBool,
 }
 
 /// How long the core must keep answering "no such stream" before the agent
@@ -328,6 +332,7 @@ impl Registry {
             info: Mutex::new(info),
             closed_at: Mutex::new(HashMap::new()),
             unknown_since: Mutex::new(None),
+            dropped: Default::default(),
         });
         self.streams
             .lock()
@@ -352,6 +357,12 @@ impl Registry {
     /// stream the core keeps saying it does not know (deleted) is dropped
     /// once that lasted [`DELETED_CONFIRM`] ([`Registry::drop_deleted`]).
     pub async fn refresh(&self, stream: &StreamState) -> Result<(), ClientError> {
+        if stream.dropped.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ClientError::Remote(strata_schema::wire::RemoteError::new(
+                ErrorCode::UnknownStream,
+                format!("stream {:?} was deleted", stream.name),
+            )));
+        }
         let info = match self.core.describe(&stream.name).await {
             Ok(info) => info,
             Err(ClientError::Remote(e)) if e.code == ErrorCode::UnknownStream => {
@@ -379,7 +390,8 @@ impl Registry {
     /// cache (a produce to it asks the core again and gets UNKNOWN_STREAM),
     /// its buffered records are discarded and its buffer directory removed,
     /// so a stream created later under the same name starts empty. The
-    /// stream's forwarder finds nothing more to send.
+    /// stream's forwarder finds nothing more to send (and, with an empty
+    /// shard map, nowhere to send a record that raced the drop).
     pub async fn drop_deleted(&self, stream: &StreamState) {
         let name = stream.name.clone();
         {
@@ -391,6 +403,10 @@ impl Registry {
                 _ => return,
             }
         }
+        stream
+            .dropped
+            .store(true, std::sync::atomic::Ordering::Release);
+        stream.info.lock().expect("info lock").shards.clear();
         let stats = stream.buffer.stats();
         if let Err(e) = stream.buffer.ack(stats.next_seq).await {
             tracing::warn!(stream = %name, error = %e, "discarding a deleted stream's buffer");

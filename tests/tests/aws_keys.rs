@@ -1,0 +1,324 @@
+//! AWS access keys of principals and `strata stream delete`, against real
+//! processes: the CLI issues, lists and revokes keys; a principal without
+//! `admin` cannot issue them nor read secrets; the edge's copy follows the
+//! core within its sync interval and survives an edge restart while the
+//! core is down. A deleted stream is gone from listings and from the core's
+//! disk, produces to it are refused once the edge dropped it, and a stream
+//! created again under its name starts empty.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata_client::cluster::Cluster;
+use strata_client::{access, api, Client, ClientError};
+use strata_edge::registry::aws_keys::AwsKeyStore;
+use strata_protocol::acl::{parse_operations, Rule};
+use strata_schema::batch::{Builder, NewRecord};
+use strata_schema::fb::ErrorCode;
+use strata_tests::{bin, wait_for, workload, Pipeline};
+
+async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(r) => r,
+        Err(_) => bail!("test exceeded {secs} s"),
+    }
+}
+
+/// Runs the CLI (bounded) and fails with its stderr unless it succeeded.
+fn strata(args: &[&str]) -> Result<String> {
+    let out = strata_output(args)?;
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn strata_output(args: &[&str]) -> Result<Output> {
+    let mut child = Command::new(bin("strata")?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(b"")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("strata {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+fn value_of(out: &str, key: &str) -> Result<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+        .map(str::to_string)
+        .with_context(|| format!("no {key} in {out:?}"))
+}
+
+fn edge_copy(p: &Pipeline) -> Result<std::sync::Arc<AwsKeyStore>> {
+    Ok(AwsKeyStore::open(&p.dir.path().join("edge"))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_keys_are_issued_by_admins_and_reach_the_edge() -> Result<()> {
+    bounded(120, async {
+        let mut p = Pipeline::start("").await?;
+        let ca = p.pki.ca.display().to_string();
+        let core = p.core_addr.to_string();
+        let creds = p.dir.path().join("aws").join("credentials");
+        let out = strata(&[
+            "identity",
+            "issue",
+            "sensor-1",
+            "--aws-key",
+            "--credentials-file",
+            creds.to_str().unwrap(),
+            "--profile",
+            "dev",
+            "--ca",
+            &ca,
+            "--core",
+            &core,
+        ])?;
+        let id = value_of(&out, "aws_access_key_id")?;
+        let secret = value_of(&out, "aws_secret_access_key")?;
+        strata_protocol::aws_key::check_access_key_id(&id)?;
+        assert_eq!(secret.len(), 40);
+        let text = std::fs::read_to_string(&creds)?;
+        assert!(text.contains("[dev]") && text.contains(&secret), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&creds)?.permissions().mode() & 0o777,
+            0o600
+        );
+        let listed = strata(&["identity", "aws-keys", "--ca", &ca, "--core", &core])?;
+        assert!(
+            listed.contains(&id) && listed.contains("sensor-1") && !listed.contains(&secret),
+            "{listed}"
+        );
+
+        // A principal with `describe` but not `admin` or `verify`.
+        let tls = p.pki.ca.parent().unwrap().to_path_buf();
+        let who = strata_client::tls::issue_identity("sensor-1", &tls, &tls.join("devices"))?;
+        let admin = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+        let describe = Rule {
+            id: 0,
+            principal: "sensor-*".into(),
+            operations: parse_operations("describe")?,
+            stream: "*".into(),
+            key_prefix: None,
+        };
+        access::ensure_rule(&admin, &describe).await?;
+        let device = Client::with_identity(p.core_addr, &p.pki.ca, Some(&who))?;
+        let denied = |r: Result<_, ClientError>, what: &str| match r {
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::PermissionDenied => Ok(()),
+            other => bail!("{what}: expected PERMISSION_DENIED, got {other:?}"),
+        };
+        denied(
+            access::aws_key_issue(&device, "sensor-1").await.map(|_| ()),
+            "issue",
+        )?;
+        denied(
+            access::aws_key_list(&device, true).await.map(|_| ()),
+            "secrets",
+        )?;
+        denied(
+            access::aws_key_revoke(&device, &id).await.map(|_| ()),
+            "revoke",
+        )?;
+        let redacted = access::aws_key_list(&device, false).await?;
+        let k = redacted.find(&id).context("listed to describe")?;
+        assert!(k.secret_access_key.is_empty(), "{k:?}");
+
+        // The edge's copy follows the core: an issued key arrives, a
+        // revoked one goes (sync every 2 s).
+        let second = access::aws_key_issue(&p.client(p.core_addr), "sensor-2").await?;
+        let t0 = Instant::now();
+        wait_for(
+            "the edge's copy of both keys",
+            Duration::from_secs(15),
+            || {
+                let store = edge_copy(&p);
+                let (id, second) = (id.clone(), second.access_key_id.clone());
+                async move {
+                    let store = store?;
+                    Ok(
+                        (store.lookup(&id).is_some() && store.lookup(&second).is_some())
+                            .then_some(()),
+                    )
+                }
+            },
+        )
+        .await?;
+        println!("edge copy updated within {:?}", t0.elapsed());
+        assert_eq!(
+            edge_copy(&p)?.lookup(&id).unwrap().secret_access_key,
+            secret
+        );
+        strata(&[
+            "identity",
+            "revoke-aws-key",
+            &second.access_key_id,
+            "--ca",
+            &ca,
+            "--core",
+            &core,
+        ])?;
+        wait_for(
+            "the edge to forget the revoked key",
+            Duration::from_secs(15),
+            || {
+                let store = edge_copy(&p);
+                let second = second.access_key_id.clone();
+                async move { Ok(store?.lookup(&second).is_none().then_some(())) }
+            },
+        )
+        .await?;
+
+        // Core down, edge restarted: the copy is still there.
+        assert!(p.core.stop(), "core stops cleanly");
+        p.edge.stop();
+        p.restart_edge().await?;
+        let store = edge_copy(&p)?;
+        assert_eq!(
+            store.lookup(&id).map(|k| k.principal),
+            Some("sensor-1".into())
+        );
+        let mode = std::fs::metadata(p.dir.path().join("edge/aws_keys.json"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        Ok(())
+    })
+    .await
+}
+
+fn batch(n: usize, tag: &str) -> bytes::Bytes {
+    let mut b = Builder::default();
+    for i in 0..n {
+        let (k, v) = (format!("k{i}"), format!("{tag}-{i}"));
+        b.push(&NewRecord {
+            key: Some(&k),
+            value: v.as_bytes(),
+            timestamp_ms: i as i64,
+            headers: &[],
+        });
+    }
+    b.finish()
+}
+
+async fn committed(c: &Cluster, stream: &str) -> Result<Vec<String>> {
+    let recs = workload::read_all(c, stream).await?;
+    Ok(recs
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect())
+}
+
+async fn wait_committed(c: &Cluster, stream: &str, n: usize) -> Result<Vec<String>> {
+    wait_for(
+        &format!("{n} records in {stream}"),
+        Duration::from_secs(30),
+        || async move {
+            let v = committed(c, stream).await?;
+            Ok((v.len() >= n).then_some(v))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Result<()> {
+    bounded(150, async {
+        let p = Pipeline::start("").await?;
+        let ca = p.pki.ca.display().to_string();
+        let core = p.core_addr.to_string();
+        let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+        strata(&[
+            "stream", "create", "doomed", "--shards", "2", "--ca", &ca, "--core", &core,
+        ])?;
+        let edge = p.client(p.edge_addr);
+        api::produce(&edge, "doomed", &batch(10, "old")).await?;
+        wait_committed(&cluster, "doomed", 10).await?;
+        let shards_dir = p.dir.path().join("core").join("shards").join("doomed");
+        assert!(shards_dir.exists());
+
+        let out = strata(&[
+            "stream",
+            "delete",
+            "doomed",
+            "--purge-archive",
+            "--ca",
+            &ca,
+            "--core",
+            &core,
+        ])?;
+        assert!(out.contains("deleted stream doomed"), "{out}");
+        let list = strata(&["stream", "list", "--ca", &ca, "--core", &core])?;
+        assert!(!list.contains("doomed"), "{list}");
+        wait_for(
+            "the core to remove the replicas",
+            Duration::from_secs(15),
+            || {
+                let gone = !shards_dir.exists();
+                async move { Ok(gone.then_some(())) }
+            },
+        )
+        .await?;
+        // Deleting it again names it.
+        let again = strata_output(&["stream", "delete", "doomed", "--ca", &ca, "--core", &core])?;
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("\"doomed\""));
+
+        // The edge drops the stream once the core keeps saying it is gone;
+        // from then on a produce is refused.
+        let t0 = Instant::now();
+        let refused = wait_for(
+            "the edge to refuse the deleted stream",
+            Duration::from_secs(40),
+            || {
+                let edge = &edge;
+                async move {
+                    match api::produce(edge, "doomed", &batch(1, "late")).await {
+                        Ok(_) => Ok(None),
+                        Err(ClientError::Remote(e)) if e.code == ErrorCode::UnknownStream => {
+                            Ok(Some(e.message))
+                        }
+                        Err(e) => bail!("unexpected {e}"),
+                    }
+                }
+            },
+        )
+        .await?;
+        println!("edge refused after {:?}: {refused}", t0.elapsed());
+        assert!(refused.contains("doomed"), "{refused}");
+        let edge_dir = p.dir.path().join("edge");
+        wait_for(
+            "the edge to remove the buffer",
+            Duration::from_secs(10),
+            || {
+                let gone = !edge_dir.join("buffers").join("doomed").exists();
+                async move { Ok(gone.then_some(())) }
+            },
+        )
+        .await?;
+        let cache = std::fs::read_to_string(edge_dir.join("streams.json"))?;
+        assert!(!cache.contains("doomed"), "{cache}");
+
+        // The same name again: a new, empty stream.
+        strata(&["stream", "create", "doomed", "--ca", &ca, "--core", &core])?;
+        api::produce(&edge, "doomed", &batch(3, "new")).await?;
+        let got = wait_committed(&cluster, "doomed", 3).await?;
+        assert_eq!(got, vec!["new-0", "new-1", "new-2"]);
+        Ok(())
+    })
+    .await
+}
