@@ -104,11 +104,12 @@ case "${1:-}" in
   up)
     ensure_bins; write_configs
     for n in 1 2 3 edge; do start "$n"; done
-    # The edge agent forwards as principal `edge`; the CLI is `admin` (the
-    # dev identity beside the CA). `acl add` waits for the metadata leader.
+    # The edge agent forwards as principal `edge` (and reads the AWS keys of
+    # the Kinesis API: `verify`); the CLI is `admin` (the dev identity beside
+    # the CA). `acl add` waits for the metadata leader.
     for _ in $(seq 1 60); do
-      if "$bin/strata" acl list --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 2>/dev/null | grep -q "^ *[0-9]*  edge "; then break; fi
-      "$bin/strata" acl add --principal edge --allow produce,describe --stream '*' --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 >/dev/null 2>&1 && break
+      if "$bin/strata" acl list --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 2>/dev/null | grep -q "^ *[0-9]*  edge  *[a-z,]*verify"; then break; fi
+      "$bin/strata" acl add --principal edge --allow produce,describe,verify --stream '*' --ca "$dir/tls/ca.pem" --core 127.0.0.1:7500,127.0.0.1:7501,127.0.0.1:7502 >/dev/null 2>&1 && break
       sleep 1
     done
     echo "CA: $dir/tls/ca.pem   try: STRATA_CA=$dir/tls/ca.pem $bin/strata cluster status"
