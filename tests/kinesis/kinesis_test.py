@@ -7,7 +7,8 @@ edge agent's Kinesis API. Driven by tests/tests/kinesis.rs, one phase per run:
             once, per-key order, bytes equal), ExplicitHashKey, AT_TIMESTAMP /
             AT_ / AFTER_SEQUENCE_NUMBER, refused requests (wrong signature,
             unknown key, no produce right, oversized) writing nothing, a KPL
-            aggregate, the AWS CLI; prepares the `outage` stream
+            aggregate, SubscribeToShard, the AWS CLI; prepares the `outage`
+            stream
   put_down  put 100 records to `outage` while the core is down
   read_up   read `outage` back once the core is up again: all 101 records
   bench     put RECORDS records (batches of 500 over 200 keys, the payloads
@@ -192,6 +193,7 @@ def main_phase():
     positions(got)
     refusals()
     kpl()
+    subscribe()
     aws_cli()
     ADMIN.create_stream(StreamName="outage", ShardCount=1)
     ADMIN.put_record(StreamName="outage", Data=b"before", PartitionKey="o")
@@ -293,6 +295,30 @@ def kpl():
     got, _ = read_all("kpl", len(users))
     read = sorted((r["PartitionKey"], r["Data"]) for v in got.values() for r in v)
     check(read == sorted(users), f"de-aggregated into the user records: {read[:3]}")
+
+
+def subscribe():
+    """SubscribeToShard (enhanced fan-out) pushes the records as events."""
+    ADMIN.create_stream(StreamName="push", ShardCount=1)
+    arn = ADMIN.describe_stream_summary(StreamName="push")["StreamDescriptionSummary"]["StreamARN"]
+    consumer = ADMIN.register_stream_consumer(StreamARN=arn, ConsumerName="app")["Consumer"]
+    check(consumer["ConsumerStatus"] == "ACTIVE", "the consumer is active")
+    described = ADMIN.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])["ConsumerDescription"]
+    check(described["ConsumerName"] == "app", "the consumer reads back from its ARN")
+    want = [f"push-{i}".encode() for i in range(10)]
+    ADMIN.put_records(StreamName="push", Records=[{"Data": d, "PartitionKey": "k"} for d in want])
+    r = ADMIN.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId="shardId-000000000000",
+                                 StartingPosition={"Type": "TRIM_HORIZON"})
+    got, end = [], time.time() + DEADLINE_S
+    for event in r["EventStream"]:
+        e = event["SubscribeToShardEvent"]
+        got += [x["Data"] for x in e["Records"]]
+        if len(got) >= len(want):
+            check(e["ContinuationSequenceNumber"] == e["Records"][-1]["SequenceNumber"], "continuation")
+            break
+        check(time.time() < end, "the subscription delivers the records")
+    r["EventStream"].close()
+    check(got == want, f"SubscribeToShard events: {got}")
 
 
 def aws_cli():

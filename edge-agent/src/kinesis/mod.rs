@@ -10,6 +10,7 @@
 //!   edge's produce path);
 //! - [`put`]: PutRecord(s) → one Strata batch, Kinesis limits (pure);
 //! - [`kpl`]: KPL aggregate de-aggregation (pure);
+//! - [`subscribe`]: `SubscribeToShard` as event-stream messages, consumers;
 //! - [`views`]: stream and shard descriptions (pure);
 //! - [`seqno`]: shard ids, sequence numbers, signed shard iterators (pure);
 //! - [`error`]: Kinesis error types and their JSON.
@@ -26,6 +27,7 @@ pub mod put;
 pub mod seqno;
 pub mod server;
 pub mod sigv4;
+pub mod subscribe;
 pub mod views;
 
 pub use error::KinesisError;

@@ -13,6 +13,7 @@
 //! | GetShardIterator | consume | `seek` |
 //! | GetRecords | consume | `fetch` (tiered records come back transparently) |
 //! | SplitShard, MergeShards, UpdateShardCount | alter | `reshard` |
+//! | SubscribeToShard (+ the consumer operations) | consume / describe | `fetch`, pushed as event-stream messages (`subscribe`) |
 
 use super::error::KinesisError;
 use super::seqno::{self, Iterators, Position};
@@ -40,7 +41,7 @@ pub struct Kinesis {
     pub iterators: Iterators,
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, KinesisError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, KinesisError> {
     let body = if body.is_empty() { &b"{}"[..] } else { body };
     serde_json::from_slice(body).map_err(|e| {
         KinesisError::serialization(format!(
@@ -65,23 +66,28 @@ impl Target {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Kinesis {
-    fn core(&self) -> &Arc<Cluster> {
+    pub(super) fn core(&self) -> &Arc<Cluster> {
         self.edge.registry().core()
     }
 
-    fn allow(&self, caller: &Caller, op: Operation, stream: &str) -> Result<(), KinesisError> {
+    pub(super) fn allow(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        stream: &str,
+    ) -> Result<(), KinesisError> {
         self.edge.rules().authorize(caller, op, stream)?;
         Ok(())
     }
 
-    async fn describe(&self, stream: &str) -> Result<StreamInfo, KinesisError> {
+    pub(super) async fn describe(&self, stream: &str) -> Result<StreamInfo, KinesisError> {
         Ok(self.core().describe(stream).await?)
     }
 
@@ -106,6 +112,10 @@ impl Kinesis {
             "SplitShard" | "MergeShards" | "UpdateShardCount" => {
                 self.reshard(op, body, caller).await
             }
+            "RegisterStreamConsumer"
+            | "DescribeStreamConsumer"
+            | "DeregisterStreamConsumer"
+            | "ListStreamConsumers" => self.consumer_op(op, body, caller).await,
             _ => Err(unsupported(op)),
         }
     }
@@ -303,34 +313,12 @@ impl Kinesis {
         let r: Req = parse(body)?;
         let stream = r.target.name()?;
         let shard = seqno::parse_shard_id(&r.shard_id)?;
-        let seq = || {
-            r.starting_sequence_number
-                .as_deref()
-                .ok_or_else(|| {
-                    KinesisError::invalid(format!(
-                        "{} needs StartingSequenceNumber",
-                        r.shard_iterator_type
-                    ))
-                })
-                .and_then(|s| seqno::parse_canonical(s, shard))
-        };
-        let start = match r.shard_iterator_type.as_str() {
-            "TRIM_HORIZON" => Start::Oldest,
-            "LATEST" => Start::Latest,
-            "AT_SEQUENCE_NUMBER" => Start::Offset(seq()?),
-            "AFTER_SEQUENCE_NUMBER" => Start::Offset(seq()?.saturating_add(1)),
-            "AT_TIMESTAMP" => {
-                let t = r
-                    .timestamp
-                    .ok_or_else(|| KinesisError::invalid("AT_TIMESTAMP needs Timestamp"))?;
-                Start::TimestampMs((t * 1000.0).round() as i64)
-            }
-            other => {
-                return Err(KinesisError::invalid(format!(
-                    "ShardIteratorType {other:?} is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP"
-                )))
-            }
-        };
+        let start = start_of(
+            &r.shard_iterator_type,
+            r.starting_sequence_number.as_deref(),
+            r.timestamp,
+            shard,
+        )?;
         self.allow(caller, Operation::Consume, &stream)?;
         let s = stream.as_str();
         let offset = self
@@ -377,29 +365,7 @@ impl Kinesis {
                 api::fetch(&c, s, shard, offset, limit, Duration::ZERO).await
             })
             .await?;
-        let records: Vec<Value> = f
-            .records
-            .iter()
-            .map(|rec| {
-                let pk = rec
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == put::PARTITION_KEY_HEADER)
-                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                    .or_else(|| rec.key.clone())
-                    .unwrap_or_default();
-                json!({
-                    "SequenceNumber": seqno::canonical(shard, rec.offset),
-                    "ApproximateArrivalTimestamp": rec.timestamp_ms as f64 / 1000.0,
-                    "Data": STANDARD.encode(&rec.data),
-                    "PartitionKey": pk,
-                })
-            })
-            .collect();
-        let behind = match f.records.last() {
-            Some(last) if f.next_offset < f.high_watermark => (now - last.timestamp_ms).max(0),
-            _ => 0,
-        };
+        let (records, behind) = page(shard, &f, now);
         let mut v = json!({ "Records": records, "MillisBehindLatest": behind });
         if f.end_of_shard {
             let info = self.describe(s).await?;
@@ -484,6 +450,63 @@ impl Kinesis {
             "TargetShardCount": open(&after),
         }))
     }
+}
+
+/// Where a `ShardIteratorType` / `StartingPosition` type starts in `shard`.
+pub(super) fn start_of(
+    kind: &str,
+    seq: Option<&str>,
+    timestamp: Option<f64>,
+    shard: u32,
+) -> Result<Start, KinesisError> {
+    let seq = || {
+        seq.ok_or_else(|| KinesisError::invalid(format!("{kind} needs a starting sequence number")))
+            .and_then(|s| seqno::parse_canonical(s, shard))
+    };
+    Ok(match kind {
+        "TRIM_HORIZON" => Start::Oldest,
+        "LATEST" => Start::Latest,
+        "AT_SEQUENCE_NUMBER" => Start::Offset(seq()?),
+        "AFTER_SEQUENCE_NUMBER" => Start::Offset(seq()?.saturating_add(1)),
+        "AT_TIMESTAMP" => {
+            let t = timestamp.ok_or_else(|| KinesisError::invalid("AT_TIMESTAMP needs Timestamp"))?;
+            Start::TimestampMs((t * 1000.0).round() as i64)
+        }
+        other => {
+            return Err(KinesisError::invalid(format!(
+                "starting position type {other:?} is not one of TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, AT_TIMESTAMP"
+            )))
+        }
+    })
+}
+
+/// A fetched page as Kinesis records, and how far behind the shard's
+/// newest record its last one is (0 when caught up).
+pub(super) fn page(shard: u32, f: &api::Fetched, now_ms: i64) -> (Vec<Value>, i64) {
+    let records = f
+        .records
+        .iter()
+        .map(|rec| {
+            let pk = rec
+                .headers
+                .iter()
+                .find(|(k, _)| k == put::PARTITION_KEY_HEADER)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .or_else(|| rec.key.clone())
+                .unwrap_or_default();
+            json!({
+                "SequenceNumber": seqno::canonical(shard, rec.offset),
+                "ApproximateArrivalTimestamp": rec.timestamp_ms as f64 / 1000.0,
+                "Data": STANDARD.encode(&rec.data),
+                "PartitionKey": pk,
+            })
+        })
+        .collect();
+    let behind = match f.records.last() {
+        Some(last) if f.next_offset < f.high_watermark => (now_ms - last.timestamp_ms).max(0),
+        _ => 0,
+    };
+    (records, behind)
 }
 
 /// The error for an operation this endpoint does not implement.

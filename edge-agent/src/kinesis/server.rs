@@ -15,8 +15,9 @@ use super::error::KinesisError;
 use super::ops::Kinesis;
 use super::sigv4;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -180,32 +181,52 @@ async fn connection(
     }
 }
 
-fn reply(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What an operation answers: one JSON document, or (`SubscribeToShard`)
+/// event-stream messages as they come.
+enum Reply {
+    Json(serde_json::Value),
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+fn response(status: u16, content_type: &str, body: Body) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header("content-type", "application/x-amz-json-1.1")
+        .header("content-type", content_type)
         .header(
             "x-amzn-requestid",
             format!("{:032x}", rand::random::<u128>()),
         )
-        .body(Full::new(Bytes::from(body)))
+        .body(body)
         .expect("a valid response")
 }
 
-fn error(e: &KinesisError) -> Response<Full<Bytes>> {
-    reply(e.status(), e.body())
+fn json(status: u16, body: Vec<u8>) -> Response<Body> {
+    response(
+        status,
+        "application/x-amz-json-1.1",
+        Full::new(Bytes::from(body)).boxed_unsync(),
+    )
 }
 
-async fn request(
-    shared: &Shared,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     match handle(shared, peer, req).await {
-        Ok(v) => reply(200, serde_json::to_vec(&v).expect("JSON values encode")),
+        Ok(Reply::Json(v)) => json(200, serde_json::to_vec(&v).expect("JSON values encode")),
+        Ok(Reply::Events(rx)) => {
+            let frames = futures::stream::unfold(rx, |mut rx| async move {
+                let m = rx.recv().await?;
+                Some((Ok::<_, Infallible>(Frame::data(m)), rx))
+            });
+            response(
+                200,
+                "application/vnd.amazon.eventstream",
+                StreamBody::new(frames).boxed_unsync(),
+            )
+        }
         Err(e) => {
             tracing::debug!(%peer, error = %e, "kinesis request refused");
-            error(&e)
+            json(e.status(), e.body())
         }
     }
 }
@@ -214,7 +235,7 @@ async fn handle(
     shared: &Shared,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<serde_json::Value, KinesisError> {
+) -> Result<Reply, KinesisError> {
     let (parts, body) = req.into_parts();
     if parts.method != hyper::Method::POST {
         return Err(KinesisError::invalid(format!(
@@ -284,5 +305,12 @@ async fn handle(
             }
         }
     };
-    shared.kinesis.handle(&op, &body, &caller).await
+    if op == "SubscribeToShard" {
+        return Ok(Reply::Events(
+            shared.kinesis.subscribe_to_shard(&body, &caller).await?,
+        ));
+    }
+    Ok(Reply::Json(
+        shared.kinesis.handle(&op, &body, &caller).await?,
+    ))
 }
