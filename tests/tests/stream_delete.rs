@@ -1,0 +1,248 @@
+//! `strata stream delete` against real processes: a deleted stream is gone
+//! from listings and from every replica's disk, produces to it are refused
+//! once the edge dropped it, and a stream created again under its name
+//! starts empty; in a three-zone cluster, a replica that was down during
+//! the deletion holds the name back until it has removed its copy.
+
+use anyhow::{bail, Result};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata_client::cluster::Cluster;
+use strata_client::{api, ClientError};
+use strata_schema::batch::{Builder, NewRecord};
+use strata_schema::fb::ErrorCode;
+use strata_tests::cluster::TestCluster;
+use strata_tests::{bin, wait_for, workload, Pipeline};
+
+async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(r) => r,
+        Err(_) => bail!("test exceeded {secs} s"),
+    }
+}
+
+/// Runs the CLI (bounded) and fails with its stderr unless it succeeded.
+fn strata(args: &[&str]) -> Result<String> {
+    let out = strata_output(args)?;
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn strata_output(args: &[&str]) -> Result<Output> {
+    let mut child = Command::new(bin("strata")?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped").write_all(b"")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("strata {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+fn batch(n: usize, tag: &str) -> bytes::Bytes {
+    let mut b = Builder::default();
+    for i in 0..n {
+        let (k, v) = (format!("k{i}"), format!("{tag}-{i}"));
+        b.push(&NewRecord {
+            key: Some(&k),
+            value: v.as_bytes(),
+            timestamp_ms: i as i64,
+            headers: &[],
+        });
+    }
+    b.finish()
+}
+
+async fn committed(c: &Cluster, stream: &str) -> Result<Vec<String>> {
+    let recs = workload::read_all(c, stream).await?;
+    Ok(recs
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect())
+}
+
+async fn wait_committed(c: &Cluster, stream: &str, n: usize) -> Result<Vec<String>> {
+    wait_for(
+        &format!("{n} records in {stream}"),
+        Duration::from_secs(30),
+        || async move {
+            let v = committed(c, stream).await?;
+            Ok((v.len() >= n).then_some(v))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Result<()> {
+    bounded(150, async {
+        let p = Pipeline::start("").await?;
+        let ca = p.pki.ca.display().to_string();
+        let core = p.core_addr.to_string();
+        let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
+        strata(&[
+            "stream", "create", "doomed", "--shards", "2", "--ca", &ca, "--core", &core,
+        ])?;
+        let edge = p.client(p.edge_addr);
+        api::produce(&edge, "doomed", &batch(10, "old")).await?;
+        wait_committed(&cluster, "doomed", 10).await?;
+        let shards_dir = p.dir.path().join("core").join("shards").join("doomed");
+        assert!(shards_dir.exists());
+
+        let out = strata(&[
+            "stream",
+            "delete",
+            "doomed",
+            "--purge-archive",
+            "--ca",
+            &ca,
+            "--core",
+            &core,
+        ])?;
+        assert!(out.contains("deleted stream doomed"), "{out}");
+        let list = strata(&["stream", "list", "--ca", &ca, "--core", &core])?;
+        assert!(!list.contains("doomed"), "{list}");
+        wait_for(
+            "the core to remove the replicas",
+            Duration::from_secs(15),
+            || {
+                let gone = !shards_dir.exists();
+                async move { Ok(gone.then_some(())) }
+            },
+        )
+        .await?;
+        // Deleting it again names it.
+        let again = strata_output(&["stream", "delete", "doomed", "--ca", &ca, "--core", &core])?;
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("\"doomed\""));
+
+        // The edge drops the stream once the core keeps saying it is gone;
+        // from then on a produce is refused.
+        let t0 = Instant::now();
+        let refused = wait_for(
+            "the edge to refuse the deleted stream",
+            Duration::from_secs(40),
+            || {
+                let edge = &edge;
+                async move {
+                    match api::produce(edge, "doomed", &batch(1, "late")).await {
+                        Ok(_) => Ok(None),
+                        Err(ClientError::Remote(e)) if e.code == ErrorCode::UnknownStream => {
+                            Ok(Some(e.message))
+                        }
+                        Err(e) => bail!("unexpected {e}"),
+                    }
+                }
+            },
+        )
+        .await?;
+        println!("edge refused after {:?}: {refused}", t0.elapsed());
+        assert!(refused.contains("doomed"), "{refused}");
+        let edge_dir = p.dir.path().join("edge");
+        wait_for(
+            "the edge to remove the buffer",
+            Duration::from_secs(10),
+            || {
+                let gone = !edge_dir.join("buffers").join("doomed").exists();
+                async move { Ok(gone.then_some(())) }
+            },
+        )
+        .await?;
+        let cache = std::fs::read_to_string(edge_dir.join("streams.json"))?;
+        assert!(!cache.contains("doomed"), "{cache}");
+
+        // The same name again: a new, empty stream.
+        strata(&["stream", "create", "doomed", "--ca", &ca, "--core", &core])?;
+        api::produce(&edge, "doomed", &batch(3, "new")).await?;
+        let got = wait_committed(&cluster, "doomed", 3).await?;
+        assert_eq!(got, vec!["new-0", "new-1", "new-2"]);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_down_during_the_deletion_removes_its_copy_when_back() -> Result<()> {
+    bounded(180, async {
+        let mut c = TestCluster::start(3, false).await?;
+        c.create_stream("gone", 2, 3).await?;
+        let edge = c.client(c.edge_addr);
+        api::produce(&edge, "gone", &batch(20, "old")).await?;
+        let cluster = c.cluster();
+        wait_committed(&cluster, "gone", 20).await?;
+        c.wait_caught_up("gone", 2).await?;
+        assert!((1..=3).all(|id| c.shard_dir(id, "gone", 0).exists()));
+
+        // A replica that is not the metadata leader is down while the
+        // stream is deleted (the deletion needs a metadata quorum only).
+        let down = if c.meta_leader().await? == 3 { 2 } else { 3 };
+        c.kill9(down);
+        let d = cluster
+            .any(|cl| async move { api::delete_stream(&cl, "gone", false).await })
+            .await?;
+        assert_eq!(d.name, "gone");
+        for id in (1..=3).filter(|&id| id != down) {
+            let dir = c.shard_dir(id, "gone", 0);
+            wait_for(
+                &format!("node {id} to remove its replica"),
+                Duration::from_secs(15),
+                || {
+                    let gone = !dir.exists();
+                    async move { Ok(gone.then_some(())) }
+                },
+            )
+            .await?;
+        }
+        assert!(
+            c.shard_dir(down, "gone", 0).exists(),
+            "node {down} was down"
+        );
+        // Asked of the metadata leader directly (the SDK's routing would
+        // retry the UNAVAILABLE answer until its deadline).
+        let leader = c.client(c.addr_of(c.meta_leader().await?)?);
+        let held = api::create_stream(&leader, "gone", 2, 3).await;
+        match held {
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::Unavailable => {
+                assert!(
+                    e.message.contains("have not removed its data"),
+                    "{}",
+                    e.message
+                )
+            }
+            other => bail!("expected UNAVAILABLE while node {down} holds a copy, got {other:?}"),
+        }
+
+        c.restart(down)?;
+        let dir = c.shard_dir(down, "gone", 0);
+        wait_for(
+            "the restarted node to remove its copy",
+            Duration::from_secs(60),
+            || {
+                let gone = !dir.exists();
+                async move { Ok(gone.then_some(())) }
+            },
+        )
+        .await?;
+        c.create_stream("gone", 2, 3).await?;
+        api::produce(&edge, "gone", &batch(3, "new")).await?;
+        let mut got = wait_committed(&cluster, "gone", 3).await?;
+        got.sort();
+        assert_eq!(got, vec!["new-0", "new-1", "new-2"]);
+        Ok(())
+    })
+    .await
+}
