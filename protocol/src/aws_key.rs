@@ -26,12 +26,27 @@ const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// One access key: its id, its secret and the principal it acts as.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows the secret's length only (commands and replies holding a
+/// key may be logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsKey {
     pub access_key_id: String,
     /// Empty in listings given to callers not entitled to secrets.
     pub secret_access_key: String,
     pub principal: String,
+}
+
+impl std::fmt::Debug for AwsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsKey")
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &format_args!("<{} chars>", self.secret_access_key.len()),
+            )
+            .field("principal", &self.principal)
+            .finish()
+    }
 }
 
 /// Every access key, with a version raised on each change (so an edge's
@@ -206,6 +221,8 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/'));
             assert_eq!(k.principal, "admin");
+            let shown = format!("{k:?}");
+            assert!(!shown.contains(&k.secret_access_key) && shown.contains("<40 chars>"));
         }
     }
 
