@@ -117,6 +117,21 @@ pub fn edge_agent_rule(principal: &str) -> Rule {
     }
 }
 
+/// The rule an edge agent that serves the Kinesis API needs. The agent
+/// checks each Kinesis request against the rules of the signing key's
+/// principal itself (with its copy of the rules) and then performs it at
+/// the core as its own principal, so it needs every right its Kinesis
+/// callers may be given: all operations on every stream.
+pub fn kinesis_edge_rule(principal: &str) -> Rule {
+    Rule {
+        id: 0,
+        principal: principal.to_string(),
+        operations: strata_protocol::acl::Operation::ALL.to_vec(),
+        stream: "*".to_string(),
+        key_prefix: None,
+    }
+}
+
 fn keys_of(c: &Client, reply: &bytes::Bytes) -> Result<AwsKeys, ClientError> {
     open(reply)
         .body_as_aws_key_list()

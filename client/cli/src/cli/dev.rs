@@ -158,10 +158,12 @@ pub async fn run(a: DevArgs) -> Result<()> {
         stop(&mut core, "strata-core").await;
         return Err(e);
     }
-    // The edge agent forwards as principal `edge`: allow it (once).
+    // The edge agent forwards as principal `edge`, and performs its Kinesis
+    // callers' requests (checked at the edge against their own rules) as
+    // `edge` too: allow it (once).
     let granted = async {
         let cluster = strata_client::cluster::Cluster::new(vec![a.core_addr], &pki.ca)?;
-        let rule = strata_client::access::edge_agent_rule("edge");
+        let rule = strata_client::access::kinesis_edge_rule("edge");
         strata_client::access::ensure_rule(&cluster, &rule).await
     }
     .await;
