@@ -31,3 +31,6 @@ pub mod subscribe;
 pub mod views;
 
 pub use error::KinesisError;
+
+#[cfg(test)]
+mod prop_tests;
