@@ -156,3 +156,74 @@ pub fn whoami_reply(caller: &Caller, superusers: &[String]) -> bytes::Bytes {
         .as_union_value()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_schema::wire;
+
+    fn need_of(req: &bytes::Bytes) -> Option<(Operation, String)> {
+        let r = wire::decode_request(req).unwrap();
+        needs(&r).map(|(op, s)| (op, s.to_string()))
+    }
+
+    #[test]
+    fn keys_and_deletion_need_admin_and_secrets_need_verify() {
+        let list = |with_secrets| {
+            wire::request(fb::RequestBody::AwsKeyListRequest, |fbb| {
+                fb::AwsKeyListRequest::create(fbb, &fb::AwsKeyListRequestArgs { with_secrets })
+                    .as_union_value()
+            })
+        };
+        assert_eq!(
+            need_of(&list(false)),
+            Some((Operation::Describe, "*".into()))
+        );
+        assert_eq!(need_of(&list(true)), Some((Operation::Verify, "*".into())));
+        let issue = wire::request(fb::RequestBody::AwsKeyIssueRequest, |fbb| {
+            let principal = Some(fbb.create_string("sensor-1"));
+            fb::AwsKeyIssueRequest::create(fbb, &fb::AwsKeyIssueRequestArgs { principal })
+                .as_union_value()
+        });
+        assert_eq!(need_of(&issue), Some((Operation::Admin, "*".into())));
+        let revoke = wire::request(fb::RequestBody::AwsKeyRevokeRequest, |fbb| {
+            let access_key_id = Some(fbb.create_string("SKAAAAAAAAAAAAAAAAAA"));
+            fb::AwsKeyRevokeRequest::create(fbb, &fb::AwsKeyRevokeRequestArgs { access_key_id })
+                .as_union_value()
+        });
+        assert_eq!(need_of(&revoke), Some((Operation::Admin, "*".into())));
+        let delete = wire::request(fb::RequestBody::DeleteStreamRequest, |fbb| {
+            let name = Some(fbb.create_string("orders"));
+            fb::DeleteStreamRequest::create(
+                fbb,
+                &fb::DeleteStreamRequestArgs {
+                    name,
+                    purge_archive: true,
+                },
+            )
+            .as_union_value()
+        });
+        assert_eq!(need_of(&delete), Some((Operation::Admin, "orders".into())));
+        // An edge's rule lets it read secrets; a describe-only rule does not.
+        let mut acl = Acl::default();
+        for (who, ops) in [("edge", "produce,describe,verify"), ("dash", "describe")] {
+            acl.add(strata_protocol::acl::Rule {
+                id: 0,
+                principal: who.into(),
+                operations: strata_protocol::acl::parse_operations(ops).unwrap(),
+                stream: "*".into(),
+                key_prefix: None,
+            })
+            .unwrap();
+        }
+        let caller = |name: &str| Caller {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            principal: Some(std::sync::Arc::from(name)),
+        };
+        let secrets = Some((Operation::Verify, ALL_STREAMS));
+        assert!(authorize(&acl, &[], &caller("edge"), secrets).is_ok());
+        let e = authorize(&acl, &[], &caller("dash"), secrets).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PermissionDenied);
+        assert!(authorize(&acl, &["admin".into()], &caller("admin"), secrets).is_ok());
+    }
+}
