@@ -246,3 +246,67 @@ async fn a_replica_down_during_the_deletion_removes_its_copy_when_back() -> Resu
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_streams_archive_is_kept_until_purged() -> Result<()> {
+    bounded(150, async {
+        // Seal segments after 1 s so the stream has an archive quickly.
+        let p = Pipeline::start_with("", "segment_age_max_ms = 1000\n").await?;
+        let ca = p.pki.ca.display().to_string();
+        let core = p.core_addr.to_string();
+        let admin = p.client(p.core_addr);
+        api::create_stream(&admin, "arch", 1, 1).await?;
+        api::produce(&p.client(p.edge_addr), "arch", &batch(10, "old")).await?;
+        let info = wait_for("the stream to be tiered", Duration::from_secs(60), || {
+            let admin = &admin;
+            async move {
+                let d = api::describe_stream(admin, "arch").await?;
+                let done = d
+                    .shards
+                    .iter()
+                    .all(|s| s.next_offset == 10 && s.tiered_offset == 10);
+                Ok(done.then_some(d))
+            }
+        })
+        .await?;
+        let root = info
+            .archive_url
+            .strip_prefix("file://")
+            .and_then(|u| u.strip_suffix("/stream=arch"))
+            .map(std::path::PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("archive url {}", info.archive_url))?;
+        let archived = |root: &std::path::Path| -> Result<usize> {
+            Ok(strata_tests::files_under(root)?
+                .iter()
+                .filter(|f| f.to_string_lossy().contains("stream=arch"))
+                .count())
+        };
+        assert!(archived(&root)? >= 2, "a data object and a manifest");
+
+        let out = strata(&["stream", "delete", "arch", "--ca", &ca, "--core", &core])?;
+        assert!(out.contains("archive is kept"), "{out}");
+        // The kept archive holds the name: a new stream would write over it.
+        match api::create_stream(&admin, "arch", 1, 1).await {
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::StreamExists => {
+                assert!(e.message.contains("--purge-archive"), "{}", e.message)
+            }
+            other => bail!("expected STREAM_EXISTS over a kept archive, got {other:?}"),
+        }
+        // Purging a deleted stream's archive.
+        let out = strata(&[
+            "stream",
+            "delete",
+            "arch",
+            "--purge-archive",
+            "--ca",
+            &ca,
+            "--core",
+            &core,
+        ])?;
+        assert!(out.contains("purged its archive"), "{out}");
+        assert_eq!(archived(&root)?, 0);
+        strata(&["stream", "create", "arch", "--ca", &ca, "--core", &core])?;
+        Ok(())
+    })
+    .await
+}
