@@ -11,6 +11,10 @@ edge agent's Kinesis API. Driven by tests/tests/kinesis.rs, one phase per run:
             stream
   put_down  put 100 records to `outage` while the core is down
   read_up   read `outage` back once the core is up again: all 101 records
+  limits    the endpoint's limits (the edge runs with request_read_timeout_ms
+            = READ_TIMEOUT_MS and connections_per_address_max = 4): a fifth
+            connection from one address is refused, a silent connection is
+            closed within the read timeout, a body over 8 MiB is refused
   bench     put RECORDS records (batches of 500 over 200 keys, the payloads
             of `main`) to the existing stream `bench` from one client, one
             request at a time; prints {"put_records_per_s": ...}
@@ -355,6 +359,66 @@ def read_up():
     check(data == [b"before"] + [f"down-{i}".encode() for i in range(100)], f"the outage's records arrived once, in order: {len(data)}")
 
 
+def tls_connection():
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=CA)
+    host, port = EP.removeprefix("https://").split(":")
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname=host)
+
+
+def limits():
+    import http.client
+    import ssl
+    timeout_s = int(os.environ["READ_TIMEOUT_MS"]) / 1000
+    # Four connections from this address are served; a fifth is closed at once.
+    held = [tls_connection() for _ in range(4)]
+    t = time.time()
+    try:
+        fifth = tls_connection()
+        fifth.settimeout(5)
+        check(fifth.recv(1) == b"", "a fifth connection is closed")
+    except (ConnectionError, ssl.SSLError, OSError):
+        pass
+    check(time.time() - t < timeout_s, "the fifth connection is refused at once, not after the read timeout")
+    for c in held:
+        c.close()
+    # A connection that sends nothing is closed within the read timeout.
+    def closed_within(conn, limit):
+        conn.settimeout(limit + 5)
+        t = time.time()
+        try:
+            while conn.recv(4096):
+                pass
+        except (ConnectionError, ssl.SSLError, OSError):
+            pass
+        return time.time() - t < limit + 2
+    end = time.time() + 10
+    while True:  # the four slots free as the server notices the closes
+        try:
+            silent = tls_connection()
+            break
+        except (ConnectionError, ssl.SSLError, OSError):
+            check(time.time() < end, "a connection is accepted again once the others closed")
+            time.sleep(0.1)
+    check(closed_within(silent, timeout_s), "a silent connection is closed within the read timeout")
+    # A body over 8 MiB is refused without being stored.
+    host, port = EP.removeprefix("https://").split(":")
+    ctx = ssl.create_default_context(cafile=CA)
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+    body = b'{"StreamName": "guard", "Records": [' + b" " * (9 * 1024 * 1024) + b"]}"
+    try:
+        conn.request("POST", "/", body=body, headers={
+            "X-Amz-Target": "Kinesis_20131202.PutRecords", "Content-Type": "application/x-amz-json-1.1"})
+        r = conn.getresponse()
+        payload = json.loads(r.read())
+        check(r.status == 400 and payload["__type"] == "InvalidArgumentException", f"oversized body: {r.status} {payload}")
+    except (ConnectionError, ssl.SSLError, OSError):
+        pass  # the server may close before the client finished sending
+    check(ADMIN.list_streams()["StreamNames"] is not None, "the endpoint still serves")
+
+
 def bench():
     n = int(os.environ.get("RECORDS", "100000"))
     t = time.perf_counter()
@@ -363,5 +427,6 @@ def bench():
 
 
 if __name__ == "__main__":
-    {"main": main_phase, "put_down": put_down, "read_up": read_up, "bench": bench}[sys.argv[1]]()
+    phases = {"main": main_phase, "put_down": put_down, "read_up": read_up, "limits": limits, "bench": bench}
+    phases[sys.argv[1]]()
     print("ok", sys.argv[1])

@@ -109,8 +109,16 @@ async fn key_for(core: &Cluster, edge_dir: &std::path::Path, principal: &str) ->
 
 /// A core and an edge with the Kinesis API on (see [`prepare`]).
 async fn setup(records: &str) -> Result<(Pipeline, Env)> {
+    setup_with(records, "").await
+}
+
+/// [`setup`] with `edge_extra` in the edge's config.
+async fn setup_with(records: &str, edge_extra: &str) -> Result<(Pipeline, Env)> {
     let port = free_tcp_port()?;
-    let p = Pipeline::start(&format!("kinesis_addr = \"127.0.0.1:{port}\"")).await?;
+    let p = Pipeline::start(&format!(
+        "kinesis_addr = \"127.0.0.1:{port}\"\n{edge_extra}"
+    ))
+    .await?;
     let core = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
     let env = prepare(&core, &p.pki.ca, &p.dir.path().join("edge"), port, records).await?;
     core.close().await;
@@ -177,6 +185,23 @@ async fn boto3_aws_cli_and_kpl_against_the_edge() -> Result<()> {
         .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
     p.restart_core().await?;
     env.phase("read_up", Duration::from_secs(120))
+        .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
+    p.edge.stop();
+    p.core.stop();
+    Ok(())
+}
+
+/// The endpoint's limits: connections per address, the read deadline, the
+/// body bound (see the `limits` phase).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_caps_connections_reads_and_bodies() -> Result<()> {
+    let (mut p, mut env) = setup_with(
+        "0",
+        "request_read_timeout_ms = 2000\nconnections_per_address_max = 4",
+    )
+    .await?;
+    env.vars.push(("READ_TIMEOUT_MS".into(), "2000".into()));
+    env.phase("limits", Duration::from_secs(120))
         .with_context(|| format!("edge log:\n{}", p.edge.log_tail()))?;
     p.edge.stop();
     p.core.stop();
