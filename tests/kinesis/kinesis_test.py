@@ -198,6 +198,7 @@ def main_phase():
     refusals()
     kpl()
     subscribe()
+    reshards_and_delete()
     aws_cli()
     ADMIN.create_stream(StreamName="outage", ShardCount=1)
     ADMIN.put_record(StreamName="outage", Data=b"before", PartitionKey="o")
@@ -323,6 +324,26 @@ def subscribe():
         check(time.time() < end, "the subscription delivers the records")
     r["EventStream"].close()
     check(got == want, f"SubscribeToShard events: {got}")
+
+
+def reshards_and_delete():
+    """MergeShards and UpdateShardCount reshard with lineage; DeleteStream removes."""
+    ADMIN.create_stream(StreamName="merge", ShardCount=2)
+    ADMIN.merge_shards(StreamName="merge", ShardToMerge="shardId-000000000000",
+                       AdjacentShardToMerge="shardId-000000000001")
+    merged = [s for s in shards_of("merge") if s["ShardId"] == "shardId-000000000002"]
+    check(len(merged) == 1 and merged[0]["ParentShardId"] == "shardId-000000000000"
+          and merged[0]["AdjacentParentShardId"] == "shardId-000000000001", f"merged shard: {merged}")
+    ADMIN.create_stream(StreamName="scale", ShardCount=1)
+    r = ADMIN.update_shard_count(StreamName="scale", TargetShardCount=3, ScalingType="UNIFORM_SCALING")
+    check((r["CurrentShardCount"], r["TargetShardCount"]) == (1, 3), f"update_shard_count: {r}")
+    ADMIN.delete_stream(StreamName="scale")
+    end = time.time() + DEADLINE_S
+    while "scale" in ADMIN.list_streams()["StreamNames"]:
+        check(time.time() < end, "a deleted stream leaves list_streams")
+        time.sleep(0.1)
+    check(error_code(lambda: ADMIN.describe_stream(StreamName="scale")) == "ResourceNotFoundException",
+          "a deleted stream is not found")
 
 
 def aws_cli():
