@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use strata_client::access;
 use strata_client::cluster::Cluster;
-use strata_protocol::acl::{parse_operations, Rule};
 use strata_protocol::aws_key::AwsKey;
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::hashkey::hash_key;
@@ -137,17 +136,7 @@ async fn prepare(
     records: &str,
 ) -> Result<Env> {
     let py = python()?;
-    access::ensure_rule(
-        core,
-        &Rule {
-            id: 0,
-            principal: "edge".into(),
-            operations: parse_operations("all")?,
-            stream: "*".into(),
-            key_prefix: None,
-        },
-    )
-    .await?;
+    access::ensure_rule(core, &access::kinesis_edge_rule("edge")).await?;
     let admin = key_for(core, edge_dir, "admin").await?;
     let viewer = key_for(core, edge_dir, "viewer").await?;
     let aws = tools_dir().join("venv/bin/aws");
