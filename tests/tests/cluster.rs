@@ -295,7 +295,12 @@ async fn measure_failover_time() -> Result<()> {
         *bins.entry(t.as_millis() / 100).or_insert(0) += 1;
     }
     for (bin, n) in bins {
-        eprintln!("{:>5}-{:<5} ms {}", bin * 100, bin * 100 + 99, "#".repeat(n));
+        eprintln!(
+            "{:>5}-{:<5} ms {}",
+            bin * 100,
+            bin * 100 + 99,
+            "#".repeat(n)
+        );
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! Nothing here asserts on timing: it measures and reports.
 
 mod consume;
+mod footprint;
 mod load;
 mod nats;
 mod plan;
@@ -60,6 +61,10 @@ enum Cmd {
     /// subscription, a long poll and a plain poll at a fixed rate; fan-out
     /// throughput with 1, 4 and 16 subscribers (about 1 minute).
     Consume(consume::ConsumeOpts),
+    /// The edge agent's memory and CPU: idle, ingesting at a fixed rate,
+    /// and filling then draining a backlog while the core is away (about
+    /// 1 minute plus the backlog).
+    Footprint(footprint::FootprintOpts),
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +130,8 @@ fn main() {
         // process (PR_SET_PDEATHSIG), and Ctrl-C reaches it anyway.
         Cmd::Consume(o) => build_binaries(o.no_build, DAEMONS)
             .and_then(|()| rt.block_on(until_signal(consume::command(o)))),
+        Cmd::Footprint(o) => build_binaries(o.no_build, DAEMONS)
+            .and_then(|()| rt.block_on(until_signal(footprint::command(o)))),
         Cmd::Query(o) => {
             build_binaries(o.no_build, &["strata-cli"]).and_then(|()| query::command(o))
         }
