@@ -30,8 +30,13 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// The built binary `name`. `STRATA_EDGE_BIN` names another strata-edge
+/// (e.g. one built with `--profile edge`, for `strata-bench footprint`).
 pub fn bin(name: &str) -> Result<PathBuf> {
-    let p = bin_dir().join(name);
+    let p = match std::env::var_os("STRATA_EDGE_BIN").filter(|_| name == "strata-edge") {
+        Some(p) => PathBuf::from(p),
+        None => bin_dir().join(name),
+    };
     if !p.exists() {
         bail!("{} is missing: run `cargo build --bins` before the tests (the README's test command does)", p.display());
     }

@@ -8,6 +8,10 @@
 //!    into the edge's buffer (as fast as it takes them); then the core
 //!    restarts and the edge drains the backlog: its peak RSS while draining,
 //!    and the drain time.
+//!
+//! The edge measured is the one beside this binary, or `STRATA_EDGE_BIN`
+//! (e.g. `target/edge/strata-edge` from `cargo build --profile edge -p
+//! strata-edge`, the build for small devices).
 
 use crate::load::{template, Ticker};
 use crate::procfs::{find_pid, read_proc, reset_peak};
@@ -54,6 +58,7 @@ pub async fn command(o: FootprintOpts) -> Result<()> {
         ))
     });
     std::fs::create_dir_all(&out)?;
+    let edge_bin = strata_tests::bin("strata-edge")?;
     // Room for the backlog with its keys and framing.
     let buffer_max = (2 * o.backlog_mib + 64).max(1024) << 20;
     let mut p = Pipeline::start(&format!("buffer_bytes_max = {buffer_max}")).await?;
@@ -65,7 +70,9 @@ pub async fn command(o: FootprintOpts) -> Result<()> {
     let mut md = String::new();
     writeln!(
         md,
-        "# Edge footprint\n\nOne strata-edge and one strata-core (release), one shard, {} B records, on this machine ({} cores). RSS in MiB.\n\n| phase | records/s | edge CPU cores | edge peak RSS | edge RSS at end | notes |\n| --- | ---: | ---: | ---: | ---: | --- |",
+        "# Edge footprint\n\n`{}` ({:.1} MB) and one strata-core (release), one shard, {} B records, on this machine ({} cores). RSS in MiB.\n\n| phase | records/s | edge CPU cores | edge peak RSS | edge RSS at end | notes |\n| --- | ---: | ---: | ---: | ---: | --- |",
+        edge_bin.display(),
+        std::fs::metadata(&edge_bin)?.len() as f64 / 1e6,
         o.size,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     )?;
