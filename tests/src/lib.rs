@@ -30,10 +30,11 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-/// The built binary `name`. `STRATA_EDGE_BIN` names another strata-edge
-/// (e.g. one built with `--profile edge`, for `strata-bench footprint`).
+/// The built binary `name`. `STRATA_TEST_EDGE_BIN` names another strata-edge
+/// (e.g. one built with `--profile edge`, for `strata-bench footprint`; not
+/// `STRATA_EDGE_…`, which the edge reads as its own settings).
 pub fn bin(name: &str) -> Result<PathBuf> {
-    let p = match std::env::var_os("STRATA_EDGE_BIN").filter(|_| name == "strata-edge") {
+    let p = match std::env::var_os("STRATA_TEST_EDGE_BIN").filter(|_| name == "strata-edge") {
         Some(p) => PathBuf::from(p),
         None => bin_dir().join(name),
     };

@@ -9,7 +9,7 @@
 //!    restarts and the edge drains the backlog: its peak RSS while draining,
 //!    and the drain time.
 //!
-//! The edge measured is the one beside this binary, or `STRATA_EDGE_BIN`
+//! The edge measured is the one beside this binary, or `STRATA_TEST_EDGE_BIN`
 //! (e.g. `target/edge/strata-edge` from `cargo build --profile edge -p
 //! strata-edge`, the build for small devices).
 
