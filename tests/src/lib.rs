@@ -44,6 +44,53 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Runs `f`, failing with "test exceeded N s" when it takes longer.
+pub async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(r) => r,
+        Err(_) => bail!("test exceeded {secs} s"),
+    }
+}
+
+/// Runs the `strata` CLI with `stdin`, bounded to 60 s; its output, whatever
+/// the exit status.
+pub fn strata_output(args: &[&str], stdin: &str) -> Result<std::process::Output> {
+    use std::io::Write as _;
+    let mut child = Command::new(bin("strata")?)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("strata {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Runs the `strata` CLI (bounded, empty stdin); its stdout, or an error
+/// with its stderr unless it succeeded.
+pub fn strata_ok(args: &[&str]) -> Result<String> {
+    let out = strata_output(args, "")?;
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// Every file below `dir` (none if it does not exist).
 pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();

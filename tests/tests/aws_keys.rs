@@ -4,53 +4,13 @@
 //! interval and survives an edge restart while the core is down.
 
 use anyhow::{bail, Context, Result};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use strata_client::cluster::Cluster;
 use strata_client::{access, Client, ClientError};
 use strata_edge::registry::aws_keys::AwsKeyStore;
 use strata_protocol::acl::{parse_operations, Rule};
 use strata_schema::fb::ErrorCode;
-use strata_tests::{bin, wait_for, Pipeline};
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
-
-/// Runs the CLI (bounded) and fails with its stderr unless it succeeded.
-fn strata(args: &[&str]) -> Result<String> {
-    let out = strata_output(args)?;
-    if !out.status.success() {
-        bail!(
-            "strata {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn strata_output(args: &[&str]) -> Result<Output> {
-    let mut child = Command::new(bin("strata")?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().expect("piped").write_all(b"")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("strata {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child.wait_with_output()?)
-}
+use strata_tests::{bounded, strata_ok, wait_for, Pipeline};
 
 fn value_of(out: &str, key: &str) -> Result<String> {
     out.lines()
@@ -70,7 +30,7 @@ async fn aws_keys_are_issued_by_admins_and_reach_the_edge() -> Result<()> {
         let ca = p.pki.ca.display().to_string();
         let core = p.core_addr.to_string();
         let creds = p.dir.path().join("aws").join("credentials");
-        let out = strata(&[
+        let out = strata_ok(&[
             "identity",
             "issue",
             "sensor-1",
@@ -95,7 +55,7 @@ async fn aws_keys_are_issued_by_admins_and_reach_the_edge() -> Result<()> {
             std::fs::metadata(&creds)?.permissions().mode() & 0o777,
             0o600
         );
-        let listed = strata(&["identity", "aws-keys", "--ca", &ca, "--core", &core])?;
+        let listed = strata_ok(&["identity", "aws-keys", "--ca", &ca, "--core", &core])?;
         assert!(
             listed.contains(&id) && listed.contains("sensor-1") && !listed.contains(&secret),
             "{listed}"
@@ -159,7 +119,7 @@ async fn aws_keys_are_issued_by_admins_and_reach_the_edge() -> Result<()> {
             edge_copy(&p)?.lookup(&id).unwrap().secret_access_key,
             secret
         );
-        strata(&[
+        strata_ok(&[
             "identity",
             "revoke-aws-key",
             &second.access_key_id,

@@ -2,34 +2,9 @@
 //! with a key separator, consume as JSON, and bad arguments.
 
 use anyhow::{bail, Result};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
-use strata_tests::{bin, wait_for, Pipeline};
-
-/// Runs `strata ARGS` with `stdin`, bounded in time.
-fn strata(args: &[&str], stdin: &str) -> Result<Output> {
-    let mut child = Command::new(bin("strata")?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(stdin.as_bytes())?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("strata {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child.wait_with_output()?)
-}
+use strata_tests::{strata_output, wait_for, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_tour() -> Result<()> {
@@ -40,7 +15,7 @@ async fn cli_tour() -> Result<()> {
     let run = |args: &[&str], stdin: &str| -> Result<Output> {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--ca", &ca]);
-        strata(&all, stdin)
+        strata_output(&all, stdin)
     };
 
     let out = run(
@@ -143,7 +118,7 @@ async fn cli_tour() -> Result<()> {
     assert!(!out.status.success());
     let out = run(&["consume", "nope", "--core", &core], "")?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN_STREAM"));
-    let out = strata(
+    let out = strata_output(
         &[
             "stream",
             "list",
@@ -175,7 +150,7 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
     let run = |args: &[&str]| -> Result<Output> {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--ca", &ca]);
-        strata(&all, "")
+        strata_output(&all, "")
     };
     let ok = |out: Output| -> Result<String> {
         if !out.status.success() {
@@ -184,7 +159,7 @@ async fn readme_device_dashboard_admin_example() -> Result<()> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
     for name in ["sensor-1", "dash-1"] {
-        ok(strata(
+        ok(strata_output(
             &["identity", "issue", name, "--out", &dev, "--ca-dir", &tls],
             "",
         )?)?;

@@ -13,14 +13,7 @@ use strata_client::api::{self, Piece};
 use strata_client::cluster::Cluster;
 use strata_schema::batch::{Builder, NewRecord};
 use strata_tests::cluster::{check_acked_contents, TestCluster};
-use strata_tests::{wait_for, workload};
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
+use strata_tests::{bounded, wait_for, workload};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// An upper bound never reached: producers run until the test stops them.

@@ -10,14 +10,7 @@ use strata_client::cluster::Cluster;
 use strata_client::{Client, ClientError};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
-use strata_tests::{bin, wait_for, workload, Pipeline};
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
+use strata_tests::{bin, bounded, wait_for, workload, Pipeline};
 
 /// A batch of `n` records keyed `{tag}-{i % 10}`, with values unique to
 /// (`tag`, i): `"{tag}/{i}/"` padded with `v` to `size` bytes (a longer

@@ -14,16 +14,9 @@ use strata_client::api;
 use strata_client::cluster::Cluster;
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::hashkey;
-use strata_tests::{bin, copy_dir, wait_for, workload, Pipeline, Proc};
+use strata_tests::{bin, bounded, copy_dir, wait_for, workload, Pipeline, Proc};
 
 const STREAM: &str = "telemetry";
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
 
 /// Which devices' keys the core routes to each of the stream's two shards.
 fn keys_per_shard() -> [String; 2] {

@@ -15,14 +15,7 @@ use strata_client::{Client, ClientError};
 use strata_protocol::acl::{parse_operations, Rule};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
-use strata_tests::{wait_for, workload, Pipeline};
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
+use strata_tests::{bounded, wait_for, workload, Pipeline};
 
 /// One record per key, value `{key}/{tag}`.
 fn batch(keys: &[&str], tag: &str) -> bytes::Bytes {

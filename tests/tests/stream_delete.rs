@@ -5,53 +5,13 @@
 //! the deletion holds the name back until it has removed its copy.
 
 use anyhow::{bail, Result};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use strata_client::cluster::Cluster;
 use strata_client::{api, ClientError};
 use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
 use strata_tests::cluster::TestCluster;
-use strata_tests::{bin, wait_for, workload, Pipeline};
-
-async fn bounded<F: std::future::Future<Output = Result<()>>>(secs: u64, f: F) -> Result<()> {
-    match tokio::time::timeout(Duration::from_secs(secs), f).await {
-        Ok(r) => r,
-        Err(_) => bail!("test exceeded {secs} s"),
-    }
-}
-
-/// Runs the CLI (bounded) and fails with its stderr unless it succeeded.
-fn strata(args: &[&str]) -> Result<String> {
-    let out = strata_output(args)?;
-    if !out.status.success() {
-        bail!(
-            "strata {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn strata_output(args: &[&str]) -> Result<Output> {
-    let mut child = Command::new(bin("strata")?)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().expect("piped").write_all(b"")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("strata {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child.wait_with_output()?)
-}
+use strata_tests::{bounded, strata_ok, strata_output, wait_for, workload, Pipeline};
 
 fn batch(n: usize, tag: &str) -> bytes::Bytes {
     let mut b = Builder::default();
@@ -94,7 +54,7 @@ async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Resu
         let ca = p.pki.ca.display().to_string();
         let core = p.core_addr.to_string();
         let cluster = Cluster::new(vec![p.core_addr], &p.pki.ca)?;
-        strata(&[
+        strata_ok(&[
             "stream", "create", "doomed", "--shards", "2", "--ca", &ca, "--core", &core,
         ])?;
         let edge = p.client(p.edge_addr);
@@ -103,7 +63,7 @@ async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Resu
         let shards_dir = p.dir.path().join("core").join("shards").join("doomed");
         assert!(shards_dir.exists());
 
-        let out = strata(&[
+        let out = strata_ok(&[
             "stream",
             "delete",
             "doomed",
@@ -114,7 +74,7 @@ async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Resu
             &core,
         ])?;
         assert!(out.contains("deleted stream doomed"), "{out}");
-        let list = strata(&["stream", "list", "--ca", &ca, "--core", &core])?;
+        let list = strata_ok(&["stream", "list", "--ca", &ca, "--core", &core])?;
         assert!(!list.contains("doomed"), "{list}");
         wait_for(
             "the core to remove the replicas",
@@ -126,7 +86,10 @@ async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Resu
         )
         .await?;
         // Deleting it again names it.
-        let again = strata_output(&["stream", "delete", "doomed", "--ca", &ca, "--core", &core])?;
+        let again = strata_output(
+            &["stream", "delete", "doomed", "--ca", &ca, "--core", &core],
+            "",
+        )?;
         assert!(!again.status.success());
         assert!(String::from_utf8_lossy(&again.stderr).contains("\"doomed\""));
 
@@ -166,7 +129,7 @@ async fn a_deleted_stream_is_gone_everywhere_and_its_name_starts_empty() -> Resu
         assert!(!cache.contains("doomed"), "{cache}");
 
         // The same name again: a new, empty stream.
-        strata(&["stream", "create", "doomed", "--ca", &ca, "--core", &core])?;
+        strata_ok(&["stream", "create", "doomed", "--ca", &ca, "--core", &core])?;
         api::produce(&edge, "doomed", &batch(3, "new")).await?;
         let got = wait_committed(&cluster, "doomed", 3).await?;
         assert_eq!(got, vec!["new-0", "new-1", "new-2"]);
@@ -283,7 +246,7 @@ async fn a_deleted_streams_archive_is_kept_until_purged() -> Result<()> {
         };
         assert!(archived(&root)? >= 2, "a data object and a manifest");
 
-        let out = strata(&["stream", "delete", "arch", "--ca", &ca, "--core", &core])?;
+        let out = strata_ok(&["stream", "delete", "arch", "--ca", &ca, "--core", &core])?;
         assert!(out.contains("archive is kept"), "{out}");
         // The kept archive holds the name: a new stream would write over it.
         match api::create_stream(&admin, "arch", 1, 1).await {
@@ -293,7 +256,7 @@ async fn a_deleted_streams_archive_is_kept_until_purged() -> Result<()> {
             other => bail!("expected STREAM_EXISTS over a kept archive, got {other:?}"),
         }
         // Purging a deleted stream's archive.
-        let out = strata(&[
+        let out = strata_ok(&[
             "stream",
             "delete",
             "arch",
@@ -305,7 +268,7 @@ async fn a_deleted_streams_archive_is_kept_until_purged() -> Result<()> {
         ])?;
         assert!(out.contains("purged its archive"), "{out}");
         assert_eq!(archived(&root)?, 0);
-        strata(&["stream", "create", "arch", "--ca", &ca, "--core", &core])?;
+        strata_ok(&["stream", "create", "arch", "--ca", &ca, "--core", &core])?;
         Ok(())
     })
     .await
