@@ -87,6 +87,24 @@ impl Kinesis {
         Ok(())
     }
 
+    /// The offset `start` names in `stream`/`shard`, for a caller allowed
+    /// to consume it (GetShardIterator, SubscribeToShard).
+    pub(super) async fn seek_for(
+        &self,
+        caller: &Caller,
+        stream: &str,
+        shard: u32,
+        start: Start,
+    ) -> Result<u64, KinesisError> {
+        self.allow(caller, Operation::Consume, stream)?;
+        Ok(self
+            .core()
+            .to_reader(stream, shard, |c| async move {
+                api::seek(&c, stream, shard, start).await
+            })
+            .await?)
+    }
+
     pub(super) async fn describe(&self, stream: &str) -> Result<StreamInfo, KinesisError> {
         Ok(self.core().describe(stream).await?)
     }
@@ -319,16 +337,7 @@ impl Kinesis {
             r.timestamp,
             shard,
         )?;
-        self.allow(caller, Operation::Consume, &stream)?;
-        let s = stream.as_str();
-        let offset = self
-            .core()
-            .to_reader(
-                s,
-                shard,
-                |c| async move { api::seek(&c, s, shard, start).await },
-            )
-            .await?;
+        let offset = self.seek_for(caller, &stream, shard, start).await?;
         let it = self.iterators.issue(
             &Position {
                 stream,

@@ -225,16 +225,7 @@ impl Kinesis {
         let shard = seqno::parse_shard_id(&r.shard_id)?;
         let p = &r.starting_position;
         let start = ops::start_of(&p.kind, p.sequence_number.as_deref(), p.timestamp, shard)?;
-        self.allow(caller, Operation::Consume, &stream)?;
-        let s = stream.as_str();
-        let offset = self
-            .core()
-            .to_reader(
-                s,
-                shard,
-                |c| async move { api::seek(&c, s, shard, start).await },
-            )
-            .await?;
+        let offset = self.seek_for(caller, &stream, shard, start).await?;
         let (tx, rx) = mpsc::channel(4);
         tx.try_send(Bytes::from(encode_event("initial-response", &json!({}))))
             .expect("a fresh channel has room");
