@@ -192,6 +192,30 @@ pub async fn delete_stream(
         .ok_or_else(|| bad(c, "StreamDeleted"))
 }
 
+/// Replaces a stream's retention (needs `alter`; answered by the metadata
+/// leader once committed). Tiering applies it on its next pass.
+pub async fn set_retention(
+    c: &Client,
+    name: &str,
+    retention: &strata_protocol::Retention,
+) -> Result<StreamInfo, ClientError> {
+    let req = wire::request(fb::RequestBody::SetRetentionRequest, |fbb| {
+        let name = Some(fbb.create_string(name));
+        fb::SetRetentionRequest::create(
+            fbb,
+            &fb::SetRetentionRequestArgs {
+                name,
+                local_retention_ms: retention.local_ms.unwrap_or(0),
+                local_retention_bytes: retention.local_bytes.unwrap_or(0),
+                retention_ms: retention.total_ms.unwrap_or(0),
+                retention_bytes: retention.total_bytes.unwrap_or(0),
+            },
+        )
+        .as_union_value()
+    });
+    stream_description(c, &c.call(&req).await?)
+}
+
 /// Reshards a stream; answered (by the metadata leader) once the change is
 /// committed, with the stream's new shards. Parents seal in the background.
 pub async fn reshard(c: &Client, stream: &str, op: &Reshard) -> Result<StreamInfo, ClientError> {

@@ -344,6 +344,20 @@ def reshards_and_delete():
         time.sleep(0.1)
     check(error_code(lambda: ADMIN.describe_stream(StreamName="scale")) == "ResourceNotFoundException",
           "a deleted stream is not found")
+    # Retention: unlimited (shown as 8760 h) can only be decreased; then
+    # increased again within Kinesis's rules.
+    hours = lambda: ADMIN.describe_stream_summary(StreamName="merge")["StreamDescriptionSummary"]["RetentionPeriodHours"]
+    check(hours() == 8760, f"unlimited retention shows as 8760 h, got {hours()}")
+    check(error_code(lambda: ADMIN.increase_stream_retention_period(StreamName="merge", RetentionPeriodHours=48))
+          == "InvalidArgumentException", "an increase cannot shorten an unlimited retention")
+    ADMIN.decrease_stream_retention_period(StreamName="merge", RetentionPeriodHours=48)
+    check(hours() == 48, f"decreased to 48 h, got {hours()}")
+    ADMIN.increase_stream_retention_period(StreamName="merge", RetentionPeriodHours=72)
+    check(hours() == 72, f"increased to 72 h, got {hours()}")
+    check(error_code(lambda: ADMIN.decrease_stream_retention_period(StreamName="merge", RetentionPeriodHours=96))
+          == "InvalidArgumentException", "a decrease cannot raise the retention")
+    check(error_code(lambda: ADMIN.decrease_stream_retention_period(StreamName="merge", RetentionPeriodHours=12))
+          == "InvalidArgumentException", "under 24 h is refused")
 
 
 def aws_cli():

@@ -37,6 +37,24 @@ async fn cli_tour() -> Result<()> {
         d["shards"][2]["end_hash_key"],
         "340282366920938463463374607431768211455"
     );
+    assert!(d["retention"]["total_ms"].is_null(), "unlimited by default");
+    // Retention changes after creation.
+    let out = run(
+        &[
+            "stream",
+            "retention",
+            "cli",
+            "--retention",
+            "400d",
+            "--json",
+            "--core",
+            &core,
+        ],
+        "",
+    )?;
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    assert_eq!(d["retention"]["total_ms"], 400 * 86_400_000u64);
 
     let out = run(
         &["produce", "cli", "--edge", &edge, "--key-sep", ":"],

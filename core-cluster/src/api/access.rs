@@ -73,6 +73,9 @@ pub fn needs<'a>(req: &fb::Request<'a>) -> Option<(Operation, &'a str)> {
         B::DeleteStreamRequest => req
             .body_as_delete_stream_request()
             .map(|r| (O::Admin, r.name())),
+        B::SetRetentionRequest => req
+            .body_as_set_retention_request()
+            .map(|r| (O::Alter, r.name())),
         // ListStreams is filtered; WhoAmI and RegisterProducer are open to
         // every authenticated caller; an unknown type is refused later.
         _ => None,

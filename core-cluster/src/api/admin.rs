@@ -53,6 +53,18 @@ pub async fn dispatch(node: &Node, req: &fb::Request<'_>) -> Option<Result<Bytes
             Some(r) => node.delete_stream(r.name(), r.purge_archive()).await,
             None => Err(mismatch()),
         },
+        fb::RequestBody::SetRetentionRequest => match req.body_as_set_retention_request() {
+            Some(r) => {
+                let retention = strata_protocol::Retention::from_wire(
+                    r.local_retention_ms(),
+                    r.local_retention_bytes(),
+                    r.retention_ms(),
+                    r.retention_bytes(),
+                );
+                node.set_retention(r.name(), retention).await
+            }
+            None => Err(mismatch()),
+        },
         _ => return None,
     })
 }
@@ -112,6 +124,40 @@ impl Node {
                 .read(|c| key_list_reply(&c.aws_keys.redacted()))),
             other => Err(refused(other, ErrorCode::InvalidArgument)),
         }
+    }
+
+    /// `strata stream retention NAME ...`: replaces the stream's retention;
+    /// answered with the stream's description.
+    pub async fn set_retention(
+        &self,
+        name: &str,
+        retention: strata_protocol::Retention,
+    ) -> Result<Bytes, RemoteError> {
+        if let Some(b) = retention
+            .local_bytes
+            .filter(|&b| b < self.cfg.segment_bytes_max)
+        {
+            return Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
+                    self.cfg.segment_bytes_max
+                ),
+            ));
+        }
+        self.require_meta_leader()?;
+        let cmd = MetaCommand::SetRetention {
+            stream: name.to_string(),
+            retention,
+        };
+        match self.commit_meta(cmd).await? {
+            MetaReply::Meta(MetaResponse::Done) => {}
+            other => return Err(refused(other, ErrorCode::UnknownStream)),
+        }
+        let info = self.describe(name)?;
+        Ok(wire::response(fb::ResponseBody::StreamDescription, |fbb| {
+            strata_protocol::build_stream_description(fbb, &info).as_union_value()
+        }))
     }
 
     /// `strata stream delete NAME [--purge-archive]`. A name that is no

@@ -112,6 +112,25 @@ mod tests {
         }
     }
 
+    /// Not deletion, but the other catalog change of a stream's life: its
+    /// retention is replaced whole; an unknown stream is refused.
+    #[test]
+    fn retention_is_replaced_and_an_unknown_stream_refused() {
+        let mut c = catalog();
+        c.apply(&MetaCommand::CreateStream(stream("orders", &[1, 2])));
+        let r = strata_protocol::Retention {
+            total_ms: Some(48 * 3_600_000),
+            ..Default::default()
+        };
+        let set = |stream: &str| MetaCommand::SetRetention {
+            stream: stream.into(),
+            retention: r,
+        };
+        assert_eq!(c.apply(&set("orders")), MetaResponse::Done);
+        assert_eq!(c.streams["orders"].retention, r);
+        assert!(matches!(c.apply(&set("nope")), MetaResponse::Refused(_)));
+    }
+
     #[test]
     fn a_deleted_name_is_free_once_every_host_removed_its_data() {
         let mut c = catalog();

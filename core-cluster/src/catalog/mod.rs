@@ -74,6 +74,12 @@ pub enum MetaCommand {
         stream: String,
         node: u64,
     },
+    /// `strata stream retention` (Kinesis Increase/DecreaseStreamRetentionPeriod):
+    /// the stream's retention from now on; tiering applies it on its next pass.
+    SetRetention {
+        stream: String,
+        retention: strata_protocol::Retention,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +280,13 @@ impl Catalog {
                 None => MetaResponse::Refused(format!("there is no AWS access key {id}")),
             },
             MetaCommand::DeleteStream(name) => self.delete_stream(name),
+            MetaCommand::SetRetention { stream, retention } => match self.streams.get_mut(stream) {
+                Some(s) => {
+                    s.retention = *retention;
+                    MetaResponse::Done
+                }
+                None => MetaResponse::Refused(format!("stream {stream:?} does not exist")),
+            },
             MetaCommand::StreamPurged { stream, node } => self.stream_purged(stream, *node),
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {

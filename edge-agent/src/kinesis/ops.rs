@@ -8,6 +8,7 @@
 //! | PutRecord, PutRecords | produce | the QUIC produce path (`EdgeHandler::append_batch`): edge buffer, fsync, ack |
 //! | CreateStream | create | `create_stream` |
 //! | DeleteStream | admin | `delete_stream` (archive kept) |
+//! | Increase/DecreaseStreamRetentionPeriod | alter | `set_retention` (total retention) |
 //! | DescribeStream(Summary), ListShards | describe | `describe` |
 //! | ListStreams | describe (per stream) | `list_streams` |
 //! | GetShardIterator | consume | `seek` |
@@ -130,6 +131,8 @@ impl Kinesis {
             "SplitShard" | "MergeShards" | "UpdateShardCount" => {
                 self.reshard(op, body, caller).await
             }
+            "IncreaseStreamRetentionPeriod" => self.retention(body, caller, true).await,
+            "DecreaseStreamRetentionPeriod" => self.retention(body, caller, false).await,
             "RegisterStreamConsumer"
             | "DescribeStreamConsumer"
             | "DeregisterStreamConsumer"
@@ -223,6 +226,38 @@ impl Kinesis {
         let name = name.as_str();
         self.core()
             .any(|c| async move { api::create_stream(&c, name, shards, 0).await })
+            .await?;
+        Ok(json!({}))
+    }
+
+    /// Increase/DecreaseStreamRetentionPeriod: the stream's total retention
+    /// (`views::retention_change` decides), its local retention kept.
+    async fn retention(
+        &self,
+        body: &[u8],
+        caller: &Caller,
+        increase: bool,
+    ) -> Result<Value, KinesisError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Req {
+            #[serde(flatten)]
+            target: Target,
+            retention_period_hours: u64,
+        }
+        let r: Req = parse(body)?;
+        let name = r.target.name()?;
+        self.allow(caller, Operation::Alter, &name)?;
+        let info = self.describe(&name).await?;
+        let total_ms =
+            views::retention_change(info.retention.total_ms, r.retention_period_hours, increase)?;
+        let retention = &strata_protocol::Retention {
+            total_ms: Some(total_ms),
+            ..info.retention
+        };
+        let name = name.as_str();
+        self.core()
+            .any(|c| async move { api::set_retention(&c, name, retention).await })
             .await?;
         Ok(json!({}))
     }

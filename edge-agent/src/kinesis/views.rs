@@ -41,6 +41,41 @@ pub fn stream_name(name: Option<&str>, arn: Option<&str>) -> Result<String, Kine
     Ok(name)
 }
 
+/// Kinesis's shortest retention, hours.
+pub const RETENTION_HOURS_MIN: u64 = 24;
+
+/// The total retention (ms) that `IncreaseStreamRetentionPeriod`
+/// (`increase`) or `DecreaseStreamRetentionPeriod` to `hours` sets on a
+/// stream whose total retention is `current_ms` (None: unlimited, which no
+/// increase can reach). Kinesis's rules: 24 to 8760 hours; an increase may
+/// not lower the retention, a decrease may not raise it.
+pub fn retention_change(
+    current_ms: Option<u64>,
+    hours: u64,
+    increase: bool,
+) -> Result<u64, KinesisError> {
+    if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
+        return Err(KinesisError::invalid(format!(
+            "RetentionPeriodHours {hours} is outside {RETENTION_HOURS_MIN}..={RETENTION_HOURS_MAX}"
+        )));
+    }
+    let want = hours * 3_600_000;
+    match (current_ms, increase) {
+        (None, true) => Err(KinesisError::invalid(
+            "the stream's retention is unlimited (Strata's default; shown as 8760 hours): an increase cannot shorten it, use DecreaseStreamRetentionPeriod",
+        )),
+        (Some(cur), true) if want < cur => Err(KinesisError::invalid(format!(
+            "IncreaseStreamRetentionPeriod to {hours} hours would lower the retention of {} hours",
+            cur / 3_600_000
+        ))),
+        (Some(cur), false) if want > cur => Err(KinesisError::invalid(format!(
+            "DecreaseStreamRetentionPeriod to {hours} hours would raise the retention of {} hours",
+            cur / 3_600_000
+        ))),
+        _ => Ok(want),
+    }
+}
+
 fn retention_hours(info: &StreamInfo) -> u64 {
     info.retention
         .total_ms
@@ -213,6 +248,22 @@ mod tests {
             archive_url: String::new(),
             retention: Default::default(),
             groups: vec![],
+        }
+    }
+
+    #[test]
+    fn retention_changes_follow_kinesis_rules() {
+        let h = |n: u64| n * 3_600_000;
+        assert_eq!(retention_change(None, 48, false).unwrap(), h(48));
+        assert!(retention_change(None, 8760, true).is_err());
+        assert_eq!(retention_change(Some(h(48)), 72, true).unwrap(), h(72));
+        assert_eq!(retention_change(Some(h(48)), 48, true).unwrap(), h(48));
+        assert!(retention_change(Some(h(48)), 24, true).is_err());
+        assert!(retention_change(Some(h(48)), 72, false).is_err());
+        assert_eq!(retention_change(Some(h(48)), 24, false).unwrap(), h(24));
+        for bad in [0, 23, 8761] {
+            let e = retention_change(Some(h(48)), bad, false).unwrap_err();
+            assert_eq!(e.kind, "InvalidArgumentException");
         }
     }
 

@@ -431,10 +431,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for MembershipOp {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 22;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 23;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 24] = [
   RequestBody::NONE,
   RequestBody::ProduceRequest,
   RequestBody::ForwardRequest,
@@ -458,6 +458,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
   RequestBody::AwsKeyRevokeRequest,
   RequestBody::AwsKeyListRequest,
   RequestBody::DeleteStreamRequest,
+  RequestBody::SetRetentionRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -488,9 +489,10 @@ impl RequestBody {
   pub const AwsKeyRevokeRequest: Self = Self(20);
   pub const AwsKeyListRequest: Self = Self(21);
   pub const DeleteStreamRequest: Self = Self(22);
+  pub const SetRetentionRequest: Self = Self(23);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_MAX: u8 = 23;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ProduceRequest,
@@ -515,6 +517,7 @@ impl RequestBody {
     Self::AwsKeyRevokeRequest,
     Self::AwsKeyListRequest,
     Self::DeleteStreamRequest,
+    Self::SetRetentionRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -542,6 +545,7 @@ impl RequestBody {
       Self::AwsKeyRevokeRequest => Some("AwsKeyRevokeRequest"),
       Self::AwsKeyListRequest => Some("AwsKeyListRequest"),
       Self::DeleteStreamRequest => Some("DeleteStreamRequest"),
+      Self::SetRetentionRequest => Some("SetRetentionRequest"),
       _ => None,
     }
   }
@@ -7874,6 +7878,174 @@ impl ::core::fmt::Debug for StreamDeleted<'_> {
       ds.finish()
   }
 }
+pub enum SetRetentionRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Changes a stream's retention (the four fields replace the old ones; 0 =
+/// the core's default for local, unlimited for total, as at creation).
+/// Needs `alter`. Answered with the stream's `StreamDescription`.
+pub struct SetRetentionRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SetRetentionRequest<'a> {
+  type Inner = SetRetentionRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SetRetentionRequest<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LOCAL_RETENTION_MS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LOCAL_RETENTION_BYTES: ::flatbuffers::VOffsetT = 8;
+  pub const VT_RETENTION_MS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_RETENTION_BYTES: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SetRetentionRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SetRetentionRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SetRetentionRequest<'bldr>> {
+    let mut builder = SetRetentionRequestBuilder::new(_fbb);
+    builder.add_retention_bytes(args.retention_bytes);
+    builder.add_retention_ms(args.retention_ms);
+    builder.add_local_retention_bytes(args.local_retention_bytes);
+    builder.add_local_retention_ms(args.local_retention_ms);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SetRetentionRequest::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn local_retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetRetentionRequest::VT_LOCAL_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn local_retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetRetentionRequest::VT_LOCAL_RETENTION_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetRetentionRequest::VT_RETENTION_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn retention_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetRetentionRequest::VT_RETENTION_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SetRetentionRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<u64>("local_retention_ms", Self::VT_LOCAL_RETENTION_MS, false)?
+     .visit_field::<u64>("local_retention_bytes", Self::VT_LOCAL_RETENTION_BYTES, false)?
+     .visit_field::<u64>("retention_ms", Self::VT_RETENTION_MS, false)?
+     .visit_field::<u64>("retention_bytes", Self::VT_RETENTION_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetRetentionRequestArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub local_retention_ms: u64,
+    pub local_retention_bytes: u64,
+    pub retention_ms: u64,
+    pub retention_bytes: u64,
+}
+impl<'a> Default for SetRetentionRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SetRetentionRequestArgs {
+      name: None, // required field
+      local_retention_ms: 0,
+      local_retention_bytes: 0,
+      retention_ms: 0,
+      retention_bytes: 0,
+    }
+  }
+}
+
+pub struct SetRetentionRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SetRetentionRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SetRetentionRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_local_retention_ms(&mut self, local_retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(SetRetentionRequest::VT_LOCAL_RETENTION_MS, local_retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_local_retention_bytes(&mut self, local_retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(SetRetentionRequest::VT_LOCAL_RETENTION_BYTES, local_retention_bytes, 0);
+  }
+  #[inline]
+  pub fn add_retention_ms(&mut self, retention_ms: u64) {
+    self.fbb_.push_slot::<u64>(SetRetentionRequest::VT_RETENTION_MS, retention_ms, 0);
+  }
+  #[inline]
+  pub fn add_retention_bytes(&mut self, retention_bytes: u64) {
+    self.fbb_.push_slot::<u64>(SetRetentionRequest::VT_RETENTION_BYTES, retention_bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SetRetentionRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SetRetentionRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SetRetentionRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SetRetentionRequest::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SetRetentionRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SetRetentionRequest");
+      ds.field("name", &self.name());
+      ds.field("local_retention_ms", &self.local_retention_ms());
+      ds.field("local_retention_bytes", &self.local_retention_bytes());
+      ds.field("retention_ms", &self.retention_ms());
+      ds.field("retention_bytes", &self.retention_bytes());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8231,6 +8403,20 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_set_retention_request(&self) -> Option<SetRetentionRequest<'a>> {
+    if self.body_type() == RequestBody::SetRetentionRequest {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { SetRetentionRequest::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -8263,6 +8449,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::AwsKeyRevokeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyRevokeRequest>>("RequestBody::AwsKeyRevokeRequest", pos),
           RequestBody::AwsKeyListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AwsKeyListRequest>>("RequestBody::AwsKeyListRequest", pos),
           RequestBody::DeleteStreamRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteStreamRequest>>("RequestBody::DeleteStreamRequest", pos),
+          RequestBody::SetRetentionRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SetRetentionRequest>>("RequestBody::SetRetentionRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -8467,6 +8654,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::DeleteStreamRequest => {
           if let Some(x) = self.body_as_delete_stream_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::SetRetentionRequest => {
+          if let Some(x) = self.body_as_set_retention_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -18,22 +18,20 @@ pub enum StreamCmd {
         /// least 3 zones, else one per zone.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7), hide_default_value = true)]
         replication: u32,
-        /// How long tiered records stay on the nodes' disks (e.g. 6h);
-        /// default: the core's local_retention_ms.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        local_retention: Option<std::time::Duration>,
-        /// Most bytes per shard kept on the nodes' disks once tiered.
-        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-        local_retention_bytes: Option<u64>,
-        /// Total retention (e.g. 400d): older records leave the object
-        /// store too. Default: unlimited.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        retention: Option<std::time::Duration>,
-        /// Total bytes per shard kept in the object store (oldest objects
-        /// go first). Default: unlimited.
-        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-        retention_bytes: Option<u64>,
+        #[command(flatten)]
+        retention: RetentionArgs,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a stream's retention (needs `alter`): the four settings
+    /// replace the old ones, and one left out goes back to its default
+    /// (the core's for local, unlimited for total). Tiering applies it on
+    /// its next pass.
+    Retention {
+        name: String,
+        #[command(flatten)]
+        retention: RetentionArgs,
         #[arg(long)]
         json: bool,
     },
@@ -168,6 +166,38 @@ async fn reshard(c: &Cluster, name: &str, op: &api::Reshard, json: bool) -> Resu
     Ok(())
 }
 
+/// Retention flags of `stream create` and `stream retention`.
+#[derive(clap::Args, Debug)]
+pub struct RetentionArgs {
+    /// How long tiered records stay on the nodes' disks (e.g. 6h);
+    /// default: the core's local_retention_ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    local_retention: Option<std::time::Duration>,
+    /// Most bytes per shard kept on the nodes' disks once tiered.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    local_retention_bytes: Option<u64>,
+    /// Total retention (e.g. 400d): older records leave the object
+    /// store too. Default: unlimited.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    retention: Option<std::time::Duration>,
+    /// Total bytes per shard kept in the object store (oldest objects
+    /// go first). Default: unlimited.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    retention_bytes: Option<u64>,
+}
+
+impl RetentionArgs {
+    fn retention(&self) -> api::Retention {
+        let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_millis() as u64).max(1));
+        api::Retention {
+            local_ms: ms(self.local_retention),
+            local_bytes: self.local_retention_bytes,
+            total_ms: ms(self.retention),
+            total_bytes: self.retention_bytes,
+        }
+    }
+}
+
 pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
     let c = tls.cluster(core)?;
     match cmd {
@@ -175,20 +205,11 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
             name,
             shards,
             replication,
-            local_retention,
-            local_retention_bytes,
             retention,
-            retention_bytes,
             json,
         } => {
             let name = &name;
-            let ms = |d: Option<std::time::Duration>| d.map(|d| (d.as_millis() as u64).max(1));
-            let r = &api::Retention {
-                local_ms: ms(local_retention),
-                local_bytes: local_retention_bytes,
-                total_ms: ms(retention),
-                total_bytes: retention_bytes,
-            };
+            let r = &retention.retention();
             let s =
                 c.any(|c| async move {
                     api::create_stream_with(&c, name, shards, replication, r).await
@@ -198,6 +219,22 @@ pub async fn run(cmd: StreamCmd, tls: &TlsArgs, core: &Seeds) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 println!("created stream {} with {} shard(s)", s.name, s.shards.len());
+                print_describe(&s);
+            }
+        }
+        StreamCmd::Retention {
+            name,
+            retention,
+            json,
+        } => {
+            let (name, r) = (&name, &retention.retention());
+            let s = c
+                .any(|c| async move { api::set_retention(&c, name, r).await })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("changed the retention of stream {}", s.name);
                 print_describe(&s);
             }
         }
