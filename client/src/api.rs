@@ -53,8 +53,8 @@ pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, Clie
 }
 
 /// How long a forward may take: commit time grows with its bytes (the
-/// core writes a forward as one Raft entry, fsynced once, but a slow disk
-/// or a slow follower takes longer for more bytes), so a fixed short
+/// core writes a forward as Raft entries of up to 256 KiB, and a slow disk
+/// or a slow follower takes longer for more of them), so a fixed short
 /// timeout would retry a large forward forever. 1 s, plus 2 s per MiB. A
 /// dead leader is noticed sooner: the edge hedges its forwards
 /// (`Cluster::to_leader_hedged`).

@@ -8,7 +8,9 @@ use crate::catalog::{
 };
 use crate::clock::now_ms;
 use crate::node::Node;
-use crate::raft::command::{AppendCmd, MetaReply, ShardCommand, ShardResponse};
+use crate::raft::command::{
+    group_runs, AppendCmd, MetaReply, ShardCommand, ShardResponse, ENTRY_BYTES_MAX,
+};
 use crate::raft::group::ShardGroup;
 use crate::raft::types::NodeId;
 use bytes::Bytes;
@@ -479,9 +481,10 @@ impl Node {
         }
     }
 
-    /// Appends runs to a shard in order, as one Raft entry (group commit:
-    /// one fsync and one replication round for the whole request); returns
-    /// (appended, duplicates, next offset).
+    /// Appends runs to a shard in order, grouped into Raft entries of up to
+    /// `ENTRY_BYTES_MAX` bytes (group commit: one fsync and one replication
+    /// round per entry, not per run); returns (appended, duplicates, next
+    /// offset).
     pub async fn append(
         &self,
         g: &ShardGroup,
@@ -508,14 +511,26 @@ impl Node {
             }
             runs.push(cmd);
         }
-        let mut appended = 0u64;
-        if !runs.is_empty() {
-            let res = g
+        // Proposed in order, without waiting in between: entries queue up in
+        // openraft behind one another.
+        let mut receivers = Vec::new();
+        for entry in group_runs(runs, ENTRY_BYTES_MAX) {
+            let rx = g
                 .raft
-                .client_write(ShardCommand::appending(runs))
+                .client_write_ff(ShardCommand::appending(entry))
                 .await
-                .map_err(|e| self.not_leader_or(e))?;
-            match res.data {
+                .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("raft: {e}")))?;
+            receivers.push(rx);
+        }
+        let mut appended = 0u64;
+        for rx in receivers {
+            let res = rx
+                .await
+                .map_err(|_| RemoteError::new(ErrorCode::Unavailable, "raft group stopped"))?;
+            match res
+                .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
+                .data
+            {
                 ShardResponse::Appended {
                     appended: a,
                     duplicates: d,

@@ -29,8 +29,8 @@
 //! | 6   | shard | `Seal`              | empty                                  |
 //! | 7   | shard | `Appends`           | parts u32 (>= 1), then per part: length u32, an `Append` body (as tag 1, without the tag) |
 //!
-//! `Appends` is group commit: the runs of one forward request (or of
-//! several that met at the shard leader) in one Raft entry, so that one
+//! `Appends` is group commit: the runs of one forward request in one Raft
+//! entry of up to [`ENTRY_BYTES_MAX`] bytes ([`group_runs`]), so that one
 //! fsync and one replication round carry them all. Each part keeps its own
 //! producer positions and its batch bytes unchanged; the shard's index
 //! names a part by `(log_index, part)`.
@@ -128,7 +128,7 @@ pub struct SeqError {
 pub enum ShardCommand {
     /// Append records.
     Append(AppendCmd),
-    /// Append several runs in order, as one entry (group commit). Never
+    /// Append several runs in order, in one entry (group commit). Never
     /// empty.
     Appends(Vec<AppendCmd>),
     /// Offsets `[first, next)` now also live in this object (the shard
@@ -347,6 +347,32 @@ impl ShardCommand {
     }
 }
 
+/// Most batch bytes group commit puts in one Raft entry: a follower must
+/// take an AppendEntries of `max_payload_entries` such entries, fsync
+/// included, within one heartbeat interval (openraft 0.9's deadline), also
+/// while catching up on a busy machine. A single run bigger than this is
+/// an entry of its own.
+pub const ENTRY_BYTES_MAX: usize = 256 * 1024;
+
+/// Cuts the runs of one forward into entries, in order, each of at most
+/// `bytes_max` batch bytes (or one run, when that run alone is bigger).
+pub fn group_runs(runs: Vec<AppendCmd>, bytes_max: usize) -> Vec<Vec<AppendCmd>> {
+    let mut entries: Vec<Vec<AppendCmd>> = Vec::new();
+    let mut bytes = 0;
+    for run in runs {
+        let len = run.batch.len();
+        match entries.last_mut() {
+            Some(last) if bytes + len <= bytes_max => last.push(run),
+            _ => {
+                entries.push(vec![run]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    entries
+}
+
 /// An `Append` body (format: module doc), batch bytes last.
 fn encode_append(a: &AppendCmd, out: &mut Vec<u8>) {
     out.put_u64_le(a.producer_id);
@@ -550,6 +576,22 @@ mod tests {
             ShardCommand::decode(bad.into()),
             Err(CodecError::Seqs(_))
         ));
+    }
+
+    #[test]
+    fn runs_are_grouped_in_order_under_the_entry_size() {
+        let sized = |n: usize| AppendCmd {
+            batch: Bytes::from(vec![0u8; n]),
+            ..run(0, 1, b"x")
+        };
+        let sizes = |g: &[Vec<AppendCmd>]| -> Vec<Vec<usize>> {
+            g.iter()
+                .map(|e| e.iter().map(|r| r.batch.len()).collect())
+                .collect()
+        };
+        let g = group_runs(vec![sized(4), sized(4), sized(3), sized(10), sized(1)], 10);
+        assert_eq!(sizes(&g), [vec![4, 4], vec![3], vec![10], vec![1]]);
+        assert!(group_runs(Vec::new(), 10).is_empty());
     }
 
     fn encoded(c: &impl GroupCommand) -> Bytes {

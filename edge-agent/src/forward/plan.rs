@@ -21,7 +21,7 @@ use strata_schema::fb::ErrorCode;
 
 /// Most bytes of pieces in one forward request: small enough that one
 /// forward commits well within its timeout (the core writes a request as
-/// one Raft entry; see `strata_client::api::forward_timeout`).
+/// Raft entries of up to 256 KiB; see `strata_client::api::forward_timeout`).
 pub const REQUEST_BYTES_MAX: usize = 1024 * 1024;
 
 /// What one round sends.
