@@ -94,6 +94,9 @@ async fn run(args: Args) -> Result<()> {
         let _ = k.await;
     }
     for (name, s) in registry.streams() {
+        if let Err(e) = s.buffer.flush_ack().await {
+            tracing::warn!(stream = %name, error = %e, "could not save the forwarded position; the next start sends again what the core already has (it drops those)");
+        }
         let st = s.buffer.stats();
         tracing::info!(stream = %name, buffered_records = st.next_seq - st.acked_seq, "buffer kept for the next start");
     }

@@ -170,6 +170,11 @@ impl BufferHandle {
             .await
     }
 
+    /// See [`StreamBuffer::flush_ack`].
+    pub async fn flush_ack(&self) -> Result<(), BufferError> {
+        self.ack_with(StreamBuffer::flush_ack).await
+    }
+
     async fn ack_with(
         &self,
         ack: impl FnOnce(&mut StreamBuffer) -> Result<(), BufferError> + Send + 'static,

@@ -250,8 +250,10 @@ pub struct StreamBuffer {
     segments: VecDeque<Segment>,
     active: bool,
     acked_seq: u64,
-    /// When the `acked` file was last written (lazy acks move `acked_seq`
-    /// ahead of it: [`Self::ack_lazily`]).
+    /// What the `acked` file holds, as far as this process wrote it (lazy
+    /// acks move `acked_seq` ahead of it: [`Self::ack_lazily`]).
+    acked_persisted: u64,
+    /// When the `acked` file was last written.
     acked_persisted_at: Instant,
     durable_seq: u64,
     next_seq: u64,
@@ -358,6 +360,7 @@ impl StreamBuffer {
             segments,
             opts,
             acked_seq,
+            acked_persisted: acked_seq,
             acked_persisted_at: Instant::now(),
             durable_seq: next_seq,
             next_seq,
@@ -762,10 +765,22 @@ impl StreamBuffer {
         Ok(first_seq)
     }
 
-    fn persist_acked(&self, seq: u64) -> Result<(), BufferError> {
+    fn persist_acked(&mut self, seq: u64) -> Result<(), BufferError> {
         let (path, tmp) = (self.dir.join(ACKED_FILE), self.dir.join(ACKED_TMP_FILE));
         write_file_atomic(&*self.fs, &path, &tmp, &encode_acked(seq), Durability::Data)
             .map_err(|e| BufferError::io(e.op, &e.path, e.source))?;
+        self.acked_persisted = seq;
+        Ok(())
+    }
+
+    /// Writes the `acked` file if lazy acks left it behind (a clean
+    /// shutdown calls this, so a restart does not send anything again).
+    pub fn flush_ack(&mut self) -> Result<(), BufferError> {
+        self.check_usable()?;
+        if self.acked_seq > self.acked_persisted {
+            self.persist_acked(self.acked_seq)?;
+            self.acked_persisted_at = Instant::now();
+        }
         Ok(())
     }
 

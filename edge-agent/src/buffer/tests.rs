@@ -242,6 +242,32 @@ fn lazy_acks_write_the_acked_file_once_per_interval() {
     );
 }
 
+/// A clean shutdown writes what lazy acks left behind; nothing to write
+/// is no write.
+#[test]
+fn flush_ack_writes_a_lazy_ack() {
+    let dir = TempDir::new().unwrap();
+    let (mut buffer, _) = open(dir.path(), small_opts());
+    append_synced(&mut buffer, 3, 1, 72);
+    buffer.ack_lazily(2, Instant::now()).unwrap();
+    let acked_file = || fs::read(dir.path().join(format::ACKED_FILE)).ok();
+    assert_eq!(acked_file(), None, "inside the interval: not written");
+    buffer.flush_ack().unwrap();
+    assert_eq!(
+        acked_file().as_deref().map(format::decode_acked),
+        Some(Ok(2))
+    );
+    // Already written: a second flush writes nothing (a marker survives).
+    let marker = format::encode_acked(1);
+    fs::write(dir.path().join(format::ACKED_FILE), marker).unwrap();
+    buffer.flush_ack().unwrap();
+    assert_eq!(acked_file().as_deref(), Some(&marker[..]));
+    fs::write(dir.path().join(format::ACKED_FILE), format::encode_acked(2)).unwrap();
+    drop(buffer);
+    let (buffer, _) = open(dir.path(), small_opts());
+    assert_eq!(buffer.acked_seq(), 2);
+}
+
 #[test]
 fn reads_find_their_start_across_index_intervals() {
     let dir = TempDir::new().unwrap();
