@@ -131,6 +131,8 @@ pub async fn create_stream_with(
     replication: u32,
     retention: &Retention,
 ) -> Result<StreamInfo, ClientError> {
+    let [local_retention_ms, local_retention_bytes, retention_ms, retention_bytes] =
+        retention.to_wire();
     let req = wire::request(fb::RequestBody::CreateStreamRequest, |fbb| {
         let name = Some(fbb.create_string(name));
         fb::CreateStreamRequest::create(
@@ -139,10 +141,10 @@ pub async fn create_stream_with(
                 name,
                 shards,
                 replication,
-                local_retention_ms: retention.local_ms.unwrap_or(0),
-                local_retention_bytes: retention.local_bytes.unwrap_or(0),
-                retention_ms: retention.total_ms.unwrap_or(0),
-                retention_bytes: retention.total_bytes.unwrap_or(0),
+                local_retention_ms,
+                local_retention_bytes,
+                retention_ms,
+                retention_bytes,
             },
         )
         .as_union_value()
@@ -199,16 +201,18 @@ pub async fn set_retention(
     name: &str,
     retention: &strata_protocol::Retention,
 ) -> Result<StreamInfo, ClientError> {
+    let [local_retention_ms, local_retention_bytes, retention_ms, retention_bytes] =
+        retention.to_wire();
     let req = wire::request(fb::RequestBody::SetRetentionRequest, |fbb| {
         let name = Some(fbb.create_string(name));
         fb::SetRetentionRequest::create(
             fbb,
             &fb::SetRetentionRequestArgs {
                 name,
-                local_retention_ms: retention.local_ms.unwrap_or(0),
-                local_retention_bytes: retention.local_bytes.unwrap_or(0),
-                retention_ms: retention.total_ms.unwrap_or(0),
-                retention_bytes: retention.total_bytes.unwrap_or(0),
+                local_retention_ms,
+                local_retention_bytes,
+                retention_ms,
+                retention_bytes,
             },
         )
         .as_union_value()

@@ -115,6 +115,18 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// The wire fields `[local_ms, local_bytes, total_ms, total_bytes]`,
+    /// 0 for unset (the inverse of [`Retention::from_wire`]).
+    pub fn to_wire(&self) -> [u64; 4] {
+        [
+            self.local_ms,
+            self.local_bytes,
+            self.total_ms,
+            self.total_bytes,
+        ]
+        .map(|v| v.unwrap_or(0))
+    }
+
     /// From wire fields where 0 means unset.
     pub fn from_wire(local_ms: u64, local_bytes: u64, total_ms: u64, total_bytes: u64) -> Self {
         let some = |v: u64| (v > 0).then_some(v);

@@ -133,18 +133,7 @@ impl Node {
         name: &str,
         retention: strata_protocol::Retention,
     ) -> Result<Bytes, RemoteError> {
-        if let Some(b) = retention
-            .local_bytes
-            .filter(|&b| b < self.cfg.segment_bytes_max)
-        {
-            return Err(RemoteError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
-                    self.cfg.segment_bytes_max
-                ),
-            ));
-        }
+        self.check_retention(&retention)?;
         self.require_meta_leader()?;
         let cmd = MetaCommand::SetRetention {
             stream: name.to_string(),

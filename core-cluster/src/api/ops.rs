@@ -103,6 +103,27 @@ impl Node {
         .await
     }
 
+    /// A retention this node can keep: the local byte budget holds at
+    /// least one segment (the newest is always kept).
+    pub(crate) fn check_retention(
+        &self,
+        retention: &strata_protocol::Retention,
+    ) -> Result<(), RemoteError> {
+        match retention
+            .local_bytes
+            .filter(|&b| b < self.cfg.segment_bytes_max)
+        {
+            Some(b) => Err(RemoteError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
+                    self.cfg.segment_bytes_max
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) async fn create_stream_from(
         &self,
         name: &str,
@@ -111,18 +132,7 @@ impl Node {
         retention: strata_protocol::Retention,
         restore_from: Option<String>,
     ) -> Result<StreamInfo, RemoteError> {
-        if let Some(b) = retention
-            .local_bytes
-            .filter(|&b| b < self.cfg.segment_bytes_max)
-        {
-            return Err(RemoteError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "--local-retention-bytes {b} is below one segment ({} bytes): the newest segment is always kept",
-                    self.cfg.segment_bytes_max
-                ),
-            ));
-        }
+        self.check_retention(&retention)?;
         strata_schema::validate_stream_name(name)
             .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
         if restore_from.is_none() {
