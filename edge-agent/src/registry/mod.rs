@@ -15,6 +15,8 @@ pub mod high_water;
 pub mod identity;
 pub mod producer;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
 use crate::buffer::{BufferError, BufferHandle, StreamBuffer};
 use crate::config::EdgeConfig;
@@ -119,6 +121,8 @@ pub struct Registry {
     /// Announces each newly opened stream (one message per stream, so it is
     /// bounded by the number of streams the registry holds anyway).
     opened: mpsc::UnboundedSender<Arc<StreamState>>,
+    /// The last write of `streams.json` failed ([`Self::save_cache_or_warn`]).
+    cache_dirty: std::sync::atomic::AtomicBool,
     /// Set once when a buffer turns out to be behind the core: the agent
     /// stops (see `startup`).
     halted: watch::Sender<Option<Arc<BehindCore>>>,
@@ -147,6 +151,7 @@ impl Registry {
             streams: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
             opened,
+            cache_dirty: Default::default(),
             halted: watch::channel(None).0,
         });
         for info in cache::load(&registry.cache_path())? {
@@ -261,6 +266,33 @@ impl Registry {
         self.cfg.data_dir.join("buffers").join(stream)
     }
 
+    /// [`Self::save_cache`] where a failure must not stop the caller: the
+    /// cache is a start-up aid (which streams to reopen, and their maps
+    /// while the core is down), never what decides whether a record is
+    /// kept. A failed write is logged and marks the cache dirty; the next
+    /// save, which writes every stream again (each forwarder's map refresh,
+    /// another stream opened), retries it.
+    fn save_cache_or_warn(&self) {
+        use std::sync::atomic::Ordering;
+        match self.save_cache() {
+            Ok(()) => {
+                if self.cache_dirty.swap(false, Ordering::AcqRel) {
+                    tracing::info!(path = %self.cache_path().display(), "stream cache written again after an earlier failure");
+                }
+            }
+            Err(e) => {
+                self.cache_dirty.store(true, Ordering::Release);
+                tracing::warn!(error = %e, "could not save the stream cache; streams opened since are forwarded all the same, and the next save retries (until then a restart reopens only the streams cached before)");
+            }
+        }
+    }
+
+    /// Whether the last write of the stream cache failed (the file lacks
+    /// recent changes until a save succeeds).
+    pub fn cache_dirty(&self) -> bool {
+        self.cache_dirty.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn save_cache(&self) -> Result<(), RegistryError> {
         let infos: Vec<StreamInfo> = self
             .streams
@@ -282,7 +314,8 @@ impl Registry {
     }
 
     /// Opens `info`'s stream (its buffer, recovered) unless it is open
-    /// already, saves the cache and announces the new stream. Its records
+    /// already, announces the new stream and saves the cache (a failed
+    /// cache write is only logged: [`Self::save_cache_or_warn`]). Its records
     /// from the buffer's next position on are unchecked until its
     /// forwarder heard the core's marks (recorded before any is accepted).
     pub async fn open_stream(&self, info: StreamInfo) -> Result<Arc<StreamState>, RegistryError> {
@@ -338,9 +371,11 @@ impl Registry {
             .lock()
             .expect("streams lock")
             .insert(name, state.clone());
-        self.save_cache()?;
-        // No receiver only while the agent shuts down: nothing to forward then.
+        // Announced before anything else can fail: from now on produces to
+        // the stream are acknowledged, so its forwarder must run. No
+        // receiver only while the agent shuts down: nothing to forward then.
         let _ = self.opened.send(state.clone());
+        self.save_cache_or_warn();
         Ok(state)
     }
 
@@ -380,9 +415,7 @@ impl Registry {
         };
         *stream.unknown_since.lock().expect("unknown_since lock") = None;
         *stream.info.lock().expect("info lock") = info;
-        if let Err(e) = self.save_cache() {
-            tracing::warn!(error = %e, "could not save the stream cache");
-        }
+        self.save_cache_or_warn();
         Ok(())
     }
 
@@ -416,9 +449,10 @@ impl Registry {
             .expect("identity lock")
             .unchecked
             .remove(&name);
-        if let Err(e) = self.save_unchecked().and_then(|()| self.save_cache()) {
+        if let Err(e) = self.save_unchecked() {
             tracing::warn!(stream = %name, error = %e, "saving the registry after dropping a deleted stream");
         }
+        self.save_cache_or_warn();
         let dir = self.buffer_dir(&name);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing a deleted stream's buffer");
