@@ -491,6 +491,23 @@ impl Node {
         }
     }
 
+    /// Answers a forward without records (a seal probe): refused with
+    /// `SHARD_CLOSED` and where `producer_id`'s records end once the shard
+    /// is sealed, else the shard's next offset. An agent asks before it
+    /// sends a closed shard's children anything, so a child never gets a
+    /// producer's records out of position order (a merge's two parents
+    /// seal at different moments; see the edge's forward driver). Read
+    /// from the applied state: a seal is final, so any replica's applied
+    /// seal gives the final position.
+    pub fn seal_probe(&self, g: &ShardGroup, producer_id: u64) -> Result<u64, RemoteError> {
+        let (sealed, next_seq, next_offset) =
+            g.sm.read(|s| (s.sealed, s.producer_next_seq(producer_id), s.next_offset));
+        if sealed {
+            return Err(closed(next_seq));
+        }
+        Ok(next_offset)
+    }
+
     /// Appends runs to a shard in order, grouped into Raft entries of up to
     /// `ENTRY_BYTES_MAX` bytes (group commit: one fsync and one replication
     /// round per entry, not per run); returns (appended, duplicates, next

@@ -435,6 +435,10 @@ impl CoreHandler {
         }
         self.node.check_producer_owner(r.producer_id(), caller)?;
         let g = self.node.shard_leader_for(r.stream(), r.shard())?;
+        if r.pieces().is_empty() {
+            let next_offset = self.node.seal_probe(&g, r.producer_id())?;
+            return Ok(forwarded(0, 0, next_offset));
+        }
         let limits = self.node.cfg.limits();
         let mut cmds = Vec::with_capacity(r.pieces().len());
         for (i, p) in r.pieces().iter().enumerate() {
@@ -468,17 +472,7 @@ impl CoreHandler {
             cmds.push(cmd);
         }
         let (appended, duplicates, next_offset) = self.node.append(&g, cmds).await?;
-        Ok(wire::response(fb::ResponseBody::ForwardResponse, |fbb| {
-            fb::ForwardResponse::create(
-                fbb,
-                &fb::ForwardResponseArgs {
-                    appended,
-                    duplicates,
-                    next_offset,
-                },
-            )
-            .as_union_value()
-        }))
+        Ok(forwarded(appended, duplicates, next_offset))
     }
 
     async fn seek(&self, r: fb::SeekRequest<'_>) -> Result<Bytes, RemoteError> {
@@ -767,4 +761,19 @@ impl Fetch {
             end_of_shard,
         }
     }
+}
+
+/// A forward's answer.
+fn forwarded(appended: u64, duplicates: u64, next_offset: u64) -> Bytes {
+    wire::response(fb::ResponseBody::ForwardResponse, |fbb| {
+        fb::ForwardResponse::create(
+            fbb,
+            &fb::ForwardResponseArgs {
+                appended,
+                duplicates,
+                next_offset,
+            },
+        )
+        .as_union_value()
+    })
 }

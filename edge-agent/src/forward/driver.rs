@@ -9,7 +9,7 @@
 
 use super::error::RoundError;
 use super::plan::{self, Next, Pacing, RoundOutcome, ShardReply, ShardSend, REQUEST_BYTES_MAX};
-use super::route::Router;
+use super::route::{self, Router};
 use crate::registry::{Registry, StreamState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +82,14 @@ async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundErr
     if let Some(end) = id_ends {
         batches.retain(|b| b.first_seq < end);
     }
+    let unsettled = {
+        let info = stream.info.lock().expect("info lock");
+        let closed_at = stream.closed_at.lock().expect("closed_at lock");
+        route::unsettled(&info, &closed_at)
+    };
+    if !unsettled.is_empty() {
+        settle(registry, stream, producer_id, unsettled).await?;
+    }
     let router = {
         let info = stream.info.lock().expect("info lock");
         let closed_at = stream.closed_at.lock().expect("closed_at lock");
@@ -120,6 +128,47 @@ async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundErr
             ))
         }
         RoundOutcome::Retry(e) => Err(e.into()),
+    }
+}
+
+/// Learns where `producer_id`'s records end in each closed shard of
+/// `shards` with a seal probe (a forward without records): a sealed shard
+/// refuses it with `SHARD_CLOSED` and the position, noted in `closed_at`.
+/// `Closing` when some shard is not sealed yet (the round is retried).
+async fn settle(
+    registry: &Registry,
+    stream: &StreamState,
+    producer_id: u64,
+    shards: Vec<u32>,
+) -> Result<(), RoundError> {
+    let name = stream.name.as_str();
+    let probes = shards.iter().map(|&shard| async move {
+        let r = registry
+            .core()
+            .to_leader(name, shard, |c| async move {
+                api::forward(&c, name, shard, producer_id, &[]).await
+            })
+            .await;
+        (shard, r)
+    });
+    let mut closing = Vec::new();
+    for (shard, r) in futures::future::join_all(probes).await {
+        match r {
+            Ok(_) => closing.push(shard),
+            Err(e) => {
+                let at = plan::closed_position(&e).ok_or(RoundError::Core(e))?;
+                stream
+                    .closed_at
+                    .lock()
+                    .expect("closed_at lock")
+                    .insert(shard, at);
+            }
+        }
+    }
+    if closing.is_empty() {
+        Ok(())
+    } else {
+        Err(RoundError::Closing(closing))
     }
 }
 

@@ -25,6 +25,11 @@ pub enum RoundError {
     /// and the shard map is fresh.
     #[error("shards {0:?} are closed")]
     Resharded(Vec<u32>),
+    /// These shards are closed in the shard map but not sealed yet: their
+    /// children get nothing until the seal says where this agent's records
+    /// in them end.
+    #[error("shards {0:?} are closing (waiting for their seal)")]
+    Closing(Vec<u32>),
 }
 
 impl RoundError {
@@ -36,7 +41,7 @@ impl RoundError {
             | RoundError::ShardMap(_)
             | RoundError::Batch(_)
             | RoundError::Ack(_) => false,
-            RoundError::Resharded(_) => true,
+            RoundError::Resharded(_) | RoundError::Closing(_) => true,
         }
     }
 

@@ -108,11 +108,18 @@ pub enum ShardReply<E> {
 
 /// The reply a failed request stands for.
 pub fn classify(e: ClientError) -> ShardReply<ClientError> {
+    match closed_position(&e) {
+        Some(producer_next_seq) => ShardReply::Closed { producer_next_seq },
+        None => ShardReply::Failed(e),
+    }
+}
+
+/// Where this agent's records end in a shard that refused with
+/// `SHARD_CLOSED`; None for any other failure.
+pub fn closed_position(e: &ClientError) -> Option<u64> {
     match e {
-        ClientError::Remote(r) if r.code == ErrorCode::ShardClosed => ShardReply::Closed {
-            producer_next_seq: r.producer_next_seq,
-        },
-        other => ShardReply::Failed(other),
+        ClientError::Remote(r) if r.code == ErrorCode::ShardClosed => Some(r.producer_next_seq),
+        _ => None,
     }
 }
 

@@ -11,12 +11,20 @@
 //!
 //! Resharding: the shards that hold a hash key over time form a chain (a
 //! parent, then the child owning the key, ...), in increasing id order. A
-//! closed (or closing) shard still gets a record until it refuses one with
-//! `SHARD_CLOSED`, which says where this agent's records in it end
-//! ([`Router::new`]'s `closed_at`). Then records below that position are
-//! already in it and are dropped, and the rest go on down the chain. So a
-//! reshard neither loses nor duplicates a record, and the parent holds every
-//! record of a key that precedes the first one in the child.
+//! closed shard's end for this agent's records (`closed_at`) is learned
+//! before its children get any record: from a refusal (`SHARD_CLOSED`) of
+//! records sent to it, or from a seal probe ([`unsettled`] names the shards
+//! to probe). Then records below that position are already in it and are
+//! dropped, and the rest go on down the chain. So a reshard neither loses
+//! nor duplicates a record, and the parent holds every record of a key that
+//! precedes the first one in the child.
+//!
+//! Why every parent must be settled first: a shard drops a producer's
+//! record whose position is not above the last it applied from that
+//! producer. A merge's two parents seal at different moments; had the child
+//! taken one parent's later records while the other parent still took
+//! earlier ones, the other parent's records re-routed after its seal would
+//! arrive below the child's mark and vanish as duplicates.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -125,6 +133,20 @@ impl Router {
         let k = self.open.partition_point(|(r, _)| r.end < h);
         Some(self.open[k.min(self.open.len() - 1)].1)
     }
+}
+
+/// The closed shards of `info` whose end for this agent's records is not
+/// known yet (absent from `closed_at`), in id order: the forwarder learns
+/// each one's end (a seal probe) before it routes records by `info`.
+pub fn unsettled(info: &StreamInfo, closed_at: &HashMap<u32, u64>) -> Vec<u32> {
+    let mut ids: Vec<u32> = info
+        .shards
+        .iter()
+        .filter(|s| !s.is_open() && !closed_at.contains_key(&s.id))
+        .map(|s| s.id)
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 fn hash_of(key: Option<&str>, seq: u64) -> u128 {
@@ -417,28 +439,38 @@ mod tests {
             assert_eq!(*shard, if lo.contains(h) { 1 } else { 2 });
         }
         // Then 1 and 2 merged into 3; 1 refused with its end at 130, 2 has
-        // not answered yet.
+        // not answered yet: 2 is unsettled, so the forwarder probes it
+        // before routing anything (3 must not take 1's records above 130
+        // while 2 may still take its records below them).
         let merged = info(&[
             (0, all, "closed"),
             (1, lo, "closed"),
             (2, hi, "closed"),
             (3, all, "open"),
         ]);
-        let r = router(&merged, &[(0, 120), (1, 130)]);
+        let known = |v: &[(u32, u64)]| v.iter().copied().collect::<HashMap<u32, u64>>();
+        assert_eq!(unsettled(&merged, &known(&[(0, 120), (1, 130)])), vec![2]);
+        assert_eq!(unsettled(&merged, &known(&[])), vec![0, 1, 2]);
+        assert_eq!(unsettled(&split_info, &known(&[])), vec![0]);
+        // 2's seal probe says its records end at 125: everything above
+        // each parent's end goes to 3, in position order.
+        let settled = [(0, 120), (1, 130), (2, 125)];
+        assert!(unsettled(&merged, &known(&settled)).is_empty());
+        let r = router(&merged, &settled);
         let seen = routed(&split(&batches, &r).unwrap(), 100, &keys);
         for (shard, seq, key) in &seen {
             let h = hashkey::hash_key(key.as_bytes());
-            assert!(*seq >= 120);
-            let want = match (lo.contains(h), *seq < 130) {
-                (true, true) => unreachable!("in shard 1 already"),
-                (true, false) => 3,
-                (false, _) => 2,
-            };
-            assert_eq!(*shard, want, "seq {seq}");
+            let end = if lo.contains(h) { 130 } else { 125 };
+            assert!(*seq >= end, "seq {seq} is in a parent already");
+            assert_eq!(*shard, 3, "seq {seq}");
         }
-        assert!(seen
-            .iter()
-            .all(|x| !(lo.contains(hashkey::hash_key(x.2.as_bytes())) && x.1 < 130)));
+        let expected = (100..140u64)
+            .filter(|&seq| {
+                let h = hashkey::hash_key(keys[(seq - 100) as usize].as_bytes());
+                seq >= if lo.contains(h) { 130 } else { 125 }
+            })
+            .count();
+        assert_eq!(seen.len(), expected);
         // A map whose open shards leave a gap is refused.
         let gap = info(&[(0, lo, "open")]);
         assert!(Router::new(&gap, &HashMap::new()).is_err());
