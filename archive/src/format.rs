@@ -227,6 +227,8 @@ impl EncodedObject {
             bytes: self.object_bytes(),
             payload_bytes: self.payload_bytes,
             checksums: Some(BlockChecksums::of(&self.parquet, CHECKSUM_BLOCK_BYTES)),
+            // The core sets it: only it knows when it appended the records.
+            max_appended_ms: None,
         }
     }
 }

@@ -18,6 +18,12 @@
 //! object gives an error, never wrong records. The field is optional:
 //! manifests written before it existed still load, and their objects are
 //! read unverified.
+//!
+//! An object entry may carry `max_appended_ms`: when the core appended
+//! (committed) the object's newest record, by the clock of the shard leader
+//! that tiered it. Total retention counts from it, not from the producers'
+//! timestamps. Also optional: for entries written before it existed, total
+//! retention counts from `max_timestamp_ms` as it used to.
 
 use crate::TierError;
 use object_store::path::Path;
@@ -46,6 +52,13 @@ pub struct TieredObject {
     /// checksums existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksums: Option<BlockChecksums>,
+    /// When the core appended the object's newest record (ms, the clock of
+    /// the shard leader that tiered it): total retention counts from here.
+    /// Absent in entries written before it existed (total retention then
+    /// counts from `max_timestamp_ms`) and in objects encoded outside the
+    /// core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_appended_ms: Option<i64>,
 }
 
 /// The size of the blocks [`BlockChecksums::of`] cuts by default: a read
@@ -259,6 +272,7 @@ mod tests {
                 block_bytes: 64,
                 crc32c: vec![1, 2],
             }),
+            max_appended_ms: Some(1_764_806_400_000),
         }
     }
 
@@ -341,11 +355,26 @@ mod tests {
         let m = Manifest::from_json(old).unwrap();
         let mut want = obj(10, 20);
         want.checksums = None;
+        want.max_appended_ms = None;
         assert_eq!(m.objects, vec![want]);
         // Written back, it is the same JSON (no `checksums: null`).
         let back: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
         let old: serde_json::Value = serde_json::from_slice(old).unwrap();
         assert_eq!(back, old);
+    }
+
+    /// `max_appended_ms` travels in the JSON when known and is left out
+    /// (not `null`) when not.
+    #[test]
+    fn max_appended_ms_round_trips_and_is_optional() {
+        let m = manifest();
+        let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(v["objects"][0]["max_appended_ms"], 1_764_806_400_000i64);
+        let mut m = manifest();
+        m.objects[1].max_appended_ms = None;
+        let v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert!(v["objects"][1].get("max_appended_ms").is_none());
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]

@@ -152,7 +152,10 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
         let enc = tokio::task::block_in_place(|| encode(tier, stream, shard, g, &entries))?;
         let key = enc.key(&tier.prefix, stream, shard);
         store::put_object(&tier.store, &key, enc.parquet.clone()).await?;
-        let obj = enc.tiered_object(&key);
+        // Total retention counts from when the core appended the records
+        // (this leader's clock), not from the producers' timestamps.
+        let mut obj = enc.tiered_object(&key);
+        obj.max_appended_ms = tier_plan::max_appended_ms(&entries);
         // The manifest entry starts a new log segment, so the segment with
         // the data just tiered can be deleted whole by a purge (no entry
         // after the data keeps it alive).
@@ -267,8 +270,9 @@ pub(crate) async fn purge_local(
     Ok(true)
 }
 
-/// Total retention (shard leader): objects whose records are all older than
-/// the stream's retention, or the oldest ones beyond its byte budget, are
+/// Total retention (shard leader): objects whose records were all appended
+/// longer than the stream's retention ago (by the core's clock, see
+/// `tier_plan::expiry`), or the oldest ones beyond its byte budget, are
 /// deleted from the store first, then `ShardCommand::Expire` moves the shard's
 /// first offset past them. A crash in between leaves the manifest naming
 /// deleted objects of expiring offsets; the next pass deletes (not found is

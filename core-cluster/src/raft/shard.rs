@@ -35,8 +35,9 @@ pub struct IndexEntry {
     pub bytes: u32,
     /// When this replica applied the entry (its wall clock, ms): segment age
     /// and local retention count from arrival, not from producer clocks.
-    /// The only field replicas may disagree on; nothing replicated depends
-    /// on it.
+    /// The only field replicas may disagree on; no apply decision depends on
+    /// it (the uploading leader copies its own into the `Tier` command as the
+    /// object's `max_appended_ms`, for total retention).
     #[serde(default)]
     pub appended_ms: i64,
 }

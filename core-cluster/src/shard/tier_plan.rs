@@ -10,9 +10,14 @@
 //!   first offset.
 //!
 //! `appended_ms` of an index entry is this replica's apply time, so ages
-//! count from arrival on this replica, not from producer clocks.
+//! count from arrival on this replica, not from producer clocks. Total
+//! retention likewise counts from when the core appended a record: the
+//! uploading leader records its entries' newest `appended_ms` on the object
+//! ([`max_appended_ms`]), and that travels in the replicated manifest, so
+//! the expiry the leader plans (and commits as `ShardCommand::Expire`) does
+//! not depend on a device's clock. Producer timestamps stay data only.
 
-use crate::raft::shard::ShardState;
+use crate::raft::shard::{IndexEntry, ShardState};
 use crate::tier::manifest::TieredObject;
 use std::ops::Range;
 use strata_protocol::Retention;
@@ -108,10 +113,30 @@ pub struct Expiry {
     pub objects: Vec<TieredObject>,
 }
 
-/// The leading tiered objects whose records are all older than
-/// `retention.total_ms`, or that lie beyond `retention.total_bytes` (oldest
-/// first, counted over the tiered objects). `None` when nothing expires or
-/// the stream has no total retention.
+/// What the object for `entries` records as `max_appended_ms`: the newest
+/// time this replica appended one of them. `None` when no entry carries one
+/// (entries from before `appended_ms` existed read as 0).
+pub fn max_appended_ms(entries: &[IndexEntry]) -> Option<i64> {
+    entries
+        .iter()
+        .map(|e| e.appended_ms)
+        .filter(|&ms| ms > 0)
+        .max()
+}
+
+/// When total retention counts an object's age from: when the core
+/// appended its newest record, or, for objects tiered before that was
+/// recorded (or restored from such a manifest), its newest producer
+/// timestamp.
+pub fn retained_from_ms(o: &TieredObject) -> i64 {
+    o.max_appended_ms.unwrap_or(o.max_timestamp_ms)
+}
+
+/// The leading tiered objects whose records were all appended longer than
+/// `retention.total_ms` ago ([`retained_from_ms`]: the core's clock, not the
+/// producers'), or that lie beyond `retention.total_bytes` (oldest first,
+/// counted over the tiered objects). `None` when nothing expires or the
+/// stream has no total retention.
 pub fn expiry(state: &ShardState, retention: &Retention, now_ms: i64) -> Option<Expiry> {
     if retention.total_ms.is_none() && retention.total_bytes.is_none() {
         return None;
@@ -123,7 +148,7 @@ pub fn expiry(state: &ShardState, retention: &Retention, now_ms: i64) -> Option<
     let mut excess = retention.total_bytes.map_or(0, |b| total.saturating_sub(b));
     let mut objects = Vec::new();
     for o in &state.tiered {
-        let old = cutoff.is_some_and(|c| o.max_timestamp_ms < c);
+        let old = cutoff.is_some_and(|c| retained_from_ms(o) < c);
         if !old && excess == 0 {
             break;
         }

@@ -16,7 +16,23 @@ fn entry(base: u64, log_index: u64, bytes: u32, appended_ms: i64) -> IndexEntry 
     }
 }
 
-fn object(first: u64, next: u64, bytes: u64, max_timestamp_ms: i64) -> TieredObject {
+/// An object whose newest record was appended at `appended_ms`, with
+/// producer timestamps equal to it (see [`stamped`] to tell them apart).
+fn object(first: u64, next: u64, bytes: u64, appended_ms: i64) -> TieredObject {
+    stamped(
+        object_before_append_times(first, next, bytes, appended_ms),
+        appended_ms,
+    )
+}
+
+/// An object as tiered before the core recorded append times: only the
+/// producers' timestamps (all `max_timestamp_ms`).
+fn object_before_append_times(
+    first: u64,
+    next: u64,
+    bytes: u64,
+    max_timestamp_ms: i64,
+) -> TieredObject {
     TieredObject {
         key: format!("s/0/{first}"),
         first_offset: first,
@@ -27,6 +43,23 @@ fn object(first: u64, next: u64, bytes: u64, max_timestamp_ms: i64) -> TieredObj
         bytes,
         payload_bytes: bytes,
         checksums: None,
+        max_appended_ms: None,
+    }
+}
+
+fn stamped(o: TieredObject, appended_ms: i64) -> TieredObject {
+    TieredObject {
+        max_appended_ms: Some(appended_ms),
+        ..o
+    }
+}
+
+/// `o` with its producer timestamps moved to `[min, max]`.
+fn timestamps(o: TieredObject, min: i64, max: i64) -> TieredObject {
+    TieredObject {
+        min_timestamp_ms: min,
+        max_timestamp_ms: max,
+        ..o
     }
 }
 
@@ -262,4 +295,72 @@ fn expiry_by_both_kinds() {
     // Bytes (excess 300) reach past what time expires.
     let e = expiry(&s, &total(Some(1_000), Some(100)), NOW).unwrap();
     assert_eq!(e.first_offset, 30);
+}
+
+const DAY_MS: i64 = 86_400_000;
+/// 2026-12-05, a clock that is not near the epoch.
+const TODAY: i64 = 1_796_428_800_000;
+
+/// A device whose clock reset to 1970: its records, appended now, stay
+/// for the whole retention (they used to go as soon as they were tiered).
+#[test]
+fn expiry_ignores_producer_timestamps_in_1970() {
+    let epoch = timestamps(object(0, 10, 100, TODAY - 1_000), 0, 5_000);
+    let s = tiered(vec![epoch]);
+    assert_eq!(expiry(&s, &total(Some(DAY_MS as u64), None), TODAY), None);
+    // A day after it was appended it goes like any other.
+    let e = expiry(&s, &total(Some(DAY_MS as u64), None), TODAY + DAY_MS).unwrap();
+    assert_eq!(e.first_offset, 10);
+}
+
+/// A device whose clock is years ahead: its records go once they were
+/// appended longer than the retention ago (they used to stay forever).
+#[test]
+fn expiry_ignores_producer_timestamps_in_the_future() {
+    let year = 365 * DAY_MS;
+    let future = timestamps(
+        object(0, 10, 100, TODAY - 2 * DAY_MS),
+        TODAY + 10 * year,
+        TODAY + 10 * year + 1,
+    );
+    let young = timestamps(object(10, 20, 100, TODAY), 0, TODAY + 20 * year);
+    let s = tiered(vec![future.clone(), young]);
+    let e = expiry(&s, &total(Some(DAY_MS as u64), None), TODAY).unwrap();
+    assert_eq!(e.first_offset, 10);
+    assert_eq!(e.objects, vec![future]);
+}
+
+/// Objects tiered before append times were recorded (no `max_appended_ms`,
+/// in the state or a restored manifest) expire by their newest producer
+/// timestamp, as before; alongside recorded ones, each counts by its own.
+#[test]
+fn expiry_of_objects_without_append_time_counts_from_timestamps() {
+    let objects = vec![
+        object_before_append_times(0, 10, 100, NOW - 1_001),
+        object_before_append_times(10, 20, 100, NOW - 1_000),
+    ];
+    let s = tiered(objects.clone());
+    let e = expiry(&s, &total(Some(1_000), None), NOW).unwrap();
+    assert_eq!((e.first_offset, e.objects), (10, objects[..1].to_vec()));
+    // An old object with a 1970 timestamp still goes at once (unknown
+    // append time); a recorded one after it counts by its append time.
+    let old = object_before_append_times(0, 10, 100, 0);
+    let recorded = timestamps(object(10, 20, 100, NOW), 0, 0);
+    let s = tiered(vec![old.clone(), recorded]);
+    let e = expiry(&s, &total(Some(1_000), None), NOW).unwrap();
+    assert_eq!((e.first_offset, e.objects), (10, vec![old]));
+}
+
+#[test]
+fn max_appended_ms_is_the_newest_known_append() {
+    let at = |ms| entry(0, 1, 10, ms);
+    assert_eq!(max_appended_ms(&[]), None);
+    // A replica's clock may step back: the newest, not the last.
+    assert_eq!(max_appended_ms(&[at(5), at(9), at(7)]), Some(9));
+    // Entries from before `appended_ms` existed read 0: unknown, not 1970.
+    assert_eq!(max_appended_ms(&[at(0), at(4), at(0)]), Some(4));
+    assert_eq!(max_appended_ms(&[at(0), at(0)]), None);
+    let o = object_before_append_times(0, 10, 1, 42);
+    assert_eq!(retained_from_ms(&o), 42);
+    assert_eq!(retained_from_ms(&stamped(o, 7)), 7);
 }

@@ -294,6 +294,7 @@ fn object(first: u64, next: u64) -> TieredObject {
         bytes: 2048,
         payload_bytes: 1500,
         checksums: Some(BlockChecksums::of(&[7u8; 2048], 1024)),
+        max_appended_ms: None,
     }
 }
 

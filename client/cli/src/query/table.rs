@@ -368,6 +368,7 @@ mod tests {
                 bytes: 100,
                 payload_bytes: 1000,
                 checksums: None,
+                max_appended_ms: None,
             },
         )
     }
