@@ -20,6 +20,16 @@ pub enum LogError {
         pos: u64,
         reason: String,
     },
+    /// An invalid record the log knows was durable (at or below the index
+    /// the caller of `open` saw synced): damage, never cut as a torn tail.
+    #[error("corrupt segment {path} at byte {pos}, the record of index {index}: {reason}; records through index {synced} were made durable, so this is damaged data, not a torn write, and it was not cut")]
+    DurableCorrupt {
+        path: PathBuf,
+        pos: u64,
+        index: u64,
+        synced: u64,
+        reason: String,
+    },
     #[error("segments are not contiguous: {prev} ends at index {prev_last}, but the next segment is {next}")]
     Gap {
         prev: PathBuf,

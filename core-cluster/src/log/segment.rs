@@ -7,7 +7,7 @@
 //! [`SegmentLog`] is a plain synchronous struct over a file system
 //! ([`strata_segment_log::fs::Fs`]: `std::fs` in production, a simulated disk
 //! that can lose power in tests): no async, no openraft types (the Raft
-//! mapping lives in [`super::store`]). It keeps an
+//! mapping lives in [`crate::raft::log_store`]). It keeps an
 //! in-memory index with one 32-byte slot per record (term, node id, file
 //! position, body length); records are whole batches, so this stays small.
 //! The segment holding an index is found by binary search over the (few)
@@ -62,10 +62,24 @@
 //! segments is an error naming the file and position: that data was durable,
 //! so it is never silently dropped.
 //!
+//! Only bytes written after the last completed fsync can be torn, so the
+//! last segment's invalid record is damage, not a torn tail, when the log is
+//! known to have been durable past it. The log does not record how far it
+//! was synced (that would cost a write per sync); its caller may know a lower
+//! bound and pass it to [`SegmentLog::open_synced_in`]: an invalid record at
+//! or below that index is [`LogError::DurableCorrupt`] (naming the file, the
+//! byte offset and the index), nothing is cut, and the log does not open. The
+//! Raft log store passes its saved committed and purge points
+//! ([`crate::raft::log_store`] says why they are durable). Past that bound an
+//! invalid record is cut as a torn tail, even if valid records follow it:
+//! unsynced bytes need not reach the disk in order (a page rewritten in
+//! place can be lost while a later, newly allocated one is kept), so a valid
+//! record after a hole does not prove the hole was ever synced.
+//!
 //! [`SegmentLog::purge_to`] deletes whole segments only; records of a partly
 //! purged segment become unreadable, but reappear after a reopen. The caller
 //! persists its purge point and purges again after opening (the
-//! [`super::store::LogStore`] does).
+//! [`crate::raft::log_store::LogStore`] does).
 //!
 //! After an I/O error from a mutating method the in-memory state may no longer
 //! match the files: the log refuses further writes ([`LogError::Failed`]) and
@@ -86,7 +100,7 @@ use super::frame::{
     verify_frame, Slot,
 };
 pub use super::frame::{BODY_HEADER_BYTES, FRAME_HEADER_BYTES};
-use super::segment_file::{recover_segment, Segment};
+use super::segment_file::{recover_segment, RecoverOptions, Segment};
 
 /// Appends are written to the file once this much is buffered; bigger
 /// records bypass the buffer.
@@ -223,6 +237,19 @@ impl SegmentLog {
         dir: &Path,
         opts: SegmentLogOptions,
     ) -> Result<(Self, Recovery), LogError> {
+        Self::open_synced_in(fs, dir, opts, None)
+    }
+
+    /// [`Self::open_in`] knowing that the records up to index `synced` were
+    /// made durable: an invalid one of them is [`LogError::DurableCorrupt`],
+    /// not a torn tail (see the module documentation). `synced` must never
+    /// name a record whose fsync had not returned.
+    pub fn open_synced_in(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: SegmentLogOptions,
+        synced: Option<u64>,
+    ) -> Result<(Self, Recovery), LogError> {
         opts.validate()?;
         create_dir_durably(&*fs, dir)?;
         let mut log = SegmentLog {
@@ -252,7 +279,7 @@ impl SegmentLog {
                     });
                 }
             }
-            log.load_segment(first_index, path, i + 1 == count, &mut recovery)?;
+            log.load_segment(first_index, path, i + 1 == count, synced, &mut recovery)?;
         }
         recovery.segments = log.segments.len();
         recovery.records = log.slots.len() as u64;
@@ -272,15 +299,20 @@ impl SegmentLog {
         first_index: u64,
         path: PathBuf,
         is_last: bool,
+        synced: Option<u64>,
         recovery: &mut Recovery,
     ) -> Result<(), LogError> {
+        let opts = RecoverOptions {
+            record_bytes_max: self.opts.record_bytes_max,
+            synced,
+        };
         let Some((segment, slots)) = recover_segment(
             &*self.fs,
             &self.dir,
             first_index,
             path,
             is_last,
-            self.opts.record_bytes_max,
+            &opts,
             &mut recovery.truncated_bytes,
         )?
         else {

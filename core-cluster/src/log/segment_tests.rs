@@ -286,7 +286,7 @@ fn garbage_length_in_tail_is_cut_without_allocating() {
 }
 
 #[test]
-fn corrupt_record_in_last_segment_cuts_from_there() {
+fn corrupt_record_in_last_segment_cuts_from_there_unless_synced() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut log, _) = SegmentLog::open(dir.path(), opts(1 << 20)).unwrap();
@@ -295,6 +295,22 @@ fn corrupt_record_in_last_segment_cuts_from_there() {
     }
     let last = segment_files(dir.path()).pop().unwrap();
     flip_byte(&last, 2 * frame(50) + 40);
+    // Known synced through index 3: damage, nothing cut.
+    let fs = strata_segment_log::fs::StdFs::shared();
+    let err = SegmentLog::open_synced_in(fs, dir.path(), opts(1 << 20), Some(3)).unwrap_err();
+    let LogError::DurableCorrupt {
+        path,
+        pos,
+        index,
+        synced,
+        ..
+    } = &err
+    else {
+        panic!("unexpected {err}");
+    };
+    assert_eq!((path, *pos, *index, *synced), (&last, 2 * frame(50), 3, 3));
+    assert_eq!(file_len(&last), 5 * frame(50));
+    // Synced only through index 2 (or not known): a torn tail, cut.
     let (log, rec) = SegmentLog::open(dir.path(), opts(1 << 20)).unwrap();
     assert_eq!((rec.records, rec.truncated_bytes), (2, 3 * frame(50)));
     assert_eq!(log.last_index(), Some(2));
@@ -508,8 +524,11 @@ struct Model {
     durable_last: Option<u64>,
 }
 
-fn open_model_log(disk: &SimFs) -> SegmentLog {
-    let (log, _) = SegmentLog::open_in(disk.shared(), Path::new(MODEL_DIR), MODEL_OPTS.clone())
+/// Opens the log knowing `synced`: a torn tail must never be taken for
+/// damage to synced records.
+fn open_model_log(disk: &SimFs, synced: Option<u64>) -> SegmentLog {
+    let dir = Path::new(MODEL_DIR);
+    let (log, _) = SegmentLog::open_synced_in(disk.shared(), dir, MODEL_OPTS.clone(), synced)
         .expect("open the log");
     log
 }
@@ -517,7 +536,7 @@ fn open_model_log(disk: &SimFs) -> SegmentLog {
 impl Model {
     fn new() -> Self {
         let disk = SimFs::new();
-        let log = open_model_log(&disk);
+        let log = open_model_log(&disk, None);
         Model {
             disk,
             log: Some(log),
@@ -623,12 +642,15 @@ impl Model {
     }
 
     fn crash(&mut self, torn: Option<u64>) {
+        // The process dies in a sync: the OS has the buffered records, but
+        // not their fsync. A torn crash keeps a part of them.
+        drop(self.log().begin_sync().unwrap());
         drop(self.log.take());
         match torn {
             Some(seed) => self.disk.crash_torn(seed),
             None => self.disk.crash(),
         }
-        let log = open_model_log(&self.disk);
+        let log = open_model_log(&self.disk, self.durable_last);
         log.check_invariants();
         self.check_recovered(&log);
         self.log = Some(log);

@@ -37,12 +37,29 @@
 //! # Durability and blocking
 //!
 //! `append` writes all entries, fsyncs once, and only then calls the openraft
-//! callback. All file I/O runs on `tokio::task::spawn_blocking`; the fsync of
+//! callback and returns. All file I/O runs on `tokio::task::spawn_blocking`; the fsync of
 //! `append` runs after the write lock is released, so readers (replication,
 //! fetch) are not blocked by it. openraft serializes the write calls, so no
 //! truncate or purge can overtake an append's fsync. `purge` saves
 //! `purged.json` before deleting segments; on open the purge point is applied
 //! again because a partly purged segment keeps its old records on disk.
+//!
+//! # Damaged entries
+//!
+//! openraft runs its storage commands one after another, awaiting each, and
+//! `append` returns only after its fsync; it saves a committed index (and
+//! purges up to one) only after the appends that wrote those entries
+//! returned, and never truncates at or below it. So the entries up to the
+//! index in `committed.json` or `purged.json` had been fsynced here before
+//! that file was written, whichever version of it a power cut leaves (an
+//! older one names a smaller index). `open` passes the larger of the two to
+//! the segment log as its durable bound: an invalid entry at or below it is
+//! damage ([`StoreError::Damaged`], naming the segment file, the byte offset
+//! and the index), not a torn tail, and the group does not start. Entries
+//! past it (not yet known committed here, or committed after the last
+//! `committed.json` that reached the disk) are still cut when invalid. If
+//! `append` ever returned before its fsync, this bound would have to be the
+//! flushed index instead.
 
 use std::fmt::Debug;
 use std::io;
@@ -86,6 +103,13 @@ pub enum StoreError {
     /// (`LogError::Io`, naming the operation and the file).
     #[error(transparent)]
     Log(#[from] LogError),
+    /// Durable records of the log are damaged (found when opening it).
+    #[error("{source}. The Raft log in {} is damaged and this replica of the group does not start. Do not restart the node with that directory removed: openraft does not accept a member whose log went back (docs/operations.md). Repair from the other replicas: `strata cluster remove-node <this node's id>` moves its replicas to other nodes, copied from the healthy replicas; then wipe this node's data_dir and add it again. Keep the damaged file for inspection; a group with a single replica has no other copy", dir.display())]
+    Damaged {
+        dir: PathBuf,
+        #[source]
+        source: LogError,
+    },
     #[error("{path} is not valid JSON of its type: {source}")]
     MetaFile {
         path: PathBuf,
@@ -121,6 +145,20 @@ pub enum StoreError {
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     let log_err = crate::log::io_err(op, path);
     move |source| StoreError::Log(log_err(source))
+}
+
+/// Damage found when opening the log is [`StoreError::Damaged`] (with the
+/// repair advice); anything else stays a [`StoreError::Log`].
+fn damaged_or_log_err(dir: &Path, e: LogError) -> StoreError {
+    match e {
+        LogError::DurableCorrupt { .. } | LogError::Corrupt { .. } | LogError::Gap { .. } => {
+            StoreError::Damaged {
+                dir: dir.to_path_buf(),
+                source: e,
+            }
+        }
+        e => StoreError::Log(e),
+    }
 }
 
 fn write_logs_err(e: &StoreError) -> StorageError {
@@ -354,7 +392,16 @@ impl<C: GroupConfig> LogStore<C> {
             }
             other => other?,
         };
-        let (mut log, recovery) = SegmentLog::open_in(Arc::clone(&fs), &dir.join(LOG_DIR), opts)?;
+        // Entries up to the saved committed or purge point were fsynced
+        // here (module documentation): an invalid one is damage, not a torn
+        // tail.
+        let synced = committed
+            .map(|c: LogId| c.index)
+            .max(purged.map(|p| p.index));
+        let log_dir = dir.join(LOG_DIR);
+        let (mut log, recovery) =
+            SegmentLog::open_synced_in(Arc::clone(&fs), &log_dir, opts, synced)
+                .map_err(|e| damaged_or_log_err(dir, e))?;
         if let Some(purged) = purged {
             log.purge_to(purged.index)?;
             if let Some(first) = log.first_index() {
@@ -644,6 +691,9 @@ impl<C: GroupConfig> RaftLogStorage<C> for LogStore<C> {
 #[path = "log_store_tests.rs"]
 mod tests;
 
+#[cfg(test)]
+#[path = "log_store_corruption_tests.rs"]
+mod corruption_tests;
 #[cfg(test)]
 #[path = "log_store_crash_tests.rs"]
 mod crash_tests;

@@ -142,6 +142,8 @@ struct Model {
     /// torn power cut may bring back the file of an earlier one (its
     /// unsynced replacement reverted under a rename that reached the disk).
     committed_saved: BTreeSet<Option<LogId>>,
+    /// Index of the last committed id saved.
+    committed: Option<u64>,
     term: u64,
     seq: u64,
 }
@@ -159,6 +161,7 @@ impl Model {
             purged: None,
             vote: None,
             committed_saved: BTreeSet::from([None]),
+            committed: None,
             term: 1,
             seq: 0,
         }
@@ -182,10 +185,12 @@ impl Model {
             .map_or(1, |i| i + 1)
     }
 
-    /// An index of the log chosen by `sel`, if it holds any.
-    fn pick(&self, sel: u16) -> Option<u64> {
-        let (first, last) = (self.first()?, self.last()?);
-        Some(first + u64::from(sel) % (last - first + 1))
+    /// An index of the log at least `from` and at most `upto` (or the
+    /// last) chosen by `sel`, if it holds any.
+    fn pick_in(&self, sel: u16, from: u64, upto: Option<u64>) -> Option<u64> {
+        let first = self.first()?.max(from);
+        let last = self.last()?.min(upto.unwrap_or(u64::MAX));
+        (first <= last).then(|| first + u64::from(sel) % (last - first + 1))
     }
 
     fn new_entries(&mut self, n: u8, len: u8) -> Vec<Entry> {
@@ -237,12 +242,24 @@ impl Model {
                 self.vote = Some(vote);
             }
             Op::Committed(sel) => {
-                let id = self.pick(*sel).map(|i| self.entries[&i].log_id);
+                // openraft's order: a committed index only ever grows, and
+                // names an entry whose append returned (the store's durable
+                // bound relies on it; module documentation).
+                let from = self.committed.map_or(0, |c| c + 1);
+                let Some(at) = self.pick_in(*sel, from, self.durable_last) else {
+                    return;
+                };
+                let id = Some(self.entries[&at].log_id);
                 self.rt.block_on(store.save_committed(id)).unwrap();
                 self.committed_saved.insert(id);
+                self.committed = Some(at);
             }
             Op::Truncate(sel) => {
-                let Some(at) = self.pick(*sel) else { return };
+                // Committed entries are never truncated.
+                let from = self.committed.map_or(0, |c| c + 1);
+                let Some(at) = self.pick_in(*sel, from, None) else {
+                    return;
+                };
                 let id = self.entries[&at].log_id;
                 self.rt.block_on(store.truncate(id)).unwrap();
                 self.entries.split_off(&at);
@@ -250,7 +267,10 @@ impl Model {
                 self.durable_last = self.last();
             }
             Op::Purge(sel) => {
-                let Some(at) = self.pick(*sel) else { return };
+                // Only what was applied, hence durable, is purged.
+                let Some(at) = self.pick_in(*sel, 0, self.durable_last) else {
+                    return;
+                };
                 let id = self.entries[&at].log_id;
                 self.rt.block_on(store.purge(id)).unwrap();
                 self.purged = Some(id);
@@ -263,7 +283,11 @@ impl Model {
     }
 
     fn crash(&mut self, torn: Option<u64>) {
-        drop(self.store.take());
+        // The process dies in an append's fsync: the OS has the unflushed
+        // entries, the disk may not. A torn crash keeps a part of them.
+        let store = self.store.take().expect("open store");
+        drop(store.inner.write_log().begin_sync().unwrap());
+        drop(store);
         match torn {
             Some(seed) => self.disk.crash_torn(seed),
             None => self.disk.crash(),
