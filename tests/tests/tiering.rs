@@ -321,10 +321,11 @@ fn check_archive(got: &serde_json::Value, by_offset: &[Row]) -> Result<()> {
     Ok(())
 }
 
-/// Total retention: a stream keeping one day drops readings five days old
-/// once they are tiered, from the object store and from the shard (reads
-/// below the new first offset are out of range). (Without a total retention
-/// the same readings stay readable: the first test.)
+/// Total retention counts from when the core committed a record, not from
+/// its timestamp: a stream keeping one day keeps readings whose timestamps
+/// are weeks old (they were committed just now); once the retention is
+/// cut to 2 s, they go from the object store and from the shard (reads below
+/// the new first offset are out of range).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn total_retention_expires_old_records_everywhere() -> Result<()> {
     let p = Pipeline::start_with("", FAST_TIERING).await?;
@@ -345,9 +346,34 @@ async fn retention(p: &Pipeline) -> Result<()> {
     };
     let s = api::create_stream_with(&core, "sensors", SHARDS, 1, &day).await?;
     assert_eq!(s.retention.total_ms, Some(24 * 3600 * 1000));
-    // BASE_TS is days before now: every reading is past a day's retention.
+    // BASE_TS is days before now: every reading's timestamp is past a day's
+    // retention, but each was committed just now, so all stay.
     let mut produced = BTreeMap::new();
     produce(&edge, 0..RECORDS / 4, &mut produced).await?;
+    wait_for(
+        "the records to be tiered",
+        Duration::from_secs(120),
+        || drained(&core, RECORDS / 4),
+    )
+    .await?;
+    // Every record reads back from offset 0 (from the objects once purged
+    // locally), and a pass of expiry has run after each upload meanwhile.
+    read_all(&core, &produced).await?;
+    let d = api::describe_stream(&core, "sensors").await?;
+    for sh in &d.shards {
+        assert_eq!(
+            (sh.first_offset, sh.tier_objects > 0),
+            (0, true),
+            "shard {}: nothing expires by producer timestamps",
+            sh.id
+        );
+    }
+    // Two seconds after commit they are all past the retention.
+    let brief = api::Retention {
+        total_ms: Some(2_000),
+        ..Default::default()
+    };
+    api::set_retention(&core, "sensors", &brief).await?;
     let d = wait_for(
         "old records to expire",
         Duration::from_secs(120),
