@@ -125,6 +125,9 @@ impl EdgeHandler {
             .await
             .map_err(|e| match e {
                 BufferError::Full { .. } => RemoteError::new(ErrorCode::BufferFull, e.to_string()),
+                // Not stored (an fsync failed; the buffer reopens from disk):
+                // the producer sends the batch again.
+                e if e.is_retryable() => RemoteError::new(ErrorCode::Unavailable, e.to_string()),
                 other => RemoteError::new(ErrorCode::Internal, format!("edge buffer: {other}")),
             })?;
         metrics::counter!("strata_edge_records_in_total").increment(summary.records as u64);

@@ -284,3 +284,221 @@ impl Fs for StdFs {
         std::fs::File::open(path)?.sync_all()
     }
 }
+
+/// Fault injection for tests: an [`Fs`] that passes every call to another
+/// one (usually a [`SimFs`](crate::sim::SimFs)), except that fsyncs
+/// ([`File::sync_data`], [`File::sync_all`], [`Fs::sync_dir`]) fail while
+/// its [`SyncFaults`] say so.
+///
+/// A failed fsync does nothing underneath: what it was to make durable stays
+/// as durable as it was, so a later power cut of the simulated file system
+/// may lose it. That is the worst Linux allows: after an fsync error the
+/// kernel may mark the dirty pages clean without having written them, so
+/// the page cache shows bytes the disk does not hold and a later fsync does
+/// not write them either. A log must therefore not trust anything past its
+/// last successful fsync once one failed.
+#[derive(Debug, Clone)]
+pub struct FaultyFs {
+    inner: Arc<dyn Fs>,
+    faults: Arc<SyncFaults>,
+}
+
+/// Which fsyncs of a [`FaultyFs`] fail, and counts of them. Shared: keep a
+/// clone to arm it while the code under test runs.
+#[derive(Debug, Default)]
+pub struct SyncFaults {
+    fail_next: std::sync::atomic::AtomicU64,
+    fail_all: std::sync::atomic::AtomicBool,
+    attempts: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl SyncFaults {
+    /// The next `n` fsyncs fail (a transient fault).
+    pub fn fail_next(&self, n: u64) {
+        self.fail_next.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every fsync fails from now on (`true`: a dead disk) or none does
+    /// beyond those of [`fail_next`](Self::fail_next) (`false`).
+    pub fn fail_all(&self, on: bool) {
+        self.fail_all.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// fsyncs asked for so far, failed or not.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// fsyncs failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts one fsync of `path` and fails it if armed.
+    fn check(&self, path: &Path) -> io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.attempts.fetch_add(1, SeqCst);
+        let once = self
+            .fail_next
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if once || self.fail_all.load(SeqCst) {
+            self.failed.fetch_add(1, SeqCst);
+            return Err(io::Error::other(format!(
+                "{}: injected fsync failure (EIO)",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl FaultyFs {
+    /// Wraps `inner`; no fault is armed yet.
+    pub fn new(inner: Arc<dyn Fs>) -> Self {
+        Self {
+            inner,
+            faults: Arc::default(),
+        }
+    }
+
+    /// The switches and counters of this file system's faults.
+    pub fn faults(&self) -> Arc<SyncFaults> {
+        Arc::clone(&self.faults)
+    }
+
+    /// This file system as the code under test takes it.
+    pub fn shared(&self) -> Arc<dyn Fs> {
+        Arc::new(self.clone())
+    }
+}
+
+/// A file of a [`FaultyFs`].
+#[derive(Debug)]
+struct FaultyFile {
+    inner: FileRef,
+    faults: Arc<SyncFaults>,
+    path: PathBuf,
+}
+
+impl File for FaultyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.inner.write_at(buf, offset)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.faults.check(&self.path)?;
+        self.inner.sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.faults.check(&self.path)?;
+        self.inner.sync_all()
+    }
+}
+
+impl Fs for FaultyFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileRef> {
+        let inner = self.inner.open(path, mode)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: Arc::clone(&self.faults),
+            path: path.to_owned(),
+        }))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.inner.read(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        self.inner.list_dir(path)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.check(path)?;
+        self.inner.sync_dir(path)
+    }
+}
+
+#[cfg(test)]
+mod faulty_tests {
+    use super::*;
+    use crate::sim::SimFs;
+
+    #[test]
+    fn a_failed_fsync_makes_nothing_durable_and_the_next_one_works() {
+        let sim = SimFs::new();
+        let fs = FaultyFs::new(sim.shared());
+        let faults = fs.faults();
+        let dir = Path::new("/d");
+        create_dir_all_durably(&fs, dir).unwrap();
+        let path = dir.join("f");
+        let file = fs.open(&path, OpenMode::CreateNew).unwrap();
+        fs.sync_dir(dir).unwrap();
+        file.write_all_at(b"kept", 0).unwrap();
+        file.sync_data().unwrap();
+        file.write_all_at(b" lost", 4).unwrap();
+        faults.fail_next(1);
+        let err = file.sync_data().unwrap_err();
+        assert!(err.to_string().contains("/d/f"), "{err}");
+        assert_eq!(fs.read(&path).unwrap(), b"kept lost", "the page cache");
+        assert_eq!((faults.attempts(), faults.failed()), (4, 1));
+        sim.crash();
+        assert_eq!(sim.read(&path).unwrap(), b"kept");
+
+        let file = fs.open(&path, OpenMode::Existing).unwrap();
+        file.write_all_at(b" again", 4).unwrap();
+        file.sync_all().unwrap();
+        sim.crash();
+        assert_eq!(sim.read(&path).unwrap(), b"kept again");
+    }
+
+    #[test]
+    fn fail_all_fails_file_and_directory_fsyncs_until_healed() {
+        let fs = FaultyFs::new(SimFs::new().shared());
+        let faults = fs.faults();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let file = fs.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
+        faults.fail_all(true);
+        for _ in 0..3 {
+            assert!(file.sync_data().is_err());
+            assert!(file.sync_all().is_err());
+            assert!(fs.sync_dir(Path::new("/d")).is_err());
+        }
+        assert_eq!(faults.failed(), 9);
+        faults.fail_all(false);
+        file.sync_data().unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        assert_eq!((faults.attempts(), faults.failed()), (11, 9));
+    }
+}

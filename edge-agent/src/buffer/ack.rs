@@ -33,7 +33,7 @@ impl StreamBuffer {
     }
 
     fn ack_at(&mut self, seq: u64, lazy_now: Option<Instant>) -> Result<(), BufferError> {
-        self.check_usable()?;
+        self.recover_if_due(lazy_now.unwrap_or_else(Instant::now));
         if seq <= self.acked_seq {
             return Ok(());
         }
@@ -73,7 +73,7 @@ impl StreamBuffer {
     /// Writes the `acked` file if lazy acks left it behind (a clean
     /// shutdown calls this, so a restart does not send anything again).
     pub fn flush_ack(&mut self) -> Result<(), BufferError> {
-        self.check_usable()?;
+        self.recover_if_due(Instant::now());
         if self.acked_seq > self.acked_persisted {
             self.persist_acked(self.acked_seq)?;
             self.acked_persisted_at = Instant::now();

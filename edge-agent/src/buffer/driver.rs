@@ -18,8 +18,13 @@
 //! at most `pending_bytes_max` queued batch bytes; beyond that `append` waits
 //! (backpressure to the producer's connection).
 //!
+//! After an I/O failure the writer has the buffer reopen itself from disk
+//! before the next group (see `reopen.rs`); until then every append is
+//! answered with a retryable error.
+//!
 //! Metrics (label `stream`): gauge `strata_edge_buffer_bytes`, counters
-//! `strata_edge_fsyncs_total` and `strata_edge_dropped_records_total`.
+//! `strata_edge_fsyncs_total`, `strata_edge_dropped_records_total` and
+//! `strata_edge_buffer_reopens_total`.
 
 use super::{BufferError, BufferStats, BufferedBatch, StreamBuffer, SyncTicket};
 use bytes::Bytes;
@@ -71,6 +76,7 @@ struct Shared {
     buffer_bytes: metrics::Gauge,
     fsyncs: metrics::Counter,
     dropped_records: metrics::Counter,
+    reopens: metrics::Counter,
 }
 
 impl BufferHandle {
@@ -95,6 +101,7 @@ impl BufferHandle {
                 "strata_edge_dropped_records_total",
                 "stream" => stream.clone()
             ),
+            reopens: metrics::counter!("strata_edge_buffer_reopens_total", "stream" => stream.clone()),
             stream,
             buffer: Mutex::new(buffer),
             stats: stats_tx,
@@ -226,6 +233,8 @@ impl Shared {
         self.fsyncs.increment(new.fsyncs.saturating_sub(old.fsyncs));
         self.dropped_records
             .increment(new.dropped_records.saturating_sub(old.dropped_records));
+        self.reopens
+            .increment(new.reopens.saturating_sub(old.reopens));
         self.buffer_bytes.set(new.buffered_bytes as f64);
         self.stats.send_replace(new);
     }
@@ -283,6 +292,12 @@ type GroupWrite = (
 );
 
 fn write_group(buffer: &mut StreamBuffer, group: &[AppendRequest], shared: &Shared) -> GroupWrite {
+    // After an I/O failure the buffer reopens (paced) before a group, never
+    // inside one: a reopen discards what is not yet durable.
+    if let Err(err) = buffer.recover() {
+        shared.publish(buffer);
+        return (group.iter().map(|_| Err(err.clone())).collect(), None);
+    }
     let results: Vec<_> = group
         .iter()
         .map(|r| {

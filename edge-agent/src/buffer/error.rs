@@ -49,11 +49,32 @@ pub enum BufferError {
     },
     #[error("invalid buffer option {key}: {reason}")]
     InvalidOptions { key: &'static str, reason: String },
-    /// An earlier write or fsync failed in a way that leaves the in-memory
-    /// state unsure of the disk (an fsync error may have dropped dirty
-    /// pages); only a reopen, which re-reads the disk, is safe.
-    #[error("edge buffer is unusable after an earlier I/O failure ({reason}); reopen it to recover from disk")]
+    /// A buffer operation panicked while holding the driver's lock: the
+    /// in-memory state may be half changed. Only a restart of the agent,
+    /// which reopens the buffer from disk, recovers.
+    #[error("edge buffer is unusable after an earlier failure ({reason}); restart the agent to reopen it from disk")]
     Poisoned { reason: String },
+    /// An fsync (or the cut of a partly written frame) failed, so the disk
+    /// may not hold what was appended since the last successful sync: this
+    /// batch was refused, not stored. The buffer reopens from disk before it
+    /// takes more (see `reopen.rs`). Retryable.
+    #[error("batch not stored: {reason}; edge buffer {} reopens from disk before taking more records: retry", .dir.display())]
+    NotStored { dir: PathBuf, reason: String },
+    /// The buffer lost track of its disk (see [`Self::NotStored`]) and has
+    /// not reopened yet: attempts are paced, doubling up to
+    /// `REOPEN_BACKOFF_MAX`. Retryable; a disk that keeps failing keeps
+    /// this answer.
+    #[error(
+        "edge buffer {} takes no records until it has reopened from disk after an I/O failure          ({reason}); reopen attempts failed so far: {failed_reopens}{}; retry later",
+        .dir.display(),
+        last_error.as_ref().map(|e| format!(" (last: {e})")).unwrap_or_default()
+    )]
+    Recovering {
+        dir: PathBuf,
+        reason: String,
+        failed_reopens: u32,
+        last_error: Option<String>,
+    },
     /// The driver's writer task is gone (runtime shutting down).
     #[error("edge buffer writer has stopped")]
     Closed,
@@ -97,7 +118,10 @@ fn fingerprint_list(fingerprints: &[Fingerprint]) -> String {
 impl BufferError {
     /// Whether the same call may succeed later without operator action.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Full { .. })
+        matches!(
+            self,
+            Self::Full { .. } | Self::NotStored { .. } | Self::Recovering { .. }
+        )
     }
 
     pub(super) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {

@@ -84,9 +84,14 @@
 //! [`StreamBuffer::begin_sync`] (under the lock: snapshot the target seq and
 //! the file handles), [`SyncTicket::run`] (outside the lock: the fsyncs) and
 //! [`StreamBuffer::finish_sync`] (under the lock: advance `durable_seq`). At
-//! most one ticket is in flight. A failed fsync poisons the buffer: the page
-//! cache may have dropped the dirty pages, so only a reopen, which re-reads the
-//! disk, knows what is durable.
+//! most one ticket is in flight.
+//!
+//! A failed fsync leaves the disk's state unknown past `durable_seq` (the
+//! kernel may have dropped the dirty pages): the records appended since are
+//! refused to their producers with a retryable error, and the buffer takes
+//! nothing more until it has cut them and reopened itself from disk
+//! ([`StreamBuffer::recover`], paced; see `reopen.rs`). Nothing is ever
+//! acknowledged on an unknown state.
 //!
 //! # Recovery ([`StreamBuffer::open`])
 //!
@@ -129,6 +134,7 @@ mod error;
 mod format;
 mod options;
 mod recovery;
+mod reopen;
 mod segment;
 
 #[cfg(test)]
@@ -140,6 +146,8 @@ mod fixture_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod reopen_tests;
+#[cfg(test)]
 mod tests;
 
 pub use ack::ACK_PERSIST_INTERVAL;
@@ -147,9 +155,11 @@ pub use crypto::{BufferKey, Fingerprint, KeyError, KeyFormatError, Keyring};
 pub use driver::{BufferHandle, DriverOptions};
 pub use error::BufferError;
 pub use options::{BufferOptions, FullPolicy};
+pub use reopen::{REOPEN_BACKOFF_MAX, REOPEN_BACKOFF_MIN};
 
 use format::{ACKED_TMP_FILE, SEGMENT_HEADER_BYTES};
 use recovery::{check_keys, list_segments, read_acked, recover_segments, remove_if_exists};
+use reopen::Health;
 use segment::{frame_bytes, segment_path, sync_dir, sync_segment, Segment};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -205,6 +215,8 @@ pub struct BufferStats {
     /// Completed syncs that made new records durable since open: one per
     /// group of appends the driver acknowledged.
     pub commits: u64,
+    /// Reopens after an I/O failure since open (`reopen.rs`).
+    pub reopens: u64,
 }
 
 /// The fsyncs making everything appended before [`StreamBuffer::begin_sync`]
@@ -261,10 +273,11 @@ pub struct StreamBuffer {
     dropped_records: u64,
     fsyncs: u64,
     commits: u64,
+    reopens: u64,
     /// A segment file was created since the directory was last fsynced.
     dir_dirty: bool,
     sync_in_flight: bool,
-    poisoned: Option<String>,
+    health: Health,
     /// Reused frame encoding buffer.
     scratch: Vec<u8>,
     /// The configured keys; new segments are encrypted when it has a
@@ -365,9 +378,10 @@ impl StreamBuffer {
             dropped_records: 0,
             fsyncs: 0,
             commits: 0,
+            reopens: 0,
             dir_dirty: false,
             sync_in_flight: false,
-            poisoned: None,
+            health: Health::Usable,
             scratch: Vec::new(),
             keys,
         };
@@ -386,7 +400,9 @@ impl StreamBuffer {
     }
 
     /// Appends one batch of `records` records; it is durable (and readable by
-    /// the forwarder) only after the next completed sync.
+    /// the forwarder) only after the next completed sync. Refused
+    /// ([`BufferError::Recovering`]) after an I/O failure until
+    /// [`recover`](Self::recover) reopened the buffer.
     pub fn append(
         &mut self,
         records: u32,
@@ -450,7 +466,9 @@ impl StreamBuffer {
     }
 
     /// Last half of [`sync`](Self::sync): `outcome` is what
-    /// [`SyncTicket::run`] returned. A failed fsync poisons the buffer.
+    /// [`SyncTicket::run`] returned. A failed fsync refuses every record
+    /// not yet durable ([`BufferError::NotStored`]) and makes the buffer
+    /// reopen before it takes more (`reopen.rs`).
     pub fn finish_sync(
         &mut self,
         ticket: SyncTicket,
@@ -460,8 +478,7 @@ impl StreamBuffer {
         self.sync_in_flight = false;
         self.fsyncs += ticket.fsyncs.load(Ordering::Relaxed);
         if let Err(err) = outcome {
-            self.poison(err.to_string());
-            return Err(err);
+            return Err(self.must_reopen(err.to_string()));
         }
         assert!(ticket.target_seq <= self.next_seq);
         if ticket.target_seq > self.durable_seq {
@@ -563,6 +580,7 @@ impl StreamBuffer {
             dropped_records: self.dropped_records,
             fsyncs: self.fsyncs,
             commits: self.commits,
+            reopens: self.reopens,
         }
     }
 
@@ -573,20 +591,6 @@ impl StreamBuffer {
     /// The key new segments are encrypted with, if any.
     fn encrypting(&self) -> Option<&BufferKey> {
         self.keys.as_ref().and_then(|k| k.current.as_ref())
-    }
-
-    fn check_usable(&self) -> Result<(), BufferError> {
-        match &self.poisoned {
-            Some(reason) => Err(BufferError::Poisoned {
-                reason: reason.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn poison(&mut self, reason: String) {
-        tracing::error!(dir = %self.dir.display(), %reason, "edge buffer poisoned; reopen to recover");
-        self.poisoned = Some(reason);
     }
 
     /// Seals the active segment when `frame_bytes` more would overflow it.
@@ -600,8 +604,7 @@ impl StreamBuffer {
         }
         if last.end_seq > self.durable_seq {
             if let Err(err) = last.sync_data() {
-                self.poison(err.to_string());
-                return Err(err);
+                return Err(self.must_reopen(err.to_string()));
             }
             self.fsyncs += 1;
         }
@@ -704,7 +707,7 @@ impl StreamBuffer {
             // that fails the file's tail is unknown.
             let err = BufferError::io("write segment", &segment.path, source);
             if let Err(cut) = segment.file.set_len(segment.len_bytes) {
-                self.poison(format!("{err}; then truncating it failed: {cut}"));
+                return Err(self.must_reopen(format!("{err}; then truncating it failed: {cut}")));
             }
             return Err(err);
         }

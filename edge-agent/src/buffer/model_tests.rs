@@ -29,6 +29,11 @@
 //! Not needed for any acknowledged record, so not caught: the fdatasync in
 //! `Segment::truncate_to_valid` (see there).
 //!
+//! A `FailedSync` is a sync whose first fsync fails (the file system is
+//! wrapped in a [`FaultyFs`]): the records not yet durable are refused and
+//! must be gone after the reopen that follows, and every property above
+//! holds across it.
+//!
 //! Properties: every record appended before a completed sync (or recovered by
 //! a reopen) and not acked is readable after any crash, byte-identical, under
 //! its seq; of the records never made durable a crash may keep any (with gaps
@@ -42,6 +47,7 @@
 use super::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use strata_segment_log::fs::{FaultyFs, SyncFaults};
 use strata_segment_log::sim::SimFs;
 
 const BATCH_BYTES_MAX: usize = 48;
@@ -57,6 +63,9 @@ enum Op {
         len: usize,
     },
     Sync,
+    /// A sync whose first fsync fails (`reopen.rs`): what was not durable
+    /// is refused, and the buffer reopens.
+    FailedSync,
     Read {
         from_delta: i64,
         max_bytes: usize,
@@ -78,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1u32..5, 0..=BATCH_BYTES_MAX).prop_map(|(records, len)| Op::Append { records, len }),
         2 => Just(Op::Sync),
+        1 => Just(Op::FailedSync),
         2 => (-3i64..6, 0usize..200).prop_map(|(from_delta, max_bytes)| Op::Read { from_delta, max_bytes }),
         2 => (0u32..1100).prop_map(|permille| Op::Ack { permille }),
         1 => Just(Op::Restart),
@@ -198,6 +208,13 @@ impl Model {
         self.dropped_since_open = 0;
     }
 
+    /// A failed sync refused everything not durable: it is not stored.
+    fn refuse_unsynced(&mut self) {
+        let durable = self.durable_seq;
+        self.batches.retain(|first, _| *first < durable);
+        self.next_seq = durable;
+    }
+
     /// Everything appended is durable now (a completed sync or a reopen).
     fn mark_durable(&mut self) {
         self.durable_seq = self.next_seq;
@@ -217,6 +234,9 @@ impl Model {
 
 struct Harness {
     fs: SimFs,
+    /// `fs` with fsync failures injected: what the buffer runs on.
+    faulty: FaultyFs,
+    faults: Arc<SyncFaults>,
     opts: BufferOptions,
     keys: Option<Arc<Keyring>>,
     buffer: Option<StreamBuffer>,
@@ -241,7 +261,10 @@ impl Harness {
                 previous: Vec::new(),
             })
         });
+        let faulty = FaultyFs::new(fs.shared());
         let mut harness = Self {
+            faults: faulty.faults(),
+            faulty,
             fs,
             opts,
             keys,
@@ -259,7 +282,7 @@ impl Harness {
     fn reopen(&mut self, why: Reopen) {
         self.buffer = None;
         let (buffer, _) = StreamBuffer::open_with_keys(
-            self.fs.shared(),
+            self.faulty.shared(),
             Path::new(STREAM_DIR),
             self.opts.clone(),
             self.keys.clone(),
@@ -298,6 +321,7 @@ impl Harness {
                 self.buffer().sync().expect("sync");
                 self.model.mark_durable();
             }
+            Op::FailedSync => self.failed_sync(),
             Op::Read {
                 from_delta,
                 max_bytes,
@@ -363,6 +387,37 @@ impl Harness {
             }
             Err(err) => panic!("append failed: {err}"),
         }
+    }
+
+    fn failed_sync(&mut self) {
+        self.faults.fail_next(1);
+        let result = self.buffer().sync();
+        // Disarmed if nothing needed an fsync.
+        self.faults.fail_next(0);
+        match result {
+            // No fsync was needed (a sealed segment was fsynced already).
+            Ok(()) => {
+                self.model.mark_durable();
+                return;
+            }
+            Err(BufferError::NotStored { .. }) => {}
+            Err(err) => panic!("a failed fsync gave {err}"),
+        }
+        self.model.refuse_unsynced();
+        let refused = self.buffer().append(1, 0, b"refused");
+        assert!(
+            matches!(refused, Err(BufferError::Recovering { .. })),
+            "{refused:?}"
+        );
+        self.buffer()
+            .recover()
+            .expect("reopen after a transient fsync failure");
+        let next = self.buffer().next_seq();
+        assert_eq!(
+            next, self.model.durable_seq,
+            "numbering goes on at durable_seq"
+        );
+        self.check_read(0, usize::MAX);
     }
 
     fn ack(&mut self, permille: u32) {

@@ -289,6 +289,25 @@ impl Segment {
             .map_or((self.first_seq, self.data_start), |e| (e.seq, e.offset))
     }
 
+    /// Byte offset of the frame starting at `seq`, which must be a batch
+    /// boundary in `first_seq..=end_seq` (`len_bytes` for `end_seq`).
+    pub fn offset_of(&self, seq: u64, batch_bytes_max: usize) -> Result<u64, BufferError> {
+        let (mut at, mut offset) = self.locate(seq);
+        while at < seq && offset < self.len_bytes {
+            let (prefix, _) = self.read_prefix_at(offset, batch_bytes_max)?;
+            if prefix.first_seq != at {
+                let reason = format!("batch starts at seq {}, expected {at}", prefix.first_seq);
+                return Err(self.corrupt(offset, reason));
+            }
+            at = prefix.end_seq().unwrap_or(u64::MAX);
+            offset += prefix.frame_len();
+        }
+        if at != seq {
+            return Err(self.corrupt(offset, format!("no batch starts at seq {seq}")));
+        }
+        Ok(offset)
+    }
+
     /// Reads and bounds the fixed prefix of the frame at `offset`.
     pub fn read_prefix_at(
         &self,
