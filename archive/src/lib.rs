@@ -13,7 +13,7 @@
 //!   flatbuffer, the form fetch responses carry.
 //! - [`manifest`]: the per-shard list of tiered objects, pure and serde.
 //! - [`store`]: opening an object store from a URL (`file://`, `s3://`) and
-//!   uploading objects.
+//!   uploading objects; [`durable`]: the `file://` store, fsynced on write.
 //! - [`sse`]: server-side encryption settings of an S3 store.
 //!
 //! One object covers a contiguous run of offsets `[first_offset, next_offset)`:
@@ -22,6 +22,7 @@
 //! decoding the offset column first.
 #![forbid(unsafe_code)]
 
+pub mod durable;
 pub mod format;
 pub mod keys;
 pub mod manifest;
@@ -29,6 +30,8 @@ pub mod read;
 pub mod sse;
 pub mod store;
 
+#[cfg(test)]
+mod durable_tests;
 #[cfg(test)]
 mod format_tests;
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! - `file:///abs/dir` or `/abs/dir`: a local directory (created if
 //!   missing), the embedded default. Writes land atomically (temp file, then
-//!   rename).
+//!   rename) and are fsynced, file and directories, before they return
+//!   ([`crate::durable`]).
 //! - `s3://bucket/prefix`: S3 or an S3-compatible server. Everything else
 //!   comes from the standard `AWS_*` environment (`AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
@@ -16,11 +17,11 @@
 //! [`open_encrypted`] adds server-side encryption of an S3 store
 //! ([`crate::sse`]).
 
+use crate::durable::{sync_path, DurableLocal};
 use crate::sse::{S3Encryption, SseError};
 use crate::TierError;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use std::net::IpAddr;
@@ -133,12 +134,12 @@ pub enum UrlError {
 }
 
 fn open_dir(dir: &std::path::Path) -> Result<(Arc<dyn ObjectStore>, Path), UrlError> {
-    std::fs::create_dir_all(dir).map_err(|source| UrlError::CreateDir {
-        dir: dir.to_owned(),
-        source,
-    })?;
-    let fs = LocalFileSystem::new_with_prefix(dir).map_err(UrlError::Settings)?;
-    Ok((Arc::new(fs), Path::default()))
+    let store =
+        DurableLocal::open(dir, Arc::new(sync_path)).map_err(|source| UrlError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+    Ok((Arc::new(store), Path::default()))
 }
 
 fn open_s3(url: &Url, s3: AmazonS3Builder) -> Result<(Arc<dyn ObjectStore>, Path), UrlError> {
