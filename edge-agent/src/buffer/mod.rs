@@ -23,8 +23,9 @@
 //!
 //! # On-disk format (version 1)
 //!
-//! One directory per stream (created with its parent directory fsynced, so
-//! that its name survives a crash) holding:
+//! One directory per stream (its parent directory fsynced at every open,
+//! not only when it is created, so that its name survives a crash even if
+//! an earlier open stopped between the two) holding:
 //!
 //! * Segment files `<first seq, 20 decimal digits>.buf`, e.g.
 //!   `00000000000000004096.buf`; the name sorts like the seq. A segment is a
@@ -139,6 +140,8 @@ mod segment;
 
 #[cfg(test)]
 mod driver_tests;
+#[cfg(test)]
+mod durable_dir_tests;
 #[cfg(test)]
 mod encryption_tests;
 #[cfg(test)]
@@ -321,6 +324,11 @@ impl StreamBuffer {
         opts.validate()?;
         create_dir_all_durably(&*fs, dir)
             .map_err(|e| BufferError::io("create buffer directory", dir, e))?;
+        // Also when the directory was there: an earlier open may have failed
+        // (or its process died) between the mkdir and this fsync.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(&*fs, parent)?;
+        }
         let acked_seq = read_acked(&*fs, dir)?;
         let files = list_segments(&*fs, dir)?;
         // Before anything changes: a missing or wrong key leaves it as it is.

@@ -143,6 +143,18 @@ impl Registry {
         // into it, and `buffers/` itself must survive a power cut too.
         strata_segment_log::fs::create_dir_all_durably(&strata_segment_log::fs::StdFs, &buffers)
             .map_err(|e| RegistryError::io("creating", &buffers, e))?;
+        // The entries of `buffers/` (in the data directory) and of the data
+        // directory (in its parent), also when they were there: a previous
+        // start may have stopped between a mkdir and its parent's fsync,
+        // which `create_dir_all_durably` skips for existing directories.
+        let data_dir = cfg.data_dir.as_path();
+        Self::sync_dir(data_dir)?;
+        if let Some(parent) = data_dir.parent() {
+            // Not ours, and maybe not readable by this user: best effort.
+            if let Err(e) = Self::sync_dir(parent) {
+                tracing::warn!(error = %e, "could not fsync the data directory's parent");
+            }
+        }
         let (opened, announcements) = mpsc::unbounded_channel();
         let registry = Arc::new(Self {
             cfg,
@@ -159,6 +171,17 @@ impl Registry {
         }
         registry.save_unchecked()?;
         Ok((registry, announcements))
+    }
+
+    /// fsync of a directory (`""` is the current one).
+    fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        strata_segment_log::fs::Fs::sync_dir(&strata_segment_log::fs::StdFs, dir)
+            .map_err(|e| RegistryError::io("fsyncing the directory", dir, e))
     }
 
     pub fn cfg(&self) -> &EdgeConfig {
