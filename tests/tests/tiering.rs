@@ -350,11 +350,9 @@ async fn retention(p: &Pipeline) -> Result<()> {
     // retention, but each was committed just now, so all stay.
     let mut produced = BTreeMap::new();
     produce(&edge, 0..RECORDS / 4, &mut produced).await?;
-    wait_for(
-        "the records to be tiered",
-        Duration::from_secs(120),
-        || drained(&core, RECORDS / 4),
-    )
+    wait_for("the records to be tiered", Duration::from_secs(120), || {
+        drained(&core, RECORDS / 4)
+    })
     .await?;
     // Every record reads back from offset 0 (from the objects once purged
     // locally), and a pass of expiry has run after each upload meanwhile.
