@@ -27,8 +27,8 @@
 //!    anything is taken again. The seqs of the refused records are handed
 //!    out again: they were never forwarded, as the forwarder reads only
 //!    below `durable_seq`; those below it never are, even when no segment
-//!    file below it is left to tell. The acked position (lazy acks
-//!    included) and the counters carry over.
+//!    file below it is left to tell (the acked position, lazy acks
+//!    included, is written then). The counters carry over.
 //!
 //! Reads ([`StreamBuffer::read_durable`]) go on meanwhile: records below
 //! `durable_seq` were fsynced before the failure.
@@ -171,7 +171,7 @@ impl StreamBuffer {
         if reopen.decide(now, self.sync_in_flight) == Decision::Refuse {
             return Err(self.recovering(reopen));
         }
-        match self.reopen(now) {
+        match self.reopen() {
             Ok(()) => Ok(()),
             Err(err) => {
                 let error = err.to_string();
@@ -201,7 +201,7 @@ impl StreamBuffer {
     /// Cuts what is not known durable, then replaces `self` with the buffer
     /// recovered from disk (module doc). On `Err` `self` is unchanged but
     /// for the cut, which a later attempt repeats.
-    fn reopen(&mut self, now: Instant) -> Result<(), BufferError> {
+    fn reopen(&mut self) -> Result<(), BufferError> {
         self.discard_unknown_tail()?;
         let (mut fresh, recovery) = Self::open_with_keys(
             std::sync::Arc::clone(&self.fs),
@@ -215,21 +215,23 @@ impl StreamBuffer {
             // or the disk lost them. Seqs below it may have been forwarded,
             // so numbering goes on from it, in a new segment.
             if self.acked_seq < self.durable_seq {
-                tracing::error!(dir = %self.dir.display(), durable_seq = self.durable_seq, found_seq = fresh.next_seq, "edge buffer: records fsynced before the I/O failure are missing from disk after it");
+                tracing::warn!(dir = %self.dir.display(), durable_seq = self.durable_seq, found_seq = fresh.next_seq, "edge buffer: no record on disk reaches durable_seq (a gap an earlier crash left, or records the disk lost); numbering goes on from it");
             }
             fresh.next_seq = self.durable_seq;
             fresh.durable_seq = self.durable_seq;
             fresh.active = false;
         }
+        // What the core has stays acked, and is written now: when no
+        // segment below `durable_seq` is left, the `acked` file is what
+        // tells a later open where numbering goes on.
+        fresh.ack(self.acked_seq)?;
         fresh.dropped_records = self.dropped_records;
         fresh.fsyncs = self.fsyncs;
         fresh.commits = self.commits;
         fresh.reopens = self.reopens + 1;
         fresh.scratch = std::mem::take(&mut self.scratch);
-        let (acked_seq, refused) = (self.acked_seq, self.next_seq - self.durable_seq);
+        let refused = self.next_seq - self.durable_seq;
         *self = fresh;
-        // What the core has stays acked; `acked` is written lazily as ever.
-        self.ack_lazily(acked_seq, now)?;
         tracing::info!(
             dir = %self.dir.display(),
             refused_records = refused,

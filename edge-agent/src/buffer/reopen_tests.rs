@@ -218,3 +218,34 @@ fn a_dead_disk_keeps_refusing_and_reopen_attempts_are_paced() {
     buffer.sync().unwrap();
     assert_eq!(batches(&buffer), [(1, bytes(b'c'))]);
 }
+
+/// Everything was forwarded (acked lazily: the `acked` file is behind) and
+/// the segment the cut removes is the only one left: the reopen writes the
+/// acked position, so that after a power cut numbering still goes on past
+/// every seq that may have been forwarded.
+#[test]
+fn a_reopen_with_every_record_forwarded_keeps_numbering_past_them_across_a_power_cut() {
+    let (sim, faults, mut buffer) = open_faulty();
+    for tag in [b'a', b'b', b'c'] {
+        buffer.append(1, 0, &payload(tag)).unwrap();
+    }
+    buffer.sync().unwrap();
+    // Lazily: right after the open, so the `acked` file still says 0.
+    buffer.ack_lazily(3, Instant::now()).unwrap();
+    // The full segment is sealed and, all acked, deleted; `d` starts a new one.
+    buffer.append(1, 0, &payload(b'd')).unwrap();
+    assert_eq!(buffer.stats().buffered_records, 1);
+    faults.fail_next(1);
+    assert!(buffer.sync().is_err());
+    buffer.recover().unwrap();
+    buffer.check_invariants();
+    assert_eq!((buffer.acked_seq(), buffer.next_seq()), (3, 3));
+
+    sim.crash();
+    let (buffer, _) = StreamBuffer::open_on(sim.shared(), Path::new(DIR), opts()).unwrap();
+    assert_eq!(
+        buffer.next_seq(),
+        3,
+        "seqs 0..3 were forwarded: numbering them again would make the core drop new records"
+    );
+}
