@@ -185,6 +185,16 @@ pub struct CoreConfig {
     /// Tiered records stay on local disk this long, milliseconds.
     #[serde(default = "default_local_retention_ms")]
     pub local_retention_ms: u64,
+    /// A shard group whose log has not grown for this long stops its Raft
+    /// timers (no ticks, no heartbeats) until a write or a message wakes
+    /// it, milliseconds; 0 keeps every group awake. See
+    /// docs/architecture.md, "Idle shards".
+    #[serde(default = "default_quiesce_after_ms")]
+    pub quiesce_after_ms: u64,
+}
+
+fn default_quiesce_after_ms() -> u64 {
+    2_000
 }
 
 fn default_segment_age_max_ms() -> u64 {

@@ -244,12 +244,29 @@ impl crate::raft::peer::GroupRegistry for Node {
     }
 
     fn shard_raft(&self, group: &str) -> Option<ShardRaft> {
-        let (stream, shard) = group.rsplit_once('/')?;
-        let shard: u32 = shard.parse().ok()?;
-        self.shard(stream, shard).map(|g| g.raft.clone())
+        self.shard_group(group).map(|g| g.raft.clone())
     }
 
     fn members(&self) -> std::collections::BTreeSet<NodeId> {
         self.meta.sm.read(|c| c.nodes.keys().copied().collect())
+    }
+
+    fn shard_message(&self, group: &str) {
+        if let Some(g) = self.shard_group(group) {
+            g.wake();
+        }
+    }
+
+    fn quiesce_shard(&self, group: &str, req: &crate::raft::peer::QuiesceRequest) -> bool {
+        self.shard_group(group)
+            .is_some_and(|g| g.follower_quiesce(req))
+    }
+}
+
+impl Node {
+    /// The shard group named `"<stream>/<shard>"`, if open here.
+    fn shard_group(&self, group: &str) -> Option<Arc<ShardGroup>> {
+        let (stream, shard) = group.rsplit_once('/')?;
+        self.shard(stream, shard.parse().ok()?)
     }
 }

@@ -273,8 +273,10 @@ async fn measure_failover_time() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // FAILOVER_QUIESCED=1: kill the leader of a quiesced (idle) group.
+    let quiesced = std::env::var("FAILOVER_QUIESCED").is_ok_and(|v| v == "1");
     let mut c = TestCluster::start(3, false).await?;
-    let times = failovers(&mut c, kills).await?;
+    let times = failovers(&mut c, kills, quiesced).await?;
     let pct = |p: usize| times[((times.len() * p).div_ceil(100)).clamp(1, times.len()) - 1];
     eprintln!(
         "failover over {} kills: p50 {:?}, p99 {:?}, max {:?}, all {times:?}",
@@ -311,10 +313,11 @@ const FAILOVER_MAX: Duration = Duration::from_secs(3);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_is_bounded() -> Result<()> {
     let mut c = TestCluster::start(3, false).await?;
-    let times = match tokio::time::timeout(Duration::from_secs(120), failovers(&mut c, 3)).await {
-        Ok(r) => r?,
-        Err(_) => bail!("three failovers took over 120 s"),
-    };
+    let times =
+        match tokio::time::timeout(Duration::from_secs(120), failovers(&mut c, 3, false)).await {
+            Ok(r) => r?,
+            Err(_) => bail!("three failovers took over 120 s"),
+        };
     eprintln!("failover times {times:?}");
     let max = times[times.len() - 1];
     if max > FAILOVER_MAX {
@@ -323,11 +326,45 @@ async fn failover_is_bounded() -> Result<()> {
     Ok(())
 }
 
+/// An idle shard group stops its timers on every replica (the nodes'
+/// `strata_core_quiesced_groups`), a write wakes it and commits, and when
+/// the leader's node of a quiesced group is killed, the node-level failure
+/// detector elects a new leader within [`FAILOVER_MAX`] (no group timer
+/// runs to notice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_groups_quiesce_wake_on_writes_and_fail_over() -> Result<()> {
+    let mut c = TestCluster::start(3, false).await?;
+    let times =
+        match tokio::time::timeout(Duration::from_secs(150), failovers(&mut c, 2, true)).await {
+            Ok(r) => r?,
+            Err(_) => bail!("two failovers of quiesced groups took over 150 s"),
+        };
+    eprintln!("failover times of quiesced groups {times:?}");
+    let max = times[times.len() - 1];
+    if max > FAILOVER_MAX {
+        bail!("a failover took {max:?} (over {FAILOVER_MAX:?}); all {times:?}");
+    }
+    Ok(())
+}
+
+/// Waits until every live node of `c` counts `n` quiesced shard groups.
+async fn wait_quiesced(c: &TestCluster, n: f64) -> Result<()> {
+    wait_for("the shard group to quiesce on every node", WAIT, || async {
+        for id in c.nodes.iter().map(|n| n.id) {
+            if c.metric(id, "strata_core_quiesced_groups").await? != n {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+}
+
 /// Kills the leader of a one-shard stream `n` times (restarting it and
-/// letting it catch up in between); returns, sorted, the times from each
-/// SIGKILL to the first write acknowledged through the SDK's leader
-/// discovery.
-async fn failovers(c: &mut TestCluster, n: usize) -> Result<Vec<Duration>> {
+/// letting it catch up in between; with `quiesced`, once the group went
+/// quiet on every node); returns, sorted, the times from each SIGKILL to
+/// the first write acknowledged through the SDK's leader discovery.
+async fn failovers(c: &mut TestCluster, n: usize, quiesced: bool) -> Result<Vec<Duration>> {
     c.create_stream("fo", 1, 3).await?;
     let cluster = c.cluster();
     // Forwards need a producer id registered to the caller (docs/security.md).
@@ -338,6 +375,13 @@ async fn failovers(c: &mut TestCluster, n: usize) -> Result<Vec<Duration>> {
     write_one(&cluster, seq).await?;
     let mut times = Vec::new();
     for _ in 0..n {
+        if quiesced {
+            wait_quiesced(c, 1.0).await?;
+            // A write wakes the group and commits; then it goes quiet again.
+            seq += 1;
+            write_one(&cluster, seq).await?;
+            wait_quiesced(c, 1.0).await?;
+        }
         let leader = c.leader_of("fo", 0).await?;
         let t0 = std::time::Instant::now();
         c.kill9(leader);

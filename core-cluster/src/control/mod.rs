@@ -13,11 +13,13 @@
 //!   [`crate::shard::hand_over`]);
 //! - [`purge`]: removing the replicas of deleted streams;
 //! - [`lag`]: consumer-group lag gauges;
+//! - [`quiesce`]: idle shard groups stop their timers; peer liveness;
 //! - [`tiering`]: uploads, expiry and local purges per shard.
 
 pub mod lag;
 pub mod meta_members;
 pub mod purge;
+pub mod quiesce;
 pub mod replicas;
 pub mod tiering;
 

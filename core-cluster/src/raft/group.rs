@@ -9,6 +9,8 @@ use crate::log::segment::SegmentLogOptions;
 use crate::raft::log_store::LogStore;
 use crate::raft::log_store::StoreError;
 use crate::raft::net::Network;
+use crate::raft::peer::QuiesceRequest;
+use crate::raft::quiesce::{self, GroupView, Quiet};
 use crate::raft::shard::ShardState;
 use crate::raft::sm::{GroupSm, GroupState};
 use crate::raft::types::{NodeId, Raft};
@@ -48,9 +50,28 @@ pub struct Group<S: GroupState> {
     /// Set while this leader hands leadership to the preferred replica:
     /// writes are refused (UNAVAILABLE, clients retry) for that moment.
     pub handing_over: std::sync::atomic::AtomicBool,
+    /// Whether the group's timers are stopped while it is idle
+    /// ([`crate::raft::quiesce`]).
+    pub quiet: std::sync::Mutex<Quiet>,
 }
 
-fn raft_config(name: &str) -> Result<Arc<openraft::Config>, GroupError> {
+/// Entries kept behind a metadata snapshot, so a briefly lagging follower
+/// catches up from the log instead of installing the snapshot.
+const KEEP_BEHIND_SNAPSHOT: u64 = 1_000;
+
+fn raft_config(
+    name: &str,
+    snapshot_every: Option<u64>,
+) -> Result<Arc<openraft::Config>, GroupError> {
+    let (snapshot_policy, max_in_snapshot_log_to_keep) = match snapshot_every {
+        Some(n) => (
+            openraft::SnapshotPolicy::LogsSinceLast(n),
+            KEEP_BEHIND_SNAPSHOT,
+        ),
+        // The shard's log is its data: it is never purged behind a snapshot.
+        // Tiering to object storage decides what leaves local disk.
+        None => (openraft::SnapshotPolicy::Never, u64::MAX),
+    };
     let c = openraft::Config {
         cluster_name: name.to_string(),
         // openraft 0.9 gives each AppendEntries one heartbeat interval to
@@ -60,10 +81,8 @@ fn raft_config(name: &str) -> Result<Arc<openraft::Config>, GroupError> {
         heartbeat_interval: 100,
         election_timeout_min: 200,
         election_timeout_max: 400,
-        // The shard's log is its data: it is never purged behind a snapshot.
-        // Tiering to object storage decides what leaves local disk.
-        snapshot_policy: openraft::SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: u64::MAX,
+        snapshot_policy,
+        max_in_snapshot_log_to_keep,
         // Bounds one AppendEntries so it fits in a heartbeat interval.
         max_payload_entries: 4,
         ..Default::default()
@@ -91,18 +110,25 @@ impl<S: GroupState> Group<S> {
         };
         let log = LogStore::open(dir, seg).map_err(|e| store_err("opening the Raft log", e))?;
         let sm = GroupSm::<S>::open(dir).map_err(|e| store_err("reading the snapshot", e))?;
-        let raft = Raft::new(node_id, raft_config(name)?, net, log.clone(), sm.clone())
-            .await
-            .map_err(|e| GroupError::Raft {
-                group: name.to_string(),
-                what: "starting",
-                detail: e.to_string(),
-            })?;
+        let raft = Raft::new(
+            node_id,
+            raft_config(name, S::SNAPSHOT_EVERY)?,
+            net,
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| GroupError::Raft {
+            group: name.to_string(),
+            what: "starting",
+            detail: e.to_string(),
+        })?;
         Ok(Self {
             raft,
             sm,
             log,
             handing_over: Default::default(),
+            quiet: Default::default(),
         })
     }
 
@@ -131,6 +157,60 @@ impl<S: GroupState> Group<S> {
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(raft_err(e.to_string())),
         }
+    }
+
+    /// What the quiescence check reads of this group's Raft metrics.
+    pub fn view(&self) -> GroupView {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let cfg = m.membership_config.membership();
+        let followers = cfg.voter_ids().filter(|n| *n != m.id).collect();
+        GroupView {
+            me: m.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            followers,
+            changing: cfg.learner_ids().next().is_some() || cfg.get_joint_config().len() > 1,
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(n, l)| (*n, l.map(|l| l.index))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Starts the group's timers again if they were stopped.
+    pub fn wake(&self) {
+        let mut q = self.quiet.lock().expect("quiet lock");
+        if q.quiesced {
+            self.raft.runtime_config().tick(true);
+            q.quiesced = false;
+            q.at_index = None;
+        }
+    }
+
+    /// Stops the group's timers, the log being at `at_index`.
+    pub fn quiesce(&self, at_index: u64) {
+        let mut q = self.quiet.lock().expect("quiet lock");
+        self.raft.runtime_config().tick(false);
+        q.quiesced = true;
+        q.at_index = Some(at_index);
+    }
+
+    /// A follower's answer to its leader's [`QuiesceRequest`].
+    pub fn follower_quiesce(&self, req: &QuiesceRequest) -> bool {
+        let agrees = quiesce::follower_agrees(&self.view(), req);
+        if agrees {
+            self.quiesce(req.last_log_index);
+        }
+        agrees
+    }
+
+    /// Whether the group's timers are stopped.
+    pub fn is_quiesced(&self) -> bool {
+        self.quiet.lock().expect("quiet lock").quiesced
     }
 
     /// Current leader as this member sees it.
@@ -171,3 +251,7 @@ pub(crate) fn replica_holds(
         .and_then(|r| r.get(&id))
         .is_some_and(|l| l.as_ref().map(|l| l.index) >= upto)
 }
+
+#[cfg(test)]
+#[path = "group_tests.rs"]
+mod tests;

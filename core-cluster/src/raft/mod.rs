@@ -8,6 +8,7 @@ pub mod meta_state;
 pub mod net;
 pub mod network;
 pub mod peer;
+pub mod quiesce;
 pub mod runs;
 pub mod shard;
 pub mod sm;

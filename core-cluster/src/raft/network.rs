@@ -225,10 +225,43 @@ impl PeerPool {
     ) -> Result<(), PeerCallError> {
         // Elect is encoded alike for every kind of group.
         let frame = encode_request(group, &PeerRequest::<MetaTypes>::Elect)?;
-        let body = self.call(addr, &frame, ttl).await?;
         // The reply body is `Result<(), String>` on the wire (raft/peer.rs).
-        match decode_reply::<Result<(), String>>(&body)? {
-            PeerReply::Ok(r) => r.map_err(PeerCallError::Refused),
+        self.control_call::<Result<(), String>>(addr, &frame, ttl)
+            .await?
+            .map_err(PeerCallError::Refused)
+    }
+
+    /// Asks the node at `addr` to quiesce its replica of `group`
+    /// (`raft::quiesce`); whether it did.
+    pub async fn quiesce(
+        &self,
+        addr: SocketAddr,
+        group: &str,
+        req: crate::raft::peer::QuiesceRequest,
+        ttl: Duration,
+    ) -> Result<bool, PeerCallError> {
+        let frame = encode_request(group, &PeerRequest::<MetaTypes>::Quiesce(req))?;
+        self.control_call(addr, &frame, ttl).await
+    }
+
+    /// The node-level liveness exchange: Ok once the node at `addr` answered.
+    pub async fn ping(&self, addr: SocketAddr, ttl: Duration) -> Result<(), PeerCallError> {
+        let frame = encode_request(META_GROUP, &PeerRequest::<MetaTypes>::Ping)?;
+        self.control_call::<Result<(), String>>(addr, &frame, ttl)
+            .await?
+            .map_err(PeerCallError::Refused)
+    }
+
+    /// One control request whose OK reply body is JSON of `T`.
+    async fn control_call<T: serde::de::DeserializeOwned>(
+        &self,
+        addr: SocketAddr,
+        frame: &[u8],
+        ttl: Duration,
+    ) -> Result<T, PeerCallError> {
+        let body = self.call(addr, frame, ttl).await?;
+        match decode_reply::<T>(&body)? {
+            PeerReply::Ok(r) => Ok(r),
             PeerReply::UnknownGroup(d) | PeerReply::BadRequest(d) | PeerReply::Forbidden(d) => {
                 Err(PeerCallError::Refused(d))
             }

@@ -33,6 +33,13 @@
 //!                           the group for a moment (leader rebalancing: the
 //!                           current leader has paused writes and heartbeats).
 //!                           Reply body: serde_json of `Result<(), String>`.
+//!   kind 6 Quiesce:         leader u64 | term u64 | last_log_index u64
+//!                           | committed_index u64: the shard group's leader
+//!                           asks a follower to stop its timers while the
+//!                           group is idle (`raft::quiesce`). Reply body:
+//!                           serde_json of `bool` (whether it did).
+//!   kind 7 Ping:            empty, any group id: the node-level liveness
+//!                           exchange. Reply body: serde_json of `()`.
 //! reply    = status u8 | body
 //!   status 0 OK:            serde_json of `Result<Response, RaftError>`
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
@@ -79,6 +86,8 @@ const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_META_WRITE: u8 = 4;
 const KIND_ELECT: u8 = 5;
+const KIND_QUIESCE: u8 = 6;
+const KIND_PING: u8 = 7;
 /// How long an Elect request keeps the receiver campaigning.
 pub const CAMPAIGN_FOR: Duration = Duration::from_millis(1500);
 /// Most elections one Elect request starts.
@@ -142,6 +151,20 @@ pub enum PeerRequest<C: GroupConfig> {
     Snapshot(InstallSnapshotRequest<C>),
     MetaWrite(MetaCommand),
     Elect,
+    Quiesce(QuiesceRequest),
+    Ping,
+}
+
+/// A leader's request that a follower of an idle group stop its timers:
+/// granted only if the follower follows `leader` in `term`, holds the log
+/// up to `last_log_index` and nothing after it, and applied up to
+/// `committed_index` (so its reads are current while it sleeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuiesceRequest {
+    pub leader: NodeId,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub committed_index: u64,
 }
 
 /// A decoded RPC, typed by the kind of group its group id names.
@@ -252,6 +275,8 @@ pub fn encode_request<C: GroupConfig>(
         PeerRequest::Snapshot(_) => KIND_SNAPSHOT,
         PeerRequest::MetaWrite(_) => KIND_META_WRITE,
         PeerRequest::Elect => KIND_ELECT,
+        PeerRequest::Quiesce(_) => KIND_QUIESCE,
+        PeerRequest::Ping => KIND_PING,
     };
     out.put_u8(kind);
     out.put_u16_le(group_len);
@@ -265,7 +290,13 @@ pub fn encode_request<C: GroupConfig>(
         PeerRequest::MetaWrite(c) => {
             serde_json::to_writer(&mut out, c).map_err(json_err("MetaCommand"))?;
         }
-        PeerRequest::Elect => {}
+        PeerRequest::Elect | PeerRequest::Ping => {}
+        PeerRequest::Quiesce(q) => {
+            out.put_u64_le(q.leader);
+            out.put_u64_le(q.term);
+            out.put_u64_le(q.last_log_index);
+            out.put_u64_le(q.committed_index);
+        }
     }
     Ok(seal(out))
 }
@@ -338,9 +369,26 @@ fn decode_body<C: GroupConfig>(kind: u8, body: Bytes) -> Result<PeerRequest<C>, 
         }
         KIND_ELECT if body.is_empty() => PeerRequest::Elect,
         KIND_ELECT => return Err(WireError::Trailing(body.len())),
+        KIND_QUIESCE => PeerRequest::Quiesce(decode_quiesce(body)?),
+        KIND_PING if body.is_empty() => PeerRequest::Ping,
+        KIND_PING => return Err(WireError::Trailing(body.len())),
         k => return Err(WireError::UnknownKind(k)),
     };
     Ok(req)
+}
+
+fn decode_quiesce(mut b: Bytes) -> Result<QuiesceRequest, WireError> {
+    need(&b, 32, "quiesce request")?;
+    let q = QuiesceRequest {
+        leader: b.get_u64_le(),
+        term: b.get_u64_le(),
+        last_log_index: b.get_u64_le(),
+        committed_index: b.get_u64_le(),
+    };
+    if b.has_remaining() {
+        return Err(WireError::Trailing(b.remaining()));
+    }
+    Ok(q)
 }
 
 fn decode_append<C: GroupConfig>(mut b: Bytes) -> Result<AppendEntriesRequest<C>, WireError> {
@@ -431,6 +479,13 @@ pub trait GroupRegistry: Send + Sync + 'static {
     /// The node ids of this node's metadata catalog (a node being added
     /// included): who may use the peer port besides the configured peers.
     fn members(&self) -> BTreeSet<NodeId>;
+    /// A Raft message (append, vote, snapshot, elect) for shard group
+    /// `group` arrived: a quiesced group wakes (`raft::quiesce`).
+    fn shard_message(&self, _group: &str) {}
+    /// The leader of shard group `group` asks it to quiesce; whether it did.
+    fn quiesce_shard(&self, _group: &str, _req: &QuiesceRequest) -> bool {
+        false
+    }
 }
 
 /// Decodes one request, runs it on its group and returns the reply frame.
@@ -446,6 +501,9 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
         )
     };
     match req {
+        GroupRequest::Meta(PeerRequest::Ping) | GroupRequest::Shard(PeerRequest::Ping) => {
+            encode_reply(&Ok::<(), String>(()))
+        }
         GroupRequest::Meta(req) => {
             let Some(raft) = registry.meta_raft() else {
                 return unknown();
@@ -455,8 +513,15 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
                 req => handle_rpc(raft, &group, req).await,
             }
         }
+        GroupRequest::Shard(PeerRequest::Quiesce(q)) => match registry.shard_raft(&group) {
+            Some(_) => encode_reply(&registry.quiesce_shard(&group, &q)),
+            None => unknown(),
+        },
         GroupRequest::Shard(req) => match registry.shard_raft(&group) {
-            Some(raft) => handle_rpc(raft, &group, req).await,
+            Some(raft) => {
+                registry.shard_message(&group);
+                handle_rpc(raft, &group, req).await
+            }
             None => unknown(),
         },
     }
@@ -477,6 +542,8 @@ async fn handle_rpc<C: GroupConfig>(raft: Raft<C>, group: &str, req: PeerRequest
             tokio::spawn(campaign(raft));
             encode_reply(&Ok::<(), String>(()))
         }
+        PeerRequest::Quiesce(_) => encode_reply(&false),
+        PeerRequest::Ping => encode_reply(&Ok::<(), String>(())),
     }
 }
 

@@ -166,6 +166,47 @@ fn every_truncation_is_an_error() {
 }
 
 #[test]
+fn quiesce_and_ping_round_trip_and_refuse_bad_lengths() {
+    let q = QuiesceRequest {
+        leader: 1,
+        term: 7,
+        last_log_index: 42,
+        committed_index: 41,
+    };
+    let frame = encode_request("s/2", &PeerRequest::<ShardTypes>::Quiesce(q)).unwrap();
+    let full = body(frame);
+    let (group, GroupRequest::Shard(PeerRequest::Quiesce(got))) =
+        decode_request(full.clone()).unwrap()
+    else {
+        panic!("not a quiesce");
+    };
+    assert_eq!((group.as_str(), got), ("s/2", q));
+    for n in 0..full.len() {
+        assert!(
+            decode_request(full.slice(..n)).is_err(),
+            "prefix of {n} bytes"
+        );
+    }
+    let mut extra = full.to_vec();
+    extra.push(0);
+    assert!(matches!(
+        decode_request(Bytes::from(extra)),
+        Err(WireError::Trailing(1))
+    ));
+    let frame = encode_request("meta", &PeerRequest::<MetaTypes>::Ping).unwrap();
+    let mut ping = body(frame).to_vec();
+    assert!(matches!(
+        decode_request(Bytes::from(ping.clone())).unwrap(),
+        (_, GroupRequest::Meta(PeerRequest::Ping))
+    ));
+    ping.push(1);
+    assert!(matches!(
+        decode_request(Bytes::from(ping)),
+        Err(WireError::Trailing(1))
+    ));
+}
+
+#[test]
 fn replies_round_trip() {
     type R = Result<u32, String>;
     let ok = decode_reply::<R>(&body(encode_reply(&R::Ok(5)))).unwrap();
@@ -179,7 +220,7 @@ fn replies_round_trip() {
 proptest! {
     #[test]
     fn decoding_arbitrary_bytes_never_panics(
-        kind in 0u8..5,
+        kind in 0u8..9,
         group in "[a-z/0-9]{0,8}",
         rest in proptest::collection::vec(any::<u8>(), 0..200),
     ) {

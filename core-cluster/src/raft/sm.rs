@@ -29,6 +29,11 @@ pub trait GroupState:
     /// The group's type configuration: its command and response types.
     type Config: GroupConfig;
 
+    /// Snapshot the state and purge the log behind it every this many
+    /// entries (None: never; a shard's log is its data, and tiering decides
+    /// what leaves the disk).
+    const SNAPSHOT_EVERY: Option<u64> = None;
+
     /// Applies a committed command. `now_ms` is this replica's clock,
     /// read once per applied batch by [`GroupSm`]: a state never reads a
     /// clock itself, so applying is a function of its inputs.

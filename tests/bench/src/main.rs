@@ -21,6 +21,7 @@ mod profile;
 mod query;
 mod report;
 mod run;
+mod shards;
 mod stats;
 mod strata;
 mod target;
@@ -65,6 +66,9 @@ enum Cmd {
     /// and filling then draining a backlog while the core is away (about
     /// 1 minute plus the backlog).
     Footprint(footprint::FootprintOpts),
+    /// What idle shards cost: CPU and memory of a three-node cluster
+    /// holding 300 and 1,000 RF=3 shards with no traffic (about 2 minutes).
+    Shards(shards::ShardsOpts),
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +136,8 @@ fn main() {
             .and_then(|()| rt.block_on(until_signal(consume::command(o)))),
         Cmd::Footprint(o) => build_binaries(o.no_build, DAEMONS)
             .and_then(|()| rt.block_on(until_signal(footprint::command(o)))),
+        Cmd::Shards(o) => build_binaries(o.no_build, DAEMONS)
+            .and_then(|()| rt.block_on(until_signal(shards::command(o)))),
         Cmd::Query(o) => {
             build_binaries(o.no_build, &["strata-cli"]).and_then(|()| query::command(o))
         }

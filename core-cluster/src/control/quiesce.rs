@@ -1,0 +1,157 @@
+//! Drives quiescence and the node-level failure detector
+//! ([`crate::raft::quiesce`] decides): pings every other node, and every
+//! [`CHECK_EVERY`] checks each shard group this node holds — quiesce an
+//! idle one it leads, wake one whose log grew, and take over a group whose
+//! leader's node is down.
+
+use crate::node::Node;
+use crate::raft::group::ShardGroup;
+use crate::raft::net::NetworkFactory;
+use crate::raft::network::PeerPool;
+use crate::raft::peer::QuiesceRequest;
+use crate::raft::quiesce::{self, Liveness, Step, CHECK_EVERY, DOWN_AFTER, PING_EVERY};
+use crate::raft::types::NodeId;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a quiesce request may take.
+const QUIESCE_TTL: Duration = Duration::from_secs(1);
+/// How soon the same group may be taken over again (its first campaign
+/// may lose to another candidate).
+const TAKE_OVER_AGAIN: Duration = Duration::from_secs(2);
+
+impl Node {
+    /// Runs until `stop`: the pings and the checks.
+    pub async fn run_quiescence(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let NetworkFactory::Quic(pool) = self.net.clone() else {
+            return;
+        };
+        let idle_after = (self.cfg.quiesce_after_ms > 0)
+            .then(|| Duration::from_millis(self.cfg.quiesce_after_ms));
+        let liveness = Arc::new(Mutex::new(Liveness::new(Instant::now())));
+        let pings = tokio::spawn(ping_peers(self.clone(), pool.clone(), liveness.clone()));
+        let mut taken_over: HashMap<(String, u32), Instant> = HashMap::new();
+        let mut was_down = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let now = Instant::now();
+            let down = liveness
+                .lock()
+                .expect("liveness lock")
+                .down(self.peers().into_keys(), now);
+            if down != was_down {
+                tracing::info!(down = ?down, "peer liveness changed");
+                was_down = down.clone();
+            }
+            taken_over.retain(|_, at| now.duration_since(*at) < TAKE_OVER_AGAIN);
+            let mut quiescing = tokio::task::JoinSet::new();
+            let mut quiesced = 0u64;
+            for (key, g) in self.shard_groups() {
+                let v = g.view();
+                if quiesce::takes_over(&v, &down) && !taken_over.contains_key(&key) {
+                    tracing::info!(shard = %format!("{}/{}", key.0, key.1), leader = ?v.leader, "the leader's node is down; campaigning");
+                    g.wake();
+                    let _ = g.raft.trigger().elect().await;
+                    taken_over.insert(key, now);
+                    continue;
+                }
+                let step = quiesce::check(
+                    &mut g.quiet.lock().expect("quiet lock"),
+                    &v,
+                    now,
+                    idle_after,
+                );
+                match step {
+                    Step::Nothing => quiesced += u64::from(g.is_quiesced()),
+                    Step::Wake => g.wake(),
+                    Step::Quiesce(req) => {
+                        let name = format!("{}/{}", key.0, key.1);
+                        let addrs = self.peer_addrs(&v.followers);
+                        quiescing.spawn(quiesce_group(pool.clone(), g, name, req, addrs));
+                    }
+                }
+            }
+            while let Some(r) = quiescing.join_next().await {
+                quiesced += u64::from(r.unwrap_or(false));
+            }
+            metrics::gauge!("strata_core_quiesced_groups").set(quiesced as f64);
+        }
+        pings.abort();
+    }
+
+    /// Every other node of the catalog, with its peer address.
+    fn peers(&self) -> HashMap<NodeId, SocketAddr> {
+        let me = self.cfg.node_id;
+        self.meta.sm.read(|c| {
+            c.nodes
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .filter_map(|(id, n)| Some((*id, n.peer_addr.parse().ok()?)))
+                .collect()
+        })
+    }
+
+    /// The peer addresses of `nodes`; None if one is unknown.
+    fn peer_addrs(&self, nodes: &BTreeSet<NodeId>) -> Option<Vec<SocketAddr>> {
+        let peers = self.peers();
+        nodes.iter().map(|n| peers.get(n).copied()).collect()
+    }
+}
+
+/// Pings every other node every [`PING_EVERY`], each with its own
+/// deadline, and notes who answered.
+async fn ping_peers(node: Arc<Node>, pool: Arc<PeerPool>, liveness: Arc<Mutex<Liveness>>) {
+    loop {
+        for (id, addr) in node.peers() {
+            let (pool, liveness) = (pool.clone(), liveness.clone());
+            tokio::spawn(async move {
+                if pool.ping(addr, DOWN_AFTER).await.is_ok() {
+                    liveness
+                        .lock()
+                        .expect("liveness lock")
+                        .answered(id, Instant::now());
+                }
+            });
+        }
+        tokio::time::sleep(PING_EVERY).await;
+    }
+}
+
+/// The leader's side of quiescing `g`: a heartbeat (the followers learn
+/// the commit index), then every follower must agree; then its own timers
+/// stop. Whether the group is quiesced.
+async fn quiesce_group(
+    pool: Arc<PeerPool>,
+    g: Arc<ShardGroup>,
+    name: String,
+    req: QuiesceRequest,
+    followers: Option<Vec<SocketAddr>>,
+) -> bool {
+    let Some(followers) = followers else {
+        return false;
+    };
+    if g.raft.trigger().heartbeat().await.is_err() {
+        return false;
+    }
+    let asks = followers
+        .iter()
+        .map(|addr| pool.quiesce(*addr, &name, req, QUIESCE_TTL));
+    let agreed = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .all(|r| matches!(r, Ok(true)));
+    // Nothing was appended meanwhile and this node still leads.
+    let v = g.view();
+    if !agreed || v.last_log_index != Some(req.last_log_index) || v.leader != Some(v.me) {
+        return false;
+    }
+    g.quiesce(req.last_log_index);
+    tracing::debug!(shard = %name, index = req.last_log_index, "quiesced");
+    true
+}

@@ -1,0 +1,133 @@
+//! `strata-bench shards`: what idle shards cost. A three-node, three-zone
+//! core cluster (release binaries, loopback) gets streams of RF=3 shards
+//! until it holds each count asked for; then, with no traffic at all, the
+//! CPU time of the three `strata-core` processes over a window and their
+//! resident memory are read from `/proc`. Creation time (until every shard
+//! has a leader) is reported too.
+
+use crate::procfs::{find_pid, read_proc};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use strata_tests::cluster::TestCluster;
+
+#[derive(clap::Args, Debug)]
+pub struct ShardsOpts {
+    /// Shard counts to measure (RF=3 shards, summed over streams), each on
+    /// a fresh cluster.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![300u32, 1000])]
+    counts: Vec<u32>,
+    /// Shards per stream.
+    #[arg(long, default_value_t = 100)]
+    per_stream: u32,
+    /// Quiet time after the last stream is created, before measuring, seconds.
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+    /// The measuring window, seconds.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// Results directory [default: target/bench/shards-<UTC timestamp>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Do not build the release binaries first.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// One count's figures.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    shards: u32,
+    streams: u32,
+    create_s: f64,
+    /// CPU of the three nodes together over the window, in cores.
+    idle_cores: f64,
+    /// The largest node's RSS at the end of the window, MiB.
+    max_rss_mib: f64,
+}
+
+pub async fn command(o: ShardsOpts) -> Result<()> {
+    let out = o.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/bench/shards-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
+    });
+    std::fs::create_dir_all(&out)?;
+    let mut md = format!(
+        "# Idle shards\n\nThree strata-core nodes in three zones (release, loopback) on this machine ({} cores); RF=3 streams of {} shards; no traffic. CPU of the three nodes together over {} s, {} s after the last stream was created; RSS of the largest node.\n\n| RF=3 shards | streams | creation (until every shard has a leader) | idle CPU, 3 nodes | largest node RSS |\n| ---: | ---: | ---: | ---: | ---: |\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        o.per_stream,
+        o.idle_secs,
+        o.settle_secs,
+    );
+    let mut rows = Vec::new();
+    for &count in &o.counts {
+        let row = measure(&o, count).await?;
+        eprintln!("{row:?}");
+        writeln!(
+            md,
+            "| {} | {} | {:.1} s | {:.2} cores | {:.0} MiB |",
+            row.shards, row.streams, row.create_s, row.idle_cores, row.max_rss_mib
+        )?;
+        rows.push(row);
+    }
+    std::fs::write(out.join("shards.md"), &md)?;
+    std::fs::write(
+        out.join("shards.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    println!("{md}\nresults in {}", out.display());
+    Ok(())
+}
+
+async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
+    let cap = count.max(o.per_stream) + 16;
+    let c = TestCluster::start_with(3, false, &format!("shards_max = {cap}")).await?;
+    let pids = (1..=3)
+        .map(|id| {
+            let needle = c.dir.path().join(format!("core-{id}.toml"));
+            find_pid(&needle.display().to_string())
+                .with_context(|| format!("no strata-core runs with {}", needle.display()))
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let started = Instant::now();
+    let mut streams = 0;
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(o.per_stream);
+        c.create_stream(&format!("idle-{streams}"), n, 3)
+            .await
+            .with_context(|| format!("creating stream idle-{streams} ({n} shards)"))?;
+        streams += 1;
+        left -= n;
+        eprintln!(
+            "{} of {count} shards in {:.1} s",
+            count - left,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let create_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(o.settle_secs)).await;
+    let before: Vec<f64> = pids
+        .iter()
+        .map(|&p| read_proc(p).map(|r| r.cpu_s))
+        .collect::<Result<_>>()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
+    let window = t0.elapsed().as_secs_f64();
+    let after = pids
+        .iter()
+        .map(|&p| read_proc(p))
+        .collect::<Result<Vec<_>>>()?;
+    let cpu: f64 = after.iter().zip(&before).map(|(a, b)| a.cpu_s - b).sum();
+    let max_rss = after.iter().map(|r| r.rss_kib).max().unwrap_or(0);
+    Ok(Row {
+        shards: count,
+        streams,
+        create_s,
+        idle_cores: cpu / window,
+        max_rss_mib: max_rss as f64 / 1024.0,
+    })
+}
