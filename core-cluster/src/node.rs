@@ -36,6 +36,11 @@ pub struct Node {
     /// preferred leader of.
     pub(crate) leading_since:
         std::sync::Mutex<HashMap<(String, u32), crate::shard::hand_over::Leading>>,
+    /// Shard groups that failed to open, and when (retried after a while).
+    pub(crate) open_failed: std::sync::Mutex<HashMap<(String, u32), std::time::Instant>>,
+    /// When each other node was last heard from (its requests and its
+    /// answers to pings): the node-level failure detector.
+    pub(crate) liveness: std::sync::Mutex<crate::raft::quiesce::Liveness>,
 }
 
 impl Node {
@@ -94,6 +99,10 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             moving: Default::default(),
             leading_since: Default::default(),
+            open_failed: Default::default(),
+            liveness: std::sync::Mutex::new(crate::raft::quiesce::Liveness::new(
+                std::time::Instant::now(),
+            )),
         });
         if members.len() == 1 {
             // A single-node core is ready once its groups are: wait here so that
@@ -101,7 +110,11 @@ impl Node {
             node.meta
                 .wait_leader("meta", Duration::from_secs(30))
                 .await?;
-            node.reconcile().await?;
+            // A shard that cannot open is logged and retried by the
+            // catalog watch; the others serve.
+            if let Err(e) = node.reconcile().await {
+                tracing::error!(error = %e, "some shard groups did not open");
+            }
         }
         tokio::spawn(node.clone().watch_catalog(stop));
         Ok(node)
@@ -249,6 +262,13 @@ impl crate::raft::peer::GroupRegistry for Node {
 
     fn members(&self) -> std::collections::BTreeSet<NodeId> {
         self.meta.sm.read(|c| c.nodes.keys().copied().collect())
+    }
+
+    fn heard_from(&self, node: NodeId) {
+        self.liveness
+            .lock()
+            .expect("liveness lock")
+            .answered(node, std::time::Instant::now());
     }
 
     fn shard_message(&self, group: &str) {

@@ -39,6 +39,9 @@ use tokio::sync::watch;
 /// How long a replica waits for a shard's preferred leader to initialize a
 /// new group before doing it itself.
 const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
+/// How long a node waits before it tries again to open a shard group that
+/// failed to open.
+const OPEN_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 impl Node {
     /// Keeps this node's groups in line with the catalog.
@@ -82,14 +85,19 @@ impl Node {
             self.reconcile_meta_members().await?;
         }
         let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
+        // A shard that cannot open (a damaged log, say) does not keep the
+        // others closed or the steps below from running.
+        let mut first_err = None;
         for s in &streams {
-            self.open_shards(s).await?;
+            if let Err(e) = self.open_shards(s).await {
+                first_err.get_or_insert(e);
+            }
         }
         self.seal_closing(&streams).await;
         self.purge_deleted().await;
         self.close_unhosted(&streams);
         self.converge_replicas(&streams);
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Resharded shards this node leads: append the seal to the shard's log,
@@ -188,20 +196,48 @@ impl Node {
 
     pub(crate) async fn open_shards(&self, s: &StreamMeta) -> Result<(), ControlError> {
         let me = self.cfg.node_id;
+        let mut first_err = None;
         for sh in s.shards.iter().filter(|sh| sh.hosted_on(me)) {
             let _guard = self.opening.lock().await;
             if self.shard(&s.name, sh.id).is_some() {
                 continue;
             }
+            let key = (s.name.clone(), sh.id);
+            let failed_at = self
+                .open_failed
+                .lock()
+                .expect("open_failed lock")
+                .get(&key)
+                .copied();
+            if failed_at.is_some_and(|at| at.elapsed() < OPEN_RETRY_AFTER) {
+                continue;
+            }
             let name = format!("{}/{}", s.name, sh.id);
-            let g = ShardGroup::open(
+            let opened = ShardGroup::open(
                 &name,
                 &self.shard_dir(&s.name, sh.id),
                 me,
                 Self::segment_options(&self.cfg),
                 self.net.network(&name),
             )
-            .await?;
+            .await;
+            let g = match opened {
+                Ok(g) => g,
+                Err(e) => {
+                    // Reading a damaged log again is not free: wait a while.
+                    tracing::error!(shard = %name, error = %e, "could not open the shard group; the node's other shards go on");
+                    self.open_failed
+                        .lock()
+                        .expect("open_failed lock")
+                        .insert(key, std::time::Instant::now());
+                    first_err.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            self.open_failed
+                .lock()
+                .expect("open_failed lock")
+                .remove(&key);
             // The preferred leader (first replica) initializes a pristine
             // group at once, so leaders start balanced over nodes and zones.
             // Any other replica initializes it too (with the identical replica
@@ -239,6 +275,6 @@ impl Node {
                 .insert((s.name.clone(), sh.id), Arc::new(g));
             tracing::info!(shard = %name, replicas = ?sh.replicas, "opened shard group");
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 }

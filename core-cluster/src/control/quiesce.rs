@@ -9,16 +9,18 @@ use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;
 use crate::raft::network::PeerPool;
 use crate::raft::peer::QuiesceRequest;
-use crate::raft::quiesce::{self, Liveness, Step, CHECK_EVERY, DOWN_AFTER, PING_EVERY};
+use crate::raft::quiesce::{self, Step, CHECK_EVERY, DOWN_AFTER, PING_EVERY};
 use crate::raft::types::NodeId;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long a quiesce request may take.
 const QUIESCE_TTL: Duration = Duration::from_secs(1);
+/// The pause between the quiesce heartbeat and the quiesce requests.
+const QUIESCE_AFTER_HEARTBEAT: Duration = Duration::from_millis(50);
 /// How soon the same group may be taken over again (its first campaign
 /// may lose to another candidate).
 const TAKE_OVER_AGAIN: Duration = Duration::from_secs(2);
@@ -31,8 +33,7 @@ impl Node {
         };
         let idle_after = (self.cfg.quiesce_after_ms > 0)
             .then(|| Duration::from_millis(self.cfg.quiesce_after_ms));
-        let liveness = Arc::new(Mutex::new(Liveness::new(Instant::now())));
-        let pings = tokio::spawn(ping_peers(self.clone(), pool.clone(), liveness.clone()));
+        let pings = tokio::spawn(ping_peers(self.clone(), pool.clone()));
         let mut taken_over: HashMap<(String, u32), Instant> = HashMap::new();
         let mut was_down = BTreeSet::new();
         loop {
@@ -41,7 +42,8 @@ impl Node {
                 _ = stop.wait_for(|s| *s) => break,
             }
             let now = Instant::now();
-            let down = liveness
+            let down = self
+                .liveness
                 .lock()
                 .expect("liveness lock")
                 .down(self.peers().into_keys(), now);
@@ -53,6 +55,19 @@ impl Node {
             let mut quiescing = tokio::task::JoinSet::new();
             let mut quiesced = 0u64;
             for (key, g) in self.shard_groups() {
+                // The common case, cheaply: a quiet group while every node is up.
+                if down.is_empty() {
+                    let (me, leader, last) = g.brief();
+                    let q = g.quiet.lock().expect("quiet lock").clone();
+                    if q.quiesced {
+                        if quiesce::wakes(&q, me, leader, last) {
+                            g.wake();
+                        } else {
+                            quiesced += 1;
+                        }
+                        continue;
+                    }
+                }
                 let v = g.view();
                 if quiesce::takes_over(&v, &down) && !taken_over.contains_key(&key) {
                     tracing::info!(shard = %format!("{}/{}", key.0, key.1), leader = ?v.leader, "the leader's node is down; campaigning");
@@ -105,14 +120,15 @@ impl Node {
 }
 
 /// Pings every other node every [`PING_EVERY`], each with its own
-/// deadline, and notes who answered.
-async fn ping_peers(node: Arc<Node>, pool: Arc<PeerPool>, liveness: Arc<Mutex<Liveness>>) {
+/// deadline, and notes who answered (requests from a node count too:
+/// `Node::heard_from`).
+async fn ping_peers(node: Arc<Node>, pool: Arc<PeerPool>) {
     loop {
         for (id, addr) in node.peers() {
-            let (pool, liveness) = (pool.clone(), liveness.clone());
+            let (pool, node) = (pool.clone(), node.clone());
             tokio::spawn(async move {
                 if pool.ping(addr, DOWN_AFTER).await.is_ok() {
-                    liveness
+                    node.liveness
                         .lock()
                         .expect("liveness lock")
                         .answered(id, Instant::now());
@@ -139,6 +155,9 @@ async fn quiesce_group(
     if g.raft.trigger().heartbeat().await.is_err() {
         return false;
     }
+    // Let the heartbeat go first: a follower agrees only once it applied
+    // the leader's commit index, which the heartbeat carries.
+    tokio::time::sleep(QUIESCE_AFTER_HEARTBEAT).await;
     let asks = followers
         .iter()
         .map(|addr| pool.quiesce(*addr, &name, req, QUIESCE_TTL));
@@ -149,6 +168,7 @@ async fn quiesce_group(
     // Nothing was appended meanwhile and this node still leads.
     let v = g.view();
     if !agreed || v.last_log_index != Some(req.last_log_index) || v.leader != Some(v.me) {
+        g.quiet.lock().expect("quiet lock").postpone(Instant::now());
         return false;
     }
     g.quiesce(req.last_log_index);

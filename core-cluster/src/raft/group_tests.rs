@@ -17,6 +17,22 @@ fn log_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until the log is purged behind the last snapshot due after
+/// `written` entries (snapshots and purges run in the background).
+async fn wait_purged(g: &Group<Catalog>, written: u64) -> openraft::RaftMetrics<NodeId, BasicNode> {
+    g.raft
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| {
+                m.purged.map_or(0, |p| p.index) + META_SNAPSHOT_EVERY + KEEP_BEHIND_SNAPSHOT
+                    >= written
+            },
+            "the log purged behind the last snapshot",
+        )
+        .await
+        .unwrap()
+}
+
 /// A week of one member's heartbeats at one per second is 604,800 metadata
 /// entries; the log must not keep them. Here 3.5 snapshot intervals of
 /// entries go through a single-node metadata group: the log is purged
@@ -73,25 +89,14 @@ async fn the_metadata_log_is_purged_behind_snapshots() {
             for rx in pending.drain(..) {
                 rx.await.unwrap().unwrap();
             }
+            wait_purged(&g, i + 1).await;
             sizes.push(log_bytes(&dir));
         }
     }
     for rx in pending.drain(..) {
         rx.await.unwrap().unwrap();
     }
-    // Purges happen in the background after each snapshot.
-    let m = g
-        .raft
-        .wait(Some(Duration::from_secs(20)))
-        .metrics(
-            |m| {
-                m.purged
-                    .is_some_and(|p| p.index + META_SNAPSHOT_EVERY + KEEP_BEHIND_SNAPSHOT >= total)
-            },
-            "the log purged behind the last snapshot",
-        )
-        .await
-        .unwrap();
+    let m = wait_purged(&g, total).await;
     let kept = m.last_log_index.unwrap() - m.purged.unwrap().index;
     assert!(
         kept <= META_SNAPSHOT_EVERY + KEEP_BEHIND_SNAPSHOT,

@@ -479,9 +479,12 @@ pub trait GroupRegistry: Send + Sync + 'static {
     /// The node ids of this node's metadata catalog (a node being added
     /// included): who may use the peer port besides the configured peers.
     fn members(&self) -> BTreeSet<NodeId>;
-    /// A Raft message (append, vote, snapshot, elect) for shard group
-    /// `group` arrived: a quiesced group wakes (`raft::quiesce`).
+    /// A Raft message that wakes a quiesced shard group arrived for
+    /// `group`: an append with entries, a vote, a snapshot or an elect (an
+    /// empty append, a heartbeat, does not: `raft::quiesce`).
     fn shard_message(&self, _group: &str) {}
+    /// A request from node `node` arrived: it is alive.
+    fn heard_from(&self, _node: NodeId) {}
     /// The leader of shard group `group` asks it to quiesce; whether it did.
     fn quiesce_shard(&self, _group: &str, _req: &QuiesceRequest) -> bool {
         false
@@ -519,7 +522,9 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
         },
         GroupRequest::Shard(req) => match registry.shard_raft(&group) {
             Some(raft) => {
-                registry.shard_message(&group);
+                if !matches!(&req, PeerRequest::Append(a) if a.entries.is_empty()) {
+                    registry.shard_message(&group);
+                }
                 handle_rpc(raft, &group, req).await
             }
             None => unknown(),
@@ -682,7 +687,12 @@ async fn serve_peer_connection(
             let reply = match read_frame(&mut recv, FRAME_BYTES_MAX).await {
                 Ok(body) => match caller.refuse(registry.as_ref(), peer) {
                     Some(refused) => refused,
-                    None => handle_request(registry.as_ref(), body).await,
+                    None => {
+                        if let Some(id) = caller.node_id {
+                            registry.heard_from(id);
+                        }
+                        handle_request(registry.as_ref(), body).await
+                    }
                 },
                 Err(FrameReadError::Io(e)) => {
                     tracing::debug!(%peer, error = %e, "peer request stream failed");

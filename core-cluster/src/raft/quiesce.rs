@@ -13,14 +13,19 @@
 //!    then stops its timers (`tick(false)`: no election timeout). When all
 //!    agreed, the leader stops its own (no heartbeats). A refusal leaves
 //!    the leader awake: its next heartbeat wakes the followers that agreed.
-//! 2. **Wake.** Any Raft message for the group (append, vote, snapshot,
-//!    elect) wakes the receiver. A quiesced leader wakes when its log grows
+//! 2. **Wake.** A Raft message for the group that is not a heartbeat (an
+//!    append with entries, a vote, a snapshot, an elect) wakes the
+//!    receiver; a heartbeat does not (the quiesce heartbeat may arrive
+//!    after the follower agreed, and a woken follower of a silent leader
+//!    would start an election). A quiesced leader wakes when its log grows
 //!    (a write, a seal, a tier command: checked every [`CHECK_EVERY`], well
 //!    within a follower's election timeout after the first append woke it)
 //!    or when it stops being the leader.
 //! 3. **Liveness.** One ping per pair of nodes every [`PING_EVERY`]
-//!    replaces the per-group heartbeats as the failure detector. When a
-//!    node has not answered for [`DOWN_AFTER`], each group it led wakes on
+//!    replaces the per-group heartbeats as the failure detector; any
+//!    request a node sends counts as a sign of life too, so a node busy
+//!    with traffic is not suspected because a ping was slow. When a
+//!    node has not been heard from for [`DOWN_AFTER`], each group it led wakes on
 //!    the first live voter (by node id) among its followers there, which
 //!    campaigns at once; its vote request wakes the other followers. A
 //!    quiesced leader cut off from its followers stays quiet until a
@@ -52,6 +57,16 @@ pub struct Quiet {
     pub at_index: Option<u64>,
     /// The last log index seen by the check, and since when.
     pub seen: Option<(Option<u64>, Instant)>,
+}
+
+impl Quiet {
+    /// A quiesce attempt failed: the group must be idle for the whole idle
+    /// time again before the next (no retry storm on a busy node).
+    pub fn postpone(&mut self, now: Instant) {
+        if let Some((_, since)) = &mut self.seen {
+            *since = now;
+        }
+    }
 }
 
 /// What the check reads of a group from its Raft metrics.
@@ -90,9 +105,11 @@ pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Dura
     }
     let leads = v.leader == Some(v.me);
     if q.quiesced {
-        // A quiesced follower wakes on messages; a leader on its own log.
-        let wake = leads && v.last_log_index != q.at_index;
-        return if wake { Step::Wake } else { Step::Nothing };
+        return if wakes(q, v.me, v.leader, v.last_log_index) {
+            Step::Wake
+        } else {
+            Step::Nothing
+        };
     }
     let Some(idle_after) = idle_after else {
         return Step::Nothing;
@@ -120,6 +137,13 @@ pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Dura
     } else {
         Step::Nothing
     }
+}
+
+/// Whether quiesced group `q` wakes by itself: a follower wakes on
+/// messages only; a leader (`me == leader`) when its log grew past where
+/// it quiesced. (The cheap check of a quiesced group, without a full view.)
+pub fn wakes(q: &Quiet, me: NodeId, leader: Option<NodeId>, last_log_index: Option<u64>) -> bool {
+    q.quiesced && leader == Some(me) && last_log_index != q.at_index
 }
 
 /// Whether a follower in the state `v` agrees to quiesce on `req`.

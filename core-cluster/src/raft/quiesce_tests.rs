@@ -207,3 +207,22 @@ fn a_node_is_down_after_unanswered_pings() {
         [2].into()
     );
 }
+
+#[test]
+fn a_failed_attempt_waits_a_whole_idle_time_again() {
+    let t0 = Instant::now();
+    let mut q = Quiet::default();
+    let v = leader_view();
+    check(&mut q, &v, t0, IDLE);
+    let at = t0 + Duration::from_secs(2);
+    assert!(matches!(check(&mut q, &v, at, IDLE), Step::Quiesce(_)));
+    q.postpone(at);
+    assert_eq!(
+        check(&mut q, &v, at + Duration::from_secs(1), IDLE),
+        Step::Nothing
+    );
+    assert!(matches!(
+        check(&mut q, &v, at + Duration::from_secs(2), IDLE),
+        Step::Quiesce(_)
+    ));
+}

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use strata_client::{api, Client};
 use strata_tests::cluster::TestCluster;
 
 #[derive(clap::Args, Debug)]
@@ -27,6 +28,10 @@ pub struct ShardsOpts {
     /// The measuring window, seconds.
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// The cores' `quiesce_after_ms` (0: idle groups stay awake, as before
+    /// quiescence existed).
+    #[arg(long, default_value_t = 2000)]
+    quiesce_after_ms: u64,
     /// Results directory [default: target/bench/shards-<UTC timestamp>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -45,6 +50,10 @@ struct Row {
     idle_cores: f64,
     /// The largest node's RSS at the end of the window, MiB.
     max_rss_mib: f64,
+    /// Shards node 1 led when it was killed (SIGKILL) after the window.
+    killed_led: usize,
+    /// Seconds from the kill until the other nodes led every shard.
+    failover_all_s: f64,
 }
 
 pub async fn command(o: ShardsOpts) -> Result<()> {
@@ -56,9 +65,10 @@ pub async fn command(o: ShardsOpts) -> Result<()> {
     });
     std::fs::create_dir_all(&out)?;
     let mut md = format!(
-        "# Idle shards\n\nThree strata-core nodes in three zones (release, loopback) on this machine ({} cores); RF=3 streams of {} shards; no traffic. CPU of the three nodes together over {} s, {} s after the last stream was created; RSS of the largest node.\n\n| RF=3 shards | streams | creation (until every shard has a leader) | idle CPU, 3 nodes | largest node RSS |\n| ---: | ---: | ---: | ---: | ---: |\n",
+        "# Idle shards\n\nThree strata-core nodes in three zones (release, loopback) on this machine ({} cores); RF=3 streams of {} shards; no traffic; `quiesce_after_ms = {}`. CPU of the three nodes together over {} s, {} s after the last stream was created; RSS of the largest node.\n\n| RF=3 shards | streams | creation (until every shard has a leader) | idle CPU, 3 nodes | largest node RSS | node 1 SIGKILLed: shards it led, time until all have new leaders |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.per_stream,
+        o.quiesce_after_ms,
         o.idle_secs,
         o.settle_secs,
     );
@@ -68,8 +78,14 @@ pub async fn command(o: ShardsOpts) -> Result<()> {
         eprintln!("{row:?}");
         writeln!(
             md,
-            "| {} | {} | {:.1} s | {:.2} cores | {:.0} MiB |",
-            row.shards, row.streams, row.create_s, row.idle_cores, row.max_rss_mib
+            "| {} | {} | {:.1} s | {:.2} cores | {:.0} MiB | {}, {:.2} s |",
+            row.shards,
+            row.streams,
+            row.create_s,
+            row.idle_cores,
+            row.max_rss_mib,
+            row.killed_led,
+            row.failover_all_s
         )?;
         rows.push(row);
     }
@@ -84,7 +100,15 @@ pub async fn command(o: ShardsOpts) -> Result<()> {
 
 async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
     let cap = count.max(o.per_stream) + 16;
-    let c = TestCluster::start_with(3, false, &format!("shards_max = {cap}")).await?;
+    let c = TestCluster::start_with(
+        3,
+        false,
+        &format!(
+            "shards_max = {cap}\nquiesce_after_ms = {}",
+            o.quiesce_after_ms
+        ),
+    )
+    .await?;
     let pids = (1..=3)
         .map(|id| {
             let needle = c.dir.path().join(format!("core-{id}.toml"));
@@ -123,11 +147,49 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
         .collect::<Result<Vec<_>>>()?;
     let cpu: f64 = after.iter().zip(&before).map(|(a, b)| a.cpu_s - b).sum();
     let max_rss = after.iter().map(|r| r.rss_kib).max().unwrap_or(0);
+    let (killed_led, failover_all_s) = fail_over(c, count as usize).await?;
     Ok(Row {
         shards: count,
         streams,
         create_s,
         idle_cores: cpu / window,
         max_rss_mib: max_rss as f64 / 1024.0,
+        killed_led,
+        failover_all_s,
     })
+}
+
+/// Shards each node says it leads (node id, count), from `nodes`.
+async fn led(c: &TestCluster, nodes: &[u64]) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    for n in c.nodes.iter().filter(|n| nodes.contains(&n.id)) {
+        let Ok(client) = Client::new(n.addr, &c.pki.ca) else {
+            continue;
+        };
+        if let Ok(Ok(v)) =
+            tokio::time::timeout(Duration::from_secs(2), api::cluster_status(&client)).await
+        {
+            out.push((n.id, v.shards.len()));
+        }
+    }
+    out
+}
+
+/// SIGKILLs node 1 and times until nodes 2 and 3 lead all `total` shards.
+async fn fail_over(mut c: TestCluster, total: usize) -> Result<(usize, f64)> {
+    let before = led(&c, &[1]).await;
+    let killed_led = before.first().map_or(0, |(_, n)| *n);
+    let t0 = Instant::now();
+    c.kill9(1);
+    loop {
+        let now: usize = led(&c, &[2, 3]).await.iter().map(|(_, n)| n).sum();
+        if now >= total {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("after 300 s nodes 2 and 3 lead {now} of {total} shards");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((killed_led, t0.elapsed().as_secs_f64()))
 }
