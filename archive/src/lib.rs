@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod durable;
+pub mod faulty;
 pub mod format;
 pub mod keys;
 pub mod manifest;
