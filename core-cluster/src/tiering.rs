@@ -32,6 +32,7 @@ use crate::tier::manifest::Manifest;
 use crate::tier::{keys, store, TierError};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_protocol::Retention;
@@ -97,6 +98,32 @@ pub struct Tier {
     pub segment_age_max_ms: u64,
     pub local_retention_ms: u64,
     pub writer: WriterOptions,
+    /// What this node last wrote to each shard's manifest copy
+    /// ([`ManifestMark`]): a copy whose write failed is written again by
+    /// the next upload pass, even with nothing left to upload.
+    pub manifests_written: std::sync::Mutex<HashMap<(String, u32), ManifestMark>>,
+}
+
+/// What a shard's manifest holds, as far as its copy in the store goes:
+/// the number of objects and the offsets they cover. Objects are
+/// contiguous and a manifest only grows at its end (`Tier`) and shrinks
+/// at its start (`Expire`), so two manifests of a shard with the same mark
+/// are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestMark {
+    pub objects: usize,
+    pub first_offset: u64,
+    pub tiered_to: u64,
+}
+
+impl ManifestMark {
+    fn of(s: &crate::raft::shard::ShardState) -> Self {
+        Self {
+            objects: s.tiered.len(),
+            first_offset: s.tiered.first().map_or(s.first_offset, |o| o.first_offset),
+            tiered_to: s.tiered_to(),
+        }
+    }
 }
 
 impl Tier {
@@ -130,6 +157,7 @@ impl Tier {
             segment_age_max_ms: cfg.segment_age_max_ms,
             local_retention_ms: cfg.local_retention_ms,
             writer: WriterOptions::default(),
+            manifests_written: Default::default(),
         })
     }
 }
@@ -144,6 +172,13 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
             tier_plan::next_upload(s, now, tier.upload_limits()).map(|r| s.index[r].to_vec())
         });
         let Some(entries) = entries else {
+            // A manifest write that failed after its `Tier` or `Expire`
+            // was committed is retried here, or the copy would stay behind
+            // (a restore from it would miss the newest objects) until the
+            // shard tiers again, maybe never.
+            if manifest_behind(tier, stream, shard, g) {
+                write_manifest(tier, stream, shard, g).await?;
+            }
             return Ok(n);
         };
         let started = Instant::now();
@@ -220,14 +255,37 @@ fn encode(
 /// Writes the shard's manifest copy next to its data (for restore and for
 /// readers outside Strata).
 async fn write_manifest(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> Result<()> {
-    let objects = g.sm.read(|s| s.tiered.clone());
+    let (objects, mark) = g.sm.read(|s| (s.tiered.clone(), ManifestMark::of(s)));
     let mut m = Manifest::new(stream, shard);
     for o in objects {
         m.push(o)?;
     }
     let key = keys::manifest_key(&tier.prefix, stream, shard);
     store::put_object(&tier.store, &key, m.to_json().into()).await?;
+    tier.manifests_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((stream.to_string(), shard), mark);
     Ok(())
+}
+
+/// Whether the shard's manifest copy may be behind its manifest: this node
+/// wrote a different one last, or, having written none (a new leader, a
+/// restart), the shard has tiered or expired anything. A shard with no
+/// history yet writes nothing: a copy in the store may be what a restore
+/// is about to read.
+fn manifest_behind(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup) -> bool {
+    let mark = g.sm.read(ManifestMark::of);
+    let written = tier
+        .manifests_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(stream.to_string(), shard))
+        .copied();
+    match written {
+        Some(w) => w != mark,
+        None => mark.objects > 0 || mark.first_offset > 0,
+    }
 }
 
 /// Purges local log entries that are tiered and past the local retention
@@ -403,3 +461,7 @@ pub async fn read_tiered(
     // The entry's size and checksums: the read verifies what it fetches.
     crate::tier::read::read_object(tier.store.clone(), &obj, offset, max_records, max_bytes).await
 }
+
+#[cfg(test)]
+#[path = "tiering_fault_tests.rs"]
+mod fault_tests;
