@@ -169,9 +169,21 @@ fn tier(faulty: Arc<FaultyStore>, segment_bytes_max: u64) -> Tier {
 /// The invariants that hold after every pass, checked on the store behind
 /// the faults.
 async fn check_invariants(inner: &Arc<dyn ObjectStore>, g: &ShardGroup) {
-    let (tiered, tiered_to, index) =
-        g.sm.read(|s| (s.tiered.clone(), s.tiered_to(), s.index.clone()));
-    for o in &tiered {
+    check_invariants_expiring(inner, g, &Retention::default()).await
+}
+
+/// [`check_invariants`]; objects due to expire under `retention` may be
+/// gone already: expiry deletes them before it commits.
+async fn check_invariants_expiring(
+    inner: &Arc<dyn ObjectStore>,
+    g: &ShardGroup,
+    retention: &Retention,
+) {
+    let (tiered, tiered_to, index, expiring) = g.sm.read(|s| {
+        let expiring = tier_plan::expiry(s, retention, now_ms()).map_or(0, |e| e.objects.len());
+        (s.tiered.clone(), s.tiered_to(), s.index.clone(), expiring)
+    });
+    for o in &tiered[expiring..] {
         let bytes = inner
             .get(&o.path().unwrap())
             .await
@@ -248,7 +260,7 @@ async fn drain(
 ) -> usize {
     for n in 1..=max {
         let ok = pass(t, g, retention).await;
-        check_invariants(inner, g).await;
+        check_invariants_expiring(inner, g, retention).await;
         if ok && g.sm.read(|s| s.tiered_to() == s.next_offset) {
             return n;
         }
@@ -366,4 +378,62 @@ async fn tiering_survives_errors_and_partial_uploads_seed_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiering_survives_errors_and_partial_uploads_seed_3() {
     tier_everything_through_faults(3).await;
+}
+
+/// Total retention through faults: deletions fail too (30%). Expiry
+/// deletes the oldest objects beyond the byte budget, then moves the
+/// shard's first offset; in the end exactly the retained objects are in
+/// the store, whole, they read back, and offsets below the first are
+/// refused, never read from a stale or partial object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_survives_failed_deletions() {
+    let seed = 11;
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut plan = FaultPlan::uniform(0.3, 0.15);
+    // A little latency on uploads, to show it changes nothing.
+    plan.put.latency_max = Duration::from_millis(1);
+    let faulty = Arc::new(FaultyStore::new(inner.clone(), seed, plan).unwrap());
+    let t = tier(faulty.clone(), 4 << 10);
+    let shard = open_shard().await;
+    let g = &shard.g;
+    let retention = Retention {
+        total_bytes: Some(5 * 3_000),
+        ..Retention::default()
+    };
+    for _ in 0..4 {
+        append(g, 12, 9).await;
+        for _ in 0..3 {
+            pass(&t, g, &retention).await;
+            check_invariants_expiring(&inner, g, &retention).await;
+        }
+    }
+    drain(&t, g, &inner, &retention, 500).await;
+    let (first, next, tiered) =
+        g.sm.read(|s| (s.first_offset, s.next_offset, s.tiered.clone()));
+    assert!(
+        first > 0 && tiered.len() <= 5,
+        "first offset {first}, {} objects",
+        tiered.len()
+    );
+    assert_eq!(tiered[0].first_offset, first);
+    read_back(&t, g, first, next).await;
+    let e = read_tiered(&t, g, first - 1, 10, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TierError::Manifest(_)), "{e}");
+    let named: BTreeSet<String> = tiered.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(data_keys(&inner).await, named, "expired objects deleted");
+    let copy = manifest_copy(&inner)
+        .await
+        .expect("a readable manifest copy");
+    assert_eq!(copy.objects, tiered, "the manifest copy in the store");
+    let c = faulty.counts();
+    eprintln!(
+        "expiry, seed {seed}: first offset {first}, {} objects kept, {} faults ({} delete errors)",
+        tiered.len(),
+        c.injected(),
+        c.of(Op::Delete).errors
+    );
+    assert!(c.of(Op::Delete).errors > 0, "deletions failed too");
+    g.raft.shutdown().await.unwrap();
 }
