@@ -9,7 +9,7 @@ use crate::raft::group::ShardGroup;
 use crate::raft::net::NetworkFactory;
 use crate::raft::network::PeerPool;
 use crate::raft::peer::QuiesceRequest;
-use crate::raft::quiesce::{self, Step, CHECK_EVERY, DOWN_AFTER, PING_EVERY};
+use crate::raft::quiesce::{self, Step, CHECK_EVERY, DETECT_EVERY, DOWN_AFTER, PING_EVERY};
 use crate::raft::types::NodeId;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -36,9 +36,10 @@ impl Node {
         let pings = tokio::spawn(ping_peers(self.clone(), pool.clone()));
         let mut taken_over: HashMap<(String, u32), Instant> = HashMap::new();
         let mut was_down = BTreeSet::new();
+        let mut last_check = Instant::now();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = tokio::time::sleep(DETECT_EVERY) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
             let now = Instant::now();
@@ -52,52 +53,77 @@ impl Node {
                 was_down = down.clone();
             }
             taken_over.retain(|_, at| now.duration_since(*at) < TAKE_OVER_AGAIN);
-            let mut quiescing = tokio::task::JoinSet::new();
-            let mut quiesced = 0u64;
-            for (key, g) in self.shard_groups() {
-                // The common case, cheaply: a quiet group while every node is up.
-                if down.is_empty() {
-                    let (me, leader, last) = g.brief();
-                    let q = g.quiet.lock().expect("quiet lock").clone();
-                    if q.quiesced {
-                        if quiesce::wakes(&q, me, leader, last) {
-                            g.wake();
-                        } else {
-                            quiesced += 1;
-                        }
-                        continue;
-                    }
-                }
-                let v = g.view();
-                if quiesce::takes_over(&v, &down) && !taken_over.contains_key(&key) {
-                    tracing::info!(shard = %format!("{}/{}", key.0, key.1), leader = ?v.leader, "the leader's node is down; campaigning");
-                    g.wake();
-                    let _ = g.raft.trigger().elect().await;
-                    taken_over.insert(key, now);
-                    continue;
-                }
-                let step = quiesce::check(
-                    &mut g.quiet.lock().expect("quiet lock"),
-                    &v,
-                    now,
-                    idle_after,
-                );
-                match step {
-                    Step::Nothing => quiesced += u64::from(g.is_quiesced()),
-                    Step::Wake => g.wake(),
-                    Step::Quiesce(req) => {
-                        let name = format!("{}/{}", key.0, key.1);
-                        let addrs = self.peer_addrs(&v.followers);
-                        quiescing.spawn(quiesce_group(pool.clone(), g, name, req, addrs));
-                    }
-                }
+            if !down.is_empty() {
+                self.take_over(&down, &mut taken_over, now).await;
             }
-            while let Some(r) = quiescing.join_next().await {
-                quiesced += u64::from(r.unwrap_or(false));
+            if now.duration_since(last_check) >= CHECK_EVERY {
+                last_check = now;
+                self.check_quiet(&pool, idle_after, now).await;
             }
-            metrics::gauge!("strata_core_quiesced_groups").set(quiesced as f64);
         }
         pings.abort();
+    }
+
+    /// Wakes and elects, on this node, each group whose leader's node is
+    /// `down` and for which this node is the first live voter.
+    async fn take_over(
+        &self,
+        down: &BTreeSet<NodeId>,
+        taken_over: &mut HashMap<(String, u32), Instant>,
+        now: Instant,
+    ) {
+        for (key, g) in self.shard_groups() {
+            let (_, leader, _) = g.brief();
+            if !leader.is_some_and(|l| down.contains(&l)) || taken_over.contains_key(&key) {
+                continue;
+            }
+            let v = g.view();
+            if quiesce::takes_over(&v, down) {
+                tracing::info!(shard = %format!("{}/{}", key.0, key.1), leader = ?v.leader, "the leader's node is down; campaigning");
+                g.wake();
+                let _ = g.raft.trigger().elect().await;
+                taken_over.insert(key, now);
+            }
+        }
+    }
+
+    /// The quiescence check of every group: wake, quiesce, or nothing.
+    async fn check_quiet(&self, pool: &Arc<PeerPool>, idle_after: Option<Duration>, now: Instant) {
+        let mut quiescing = tokio::task::JoinSet::new();
+        let mut quiesced = 0u64;
+        for (key, g) in self.shard_groups() {
+            // The common case, cheaply: a quiet group.
+            let (me, leader, last) = g.brief();
+            let q = g.quiet.lock().expect("quiet lock").clone();
+            if q.quiesced {
+                if quiesce::wakes(&q, me, leader, last) {
+                    g.wake();
+                } else {
+                    quiesced += 1;
+                }
+                continue;
+            }
+            let v = g.view();
+            let step = quiesce::check(
+                &mut g.quiet.lock().expect("quiet lock"),
+                &v,
+                now,
+                idle_after,
+            );
+            match step {
+                Step::Nothing => {}
+                Step::Wake => g.wake(),
+                Step::Quiesce(req) => {
+                    let name = format!("{}/{}", key.0, key.1);
+                    let addrs = self.peer_addrs(&v.followers);
+                    quiescing.spawn(quiesce_group(pool.clone(), g, name, req, addrs));
+                }
+            }
+        }
+        while let Some(r) = quiescing.join_next().await {
+            quiesced += u64::from(r.unwrap_or(false));
+        }
+        metrics::gauge!("strata_core_quiesced_groups").set(quiesced as f64);
     }
 
     /// Every other node of the catalog, with its peer address.

@@ -42,10 +42,14 @@ use std::time::{Duration, Instant};
 
 /// How often a node checks its groups for quiescing and waking.
 pub const CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How often a node looks at who is down (and takes over their groups).
+pub const DETECT_EVERY: Duration = Duration::from_millis(50);
 /// How often a node pings each other node.
-pub const PING_EVERY: Duration = Duration::from_millis(200);
-/// How long a node may leave pings unanswered before it counts as down.
-pub const DOWN_AFTER: Duration = Duration::from_millis(800);
+pub const PING_EVERY: Duration = Duration::from_millis(100);
+/// How long a node may go unheard (no request, no answer to a ping)
+/// before it counts as down: five pings. Past openraft's leader lease
+/// (400 ms), so the other voters grant the first live voter's campaign.
+pub const DOWN_AFTER: Duration = Duration::from_millis(500);
 
 /// A group's quiescence, as its node keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
