@@ -191,10 +191,20 @@ pub struct CoreConfig {
     /// docs/architecture.md, "Idle shards".
     #[serde(default = "default_quiesce_after_ms")]
     pub quiesce_after_ms: u64,
+    /// A producer id that has appended nothing to a shard for this long
+    /// loses its dedup entry there, and the catalog forgets it once no
+    /// shard holds one (docs/operations.md, "Producer id expiry"),
+    /// milliseconds; 0 keeps them forever.
+    #[serde(default = "default_producer_idle_expiry_ms")]
+    pub producer_idle_expiry_ms: u64,
 }
 
 fn default_quiesce_after_ms() -> u64 {
     2_000
+}
+
+fn default_producer_idle_expiry_ms() -> u64 {
+    7 * 24 * 60 * 60 * 1000
 }
 
 fn default_segment_age_max_ms() -> u64 {

@@ -76,6 +76,7 @@ async fn run(args: Args) -> Result<()> {
     ));
     tokio::spawn(node.clone().report_group_lag(stop_rx.clone()));
     tokio::spawn(node.clone().run_quiescence(stop_rx.clone()));
+    tokio::spawn(node.clone().run_producer_expiry(stop_rx.clone()));
     let peers = peer_endpoint.map(|(ep, _, access)| {
         tracing::info!(addr = %cfg.peer_addr, peers = cfg.peers.len(), node_identities = access.enforced(), "Raft peer endpoint listening (QUIC, mutual TLS)");
         tokio::spawn(serve_peers(ep, node.clone(), access, stop_rx.clone()))

@@ -10,6 +10,7 @@ pub mod caps;
 pub mod delete;
 pub mod groups;
 pub mod model;
+pub mod producers;
 pub mod reshard;
 
 pub use model::{NodeMeta, ProducerMeta, ShardMeta, StreamMeta};
@@ -80,6 +81,18 @@ pub enum MetaCommand {
         stream: String,
         retention: strata_protocol::Retention,
     },
+    /// Shard leaders' report: their dedup tables held these registered
+    /// producer ids at `at_ms` ([`producers`]).
+    ProducersSeen {
+        ids: Vec<u64>,
+        at_ms: i64,
+    },
+    /// Producer-id expiry, by the metadata leader: forget those of `ids`
+    /// whose last sign of use is still before `before_ms` ([`producers`]).
+    ForgetProducers {
+        ids: Vec<u64>,
+        before_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +120,11 @@ pub struct Catalog {
     /// Durable producer ids (edge agents), for operators and for fencing.
     #[serde(default)]
     pub producers: BTreeMap<u64, ProducerMeta>,
+    /// When a shard leader last reported holding each registered
+    /// producer's dedup entry (the reporter's clock, carried in the
+    /// command); for expiry ([`producers`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub producers_seen: BTreeMap<u64, i64>,
     /// Removed nodes: never registered again from the bootstrap list.
     #[serde(default)]
     pub forgotten: std::collections::BTreeSet<u64>,
@@ -288,6 +306,10 @@ impl Catalog {
                 None => MetaResponse::Refused(format!("stream {stream:?} does not exist")),
             },
             MetaCommand::StreamPurged { stream, node } => self.stream_purged(stream, *node),
+            MetaCommand::ProducersSeen { ids, at_ms } => self.producers_seen(ids, *at_ms),
+            MetaCommand::ForgetProducers { ids, before_ms } => {
+                self.forget_producers(ids, *before_ms)
+            }
             MetaCommand::ForgetNode(id) => {
                 if self.replica_count(*id) > 0 {
                     MetaResponse::Refused(format!("node {id} still holds replicas"))

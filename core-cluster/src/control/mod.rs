@@ -16,6 +16,7 @@
 //! - [`quiesce`]: idle shard groups stop their timers; peer liveness;
 //! - [`tiering`]: uploads, expiry and local purges per shard.
 
+pub mod expiry;
 pub mod lag;
 pub mod meta_members;
 pub mod purge;

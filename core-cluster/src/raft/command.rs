@@ -28,6 +28,7 @@
 //! | 5   | shard | `Restore`           | serde_json of `[TieredObject]`         |
 //! | 6   | shard | `Seal`              | empty                                  |
 //! | 7   | shard | `Appends`           | parts u32 (>= 1), then per part: length u32, an `Append` body (as tag 1, without the tag) |
+//! | 8   | shard | `ForgetProducers`   | n u32, then n × (producer_id u64, last_seq u64) |
 //!
 //! `Appends` is group commit: the runs of one forward request in one Raft
 //! entry of up to [`ENTRY_BYTES_MAX`] bytes ([`group_runs`]), so that one
@@ -144,6 +145,10 @@ pub enum ShardCommand {
     /// entry are refused (except pure duplicates), so the shard's final
     /// offset is fixed inside its own log.
     Seal,
+    /// Producer-id expiry (the leader found them idle): forget the dedup
+    /// entry of each `(producer_id, last_seq)` whose last position is still
+    /// `last_seq` when the entry applies.
+    ForgetProducers(Vec<(u64, u64)>),
 }
 
 /// What applying a shard group's entry produced.
@@ -161,6 +166,10 @@ pub enum ShardResponse {
     },
     Expired {
         first_offset: u64,
+    },
+    /// How many dedup entries a `ForgetProducers` removed.
+    Forgot {
+        producers: u64,
     },
     /// The shard is sealed; its records end before `end_offset`.
     Sealed {
@@ -215,14 +224,16 @@ const TAG_EXPIRE: u8 = 4;
 const TAG_RESTORE: u8 = 5;
 const TAG_SEAL: u8 = 6;
 const TAG_APPENDS: u8 = 7;
+const TAG_FORGET_PRODUCERS: u8 = 8;
 
-const SHARD_TAGS: [u8; 6] = [
+const SHARD_TAGS: [u8; 7] = [
     TAG_APPEND,
     TAG_TIER,
     TAG_EXPIRE,
     TAG_RESTORE,
     TAG_SEAL,
     TAG_APPENDS,
+    TAG_FORGET_PRODUCERS,
 ];
 
 /// Bytes of an `Append` body before its deltas and batch.
@@ -289,6 +300,14 @@ impl GroupCommand for ShardCommand {
                 serde_json::to_writer(out, objects).expect("tiered objects serialize");
             }
             ShardCommand::Seal => out.put_u8(TAG_SEAL),
+            ShardCommand::ForgetProducers(producers) => {
+                out.put_u8(TAG_FORGET_PRODUCERS);
+                out.put_u32_le(producers.len() as u32);
+                for (id, last) in producers {
+                    out.put_u64_le(*id);
+                    out.put_u64_le(*last);
+                }
+            }
         }
     }
 
@@ -306,6 +325,7 @@ impl GroupCommand for ShardCommand {
             TAG_RESTORE => Ok(ShardCommand::Restore(serde_json::from_slice(&b)?)),
             TAG_SEAL if !b.has_remaining() => Ok(ShardCommand::Seal),
             TAG_SEAL => Err(CodecError::Truncated(total)),
+            TAG_FORGET_PRODUCERS => decode_forget(b, total).map(ShardCommand::ForgetProducers),
             TAG_META => Err(CodecError::WrongGroup {
                 tag,
                 found: "metadata",
@@ -418,6 +438,19 @@ fn decode_appends(mut b: Bytes, total: usize) -> Result<Vec<AppendCmd>, CodecErr
         return Err(CodecError::Truncated(total));
     }
     Ok(parts)
+}
+
+/// The body of a `ForgetProducers` after its tag: a count, then exactly
+/// that many pairs.
+fn decode_forget(mut b: Bytes, total: usize) -> Result<Vec<(u64, u64)>, CodecError> {
+    if b.remaining() < 4 {
+        return Err(CodecError::Truncated(total));
+    }
+    let n = b.get_u32_le() as usize;
+    if b.remaining() != n.saturating_mul(16) {
+        return Err(CodecError::Truncated(total));
+    }
+    Ok((0..n).map(|_| (b.get_u64_le(), b.get_u64_le())).collect())
 }
 
 /// The body of an append after its tag; `total` is the command's length.
@@ -624,8 +657,17 @@ mod tests {
             ShardCommand::Expire { first_offset: 1 },
             ShardCommand::Restore(Vec::new()),
             ShardCommand::Seal,
+            ShardCommand::ForgetProducers(vec![(7, 41), (u64::MAX, 0)]),
+            ShardCommand::ForgetProducers(Vec::new()),
         ];
-        let tags = [TAG_APPEND, TAG_EXPIRE, TAG_RESTORE, TAG_SEAL];
+        let tags = [
+            TAG_APPEND,
+            TAG_EXPIRE,
+            TAG_RESTORE,
+            TAG_SEAL,
+            TAG_FORGET_PRODUCERS,
+            TAG_FORGET_PRODUCERS,
+        ];
         for (cmd, tag) in shard_cmds.iter().zip(tags) {
             let b = encoded(cmd);
             assert_eq!(b[0], tag, "{cmd:?} keeps its tag");
@@ -651,6 +693,19 @@ mod tests {
             ShardCommand::decode(Bytes::from_static(&[9])),
             Err(CodecError::UnknownTag(9))
         ));
+        // A forget whose count does not match its pairs.
+        let mut forget = encoded(&ShardCommand::ForgetProducers(vec![(1, 2)])).to_vec();
+        forget.pop();
+        for bad in [
+            forget,
+            vec![TAG_FORGET_PRODUCERS, 2, 0, 0, 0],
+            vec![TAG_FORGET_PRODUCERS],
+        ] {
+            assert!(matches!(
+                ShardCommand::decode(bad.into()),
+                Err(CodecError::Truncated(_))
+            ));
+        }
         assert!(matches!(
             MetaCommand::decode(Bytes::from_static(&[9])),
             Err(CodecError::UnknownTag(9))

@@ -64,6 +64,15 @@ pub struct ShardState {
     pub next_offset: u64,
     /// Last applied position per producer id.
     pub producers: HashMap<u64, u64>,
+    /// When this replica last applied an append of each producer id in
+    /// `producers` (its wall clock, ms). Like `IndexEntry::appended_ms`,
+    /// replicas may disagree on it and no apply decision depends on it: the
+    /// leader reads its own to decide which idle producers to forget
+    /// ([`Self::idle_producers`]) and commits the decision as
+    /// [`ShardCommand::ForgetProducers`]. Missing for producers applied
+    /// before this field existed.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub producer_seen_ms: HashMap<u64, i64>,
     pub index: Vec<IndexEntry>,
     /// The manifest: objects in the object store holding `[0, tiered_to)`
     /// (or from the first retained object), in offset order.
@@ -80,6 +89,8 @@ struct UncheckedShardState {
     first_offset: u64,
     next_offset: u64,
     producers: HashMap<u64, u64>,
+    #[serde(default)]
+    producer_seen_ms: HashMap<u64, i64>,
     index: Vec<IndexEntry>,
     #[serde(default)]
     tiered: Vec<TieredObject>,
@@ -118,6 +129,7 @@ impl TryFrom<UncheckedShardState> for ShardState {
             first_offset: u.first_offset,
             next_offset: u.next_offset,
             producers: u.producers,
+            producer_seen_ms: u.producer_seen_ms,
             index: u.index,
             tiered: u.tiered,
             sealed: u.sealed,
@@ -246,6 +258,10 @@ impl ShardState {
         }
         let appended = records - skip;
         let base_offset = self.next_offset;
+        if self.producers.contains_key(&cmd.producer_id) || appended > 0 {
+            // A retry of what the shard holds is a sign of life too.
+            self.producer_seen_ms.insert(cmd.producer_id, now_ms);
+        }
         if appended > 0 {
             let prev_ts = self.index.last().map_or(i64::MIN, |e| e.max_timestamp_ms);
             self.index.push(IndexEntry {
@@ -267,6 +283,53 @@ impl ShardState {
             appended: appended as u64,
             duplicates: skip as u64,
             next_offset: self.next_offset,
+        }
+    }
+
+    /// Producer-id expiry (leader only; pure): the producers of the dedup
+    /// table last seen (by this replica) before `now_ms - idle_ms`,
+    /// each with its last position, sorted by id, at most `max`. A producer
+    /// with no recorded time (applied before times were kept) counts as seen
+    /// at `unknown_since_ms` (the caller's start). `idle_ms` 0: never.
+    pub fn idle_producers(
+        &self,
+        now_ms: i64,
+        idle_ms: u64,
+        unknown_since_ms: i64,
+        max: usize,
+    ) -> Vec<(u64, u64)> {
+        if idle_ms == 0 {
+            return Vec::new();
+        }
+        let cutoff = now_ms.saturating_sub(i64::try_from(idle_ms).unwrap_or(i64::MAX));
+        let mut idle: Vec<(u64, u64)> = self
+            .producers
+            .iter()
+            .filter(|(id, _)| {
+                let seen = self.producer_seen_ms.get(id).copied();
+                seen.unwrap_or(unknown_since_ms) < cutoff
+            })
+            .map(|(&id, &last)| (id, last))
+            .collect();
+        idle.sort_unstable();
+        idle.truncate(max);
+        idle
+    }
+
+    /// Forgets each named producer whose last position is still the one
+    /// named: a producer that appended after the leader decided keeps its
+    /// entry. Every replica decides alike (positions are replicated state).
+    fn forget_producers(&mut self, producers: &[(u64, u64)]) -> ShardResponse {
+        let mut forgotten = 0;
+        for (id, last) in producers {
+            if self.producers.get(id) == Some(last) {
+                self.producers.remove(id);
+                self.producer_seen_ms.remove(id);
+                forgotten += 1;
+            }
+        }
+        ShardResponse::Forgot {
+            producers: forgotten,
         }
     }
 
@@ -399,6 +462,7 @@ impl GroupState for ShardState {
             ShardCommand::Tier(t) => self.tier(t),
             ShardCommand::Expire { first_offset } => self.expire(*first_offset),
             ShardCommand::Restore(objects) => self.restore(objects),
+            ShardCommand::ForgetProducers(producers) => self.forget_producers(producers),
             ShardCommand::Seal => {
                 self.sealed = true;
                 ShardResponse::Sealed {

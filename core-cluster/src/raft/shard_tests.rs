@@ -314,3 +314,171 @@ proptest! {
         run(&ops)?;
     }
 }
+
+/// Producer-id expiry: the leader's decision ([`ShardState::idle_producers`])
+/// and the committed `ForgetProducers`.
+mod expiry {
+    use super::*;
+
+    const MIN: i64 = 60 * 1000;
+    const DAY: i64 = 24 * 60 * MIN;
+    const IDLE: u64 = 7 * DAY as u64;
+
+    fn lid(i: u64) -> RaftLogId<u64> {
+        RaftLogId::new(CommittedLeaderId::new(1, 1), i)
+    }
+
+    fn send(producer: u64, first_seq: u64, records: u32) -> ShardCommand {
+        ShardCommand::Append(AppendCmd {
+            producer_id: producer,
+            first_seq,
+            seq_deltas: None,
+            max_timestamp_ms: 0,
+            records,
+            batch: Bytes::from_static(b"x"),
+        })
+    }
+
+    fn appended(r: ShardResponse) -> (u64, u64) {
+        match r {
+            ShardResponse::Appended {
+                appended,
+                duplicates,
+                ..
+            } => (appended, duplicates),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_leader_picks_producers_idle_longer_than_the_idle_time() {
+        let mut s = ShardState::default();
+        s.apply(&lid(1), &send(3, 0, 5), 0);
+        s.apply(&lid(2), &send(1, 0, 2), DAY);
+        s.apply(&lid(3), &send(2, 10, 1), 2 * DAY);
+        // A pure retry is a sign of life too.
+        assert_eq!(appended(s.apply(&lid(4), &send(3, 0, 5), DAY)), (0, 5));
+        assert!(
+            s.idle_producers(8 * DAY, IDLE, 0, 100).is_empty(),
+            "exactly idle"
+        );
+        assert_eq!(
+            s.idle_producers(8 * DAY + 1, IDLE, 0, 100),
+            [(1, 1), (3, 4)]
+        );
+        assert_eq!(s.idle_producers(9 * DAY + 1, IDLE, 0, 1), [(1, 1)], "max");
+        assert!(
+            s.idle_producers(100 * DAY, 0, 0, 100).is_empty(),
+            "0: never"
+        );
+        // An entry without a time (applied before times were kept) counts
+        // from the caller's start.
+        s.producer_seen_ms.remove(&2);
+        assert_eq!(
+            s.idle_producers(9 * DAY, IDLE, 5 * DAY, 100),
+            [(1, 1), (3, 4)]
+        );
+        assert_eq!(s.idle_producers(12 * DAY + 1, IDLE, 5 * DAY, 100).len(), 3);
+    }
+
+    #[test]
+    fn a_forget_shrinks_the_table_and_spares_a_producer_that_appended_since() {
+        let mut s = ShardState::default();
+        for p in 1..=4 {
+            s.apply(&lid(p), &send(p, 0, 3), 0);
+        }
+        let idle = s.idle_producers(8 * DAY, IDLE, 0, 100);
+        assert_eq!(idle.len(), 4);
+        // Producer 2 appends between the decision and its commit.
+        s.apply(&lid(5), &send(2, 3, 1), 8 * DAY);
+        let forget = ShardCommand::ForgetProducers(idle);
+        let mut replica = s.clone();
+        assert_eq!(
+            s.apply(&lid(6), &forget, 8 * DAY),
+            ShardResponse::Forgot { producers: 3 }
+        );
+        // Another replica (another clock) decides the same.
+        replica.apply(&lid(6), &forget, 123);
+        assert_eq!(replica.producers, s.producers);
+        assert_eq!(s.producers.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(s.producer_seen_ms.keys().copied().collect::<Vec<_>>(), [2]);
+        // Applying it again changes nothing.
+        assert_eq!(
+            s.apply(&lid(7), &forget, 0),
+            ShardResponse::Forgot { producers: 0 }
+        );
+        assert_eq!(s.next_offset, 13, "records stay");
+        // A forgotten producer's next append starts a new entry; a retry of
+        // what it sent before expiry is appended again (the documented
+        // window: docs/operations.md, "Producer id expiry").
+        assert_eq!(s.producer_next_seq(1), 0);
+        assert_eq!(appended(s.apply(&lid(8), &send(1, 2, 2), 9 * DAY)), (2, 0));
+        assert_eq!(s.producer_next_seq(1), 4);
+        assert_eq!(s.producer_seen_ms[&1], 9 * DAY);
+        assert_eq!(appended(s.apply(&lid(9), &send(1, 3, 1), 9 * DAY)), (0, 1));
+        // The times read back; a state stored before them still reads.
+        let json = serde_json::to_string(&s).unwrap();
+        let back: ShardState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.producer_seen_ms, s.producer_seen_ms);
+        let old = r#"{"first_offset":0,"next_offset":0,"producers":{"5":9},"index":[]}"#;
+        let old: ShardState = serde_json::from_str(old).unwrap();
+        assert!(old.producer_seen_ms.is_empty());
+        assert_eq!(old.idle_producers(8 * DAY, IDLE, 0, 10), [(5, 9)]);
+    }
+
+    /// A fleet that comes and goes over 60 simulated days: every 10 minutes
+    /// 5 new devices appear, each appends once an hour for a day, then goes
+    /// quiet for good; 10 devices append every 10 minutes throughout; the
+    /// leader runs the expiry every 10 minutes. The dedup table stays
+    /// bounded by the devices active in the last idle time (plus one
+    /// round), and the long-lived ones are never forgotten. Without expiry
+    /// it would hold every device ever seen (43,200).
+    #[test]
+    fn the_dedup_table_stays_bounded_as_a_fleet_comes_and_goes() {
+        let round = 10 * MIN;
+        let (per_round, lifetime, resident) = (5u64, DAY, 10u64);
+        let rounds = 60 * DAY / round;
+        let mut s = ShardState::default();
+        let mut index = 0;
+        let mut next = |s: &mut ShardState, cmd: &ShardCommand, now: i64| {
+            index += 1;
+            s.apply(&lid(index), cmd, now)
+        };
+        let mut max_len = 0;
+        for r in 0..rounds {
+            let now = r * round;
+            // Devices born in rounds (r - lifetime/round, r] append hourly.
+            let born_from = (r - lifetime / round + 1).max(0);
+            for born in (born_from..=r).filter(|b| (r - b) % 6 == 0) {
+                for k in 0..per_round {
+                    let id = 1_000 + born as u64 * per_round + k;
+                    next(&mut s, &send(id, (r - born) as u64, 1), now);
+                }
+            }
+            for id in 0..resident {
+                next(&mut s, &send(id, r as u64, 1), now);
+            }
+            let idle = s.idle_producers(now, IDLE, 0, 10_000);
+            if !idle.is_empty() {
+                next(&mut s, &ShardCommand::ForgetProducers(idle), now);
+            }
+            max_len = max_len.max(s.producers.len());
+            assert_eq!(s.producer_seen_ms.len(), s.producers.len());
+            // (Records leave by retention; only the table matters here.)
+            s.index.clear();
+            s.first_offset = s.next_offset;
+        }
+        // Seen within the idle time: devices born in the last 8 days (1 day
+        // of appends + 7 idle) plus the residents.
+        let per_day = (DAY / round) as usize * per_round as usize;
+        let bound = 8 * per_day + resident as usize;
+        assert!(max_len <= bound + per_round as usize, "{max_len} > {bound}");
+        assert!(
+            max_len + 6 * per_round as usize >= bound,
+            "{max_len} < {bound}"
+        );
+        assert!((0..resident).all(|id| s.producers.contains_key(&id)));
+        assert_eq!(rounds as usize * per_round as usize, 43_200);
+        assert!(s.producers.len() <= bound + per_round as usize);
+    }
+}
