@@ -200,23 +200,23 @@ mod tests {
     #[test]
     fn the_catalog_keeps_only_ids_in_use_as_a_fleet_comes_and_goes() {
         let mut c = Catalog::default();
-        let round = 10 * 60 * 1000;
+        let (round, per_round) = (60 * 60 * 1000, 10);
         let mut max_len = 0;
         let days = 60;
         for r in 0..(days * DAY / round) {
             let now = r * round;
-            // One new device every round, each in use for 2 days; device 0
+            // 10 new devices every hour, each in use for 2 days; one device
             // forever.
-            let id = r as u64 + 1;
-            register(&mut c, id, now);
+            for k in 0..per_round {
+                register(&mut c, r as u64 * per_round + k + 1, now);
+            }
             if r == 0 {
                 register(&mut c, 1_000_000, now);
             }
-            let in_use = c
-                .producers
-                .keys()
-                .copied()
-                .filter(|&i| i == 1_000_000 || (i as i64 - 1) * round + 2 * DAY > now);
+            let in_use = c.producers.keys().copied().filter(|&i| {
+                let born = (i - 1) / per_round * round as u64;
+                i == 1_000_000 || born as i64 + 2 * DAY > now
+            });
             let report = stale_held(&c, in_use.collect::<Vec<_>>(), now, IDLE);
             if !report.is_empty() {
                 c.apply(&MetaCommand::ProducersSeen {
@@ -229,11 +229,16 @@ mod tests {
             }
             max_len = max_len.max(c.producers.len());
         }
+        eprintln!(
+            "catalog: at most {max_len} producer ids over {days} days ({} registered)",
+            days * DAY / round * per_round as i64 + 1
+        );
         assert!(c.producers.contains_key(&1_000_000));
         // In use 2 days, reported up to 3.5 days before, kept 7 more days
-        // after its last report: at most 9 days of devices (one per round).
-        let per_day = (DAY / round) as usize;
-        assert!(max_len <= 9 * per_day + 2, "{max_len}");
+        // after its last report: at most 9 days of devices. (Without
+        // expiry: all 14,400.)
+        let per_day = (DAY / round) as usize * per_round as usize;
+        assert!(max_len <= 9 * per_day + 1 + per_round as usize, "{max_len}");
         assert!(max_len >= 7 * per_day, "{max_len}");
         assert!(c.producers_seen.len() <= c.producers.len());
     }

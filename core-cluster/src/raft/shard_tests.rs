@@ -426,30 +426,34 @@ mod expiry {
         assert_eq!(old.idle_producers(8 * DAY, IDLE, 0, 10), [(5, 9)]);
     }
 
-    /// A fleet that comes and goes over 60 simulated days: every 10 minutes
-    /// 5 new devices appear, each appends once an hour for a day, then goes
-    /// quiet for good; 10 devices append every 10 minutes throughout; the
-    /// leader runs the expiry every 10 minutes. The dedup table stays
-    /// bounded by the devices active in the last idle time (plus one
-    /// round), and the long-lived ones are never forgotten. Without expiry
-    /// it would hold every device ever seen (43,200).
+    /// A fleet that comes and goes over 60 simulated days: every hour 30
+    /// new devices appear, each appends once an hour for a day, then goes
+    /// quiet for good; 10 devices append every hour throughout; the leader
+    /// runs the expiry every hour. The dedup table stays bounded by the
+    /// devices active in the last idle time (plus one round), and the
+    /// long-lived ones are never forgotten. Without expiry it would hold
+    /// every device ever seen (43,200).
     #[test]
     fn the_dedup_table_stays_bounded_as_a_fleet_comes_and_goes() {
-        let round = 10 * MIN;
-        let (per_round, lifetime, resident) = (5u64, DAY, 10u64);
+        let round = 60 * MIN;
+        let (per_round, lifetime, resident) = (30u64, DAY, 10u64);
         let rounds = 60 * DAY / round;
         let mut s = ShardState::default();
         let mut index = 0;
         let mut next = |s: &mut ShardState, cmd: &ShardCommand, now: i64| {
             index += 1;
-            s.apply(&lid(index), cmd, now)
+            s.apply(&lid(index), cmd, now);
+            // (Records leave by retention; only the table matters here,
+            // and a short index keeps the debug invariant checks cheap.)
+            s.index.clear();
+            s.first_offset = s.next_offset;
         };
         let mut max_len = 0;
         for r in 0..rounds {
             let now = r * round;
-            // Devices born in rounds (r - lifetime/round, r] append hourly.
+            // Devices born in rounds (r - lifetime/round, r] append.
             let born_from = (r - lifetime / round + 1).max(0);
-            for born in (born_from..=r).filter(|b| (r - b) % 6 == 0) {
+            for born in born_from..=r {
                 for k in 0..per_round {
                     let id = 1_000 + born as u64 * per_round + k;
                     next(&mut s, &send(id, (r - born) as u64, 1), now);
@@ -464,19 +468,14 @@ mod expiry {
             }
             max_len = max_len.max(s.producers.len());
             assert_eq!(s.producer_seen_ms.len(), s.producers.len());
-            // (Records leave by retention; only the table matters here.)
-            s.index.clear();
-            s.first_offset = s.next_offset;
         }
         // Seen within the idle time: devices born in the last 8 days (1 day
         // of appends + 7 idle) plus the residents.
         let per_day = (DAY / round) as usize * per_round as usize;
         let bound = 8 * per_day + resident as usize;
         assert!(max_len <= bound + per_round as usize, "{max_len} > {bound}");
-        assert!(
-            max_len + 6 * per_round as usize >= bound,
-            "{max_len} < {bound}"
-        );
+        assert!(max_len + per_round as usize >= bound, "{max_len} < {bound}");
+        eprintln!("dedup table: at most {max_len} producers over 60 days (bound {bound})");
         assert!((0..resident).all(|id| s.producers.contains_key(&id)));
         assert_eq!(rounds as usize * per_round as usize, 43_200);
         assert!(s.producers.len() <= bound + per_round as usize);
