@@ -7,6 +7,11 @@
 //! duplicates are a *prefix* of the entry. Applying records that prefix as
 //! `skip` in the index; readers skip it. No bytes are rewritten, and every
 //! replica decides the same, because the decision is made at apply time.
+//!
+//! A producer's entry lives until the leader finds it idle for
+//! `producer_idle_expiry_ms` and commits [`ShardCommand::ForgetProducers`];
+//! after that the shard treats the id as new (docs/operations.md,
+//! "Producer id expiry").
 
 use super::command::{AppendCmd, ShardCommand, ShardResponse};
 use super::sm::GroupState;
