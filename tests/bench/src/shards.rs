@@ -147,7 +147,18 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
         .collect::<Result<Vec<_>>>()?;
     let cpu: f64 = after.iter().zip(&before).map(|(a, b)| a.cpu_s - b).sum();
     let max_rss = after.iter().map(|r| r.rss_kib).max().unwrap_or(0);
-    let (killed_led, failover_all_s) = fail_over(c, count as usize).await?;
+    eprintln!(
+        "{count} shards idle: {:.3} cores, largest RSS {:.0} MiB",
+        cpu / window,
+        max_rss as f64 / 1024.0
+    );
+    let (killed_led, failover_all_s) = match fail_over(c, count as usize).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("failover: {e:#}");
+            (0, f64::NAN)
+        }
+    };
     Ok(Row {
         shards: count,
         streams,
