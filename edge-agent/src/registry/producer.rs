@@ -53,9 +53,16 @@ fn parse(s: &str) -> Option<u64> {
     s.trim().parse::<u64>().ok().filter(|&id| id != 0)
 }
 
+/// How often a running agent registers its producer id again. Registering
+/// a known id changes nothing; one the core forgot after
+/// `producer_idle_expiry_ms` of silence (docs/operations.md) is registered
+/// again, so the agent's forwards are refused for at most this long.
+pub const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(300);
+
 /// Registers the agent's producer id with the core's metadata group,
-/// retrying (with backoff) until it succeeds or the agent stops. Forwarding
-/// does not wait for it: dedup works on the id either way.
+/// retrying (with backoff) until it succeeds, and again every
+/// [`REGISTER_AGAIN_EVERY`], until the agent stops. Forwarding does not
+/// wait for it: dedup works on the id either way.
 pub async fn register(
     core: Arc<Cluster>,
     id: u64,
@@ -63,28 +70,37 @@ pub async fn register(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut registered = false;
     loop {
         let who = who.as_str();
-        match core
+        let wait = match core
             .any(|c| async move { api::register_producer(&c, id, who).await })
             .await
         {
             Ok((since, producers)) => {
-                tracing::info!(
-                    producer_id = id,
-                    registered_ms = since,
-                    producers,
-                    "producer id registered with the core"
-                );
-                return;
+                if !registered {
+                    tracing::info!(
+                        producer_id = id,
+                        registered_ms = since,
+                        producers,
+                        "producer id registered with the core"
+                    );
+                }
+                registered = true;
+                backoff = Duration::from_millis(200);
+                REGISTER_AGAIN_EVERY
             }
-            Err(e) => tracing::debug!(error = %e, "registering the producer id; will retry"),
-        }
+            Err(e) => {
+                tracing::debug!(error = %e, "registering the producer id; will retry");
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                wait
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
