@@ -58,7 +58,7 @@ impl Node {
             }
             if now.duration_since(last_check) >= CHECK_EVERY {
                 last_check = now;
-                self.check_quiet(&pool, idle_after, now).await;
+                self.check_quiet(&pool, idle_after, &down, now).await;
             }
         }
         pings.abort();
@@ -88,7 +88,13 @@ impl Node {
     }
 
     /// The quiescence check of every group: wake, quiesce, or nothing.
-    async fn check_quiet(&self, pool: &Arc<PeerPool>, idle_after: Option<Duration>, now: Instant) {
+    async fn check_quiet(
+        &self,
+        pool: &Arc<PeerPool>,
+        idle_after: Option<Duration>,
+        down: &BTreeSet<NodeId>,
+        now: Instant,
+    ) {
         let mut quiescing = tokio::task::JoinSet::new();
         let mut quiesced = 0u64;
         for (key, g) in self.shard_groups() {
@@ -96,7 +102,7 @@ impl Node {
             let (me, leader, last) = g.brief();
             let q = g.quiet.lock().expect("quiet lock").clone();
             if q.quiesced {
-                if quiesce::wakes(&q, me, leader, last) {
+                if quiesce::wakes(&q, me, leader, last, down) {
                     g.wake();
                 } else {
                     quiesced += 1;
@@ -109,14 +115,15 @@ impl Node {
                 &v,
                 now,
                 idle_after,
+                down,
             );
             match step {
                 Step::Nothing => {}
                 Step::Wake => g.wake(),
-                Step::Quiesce(req) => {
+                Step::Quiesce { req, asked, absent } => {
                     let name = format!("{}/{}", key.0, key.1);
-                    let addrs = self.peer_addrs(&v.followers);
-                    quiescing.spawn(quiesce_group(pool.clone(), g, name, req, addrs));
+                    let addrs = self.peer_addrs(&asked);
+                    quiescing.spawn(quiesce_group(pool.clone(), g, name, req, addrs, absent));
                 }
             }
         }
@@ -174,6 +181,7 @@ async fn quiesce_group(
     name: String,
     req: QuiesceRequest,
     followers: Option<Vec<SocketAddr>>,
+    absent: BTreeSet<NodeId>,
 ) -> bool {
     let Some(followers) = followers else {
         return false;
@@ -197,7 +205,7 @@ async fn quiesce_group(
         g.quiet.lock().expect("quiet lock").postpone(Instant::now());
         return false;
     }
-    g.quiesce(req.last_log_index);
+    g.quiesce(req.last_log_index, absent);
     tracing::debug!(shard = %name, index = req.last_log_index, "quiesced");
     true
 }

@@ -16,7 +16,7 @@ use crate::raft::sm::{GroupSm, GroupState};
 use crate::raft::types::{NodeId, Raft};
 use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,22 +196,25 @@ impl<S: GroupState> Group<S> {
             self.raft.runtime_config().tick(true);
             q.quiesced = false;
             q.at_index = None;
+            q.absent.clear();
         }
     }
 
-    /// Stops the group's timers, the log being at `at_index`.
-    pub fn quiesce(&self, at_index: u64) {
+    /// Stops the group's timers, the log being at `at_index`; `absent`:
+    /// followers that were down (a leader wakes when one is back).
+    pub fn quiesce(&self, at_index: u64, absent: BTreeSet<NodeId>) {
         let mut q = self.quiet.lock().expect("quiet lock");
         self.raft.runtime_config().tick(false);
         q.quiesced = true;
         q.at_index = Some(at_index);
+        q.absent = absent;
     }
 
     /// A follower's answer to its leader's [`QuiesceRequest`].
     pub fn follower_quiesce(&self, req: &QuiesceRequest) -> bool {
         let agrees = quiesce::follower_agrees(&self.view(), req);
         if agrees {
-            self.quiesce(req.last_log_index);
+            self.quiesce(req.last_log_index, BTreeSet::new());
         }
         agrees
     }

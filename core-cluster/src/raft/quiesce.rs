@@ -61,6 +61,9 @@ pub struct Quiet {
     pub at_index: Option<u64>,
     /// The last log index seen by the check, and since when.
     pub seen: Option<(Option<u64>, Instant)>,
+    /// Followers that were down when this leader quiesced (not asked): the
+    /// leader wakes when one is back, so it catches up.
+    pub absent: BTreeSet<NodeId>,
 }
 
 impl Quiet {
@@ -95,21 +98,34 @@ pub enum Step {
     Nothing,
     /// Start the timers again.
     Wake,
-    /// Ask the followers to quiesce with this request, then stop.
-    Quiesce(QuiesceRequest),
+    /// Ask the live followers to quiesce with this request, then stop;
+    /// `absent` are the followers that are down (not asked).
+    Quiesce {
+        req: QuiesceRequest,
+        asked: BTreeSet<NodeId>,
+        absent: BTreeSet<NodeId>,
+    },
 }
 
 /// The check of one group at `now`: updates `q.seen` and decides.
 /// `idle_after` is how long the log must not have grown (None: never
-/// quiesce).
-pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Duration>) -> Step {
+/// quiesce). Followers on `down` nodes do not keep a group awake (they
+/// receive nothing anyway; with a node down, every group it holds would
+/// otherwise stay awake on the others), and their return wakes it.
+pub fn check(
+    q: &mut Quiet,
+    v: &GroupView,
+    now: Instant,
+    idle_after: Option<Duration>,
+    down: &BTreeSet<NodeId>,
+) -> Step {
     let grew = q.seen.as_ref().is_none_or(|(i, _)| *i != v.last_log_index);
     if grew {
         q.seen = Some((v.last_log_index, now));
     }
     let leads = v.leader == Some(v.me);
     if q.quiesced {
-        return if wakes(q, v.me, v.leader, v.last_log_index) {
+        return if wakes(q, v.me, v.leader, v.last_log_index, down) {
             Step::Wake
         } else {
             Step::Nothing
@@ -122,8 +138,9 @@ pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Dura
     let Some(last) = v.last_log_index else {
         return Step::Nothing;
     };
-    let caught_up = v
-        .followers
+    let (absent, asked): (BTreeSet<NodeId>, BTreeSet<NodeId>) =
+        v.followers.iter().partition(|f| down.contains(f));
+    let caught_up = asked
         .iter()
         .all(|f| v.matched.get(f).copied().flatten() == Some(last));
     if leads
@@ -132,12 +149,16 @@ pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Dura
         && v.applied_index == Some(last)
         && caught_up
     {
-        Step::Quiesce(QuiesceRequest {
-            leader: v.me,
-            term: v.term,
-            last_log_index: last,
-            committed_index: last,
-        })
+        Step::Quiesce {
+            req: QuiesceRequest {
+                leader: v.me,
+                term: v.term,
+                last_log_index: last,
+                committed_index: last,
+            },
+            asked,
+            absent,
+        }
     } else {
         Step::Nothing
     }
@@ -145,9 +166,19 @@ pub fn check(q: &mut Quiet, v: &GroupView, now: Instant, idle_after: Option<Dura
 
 /// Whether quiesced group `q` wakes by itself: a follower wakes on
 /// messages only; a leader (`me == leader`) when its log grew past where
-/// it quiesced. (The cheap check of a quiesced group, without a full view.)
-pub fn wakes(q: &Quiet, me: NodeId, leader: Option<NodeId>, last_log_index: Option<u64>) -> bool {
-    q.quiesced && leader == Some(me) && last_log_index != q.at_index
+/// it quiesced, or a follower that was down when it quiesced is back (it
+/// must catch up). (The cheap check of a quiesced group, without a full
+/// view.)
+pub fn wakes(
+    q: &Quiet,
+    me: NodeId,
+    leader: Option<NodeId>,
+    last_log_index: Option<u64>,
+    down: &BTreeSet<NodeId>,
+) -> bool {
+    q.quiesced
+        && leader == Some(me)
+        && (last_log_index != q.at_index || q.absent.iter().any(|f| !down.contains(f)))
 }
 
 /// Whether a follower in the state `v` agrees to quiesce on `req`.

@@ -2,6 +2,19 @@ use super::*;
 
 const IDLE: Option<Duration> = Some(Duration::from_secs(2));
 
+/// No node down.
+fn up() -> BTreeSet<NodeId> {
+    BTreeSet::new()
+}
+
+fn asked_all(req: QuiesceRequest) -> Step {
+    Step::Quiesce {
+        req,
+        asked: [2, 3].into(),
+        absent: BTreeSet::new(),
+    }
+}
+
 /// Node 1 leads a group on 1, 2, 3 with the log at 10, all caught up.
 fn leader_view() -> GroupView {
     GroupView {
@@ -30,9 +43,9 @@ fn an_idle_caught_up_leader_quiesces_after_the_idle_time() {
     let t0 = Instant::now();
     let mut q = Quiet::default();
     let v = leader_view();
-    assert_eq!(check(&mut q, &v, t0, IDLE), Step::Nothing);
+    assert_eq!(check(&mut q, &v, t0, IDLE, &up()), Step::Nothing);
     assert_eq!(
-        check(&mut q, &v, t0 + Duration::from_millis(1999), IDLE),
+        check(&mut q, &v, t0 + Duration::from_millis(1999), IDLE, &up()),
         Step::Nothing
     );
     let want = QuiesceRequest {
@@ -42,14 +55,14 @@ fn an_idle_caught_up_leader_quiesces_after_the_idle_time() {
         committed_index: 10,
     };
     assert_eq!(
-        check(&mut q, &v, t0 + Duration::from_secs(2), IDLE),
-        Step::Quiesce(want)
+        check(&mut q, &v, t0 + Duration::from_secs(2), IDLE, &up()),
+        asked_all(want)
     );
     // Quiescing is off.
     let mut q = Quiet::default();
-    check(&mut q, &v, t0, None);
+    check(&mut q, &v, t0, None, &up());
     assert_eq!(
-        check(&mut q, &v, t0 + Duration::from_secs(60), None),
+        check(&mut q, &v, t0 + Duration::from_secs(60), None, &up()),
         Step::Nothing
     );
 }
@@ -60,17 +73,17 @@ fn a_growing_log_lagging_follower_or_a_move_keeps_the_leader_awake() {
     let later = t0 + Duration::from_secs(3);
     // The log grew a second ago: idle time restarts.
     let mut q = Quiet::default();
-    check(&mut q, &leader_view(), t0, IDLE);
+    check(&mut q, &leader_view(), t0, IDLE, &up());
     let grown = GroupView {
         last_log_index: Some(11),
         applied_index: Some(11),
         matched: [(2, Some(11)), (3, Some(11))].into(),
         ..leader_view()
     };
-    assert_eq!(check(&mut q, &grown, later, IDLE), Step::Nothing);
+    assert_eq!(check(&mut q, &grown, later, IDLE, &up()), Step::Nothing);
     assert!(matches!(
-        check(&mut q, &grown, later + Duration::from_secs(2), IDLE),
-        Step::Quiesce(_)
+        check(&mut q, &grown, later + Duration::from_secs(2), IDLE, &up()),
+        Step::Quiesce { .. }
     ));
     for v in [
         GroupView {
@@ -96,8 +109,12 @@ fn a_growing_log_lagging_follower_or_a_move_keeps_the_leader_awake() {
         },
     ] {
         let mut q = Quiet::default();
-        check(&mut q, &v, t0, IDLE);
-        assert_eq!(check(&mut q, &v, later, IDLE), Step::Nothing, "{v:?}");
+        check(&mut q, &v, t0, IDLE, &up());
+        assert_eq!(
+            check(&mut q, &v, later, IDLE, &up()),
+            Step::Nothing,
+            "{v:?}"
+        );
     }
 }
 
@@ -107,24 +124,27 @@ fn a_quiesced_leader_wakes_when_its_log_grows_and_a_follower_never_by_itself() {
     let mut q = Quiet {
         quiesced: true,
         at_index: Some(10),
-        seen: None,
+        ..Quiet::default()
     };
-    assert_eq!(check(&mut q, &leader_view(), t0, IDLE), Step::Nothing);
+    assert_eq!(
+        check(&mut q, &leader_view(), t0, IDLE, &up()),
+        Step::Nothing
+    );
     let grown = GroupView {
         last_log_index: Some(11),
         ..leader_view()
     };
-    assert_eq!(check(&mut q, &grown, t0, IDLE), Step::Wake);
+    assert_eq!(check(&mut q, &grown, t0, IDLE, &up()), Step::Wake);
     let mut q = Quiet {
         quiesced: true,
         at_index: Some(10),
-        seen: None,
+        ..Quiet::default()
     };
     let f = GroupView {
         last_log_index: Some(12),
         ..follower_view(2)
     };
-    assert_eq!(check(&mut q, &f, t0, IDLE), Step::Nothing);
+    assert_eq!(check(&mut q, &f, t0, IDLE, &up()), Step::Nothing);
 }
 
 #[test]
@@ -213,16 +233,50 @@ fn a_failed_attempt_waits_a_whole_idle_time_again() {
     let t0 = Instant::now();
     let mut q = Quiet::default();
     let v = leader_view();
-    check(&mut q, &v, t0, IDLE);
+    check(&mut q, &v, t0, IDLE, &up());
     let at = t0 + Duration::from_secs(2);
-    assert!(matches!(check(&mut q, &v, at, IDLE), Step::Quiesce(_)));
+    assert!(matches!(
+        check(&mut q, &v, at, IDLE, &up()),
+        Step::Quiesce { .. }
+    ));
     q.postpone(at);
     assert_eq!(
-        check(&mut q, &v, at + Duration::from_secs(1), IDLE),
+        check(&mut q, &v, at + Duration::from_secs(1), IDLE, &up()),
         Step::Nothing
     );
     assert!(matches!(
-        check(&mut q, &v, at + Duration::from_secs(2), IDLE),
-        Step::Quiesce(_)
+        check(&mut q, &v, at + Duration::from_secs(2), IDLE, &up()),
+        Step::Quiesce { .. }
     ));
+}
+
+#[test]
+fn a_down_follower_does_not_keep_a_group_awake_and_its_return_wakes_it() {
+    let t0 = Instant::now();
+    let later = t0 + Duration::from_secs(3);
+    let down: BTreeSet<NodeId> = [3].into();
+    // Node 3 is down and behind: the leader quiesces with node 2 only.
+    let v = GroupView {
+        matched: [(2, Some(10)), (3, Some(4))].into(),
+        ..leader_view()
+    };
+    let mut q = Quiet::default();
+    check(&mut q, &v, t0, IDLE, &down);
+    let Step::Quiesce { asked, absent, .. } = check(&mut q, &v, later, IDLE, &down) else {
+        panic!("a down follower kept the group awake");
+    };
+    assert_eq!((asked, absent.clone()), ([2].into(), [3].into()));
+    // While node 3 is up and behind, the group stays awake.
+    let mut awake = Quiet::default();
+    check(&mut awake, &v, t0, IDLE, &up());
+    assert_eq!(check(&mut awake, &v, later, IDLE, &up()), Step::Nothing);
+    // Quiesced without node 3: nothing while it is down, wake once it is back.
+    let q = Quiet {
+        quiesced: true,
+        at_index: Some(10),
+        absent,
+        ..Quiet::default()
+    };
+    assert!(!wakes(&q, 1, Some(1), Some(10), &down));
+    assert!(wakes(&q, 1, Some(1), Some(10), &up()));
 }
