@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod relay;
 pub mod s3;
+pub mod tmpfs;
 pub mod workload;
 
 use anyhow::{bail, Context, Result};

@@ -1,0 +1,421 @@
+//! Disk full at the edge and at the core (issue 16, item 4): the daemon's
+//! `data_dir` is a small tmpfs ([`SmallDisk`]), producers write until the
+//! disk is full, then space is freed. Whatever a daemon acknowledged must
+//! reach the core exactly once, the daemons must not crash, and refusals
+//! must be clear errors. Mounting needs root: where it is refused each test
+//! prints `skipped: cannot mount a tmpfs (...)` and passes.
+
+use anyhow::{bail, Result};
+use std::net::SocketAddr;
+use std::time::Duration;
+use strata_client::api;
+use strata_client::cluster::Cluster;
+use strata_client::tls::DevPki;
+use strata_schema::batch::{Builder, NewRecord};
+use strata_schema::fb::ErrorCode;
+use strata_tests::tmpfs::SmallDisk;
+use strata_tests::{bounded, free_udp_addr, wait_for, workload, Pipeline, Proc};
+
+/// Which daemon keeps its `data_dir` on the small disk.
+#[derive(Clone, Copy, PartialEq)]
+enum OnDisk {
+    Edge,
+    Core,
+}
+
+/// [`Pipeline::start_with`], with the `data_dir` of `which` on `disk`.
+async fn start(
+    disk: &SmallDisk,
+    which: OnDisk,
+    edge_extra: &str,
+    core_extra: &str,
+) -> Result<Pipeline> {
+    let dir = tempfile::tempdir()?;
+    let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
+    let (core_addr, edge_addr) = (free_udp_addr(), free_udp_addr());
+    let p = dir.path();
+    let data = |w: OnDisk, name: &str| {
+        if w == which {
+            disk.path().to_path_buf()
+        } else {
+            p.join(name)
+        }
+    };
+    std::fs::write(
+        p.join("core.toml"),
+        format!(
+            "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n",
+            data(OnDisk::Core, "core"),
+            pki.cert,
+            pki.key,
+            pki.ca
+        ),
+    )?;
+    std::fs::write(
+        p.join("edge.toml"),
+        format!(
+            "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\nsuperusers = [\"admin\"]\n{edge_extra}\n",
+            data(OnDisk::Edge, "edge"),
+            pki.edge.cert,
+            pki.edge.key,
+            pki.ca
+        ),
+    )?;
+    let core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
+    let edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
+    let mut me = Pipeline {
+        dir,
+        pki,
+        core_addr,
+        edge_addr,
+        core,
+        edge,
+        edge_extra: edge_extra.to_string(),
+    };
+    me.wait_core().await?;
+    let admin = Cluster::new(vec![me.core_addr], &me.pki.ca)?;
+    strata_client::access::ensure_rule(&admin, &strata_client::access::edge_agent_rule("edge"))
+        .await?;
+    me.wait_edge().await?;
+    Ok(me)
+}
+
+/// A batch of `n` records keyed `{tag}-{i % 10}`, with values unique to
+/// (`tag`, i), padded to `size` bytes. Returns the batch and its values.
+fn batch(n: usize, size: usize, tag: &str) -> (bytes::Bytes, Vec<Vec<u8>>) {
+    let mut b = Builder::default();
+    let mut values = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("{tag}-{}", i % 10);
+        let mut v = format!("{tag}/{i}/").into_bytes();
+        v.resize(v.len().max(size), b'v');
+        b.push(&NewRecord {
+            key: Some(&key),
+            value: &v,
+            timestamp_ms: i as i64,
+            headers: &[],
+        });
+        values.push(v);
+    }
+    (b.finish(), values)
+}
+
+/// The edge's counter `name` (0 until its first increment).
+async fn edge_counter(metrics: SocketAddr, name: &str) -> Result<u64> {
+    let text = workload::scrape(metrics).await?;
+    Ok(workload::sample(&text, name)?.unwrap_or(0.0) as u64)
+}
+
+/// Waits (up to `timeout`) until the edge forwarded everything it accepted
+/// and the core holds at least `n` records of `stream`.
+async fn edge_drained(
+    p: &Pipeline,
+    metrics: SocketAddr,
+    stream: &str,
+    n: u64,
+    timeout: Duration,
+) -> Result<u64> {
+    let admin = p.client(p.core_addr);
+    let r = wait_for(
+        &format!("the edge to forward everything and the core to hold {n} records of {stream}"),
+        timeout,
+        || {
+            let admin = &admin;
+            async move {
+                let accepted = edge_counter(metrics, "strata_edge_records_in_total").await?;
+                let forwarded = edge_counter(metrics, "strata_edge_records_out_total").await?;
+                let held = api::describe_stream(admin, stream).await?.records();
+                Ok((forwarded == accepted && held >= n).then_some(accepted))
+            }
+        },
+    )
+    .await;
+    if r.is_err() {
+        eprintln!("edge log tail:\n{}", p.edge.log_tail());
+        eprintln!("core log tail:\n{}", p.core.log_tail());
+    }
+    r
+}
+
+/// Checks that the core holds exactly `acked` in `stream`: each value as
+/// many times as it was acknowledged, and nothing else.
+async fn core_holds_exactly(p: &Pipeline, stream: &str, acked: &[Vec<u8>]) -> Result<()> {
+    let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, stream).await?;
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let held = workload::multiset(all.iter().map(|r| text(&r.data)));
+    let want = workload::multiset(acked.iter().map(|v| text(v)));
+    workload::same_multiset(
+        &format!("the core's {stream} against what was acknowledged"),
+        &held,
+        &want,
+    )
+}
+
+/// The lines of `log` that mention the disk being full or an error.
+fn disk_lines(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.contains("No space left")
+                || l.contains("ERROR")
+                || l.contains("panicked")
+                || l.contains("WARN")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn print_lines(what: &str, lines: &[String]) {
+    eprintln!("{what}: {} lines", lines.len());
+    for l in lines.iter().take(12) {
+        eprintln!("  {l}");
+    }
+}
+
+/// The edge's buffer on a 24 MiB tmpfs, `buffer_bytes_max` 64 MiB, the core
+/// down: produces go on until the disk is full and are then refused with a
+/// clear error while the edge stays up; once the core is back everything
+/// acknowledged arrives exactly once and produces succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_disk_full_refuses_clearly_and_loses_nothing() -> Result<()> {
+    bounded(90, async {
+        let Some(disk) = SmallDisk::mount_or_skip(24) else {
+            return Ok(());
+        };
+        let metrics = free_udp_addr();
+        let mut p = start(
+            &disk,
+            OnDisk::Edge,
+            &format!(
+                "buffer_bytes_max = 67108864\nsegment_bytes_max = 1048576\nbatch_bytes_max = 1048576\nretry_backoff_ms_max = 200\nmetrics_addr = \"{metrics}\"\n"
+            ),
+            "",
+        )
+        .await?;
+        let admin = p.client(p.core_addr);
+        api::create_stream(&admin, "edgefull", 2, 1).await?;
+        let edge = p.client(p.edge_addr);
+        let mut acked: Vec<Vec<u8>> = Vec::new();
+        let (warm, values) = batch(10, 10, "warm");
+        assert_eq!(api::produce(&edge, "edgefull", &warm).await?, 10);
+        acked.extend(values);
+        p.core.kill9();
+
+        // ~256 KiB batches until the edge refuses one.
+        let mut sent = 0;
+        let refusal = loop {
+            let (b, values) = batch(512, 500, &format!("down{sent}"));
+            sent += 1;
+            match api::produce(&edge, "edgefull", &b).await {
+                Ok(n) => {
+                    assert_eq!(n as usize, values.len(), "the edge acknowledged part of a batch");
+                    acked.extend(values);
+                }
+                Err(e) => break e,
+            }
+            if sent > 200 {
+                bail!("the edge took 50 MiB on a 24 MiB disk without refusing");
+            }
+        };
+        eprintln!(
+            "edge disk full after {} acknowledged records ({sent} batches sent), {} bytes free: code {:?}, retryable {}: {refusal}",
+            acked.len(),
+            disk.free_bytes()?,
+            refusal.code(),
+            refusal.is_retryable()
+        );
+        assert!(p.edge.is_running(), "the edge exited on a full disk:\n{}", p.edge.log_tail());
+        assert!(
+            matches!(
+                refusal.code(),
+                Some(ErrorCode::BufferFull | ErrorCode::Unavailable | ErrorCode::Internal)
+            ),
+            "{refusal}"
+        );
+        assert!(refusal.to_string().contains("No space left on device"), "{refusal}");
+        assert!(acked.len() > 10 * 512, "only {} records taken before the disk was full", acked.len());
+
+        // Refused again while the disk stays full, and still up.
+        let (b, _) = batch(512, 500, "again");
+        let again = api::produce(&edge, "edgefull", &b).await.unwrap_err();
+        eprintln!("second refusal: code {:?}: {again}", again.code());
+        assert!(p.edge.is_running(), "the edge exited on a full disk:\n{}", p.edge.log_tail());
+        print_lines("edge log (disk full, errors, warnings)", &disk_lines(&p.edge.log));
+
+        // The core comes back: the backlog drains, exactly once.
+        p.restart_core().await?;
+        let accepted =
+            edge_drained(&p, metrics, "edgefull", acked.len() as u64, Duration::from_secs(40))
+                .await?;
+        assert_eq!(accepted, acked.len() as u64, "the edge counted other records than it acknowledged");
+        core_holds_exactly(&p, "edgefull", &acked).await?;
+
+        // Space was freed as forwarded segments went: large batches are taken again.
+        let (after, values) = batch(512, 500, "after");
+        let errors = std::sync::Mutex::new(Vec::new());
+        wait_for("the edge to accept again", Duration::from_secs(20), || {
+            let (edge, after, errors) = (&edge, &after, &errors);
+            async move {
+                match api::produce(edge, "edgefull", after).await {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) => {
+                        errors.lock().unwrap().push(format!("{:?}: {e}", e.code()));
+                        Ok(None)
+                    }
+                }
+            }
+        })
+        .await?;
+        eprintln!(
+            "refusals after the drain before the edge took a batch again: {:?}",
+            errors.lock().unwrap()
+        );
+        acked.extend(values);
+        edge_drained(&p, metrics, "edgefull", acked.len() as u64, Duration::from_secs(20)).await?;
+        core_holds_exactly(&p, "edgefull", &acked).await?;
+        assert!(p.edge.stop(), "edge did not stop cleanly");
+        assert!(p.core.stop(), "core did not stop cleanly");
+        drop(p);
+        Ok(())
+    })
+    .await
+}
+
+/// Sends ~256 KiB batches through the edge until `total` records were
+/// acknowledged; every refusal must be retryable (the edge's buffer is on
+/// a normal disk).
+async fn produce_records(
+    edge: &strata_client::Client,
+    stream: &str,
+    tag: &str,
+    total: usize,
+    acked: &mut Vec<Vec<u8>>,
+) -> Result<()> {
+    let mut sent = 0;
+    while sent < total {
+        let (b, values) = batch(512, 500, &format!("{tag}{sent}"));
+        match api::produce(edge, stream, &b).await {
+            Ok(n) => {
+                assert_eq!(
+                    n as usize,
+                    values.len(),
+                    "the edge acknowledged part of a batch"
+                );
+                acked.extend(values);
+                sent += n as usize;
+            }
+            Err(e) => bail!("the edge refused a batch: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The core's `data_dir` on a 32 MiB tmpfs (1 MiB segments), the edge's on
+/// the normal disk: 48 MiB go through the edge, so the core's disk fills.
+/// The core must not crash silently nor lose what it acknowledged; once the
+/// tmpfs is made bigger, forwarding resumes and everything acknowledged
+/// reaches the core exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_disk_full_loses_nothing_and_resumes_when_space_is_freed() -> Result<()> {
+    bounded(90, async {
+        let Some(disk) = SmallDisk::mount_or_skip(32) else {
+            return Ok(());
+        };
+        let metrics = free_udp_addr();
+        let mut p = start(
+            &disk,
+            OnDisk::Core,
+            &format!(
+                "buffer_bytes_max = 268435456\nsegment_bytes_max = 4194304\nbatch_bytes_max = 1048576\nretry_backoff_ms_max = 200\nmetrics_addr = \"{metrics}\"\n"
+            ),
+            "segment_bytes_max = 1048576\n",
+        )
+        .await?;
+        let admin = p.client(p.core_addr);
+        api::create_stream(&admin, "corefull", 2, 1).await?;
+        let edge = p.client(p.edge_addr);
+        let mut acked: Vec<Vec<u8>> = Vec::new();
+        // 40 MiB of values (160 batches of 512 x 500 bytes) for a 32 MiB disk.
+        produce_records(&edge, "corefull", "fill", 160 * 512, &mut acked).await?;
+
+        // The core's disk fills (or the core exits): wait for either.
+        let core_log = p.core.log.clone();
+        let full = wait_for("the core's disk to fill", Duration::from_secs(30), || {
+            let free = disk.free_bytes();
+            let running = p.core.is_running();
+            async move {
+                let free = free?;
+                Ok((free < 1024 * 1024 || !running).then_some(free))
+            }
+        })
+        .await?;
+        let out = edge_counter(metrics, "strata_edge_records_out_total").await?;
+        let core_running = p.core.is_running();
+        eprintln!(
+            "core disk full: {full} bytes free, core running: {core_running}, the edge forwarded {out} of {} records",
+            acked.len()
+        );
+        // What the core holds now it acknowledged: keep it to check later.
+        let held_before = api::describe_stream(&admin, "corefull").await.map(|i| i.records());
+        eprintln!("core holds (describe) while full: {held_before:?}");
+        print_lines("core log (disk full, errors, warnings)", &disk_lines(&core_log));
+        if !core_running {
+            let text = std::fs::read_to_string(&core_log)?;
+            assert!(
+                text.contains("No space left on device"),
+                "the core exited on a full disk without saying why:\n{}",
+                p.core.log_tail()
+            );
+        }
+
+        // Space freed: forwarding must resume without an operator restarting
+        // the core. Should it not, the core is restarted anyway, to check
+        // that nothing it acknowledged was lost, and the test fails after.
+        disk.resize(256)?;
+        let mut restarted = false;
+        if !p.core.is_running() {
+            eprintln!("the core had exited; restarting it");
+            p.restart_core().await?;
+            restarted = true;
+        }
+        let resumed =
+            edge_drained(&p, metrics, "corefull", acked.len() as u64, Duration::from_secs(15))
+                .await;
+        let wedged = match &resumed {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "{e:#}; the edge forwarded {} of {} records; core log: {:?}",
+                edge_counter(metrics, "strata_edge_records_out_total").await?,
+                acked.len(),
+                disk_lines(&core_log)
+                    .into_iter()
+                    .find(|l| l.contains("quit RaftCore"))
+            )),
+        };
+        if let Some(w) = &wedged {
+            eprintln!("forwarding did not resume once space was freed: {w}\nrestarting the core to check what it acknowledged");
+            p.core.kill9();
+            p.restart_core().await?;
+            restarted = true;
+            edge_drained(&p, metrics, "corefull", acked.len() as u64, Duration::from_secs(30))
+                .await?;
+        }
+        core_holds_exactly(&p, "corefull", &acked).await?;
+        eprintln!(
+            "after the disk was made bigger{}: the core holds each of the {} acknowledged records exactly once",
+            if restarted { " and the core restarted" } else { "" },
+            acked.len()
+        );
+        assert!(
+            wedged.is_none(),
+            "the core did not resume writing after its disk had room again (it did after a restart): {}",
+            wedged.unwrap_or_default()
+        );
+        assert!(p.core.is_running(), "the core exited:\n{}", p.core.log_tail());
+        assert!(p.edge.stop(), "edge did not stop cleanly");
+        assert!(p.core.stop(), "core did not stop cleanly");
+        drop(p);
+        Ok(())
+    })
+    .await
+}
