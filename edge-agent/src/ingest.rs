@@ -125,6 +125,13 @@ impl EdgeHandler {
             .await
             .map_err(|e| match e {
                 BufferError::Full { .. } => RemoteError::new(ErrorCode::BufferFull, e.to_string()),
+                // Disk full: the batch was not stored (a partial frame is cut)
+                // and space comes back as the forwarder drains the buffer.
+                BufferError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    RemoteError::new(ErrorCode::BufferFull, format!("edge disk full: {e}"))
+                }
                 // Not stored (an fsync failed; the buffer reopens from disk):
                 // the producer sends the batch again.
                 e if e.is_retryable() => RemoteError::new(ErrorCode::Unavailable, e.to_string()),
