@@ -26,7 +26,10 @@ fn run(cmd: &str, args: &[&str]) -> Result<()> {
             "`{cmd} {}` failed ({}): {}",
             args.join(" "),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     Ok(())
