@@ -36,8 +36,9 @@ pub struct Node {
     /// preferred leader of.
     pub(crate) leading_since:
         std::sync::Mutex<HashMap<(String, u32), crate::shard::hand_over::Leading>>,
-    /// Shard groups that failed to open, and when (retried after a while).
-    pub(crate) open_failed: std::sync::Mutex<HashMap<(String, u32), std::time::Instant>>,
+    /// Shard groups that failed to open or stopped, and when they may be
+    /// opened again.
+    pub(crate) open_not_before: std::sync::Mutex<HashMap<(String, u32), std::time::Instant>>,
     /// When each other node was last heard from (its requests and its
     /// answers to pings): the node-level failure detector.
     pub(crate) liveness: std::sync::Mutex<crate::raft::quiesce::Liveness>,
@@ -99,7 +100,7 @@ impl Node {
             opening: tokio::sync::Mutex::new(()),
             moving: Default::default(),
             leading_since: Default::default(),
-            open_failed: Default::default(),
+            open_not_before: Default::default(),
             liveness: std::sync::Mutex::new(crate::raft::quiesce::Liveness::new(
                 std::time::Instant::now(),
             )),

@@ -43,6 +43,9 @@ const INITIALIZE_GRACE: Duration = Duration::from_secs(3);
 /// How long a node waits before it tries again to open a shard group that
 /// failed to open.
 const OPEN_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How long a node waits before it opens again a shard group whose Raft
+/// stopped on an error.
+const REOPEN_STOPPED_AFTER: Duration = Duration::from_secs(1);
 
 impl Node {
     /// Keeps this node's groups in line with the catalog.
@@ -88,6 +91,7 @@ impl Node {
         let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
         // A shard that cannot open (a damaged log, say) does not keep the
         // others closed or the steps below from running.
+        self.close_stopped().await;
         let mut first_err = None;
         for s in &streams {
             if let Err(e) = self.open_shards(s).await {
@@ -99,6 +103,38 @@ impl Node {
         self.close_unhosted(&streams);
         self.converge_replicas(&streams);
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Closes the shard groups whose Raft stopped on an error (openraft
+    /// quits a group on any storage error, e.g. a full disk); the reconcile
+    /// opens them again after [`REOPEN_STOPPED_AFTER`], as a restart would:
+    /// the log is read again (an unsynced tail cut) and the replica rejoins
+    /// its group. Until then its requests get UNAVAILABLE.
+    pub(crate) async fn close_stopped(&self) {
+        let stopped: Vec<((String, u32), Arc<ShardGroup>, String)> = self
+            .shard_groups()
+            .into_iter()
+            .filter_map(|(k, g)| {
+                let err = g.raft.metrics().borrow().running_state.clone().err()?;
+                // Stopped: shut down on purpose (the node is stopping).
+                (!matches!(err, openraft::error::Fatal::Stopped)).then(|| (k, g, err.to_string()))
+            })
+            .collect();
+        for (key, g, error) in stopped {
+            {
+                let mut map = self.shards.write().expect("shards lock");
+                if map.get(&key).is_some_and(|x| Arc::ptr_eq(x, &g)) {
+                    map.remove(&key);
+                }
+            }
+            tracing::error!(shard = %format!("{}/{}", key.0, key.1), %error, "the shard group stopped on an error; opening it again");
+            // Nothing writes to its log once its Raft is shut down.
+            let _ = g.raft.shutdown().await;
+            self.open_not_before
+                .lock()
+                .expect("open_not_before lock")
+                .insert(key, std::time::Instant::now() + REOPEN_STOPPED_AFTER);
+        }
     }
 
     /// Resharded shards this node leads: append the seal to the shard's log,
@@ -204,13 +240,13 @@ impl Node {
                 continue;
             }
             let key = (s.name.clone(), sh.id);
-            let failed_at = self
-                .open_failed
+            let not_before = self
+                .open_not_before
                 .lock()
-                .expect("open_failed lock")
+                .expect("open_not_before lock")
                 .get(&key)
                 .copied();
-            if failed_at.is_some_and(|at| at.elapsed() < OPEN_RETRY_AFTER) {
+            if not_before.is_some_and(|at| std::time::Instant::now() < at) {
                 continue;
             }
             let name = format!("{}/{}", s.name, sh.id);
@@ -227,17 +263,17 @@ impl Node {
                 Err(e) => {
                     // Reading a damaged log again is not free: wait a while.
                     tracing::error!(shard = %name, error = %e, "could not open the shard group; the node's other shards go on");
-                    self.open_failed
+                    self.open_not_before
                         .lock()
-                        .expect("open_failed lock")
-                        .insert(key, std::time::Instant::now());
+                        .expect("open_not_before lock")
+                        .insert(key, std::time::Instant::now() + OPEN_RETRY_AFTER);
                     first_err.get_or_insert(e.into());
                     continue;
                 }
             };
-            self.open_failed
+            self.open_not_before
                 .lock()
-                .expect("open_failed lock")
+                .expect("open_not_before lock")
                 .remove(&key);
             // The preferred leader (first replica) initializes a pristine
             // group at once, so leaders start balanced over nodes and zones.
