@@ -4,6 +4,7 @@
 //! dropped. Nothing here sleeps to synchronise: waits poll a condition.
 
 pub mod cluster;
+pub mod outage;
 pub mod relay;
 pub mod s3;
 pub mod tmpfs;
@@ -302,6 +303,14 @@ where
     }
 }
 
+/// Where [`Pipeline::start_in`] puts the daemons' data (None: in the
+/// pipeline's temporary directory).
+#[derive(Debug, Clone, Default)]
+pub struct DataDirs {
+    pub core: Option<PathBuf>,
+    pub edge: Option<PathBuf>,
+}
+
 /// A core node and an edge agent in a temporary directory.
 pub struct Pipeline {
     pub dir: tempfile::TempDir,
@@ -331,6 +340,17 @@ impl Pipeline {
         core_extra: &str,
         core_env: &[(&str, String)],
     ) -> Result<Self> {
+        Self::start_in(edge_extra, core_extra, core_env, &DataDirs::default()).await
+    }
+
+    /// [`Pipeline::start_env`] with the daemons' `data_dir`s where `dirs`
+    /// says (e.g. on a small disk), else in the temporary directory.
+    pub async fn start_in(
+        edge_extra: &str,
+        core_extra: &str,
+        core_env: &[(&str, String)],
+        dirs: &DataDirs,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
         let core_addr = free_udp_addr();
@@ -340,7 +360,7 @@ impl Pipeline {
             p.join("core.toml"),
             format!(
                 "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n",
-                p.join("core"),
+                dirs.core.clone().unwrap_or_else(|| p.join("core")),
                 pki.cert,
                 pki.key,
                 pki.ca
@@ -350,7 +370,7 @@ impl Pipeline {
             p.join("edge.toml"),
             format!(
                 "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\nsuperusers = [\"admin\"]\n{edge_extra}\n",
-                p.join("edge"),
+                dirs.edge.clone().unwrap_or_else(|| p.join("edge")),
                 pki.edge.cert,
                 pki.edge.key,
                 pki.ca

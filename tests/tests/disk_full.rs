@@ -6,15 +6,12 @@
 //! prints `skipped: cannot mount a tmpfs (...)` and passes.
 
 use anyhow::{bail, Result};
-use std::net::SocketAddr;
 use std::time::Duration;
 use strata_client::api;
-use strata_client::cluster::Cluster;
-use strata_client::tls::DevPki;
-use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
+use strata_tests::outage::{batch, core_holds_exactly, edge_counter, edge_drained};
 use strata_tests::tmpfs::SmallDisk;
-use strata_tests::{bounded, free_udp_addr, wait_for, workload, Pipeline, Proc};
+use strata_tests::{bounded, free_udp_addr, wait_for, DataDirs, Pipeline};
 
 /// Which daemon keeps its `data_dir` on the small disk.
 #[derive(Clone, Copy, PartialEq)]
@@ -30,125 +27,18 @@ async fn start(
     edge_extra: &str,
     core_extra: &str,
 ) -> Result<Pipeline> {
-    let dir = tempfile::tempdir()?;
-    let (pki, _) = DevPki::ensure(&dir.path().join("tls"))?;
-    let (core_addr, edge_addr) = (free_udp_addr(), free_udp_addr());
-    let p = dir.path();
-    let data = |w: OnDisk, name: &str| {
-        if w == which {
-            disk.path().to_path_buf()
-        } else {
-            p.join(name)
-        }
-    };
-    std::fs::write(
-        p.join("core.toml"),
-        format!(
-            "data_dir = {:?}\nlisten_addr = \"{core_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\nsuperusers = [\"admin\"]\n{core_extra}\n",
-            data(OnDisk::Core, "core"),
-            pki.cert,
-            pki.key,
-            pki.ca
-        ),
-    )?;
-    std::fs::write(
-        p.join("edge.toml"),
-        format!(
-            "data_dir = {:?}\nlisten_addr = \"{edge_addr}\"\ntls_cert = {:?}\ntls_key = {:?}\ncore_addrs = [\"{core_addr}\"]\ncore_ca = {:?}\nsuperusers = [\"admin\"]\n{edge_extra}\n",
-            data(OnDisk::Edge, "edge"),
-            pki.edge.cert,
-            pki.edge.key,
-            pki.ca
-        ),
-    )?;
-    let core = Proc::spawn("strata-core", &p.join("core.toml"), &p.join("core.log"))?;
-    let edge = Proc::spawn("strata-edge", &p.join("edge.toml"), &p.join("edge.log"))?;
-    let mut me = Pipeline {
-        dir,
-        pki,
-        core_addr,
-        edge_addr,
-        core,
-        edge,
-        edge_extra: edge_extra.to_string(),
-    };
-    me.wait_core().await?;
-    let admin = Cluster::new(vec![me.core_addr], &me.pki.ca)?;
-    strata_client::access::ensure_rule(&admin, &strata_client::access::edge_agent_rule("edge"))
-        .await?;
-    me.wait_edge().await?;
-    Ok(me)
-}
-
-/// A batch of `n` records keyed `{tag}-{i % 10}`, with values unique to
-/// (`tag`, i), padded to `size` bytes. Returns the batch and its values.
-fn batch(n: usize, size: usize, tag: &str) -> (bytes::Bytes, Vec<Vec<u8>>) {
-    let mut b = Builder::default();
-    let mut values = Vec::with_capacity(n);
-    for i in 0..n {
-        let key = format!("{tag}-{}", i % 10);
-        let mut v = format!("{tag}/{i}/").into_bytes();
-        v.resize(v.len().max(size), b'v');
-        b.push(&NewRecord {
-            key: Some(&key),
-            value: &v,
-            timestamp_ms: i as i64,
-            headers: &[],
-        });
-        values.push(v);
-    }
-    (b.finish(), values)
-}
-
-/// The edge's counter `name` (0 until its first increment).
-async fn edge_counter(metrics: SocketAddr, name: &str) -> Result<u64> {
-    let text = workload::scrape(metrics).await?;
-    Ok(workload::sample(&text, name)?.unwrap_or(0.0) as u64)
-}
-
-/// Waits (up to `timeout`) until the edge forwarded everything it accepted
-/// and the core holds at least `n` records of `stream`.
-async fn edge_drained(
-    p: &Pipeline,
-    metrics: SocketAddr,
-    stream: &str,
-    n: u64,
-    timeout: Duration,
-) -> Result<u64> {
-    let admin = p.client(p.core_addr);
-    let r = wait_for(
-        &format!("the edge to forward everything and the core to hold {n} records of {stream}"),
-        timeout,
-        || {
-            let admin = &admin;
-            async move {
-                let accepted = edge_counter(metrics, "strata_edge_records_in_total").await?;
-                let forwarded = edge_counter(metrics, "strata_edge_records_out_total").await?;
-                let held = api::describe_stream(admin, stream).await?.records();
-                Ok((forwarded == accepted && held >= n).then_some(accepted))
-            }
+    let on_disk = Some(disk.path().to_path_buf());
+    let dirs = match which {
+        OnDisk::Edge => DataDirs {
+            edge: on_disk,
+            ..DataDirs::default()
         },
-    )
-    .await;
-    if r.is_err() {
-        eprintln!("edge log tail:\n{}", p.edge.log_tail());
-        eprintln!("core log tail:\n{}", p.core.log_tail());
-    }
-    r
-}
-
-/// Checks that the core holds exactly `acked` in `stream`: each value as
-/// many times as it was acknowledged, and nothing else.
-async fn core_holds_exactly(p: &Pipeline, stream: &str, acked: &[Vec<u8>]) -> Result<()> {
-    let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, stream).await?;
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let held = workload::multiset(all.iter().map(|r| text(&r.data)));
-    let want = workload::multiset(acked.iter().map(|v| text(v)));
-    workload::same_multiset(
-        &format!("the core's {stream} against what was acknowledged"),
-        &held,
-        &want,
-    )
+        OnDisk::Core => DataDirs {
+            core: on_disk,
+            ..DataDirs::default()
+        },
+    };
+    Pipeline::start_in(edge_extra, core_extra, &[], &dirs).await
 }
 
 /// `line` without its terminal colour codes (`ESC [ ... m`).

@@ -3,82 +3,19 @@
 //! an untrusted CA, invalid configs.
 
 use anyhow::{bail, Result};
-use std::net::SocketAddr;
 use std::time::Duration;
 use strata_client::api;
-use strata_client::cluster::Cluster;
 use strata_client::{Client, ClientError};
-use strata_schema::batch::{Builder, NewRecord};
 use strata_schema::fb::ErrorCode;
-use strata_tests::{bin, bounded, wait_for, workload, Pipeline};
+use strata_tests::outage::{batch, core_holds_exactly, edge_drained};
+use strata_tests::{bin, bounded, wait_for, Pipeline};
 
-/// A batch of `n` records keyed `{tag}-{i % 10}`, with values unique to
-/// (`tag`, i): `"{tag}/{i}/"` padded with `v` to `size` bytes (a longer
-/// prefix is kept whole). Returns the batch and its values, in order.
-fn batch(n: usize, size: usize, tag: &str) -> (bytes::Bytes, Vec<Vec<u8>>) {
-    let mut b = Builder::default();
-    let mut values = Vec::with_capacity(n);
-    for i in 0..n {
-        let key = format!("{tag}-{}", i % 10);
-        let mut v = format!("{tag}/{i}/").into_bytes();
-        v.resize(v.len().max(size), b'v');
-        b.push(&NewRecord {
-            key: Some(&key),
-            value: &v,
-            timestamp_ms: i as i64,
-            headers: &[],
-        });
-        values.push(v);
-    }
-    (b.finish(), values)
-}
+/// How long the edge may take to drain what it buffered.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// Just the batch of [`batch`], for requests expected to be refused.
 fn refused(n: usize, size: usize, tag: &str) -> bytes::Bytes {
     batch(n, size, tag).0
-}
-
-/// The edge's counter `name` (0 until its first increment).
-async fn edge_counter(metrics: SocketAddr, name: &str) -> Result<u64> {
-    let text = workload::scrape(metrics).await?;
-    Ok(workload::sample(&text, name)?.unwrap_or(0.0) as u64)
-}
-
-/// Waits until the edge has forwarded every record it accepted (its
-/// records-out counter caught up with its records-in counter, so nothing
-/// is left in its buffer) and the core holds at least `n` records of
-/// `stream`; returns the edge's records-in count.
-async fn edge_drained(p: &Pipeline, metrics: SocketAddr, stream: &str, n: u64) -> Result<u64> {
-    let admin = p.client(p.core_addr);
-    wait_for(
-        &format!("the edge to forward everything and the core to hold {n} records of {stream}"),
-        Duration::from_secs(120),
-        || {
-            let admin = &admin;
-            async move {
-                let accepted = edge_counter(metrics, "strata_edge_records_in_total").await?;
-                let forwarded = edge_counter(metrics, "strata_edge_records_out_total").await?;
-                let held = api::describe_stream(admin, stream).await?.records();
-                Ok((forwarded == accepted && held >= n).then_some(accepted))
-            }
-        },
-    )
-    .await
-}
-
-/// Checks that the core holds exactly `acked` in `stream`: each value as
-/// many times as the edge acknowledged it, and nothing else.
-async fn core_holds_exactly(p: &Pipeline, stream: &str, acked: &[Vec<u8>]) -> Result<()> {
-    let all = workload::read_all(&Cluster::new(vec![p.core_addr], &p.pki.ca)?, stream).await?;
-    // Values are ASCII: as text, a difference reads well.
-    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let held = workload::multiset(all.iter().map(|r| text(&r.data)));
-    let want = workload::multiset(acked.iter().map(|v| text(v)));
-    workload::same_multiset(
-        &format!("the core's {stream} against what the edge acknowledged"),
-        &held,
-        &want,
-    )
 }
 
 fn code(e: &ClientError) -> Option<ErrorCode> {
@@ -127,7 +64,7 @@ async fn edge_buffers_while_core_is_down_rejects_when_full_then_drains() -> Resu
         p.restart_core().await?;
         // Once the edge has forwarded all it accepted, nothing more can
         // reach the core: it must hold exactly what was acknowledged.
-        let accepted = edge_drained(&p, metrics, "outage", acked.len() as u64).await?;
+        let accepted = edge_drained(&p, metrics, "outage", acked.len() as u64, WAIT).await?;
         assert_eq!(accepted, acked.len() as u64, "the edge counted other records than it acknowledged");
         core_holds_exactly(&p, "outage", &acked).await?;
 
@@ -146,7 +83,7 @@ async fn edge_buffers_while_core_is_down_rejects_when_full_then_drains() -> Resu
         })
         .await?;
         acked.extend(values);
-        edge_drained(&p, metrics, "outage", acked.len() as u64).await?;
+        edge_drained(&p, metrics, "outage", acked.len() as u64, WAIT).await?;
         core_holds_exactly(&p, "outage", &acked).await?;
         Ok(())
     })
@@ -228,7 +165,7 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
         // too: the stream must hold the marker and nothing else.
         let (marker, values) = batch(3, 10, "marker");
         assert_eq!(api::produce(&edge, "s", &marker).await?, 3);
-        let accepted = edge_drained(&p, metrics, "s", 3).await?;
+        let accepted = edge_drained(&p, metrics, "s", 3, WAIT).await?;
         assert_eq!(
             accepted, 3,
             "the edge accepted records from refused requests"
