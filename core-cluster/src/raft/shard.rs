@@ -500,7 +500,8 @@ mod tests {
         })
     }
 
-    fn appended(r: ShardResponse) -> (u64, u64) {
+    /// (appended, duplicates) of an `Appended` reply.
+    pub(super) fn appended(r: ShardResponse) -> (u64, u64) {
         match r {
             ShardResponse::Appended {
                 appended,

@@ -319,6 +319,7 @@ proptest! {
 /// and the committed `ForgetProducers`.
 mod expiry {
     use super::*;
+    use crate::raft::shard::tests::appended;
 
     const MIN: i64 = 60 * 1000;
     const DAY: i64 = 24 * 60 * MIN;
@@ -337,17 +338,6 @@ mod expiry {
             records,
             batch: Bytes::from_static(b"x"),
         })
-    }
-
-    fn appended(r: ShardResponse) -> (u64, u64) {
-        match r {
-            ShardResponse::Appended {
-                appended,
-                duplicates,
-                ..
-            } => (appended, duplicates),
-            other => panic!("unexpected {other:?}"),
-        }
     }
 
     #[test]
