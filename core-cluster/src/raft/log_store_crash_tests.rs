@@ -246,7 +246,11 @@ impl Model {
                 // names an entry whose append returned (the store's durable
                 // bound relies on it; module documentation).
                 let from = self.committed.map_or(0, |c| c + 1);
-                let Some(at) = self.pick_in(*sel, from, self.durable_last) else {
+                // Nothing durable yet: nothing can be committed.
+                let Some(durable) = self.durable_last else {
+                    return;
+                };
+                let Some(at) = self.pick_in(*sel, from, Some(durable)) else {
                     return;
                 };
                 let id = Some(self.entries[&at].log_id);
@@ -267,8 +271,13 @@ impl Model {
                 self.durable_last = self.last();
             }
             Op::Purge(sel) => {
-                // Only what was applied, hence durable, is purged.
-                let Some(at) = self.pick_in(*sel, 0, self.durable_last) else {
+                // Only what was applied, hence durable, is purged (with
+                // nothing durable yet, nothing: `pick_in` reads no bound as
+                // any entry).
+                let Some(durable) = self.durable_last else {
+                    return;
+                };
+                let Some(at) = self.pick_in(*sel, 0, Some(durable)) else {
                     return;
                 };
                 let id = self.entries[&at].log_id;
