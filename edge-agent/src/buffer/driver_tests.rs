@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn opts() -> BufferOptions {
+/// Also used by other buffer test modules.
+pub(super) fn opts() -> BufferOptions {
     BufferOptions {
         segment_bytes_max: 4096,
         buffer_bytes_max: 1 << 20,

@@ -3,6 +3,7 @@
 //! new stream is acknowledged: strict power cuts of the simulated disk
 //! right after that acknowledgement (issue 16).
 
+use super::driver_tests::opts;
 use super::*;
 use bytes::Bytes;
 use std::time::Duration;
@@ -13,16 +14,6 @@ use strata_segment_log::sim::SimFs;
 const BUFFERS: &str = "/data/buffers";
 const STREAM: &str = "/data/buffers/sensors";
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn opts() -> BufferOptions {
-    BufferOptions {
-        segment_bytes_max: 4096,
-        buffer_bytes_max: 1 << 20,
-        full_policy: FullPolicy::Reject,
-        batch_bytes_max: 1024,
-        ..BufferOptions::default()
-    }
-}
 
 /// Opens the stream's buffer on `fs`, appends one batch through the
 /// driver (answered once durable), then cuts the power of `sim` and

@@ -4,6 +4,7 @@
 //! what was acknowledged before stays, and the buffer takes records again
 //! once the disk works (attempts paced while it does not).
 
+use super::tests::small_opts as opts;
 use super::*;
 use bytes::Bytes;
 use std::time::Duration;
@@ -12,16 +13,6 @@ use strata_segment_log::sim::SimFs;
 
 const DIR: &str = "/data/buffers/sensors";
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn opts() -> BufferOptions {
-    BufferOptions {
-        segment_bytes_max: 256,
-        buffer_bytes_max: 1 << 20,
-        full_policy: FullPolicy::Reject,
-        batch_bytes_max: 128,
-        ..BufferOptions::default()
-    }
-}
 
 fn payload(tag: u8) -> Vec<u8> {
     vec![tag; 40]

@@ -5,7 +5,8 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
-fn small_opts() -> BufferOptions {
+/// Also used by other buffer test modules.
+pub(super) fn small_opts() -> BufferOptions {
     BufferOptions {
         segment_bytes_max: 256,
         buffer_bytes_max: 1 << 20,
