@@ -11,6 +11,8 @@ pub mod log;
 pub mod node;
 pub mod raft;
 pub mod shard;
+#[cfg(test)]
+mod sim;
 /// The archive format (Parquet objects, keys, manifests, object store).
 pub use strata_archive as tier;
 pub mod tiering;

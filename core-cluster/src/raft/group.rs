@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_segment_log::fs::{Fs, StdFs};
 
 /// Why a Raft group could not be opened, initialized or elect a leader.
 #[derive(Debug, thiserror::Error)]
@@ -102,14 +103,29 @@ impl<S: GroupState> Group<S> {
         seg: SegmentLogOptions,
         net: Network,
     ) -> Result<Self, GroupError> {
+        Self::open_in(StdFs::shared(), name, dir, node_id, seg, net).await
+    }
+
+    /// [`Self::open`] on the file system `fs` (the simulation passes a
+    /// simulated one).
+    pub(crate) async fn open_in(
+        fs: Arc<dyn Fs>,
+        name: &str,
+        dir: &Path,
+        node_id: NodeId,
+        seg: SegmentLogOptions,
+        net: Network,
+    ) -> Result<Self, GroupError> {
         let store_err = |what, source| GroupError::Store {
             group: name.to_string(),
             what,
             dir: dir.to_path_buf(),
             source: Box::new(source),
         };
-        let log = LogStore::open(dir, seg).map_err(|e| store_err("opening the Raft log", e))?;
-        let sm = GroupSm::<S>::open(dir).map_err(|e| store_err("reading the snapshot", e))?;
+        let log = LogStore::open_in(fs.clone(), dir, seg)
+            .map_err(|e| store_err("opening the Raft log", e))?;
+        let sm =
+            GroupSm::<S>::open_in(fs, dir).map_err(|e| store_err("reading the snapshot", e))?;
         let raft = Raft::new(
             node_id,
             raft_config(name, S::SNAPSHOT_EVERY)?,

@@ -33,11 +33,16 @@ impl NetworkFactory {
 pub enum Network {
     Single(SingleNodeNetwork),
     Quic(QuicNetwork),
+    /// The seed-driven simulation's in-process network ([`crate::sim`]).
+    #[cfg(test)]
+    Sim(crate::sim::net::SimNetwork),
 }
 
 pub enum Conn {
     Single(NoPeer),
     Quic(PeerClient),
+    #[cfg(test)]
+    Sim(crate::sim::net::SimConn),
 }
 
 impl<C: GroupConfig> RaftNetworkFactory<C> for Network {
@@ -50,6 +55,10 @@ impl<C: GroupConfig> RaftNetworkFactory<C> for Network {
             }
             Network::Quic(n) => {
                 Conn::Quic(RaftNetworkFactory::<C>::new_client(n, target, node).await)
+            }
+            #[cfg(test)]
+            Network::Sim(n) => {
+                Conn::Sim(RaftNetworkFactory::<C>::new_client(n, target, node).await)
             }
         }
     }
@@ -66,6 +75,8 @@ impl<C: GroupConfig> RaftNetwork<C> for Conn {
         match self {
             Conn::Single(c) => c.append_entries(rpc, option).await,
             Conn::Quic(c) => c.append_entries(rpc, option).await,
+            #[cfg(test)]
+            Conn::Sim(c) => c.append_entries(rpc, option).await,
         }
     }
 
@@ -77,6 +88,8 @@ impl<C: GroupConfig> RaftNetwork<C> for Conn {
         match self {
             Conn::Single(c) => c.install_snapshot(rpc, option).await,
             Conn::Quic(c) => c.install_snapshot(rpc, option).await,
+            #[cfg(test)]
+            Conn::Sim(c) => c.install_snapshot(rpc, option).await,
         }
     }
 
@@ -88,6 +101,8 @@ impl<C: GroupConfig> RaftNetwork<C> for Conn {
         match self {
             Conn::Single(c) => RaftNetwork::<C>::vote(c, rpc, option).await,
             Conn::Quic(c) => RaftNetwork::<C>::vote(c, rpc, option).await,
+            #[cfg(test)]
+            Conn::Sim(c) => RaftNetwork::<C>::vote(c, rpc, option).await,
         }
     }
 }
