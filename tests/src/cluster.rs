@@ -1,6 +1,8 @@
 //! A three-zone core cluster and an edge agent as real processes on loopback,
 //! optionally with a relay in front of every node's peer port (see
-//! [`crate::relay`]) so tests can partition a node.
+//! [`crate::relay`]) so tests can partition a node; or, with
+//! [`TestCluster::start_in_zones`], each node in its own zone network
+//! namespace ([`crate::netns`]), partitioned in the kernel.
 //!
 //! Besides starting and stopping nodes, the harness reads each node on its
 //! own (no routing, no fallback to another replica): its Prometheus
@@ -8,6 +10,7 @@
 //! records ([`TestCluster::assert_replicas_identical`]) and, for the tiering
 //! tests, the snapshot and purge point it keeps on disk.
 
+use crate::netns::{self, ZoneNet};
 use crate::relay::{self, Partition};
 use crate::{free_udp_addr, wait_for, Proc};
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,6 +31,8 @@ pub struct CoreNode {
     /// The node's Prometheus endpoint (`GET /metrics`).
     pub metrics: SocketAddr,
     pub proc: Proc,
+    /// The network namespace it runs in (None: the test's own).
+    pub netns: Option<String>,
 }
 
 pub struct TestCluster {
@@ -41,6 +46,9 @@ pub struct TestCluster {
     core_extra: String,
     /// The `[[peers]]` section every node's config carries (the initial cluster).
     peers: String,
+    /// The zone namespaces (`start_in_zones`); zone `k` holds node `k + 1`.
+    /// Last, so dropped after the processes in it are killed.
+    pub net: Option<ZoneNet>,
 }
 
 impl TestCluster {
@@ -66,23 +74,74 @@ impl TestCluster {
             } else {
                 bind
             };
-            specs.push((id, zone, addr, bind, advertise));
+            specs.push(NodeSpec {
+                id,
+                zone,
+                addr,
+                bind,
+                advertise,
+                metrics: free_udp_addr(),
+                netns: None,
+            });
         }
+        Self::launch(dir, pki, specs, core_extra, partition, None).await
+    }
+
+    /// Starts `n` core nodes, node `k + 1` in zone namespace `k` of a new
+    /// [`ZoneNet`] with `latency_ms` between zones (0: none), and one edge
+    /// agent in the test's namespace. `None` (after a `skipped:` line)
+    /// where network namespaces cannot be made (not root, no `ip`).
+    pub async fn start_in_zones(n: u64, core_extra: &str, latency_ms: u32) -> Result<Option<Self>> {
+        if let Some(why) = netns::unavailable() {
+            println!("skipped: {why}");
+            return Ok(None);
+        }
+        let net = ZoneNet::create(n as usize, latency_ms)?;
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().to_path_buf();
+        let (pki, _) = DevPki::ensure(&p.join("tls"))?;
+        let ids: Vec<u64> = (1..=n).collect();
+        let ips: Vec<_> = (0..n as usize).map(|k| net.node_addr(k)).collect();
+        netns::issue_zone_certs(&pki, &ids, &ips)?;
+        let specs = ids
+            .iter()
+            .zip(&ips)
+            .map(|(&id, &ip)| NodeSpec {
+                id,
+                zone: format!("az-{}", (b'a' + (id - 1) as u8) as char),
+                addr: SocketAddr::new(ip.into(), 7500),
+                bind: SocketAddr::new(ip.into(), 7501),
+                advertise: SocketAddr::new(ip.into(), 7501),
+                metrics: SocketAddr::new(ip.into(), 9464),
+                netns: Some(net.netns(id as usize - 1)),
+            })
+            .collect();
+        let partition = Partition::default();
+        Self::launch(dir, pki, specs, core_extra, partition, Some(net))
+            .await
+            .map(Some)
+    }
+
+    /// Starts the nodes of `specs` and an edge agent, and waits until the
+    /// cluster registered them all.
+    async fn launch(
+        dir: tempfile::TempDir,
+        pki: DevPki,
+        specs: Vec<NodeSpec>,
+        core_extra: &str,
+        partition: Partition,
+        net: Option<ZoneNet>,
+    ) -> Result<Self> {
+        let p = dir.path().to_path_buf();
+        let n = specs.len();
         let mut peers = String::new();
-        for (id, zone, addr, _, advertise) in &specs {
+        for s in &specs {
+            let (id, zone, addr, advertise) = (s.id, &s.zone, s.addr, s.advertise);
             peers += &format!("\n[[peers]]\nid = {id}\nzone = \"{zone}\"\naddr = \"{addr}\"\npeer_addr = \"{advertise}\"\n");
         }
         let mut nodes = Vec::new();
-        for (id, zone, addr, bind, advertise) in &specs {
-            let spec = NodeSpec {
-                id: *id,
-                zone,
-                addr: *addr,
-                bind: *bind,
-                advertise: *advertise,
-                metrics: free_udp_addr(),
-            };
-            nodes.push(spawn_core(&p, &pki, core_extra, &peers, &spec)?);
+        for spec in &specs {
+            nodes.push(spawn_core(&p, &pki, core_extra, &peers, spec)?);
         }
         let edge_addr = free_udp_addr();
         let core_addrs: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
@@ -107,8 +166,9 @@ impl TestCluster {
             partition,
             core_extra: core_extra.to_string(),
             peers,
+            net,
         };
-        c.wait_registered(n as usize).await?;
+        c.wait_registered(n).await?;
         let core = c.cluster();
         strata_client::access::ensure_rule(&core, &strata_client::access::edge_agent_rule("edge"))
             .await?;
@@ -134,11 +194,12 @@ impl TestCluster {
         let (addr, peer) = (free_udp_addr(), free_udp_addr());
         let spec = NodeSpec {
             id,
-            zone,
+            zone: zone.to_string(),
             addr,
             bind: peer,
             advertise: peer,
             metrics: free_udp_addr(),
+            netns: None,
         };
         let p = self.dir.path().to_path_buf();
         let node = spawn_core(&p, &self.pki, core_extra, &self.peers, &spec)?;
@@ -302,11 +363,14 @@ impl TestCluster {
     pub fn restart(&mut self, id: u64) -> Result<()> {
         let p = self.dir.path().to_path_buf();
         let n = self.node(id);
-        n.proc = Proc::spawn(
-            "strata-core",
-            &p.join(format!("core-{id}.toml")),
-            &p.join(format!("core-{id}.log")),
-        )
+        let (cfg, log) = (
+            p.join(format!("core-{id}.toml")),
+            p.join(format!("core-{id}.log")),
+        );
+        n.proc = match &n.netns {
+            Some(ns) => Proc::spawn_in(ns, "strata-core", &cfg, &log),
+            None => Proc::spawn("strata-core", &cfg, &log),
+        }
         .with_context(|| format!("restarting node {id}"))?;
         Ok(())
     }
@@ -551,13 +615,15 @@ impl TestCluster {
 }
 
 /// Where and how one core node listens.
-struct NodeSpec<'a> {
+struct NodeSpec {
     id: u64,
-    zone: &'a str,
+    zone: String,
     addr: SocketAddr,
     bind: SocketAddr,
     advertise: SocketAddr,
     metrics: SocketAddr,
+    /// The network namespace to start it in (None: the test's own).
+    netns: Option<String>,
 }
 
 /// Writes node `n.id`'s config and starts it.
@@ -566,7 +632,7 @@ fn spawn_core(
     pki: &DevPki,
     core_extra: &str,
     peers: &str,
-    n: &NodeSpec<'_>,
+    n: &NodeSpec,
 ) -> Result<CoreNode> {
     let id = n.id;
     let cfg = p.join(format!("core-{id}.toml"));
@@ -591,13 +657,18 @@ fn spawn_core(
             pki.ca
         ),
     )?;
-    let proc = Proc::spawn("strata-core", &cfg, &p.join(format!("core-{id}.log")))?;
+    let log = p.join(format!("core-{id}.log"));
+    let proc = match &n.netns {
+        Some(ns) => Proc::spawn_in(ns, "strata-core", &cfg, &log)?,
+        None => Proc::spawn("strata-core", &cfg, &log)?,
+    };
     Ok(CoreNode {
         id,
-        zone: n.zone.to_string(),
+        zone: n.zone.clone(),
         addr: n.addr,
         metrics: n.metrics,
         proc,
+        netns: n.netns.clone(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! dropped. Nothing here sleeps to synchronise: waits poll a condition.
 
 pub mod cluster;
+pub mod netns;
 pub mod outage;
 pub mod relay;
 pub mod s3;
@@ -193,6 +194,7 @@ impl Proc {
         let mut env = env.to_vec();
         env.insert(0, ("RUST_LOG", "info,openraft=warn".into()));
         Self::start(
+            None,
             name,
             &["--config", &config],
             &env,
@@ -202,15 +204,26 @@ impl Proc {
         )
     }
 
+    /// [`Proc::spawn`] inside network namespace `netns` (`ip netns exec`,
+    /// which execs the binary: the child is the daemon itself).
+    pub fn spawn_in(netns: &str, name: &str, config: &Path, log: &Path) -> Result<Self> {
+        let out = append_to(log)?;
+        let config = config.to_string_lossy();
+        let env = [("RUST_LOG", "info,openraft=warn".to_string())];
+        let args = ["--config", &config];
+        Self::start(Some(netns), name, &args, &env, out.try_clone()?, out, log)
+    }
+
     /// Starts binary `name` with `args`; its stdout goes to `out`, its
     /// stderr to `log`.
     pub fn spawn_args(name: &str, args: &[&str], out: &Path, log: &Path) -> Result<Self> {
         let stdout = std::fs::File::create(out)?;
         let env = [("RUST_LOG", "info".to_string())];
-        Self::start(name, args, &env, stdout, append_to(log)?, log)
+        Self::start(None, name, args, &env, stdout, append_to(log)?, log)
     }
 
     fn start(
+        netns: Option<&str>,
         name: &str,
         args: &[&str],
         env: &[(&str, String)],
@@ -218,7 +231,15 @@ impl Proc {
         stderr: std::fs::File,
         log: &Path,
     ) -> Result<Self> {
-        let child = Command::new(bin(name)?)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin(name)?);
+                c
+            }
+            None => Command::new(bin(name)?),
+        };
+        let child = cmd
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
