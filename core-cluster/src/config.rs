@@ -197,6 +197,16 @@ pub struct CoreConfig {
     /// milliseconds; 0 keeps them forever.
     #[serde(default = "default_producer_idle_expiry_ms")]
     pub producer_idle_expiry_ms: u64,
+    /// How long a heartbeat to a peer node waits for the other groups'
+    /// heartbeats and small RPCs to that node, so they travel in one
+    /// message (docs/architecture.md, "Idle shards"), milliseconds; 0 sends
+    /// each RPC on its own.
+    #[serde(default = "default_peer_coalesce_window_ms")]
+    pub peer_coalesce_window_ms: u64,
+}
+
+fn default_peer_coalesce_window_ms() -> u64 {
+    crate::raft::coalesce::COALESCE_WINDOW.as_millis() as u64
 }
 
 fn default_quiesce_after_ms() -> u64 {

@@ -59,7 +59,12 @@ async fn run(args: Args) -> Result<()> {
         let server = strata_runtime::tls::peer_server_config(&id.cert, &id.key, ca)?;
         let client = strata_runtime::tls::peer_client_config(&id.cert, &id.key, ca)?;
         let ep = bind_server(cfg.peer_addr, server)?;
-        Some((ep.clone(), PeerPool::new(ep, client), access))
+        let window = std::time::Duration::from_millis(cfg.peer_coalesce_window_ms);
+        Some((
+            ep.clone(),
+            PeerPool::with_coalescing(ep, client, window),
+            access,
+        ))
     };
     let net = match &peer_endpoint {
         None => NetworkFactory::SingleNode,

@@ -7,6 +7,9 @@
 //! naming its group id. Every RPC is one bidirectional stream on the pooled
 //! connection, so a heartbeat costs one stream and two small frames.
 //!
+//! Heartbeats of the groups on this node to the same peer travel together
+//! ([`crate::raft::coalesce`]).
+//!
 //! Connecting: at most one handshake per peer runs at a time (a spawned task
 //! shared by every waiting RPC, so it completes even when the RPC that started
 //! it times out). After a failed handshake, RPCs to that peer fail at once for
@@ -23,6 +26,7 @@
 use super::command::MetaReply;
 use super::types::{GroupConfig, MetaTypes, NodeId};
 use crate::catalog::MetaCommand;
+use crate::raft::coalesce::{self, BatchReply, Join};
 use crate::raft::peer::{
     decode_reply, encode_request, PeerReply, PeerRequest, META_GROUP, PEER_REPLY_BYTES_MAX,
 };
@@ -44,6 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_runtime::frame::read_frame;
 use strata_schema::frame::{FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
+use tokio::sync::{oneshot, Notify};
 
 /// Bound on one QUIC handshake to a peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,7 +56,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
 /// Why an RPC did not get a reply.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     #[error("peer {addr}: {detail}")]
     Unreachable { addr: String, detail: String },
@@ -87,12 +92,37 @@ enum Slot {
 
 type Slots = Arc<Mutex<HashMap<SocketAddr, Slot>>>;
 
+/// An RPC waiting in a forming batch (`raft::coalesce`).
+struct Queued {
+    frame: Vec<u8>,
+    ttl: Duration,
+    reply: oneshot::Sender<Result<bytes::Bytes, PeerError>>,
+}
+
+/// The batch forming for one peer: its parts and what wakes its sender early.
+struct Forming {
+    parts: Vec<Queued>,
+    bytes: usize,
+    send_now: Arc<Notify>,
+}
+
+/// How long a peer that refused a batch gets its requests one by one
+/// before batches are tried again (it may have been upgraded).
+const UNBATCHED_FOR: Duration = Duration::from_secs(60);
+
 /// A node's QUIC endpoint for Raft RPCs and its connections to the other
 /// nodes, shared by all of the node's groups.
 pub struct PeerPool {
     endpoint: quinn::Endpoint,
     client_cfg: quinn::ClientConfig,
     slots: Slots,
+    forming: Mutex<HashMap<SocketAddr, Forming>>,
+    /// Peers that refused a batch, until when they get single requests.
+    unbatched: Mutex<HashMap<SocketAddr, Instant>>,
+    /// How long a heartbeat waits for company; zero: no batches.
+    coalesce_window: Duration,
+    /// Batches sent (of two requests or more).
+    batches_sent: std::sync::atomic::AtomicU64,
 }
 
 impl PeerPool {
@@ -100,11 +130,31 @@ impl PeerPool {
     /// (`strata_runtime::tls::peer_client_config`). `endpoint` may be the
     /// node's peer server endpoint, so one UDP socket carries both directions.
     pub fn new(endpoint: quinn::Endpoint, client_cfg: quinn::ClientConfig) -> Arc<Self> {
+        Self::with_coalescing(endpoint, client_cfg, coalesce::COALESCE_WINDOW)
+    }
+
+    /// [`Self::new`] with heartbeats waiting up to `window` for other RPCs
+    /// to the same peer (`raft::coalesce`); a zero window sends every RPC
+    /// on its own.
+    pub fn with_coalescing(
+        endpoint: quinn::Endpoint,
+        client_cfg: quinn::ClientConfig,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             endpoint,
             client_cfg,
             slots: Arc::default(),
+            forming: Mutex::default(),
+            unbatched: Mutex::default(),
+            coalesce_window: window,
+            batches_sent: Default::default(),
         })
+    }
+
+    /// How many batches of requests this pool has sent.
+    pub fn batches_sent(&self) -> u64 {
+        self.batches_sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Closes every pooled connection (the endpoint stays open).
@@ -305,6 +355,184 @@ impl PeerPool {
                 ms: ttl.as_millis() as u64,
             })?
     }
+
+    /// [`Self::call`] through a batch (`raft::coalesce`): a heartbeat
+    /// (`lazy`) waits up to the coalescing window for other small RPCs to
+    /// the same peer; any other RPC joins a forming batch and sends it, or
+    /// goes alone when none is forming.
+    async fn call_coalesced(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        frame: Vec<u8>,
+        ttl: Duration,
+        lazy: bool,
+    ) -> Result<bytes::Bytes, PeerError> {
+        let batches = !self.coalesce_window.is_zero()
+            && self
+                .unbatched
+                .lock()
+                .expect("unbatched lock")
+                .get(&addr)
+                .is_none_or(|until| Instant::now() >= *until);
+        let (tx, rx) = oneshot::channel();
+        let queued = Queued {
+            frame,
+            ttl,
+            reply: tx,
+        };
+        let queued = {
+            let mut forming = self.forming.lock().expect("forming lock");
+            let now = forming.get(&addr).map(|f| (f.parts.len(), f.bytes));
+            match coalesce::join(now, lazy, queued.frame.len(), batches) {
+                Join::Direct => Some(queued),
+                Join::Start => {
+                    let send_now = Arc::new(Notify::new());
+                    forming.insert(
+                        addr,
+                        Forming {
+                            bytes: queued.frame.len(),
+                            parts: vec![queued],
+                            send_now: send_now.clone(),
+                        },
+                    );
+                    tokio::spawn(self.clone().send_after_window(addr, send_now));
+                    None
+                }
+                Join::Add { send_now } => {
+                    let f = forming.get_mut(&addr).expect("a batch is forming");
+                    f.bytes += queued.frame.len();
+                    f.parts.push(queued);
+                    if send_now {
+                        f.send_now.notify_one();
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(q) = queued {
+            return self.call(addr, &q.frame, ttl).await;
+        }
+        match tokio::time::timeout(ttl, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(PeerError::Unreachable {
+                addr: addr.to_string(),
+                detail: "the batch carrying the request was dropped".into(),
+            }),
+            Err(_) => Err(PeerError::Timeout {
+                addr,
+                ms: ttl.as_millis() as u64,
+            }),
+        }
+    }
+
+    /// Sends the batch forming for `addr` after the coalescing window, or
+    /// earlier when `send_now` is notified.
+    async fn send_after_window(self: Arc<Self>, addr: SocketAddr, send_now: Arc<Notify>) {
+        let _ = tokio::time::timeout(self.coalesce_window, send_now.notified()).await;
+        let forming = self.forming.lock().expect("forming lock").remove(&addr);
+        let Some(Forming { mut parts, .. }) = forming else {
+            return;
+        };
+        if parts.len() == 1 {
+            let q = parts.pop().expect("one part");
+            let reply = self.call(addr, &q.frame, q.ttl).await;
+            let _ = q.reply.send(reply);
+            return;
+        }
+        self.batches_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("strata_core_peer_batches_total").increment(1);
+        metrics::counter!("strata_core_peer_batched_requests_total").increment(parts.len() as u64);
+        let ttl = parts.iter().map(|q| q.ttl).max().unwrap_or_default();
+        let batch = {
+            let frames: Vec<&[u8]> = parts.iter().map(|q| q.frame.as_slice()).collect();
+            coalesce::encode_batch(&frames)
+        };
+        let mut waiting: Vec<Option<Queued>> = parts.into_iter().map(Some).collect();
+        let outcome = self.exchange_batch(addr, &batch, ttl, &mut waiting).await;
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(whole)) if coalesce::refused_as_unknown(&whole) => {
+                tracing::info!(%addr, "peer does not take batched requests: sending them one by one");
+                self.unbatched
+                    .lock()
+                    .expect("unbatched lock")
+                    .insert(addr, Instant::now() + UNBATCHED_FOR);
+                for q in waiting.into_iter().flatten() {
+                    let pool = self.clone();
+                    tokio::spawn(async move {
+                        let reply = pool.call(addr, &q.frame, q.ttl).await;
+                        let _ = q.reply.send(reply);
+                    });
+                }
+            }
+            Ok(Some(whole)) => {
+                for q in waiting.into_iter().flatten() {
+                    let _ = q.reply.send(Ok(whole.clone()));
+                }
+            }
+            Err(e) => {
+                for q in waiting.into_iter().flatten() {
+                    let _ = q.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Sends `batch` and hands each part's reply to its waiter as it comes.
+    /// `Ok(Some(reply))`: the peer answered the whole batch with one plain
+    /// reply; `Err`: the exchange failed (the waiters still in `waiting`
+    /// got no reply).
+    async fn exchange_batch(
+        &self,
+        addr: SocketAddr,
+        batch: &[u8],
+        ttl: Duration,
+        waiting: &mut [Option<Queued>],
+    ) -> Result<Option<bytes::Bytes>, PeerError> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let conn = self.connection(addr, ttl * 3 / 4).await?;
+        let lost = |e: &dyn std::fmt::Display| PeerError::Unreachable {
+            addr: addr.to_string(),
+            detail: format!("connection lost: {e}"),
+        };
+        let bad = |detail: String| PeerError::BadReply { addr, detail };
+        let exchange = async {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+            send.write_all(batch).await.map_err(|e| lost(&e))?;
+            let _ = send.finish();
+            let mut left = waiting.len();
+            while left > 0 {
+                let body =
+                    read_frame(&mut recv, PEER_REPLY_BYTES_MAX)
+                        .await
+                        .map_err(|e| match e {
+                            strata_runtime::frame::FrameReadError::Io(d) => lost(&d),
+                            other => bad(other.to_string()),
+                        })?;
+                match coalesce::decode_batch_reply(body).map_err(|e| bad(e.to_string()))? {
+                    BatchReply::Whole(reply) => return Ok(Some(reply)),
+                    BatchReply::Part(i, reply) => {
+                        let q = waiting
+                            .get_mut(usize::from(i))
+                            .and_then(Option::take)
+                            .ok_or_else(|| {
+                                bad(format!("a reply to part {i}, unknown or answered"))
+                            })?;
+                        let _ = q.reply.send(Ok(reply));
+                        left -= 1;
+                    }
+                }
+            }
+            Ok(None)
+        };
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| PeerError::Timeout {
+                addr,
+                ms: ttl.as_millis() as u64,
+            })?
+    }
 }
 
 /// The openraft network factory of one group on a node.
@@ -374,9 +602,11 @@ impl PeerClient {
                 }
             }
         }
+        // A heartbeat may wait a moment for other groups' RPCs to the peer.
+        let lazy = matches!(req, PeerRequest::Append(r) if r.entries.is_empty());
         let body = self
             .pool
-            .call(*addr, &frame, option.hard_ttl())
+            .call_coalesced(*addr, frame, option.hard_ttl(), lazy)
             .await
             .map_err(|e| match e {
                 PeerError::Unreachable { .. } => unreachable_err(&e),

@@ -530,5 +530,46 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
     member.stop().await;
 }
 
+/// Heartbeats of many groups to one peer travel in a few batches, each
+/// request answered as if sent alone; a vote joins a forming batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_requests_to_one_peer_travel_in_batches() {
+    use crate::raft::peer::{decode_reply, encode_request, PeerReply, PeerRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki, _) = DevPki::ensure(&tmp.path().join("tls")).unwrap();
+    let member = start_member(1, &pki, any_port(), SimFs::new()).await;
+    let addr = member.peer.addr;
+    let two = pki.peer(2).unwrap();
+    let pool = client_pool(peer_client_config(&two.cert, &two.key, &pki.ca).unwrap());
+    const GROUPS: usize = 40;
+    let mut calls = Vec::new();
+    for i in 0..GROUPS {
+        let frame = encode_request(&format!("s/{i}"), &PeerRequest::<ShardTypes>::Ping).unwrap();
+        let pool = pool.clone();
+        calls.push(tokio::spawn(async move {
+            pool.call_coalesced(addr, frame, DEADLINE, true).await
+        }));
+    }
+    let vote = vote_via(&pool, GROUP, addr);
+    let unknown = vote_via(&pool, "nope/0", addr);
+    let (vote, unknown) = tokio::join!(vote, unknown);
+    assert!(vote.expect("the vote is answered").vote_granted);
+    assert!(
+        matches!(unknown, Err(RPCError::Unreachable(_))),
+        "{unknown:?}"
+    );
+    for call in calls {
+        let body = call.await.unwrap().expect("each ping is answered");
+        let reply = decode_reply::<Result<(), String>>(&body).unwrap();
+        assert!(matches!(reply, PeerReply::Ok(Ok(()))), "{reply:?}");
+    }
+    let batches = pool.batches_sent();
+    assert!(
+        (1..GROUPS as u64).contains(&batches),
+        "{GROUPS} heartbeats went in {batches} batches"
+    );
+    member.stop().await;
+}
+
 #[path = "network_identity_tests.rs"]
 mod identity;

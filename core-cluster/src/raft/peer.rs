@@ -40,6 +40,9 @@
 //!                           serde_json of `bool` (whether it did).
 //!   kind 7 Ping:            empty, any group id: the node-level liveness
 //!                           exchange. Reply body: serde_json of `()`.
+//!   kind 8 Batch:           several requests of other kinds in one, each
+//!                           answered on its own as it completes
+//!                           (`raft::coalesce`, which owns this format).
 //! reply    = status u8 | body
 //!   status 0 OK:            serde_json of `Result<Response, RaftError>`
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
@@ -58,6 +61,7 @@
 //! gets a BAD_REQUEST reply.
 
 use crate::catalog::MetaCommand;
+use crate::raft::coalesce;
 use crate::raft::log_store::{decode_entry_record, encode_entry_record, StoreError};
 use crate::raft::types::{
     GroupConfig, LogId, MetaRaft, MetaTypes, NodeId, Raft, ShardRaft, ShardTypes, Vote,
@@ -141,6 +145,10 @@ pub enum WireError {
     },
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
+    #[error("a batch of {0} requests (1 to 256 allowed)")]
+    BatchCount(usize),
+    #[error("a batch part of {0} bytes exceeds the frame limit")]
+    BatchPartTooLarge(usize),
 }
 
 /// A decoded RPC for a group of type configuration `C`.
@@ -691,6 +699,10 @@ async fn serve_peer_connection(
                         if let Some(id) = caller.node_id {
                             registry.heard_from(id);
                         }
+                        if coalesce::is_batch(&body) {
+                            serve_batch(registry.as_ref(), body, &mut send).await;
+                            return;
+                        }
                         handle_request(registry.as_ref(), body).await
                     }
                 },
@@ -707,6 +719,38 @@ async fn serve_peer_connection(
             }
         });
     }
+}
+
+/// Answers each request of a batch (`raft::coalesce`) on `send` as it
+/// completes, so one slow request does not hold back the others.
+async fn serve_batch(registry: &dyn GroupRegistry, body: Bytes, send: &mut quinn::SendStream) {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let parts = match coalesce::decode_batch(body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            let reply = encode_reply_error(STATUS_BAD_REQUEST, &e.to_string());
+            if send.write_all(&reply).await.is_ok() {
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            }
+            return;
+        }
+    };
+    let mut replies: FuturesUnordered<_> = (0u16..)
+        .zip(parts)
+        .map(|(i, part)| async move { (i, handle_request(registry, part).await) })
+        .collect();
+    while let Some((i, reply)) = replies.next().await {
+        if send
+            .write_all(&coalesce::encode_part_reply(i, &reply))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
 }
 
 #[cfg(test)]
