@@ -89,6 +89,7 @@ impl Totals {
         t.attempts += s.attempts;
         t.failed_attempts += s.failed_attempts;
         t.failed_rounds += s.failed_rounds;
+        t.edge_restarts += s.edge_restarts;
         t.acked += s.acked;
         t.reads += s.reads;
         t.records += s.records;
@@ -118,7 +119,7 @@ fn run_part(part: u64) {
     }
     let t = &totals.stats;
     eprintln!(
-        "sim part {part}: {} seeds in {:.1} s wall, {:.0} s virtual; messages {}, dropped {} (by partitions {}), duplicated {}, slow {}, partitions {}, crashes {} (torn {}); attempts {} (failed {}), failed rounds {}; acked {}, records {}, reads {}; terms {}; largest log {} entries, {} bytes",
+        "sim part {part}: {} seeds in {:.1} s wall, {:.0} s virtual; messages {}, dropped {} (by partitions {}), duplicated {}, slow {}, partitions {}, crashes {} (torn {}); attempts {} (failed {}), failed rounds {}, edge restarts {}; acked {}, records {}, reads {}; terms {}; largest log {} entries, {} bytes",
         totals.runs,
         started.elapsed().as_secs_f64(),
         t.virtual_ms as f64 / 1e3,
@@ -133,6 +134,7 @@ fn run_part(part: u64) {
         t.attempts,
         t.failed_attempts,
         t.failed_rounds,
+        t.edge_restarts,
         t.acked,
         t.records,
         t.reads,

@@ -8,7 +8,9 @@
 //! `NOT_LEADER` hints, another node after a failure, until a deadline; a
 //! failed round is retried whole after a backoff that doubles from 50 ms to
 //! 1 s (`forward/plan.rs`). Requests and replies cross the simulated network
-//! like Raft's messages.
+//! like Raft's messages. Now and then the edge agent restarts: the round in
+//! flight is dropped and forwarding starts again from the acknowledged
+//! position, grouped anew.
 //!
 //! A reader does what consumers do: reads a replica's shard now and then;
 //! the oracle later checks every read against the final log.
@@ -25,6 +27,9 @@ use tokio::time::{sleep, timeout, Instant};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 const ROUTE_DEADLINE: Duration = Duration::from_secs(5);
+/// Chance per attempt (per mille) that the edge agent restarts: the round
+/// is abandoned and forwarding starts again from the acknowledged position.
+const EDGE_RESTART_PER_MILLE: u32 = 15;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -40,6 +45,7 @@ pub struct Ledger {
     pub attempts: u64,
     pub failed_attempts: u64,
     pub failed_rounds: u64,
+    pub edge_restarts: u64,
 }
 
 pub type SharedLedger = Arc<Mutex<Ledger>>;
@@ -148,7 +154,10 @@ impl Producer {
         }
     }
 
-    /// One round: the batches in requests of one or two runs, in order.
+    /// One round: the batches in requests of one to three runs, in order.
+    /// Sometimes a request's batches go as one run (as the edge re-encodes
+    /// a mixed batch), so a retry may overlap what the shard holds by a
+    /// prefix of a run: the shard skips that prefix.
     async fn round(
         &mut self,
         cluster: &Arc<Cluster>,
@@ -158,9 +167,14 @@ impl Producer {
     ) -> bool {
         let mut rest = round;
         while !rest.is_empty() {
-            let k = (self.rng.range(1, 2) as usize).min(rest.len());
+            let k = (self.rng.range(1, 3) as usize).min(rest.len());
             let (req, tail) = rest.split_at(k);
-            if !self.routed(cluster, ledger, req.to_vec(), hint).await {
+            let req = if k > 1 && self.rng.chance(400) {
+                vec![merge_runs(req)]
+            } else {
+                req.to_vec()
+            };
+            if !self.routed(cluster, ledger, req, hint).await {
                 return false;
             }
             rest = tail;
@@ -178,6 +192,11 @@ impl Producer {
     ) -> bool {
         let deadline = Instant::now() + ROUTE_DEADLINE;
         while Instant::now() < deadline {
+            if self.rng.chance(EDGE_RESTART_PER_MILLE) {
+                ledger.lock().expect("ledger lock").edge_restarts += 1;
+                sleep(Duration::from_millis(self.rng.range(10, 1_000))).await;
+                return false;
+            }
             let target = hint.unwrap_or_else(|| *self.rng.pick(&NODES));
             let res = attempt(cluster, self.endpoint, target, req.clone()).await;
             {
@@ -200,6 +219,28 @@ impl Producer {
             }
         }
         false
+    }
+}
+
+/// The runs of one producer, in order, as one run.
+fn merge_runs(runs: &[AppendCmd]) -> AppendCmd {
+    let seqs: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| (0..r.records as usize).map(|i| r.seq(i)))
+        .collect();
+    let (producer_id, first_seq) = (runs[0].producer_id, seqs[0]);
+    let records = seqs.len() as u32;
+    AppendCmd {
+        producer_id,
+        first_seq,
+        seq_deltas: Some(
+            seqs.iter()
+                .map(|s| u32::try_from(s - first_seq).expect("a round spans few positions"))
+                .collect(),
+        ),
+        max_timestamp_ms: runs.iter().map(|r| r.max_timestamp_ms).max().unwrap_or(0),
+        records,
+        batch: batch_bytes(producer_id, first_seq, records),
     }
 }
 
@@ -267,4 +308,29 @@ pub async fn reader(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_runs_keep_every_position_in_order() {
+        let mut p = Producer {
+            producer_id: 7,
+            endpoint: 100,
+            rng: Rng::new(4),
+        };
+        let mut next = 0;
+        let runs: Vec<AppendCmd> = (0..5).map(|_| p.batch(&mut next)).collect();
+        let m = merge_runs(&runs);
+        m.check_seqs().unwrap();
+        let want: Vec<u64> = runs
+            .iter()
+            .flat_map(|r| (0..r.records as usize).map(|i| r.seq(i)))
+            .collect();
+        let got: Vec<u64> = (0..m.records as usize).map(|i| m.seq(i)).collect();
+        assert_eq!(got, want);
+        assert_eq!(m.producer_id, 7);
+    }
 }

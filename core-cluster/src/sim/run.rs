@@ -31,6 +31,7 @@ pub struct RunStats {
     pub attempts: u64,
     pub failed_attempts: u64,
     pub failed_rounds: u64,
+    pub edge_restarts: u64,
     pub acked: u64,
     pub reads: u64,
     /// At the end: records in the shard, Raft log entries and bytes, and
@@ -185,5 +186,6 @@ fn check(cluster: &Cluster, ledger: &SharedLedger) -> Result<RunStats, String> {
     stats.attempts = l.attempts;
     stats.failed_attempts = l.failed_attempts;
     stats.failed_rounds = l.failed_rounds;
+    stats.edge_restarts = l.edge_restarts;
     Ok(stats)
 }
