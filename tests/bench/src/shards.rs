@@ -4,8 +4,18 @@
 //! CPU time of the three `strata-core` processes over a window and their
 //! resident memory are read from `/proc`. Creation time (until every shard
 //! has a leader) is reported too.
+//!
+//! With `--busy-shards N`, a stream of N shards then carries traffic
+//! through the edge: an unpaced 100 B throughput run and a delivery-latency
+//! run at `--busy-rate` (the `strata-bench all` runs), so `--counts 0,1000`
+//! compares the busy shards alone with the same shards among 1,000 idle
+//! ones.
 
+use crate::load::Load;
+use crate::plan::Plan;
 use crate::procfs::{find_pid, read_proc};
+use crate::run::{latency_run, throughput_run};
+use crate::strata::StrataTarget;
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -32,6 +42,19 @@ pub struct ShardsOpts {
     /// quiescence existed).
     #[arg(long, default_value_t = 2000)]
     quiesce_after_ms: u64,
+    /// The cores' `peer_coalesce_window_ms` (0: every peer RPC on its own).
+    #[arg(long, default_value_t = 5)]
+    coalesce_window_ms: u64,
+    /// Shards of a stream that carries traffic after the idle window (0:
+    /// none).
+    #[arg(long, default_value_t = 0)]
+    busy_shards: u32,
+    /// The busy stream's delivery-latency run, records/s.
+    #[arg(long, default_value_t = 10_000)]
+    busy_rate: u64,
+    /// Each busy run's measuring window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    busy_secs: f64,
     /// Results directory [default: target/bench/shards-<UTC timestamp>].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -54,6 +77,20 @@ struct Row {
     killed_led: usize,
     /// Seconds from the kill until the other nodes led every shard.
     failover_all_s: f64,
+    /// The busy stream's figures (`--busy-shards`): unpaced acked and
+    /// committed records/s, delivery latency p50/p99 at `--busy-rate`.
+    busy: Option<Busy>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Busy {
+    shards: u32,
+    ack_rps: f64,
+    e2e_rps: f64,
+    rate: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    note: Option<String>,
 }
 
 pub async fn command(o: ShardsOpts) -> Result<()> {
@@ -65,10 +102,11 @@ pub async fn command(o: ShardsOpts) -> Result<()> {
     });
     std::fs::create_dir_all(&out)?;
     let mut md = format!(
-        "# Idle shards\n\nThree strata-core nodes in three zones (release, loopback) on this machine ({} cores); RF=3 streams of {} shards; no traffic; `quiesce_after_ms = {}`. CPU of the three nodes together over {} s, {} s after the last stream was created; RSS of the largest node.\n\n| RF=3 shards | streams | creation (until every shard has a leader) | idle CPU, 3 nodes | largest node RSS | node 1 SIGKILLed: shards it led, time until all have new leaders |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "# Idle shards\n\nThree strata-core nodes in three zones (release, loopback) on this machine ({} cores); RF=3 streams of {} shards; no traffic; `quiesce_after_ms = {}`, `peer_coalesce_window_ms = {}`. CPU of the three nodes together over {} s, {} s after the last stream was created; RSS of the largest node.\n\n| RF=3 shards | streams | creation (until every shard has a leader) | idle CPU, 3 nodes | largest node RSS | node 1 SIGKILLed: shards it led, time until all have new leaders |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.per_stream,
         o.quiesce_after_ms,
+        o.coalesce_window_ms,
         o.idle_secs,
         o.settle_secs,
     );
@@ -89,6 +127,27 @@ pub async fn command(o: ShardsOpts) -> Result<()> {
         )?;
         rows.push(row);
     }
+    if o.busy_shards > 0 {
+        writeln!(
+            md,
+            "\n## A busy stream among the idle shards\n\nAfter the idle window: a stream of {} RF=3 shards through the edge, 100 B records; unpaced for {} s (acked, and committed by the core), then {} rec/s with a consumer (delivery latency, produce to consume).\n\n| idle RF=3 shards | acked rec/s | committed rec/s | p50 | p99 | note |\n| ---: | ---: | ---: | ---: | ---: | --- |",
+            o.busy_shards, o.busy_secs, o.busy_rate
+        )?;
+        for r in &rows {
+            if let Some(b) = &r.busy {
+                writeln!(
+                    md,
+                    "| {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                    r.shards,
+                    b.ack_rps,
+                    b.e2e_rps,
+                    b.p50_ms,
+                    b.p99_ms,
+                    b.note.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+    }
     std::fs::write(out.join("shards.md"), &md)?;
     std::fs::write(
         out.join("shards.json"),
@@ -104,8 +163,8 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
         3,
         false,
         &format!(
-            "shards_max = {cap}\nquiesce_after_ms = {}",
-            o.quiesce_after_ms
+            "shards_max = {cap}\nquiesce_after_ms = {}\npeer_coalesce_window_ms = {}",
+            o.quiesce_after_ms, o.coalesce_window_ms
         ),
     )
     .await?;
@@ -152,7 +211,13 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
         cpu / window,
         max_rss as f64 / 1024.0
     );
-    let (killed_led, failover_all_s) = match fail_over(c, count as usize).await {
+    let mut t = StrataTarget::on_cluster(c, o.busy_shards.max(1))?;
+    let busy = match o.busy_shards {
+        0 => None,
+        n => Some(busy(&mut t, o, n).await?),
+    };
+    let c = t.cluster().context("the target runs a cluster")?;
+    let (killed_led, failover_all_s) = match fail_over(c).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("failover: {e:#}");
@@ -167,7 +232,44 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
         max_rss_mib: max_rss as f64 / 1024.0,
         killed_led,
         failover_all_s,
+        busy,
     })
+}
+
+/// The busy stream's runs (`--busy-shards`), as `strata-bench all` runs
+/// them.
+async fn busy(t: &mut StrataTarget, o: &ShardsOpts, shards: u32) -> Result<Busy> {
+    let plan = Plan {
+        systems: Vec::new(),
+        sizes: vec![100],
+        runs: 1,
+        warmup: Duration::from_secs(2),
+        measure: Duration::from_secs_f64(o.busy_secs),
+        rates: vec![o.busy_rate],
+        window: 4096,
+        lanes: 8,
+        shards,
+        seed: 7,
+        drain_max: Duration::from_secs(60),
+        consume_wait_max: Duration::from_secs(10),
+        nats_bin: None,
+        always_max_latency: false,
+    };
+    let get =
+        |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).map_or(f64::NAN, |(_, v)| *v);
+    let tp = throughput_run(t, &plan, 100, "busy-max").await?;
+    let (lat, note) = latency_run(t, &plan, 100, Load::Rate(o.busy_rate), "busy-rate").await?;
+    let b = Busy {
+        shards,
+        ack_rps: get(&tp, "ack_rps"),
+        e2e_rps: get(&tp, "e2e_rps"),
+        rate: o.busy_rate,
+        p50_ms: get(&lat, "p50_ms"),
+        p99_ms: get(&lat, "p99_ms"),
+        note,
+    };
+    eprintln!("busy stream: {b:?}");
+    Ok(b)
 }
 
 /// Shards each node says it leads (node id, count), from `nodes`.
@@ -186,14 +288,18 @@ async fn led(c: &TestCluster, nodes: &[u64]) -> Vec<(u64, usize)> {
     out
 }
 
-/// SIGKILLs node 1 and times until nodes 2 and 3 lead all `total` shards.
-async fn fail_over(mut c: TestCluster, total: usize) -> Result<(usize, f64)> {
-    let before = led(&c, &[1]).await;
-    let killed_led = before.first().map_or(0, |(_, n)| *n);
+/// SIGKILLs node 1 and times until nodes 2 and 3 lead every shard.
+async fn fail_over(c: &mut TestCluster) -> Result<(usize, f64)> {
+    let before = led(c, &[1, 2, 3]).await;
+    let total: usize = before.iter().map(|(_, n)| n).sum();
+    let killed_led = before
+        .iter()
+        .find(|(id, _)| *id == 1)
+        .map_or(0, |(_, n)| *n);
     let t0 = Instant::now();
     c.kill9(1);
     loop {
-        let now: usize = led(&c, &[2, 3]).await.iter().map(|(_, n)| n).sum();
+        let now: usize = led(c, &[2, 3]).await.iter().map(|(_, n)| n).sum();
         if now >= total {
             break;
         }

@@ -76,15 +76,7 @@ impl StrataTarget {
                 let (seeds, edge, ca) = (vec![p.core_addr], p.edge_addr, p.pki.ca.clone());
                 (Deployment::Single(p), seeds, edge, ca, pids)
             }
-            3 => {
-                let c = TestCluster::start(3, false).await?;
-                let dir = c.dir.path().to_path_buf();
-                let pids = (1..=3)
-                    .map(|id| Ok(("core", pid_of(&dir, &format!("core-{id}.toml"))?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let (seeds, edge, ca) = (c.seeds(), c.edge_addr, c.pki.ca.clone());
-                (Deployment::Cluster(c), seeds, edge, ca, pids)
-            }
+            3 => return Self::on_cluster(TestCluster::start(3, false).await?, shards),
             n => {
                 return Err(NotAvailable(format!(
                     "a {n}-node core (the harness starts 1 or 3 nodes)"
@@ -106,6 +98,39 @@ impl StrataTarget {
             replication: core_nodes,
             pids,
         })
+    }
+}
+
+impl StrataTarget {
+    /// The target on a running three-zone cluster `c` (it may already hold
+    /// other streams); streams get `shards` shards on every node.
+    pub fn on_cluster(c: TestCluster, shards: u32) -> Result<Self> {
+        let dir = c.dir.path().to_path_buf();
+        let pid_of = |cfg: &str| {
+            let needle = dir.join(cfg).display().to_string();
+            procfs::find_pid(&needle).with_context(|| format!("no process runs with {needle}"))
+        };
+        let mut pids = vec![("edge", pid_of("edge.toml")?)];
+        for id in 1..=c.nodes.len() {
+            pids.push(("core", pid_of(&format!("core-{id}.toml"))?));
+        }
+        Ok(Self {
+            core: Arc::new(Cluster::new(c.seeds(), &c.pki.ca)?),
+            edge_addr: c.edge_addr,
+            ca: c.pki.ca.clone(),
+            shards,
+            replication: c.nodes.len() as u32,
+            pids,
+            deployment: Deployment::Cluster(c),
+        })
+    }
+
+    /// The cluster under test, if this target runs one.
+    pub fn cluster(&mut self) -> Option<&mut TestCluster> {
+        match &mut self.deployment {
+            Deployment::Cluster(c) => Some(c),
+            Deployment::Single(_) => None,
+        }
     }
 }
 
