@@ -60,7 +60,7 @@ pub struct Group<S: GroupState> {
 /// catches up from the log instead of installing the snapshot.
 const KEEP_BEHIND_SNAPSHOT: u64 = 1_000;
 
-fn raft_config(
+pub(crate) fn raft_config(
     name: &str,
     snapshot_every: Option<u64>,
 ) -> Result<Arc<openraft::Config>, GroupError> {
@@ -103,13 +103,16 @@ impl<S: GroupState> Group<S> {
         seg: SegmentLogOptions,
         net: Network,
     ) -> Result<Self, GroupError> {
-        Self::open_in(StdFs::shared(), name, dir, node_id, seg, net).await
+        let config = raft_config(name, S::SNAPSHOT_EVERY)?;
+        Self::open_in(StdFs::shared(), config, name, dir, node_id, seg, net).await
     }
 
-    /// [`Self::open`] on the file system `fs` (the simulation passes a
-    /// simulated one).
+    /// [`Self::open`] on the file system `fs` with the Raft configuration
+    /// `config` (the simulation passes a simulated disk, and draws each
+    /// node's election timeout from its seed).
     pub(crate) async fn open_in(
         fs: Arc<dyn Fs>,
+        config: Arc<openraft::Config>,
         name: &str,
         dir: &Path,
         node_id: NodeId,
@@ -126,19 +129,13 @@ impl<S: GroupState> Group<S> {
             .map_err(|e| store_err("opening the Raft log", e))?;
         let sm =
             GroupSm::<S>::open_in(fs, dir).map_err(|e| store_err("reading the snapshot", e))?;
-        let raft = Raft::new(
-            node_id,
-            raft_config(name, S::SNAPSHOT_EVERY)?,
-            net,
-            log.clone(),
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| GroupError::Raft {
-            group: name.to_string(),
-            what: "starting",
-            detail: e.to_string(),
-        })?;
+        let raft = Raft::new(node_id, config, net, log.clone(), sm.clone())
+            .await
+            .map_err(|e| GroupError::Raft {
+                group: name.to_string(),
+                what: "starting",
+                detail: e.to_string(),
+            })?;
         Ok(Self {
             raft,
             sm,

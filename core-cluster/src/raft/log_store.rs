@@ -177,11 +177,24 @@ fn write_store_err(e: &StoreError) -> StorageError {
     StorageIOError::write(AnyError::new(e)).into()
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by the simulation ([`crate::sim`]) on its runtime's thread:
+    /// blocking I/O (on a simulated disk) runs inline, so that no thread
+    /// timing decides the order of events and a seed replays its run.
+    pub(crate) static INLINE_BLOCKING: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
 /// Runs blocking file I/O off the async workers. A panic (a broken
 /// invariant) is propagated, not turned into an error.
 async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    #[cfg(test)]
+    if INLINE_BLOCKING.with(|c| c.get()) {
+        return f();
+    }
     match tokio::task::spawn_blocking(f).await {
         Ok(res) => res,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

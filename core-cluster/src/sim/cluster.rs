@@ -12,9 +12,10 @@
 //! disk, as a node process does.
 
 use super::net::SimNet;
+use super::rng::Rng;
 use crate::log::segment::SegmentLogOptions;
 use crate::raft::command::{group_runs, AppendCmd, ShardCommand, ShardResponse, ENTRY_BYTES_MAX};
-use crate::raft::group::{Group, ShardGroup};
+use crate::raft::group::{raft_config, Group, ShardGroup};
 use crate::raft::net::Network;
 use crate::raft::runs::RunReader;
 use crate::raft::types::NodeId;
@@ -49,15 +50,18 @@ pub struct CrashStats {
 
 pub struct Cluster {
     pub net: SimNet,
+    /// Draws each node start's election timeout.
+    rng: Mutex<Rng>,
     disks: BTreeMap<NodeId, SimFs>,
     live: Mutex<BTreeMap<NodeId, Arc<ShardGroup>>>,
     stats: Mutex<CrashStats>,
 }
 
 impl Cluster {
-    pub fn new(net: SimNet) -> Arc<Self> {
+    pub fn new(net: SimNet, rng: Rng) -> Arc<Self> {
         Arc::new(Cluster {
             net,
+            rng: Mutex::new(rng),
             disks: NODES.iter().map(|&n| (n, SimFs::new())).collect(),
             live: Mutex::default(),
             stats: Mutex::default(),
@@ -83,6 +87,7 @@ impl Cluster {
         let disk = &self.disks[&node];
         let group = Group::open_in(
             disk.shared(),
+            self.raft_config()?,
             "sim-0",
             Path::new(DIR),
             node,
@@ -105,6 +110,21 @@ impl Cluster {
             .expect("live lock")
             .insert(node, Arc::new(group));
         Ok(())
+    }
+
+    /// The core's Raft configuration, except that the election timeout,
+    /// which openraft draws once per start from `[min, max)` with a thread
+    /// RNG, is drawn here from the seed (the same distribution).
+    fn raft_config(&self) -> Result<Arc<openraft::Config>, String> {
+        let base = raft_config("sim-0", None).map_err(|e| e.to_string())?;
+        let (min, max) = (base.election_timeout_min, base.election_timeout_max);
+        let timeout = self.rng.lock().expect("rng lock").range(min, max - 1);
+        let c = openraft::Config {
+            election_timeout_min: timeout,
+            election_timeout_max: timeout + 1,
+            ..(*base).clone()
+        };
+        c.validate().map(Arc::new).map_err(|e| e.to_string())
     }
 
     /// A power cut of `node` (`torn`: the seed of a torn one).

@@ -105,7 +105,12 @@ fn run_part(part: u64) {
     for seed in seeds(part) {
         let res = std::panic::catch_unwind(|| run_seed(seed));
         match res {
-            Ok(Ok(stats)) => totals.add(&stats),
+            Ok(Ok(stats)) => {
+                if std::env::var("STRATA_SIM_SEED").is_ok() {
+                    eprintln!("sim seed {seed}: {stats:?}");
+                }
+                totals.add(&stats)
+            }
             Ok(Err(what)) => panic!("{}", failure(seed, &what)),
             Err(p) => {
                 let what = p
@@ -166,6 +171,18 @@ mod tests {
     #[test]
     fn seeds_3() {
         run_part(3);
+    }
+
+    /// Everything a run does is drawn from its seed: run twice, it does
+    /// the same (the same messages, faults, retries, terms and log).
+    #[test]
+    fn a_seed_replays_its_run() {
+        let n = env_u64("STRATA_SIM_REPLAY_SEEDS").unwrap_or(4);
+        for seed in 0..n {
+            let seed = seed * 7919 + 3;
+            let (a, b) = (run_seed(seed), run_seed(seed));
+            assert_eq!(a, b, "seed {seed} ran differently the second time");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ const PRODUCERS: u64 = 3;
 const LIVENESS: Duration = Duration::from_secs(30);
 
 /// What one run did and what it ended with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunStats {
     pub net: NetStats,
     pub crashes: CrashStats,
@@ -50,7 +50,12 @@ pub fn run_seed(seed: u64) -> Result<RunStats, String> {
         .start_paused(true)
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(run(seed))
+    // No I/O thread's timing may decide the order of events.
+    crate::raft::log_store::INLINE_BLOCKING.with(|c| c.set(true));
+    let res = rt.block_on(run(seed));
+    drop(rt);
+    crate::raft::log_store::INLINE_BLOCKING.with(|c| c.set(false));
+    res
 }
 
 fn ms(n: u64) -> Duration {
@@ -63,7 +68,7 @@ async fn run(seed: u64) -> Result<RunStats, String> {
     let chaos_ms = rng.range(2_000, 5_000);
     let steps = plan(&mut rng.fork(), &NODES, chaos_ms);
     let net = SimNet::new(NetModel::new(params), rng.fork());
-    let cluster = Cluster::new(net.clone());
+    let cluster = Cluster::new(net.clone(), rng.fork());
     for n in NODES {
         cluster.start(n).await?;
     }
