@@ -16,10 +16,13 @@
 //! The test functions split the seeds between them, so that the test
 //! harness runs them in parallel. `STRATA_SIM_SEEDS=N` runs N seeds
 //! (default [`DEFAULT_SEEDS`]), from `STRATA_SIM_SEED_BASE` (default 0);
-//! `STRATA_SIM_SEED=S` runs seed S alone. A failing seed panics with the
-//! command that replays it. What a seed does not fix (openraft's election
-//! jitter, the order in which blocking I/O threads finish) may make a replay
-//! take another path: docs/simulation.md.
+//! `STRATA_SIM_SEED=S` runs seed S alone (and prints its figures);
+//! `STRATA_SIM_CHAOS_MS=T` makes every run's chaos phase T virtual ms long
+//! (default: 2 to 5 s, drawn). A failing seed panics with the command that
+//! replays it: a run is a function of its seed (each node start's election
+//! timeout is drawn from it, the log store's blocking I/O runs inline, every
+//! `select!` of ours is biased), checked by [`tests::a_seed_replays_its_run`].
+//! How to run it, what it covers and what not: docs/simulation.md.
 
 pub mod cluster;
 pub mod model;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -311,5 +311,15 @@ impl<C: GroupConfig> RaftNetwork<C> for SimConn {
                 |r: Raft<C>, q| async move { r.vote(q).await },
             )
             .await
+    }
+
+    /// As over QUIC (`PeerClient::backoff`): 100, 200, 400, then 500 ms.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            [100, 200, 400]
+                .into_iter()
+                .chain(std::iter::repeat(500))
+                .map(Duration::from_millis),
+        )
     }
 }

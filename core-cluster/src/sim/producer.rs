@@ -2,9 +2,9 @@
 //! each has a producer id and a buffer of batches at increasing positions
 //! (with gaps, as when a buffer's other records go to other shards). A
 //! round sends the batches from the acknowledged position on, in requests
-//! of one or two runs, one request after the other; it is acknowledged only
+//! of one to three runs, one request after the other; it is acknowledged only
 //! when every request was. Each request is routed as the SDK routes one
-//! (`client/src/cluster.rs`): an attempt of at most 1 s to a node, following
+//! (`client/src/cluster.rs`): a hedged attempt of at most 1 s, following
 //! `NOT_LEADER` hints, another node after a failure, until a deadline; a
 //! failed round is retried whole after a backoff that doubles from 50 ms to
 //! 1 s (`forward/plan.rs`). Requests and replies cross the simulated network
@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+const HEDGE_AFTER: Duration = Duration::from_millis(150);
 const ROUTE_DEADLINE: Duration = Duration::from_secs(5);
 /// Chance per attempt (per mille) that the edge agent restarts: the round
 /// is abandoned and forwarding starts again from the acknowledged position.
@@ -244,51 +245,86 @@ fn merge_runs(runs: &[AppendCmd]) -> AppendCmd {
     }
 }
 
-/// One attempt of a request from `from` to node `to` over the network: the
-/// node handles it in a task of its own (it goes on if the producer stops
-/// waiting), and a duplicated request is handled twice.
+/// One attempt of a request from `from` to node `to`, hedged as the SDK
+/// hedges a forward (`Cluster::attempt`): once `to` has not answered for
+/// [`HEDGE_AFTER`], the other nodes are asked in turn, each for at most
+/// that long, until `to` answers; the first that accepts answers the
+/// attempt, and one that names a leader other than `to` ends it with that
+/// hint. So the same request may be in two nodes' hands at once.
 async fn attempt(
     cluster: &Arc<Cluster>,
     from: NodeId,
     to: NodeId,
     req: Vec<AppendCmd>,
 ) -> Result<(), AttemptError> {
-    let exchange = async {
-        let Fate::Deliver {
-            delay_ms,
-            duplicate_ms,
-        } = cluster.net.fate(from, to)
-        else {
-            return std::future::pending().await;
-        };
-        if let Some(after) = duplicate_ms {
-            let (c, req) = (cluster.clone(), req.clone());
-            tokio::spawn(async move {
-                sleep(Duration::from_millis(delay_ms + after)).await;
-                if let Some(g) = c.group(to) {
-                    let _ = append(&g, req).await;
+    let main = exchange(cluster, from, to, req.clone());
+    let probe = async {
+        loop {
+            sleep(HEDGE_AFTER).await;
+            for other in NODES.into_iter().filter(|&n| n != to) {
+                match timeout(HEDGE_AFTER, exchange(cluster, from, other, req.clone())).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(AttemptError::NotLeader(Some(h)))) if h != to => {
+                        return Err(AttemptError::NotLeader(Some(h)))
+                    }
+                    _ => {}
                 }
-            });
-        }
-        sleep(Duration::from_millis(delay_ms)).await;
-        // A node that is down refuses the connection at once.
-        let g = cluster.group(to).ok_or(AttemptError::Failed)?;
-        let res = tokio::spawn(async move { append(&g, req).await })
-            .await
-            .map_err(|_| AttemptError::Failed)?;
-        match cluster.net.fate(to, from) {
-            Fate::Drop { .. } => std::future::pending().await,
-            Fate::Deliver { delay_ms, .. } => sleep(Duration::from_millis(delay_ms)).await,
-        }
-        match res {
-            Ok(_) => Ok(()),
-            Err(AppendError::NotLeader(l)) => Err(AttemptError::NotLeader(l)),
-            Err(AppendError::Unavailable(_)) => Err(AttemptError::Failed),
+            }
         }
     };
-    timeout(ATTEMPT_TIMEOUT, exchange)
+    let hedged = async {
+        // Biased: a seed must decide everything, tokio's random pick too.
+        tokio::select! {
+            biased;
+            r = main => r,
+            r = probe => r,
+        }
+    };
+    timeout(ATTEMPT_TIMEOUT, hedged)
         .await
         .unwrap_or(Err(AttemptError::Failed))
+}
+
+/// One request and its reply over the network: the node handles the
+/// request in a task of its own (it goes on if the producer stops
+/// waiting), and a duplicated request is handled twice.
+async fn exchange(
+    cluster: &Arc<Cluster>,
+    from: NodeId,
+    to: NodeId,
+    req: Vec<AppendCmd>,
+) -> Result<(), AttemptError> {
+    let Fate::Deliver {
+        delay_ms,
+        duplicate_ms,
+    } = cluster.net.fate(from, to)
+    else {
+        return std::future::pending().await;
+    };
+    if let Some(after) = duplicate_ms {
+        let (c, req) = (cluster.clone(), req.clone());
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(delay_ms + after)).await;
+            if let Some(g) = c.group(to) {
+                let _ = append(&g, req).await;
+            }
+        });
+    }
+    sleep(Duration::from_millis(delay_ms)).await;
+    // A node that is down refuses the connection at once.
+    let g = cluster.group(to).ok_or(AttemptError::Failed)?;
+    let res = tokio::spawn(async move { append(&g, req).await })
+        .await
+        .map_err(|_| AttemptError::Failed)?;
+    match cluster.net.fate(to, from) {
+        Fate::Drop { .. } => std::future::pending().await,
+        Fate::Deliver { delay_ms, .. } => sleep(Duration::from_millis(delay_ms)).await,
+    }
+    match res {
+        Ok(_) => Ok(()),
+        Err(AppendError::NotLeader(l)) => Err(AttemptError::NotLeader(l)),
+        Err(AppendError::Unavailable(_)) => Err(AttemptError::Failed),
+    }
 }
 
 /// Reads a random live replica every so often until `until`. A replica's

@@ -65,7 +65,9 @@ fn ms(n: u64) -> Duration {
 async fn run(seed: u64) -> Result<RunStats, String> {
     let mut rng = Rng::new(seed);
     let params = NetParams::draw(&mut rng);
-    let chaos_ms = rng.range(2_000, 5_000);
+    let drawn_ms = rng.range(2_000, 5_000);
+    // A long run (state stays flat?) sets its own chaos phase.
+    let chaos_ms = super::env_u64("STRATA_SIM_CHAOS_MS").unwrap_or(drawn_ms);
     let steps = plan(&mut rng.fork(), &NODES, chaos_ms);
     let net = SimNet::new(NetModel::new(params), rng.fork());
     let cluster = Cluster::new(net.clone(), rng.fork());
