@@ -62,8 +62,11 @@ fn seeds(part: u64) -> Vec<u64> {
 /// The one-line failure of a seed.
 fn failure(seed: u64, what: &str) -> String {
     let what = what.replace('\n', " ");
+    let chaos = env_u64("STRATA_SIM_CHAOS_MS")
+        .map(|t| format!("STRATA_SIM_CHAOS_MS={t} "))
+        .unwrap_or_default();
     format!(
-        "simulation failed for seed {seed}: {what}; replay: STRATA_SIM_SEED={seed} cargo test -p strata-core --lib sim::"
+        "simulation failed for seed {seed}: {what}; replay: {chaos}STRATA_SIM_SEED={seed} cargo test -p strata-core --lib sim::"
     )
 }
 
