@@ -10,8 +10,10 @@
 //!   leaves an object the manifest does not name (the next upload of the same
 //!   range overwrites it, as keys are deterministic); never a gap.
 //! - Every replica deletes on its own: once entries are tiered and older than
-//!   `local_retention_ms`, it persists a snapshot (the shard state: offsets,
-//!   dedup table, index, manifest) and purges its Raft log up to them. A
+//!   `local_retention_ms`, it drops their index entries, persists a
+//!   snapshot (the shard state: offsets, dedup table, index, manifest) and
+//!   purges its Raft log up to them, so the in-memory index grows with the
+//!   local log, not with the stream's history. A
 //!   replica that falls behind the purge point gets that snapshot, not the
 //!   tiered bytes. Reads of purged offsets go to the object store.
 //! - If the store is unreachable, uploads retry with backoff and nothing is
@@ -303,6 +305,10 @@ pub(crate) async fn purge_local(
     let Some(upto) = upto else {
         return Ok(false);
     };
+    // The entries about to be purged are tiered: reads of them go to the
+    // object store, so their index entries go too (in the snapshot below).
+    let dropped = g.sm.trim(|s| s.compact_index(upto));
+    tracing::debug!(dropped, "index entries of tiered offsets dropped");
     g.raft
         .trigger()
         .snapshot()

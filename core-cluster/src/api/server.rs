@@ -632,6 +632,11 @@ impl CoreHandler {
 
 /// Offset of the first record whose timestamp is >= `ts` (or the end).
 fn seek_time(g: &ShardGroup, ts: i64) -> Result<u64, RemoteError> {
+    if let Some(offset) = g.sm.read(|s| s.locate_time_tiered(ts)) {
+        // In a tiered object this replica no longer indexes: its first
+        // offset is close enough, as for a deleted entry below.
+        return Ok(offset);
+    }
     let found = g.sm.read(|s| s.locate_time(ts).map(|i| s.index[i]));
     let Some(e) = found else {
         return Ok(g.sm.read(|s| s.next_offset));

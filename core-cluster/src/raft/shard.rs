@@ -438,6 +438,46 @@ impl ShardState {
             .map(|_| i)
     }
 
+    /// Drops the index entries of offsets this replica purged from its log
+    /// (log index at most `purged_log_index`) once they are tiered: reads of
+    /// them go to the object store ([`crate::shard::read_plan`]) and time
+    /// seeks to the tiered objects ([`Self::locate_time_tiered`]), so the
+    /// index grows with the local log, not with the stream's history. The
+    /// last entry stays (the running max timestamp continues from it).
+    /// Returns how many entries were dropped.
+    pub fn compact_index(&mut self, purged_log_index: u64) -> usize {
+        let to = self.tiered_to();
+        let n = self
+            .index
+            .iter()
+            .take(self.index.len().saturating_sub(1))
+            .take_while(|e| {
+                e.log_index <= purged_log_index && e.base_offset + u64::from(e.count) <= to
+            })
+            .count();
+        self.index.drain(..n);
+        n
+    }
+
+    /// A time seek below the index (offsets it no longer holds, all
+    /// tiered): the first offset of the first tiered object whose running
+    /// max timestamp reaches `ts`, if one does.
+    pub fn locate_time_tiered(&self, ts: i64) -> Option<u64> {
+        let indexed_from = self
+            .index
+            .first()
+            .map_or(self.next_offset, |e| e.base_offset);
+        let mut running = i64::MIN;
+        self.tiered
+            .iter()
+            .take_while(|o| o.first_offset < indexed_from)
+            .find(|o| {
+                running = running.max(o.max_timestamp_ms);
+                running >= ts
+            })
+            .map(|o| o.first_offset.max(self.first_offset))
+    }
+
     /// First entry whose running max timestamp reaches `ts`.
     pub fn locate_time(&self, ts: i64) -> Option<usize> {
         let i = self.index.partition_point(|e| e.max_timestamp_ms < ts);

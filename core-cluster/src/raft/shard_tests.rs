@@ -471,3 +471,115 @@ mod expiry {
         assert!(s.producers.len() <= bound + per_round as usize);
     }
 }
+
+/// The index of a stream that keeps growing stays as long as the local log
+/// (issue: "the shard index compacted for tiered ranges"), reads of the
+/// dropped offsets go to the tier, and time seeks still land.
+mod index_compaction {
+    use super::*;
+    use crate::shard::read_plan::Residence;
+    use crate::tier::manifest::TieredObject;
+
+    fn object(first: u64, next: u64, max_ts: i64) -> TieredObject {
+        TieredObject {
+            key: format!("s/0/{first}"),
+            first_offset: first,
+            next_offset: next,
+            records: next - first,
+            min_timestamp_ms: max_ts,
+            max_timestamp_ms: max_ts,
+            bytes: 1,
+            payload_bytes: 1,
+            checksums: None,
+            max_appended_ms: Some(max_ts),
+        }
+    }
+
+    fn stamped(seq: u64, ts: i64) -> ShardCommand {
+        match append(1, &[seq]) {
+            ShardCommand::Append(a) => ShardCommand::Append(AppendCmd {
+                max_timestamp_ms: ts,
+                ..a
+            }),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_index_stays_as_long_as_the_local_log_as_a_stream_grows() {
+        let mut s = ShardState::default();
+        let mut index = 0u64;
+        let mut longest = 0;
+        // 200 rounds of 50 one-record entries; each round tiers what the
+        // round before wrote and purges (compacts) up to it.
+        for round in 0..200u64 {
+            for k in 0..50 {
+                index += 1;
+                let seq = round * 50 + k;
+                s.apply(&lid(index), &stamped(seq, seq as i64), 0);
+            }
+            if round > 0 {
+                let (first, next) = (s.tiered_to(), (round - 1) * 50 + 50);
+                let r = s.apply(
+                    &lid(index + 1),
+                    &ShardCommand::Tier(object(first, next, next as i64 - 1)),
+                    0,
+                );
+                assert!(matches!(r, ShardResponse::Tiered { .. }), "{r:?}");
+                index += 1;
+                // The log index of the last tiered entry is the purge point.
+                let purged = s
+                    .index
+                    .iter()
+                    .filter(|e| e.base_offset + u64::from(e.count) <= next)
+                    .map(|e| e.log_index)
+                    .max()
+                    .unwrap();
+                s.compact_index(purged);
+                s.check_invariants();
+                let back: ShardState =
+                    serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+                assert_eq!(
+                    back.index, s.index,
+                    "a compacted state is stored and read back"
+                );
+            }
+            longest = longest.max(s.index.len());
+        }
+        assert_eq!(s.next_offset, 10_000);
+        assert!(longest <= 100, "the index held {longest} entries");
+        // A dropped offset is read from the tier; a kept one from the log.
+        let purged = Some(s.index[0].log_index - 1);
+        let r = Residence::of(&s, 10, purged);
+        assert_eq!((r.log_index, r.tiered_to), (None, 9_950));
+        assert!(Residence::of(&s, 9_999, purged).log_index.is_some());
+        // Time seeks: into a tiered object below the index, into the index.
+        assert_eq!(s.locate_time_tiered(120), Some(100));
+        assert_eq!(s.locate_time_tiered(9_990), None);
+        let i = s.locate_time(9_990).unwrap();
+        assert_eq!(s.index[i].base_offset, 9_990);
+    }
+
+    #[test]
+    fn compaction_keeps_untiered_entries_and_the_last_one() {
+        let mut s = ShardState::default();
+        for i in 1..=10 {
+            s.apply(&lid(i), &stamped(i, i as i64), 0);
+        }
+        // Nothing tiered: nothing goes, whatever the purge point says.
+        assert_eq!(s.compact_index(10), 0);
+        s.apply(&lid(11), &ShardCommand::Tier(object(0, 10, 10)), 0);
+        // Purged only to log index 4: entries 1..=4 go.
+        assert_eq!(s.compact_index(4), 4);
+        assert_eq!(s.index[0].log_index, 5);
+        // Everything tiered and purged: the last entry stays.
+        assert_eq!(s.compact_index(10), 5);
+        assert_eq!(s.index.len(), 1);
+        assert_eq!(s.newest_timestamp_ms(), 10);
+        assert!(s.check_stored().is_ok());
+        // Appends continue after it.
+        s.apply(&lid(12), &stamped(11, 11), 0);
+        assert_eq!(s.next_offset, 11);
+        s.check_invariants();
+    }
+}

@@ -136,6 +136,14 @@ impl<S: GroupState> GroupSm<S> {
         f(&self.shared.read().expect("state lock").state)
     }
 
+    /// Changes the state outside `apply`: only for what this replica alone
+    /// may drop (the shard index of offsets it purged from its log, which
+    /// every replica reads from the object store), never for anything
+    /// replicas must agree on. Persisted with the next snapshot.
+    pub fn trim<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        f(&mut self.shared.write().expect("state lock").state)
+    }
+
     /// A receiver that changes after every apply (value: entries applied).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied_tx.subscribe()
