@@ -24,6 +24,9 @@ const QUIESCE_AFTER_HEARTBEAT: Duration = Duration::from_millis(50);
 /// How soon the same group may be taken over again (its first campaign
 /// may lose to another candidate).
 const TAKE_OVER_AGAIN: Duration = Duration::from_secs(2);
+/// Elections started per detector check (every `DETECT_EVERY`) when a
+/// node is down: about 2,000 groups a second.
+const TAKE_OVER_PER_CHECK: usize = 100;
 
 impl Node {
     /// Runs until `stop`: the pings and the checks.
@@ -65,25 +68,38 @@ impl Node {
     }
 
     /// Wakes and elects, on this node, each group whose leader's node is
-    /// `down` and for which this node is the first live voter.
+    /// `down` and for which this node is the first live voter: awake
+    /// groups (those with traffic) first, and at most
+    /// [`TAKE_OVER_PER_CHECK`] per check, so a node that led thousands of
+    /// quiet shards does not start thousands of elections (and their
+    /// fsyncs) at once and starve the busy ones.
     async fn take_over(
         &self,
         down: &BTreeSet<NodeId>,
         taken_over: &mut HashMap<(String, u32), Instant>,
         now: Instant,
     ) {
-        for (key, g) in self.shard_groups() {
-            let (_, leader, _) = g.brief();
-            if !leader.is_some_and(|l| down.contains(&l)) || taken_over.contains_key(&key) {
+        let mut groups: HashMap<_, _> = self
+            .shard_groups()
+            .into_iter()
+            .filter(|(key, g)| {
+                let (_, leader, _) = g.brief();
+                leader.is_some_and(|l| down.contains(&l)) && !taken_over.contains_key(key)
+            })
+            .filter(|(_, g)| quiesce::takes_over(&g.view(), down))
+            .collect();
+        let due = groups
+            .iter()
+            .map(|(key, g)| (g.is_quiesced(), key.clone()))
+            .collect();
+        for key in quiesce::take_over_first(due, TAKE_OVER_PER_CHECK) {
+            let Some(g) = groups.remove(&key) else {
                 continue;
-            }
-            let v = g.view();
-            if quiesce::takes_over(&v, down) {
-                tracing::info!(shard = %format!("{}/{}", key.0, key.1), leader = ?v.leader, "the leader's node is down; campaigning");
-                g.wake();
-                let _ = g.raft.trigger().elect().await;
-                taken_over.insert(key, now);
-            }
+            };
+            tracing::info!(shard = %format!("{}/{}", key.0, key.1), "the leader's node is down; campaigning");
+            g.wake();
+            let _ = g.raft.trigger().elect().await;
+            taken_over.insert(key, now);
         }
     }
 

@@ -190,6 +190,14 @@ pub fn follower_agrees(v: &GroupView, req: &QuiesceRequest) -> bool {
         && v.applied_index >= Some(req.committed_index)
 }
 
+/// Which of the groups due for a takeover (`(quiesced, key)`) to elect in
+/// this check: awake ones (they carry traffic) before quiesced ones, then
+/// by key, at most `max`.
+pub fn take_over_first<K: Ord>(mut due: Vec<(bool, K)>, max: usize) -> Vec<K> {
+    due.sort();
+    due.into_iter().take(max).map(|(_, k)| k).collect()
+}
+
 /// Whether this node (`v.me`) wakes group `v` to replace its leader: the
 /// leader's node is `down`, and this node is the first voter (by id) of
 /// the group that is not down.

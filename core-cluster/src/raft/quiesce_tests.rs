@@ -280,3 +280,11 @@ fn a_down_follower_does_not_keep_a_group_awake_and_its_return_wakes_it() {
     assert!(!wakes(&q, 1, Some(1), Some(10), &down));
     assert!(wakes(&q, 1, Some(1), Some(10), &up()));
 }
+
+#[test]
+fn takeovers_start_with_awake_groups_and_are_paced() {
+    let due = vec![(true, "q/0"), (false, "b/1"), (true, "a/0"), (false, "b/0")];
+    assert_eq!(take_over_first(due.clone(), 3), vec!["b/0", "b/1", "a/0"]);
+    assert_eq!(take_over_first(due, 10).len(), 4);
+    assert!(take_over_first(Vec::<(bool, u32)>::new(), 5).is_empty());
+}
