@@ -28,11 +28,23 @@ async fn measure_failover_time() -> Result<()> {
         .unwrap_or(20);
     // FAILOVER_QUIESCED=1: kill the leader of a quiesced (idle) group.
     let quiesced = std::env::var("FAILOVER_QUIESCED").is_ok_and(|v| v == "1");
-    let mut c = TestCluster::start(3, false).await?;
+    // FAILOVER_IDLE_SHARDS=N: N idle RF=3 shards besides the measured one,
+    // so each killed node also led about a third of them (issue 17).
+    let idle: u32 = std::env::var("FAILOVER_IDLE_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut c = TestCluster::start_with(3, false, &format!("shards_max = {}", idle + 116)).await?;
+    let mut left = idle;
+    while left > 0 {
+        let n = left.min(100);
+        c.create_stream(&format!("idle-{left}"), n, 3).await?;
+        left -= n;
+    }
     let times = failovers(&mut c, kills, quiesced).await?;
     let pct = |p: usize| times[((times.len() * p).div_ceil(100)).clamp(1, times.len()) - 1];
     eprintln!(
-        "failover over {} kills: p50 {:?}, p99 {:?}, max {:?}, all {times:?}",
+        "failover over {} kills ({idle} idle shards): p50 {:?}, p99 {:?}, max {:?}, all {times:?}",
         times.len(),
         pct(50),
         pct(99),
