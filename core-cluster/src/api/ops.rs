@@ -8,9 +8,7 @@ use crate::catalog::{
 };
 use crate::clock::now_ms;
 use crate::node::Node;
-use crate::raft::command::{
-    group_runs, AppendCmd, MetaReply, ShardCommand, ShardResponse, ENTRY_BYTES_MAX,
-};
+use crate::raft::command::{AppendCmd, MetaReply};
 use crate::raft::group::ShardGroup;
 use crate::raft::types::NodeId;
 use bytes::Bytes;
@@ -517,70 +515,23 @@ impl Node {
         g: &ShardGroup,
         cmds: Vec<AppendCmd>,
     ) -> Result<(u64, u64, u64), RemoteError> {
-        let mut runs = Vec::with_capacity(cmds.len());
-        let mut duplicates = 0u64;
-        for cmd in cmds {
-            // Skip proposing what is certainly a duplicate or certainly
-            // refused; apply still decides.
-            let (dup, sealed, next_seq) = g.sm.read(|s| {
-                (
-                    s.duplicate_prefix(&cmd),
-                    s.sealed,
-                    s.producer_next_seq(cmd.producer_id),
-                )
-            });
-            if dup == cmd.records as usize {
-                duplicates += u64::from(cmd.records);
-                continue;
+        use crate::raft::append::{append, AppendError};
+        let unavailable = |m: String| RemoteError::new(ErrorCode::Unavailable, m);
+        match append(g, cmds).await {
+            Ok(a) => {
+                metrics::counter!("strata_core_records_in_total").increment(a.appended);
+                metrics::counter!("strata_core_duplicates_total").increment(a.duplicates);
+                Ok((a.appended, a.duplicates, a.next_offset))
             }
-            if sealed {
-                return Err(closed(next_seq));
+            Err(AppendError::Closed(next_seq)) => Err(closed(next_seq)),
+            Err(e @ (AppendError::Propose(_) | AppendError::Stopped)) => {
+                Err(unavailable(e.to_string()))
             }
-            runs.push(cmd);
-        }
-        // Proposed in order, without waiting in between: entries queue up in
-        // openraft behind one another.
-        let mut receivers = Vec::new();
-        for entry in group_runs(runs, ENTRY_BYTES_MAX) {
-            let rx = g
-                .raft
-                .client_write_ff(ShardCommand::appending(entry))
-                .await
-                .map_err(|e| RemoteError::new(ErrorCode::Unavailable, format!("raft: {e}")))?;
-            receivers.push(rx);
-        }
-        let mut appended = 0u64;
-        for rx in receivers {
-            let res = rx
-                .await
-                .map_err(|_| RemoteError::new(ErrorCode::Unavailable, "raft group stopped"))?;
-            match res
-                .map_err(|e| self.not_leader_or(RaftError::APIError(e)))?
-                .data
-            {
-                ShardResponse::Appended {
-                    appended: a,
-                    duplicates: d,
-                    ..
-                } => {
-                    appended += a;
-                    duplicates += d;
-                }
-                ShardResponse::Closed { producer_next_seq } => {
-                    return Err(closed(producer_next_seq));
-                }
-                other => {
-                    return Err(RemoteError::new(
-                        ErrorCode::Internal,
-                        format!("unexpected {other:?}"),
-                    ))
-                }
+            Err(AppendError::Write(e)) => Err(self.not_leader_or(RaftError::APIError(e))),
+            Err(e @ AppendError::Unexpected(_)) => {
+                Err(RemoteError::new(ErrorCode::Internal, e.to_string()))
             }
         }
-        let next = g.sm.read(|s| s.next_offset);
-        metrics::counter!("strata_core_records_in_total").increment(appended);
-        metrics::counter!("strata_core_duplicates_total").increment(duplicates);
-        Ok((appended, duplicates, next))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Raft groups: the metadata group and the shard groups, with their
 //! commands, type configurations, state machines and network.
 
+pub mod append;
 pub mod coalesce;
 pub mod command;
 pub mod group;

@@ -2,7 +2,7 @@
 //! (`Group<ShardState>`: openraft, the segment-log `LogStore`, the shard
 //! state machine) over its own [`SimFs`], and the two things a node does
 //! for the edge that the simulation drives: append a forward's runs
-//! ([`append`], the steps of `Node::append` in `api/ops.rs`) and read the
+//! ([`append`], `Node::append`'s path, `raft::append`) and read the
 //! shard ([`read`], what the fetch path reads: the index, then the runs it
 //! names through `RunReader`).
 //!
@@ -14,13 +14,13 @@
 use super::net::SimNet;
 use super::rng::Rng;
 use crate::log::segment::SegmentLogOptions;
-use crate::raft::command::{group_runs, AppendCmd, ShardCommand, ShardResponse, ENTRY_BYTES_MAX};
+use crate::raft::command::AppendCmd;
 use crate::raft::group::{raft_config, Group, ShardGroup};
 use crate::raft::net::Network;
 use crate::raft::runs::RunReader;
 use crate::raft::types::NodeId;
 use bytes::Bytes;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::ClientWriteError;
 use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -173,49 +173,17 @@ pub fn batch_bytes(producer_id: u64, first_seq: u64, records: u32) -> Bytes {
     Bytes::from(b)
 }
 
-/// A node's handling of a forward to its shard: the steps of
-/// `Node::append` (api/ops.rs): skip what the applied state certainly
-/// holds, propose the rest in entries of up to `ENTRY_BYTES_MAX`, and answer
-/// once every entry applied. Returns the records appended.
+/// A node's handling of a forward to its shard: the append path of
+/// `Node::append` (`raft::append`). Returns the records appended.
 pub async fn append(g: &ShardGroup, cmds: Vec<AppendCmd>) -> Result<u64, AppendError> {
-    let mut runs = Vec::with_capacity(cmds.len());
-    for cmd in cmds {
-        let dup = g.sm.read(|s| s.duplicate_prefix(&cmd));
-        if dup < cmd.records as usize {
-            runs.push(cmd);
+    use crate::raft::append::AppendError as E;
+    match crate::raft::append::append(g, cmds).await {
+        Ok(a) => Ok(a.appended),
+        Err(E::Write(ClientWriteError::ForwardToLeader(f))) => {
+            Err(AppendError::NotLeader(f.leader_id))
         }
+        Err(e) => Err(AppendError::Unavailable(e.to_string())),
     }
-    let mut receivers = Vec::new();
-    for entry in group_runs(runs, ENTRY_BYTES_MAX) {
-        let rx = g
-            .raft
-            .client_write_ff(ShardCommand::appending(entry))
-            .await
-            .map_err(|e| AppendError::Unavailable(format!("raft: {e}")))?;
-        receivers.push(rx);
-    }
-    let mut appended = 0;
-    for rx in receivers {
-        let res = rx
-            .await
-            .map_err(|_| AppendError::Unavailable("raft group stopped".into()))?;
-        match res {
-            Ok(r) => match r.data {
-                ShardResponse::Appended { appended: a, .. } => appended += a,
-                other => return Err(AppendError::Unavailable(format!("unexpected {other:?}"))),
-            },
-            Err(ClientWriteError::ForwardToLeader(f)) => {
-                return Err(AppendError::NotLeader(f.leader_id))
-            }
-            Err(e) => {
-                return Err(AppendError::Unavailable(format!(
-                    "raft: {}",
-                    RaftError::<NodeId, _>::APIError(e)
-                )))
-            }
-        }
-    }
-    Ok(appended)
 }
 
 /// One record a read returned: its offset, producer and position.
