@@ -348,12 +348,7 @@ impl PeerPool {
                     },
                 })
         };
-        tokio::time::timeout_at(deadline, exchange)
-            .await
-            .map_err(|_| PeerError::Timeout {
-                addr,
-                ms: ttl.as_millis() as u64,
-            })?
+        within(deadline, addr, ttl, exchange).await
     }
 
     /// [`Self::call`] through a batch (`raft::coalesce`): a heartbeat
@@ -526,13 +521,24 @@ impl PeerPool {
             }
             Ok(None)
         };
-        tokio::time::timeout_at(deadline, exchange)
-            .await
-            .map_err(|_| PeerError::Timeout {
-                addr,
-                ms: ttl.as_millis() as u64,
-            })?
+        within(deadline, addr, ttl, exchange).await
     }
+}
+
+/// `exchange`, or [`PeerError::Timeout`] at `deadline` (`ttl` after the
+/// call started).
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    addr: SocketAddr,
+    ttl: Duration,
+    exchange: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+    tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| PeerError::Timeout {
+            addr,
+            ms: ttl.as_millis() as u64,
+        })?
 }
 
 /// The openraft network factory of one group on a node.
@@ -679,17 +685,21 @@ impl<C: GroupConfig> RaftNetwork<C> for PeerClient {
         self.rpc(&PeerRequest::<C>::Vote(rpc), &option).await
     }
 
-    /// Replication to an unreachable peer pauses 100, 200, 400 ms, then
-    /// 500 ms (openraft's default) between tries, so a restarted or newly
-    /// opened replica is picked up quickly.
     fn backoff(&self) -> Backoff {
-        Backoff::new(
-            [100, 200, 400]
-                .into_iter()
-                .chain(std::iter::repeat(500))
-                .map(Duration::from_millis),
-        )
+        replication_backoff()
     }
+}
+
+/// Replication to an unreachable peer pauses 100, 200, 400 ms, then
+/// 500 ms (openraft's default) between tries, so a restarted or newly
+/// opened replica is picked up quickly.
+pub fn replication_backoff() -> Backoff {
+    Backoff::new(
+        [100, 200, 400]
+            .into_iter()
+            .chain(std::iter::repeat(500))
+            .map(Duration::from_millis),
+    )
 }
 
 /// The network of a core that runs alone: every group has one member, so no

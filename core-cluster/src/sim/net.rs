@@ -313,13 +313,8 @@ impl<C: GroupConfig> RaftNetwork<C> for SimConn {
             .await
     }
 
-    /// As over QUIC (`PeerClient::backoff`): 100, 200, 400, then 500 ms.
+    /// As over QUIC (`PeerClient::backoff`).
     fn backoff(&self) -> Backoff {
-        Backoff::new(
-            [100, 200, 400]
-                .into_iter()
-                .chain(std::iter::repeat(500))
-                .map(Duration::from_millis),
-        )
+        crate::raft::network::replication_backoff()
     }
 }
