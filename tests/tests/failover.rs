@@ -165,6 +165,7 @@ async fn failovers(c: &mut TestCluster, n: usize, quiesced: bool) -> Result<Vec<
             return Err(e);
         }
         times.push(t0.elapsed());
+        eprintln!("failover {}: {:?}", times.len(), t0.elapsed());
         if quiesced {
             // A node that is down does not keep the group awake.
             wait_quiesced(c, 1.0, Some(leader)).await?;
