@@ -46,6 +46,9 @@ pub struct TestCluster {
     core_extra: String,
     /// The `[[peers]]` section every node's config carries (the initial cluster).
     peers: String,
+    /// Extra environment of node `id`'s process, also on restart
+    /// ([`TestCluster::start_on`]).
+    node_env: HashMap<u64, Vec<(String, String)>>,
     /// The zone namespaces (`start_in_zones`); zone `k` holds node `k + 1`.
     /// Last, so dropped after the processes in it are killed.
     pub net: Option<ZoneNet>,
@@ -84,7 +87,7 @@ impl TestCluster {
                 netns: None,
             });
         }
-        Self::launch(dir, pki, specs, core_extra, partition, None).await
+        Self::launch(dir, pki, specs, core_extra, HashMap::new(), partition, None).await
     }
 
     /// Starts `n` core nodes, node `k + 1` in zone namespace `k` of a new
@@ -97,7 +100,23 @@ impl TestCluster {
             return Ok(None);
         }
         let net = ZoneNet::create(n as usize, latency_ms)?;
-        let dir = tempfile::tempdir()?;
+        Self::start_on(net, tempfile::tempdir()?, core_extra, HashMap::new())
+            .await
+            .map(Some)
+    }
+
+    /// [`TestCluster::start_in_zones`] on a zone network and in a directory
+    /// the caller made (so it can, say, mount a node's data dir `core-ID`
+    /// first, or serve the zones at the network's root address), one node
+    /// per zone; node `id` runs with the extra environment `node_env[id]`,
+    /// also when restarted.
+    pub async fn start_on(
+        net: ZoneNet,
+        dir: tempfile::TempDir,
+        core_extra: &str,
+        node_env: HashMap<u64, Vec<(String, String)>>,
+    ) -> Result<Self> {
+        let n = net.layout().zones as u64;
         let p = dir.path().to_path_buf();
         let (pki, _) = DevPki::ensure(&p.join("tls"))?;
         let ids: Vec<u64> = (1..=n).collect();
@@ -117,9 +136,7 @@ impl TestCluster {
             })
             .collect();
         let partition = Partition::default();
-        Self::launch(dir, pki, specs, core_extra, partition, Some(net))
-            .await
-            .map(Some)
+        Self::launch(dir, pki, specs, core_extra, node_env, partition, Some(net)).await
     }
 
     /// Starts the nodes of `specs` and an edge agent, and waits until the
@@ -129,6 +146,7 @@ impl TestCluster {
         pki: DevPki,
         specs: Vec<NodeSpec>,
         core_extra: &str,
+        node_env: HashMap<u64, Vec<(String, String)>>,
         partition: Partition,
         net: Option<ZoneNet>,
     ) -> Result<Self> {
@@ -141,7 +159,8 @@ impl TestCluster {
         }
         let mut nodes = Vec::new();
         for spec in &specs {
-            nodes.push(spawn_core(&p, &pki, core_extra, &peers, spec)?);
+            let env = node_env.get(&spec.id).map_or(&[][..], Vec::as_slice);
+            nodes.push(spawn_core(&p, &pki, core_extra, &peers, spec, env)?);
         }
         let edge_addr = free_udp_addr();
         let core_addrs: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.addr)).collect();
@@ -166,6 +185,7 @@ impl TestCluster {
             partition,
             core_extra: core_extra.to_string(),
             peers,
+            node_env,
             net,
         };
         c.wait_registered(n).await?;
@@ -202,7 +222,7 @@ impl TestCluster {
             netns: None,
         };
         let p = self.dir.path().to_path_buf();
-        let node = spawn_core(&p, &self.pki, core_extra, &self.peers, &spec)?;
+        let node = spawn_core(&p, &self.pki, core_extra, &self.peers, &spec, &[])?;
         self.nodes.push(node);
         Ok((addr, peer))
     }
@@ -362,16 +382,14 @@ impl TestCluster {
 
     pub fn restart(&mut self, id: u64) -> Result<()> {
         let p = self.dir.path().to_path_buf();
+        let env = self.node_env.get(&id).cloned().unwrap_or_default();
         let n = self.node(id);
         let (cfg, log) = (
             p.join(format!("core-{id}.toml")),
             p.join(format!("core-{id}.log")),
         );
-        n.proc = match &n.netns {
-            Some(ns) => Proc::spawn_in(ns, "strata-core", &cfg, &log),
-            None => Proc::spawn("strata-core", &cfg, &log),
-        }
-        .with_context(|| format!("restarting node {id}"))?;
+        n.proc = spawn_core_proc(n.netns.as_deref(), &cfg, &log, &env)
+            .with_context(|| format!("restarting node {id}"))?;
         Ok(())
     }
 
@@ -387,7 +405,9 @@ impl TestCluster {
                 for t in targets {
                     let c = Client::new(t, &ca)?;
                     if let Ok(Ok(v)) =
-                        tokio::time::timeout(Duration::from_secs(1), api::cluster_status(&c)).await
+                        // A node holding thousands of shards takes a while to describe them.
+                        tokio::time::timeout(Duration::from_secs(5), api::cluster_status(&c))
+                                .await
                     {
                         ok += v
                             .shards
@@ -633,6 +653,7 @@ fn spawn_core(
     core_extra: &str,
     peers: &str,
     n: &NodeSpec,
+    env: &[(String, String)],
 ) -> Result<CoreNode> {
     let id = n.id;
     let cfg = p.join(format!("core-{id}.toml"));
@@ -658,10 +679,7 @@ fn spawn_core(
         ),
     )?;
     let log = p.join(format!("core-{id}.log"));
-    let proc = match &n.netns {
-        Some(ns) => Proc::spawn_in(ns, "strata-core", &cfg, &log)?,
-        None => Proc::spawn("strata-core", &cfg, &log)?,
-    };
+    let proc = spawn_core_proc(n.netns.as_deref(), &cfg, &log, env)?;
     Ok(CoreNode {
         id,
         zone: n.zone.clone(),
@@ -670,6 +688,36 @@ fn spawn_core(
         proc,
         netns: n.netns.clone(),
     })
+}
+
+/// Starts `strata-core --config cfg` (in `netns`, if any) with `env` added
+/// to the environment, its output appended to `log`.
+fn spawn_core_proc(
+    netns: Option<&str>,
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(String, String)],
+) -> Result<Proc> {
+    if env.is_empty() {
+        return match netns {
+            Some(ns) => Proc::spawn_in(ns, "strata-core", cfg, log),
+            None => Proc::spawn("strata-core", cfg, log),
+        };
+    }
+    let out = crate::append_to(log)?;
+    let config = cfg.to_string_lossy();
+    let mut vars = vec![("RUST_LOG", "info,openraft=warn".to_string())];
+    vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let args = ["--config", &*config];
+    Proc::start(
+        netns,
+        "strata-core",
+        &args,
+        &vars,
+        out.try_clone()?,
+        out,
+        log,
+    )
 }
 
 /// A JSON file, if it exists.
