@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use strata_client::{api, Client};
+use strata_client::{api, Client, ClientError};
 use strata_tests::cluster::TestCluster;
 
 #[derive(clap::Args, Debug)]
@@ -180,7 +180,7 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
     let mut left = count;
     while left > 0 {
         let n = left.min(o.per_stream);
-        c.create_stream(&format!("idle-{streams}"), n, 3)
+        create_retrying(&c, &format!("idle-{streams}"), n)
             .await
             .with_context(|| format!("creating stream idle-{streams} ({n} shards)"))?;
         streams += 1;
@@ -270,6 +270,26 @@ async fn busy(t: &mut StrataTarget, o: &ShardsOpts, shards: u32) -> Result<Busy>
     };
     eprintln!("busy stream: {b:?}");
     Ok(b)
+}
+
+/// Creates a stream, retrying for up to a minute while the cluster answers
+/// with a retryable error (e.g. UNAVAILABLE while the metadata group elects
+/// a leader on an overloaded cluster), as a client should.
+async fn create_retrying(c: &TestCluster, name: &str, shards: u32) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.create_stream(name, shards, 3).await {
+            Err(e)
+                if Instant::now() < until
+                    && e.downcast_ref::<ClientError>()
+                        .is_some_and(ClientError::is_retryable) =>
+            {
+                eprintln!("creating {name}: {e:#}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Shards each node says it leads (node id, count), from `nodes`.
