@@ -1,35 +1,34 @@
-//! The simulation's random numbers: SplitMix64, written out here so that a
-//! seed means the same run on every machine and every version of `rand`.
+//! The simulation's random numbers: ChaCha8 (`rand_chacha`), whose output
+//! for a seed is fixed across platforms and versions, so a seed means the
+//! same run everywhere.
+
+use rand::{Rng as _, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// A seeded generator; [`Rng::fork`] gives an independent stream, so that
 /// adding a draw in one part of the simulation does not shift the others.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(ChaCha8Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(ChaCha8Rng::seed_from_u64(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, n)`; `n` must be positive.
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
-        // The modulo bias is below 2^-40 for the small ranges used here.
-        self.next_u64() % n
+        self.0.random_range(0..n)
     }
 
     /// Uniform in `[lo, hi]`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         assert!(lo <= hi, "Rng::range({lo}, {hi})");
-        lo + self.below(hi - lo + 1)
+        self.0.random_range(lo..=hi)
     }
 
     /// True with probability `per_mille / 1000`.
