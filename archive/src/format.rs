@@ -203,13 +203,15 @@ impl EncodedObject {
         self.parquet.len() as u64
     }
 
-    /// Where this object goes under `prefix` (see [`keys::data_key`]).
-    pub fn key(&self, prefix: &Path, stream: &str, shard: u32) -> Path {
+    /// Where this object goes under `prefix` when the shard leader of
+    /// Raft term `term` writes it (see [`keys::data_key`]).
+    pub fn key(&self, prefix: &Path, stream: &str, shard: u32, term: u64) -> Path {
         keys::data_key(
             prefix,
             stream,
             shard,
-            self.first_offset,
+            self.first_offset..self.next_offset,
+            term,
             self.first_timestamp_ms,
         )
     }

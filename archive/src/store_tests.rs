@@ -107,10 +107,12 @@ async fn objects_and_manifests_round_trip_through_a_local_directory() {
         w.push(40 + i as u64, &r).unwrap();
     }
     let obj = w.finish().unwrap();
-    let key = obj.key(&prefix, "orders", 2);
+    let key = obj.key(&prefix, "orders", 2, 1);
     put_object(&store, &key, obj.parquet.clone()).await.unwrap();
     let file =
-        root.join("stream=orders/date=2026-11-23/hour=05/shard-2-00000000000000000040.parquet");
+        root.join(
+            "stream=orders/date=2026-11-23/hour=05/shard-2-00000000000000000040-00000000000000000340-1.parquet",
+        );
     assert_eq!(std::fs::read(&file).unwrap(), obj.parquet);
 
     let mut manifest = Manifest::new("orders", 2);

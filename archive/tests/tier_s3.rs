@@ -128,10 +128,10 @@ async fn tiered_objects_round_trip_through_a_real_s3_server() -> Result<()> {
     let recs = records(12_000, 1024, T0, 7);
     let obj = encode("orders", 3, 1000, &recs)?;
     ensure!(obj.object_bytes() > 10 << 20, "{}", obj.object_bytes());
-    let key = obj.key(&prefix, "orders", 3);
+    let key = obj.key(&prefix, "orders", 3, 1);
     assert_eq!(
         key.as_ref(),
-        "archive/v1/stream=orders/date=2026-11-23/hour=05/shard-3-00000000000000001000.parquet"
+        "archive/v1/stream=orders/date=2026-11-23/hour=05/shard-3-00000000000000001000-00000000000000013002-1.parquet"
     );
     put_object(&store, &key, obj.parquet.clone()).await?;
     assert_eq!(store.head(&key).await?.size, obj.object_bytes());
@@ -250,7 +250,7 @@ async fn the_archive_reads_in_duckdb_and_pyarrow_locally_and_on_s3() -> Result<(
     ];
     for (store, prefix) in [(&fs, &fs_prefix), (&s3_store, &s3_prefix)] {
         for (stream, shard, _, obj) in &objects {
-            let key = obj.key(prefix, stream, *shard);
+            let key = obj.key(prefix, stream, *shard, 1);
             put_object(store, &key, obj.parquet.clone()).await?;
             let mut m = Manifest::new(*stream, *shard);
             m.push(obj.tiered_object(&key))?;

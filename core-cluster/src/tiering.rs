@@ -7,8 +7,9 @@
 //!   leader writes the object, then commits `ShardCommand::Tier` through the
 //!   shard's Raft group (the manifest is replicated state), then writes a copy
 //!   of the manifest next to the data. A crash between upload and commit
-//!   leaves an object the manifest does not name (the next upload of the same
-//!   range overwrites it, as keys are deterministic); never a gap.
+//!   leaves an object the manifest does not name, under a key of its own
+//!   (range and term: a late upload never replaces a committed object); the
+//!   leader that commits that range deletes it. Never a gap.
 //! - Every replica deletes on its own: once entries are tiered and older than
 //!   `local_retention_ms`, it drops their index entries, persists a
 //!   snapshot (the shard state: offsets, dedup table, index, manifest) and
@@ -187,7 +188,10 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
         // Reading the log and encoding Parquet is blocking work (hundreds of
         // ms per object): keep it off the async workers that serve requests.
         let enc = tokio::task::block_in_place(|| encode(tier, stream, shard, g, &entries))?;
-        let key = enc.key(&tier.prefix, stream, shard);
+        // The key names this leader's term: a late upload by a deposed
+        // leader never replaces an object a manifest names (archive keys).
+        let term = g.raft.metrics().borrow().current_term;
+        let key = enc.key(&tier.prefix, stream, shard, term);
         store::put_object(&tier.store, &key, enc.parquet.clone()).await?;
         // Total retention counts from when the core appended the records
         // (this leader's clock), not from the producers' timestamps.
@@ -210,6 +214,7 @@ pub async fn upload_sealed(tier: &Tier, stream: &str, shard: u32, g: &ShardGroup
                 )))
             }
         }
+        delete_stale_uploads(tier, stream, shard, &enc, &key).await;
         metrics::counter!("strata_core_tier_objects_total").increment(1);
         metrics::counter!("strata_core_tier_records_total").increment(obj.records);
         metrics::counter!("strata_core_tier_payload_bytes_total").increment(obj.payload_bytes);
@@ -252,6 +257,48 @@ fn encode(
         }
     }
     Ok(w.finish()?)
+}
+
+/// Deletes the objects of this shard and first offset other than `key`,
+/// the one just committed: uploads whose commit failed (this leader's
+/// earlier try, or a deposed leader's), which no manifest names and which
+/// would otherwise show their records twice to engines that read the
+/// partition tree directly. Best effort: a failure leaves an orphan and a
+/// warning, nothing else.
+async fn delete_stale_uploads(
+    tier: &Tier,
+    stream: &str,
+    shard: u32,
+    enc: &crate::tier::EncodedObject,
+    key: &Path,
+) {
+    use futures::TryStreamExt;
+    let (dir, start) = keys::same_start_prefix(
+        &tier.prefix,
+        stream,
+        shard,
+        enc.first_offset,
+        enc.first_timestamp_ms,
+    );
+    let listed: Result<Vec<_>, _> = tier.store.list(Some(&dir)).try_collect().await;
+    let stale = match listed {
+        Ok(objects) => objects
+            .into_iter()
+            .map(|o| o.location)
+            .filter(|l| l != key && l.filename().is_some_and(|n| n.starts_with(&start))),
+        Err(e) => {
+            tracing::warn!(dir = %dir, error = %e, "listing uploads to clean up");
+            return;
+        }
+    };
+    for location in stale {
+        match tier.store.delete(&location).await {
+            Ok(()) => tracing::info!(key = %location, "deleted an upload no manifest names"),
+            Err(e) => {
+                tracing::warn!(key = %location, error = %e, "deleting an upload no manifest names")
+            }
+        }
+    }
 }
 
 /// Writes the shard's manifest copy next to its data (for restore and for

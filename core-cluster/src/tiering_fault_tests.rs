@@ -437,3 +437,68 @@ async fn expiry_survives_failed_deletions() {
     assert!(c.of(Op::Delete).errors > 0, "deletions failed too");
     g.raft.shutdown().await.unwrap();
 }
+
+/// The chaos campaign's seed 1 (docs/reliability.md): a leader deposed
+/// between its upload and its commit uploaded a shorter range from the same
+/// first offset after the new leader had committed its object there, and
+/// with keys made of the first offset alone it replaced that object, whose
+/// records were then unreadable. Keys now name the range and the writer's
+/// term: a late upload lands beside the committed object, and uploads of
+/// a start that a leader then commits are deleted by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_late_upload_never_replaces_a_committed_object() {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty =
+        Arc::new(FaultyStore::new(inner.clone(), 1, FaultPlan::uniform(0.0, 0.0)).unwrap());
+    let t = tier(faulty, 4 << 10);
+    let shard = open_shard().await;
+    let g = &shard.g;
+    let retention = Retention::default();
+    append(g, 12, 9).await;
+    drain(&t, g, &inner, &retention, 50).await;
+    let first = g.sm.read(|s| s.tiered[0].clone());
+    let committed = inner.get(&Path::from(first.key.as_str())).await.unwrap();
+    let committed = committed.bytes().await.unwrap();
+    // A deposed leader (an older term) uploads a shorter range from the
+    // same offset, late.
+    let late = keys::data_key(
+        &t.prefix,
+        STREAM,
+        SHARD,
+        first.first_offset..first.first_offset + 1,
+        0,
+        record(first.first_offset).timestamp_ms,
+    );
+    assert_ne!(late.as_ref(), first.key, "a key of its own");
+    inner.put(&late, b"stale".to_vec().into()).await.unwrap();
+    let now = inner.get(&Path::from(first.key.as_str())).await.unwrap();
+    assert_eq!(now.bytes().await.unwrap(), committed);
+    let next = g.sm.read(|s| s.next_offset);
+    read_back(&t, g, 0, next).await;
+
+    // An upload from the next start, whose commit failed, before this
+    // leader tiers that start: deleted once the range is committed.
+    let orphan = keys::data_key(
+        &t.prefix,
+        STREAM,
+        SHARD,
+        next..next + 1,
+        0,
+        record(next).timestamp_ms,
+    );
+    inner.put(&orphan, b"orphan".to_vec().into()).await.unwrap();
+    append(g, 12, 9).await;
+    drain(&t, g, &inner, &retention, 50).await;
+    let keys = data_keys(&inner).await;
+    assert!(
+        !keys.contains(orphan.as_ref()),
+        "the orphan of a committed start is deleted"
+    );
+    let named: BTreeSet<String> =
+        g.sm.read(|s| s.tiered.iter().map(|o| o.key.clone()).collect());
+    let extra: Vec<_> = keys.difference(&named).collect();
+    assert_eq!(extra, vec![late.as_ref()], "only the late upload is left");
+    let next = g.sm.read(|s| s.next_offset);
+    read_back(&t, g, 0, next).await;
+    g.raft.shutdown().await.unwrap();
+}

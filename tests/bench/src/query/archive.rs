@@ -370,7 +370,7 @@ fn write_task(
             continue;
         }
         let (enc, json) = encode_object(&mut gen, task, n, (lo, hi), progress)?;
-        let key = enc.key(&StorePath::default(), STREAM, task.shard);
+        let key = enc.key(&StorePath::default(), STREAM, task.shard, 1);
         let path = dir.join(key.as_ref());
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
