@@ -61,9 +61,11 @@ pub struct Args {
     pub max_active: usize,
     pub lanes: u64,
     pub clock_jumps: bool,
+    /// The fault kinds drawn (`--kinds a,b`; default: all).
+    pub kinds: Vec<schedule::Kind>,
 }
 
-const USAGE: &str = "usage: strata-chaos [--duration-secs N] [--seed N] [--fault-every-ms N] [--out DIR] [--max-active N] [--lanes N] [--no-clock-jumps]";
+const USAGE: &str = "usage: strata-chaos [--duration-secs N] [--seed N] [--fault-every-ms N] [--out DIR] [--max-active N] [--lanes N] [--kinds k1,k2] [--no-clock-jumps]";
 
 fn parse_args(argv: &[String]) -> Result<Args> {
     let mut a = Args {
@@ -76,6 +78,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         max_active: 3,
         lanes: 4,
         clock_jumps: true,
+        kinds: schedule::Kind::ALL.to_vec(),
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -101,6 +104,13 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--out" => a.out = PathBuf::from(value),
             "--max-active" => a.max_active = num()?.max(1) as usize,
             "--lanes" => a.lanes = num()?.max(1),
+            "--kinds" => {
+                a.kinds = value
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, String>>()
+                    .map_err(|e| anyhow::anyhow!("--kinds: {e}"))?;
+            }
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
@@ -233,6 +243,9 @@ async fn campaign(args: &Args) -> Result<bool> {
     let root = net.layout().root_addr();
     let dir = tempfile::Builder::new().prefix("strata-chaos").tempdir()?;
     let rig = rig(dir.path(), args.clock_jumps)?;
+    if rig.clock_files.is_none() && args.kinds.iter().all(|k| *k == schedule::Kind::ClockJump) {
+        bail!("--kinds allows clock jumps only, and they are left out");
+    }
     let s3 = S3Server::start(&dir.path().join("s3")).await?;
     let upstream: SocketAddr = s3
         .endpoint()
@@ -296,6 +309,9 @@ mod tests {
         assert_eq!((a.duration_secs, a.seed, a.fault_every_ms), (60, 9, 1500));
         assert_eq!(a.out, PathBuf::from("x"));
         assert!(!a.clock_jumps);
+        let a = args("--kinds isolate_zone,s3_outage").unwrap();
+        assert_eq!(a.kinds, [schedule::Kind::Isolate, schedule::Kind::S3Outage]);
+        assert!(format!("{:#}", args("--kinds nope").unwrap_err()).contains("unknown fault kind"));
         assert_eq!(
             args("--seed 5").unwrap().out,
             PathBuf::from("target/chaos/seed-5")

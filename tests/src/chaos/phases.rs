@@ -47,6 +47,7 @@ pub async fn drive(args: &Args, t: &mut Targets) -> Result<bool> {
         fault_every_ms: args.fault_every_ms,
         max_active: args.max_active,
         clock_jumps: t.clock_files.is_some(),
+        kinds: args.kinds.clone(),
     };
     let mut fault_log = std::fs::File::create(args.out.join("faults.jsonl"))?;
     let chaos_start = Instant::now();
@@ -90,7 +91,7 @@ pub async fn drive(args: &Args, t: &mut Targets) -> Result<bool> {
         Err(e) => Err(e),
     };
     let replicas_ok = replicas.is_ok();
-    let replicas = replicas.unwrap_or_else(|e| format!("NOT identical: {e:#}"));
+    let replicas = replicas.unwrap_or_else(|e| format!("not shown identical: {e:#}"));
     let deliveries = consumed.deliveries.lock().unwrap().clone();
     let verdict = oracle::check(&core, &acked, KEYS, &deliveries);
     let passed = verdict.passed() && replicas_ok && unreadable.is_empty();

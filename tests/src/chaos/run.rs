@@ -44,6 +44,7 @@ pub struct ChaosCfg {
     pub fault_every_ms: u64,
     pub max_active: usize,
     pub clock_jumps: bool,
+    pub kinds: Vec<Kind>,
 }
 
 /// What the chaos phase did.
@@ -117,7 +118,9 @@ pub async fn chaos(
         next = now + Duration::from_millis(rng.gap_ms(cfg.fault_every_ms));
         // Drawn even when it cannot run, so the schedule does not depend
         // on how long the cluster took to answer.
-        let plan = schedule::draw(&mut rng, nodes, |k| k != Kind::ClockJump || cfg.clock_jumps);
+        let plan = schedule::draw(&mut rng, nodes, |k| {
+            cfg.kinds.contains(&k) && (k != Kind::ClockJump || cfg.clock_jumps)
+        });
         if active.len() >= cfg.max_active {
             log.skipped += 1;
             continue;

@@ -120,6 +120,20 @@ impl Kind {
     }
 }
 
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault kind {s:?} (kinds: {})", names.join(", "))
+            })
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -227,6 +241,15 @@ mod tests {
                 Kind::ClockJump
             );
         }
+    }
+
+    #[test]
+    fn kinds_parse_by_name() {
+        for k in Kind::ALL {
+            assert_eq!(k.name().parse::<Kind>(), Ok(k));
+        }
+        let e = "kill_all".parse::<Kind>().unwrap_err();
+        assert!(e.contains("unknown fault kind \"kill_all\""), "{e}");
     }
 
     #[test]

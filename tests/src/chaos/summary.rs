@@ -53,6 +53,7 @@ impl Summary {
             "max_active": self.args.max_active,
             "producer_lanes": self.args.lanes,
             "clock_jumps": self.clock_jumps,
+            "kinds": self.args.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
             "faults": self.faults,
             "faults_by_kind": self.by_kind,
             "fault_injection_errors": self.fault_errors,
