@@ -27,7 +27,6 @@
 //! not hold back the heartbeats that travel with it. Integers are
 //! little-endian except frame lengths (big-endian, `strata_schema::frame`).
 
-use crate::raft::peer::{WireError, STATUS_BAD_REQUEST};
 use bytes::{Buf, BufMut, Bytes};
 use std::time::Duration;
 use strata_schema::frame::{self, FRAME_BYTES_MAX, FRAME_HEADER_BYTES};
@@ -42,6 +41,25 @@ pub const BATCH_PARTS_MAX: usize = 256;
 pub const PART_BYTES_MAX: usize = 16 * 1024;
 /// A batch is sent once its parts reach this many bytes.
 pub const BATCH_BYTES_MAX: usize = 256 * 1024;
+
+/// Why batch bytes do not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch truncated: {what} needs {need} bytes, {have} left")]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("not a batch: kind {0}")]
+    NotBatch(u8),
+    #[error("a batch of {0} requests (1 to 256 allowed)")]
+    Count(usize),
+    #[error("a batch part of {0} bytes exceeds the frame limit")]
+    PartTooLarge(usize),
+    #[error("{0} unexpected bytes after the batch")]
+    Trailing(usize),
+}
 
 /// What a new RPC for a peer does, given the batch forming for that peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +112,10 @@ pub fn is_batch(body: &[u8]) -> bool {
 }
 
 /// The request bodies of a batch request body (as [`encode_batch`] wrote).
-pub fn decode_batch(mut body: Bytes) -> Result<Vec<Bytes>, WireError> {
+pub fn decode_batch(mut body: Bytes) -> Result<Vec<Bytes>, BatchError> {
     let need = |b: &Bytes, n: usize, what: &'static str| {
         if b.remaining() < n {
-            Err(WireError::Truncated {
+            Err(BatchError::Truncated {
                 what,
                 need: n,
                 have: b.remaining(),
@@ -109,24 +127,24 @@ pub fn decode_batch(mut body: Bytes) -> Result<Vec<Bytes>, WireError> {
     need(&body, 3, "batch header")?;
     let kind = body.get_u8();
     if kind != KIND_BATCH {
-        return Err(WireError::UnknownKind(kind));
+        return Err(BatchError::NotBatch(kind));
     }
     let count = usize::from(body.get_u16_le());
     if count == 0 || count > BATCH_PARTS_MAX {
-        return Err(WireError::BatchCount(count));
+        return Err(BatchError::Count(count));
     }
     let mut parts = Vec::with_capacity(count);
     for _ in 0..count {
         need(&body, FRAME_HEADER_BYTES, "batch part length")?;
         let len = body.get_u32() as usize;
         if len > FRAME_BYTES_MAX {
-            return Err(WireError::BatchPartTooLarge(len));
+            return Err(BatchError::PartTooLarge(len));
         }
         need(&body, len, "batch part")?;
         parts.push(body.split_to(len));
     }
     if body.has_remaining() {
-        return Err(WireError::Trailing(body.remaining()));
+        return Err(BatchError::Trailing(body.remaining()));
     }
     Ok(parts)
 }
@@ -153,12 +171,12 @@ pub enum BatchReply {
     Whole(Bytes),
 }
 
-pub fn decode_batch_reply(mut body: Bytes) -> Result<BatchReply, WireError> {
+pub fn decode_batch_reply(mut body: Bytes) -> Result<BatchReply, BatchError> {
     if !is_batch(&body) {
         return Ok(BatchReply::Whole(body));
     }
     if body.remaining() < 4 {
-        return Err(WireError::Truncated {
+        return Err(BatchError::Truncated {
             what: "batch reply header",
             need: 4,
             have: body.remaining(),
@@ -167,14 +185,6 @@ pub fn decode_batch_reply(mut body: Bytes) -> Result<BatchReply, WireError> {
     body.advance(1);
     let index = body.get_u16_le();
     Ok(BatchReply::Part(index, body))
-}
-
-/// Whether a whole-batch reply says the peer does not take batches: a node
-/// of an older version answers BAD_REQUEST (its decoder reads the batch
-/// header as some other request's); this node never refuses a batch it
-/// could decode as a whole.
-pub fn refused_as_unknown(reply: &[u8]) -> bool {
-    reply.first() == Some(&STATUS_BAD_REQUEST)
 }
 
 #[cfg(test)]
@@ -244,17 +254,17 @@ mod tests {
         trailing.push(0);
         assert!(matches!(
             decode_batch(Bytes::from(trailing)),
-            Err(WireError::Trailing(1))
+            Err(BatchError::Trailing(1))
         ));
         let empty = [KIND_BATCH, 0, 0];
         assert!(matches!(
             decode_batch(Bytes::copy_from_slice(&empty)),
-            Err(WireError::BatchCount(0))
+            Err(BatchError::Count(0))
         ));
         let huge = [KIND_BATCH, 1, 0, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
             decode_batch(Bytes::copy_from_slice(&huge)),
-            Err(WireError::BatchPartTooLarge(_))
+            Err(BatchError::PartTooLarge(_))
         ));
     }
 
@@ -277,8 +287,5 @@ mod tests {
             BatchReply::Whole(whole)
         );
         assert!(decode_batch_reply(Bytes::from_static(&[KIND_BATCH, 1])).is_err());
-        assert!(refused_as_unknown(b"\x02unknown peer RPC kind 8"));
-        assert!(refused_as_unknown(b"\x02group id is not UTF-8"));
-        assert!(!refused_as_unknown(b"\x03not a member"));
     }
 }

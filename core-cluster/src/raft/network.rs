@@ -447,7 +447,7 @@ impl PeerPool {
         let outcome = self.exchange_batch(addr, &batch, ttl, &mut waiting).await;
         match outcome {
             Ok(None) => {}
-            Ok(Some(whole)) if coalesce::refused_as_unknown(&whole) => {
+            Ok(Some(whole)) if refuses_batches(&whole) => {
                 tracing::info!(%addr, "peer does not take batched requests: sending them one by one");
                 self.unbatched
                     .lock()
@@ -523,6 +523,14 @@ impl PeerPool {
         };
         within(deadline, addr, ttl, exchange).await
     }
+}
+
+/// Whether a whole-batch reply says the peer does not take batches: a node
+/// of an older version answers BAD_REQUEST (its decoder reads the batch
+/// header as some other request's); a node that takes batches never
+/// refuses one it could decode as a whole.
+fn refuses_batches(reply: &[u8]) -> bool {
+    reply.first() == Some(&crate::raft::peer::STATUS_BAD_REQUEST)
 }
 
 /// `exchange`, or [`PeerError::Timeout`] at `deadline` (`ttl` after the

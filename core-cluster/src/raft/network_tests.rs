@@ -579,3 +579,11 @@ async fn small_requests_to_one_peer_travel_in_batches() {
 
 #[path = "network_identity_tests.rs"]
 mod identity;
+
+#[test]
+fn a_bad_request_to_a_whole_batch_means_the_peer_takes_none() {
+    assert!(refuses_batches(b"\x02unknown peer RPC kind 8"));
+    assert!(refuses_batches(b"\x02group id is not UTF-8"));
+    assert!(!refuses_batches(b"\x03not a member"));
+    assert!(!refuses_batches(b""));
+}

@@ -145,10 +145,6 @@ pub enum WireError {
     },
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
-    #[error("a batch of {0} requests (1 to 256 allowed)")]
-    BatchCount(usize),
-    #[error("a batch part of {0} bytes exceeds the frame limit")]
-    BatchPartTooLarge(usize),
 }
 
 /// A decoded RPC for a group of type configuration `C`.
