@@ -309,7 +309,9 @@ pub fn revoke_identity(cert: &Path, ca_dir: &Path, crl: &Path) -> Result<usize> 
     Ok(serials.len())
 }
 
-fn write_private(path: &Path, pem: &str) -> Result<()> {
+/// Writes a key file readable by its owner only (0600; the daemons refuse
+/// a key others can read).
+pub fn write_private(path: &Path, pem: &str) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -491,17 +491,8 @@ pub fn issue_zone_certs(pki: &DevPki, nodes: &[u64], ips: &[Ipv4Addr]) -> Result
 /// Writes a private key file, readable by its owner only (the daemons
 /// refuse a key others can read).
 fn write_private(path: &std::path::Path, pem: &str) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(pem.as_bytes())?;
-    Ok(())
+    strata_runtime::tls::write_private(path, pem)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
