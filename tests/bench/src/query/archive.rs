@@ -570,11 +570,6 @@ mod tests {
         assert_eq!(a.objects, 2 * 3 * 2);
         assert_eq!(a.records, a.records_per_shard_hour * 6);
         assert!(a.parquet_bytes >= spec.target_bytes, "{a:?}");
-        let key = format!(
-            "stream={STREAM}/date={DATE}/hour=02/shard-1-{:020}.parquet",
-            2 * a.records_per_shard_hour
-        );
-        assert!(first.dir.join(&key).is_file(), "{key} missing");
         let m = Manifest::from_json(
             &std::fs::read(
                 first
@@ -586,6 +581,12 @@ mod tests {
         .unwrap();
         assert_eq!(m.tiered_to(), a.records_per_shard_hour * 3);
         let hour2 = &m.objects[4];
+        let key = format!(
+            "stream={STREAM}/date={DATE}/hour=02/shard-1-{:020}-{:020}-1.parquet",
+            2 * a.records_per_shard_hour,
+            hour2.next_offset
+        );
+        assert!(first.dir.join(&key).is_file(), "{key} missing");
         assert_eq!(hour2.key, key);
         assert_eq!(hour2.min_timestamp_ms, DAY_START_MS + 2 * HOUR_MS);
         assert!(m.objects[5].max_timestamp_ms < DAY_START_MS + 3 * HOUR_MS);
