@@ -7,7 +7,7 @@
 #
 #   sudo deploy/scripts/chaos.sh [--duration-secs N] [--seed N]
 #        [--fault-every-ms N] [--out DIR] [--max-active N] [--lanes N]
-#        [--no-clock-jumps]
+#        [--kinds kill_leader,isolate_zone,...] [--no-clock-jumps]
 #
 # Defaults: 300 s, seed from the clock, a fault every 1.5 s on average (at
 # most 3 at once), output in target/chaos/seed-<seed> (summary.json,
@@ -44,4 +44,12 @@ fi
 cargo build --release -p strata-core -p strata-edge
 cargo build --release -p strata-tests --bin strata-chaos
 
-exec target/release/strata-chaos "$@"
+# Run copies: the checkout is shared, and a build during the campaign must
+# not change the binary a restarted node runs. The runner finds strata-core
+# and strata-edge beside itself.
+pinned="$(mktemp -d "${TMPDIR:-/tmp}/strata-chaos-bin.XXXXXX")"
+trap 'rm -rf "$pinned"' EXIT
+cp target/release/strata-core target/release/strata-edge target/release/strata-chaos "$pinned/"
+echo "chaos.sh: binaries pinned in $pinned (HEAD $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"
+sha256sum "$pinned"/strata-core "$pinned"/strata-edge | sed 's|/.*/||'
+"$pinned/strata-chaos" "$@"

@@ -113,10 +113,13 @@ async fn read_shard(c: &Cluster, stream: &str, shard: u32, out: &mut Read) -> Re
     Ok(())
 }
 
-/// The first offset after `bad` (which fails) that reads, or `end`.
+/// The first offset after `bad` (which fails) that reads, or `end`. A
+/// probe gets 5 s: the SDK retries a failing read (an object it cannot
+/// read answers UNAVAILABLE, which is retryable) for 15 s or more, and a
+/// damaged object takes a dozen probes.
 async fn first_readable(c: &Cluster, stream: &str, shard: u32, bad: u64, end: u64) -> u64 {
     let reads = |o: u64| async move {
-        let f = tokio::time::timeout(Duration::from_secs(30), fetch_at(c, stream, shard, o));
+        let f = tokio::time::timeout(Duration::from_secs(5), fetch_at(c, stream, shard, o));
         matches!(f.await, Ok(Ok(_)))
     };
     let (mut lo, mut step) = (bad, 1u64);
