@@ -13,9 +13,9 @@
 
 use crate::load::Load;
 use crate::plan::Plan;
-use crate::procfs::{find_pid, read_proc};
+use crate::procfs::read_proc;
 use crate::run::{latency_run, throughput_run};
-use crate::strata::StrataTarget;
+use crate::strata::{pid_of, StrataTarget};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -169,11 +169,7 @@ async fn measure(o: &ShardsOpts, count: u32) -> Result<Row> {
     )
     .await?;
     let pids = (1..=3)
-        .map(|id| {
-            let needle = c.dir.path().join(format!("core-{id}.toml"));
-            find_pid(&needle.display().to_string())
-                .with_context(|| format!("no strata-core runs with {}", needle.display()))
-        })
+        .map(|id| pid_of(c.dir.path(), &format!("core-{id}.toml")))
         .collect::<Result<Vec<u32>>>()?;
     let started = Instant::now();
     let mut streams = 0;

@@ -64,10 +64,6 @@ impl StrataTarget {
     /// Starts an edge and a core of `core_nodes` nodes (1, or 3 in three
     /// zones); streams get `shards` shards replicated on every core node.
     pub async fn start(core_nodes: u32, shards: u32) -> Result<Self> {
-        let pid_of = |dir: &Path, cfg: &str| {
-            let needle = dir.join(cfg).display().to_string();
-            procfs::find_pid(&needle).with_context(|| format!("no process runs with {needle}"))
-        };
         let (deployment, seeds, edge_addr, ca, mut pids) = match core_nodes {
             1 => {
                 let p = Pipeline::start("").await?;
@@ -101,18 +97,20 @@ impl StrataTarget {
     }
 }
 
+/// The process running with config file `cfg` of the test directory `dir`.
+pub fn pid_of(dir: &Path, cfg: &str) -> Result<u32> {
+    let needle = dir.join(cfg).display().to_string();
+    procfs::find_pid(&needle).with_context(|| format!("no process runs with {needle}"))
+}
+
 impl StrataTarget {
     /// The target on a running three-zone cluster `c` (it may already hold
     /// other streams); streams get `shards` shards on every node.
     pub fn on_cluster(c: TestCluster, shards: u32) -> Result<Self> {
-        let dir = c.dir.path().to_path_buf();
-        let pid_of = |cfg: &str| {
-            let needle = dir.join(cfg).display().to_string();
-            procfs::find_pid(&needle).with_context(|| format!("no process runs with {needle}"))
-        };
-        let mut pids = vec![("edge", pid_of("edge.toml")?)];
+        let dir = c.dir.path();
+        let mut pids = vec![("edge", pid_of(dir, "edge.toml")?)];
         for id in 1..=c.nodes.len() {
-            pids.push(("core", pid_of(&format!("core-{id}.toml"))?));
+            pids.push(("core", pid_of(dir, &format!("core-{id}.toml"))?));
         }
         Ok(Self {
             core: Arc::new(Cluster::new(c.seeds(), &c.pki.ca)?),
