@@ -6,38 +6,35 @@
 
 use std::fmt;
 
-/// SplitMix64: small, seedable and good enough to spread faults.
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The schedule's random numbers: ChaCha8 (`rand_chacha`, as the
+/// simulation uses), whose output for a seed is fixed across platforms and
+/// versions, so a seed names the same schedule everywhere.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(ChaCha8Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "below(0)");
-        self.next_u64() % n
+        self.0.random_range(0..n)
     }
 
     /// Uniform in `lo..=hi`.
     pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
         assert!(lo <= hi, "between({lo}, {hi})");
-        lo + self.below(hi - lo + 1)
+        self.0.random_range(lo..=hi)
     }
 
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.random::<f64>()
     }
 
     /// Exponentially distributed with mean `mean_ms`, kept within
