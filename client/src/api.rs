@@ -149,8 +149,17 @@ pub async fn create_stream_with(
         )
         .as_union_value()
     });
-    stream_description(c, &c.call(&req).await?)
+    // Creating waits for the new shard groups' leaders (the core bounds
+    // each wait at 10 s), so the call gets at least CREATE_TIMEOUT whatever
+    // the client's per-call timeout: a cluster client's short attempt
+    // timeout would give up and retry on another node, which then answers
+    // STREAM_EXISTS for the stream this call created.
+    let timeout = c.timeout().max(CREATE_TIMEOUT);
+    stream_description(c, &c.call_with_timeout(&req, timeout).await?)
 }
+
+/// The least time a create call is given (see [`create_stream_with`]).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `delete_stream` did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -128,6 +128,11 @@ impl Client {
         self.timeout = timeout;
     }
 
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -85,18 +85,6 @@ def payload(key, i):
     return f"{key}|{i}|".encode() + hashlib.sha256(f"{key}/{i}".encode()).digest()[:16]
 
 
-def create(name, shards):
-    """CreateStream, tolerating ResourceInUseException for a name this test
-    never created before: the edge routes a create that takes the core
-    longer than its 1 s attempt timeout to another node, which then finds
-    the stream the first attempt made (a known edge shortfall, see
-    docs/kinesis.md)."""
-    try:
-        ADMIN.create_stream(StreamName=name, ShardCount=shards)
-    except ADMIN.exceptions.ResourceInUseException:
-        pass
-
-
 def shards_of(stream):
     out, token = [], None
     while True:
@@ -223,7 +211,7 @@ def main_phase():
     subscribe()
     reshards_and_delete()
     aws_cli()
-    create("outage", 1)
+    ADMIN.create_stream(StreamName="outage", ShardCount=1)
     ADMIN.put_record(StreamName="outage", Data=b"before", PartitionKey="o")
     print(json.dumps(figures))
 
@@ -287,7 +275,7 @@ def count(stream):
 
 
 def refusals():
-    create("guard", 1)
+    ADMIN.create_stream(StreamName="guard", ShardCount=1)
     wrong = client(os.environ["KINESIS_ADMIN_KEY"], "x" * 40)
     unknown = client("SKUNKNOWNKEY00000000", "x" * 40)
     viewer = client(os.environ["KINESIS_VIEWER_KEY"], os.environ["KINESIS_VIEWER_SECRET"])
@@ -311,7 +299,7 @@ def refusals():
 
 def kpl():
     from aws_kinesis_agg.aggregator import RecordAggregator
-    create("kpl", 2)
+    ADMIN.create_stream(StreamName="kpl", ShardCount=2)
     agg = RecordAggregator()
     users = [(f"user-{i}", f"payload-{i}".encode()) for i in range(50)]
     for pk, data in users:
@@ -327,7 +315,7 @@ def kpl():
 
 def subscribe():
     """SubscribeToShard (enhanced fan-out) pushes the records as events."""
-    create("push", 1)
+    ADMIN.create_stream(StreamName="push", ShardCount=1)
     arn = ADMIN.describe_stream_summary(StreamName="push")["StreamDescriptionSummary"]["StreamARN"]
     consumer = ADMIN.register_stream_consumer(StreamARN=arn, ConsumerName="app")["Consumer"]
     check(consumer["ConsumerStatus"] == "ACTIVE", "the consumer is active")
@@ -351,7 +339,7 @@ def subscribe():
 
 def reshards_and_delete():
     """MergeShards and UpdateShardCount reshard with lineage; DeleteStream removes."""
-    create("merge", 2)
+    ADMIN.create_stream(StreamName="merge", ShardCount=2)
     ADMIN.merge_shards(StreamName="merge", ShardToMerge="shardId-000000000000",
                        AdjacentShardToMerge="shardId-000000000001")
     # Like Kinesis (the stream is UPDATING meanwhile), the merge shows once
@@ -364,7 +352,7 @@ def reshards_and_delete():
         time.sleep(0.1)
     check(len(merged) == 1 and merged[0]["ParentShardId"] == "shardId-000000000000"
           and merged[0]["AdjacentParentShardId"] == "shardId-000000000001", f"merged shard: {merged}")
-    create("scale", 1)
+    ADMIN.create_stream(StreamName="scale", ShardCount=1)
     r = ADMIN.update_shard_count(StreamName="scale", TargetShardCount=3, ScalingType="UNIFORM_SCALING")
     check((r["CurrentShardCount"], r["TargetShardCount"]) == (1, 3), f"update_shard_count: {r}")
     ADMIN.delete_stream(StreamName="scale")
