@@ -25,7 +25,11 @@ pub struct Node {
     pub cfg: CoreConfig,
     /// The object store tier (the local filesystem by default).
     pub tier: Arc<crate::tiering::Tier>,
-    pub(crate) meta: MetaGroup,
+    /// The metadata group; replaced when it is opened again after its
+    /// Raft stopped on an error ([`Self::meta`] for the current one).
+    pub(crate) meta: RwLock<Arc<MetaGroup>>,
+    /// When the metadata group stopped on an error may be opened again.
+    pub(crate) meta_open_not_before: std::sync::Mutex<Option<std::time::Instant>>,
     pub(crate) shards: RwLock<HashMap<(String, u32), Arc<ShardGroup>>>,
     pub(crate) net: NetworkFactory,
     /// Serialises opening shard groups.
@@ -94,7 +98,8 @@ impl Node {
         let node = Arc::new(Self {
             tier,
             cfg,
-            meta,
+            meta: RwLock::new(Arc::new(meta)),
+            meta_open_not_before: Default::default(),
             shards: RwLock::new(HashMap::new()),
             net,
             opening: tokio::sync::Mutex::new(()),
@@ -108,7 +113,7 @@ impl Node {
         if members.len() == 1 {
             // A single-node core is ready once its groups are: wait here so that
             // the first request does not race the elections.
-            node.meta
+            node.meta()
                 .wait_leader("meta", Duration::from_secs(30))
                 .await?;
             // A shard that cannot open is logged and retried by the
@@ -119,6 +124,11 @@ impl Node {
         }
         tokio::spawn(node.clone().watch_catalog(stop));
         Ok(node)
+    }
+
+    /// The metadata group as it is now (see [`Self::reopen_stopped_meta`]).
+    pub(crate) fn meta(&self) -> Arc<MetaGroup> {
+        self.meta.read().expect("meta lock").clone()
     }
 
     /// Every shard group open on this node.
@@ -133,7 +143,7 @@ impl Node {
 
     /// Whether `stream` is being restored from an archive.
     pub fn restoring(&self, stream: &str) -> bool {
-        self.meta.sm.read(|c| {
+        self.meta().sm.read(|c| {
             c.streams
                 .get(stream)
                 .is_some_and(|s| s.restore_from.is_some())
@@ -142,7 +152,7 @@ impl Node {
 
     /// A stream's retention, from the catalog (default if unknown).
     pub fn retention(&self, stream: &str) -> strata_protocol::Retention {
-        self.meta
+        self.meta()
             .sm
             .read(|c| c.streams.get(stream).map(|s| s.retention))
             .unwrap_or_default()
@@ -158,13 +168,13 @@ impl Node {
 
     /// Client address of a node, from the catalog.
     pub fn client_addr(&self, node: NodeId) -> Option<String> {
-        self.meta
+        self.meta()
             .sm
             .read(|c| c.nodes.get(&node).map(|n| n.addr.clone()))
     }
 
     pub(crate) fn stream_meta(&self, name: &str) -> Result<StreamMeta, RemoteError> {
-        self.meta
+        self.meta()
             .sm
             .read(|c| c.streams.get(name).cloned())
             .ok_or_else(|| {
@@ -248,13 +258,13 @@ impl Node {
         for g in groups {
             let _ = g.raft.shutdown().await;
         }
-        let _ = self.meta.raft.shutdown().await;
+        let _ = self.meta().raft.shutdown().await;
     }
 }
 
 impl crate::raft::peer::GroupRegistry for Node {
     fn meta_raft(&self) -> Option<MetaRaft> {
-        Some(self.meta.raft.clone())
+        Some(self.meta().raft.clone())
     }
 
     fn shard_raft(&self, group: &str) -> Option<ShardRaft> {
@@ -262,7 +272,7 @@ impl crate::raft::peer::GroupRegistry for Node {
     }
 
     fn members(&self) -> std::collections::BTreeSet<NodeId> {
-        self.meta.sm.read(|c| c.nodes.keys().copied().collect())
+        self.meta().sm.read(|c| c.nodes.keys().copied().collect())
     }
 
     fn heard_from(&self, node: NodeId) {

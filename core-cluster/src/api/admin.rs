@@ -40,7 +40,7 @@ pub async fn dispatch(node: &Node, req: &fb::Request<'_>) -> Option<Result<Bytes
             None => Err(mismatch()),
         },
         fb::RequestBody::AwsKeyListRequest => match req.body_as_aws_key_list_request() {
-            Some(r) => Ok(node.meta.sm.read(|c| {
+            Some(r) => Ok(node.meta().sm.read(|c| {
                 if r.with_secrets() {
                     key_list_reply(&c.aws_keys)
                 } else {
@@ -99,7 +99,7 @@ impl Node {
             .await?
         {
             MetaReply::Meta(MetaResponse::Done) => {
-                let version = self.meta.sm.read(|c| c.aws_keys.version);
+                let version = self.meta().sm.read(|c| c.aws_keys.version);
                 Ok(key_list_reply(&AwsKeys {
                     keys: vec![key],
                     version,
@@ -119,7 +119,7 @@ impl Node {
             .await?
         {
             MetaReply::Meta(MetaResponse::Done) => Ok(self
-                .meta
+                .meta()
                 .sm
                 .read(|c| key_list_reply(&c.aws_keys.redacted()))),
             other => Err(refused(other, ErrorCode::InvalidArgument)),
@@ -158,7 +158,7 @@ impl Node {
         purge_archive: bool,
     ) -> Result<Bytes, RemoteError> {
         self.require_meta_leader()?;
-        let exists = self.meta.sm.read(|c| c.streams.contains_key(name));
+        let exists = self.meta().sm.read(|c| c.streams.contains_key(name));
         if exists {
             match self
                 .commit_meta(MetaCommand::DeleteStream(name.to_string()))
@@ -210,7 +210,7 @@ impl Node {
     /// A new stream must not write over the archive a deleted stream of the
     /// same name left (same object keys, same manifest keys).
     pub(crate) async fn refuse_over_kept_archive(&self, name: &str) -> Result<(), RemoteError> {
-        let exists = self.meta.sm.read(|c| c.streams.contains_key(name));
+        let exists = self.meta().sm.read(|c| c.streams.contains_key(name));
         if exists || !self.tier.enabled {
             return Ok(());
         }

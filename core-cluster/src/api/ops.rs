@@ -26,7 +26,7 @@ impl Node {
     /// returns the catalog's answer.
     pub(crate) async fn commit_meta(&self, cmd: MetaCommand) -> Result<MetaReply, RemoteError> {
         Ok(self
-            .meta
+            .meta()
             .raft
             .client_write(cmd)
             .await
@@ -146,11 +146,11 @@ impl Node {
             ));
         }
         self.require_meta_leader()?;
-        self.meta
+        self.meta()
             .sm
             .read(|c| self.cfg.caps().check_stream(c, name))
             .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        let (replicas, replication) = self.meta.sm.read(|c| {
+        let (replicas, replication) = self.meta().sm.read(|c| {
             let r = if replication == 0 {
                 c.default_replication()
             } else {
@@ -223,7 +223,7 @@ impl Node {
         // Placement rotates with the shard id, as at creation.
         let last = plan.children.iter().map(|c| c.id).max().unwrap_or(0);
         let placed = self
-            .meta
+            .meta()
             .sm
             .read(|c| place(c, last + 1, meta.replication))
             .map_err(|e| invalid(e.to_string()))?;
@@ -263,7 +263,7 @@ impl Node {
     }
 
     pub(crate) fn require_meta_leader(&self) -> Result<(), RemoteError> {
-        match self.meta.leader() {
+        match self.meta().leader() {
             Some(l) if l == self.cfg.node_id => Ok(()),
             Some(l) => Err(RemoteError::not_leader(
                 format!(
@@ -315,14 +315,14 @@ impl Node {
                     peer_addr: peer_addr.clone(),
                     draining: false,
                 };
-                self.meta
+                self.meta()
                     .sm
                     .read(|c| c.check_new_node(&n))
                     .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
                 MetaCommand::AddNode(n)
             }
             MembershipChange::Remove { node_id } => {
-                self.meta
+                self.meta()
                     .sm
                     .read(|c| plan_drain(c, *node_id))
                     .map_err(|e| RemoteError::new(ErrorCode::InvalidArgument, e.to_string()))?;
@@ -358,7 +358,7 @@ impl Node {
             ));
         }
         let principal = caller.principal.as_deref().map(str::to_string);
-        let known = self.meta.sm.read(|c| {
+        let known = self.meta().sm.read(|c| {
             c.producers.get(&id).map(|p| {
                 (
                     p.registered_ms,
@@ -388,7 +388,7 @@ impl Node {
         {
             return Err(RemoteError::new(ErrorCode::PermissionDenied, m));
         }
-        Ok(self.meta.sm.read(|c| {
+        Ok(self.meta().sm.read(|c| {
             (
                 c.producers.get(&id).map_or(0, |p| p.registered_ms),
                 c.producers.len() as u64,
@@ -406,7 +406,7 @@ impl Node {
             return Ok(());
         };
         let owner = self
-            .meta
+            .meta()
             .sm
             .read(|c| c.producers.get(&id).map(|p| p.principal.clone()));
         match owner {
@@ -436,7 +436,7 @@ impl Node {
             .await?
         {
             MetaReply::Meta(MetaResponse::AclChanged { added_id }) => Ok(self
-                .meta
+                .meta()
                 .sm
                 .read(|c| crate::api::access::acl_reply(&c.acl, added_id))),
             MetaReply::Meta(MetaResponse::Refused(m)) => {
@@ -465,7 +465,7 @@ impl Node {
             .map_err(|e| invalid(e.to_string()))?;
         self.stream_meta(stream)?;
         self.require_meta_leader()?;
-        self.meta
+        self.meta()
             .sm
             .read(|c| {
                 let caps = self.cfg.caps();

@@ -45,7 +45,7 @@ impl Handler for CoreHandler {
             }
         };
         tracing::debug!(%peer, stream = r.stream(), shard = r.shard(), offset = r.offset(), "push subscription");
-        let allowed = self.node.meta.sm.read(|c| {
+        let allowed = self.node.meta().sm.read(|c| {
             access::authorize(
                 &c.acl,
                 &self.node.cfg.superusers,
@@ -89,7 +89,7 @@ impl CoreHandler {
         let superusers = &self.node.cfg.superusers;
         let grant = self
             .node
-            .meta
+            .meta()
             .sm
             .read(|c| access::authorize(&c.acl, superusers, caller, access::needs(&req)))?;
         match req.body_type() {
@@ -108,7 +108,7 @@ impl CoreHandler {
                 super::high_water::producer_high_water(&self.node, r, caller).await
             }
             fb::RequestBody::AclListRequest => {
-                Ok(self.node.meta.sm.read(|c| access::acl_reply(&c.acl, 0)))
+                Ok(self.node.meta().sm.read(|c| access::acl_reply(&c.acl, 0)))
             }
             fb::RequestBody::AclChangeRequest => {
                 let r = req.body_as_acl_change_request().ok_or_else(body_mismatch)?;
@@ -189,7 +189,7 @@ impl CoreHandler {
             }
             fb::RequestBody::ListStreamsRequest => {
                 let mut streams = self.node.list();
-                self.node.meta.sm.read(|c| {
+                self.node.meta().sm.read(|c| {
                     streams.retain(|s| access::may_describe(&c.acl, superusers, caller, &s.name))
                 });
                 Ok(list_reply(&streams))

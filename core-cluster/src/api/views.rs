@@ -11,7 +11,7 @@ impl Node {
     /// The consumer groups of a stream as clients see them.
     pub(crate) fn groups_of(&self, stream: &str) -> Vec<strata_protocol::GroupInfo> {
         use strata_protocol::{GroupInfo, GroupShardInfo};
-        self.meta.sm.read(|c| {
+        self.meta().sm.read(|c| {
             let Some(groups) = c.groups.get(stream) else {
                 return Vec::new();
             };
@@ -50,7 +50,7 @@ impl Node {
     }
 
     pub(crate) fn info_of(&self, meta: &StreamMeta) -> StreamInfo {
-        let nodes = self.meta.sm.read(|c| {
+        let nodes = self.meta().sm.read(|c| {
             let mut ids: Vec<u64> = meta
                 .shards
                 .iter()
@@ -126,14 +126,17 @@ impl Node {
     }
 
     pub fn list(&self) -> Vec<StreamInfo> {
-        let metas: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
+        let metas: Vec<StreamMeta> = self
+            .meta()
+            .sm
+            .read(|c| c.streams.values().cloned().collect());
         metas.iter().map(|m| self.info_of(m)).collect()
     }
 
     /// This node's view of the cluster: nodes, metadata leader, and the
     /// shards it leads with each replica's replication lag.
     pub fn status(&self) -> ClusterView {
-        let nodes = self.meta.sm.read(|c| {
+        let nodes = self.meta().sm.read(|c| {
             c.nodes
                 .values()
                 .map(|n| NodeInfo {
@@ -183,10 +186,10 @@ impl Node {
         shards.sort_by(|a, b| (&a.stream, a.shard).cmp(&(&b.stream, b.shard)));
         ClusterView {
             node: self.cfg.node_id,
-            meta_leader: self.meta.leader().unwrap_or(0),
+            meta_leader: self.meta().leader().unwrap_or(0),
             nodes,
             shards,
-            producers: self.meta.sm.read(|c| c.producers.len() as u64),
+            producers: self.meta().sm.read(|c| c.producers.len() as u64),
         }
     }
 }

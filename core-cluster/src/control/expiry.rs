@@ -111,7 +111,7 @@ impl Node {
             }
         }
         let report = self
-            .meta
+            .meta()
             .sm
             .read(|c| producers::stale_held(c, held, now, idle_ms));
         for ids in report.chunks(IDS_PER_COMMAND) {
@@ -124,11 +124,11 @@ impl Node {
                 return;
             }
         }
-        if !may_forget_catalog || self.meta.leader() != Some(me) {
+        if !may_forget_catalog || self.meta().leader() != Some(me) {
             return;
         }
         let idle = self
-            .meta
+            .meta()
             .sm
             .read(|c| producers::idle(c, now, idle_ms, IDS_PER_COMMAND));
         if let Some((ids, before_ms)) = idle {

@@ -17,7 +17,7 @@ impl Node {
                 }
                 let (first, next, newest) =
                     g.sm.read(|s| (s.first_offset, s.next_offset, s.newest_timestamp_ms()));
-                let lags: Vec<(String, u64, i64)> = self.meta.sm.read(|c| {
+                let lags: Vec<(String, u64, i64)> = self.meta().sm.read(|c| {
                     c.groups
                         .get(&stream)
                         .into_iter()

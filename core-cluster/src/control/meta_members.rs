@@ -79,7 +79,7 @@ impl Node {
     /// Metadata leader: performs [`plan`] on the metadata group.
     pub(crate) async fn reconcile_meta_members(&self) -> Result<(), ControlError> {
         let membership = self
-            .meta
+            .meta()
             .raft
             .metrics()
             .borrow()
@@ -91,10 +91,10 @@ impl Node {
         }
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
-        let plan = self.meta.sm.read(|c| plan(c, &voters, &members));
+        let plan = self.meta().sm.read(|c| plan(c, &voters, &members));
         for (id, addr) in plan.add_learners {
             tracing::info!(node = id, "adding node to the metadata group as a learner");
-            self.meta
+            self.meta()
                 .raft
                 .add_learner(id, BasicNode::new(&addr), false)
                 .await
@@ -102,7 +102,7 @@ impl Node {
         }
         if let Some(want) = plan.replace_voters {
             tracing::info!(?voters, ?want, "replacing draining metadata voters");
-            self.meta
+            self.meta()
                 .raft
                 .change_membership(ChangeMembers::ReplaceAllVoters(want), true)
                 .await
@@ -113,7 +113,7 @@ impl Node {
             // Forget first, then leave the group: when the drained node is
             // this leader, it can commit nothing once it has removed itself.
             tracing::info!(node = id, "node drained: removing it from the cluster");
-            self.meta
+            self.meta()
                 .raft
                 .client_write(MetaCommand::ForgetNode(id))
                 .await
@@ -129,7 +129,7 @@ impl Node {
     }
 
     async fn remove_meta_member(&self, id: u64) -> Result<(), ControlError> {
-        self.meta
+        self.meta()
             .raft
             .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
             .await

@@ -50,7 +50,7 @@ const REOPEN_STOPPED_AFTER: Duration = Duration::from_secs(1);
 impl Node {
     /// Keeps this node's groups in line with the catalog.
     pub(crate) async fn watch_catalog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut applied = self.meta.sm.subscribe();
+        let mut applied = self.meta().sm.subscribe();
         loop {
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %format!("{e:#}"), "reconciling with the catalog failed; retrying");
@@ -65,9 +65,10 @@ impl Node {
     }
 
     pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), ControlError> {
-        if self.meta.leader() == Some(self.cfg.node_id) {
+        self.reopen_stopped_meta().await;
+        if self.meta().leader() == Some(self.cfg.node_id) {
             let (known, forgotten): (Vec<u64>, BTreeSet<u64>) = self
-                .meta
+                .meta()
                 .sm
                 .read(|c| (c.nodes.keys().copied().collect(), c.forgotten.clone()));
             for m in self.cfg.initial_members() {
@@ -79,7 +80,7 @@ impl Node {
                         peer_addr: m.peer_addr.to_string(),
                         draining: false,
                     });
-                    self.meta
+                    self.meta()
                         .raft
                         .client_write(cmd)
                         .await
@@ -88,7 +89,10 @@ impl Node {
             }
             self.reconcile_meta_members().await?;
         }
-        let streams: Vec<StreamMeta> = self.meta.sm.read(|c| c.streams.values().cloned().collect());
+        let streams: Vec<StreamMeta> = self
+            .meta()
+            .sm
+            .read(|c| c.streams.values().cloned().collect());
         // A shard that cannot open (a damaged log, say) does not keep the
         // others closed or the steps below from running.
         self.close_stopped().await;
@@ -134,6 +138,67 @@ impl Node {
                 .lock()
                 .expect("open_not_before lock")
                 .insert(key, std::time::Instant::now() + REOPEN_STOPPED_AFTER);
+        }
+    }
+
+    /// The metadata group's counterpart of [`Self::close_stopped`]: once
+    /// its Raft stopped on an error (a full disk), it is shut down and,
+    /// [`REOPEN_STOPPED_AFTER`] later, opened again from its directory with
+    /// its own state machine, so the catalog's watchers keep watching. Until
+    /// then catalog changes get UNAVAILABLE and reads see the catalog as it
+    /// was. (Before, the group stayed stopped until the node restarted.)
+    pub(crate) async fn reopen_stopped_meta(&self) {
+        let now = std::time::Instant::now();
+        let due = self
+            .meta_open_not_before
+            .lock()
+            .expect("meta_open_not_before lock")
+            .map(|t| now >= t);
+        let meta = self.meta();
+        match due {
+            Some(false) => {}
+            None => {
+                let err = meta.raft.metrics().borrow().running_state.clone().err();
+                // Stopped: shut down on purpose (the node is stopping).
+                let Some(error) = err.filter(|e| !matches!(e, openraft::error::Fatal::Stopped))
+                else {
+                    return;
+                };
+                tracing::error!(%error, "the metadata group stopped on an error; opening it again");
+                *self
+                    .meta_open_not_before
+                    .lock()
+                    .expect("meta_open_not_before lock") = Some(now + REOPEN_STOPPED_AFTER);
+                // Nothing writes to its log once its Raft is shut down.
+                let _ = meta.raft.shutdown().await;
+            }
+            Some(true) => {
+                let dir = self.cfg.data_dir.join("meta");
+                let opened = meta
+                    .reopen(
+                        "meta",
+                        &dir,
+                        self.cfg.node_id,
+                        Self::segment_options(&self.cfg),
+                        self.net.network("meta"),
+                    )
+                    .await;
+                let next = match opened {
+                    Ok(g) => {
+                        *self.meta.write().expect("meta lock") = Arc::new(g);
+                        tracing::info!("the metadata group is open again");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "opening the metadata group again failed; retrying");
+                        Some(std::time::Instant::now() + REOPEN_STOPPED_AFTER)
+                    }
+                };
+                *self
+                    .meta_open_not_before
+                    .lock()
+                    .expect("meta_open_not_before lock") = next;
+            }
         }
     }
 
@@ -196,9 +261,9 @@ impl Node {
         &self,
         cmd: MetaCommand,
     ) -> Result<MetaResponse, ControlError> {
-        let data = match self.meta.leader() {
+        let data = match self.meta().leader() {
             Some(l) if l == self.cfg.node_id => {
-                self.meta
+                self.meta()
                     .raft
                     .client_write(cmd)
                     .await
@@ -210,7 +275,7 @@ impl Node {
                     return Err(ControlError::NoPeers(l));
                 };
                 let addr = self
-                    .meta
+                    .meta()
                     .sm
                     .read(|c| c.nodes.get(&l).map(|n| n.peer_addr.clone()))
                     .ok_or(ControlError::UnknownNode(l))?;
@@ -282,7 +347,7 @@ impl Node {
             // period: a shard stays available when its preferred leader is
             // down at creation. Once a replica has moved, nobody initializes:
             // a new replica waits for the leader to add it.
-            let peers = self.meta.sm.read(|c| {
+            let peers = self.meta().sm.read(|c| {
                 sh.replicas
                     .iter()
                     .filter_map(|r| c.nodes.get(r).map(|n| (*r, BasicNode::new(&n.peer_addr))))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 impl Node {
     pub(crate) async fn purge_deleted(self: &Arc<Self>) {
         let me = self.cfg.node_id;
-        for stream in self.meta.sm.read(|c| c.to_purge(me)) {
+        for stream in self.meta().sm.read(|c| c.to_purge(me)) {
             let groups: Vec<_> = {
                 let mut map = self.shards.write().expect("shards lock");
                 let keys: Vec<(String, u32)> =

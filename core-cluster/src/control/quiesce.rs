@@ -152,7 +152,7 @@ impl Node {
     /// Every other node of the catalog, with its peer address.
     fn peers(&self) -> HashMap<NodeId, SocketAddr> {
         let me = self.cfg.node_id;
-        self.meta.sm.read(|c| {
+        self.meta().sm.read(|c| {
             c.nodes
                 .iter()
                 .filter(|(id, _)| **id != me)

@@ -140,7 +140,7 @@ impl Node {
             }
         }
         let Some(addr) = self
-            .meta
+            .meta()
             .sm
             .read(|c| c.nodes.get(&preferred).map(|n| n.peer_addr.clone()))
             .and_then(|a| a.parse().ok())
@@ -209,7 +209,7 @@ impl Node {
             };
             for &id in replicas.iter().filter(|id| !members.contains(id)) {
                 let addr = self
-                    .meta
+                    .meta()
                     .sm
                     .read(|c| c.nodes.get(&id).map(|n| n.peer_addr.clone()))
                     .ok_or(ControlError::UnknownNode(id))?;

@@ -42,6 +42,15 @@ pub enum GroupError {
     NoLeader { group: String, timeout: Duration },
 }
 
+fn store_error(name: &str, dir: &Path, what: &'static str, source: StoreError) -> GroupError {
+    GroupError::Store {
+        group: name.to_string(),
+        what,
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
 /// One Raft group: its Raft handle, state machine and log, all of the
 /// type configuration of its state.
 pub struct Group<S: GroupState> {
@@ -119,16 +128,40 @@ impl<S: GroupState> Group<S> {
         seg: SegmentLogOptions,
         net: Network,
     ) -> Result<Self, GroupError> {
-        let store_err = |what, source| GroupError::Store {
-            group: name.to_string(),
-            what,
-            dir: dir.to_path_buf(),
-            source: Box::new(source),
-        };
+        let store_err = |what, source| store_error(name, dir, what, source);
         let log = LogStore::open_in(fs.clone(), dir, seg)
             .map_err(|e| store_err("opening the Raft log", e))?;
-        let sm =
-            GroupSm::<S>::open_in(fs, dir).map_err(|e| store_err("reading the snapshot", e))?;
+        let sm = GroupSm::<S>::open_in(fs.clone(), dir)
+            .map_err(|e| store_err("reading the snapshot", e))?;
+        Self::start(log, sm, config, name, node_id, net).await
+    }
+
+    /// Opens the group again after its Raft stopped on an error (openraft
+    /// stops a group on any storage error, e.g. a full disk): the log is
+    /// read again from `dir` (a torn tail cut), the state machine is this
+    /// group's own, so whoever watches it keeps watching.
+    pub(crate) async fn reopen(
+        &self,
+        name: &str,
+        dir: &Path,
+        node_id: NodeId,
+        seg: SegmentLogOptions,
+        net: Network,
+    ) -> Result<Self, GroupError> {
+        let log = LogStore::open_in(StdFs::shared(), dir, seg)
+            .map_err(|e| store_error(name, dir, "opening the Raft log", e))?;
+        let config = raft_config(name, S::SNAPSHOT_EVERY)?;
+        Self::start(log, self.sm.clone(), config, name, node_id, net).await
+    }
+
+    async fn start(
+        log: LogStore<S::Config>,
+        sm: GroupSm<S>,
+        config: Arc<openraft::Config>,
+        name: &str,
+        node_id: NodeId,
+        net: Network,
+    ) -> Result<Self, GroupError> {
         let raft = Raft::new(node_id, config, net, log.clone(), sm.clone())
             .await
             .map_err(|e| GroupError::Raft {
