@@ -12,7 +12,7 @@ use crate::raft::net::Network;
 use crate::raft::peer::QuiesceRequest;
 use crate::raft::quiesce::{self, GroupView, Quiet};
 use crate::raft::shard::ShardState;
-use crate::raft::sm::{GroupSm, GroupState};
+use crate::raft::sm::{GroupSm, GroupState, Timers};
 use crate::raft::types::{NodeId, Raft};
 use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
@@ -72,6 +72,7 @@ const KEEP_BEHIND_SNAPSHOT: u64 = 1_000;
 pub(crate) fn raft_config(
     name: &str,
     snapshot_every: Option<u64>,
+    timers: Timers,
 ) -> Result<Arc<openraft::Config>, GroupError> {
     let (snapshot_policy, max_in_snapshot_log_to_keep) = match snapshot_every {
         Some(n) => (
@@ -84,13 +85,9 @@ pub(crate) fn raft_config(
     };
     let c = openraft::Config {
         cluster_name: name.to_string(),
-        // openraft 0.9 gives each AppendEntries one heartbeat interval to
-        // complete (follower fsync included), and a follower waits out the
-        // leader's lease (election_timeout_max) plus its own timeout before a
-        // new election: together these put failover at roughly 0.6-0.8 s.
-        heartbeat_interval: 100,
-        election_timeout_min: 200,
-        election_timeout_max: 400,
+        heartbeat_interval: timers.heartbeat_ms,
+        election_timeout_min: timers.election_min_ms,
+        election_timeout_max: timers.election_max_ms,
         snapshot_policy,
         max_in_snapshot_log_to_keep,
         // Bounds one AppendEntries so it fits in a heartbeat interval.
@@ -112,7 +109,7 @@ impl<S: GroupState> Group<S> {
         seg: SegmentLogOptions,
         net: Network,
     ) -> Result<Self, GroupError> {
-        let config = raft_config(name, S::SNAPSHOT_EVERY)?;
+        let config = raft_config(name, S::SNAPSHOT_EVERY, S::TIMERS)?;
         Self::open_in(StdFs::shared(), config, name, dir, node_id, seg, net).await
     }
 
@@ -150,7 +147,7 @@ impl<S: GroupState> Group<S> {
     ) -> Result<Self, GroupError> {
         let log = LogStore::open_in(StdFs::shared(), dir, seg)
             .map_err(|e| store_error(name, dir, "opening the Raft log", e))?;
-        let config = raft_config(name, S::SNAPSHOT_EVERY)?;
+        let config = raft_config(name, S::SNAPSHOT_EVERY, S::TIMERS)?;
         Self::start(log, self.sm.clone(), config, name, node_id, net).await
     }
 

@@ -1,7 +1,7 @@
 //! The metadata group's [`GroupState`]: the stream catalog.
 
 use super::command::MetaReply;
-use super::sm::GroupState;
+use super::sm::{GroupState, Timers};
 use super::types::{LogId, MetaTypes};
 use crate::catalog::{Catalog, MetaCommand};
 
@@ -14,6 +14,8 @@ impl GroupState for Catalog {
     type Config = MetaTypes;
 
     const SNAPSHOT_EVERY: Option<u64> = Some(META_SNAPSHOT_EVERY);
+
+    const TIMERS: Timers = Timers::META;
 
     fn apply(&mut self, _log_id: &LogId, cmd: &MetaCommand, _now_ms: i64) -> MetaReply {
         MetaReply::Meta(Catalog::apply(self, cmd))

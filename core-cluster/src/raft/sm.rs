@@ -34,6 +34,9 @@ pub trait GroupState:
     /// what leaves the disk).
     const SNAPSHOT_EVERY: Option<u64> = None;
 
+    /// The group's Raft timers.
+    const TIMERS: Timers = Timers::SHARD;
+
     /// Applies a committed command. `now_ms` is this replica's clock,
     /// read once per applied batch by [`GroupSm`]: a state never reads a
     /// clock itself, so applying is a function of its inputs.
@@ -43,6 +46,43 @@ pub trait GroupState:
         cmd: &<Self::Config as RaftTypeConfig>::D,
         now_ms: i64,
     ) -> <Self::Config as RaftTypeConfig>::R;
+}
+
+/// A group's Raft timers, in milliseconds (openraft's heartbeat interval
+/// and the range its election timeout is drawn from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Timers {
+    /// Shard groups: failover is on the write path. openraft 0.9 gives
+    /// each AppendEntries one heartbeat interval to complete (follower
+    /// fsync included), and a follower waits out the leader's lease
+    /// (`election_max_ms`) plus its own timeout before a new election:
+    /// together these put failover at roughly 0.6-0.8 s (the node-level
+    /// failure detector, `raft::quiesce`, brings it to about 0.6 s).
+    pub const SHARD: Timers = Timers {
+        heartbeat_ms: 100,
+        election_min_ms: 200,
+        election_max_ms: 400,
+    };
+
+    /// The metadata group: one per cluster, its leader on a node that may
+    /// run thousands of shard groups. With the shards' 100 ms heartbeats
+    /// its leader kept losing its lease on nodes running ~8,900 groups
+    /// each (docs/benchmarks.md, "10,000 shards"), and every lost lease is
+    /// an election that stalls stream changes and consumer groups. The
+    /// timers of etcd's defaults (100 ms heartbeat, 1 s election) with a
+    /// wider heartbeat window: a metadata failover takes about 1-1.5 s,
+    /// well within consumer sessions (3 s).
+    pub const META: Timers = Timers {
+        heartbeat_ms: 250,
+        election_min_ms: 1_000,
+        election_max_ms: 1_500,
+    };
 }
 
 /// The applied state plus Raft's bookkeeping.

@@ -116,7 +116,8 @@ impl Cluster {
     /// which openraft draws once per start from `[min, max)` with a thread
     /// RNG, is drawn here from the seed (the same distribution).
     fn raft_config(&self) -> Result<Arc<openraft::Config>, String> {
-        let base = raft_config("sim-0", None).map_err(|e| e.to_string())?;
+        let base = raft_config("sim-0", None, crate::raft::sm::Timers::SHARD)
+            .map_err(|e| e.to_string())?;
         let (min, max) = (base.election_timeout_min, base.election_timeout_max);
         let timeout = self.rng.lock().expect("rng lock").range(min, max - 1);
         let c = openraft::Config {
