@@ -50,6 +50,11 @@ cargo build --release -p strata-tests --bin strata-chaos
 pinned="$(mktemp -d "${TMPDIR:-/tmp}/strata-chaos-bin.XXXXXX")"
 trap 'rm -rf "$pinned"' EXIT
 cp target/release/strata-core target/release/strata-edge target/release/strata-chaos "$pinned/"
-echo "chaos.sh: binaries pinned in $pinned (HEAD $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown))"
+STRATA_CHAOS_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  STRATA_CHAOS_COMMIT="$STRATA_CHAOS_COMMIT-dirty"
+fi
+export STRATA_CHAOS_COMMIT
+echo "chaos.sh: binaries pinned in $pinned (HEAD $STRATA_CHAOS_COMMIT)"
 sha256sum "$pinned"/strata-core "$pinned"/strata-edge | sed 's|/.*/||'
 "$pinned/strata-chaos" "$@"

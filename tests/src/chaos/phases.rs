@@ -209,9 +209,14 @@ async fn wait_consumed(consumers: &load::Consumers, want: usize) {
     }
 }
 
-/// The checked-out commit (with `-dirty` if the tree has changes), if git
-/// is there.
+/// The commit the binaries were built from: `STRATA_CHAOS_COMMIT` (set by
+/// chaos.sh when it pins them: the checkout may move on during a run), or
+/// else the checked-out commit (with `-dirty` if the tree has changes), if
+/// git is there.
 fn git_commit() -> String {
+    if let Ok(c) = std::env::var("STRATA_CHAOS_COMMIT") {
+        return c;
+    }
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
