@@ -41,7 +41,7 @@ async fn measure_failover_time() -> Result<()> {
         c.create_stream(&format!("idle-{left}"), n, 3).await?;
         left -= n;
     }
-    let times = failovers(&mut c, kills, quiesced).await?;
+    let times = failovers(&mut c, kills, quiesced, idle).await?;
     let pct = |p: usize| times[((times.len() * p).div_ceil(100)).clamp(1, times.len()) - 1];
     eprintln!(
         "failover over {} kills ({idle} idle shards): p50 {:?}, p99 {:?}, max {:?}, all {times:?}",
@@ -78,11 +78,12 @@ const FAILOVER_MAX: Duration = Duration::from_secs(3);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_is_bounded() -> Result<()> {
     let mut c = TestCluster::start(3, false).await?;
-    let times =
-        match tokio::time::timeout(Duration::from_secs(120), failovers(&mut c, 3, false)).await {
-            Ok(r) => r?,
-            Err(_) => bail!("three failovers took over 120 s"),
-        };
+    let times = match tokio::time::timeout(Duration::from_secs(120), failovers(&mut c, 3, false, 0))
+        .await
+    {
+        Ok(r) => r?,
+        Err(_) => bail!("three failovers took over 120 s"),
+    };
     eprintln!("failover times {times:?}");
     let max = times[times.len() - 1];
     if max > FAILOVER_MAX {
@@ -100,7 +101,7 @@ async fn failover_is_bounded() -> Result<()> {
 async fn idle_groups_quiesce_wake_on_writes_and_fail_over() -> Result<()> {
     let mut c = TestCluster::start(3, false).await?;
     let times =
-        match tokio::time::timeout(Duration::from_secs(150), failovers(&mut c, 2, true)).await {
+        match tokio::time::timeout(Duration::from_secs(150), failovers(&mut c, 2, true, 0)).await {
             Ok(r) => r?,
             Err(_) => bail!("two failovers of quiesced groups took over 150 s"),
         };
@@ -134,11 +135,42 @@ async fn wait_quiesced(c: &TestCluster, n: f64, except: Option<u64>) -> Result<(
     .await
 }
 
+/// Waits (up to 5 minutes) until every node of `c` counts at least `n`
+/// quiesced shard groups.
+async fn wait_quiesced_at_least(c: &TestCluster, n: f64) -> Result<()> {
+    let t = std::time::Instant::now();
+    wait_for(
+        "the idle shard groups to quiesce on every node",
+        Duration::from_secs(300),
+        || async {
+            for id in c.nodes.iter().map(|n| n.id) {
+                if c.metric(id, "strata_core_quiesced_groups").await? < n {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    eprintln!("idle groups quiesced again after {:?}", t.elapsed());
+    Ok(())
+}
+
 /// Kills the leader of a one-shard stream `n` times (restarting it and
 /// letting it catch up in between; with `quiesced`, once the group went
 /// quiet on every node); returns, sorted, the times from each SIGKILL to
 /// the first write acknowledged through the SDK's leader discovery.
-async fn failovers(c: &mut TestCluster, n: usize, quiesced: bool) -> Result<Vec<Duration>> {
+///
+/// With `idle` other shards on the cluster, each kill waits until every
+/// node counts them quiesced again: the failover of a busy shard among
+/// idle ones in steady state, not amid the elections that the previous
+/// kill and restart set off in the idle groups.
+async fn failovers(
+    c: &mut TestCluster,
+    n: usize,
+    quiesced: bool,
+    idle: u32,
+) -> Result<Vec<Duration>> {
     c.create_stream("fo", 1, 3).await?;
     let cluster = c.cluster();
     // Forwards need a producer id registered to the caller (docs/security.md).
@@ -155,6 +187,9 @@ async fn failovers(c: &mut TestCluster, n: usize, quiesced: bool) -> Result<Vec<
             seq += 1;
             write_one(&cluster, seq).await?;
             wait_quiesced(c, 1.0, None).await?;
+        }
+        if idle > 0 {
+            wait_quiesced_at_least(c, f64::from(idle)).await?;
         }
         let leader = c.leader_of("fo", 0).await?;
         let t0 = std::time::Instant::now();
