@@ -71,15 +71,19 @@ impl Timers {
     };
 
     /// The metadata group: one per cluster, its leader on a node that may
-    /// run thousands of shard groups. With the shards' 100 ms heartbeats
-    /// its leader kept losing its lease on nodes running ~8,900 groups
-    /// each (docs/benchmarks.md, "10,000 shards"), and every lost lease is
-    /// an election that stalls stream changes and consumer groups. The
-    /// timers of etcd's defaults (100 ms heartbeat, 1 s election) with a
-    /// wider heartbeat window: a metadata failover takes about 1-1.5 s,
-    /// well within consumer sessions (3 s).
+    /// run thousands of shard groups. With the shards' 200-400 ms election
+    /// timeout its followers kept electing on nodes running ~8,900 groups
+    /// each, their leader's heartbeats late (docs/benchmarks.md, "10,000
+    /// shards"), and every election stalls stream changes and consumer
+    /// groups. etcd's default election timeout (1 s) tolerates ten late
+    /// heartbeats; a metadata failover takes about 1-1.5 s, well within
+    /// consumer sessions (3 s). The heartbeat stays at 100 ms: followers
+    /// learn that an entry (a new stream, say) committed with the next
+    /// heartbeat, and a longer interval widened the window in which a node
+    /// does not know a stream just created (a 250 ms heartbeat failed the
+    /// cluster reshard test with UNKNOWN_STREAM once in CI).
     pub const META: Timers = Timers {
-        heartbeat_ms: 250,
+        heartbeat_ms: 100,
         election_min_ms: 1_000,
         election_max_ms: 1_500,
     };
