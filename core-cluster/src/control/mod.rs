@@ -119,9 +119,8 @@ impl Node {
             .shard_groups()
             .into_iter()
             .filter_map(|(k, g)| {
-                let err = g.raft.metrics().borrow().running_state.clone().err()?;
-                // Stopped: shut down on purpose (the node is stopping).
-                (!matches!(err, openraft::error::Fatal::Stopped)).then(|| (k, g, err.to_string()))
+                let err = g.failure()?;
+                Some((k, g, err.to_string()))
             })
             .collect();
         for (key, g, error) in stopped {
@@ -158,10 +157,7 @@ impl Node {
         match due {
             Some(false) => {}
             None => {
-                let err = meta.raft.metrics().borrow().running_state.clone().err();
-                // Stopped: shut down on purpose (the node is stopping).
-                let Some(error) = err.filter(|e| !matches!(e, openraft::error::Fatal::Stopped))
-                else {
+                let Some(error) = meta.failure() else {
                     return;
                 };
                 tracing::error!(%error, "the metadata group stopped on an error; opening it again");

@@ -267,6 +267,14 @@ impl<S: GroupState> Group<S> {
         self.quiet.lock().expect("quiet lock").quiesced
     }
 
+    /// The error the group's Raft stopped on, if it stopped on one
+    /// (openraft quits a group on any storage error, e.g. a full disk); not
+    /// a shutdown on purpose (`Fatal::Stopped`: the node is stopping).
+    pub fn failure(&self) -> Option<openraft::error::Fatal<NodeId>> {
+        let err = self.raft.metrics().borrow().running_state.clone().err()?;
+        (!matches!(err, openraft::error::Fatal::Stopped)).then_some(err)
+    }
+
     /// Current leader as this member sees it.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
