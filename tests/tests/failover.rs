@@ -115,17 +115,38 @@ async fn idle_groups_quiesce_wake_on_writes_and_fail_over() -> Result<()> {
 
 /// Waits until every node of `c` but `except` counts `n` quiesced shard groups.
 async fn wait_quiesced(c: &TestCluster, n: f64, except: Option<u64>) -> Result<()> {
+    wait_quiesced_until(c, except, WAIT, |q| q == n).await
+}
+
+/// Waits (up to 5 minutes) until every node of `c` counts at least `n`
+/// quiesced shard groups.
+async fn wait_quiesced_at_least(c: &TestCluster, n: f64) -> Result<()> {
+    let t = std::time::Instant::now();
+    wait_quiesced_until(c, None, Duration::from_secs(300), |q| q >= n).await?;
+    eprintln!("idle groups quiesced again after {:?}", t.elapsed());
+    Ok(())
+}
+
+/// Waits until the count of quiesced shard groups of every node of `c`
+/// but `except` satisfies `done`.
+async fn wait_quiesced_until(
+    c: &TestCluster,
+    except: Option<u64>,
+    timeout: Duration,
+    done: impl Fn(f64) -> bool,
+) -> Result<()> {
+    let done = &done;
     wait_for(
-        "the shard group to quiesce on every live node",
-        WAIT,
-        || async {
+        "the shard groups to quiesce on every live node",
+        timeout,
+        || async move {
             for id in c
                 .nodes
                 .iter()
                 .map(|n| n.id)
                 .filter(|id| Some(*id) != except)
             {
-                if c.metric(id, "strata_core_quiesced_groups").await? != n {
+                if !done(c.metric(id, "strata_core_quiesced_groups").await?) {
                     return Ok(None);
                 }
             }
@@ -133,27 +154,6 @@ async fn wait_quiesced(c: &TestCluster, n: f64, except: Option<u64>) -> Result<(
         },
     )
     .await
-}
-
-/// Waits (up to 5 minutes) until every node of `c` counts at least `n`
-/// quiesced shard groups.
-async fn wait_quiesced_at_least(c: &TestCluster, n: f64) -> Result<()> {
-    let t = std::time::Instant::now();
-    wait_for(
-        "the idle shard groups to quiesce on every node",
-        Duration::from_secs(300),
-        || async {
-            for id in c.nodes.iter().map(|n| n.id) {
-                if c.metric(id, "strata_core_quiesced_groups").await? < n {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        },
-    )
-    .await?;
-    eprintln!("idle groups quiesced again after {:?}", t.elapsed());
-    Ok(())
 }
 
 /// Kills the leader of a one-shard stream `n` times (restarting it and
