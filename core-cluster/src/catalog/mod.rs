@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod delete;
 pub mod groups;
+pub mod layout;
 pub mod model;
 pub mod producers;
 pub mod reshard;

@@ -24,6 +24,7 @@ pub mod quiesce;
 pub mod replicas;
 pub mod tiering;
 
+use crate::catalog::layout::Layout;
 use crate::catalog::{MetaCommand, MetaResponse, NodeMeta, StreamMeta};
 use crate::error::raft_err;
 pub use crate::error::ControlError;
@@ -46,20 +47,36 @@ const OPEN_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// How long a node waits before it opens again a shard group whose Raft
 /// stopped on an error.
 const REOPEN_STOPPED_AFTER: Duration = Duration::from_secs(1);
+/// How often a node reconciles when the catalog's layout does not change.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
 impl Node {
     /// Keeps this node's groups in line with the catalog.
     pub(crate) async fn watch_catalog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut applied = self.meta().sm.subscribe();
+        // Retry registration and group opening that waited on other nodes,
+        // and follow the groups' own changes (leaders, stopped groups).
+        let mut every = tokio::time::interval(RECONCILE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reconciled: Option<Layout> = None;
         loop {
+            tokio::select! {
+                _ = applied.changed() => {
+                    // Most entries (group heartbeats, offsets, producers)
+                    // leave what a reconcile reads as it was.
+                    let same = reconciled
+                        .as_ref()
+                        .is_some_and(|l| self.meta().sm.read(|c| c.has_layout(l)));
+                    if same {
+                        continue;
+                    }
+                }
+                _ = every.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            reconciled = Some(self.meta().sm.read(|c| c.layout()));
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %format!("{e:#}"), "reconciling with the catalog failed; retrying");
-            }
-            tokio::select! {
-                _ = applied.changed() => {}
-                // Retry registration and group opening that waited on other nodes.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.wait_for(|s| *s) => return,
             }
         }
     }
@@ -270,15 +287,7 @@ impl Node {
                 let NetworkFactory::Quic(pool) = &self.net else {
                     return Err(ControlError::NoPeers(l));
                 };
-                let addr = self
-                    .meta()
-                    .sm
-                    .read(|c| c.nodes.get(&l).map(|n| n.peer_addr.clone()))
-                    .ok_or(ControlError::UnknownNode(l))?;
-                let addr = addr
-                    .parse()
-                    .map_err(|source| ControlError::PeerAddr { addr, source })?;
-                pool.meta_write(addr, cmd, Duration::from_secs(5))
+                pool.meta_write(self.peer_addr_of(l)?, cmd, Duration::from_secs(5))
                     .await
                     .map_err(raft_err(format!("metadata write through node {l}")))?
             }

@@ -71,6 +71,11 @@ impl Node {
                 let Some(g) = self.shard(&s.name, sh.id) else {
                     continue;
                 };
+                // Copied only where this node leads: most of a node's groups
+                // are followers here.
+                if g.leader() != Some(me) {
+                    continue;
+                }
                 let m = g.raft.metrics().borrow().clone();
                 if m.current_leader != Some(me) {
                     continue;
