@@ -20,6 +20,10 @@ use strata_schema::fb::ErrorCode;
 use strata_schema::wire::RemoteError;
 use tokio::sync::watch;
 
+/// How long a lookup that found no such stream on a metadata follower
+/// waits for its catalog to catch up before it answers so.
+const CATALOG_CATCH_UP_MAX: Duration = Duration::from_secs(1);
+
 /// A core node.
 pub struct Node {
     pub cfg: CoreConfig,
@@ -183,6 +187,74 @@ impl Node {
                     format!("stream {name:?} does not exist"),
                 )
             })
+    }
+
+    /// Runs `lookup` again after this node's catalog caught up, when it
+    /// answered that a stream or shard does not exist and this node is not
+    /// the metadata leader: a follower learns that an entry committed with
+    /// the leader's next message, so a stream created (or split) a moment
+    /// ago through another node may not be in its catalog yet.
+    pub(crate) async fn looked_up_fresh<T>(
+        &self,
+        lookup: impl Fn() -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        match lookup() {
+            Err(e)
+                if matches!(e.code, ErrorCode::UnknownStream | ErrorCode::UnknownShard)
+                    && self.catch_up_catalog().await =>
+            {
+                lookup()
+            }
+            r => r,
+        }
+    }
+
+    /// Waits (at most [`CATALOG_CATCH_UP_MAX`]) until this node's catalog
+    /// applied every metadata entry its log held when called. False, at
+    /// once, on the metadata leader (its catalog is current).
+    async fn catch_up_catalog(&self) -> bool {
+        let meta = self.meta();
+        let (leader, last) = {
+            let m = meta.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.last_log_index)
+        };
+        if leader == Some(self.cfg.node_id) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + CATALOG_CATCH_UP_MAX;
+        // What the leader had committed when asked (a stream created through
+        // it among that); without its answer, what this node's log holds.
+        let read = match (leader, &self.net) {
+            (Some(l), NetworkFactory::Quic(pool)) => match self.peer_addr_of(l) {
+                Ok(addr) => pool
+                    .read_index(addr, CATALOG_CATCH_UP_MAX)
+                    .await
+                    .inspect_err(|e| tracing::debug!(leader = l, error = %e, "read index"))
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = meta
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(read.max(last), "the catalog catching up")
+            .await;
+        true
+    }
+
+    /// The peer address of node `id`, from the catalog.
+    pub(crate) fn peer_addr_of(&self, id: NodeId) -> Result<std::net::SocketAddr, ControlError> {
+        let addr = self
+            .meta()
+            .sm
+            .read(|c| c.nodes.get(&id).map(|n| n.peer_addr.clone()))
+            .ok_or(ControlError::UnknownNode(id))?;
+        addr.parse()
+            .map_err(|source| ControlError::PeerAddr { addr, source })
     }
 
     /// The local shard group for a read (any replica serves committed records).

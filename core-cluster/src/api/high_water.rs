@@ -37,7 +37,9 @@ pub async fn producer_high_water(
         ));
     }
     node.check_producer_owner(id, caller)?;
-    let g = node.shard_leader_for(r.stream(), r.shard())?;
+    let g = node
+        .looked_up_fresh(|| node.shard_leader_for(r.stream(), r.shard()))
+        .await?;
     match tokio::time::timeout(READ_TIMEOUT, g.raft.ensure_linearizable()).await {
         Ok(Ok(_)) => {}
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {

@@ -216,8 +216,10 @@ impl Node {
         op: &crate::catalog::reshard::ReshardOp,
     ) -> Result<StreamInfo, RemoteError> {
         let invalid = |m: String| RemoteError::new(ErrorCode::InvalidArgument, m);
-        let meta = self.stream_meta(stream)?;
+        // The metadata leader's catalog is current: a follower that has not
+        // applied the stream's creation yet must not answer UNKNOWN_STREAM.
         self.require_meta_leader()?;
+        let meta = self.stream_meta(stream)?;
         let plan = crate::catalog::reshard::plan(&meta, op, self.cfg.shards_max)
             .map_err(|e| invalid(e.to_string()))?;
         // Placement rotates with the shard id, as at creation.
@@ -463,8 +465,8 @@ impl Node {
             .map_err(|e| invalid(e.to_string()))?;
         crate::catalog::groups::validate_name("member", &heartbeat.member)
             .map_err(|e| invalid(e.to_string()))?;
-        self.stream_meta(stream)?;
         self.require_meta_leader()?;
+        self.stream_meta(stream)?;
         self.meta()
             .sm
             .read(|c| {

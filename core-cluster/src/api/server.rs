@@ -185,7 +185,10 @@ impl CoreHandler {
                 let r = req
                     .body_as_describe_stream_request()
                     .ok_or_else(body_mismatch)?;
-                self.node.describe(r.name()).map(|s| describe_reply(&s))
+                self.node
+                    .looked_up_fresh(|| self.node.describe(r.name()))
+                    .await
+                    .map(|s| describe_reply(&s))
             }
             fb::RequestBody::ListStreamsRequest => {
                 let mut streams = self.node.list();
@@ -434,7 +437,10 @@ impl CoreHandler {
             return Err(invalid("producer_id 0 is reserved"));
         }
         self.node.check_producer_owner(r.producer_id(), caller)?;
-        let g = self.node.shard_leader_for(r.stream(), r.shard())?;
+        let g = self
+            .node
+            .looked_up_fresh(|| self.node.shard_leader_for(r.stream(), r.shard()))
+            .await?;
         if r.pieces().is_empty() {
             let next_offset = self.node.seal_probe(&g, r.producer_id())?;
             return Ok(forwarded(0, 0, next_offset));
@@ -476,7 +482,10 @@ impl CoreHandler {
     }
 
     async fn seek(&self, r: fb::SeekRequest<'_>) -> Result<Bytes, RemoteError> {
-        let g = self.node.shard_for(r.stream(), r.shard())?;
+        let g = self
+            .node
+            .looked_up_fresh(|| self.node.shard_for(r.stream(), r.shard()))
+            .await?;
         let (first, next) = g.sm.read(|s| (s.first_offset, s.next_offset));
         let offset = match r.kind() {
             fb::StartKind::Oldest => first,
@@ -528,7 +537,10 @@ impl CoreHandler {
         max_bytes: u32,
         wait: Duration,
     ) -> Result<Fetch, RemoteError> {
-        let g = self.node.shard_for(stream, shard)?;
+        let g = self
+            .node
+            .looked_up_fresh(|| self.node.shard_for(stream, shard))
+            .await?;
         // The range, and the `next` the reply reports, are those seen before
         // any wait; where the offset lives is read again after it.
         let range = g.sm.read(ShardRange::of);

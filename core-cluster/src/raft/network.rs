@@ -70,7 +70,7 @@ pub enum PeerError {
     Forbidden { addr: SocketAddr, detail: String },
 }
 
-/// Why a control call to a peer (`MetaWrite`, `Elect`) failed.
+/// Why a control call to a peer (`MetaWrite`, `Elect`, `ReadIndex`) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerCallError {
     #[error(transparent)]
@@ -292,6 +292,24 @@ impl PeerPool {
     ) -> Result<bool, PeerCallError> {
         let frame = encode_request(group, &PeerRequest::<MetaTypes>::Quiesce(req))?;
         self.control_call(addr, &frame, ttl).await
+    }
+
+    /// Asks the node at `addr` (the metadata leader, else the reply is a
+    /// refusal) for the index the catalog must have applied for a read to
+    /// be current.
+    pub async fn read_index(
+        &self,
+        addr: SocketAddr,
+        ttl: Duration,
+    ) -> Result<Option<u64>, PeerCallError> {
+        let frame = encode_request(META_GROUP, &PeerRequest::<MetaTypes>::ReadIndex)?;
+        type Reply = Result<
+            Option<u64>,
+            RaftError<NodeId, openraft::error::CheckIsLeaderError<NodeId, BasicNode>>,
+        >;
+        self.control_call::<Reply>(addr, &frame, ttl)
+            .await?
+            .map_err(|e| PeerCallError::Refused(e.to_string()))
     }
 
     /// The node-level liveness exchange: Ok once the node at `addr` answered.

@@ -504,7 +504,7 @@ async fn peer_endpoint_refuses_clients_without_a_cluster_certificate() {
         matches!(unknown, Err(RPCError::Unreachable(_))),
         "{unknown:?}"
     );
-    for garbage in [&[9u8, 0, 0][..], &[1, 3, 0, b's', b'/', b'0', 7]] {
+    for garbage in [&[99u8, 0, 0][..], &[1, 3, 0, b's', b'/', b'0', 7]] {
         let mut req = frame::header(garbage.len()).to_vec();
         req.extend_from_slice(garbage);
         let reply = good.call(addr, &req, DEADLINE).await.unwrap();

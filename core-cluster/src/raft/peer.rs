@@ -43,6 +43,13 @@
 //!   kind 8 Batch:           several requests of other kinds in one, each
 //!                           answered on its own as it completes
 //!                           (`raft::coalesce`, which owns this format).
+//!   kind 9 ReadIndex:       empty (group "meta" only): the metadata leader
+//!                           confirms it still leads and answers the index
+//!                           its catalog must have applied for a read to be
+//!                           current (openraft's `get_read_log_id`); a
+//!                           follower waits for that before it answers
+//!                           that a stream does not exist. Reply body:
+//!                           serde_json of `Result<Option<u64>, RaftError>`.
 //! reply    = status u8 | body
 //!   status 0 OK:            serde_json of `Result<Response, RaftError>`
 //!   status 1 UNKNOWN_GROUP: UTF-8 message (the group is not open on the
@@ -92,6 +99,7 @@ const KIND_META_WRITE: u8 = 4;
 const KIND_ELECT: u8 = 5;
 const KIND_QUIESCE: u8 = 6;
 const KIND_PING: u8 = 7;
+const KIND_READ_INDEX: u8 = 9;
 /// How long an Elect request keeps the receiver campaigning.
 pub const CAMPAIGN_FOR: Duration = Duration::from_millis(1500);
 /// Most elections one Elect request starts.
@@ -157,6 +165,7 @@ pub enum PeerRequest<C: GroupConfig> {
     Elect,
     Quiesce(QuiesceRequest),
     Ping,
+    ReadIndex,
 }
 
 /// A leader's request that a follower of an idle group stop its timers:
@@ -281,6 +290,7 @@ pub fn encode_request<C: GroupConfig>(
         PeerRequest::Elect => KIND_ELECT,
         PeerRequest::Quiesce(_) => KIND_QUIESCE,
         PeerRequest::Ping => KIND_PING,
+        PeerRequest::ReadIndex => KIND_READ_INDEX,
     };
     out.put_u8(kind);
     out.put_u16_le(group_len);
@@ -294,7 +304,7 @@ pub fn encode_request<C: GroupConfig>(
         PeerRequest::MetaWrite(c) => {
             serde_json::to_writer(&mut out, c).map_err(json_err("MetaCommand"))?;
         }
-        PeerRequest::Elect | PeerRequest::Ping => {}
+        PeerRequest::Elect | PeerRequest::Ping | PeerRequest::ReadIndex => {}
         PeerRequest::Quiesce(q) => {
             out.put_u64_le(q.leader);
             out.put_u64_le(q.term);
@@ -376,6 +386,8 @@ fn decode_body<C: GroupConfig>(kind: u8, body: Bytes) -> Result<PeerRequest<C>, 
         KIND_QUIESCE => PeerRequest::Quiesce(decode_quiesce(body)?),
         KIND_PING if body.is_empty() => PeerRequest::Ping,
         KIND_PING => return Err(WireError::Trailing(body.len())),
+        KIND_READ_INDEX if body.is_empty() => PeerRequest::ReadIndex,
+        KIND_READ_INDEX => return Err(WireError::Trailing(body.len())),
         k => return Err(WireError::UnknownKind(k)),
     };
     Ok(req)
@@ -517,6 +529,12 @@ pub async fn handle_request(registry: &dyn GroupRegistry, body: Bytes) -> Vec<u8
             };
             match req {
                 PeerRequest::MetaWrite(c) => encode_reply(&raft.client_write(c).await),
+                PeerRequest::ReadIndex => encode_reply(
+                    &raft
+                        .get_read_log_id()
+                        .await
+                        .map(|(read, _applied)| read.map(|l| l.index)),
+                ),
                 req => handle_rpc(raft, &group, req).await,
             }
         }
@@ -543,9 +561,9 @@ async fn handle_rpc<C: GroupConfig>(raft: Raft<C>, group: &str, req: PeerRequest
         PeerRequest::Append(r) => encode_reply(&raft.append_entries(r).await),
         PeerRequest::Vote(r) => encode_reply(&raft.vote(r).await),
         PeerRequest::Snapshot(r) => encode_reply(&raft.install_snapshot(r).await),
-        PeerRequest::MetaWrite(_) => encode_reply_error(
+        PeerRequest::MetaWrite(_) | PeerRequest::ReadIndex => encode_reply_error(
             STATUS_BAD_REQUEST,
-            &format!("MetaWrite is only for group {META_GROUP:?}, not {group:?}"),
+            &format!("MetaWrite and ReadIndex are only for group {META_GROUP:?}, not {group:?}"),
         ),
         PeerRequest::Elect => {
             tokio::spawn(campaign(raft));

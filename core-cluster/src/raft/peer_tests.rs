@@ -199,6 +199,17 @@ fn quiesce_and_ping_round_trip_and_refuse_bad_lengths() {
         decode_request(Bytes::from(ping)),
         Err(WireError::Trailing(1))
     ));
+    let frame = encode_request("meta", &PeerRequest::<MetaTypes>::ReadIndex).unwrap();
+    let mut read = body(frame).to_vec();
+    assert!(matches!(
+        decode_request(Bytes::from(read.clone())).unwrap(),
+        (_, GroupRequest::Meta(PeerRequest::ReadIndex))
+    ));
+    read.push(1);
+    assert!(matches!(
+        decode_request(Bytes::from(read)),
+        Err(WireError::Trailing(1))
+    ));
 }
 
 #[test]
