@@ -253,7 +253,9 @@ async fn busy(t: &mut StrataTarget, o: &ShardsOpts, shards: u32) -> Result<Busy>
     };
     let get =
         |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).map_or(f64::NAN, |(_, v)| *v);
+    eprintln!("busy stream: unpaced run");
     let tp = throughput_run(t, &plan, 100, "busy-max").await?;
+    eprintln!("busy stream: {} rec/s run", o.busy_rate);
     let (lat, note) = latency_run(t, &plan, 100, Load::Rate(o.busy_rate), "busy-rate").await?;
     let b = Busy {
         shards,
