@@ -40,7 +40,8 @@ pub(crate) fn open(reply: &Bytes) -> fb::Response<'_> {
 
 /// Sends one batch to an edge; returns once the edge made it durable.
 pub async fn produce(c: &Client, stream: &str, batch: &[u8]) -> Result<u32, ClientError> {
-    let req = wire::request(fb::RequestBody::ProduceRequest, |fbb| {
+    let size = batch.len() + stream.len() + 128;
+    let req = wire::request_with(size, fb::RequestBody::ProduceRequest, |fbb| {
         let stream = Some(fbb.create_string(stream));
         let batch = Some(fbb.create_vector(batch));
         fb::ProduceRequest::create(fbb, &fb::ProduceRequestArgs { stream, batch }).as_union_value()
@@ -62,6 +63,16 @@ pub fn forward_timeout(request_bytes: usize) -> Duration {
     Duration::from_millis(1000 + (request_bytes as u64 * 2000) / (1024 * 1024))
 }
 
+/// About the size of a forward request: its batches and sequence deltas,
+/// plus room for the tables around them.
+fn forward_bytes(stream: &str, pieces: &[Piece]) -> usize {
+    let piece_bytes: usize = pieces
+        .iter()
+        .map(|p| p.batch.len() + p.seq_deltas.as_ref().map_or(0, |d| 4 * d.len()) + 64)
+        .sum();
+    piece_bytes + stream.len() + 256
+}
+
 /// Appends pieces to one shard of the core, exactly once per (producer, seq).
 pub async fn forward(
     c: &Client,
@@ -70,36 +81,40 @@ pub async fn forward(
     producer_id: u64,
     pieces: &[Piece],
 ) -> Result<Forwarded, ClientError> {
-    let req = wire::request(fb::RequestBody::ForwardRequest, |fbb| {
-        let ps: Vec<_> = pieces
-            .iter()
-            .map(|p| {
-                let deltas = p.seq_deltas.as_ref().map(|d| fbb.create_vector(d));
-                let batch = Some(fbb.create_vector(&p.batch));
-                fb::ForwardPiece::create(
-                    fbb,
-                    &fb::ForwardPieceArgs {
-                        first_seq: p.first_seq,
-                        seq_deltas: deltas,
-                        max_timestamp_ms: p.max_timestamp_ms,
-                        batch,
-                    },
-                )
-            })
-            .collect();
-        let pieces = Some(fbb.create_vector(&ps));
-        let stream = Some(fbb.create_string(stream));
-        fb::ForwardRequest::create(
-            fbb,
-            &fb::ForwardRequestArgs {
-                stream,
-                shard,
-                producer_id,
-                pieces,
-            },
-        )
-        .as_union_value()
-    });
+    let req = wire::request_with(
+        forward_bytes(stream, pieces),
+        fb::RequestBody::ForwardRequest,
+        |fbb| {
+            let ps: Vec<_> = pieces
+                .iter()
+                .map(|p| {
+                    let deltas = p.seq_deltas.as_ref().map(|d| fbb.create_vector(d));
+                    let batch = Some(fbb.create_vector(&p.batch));
+                    fb::ForwardPiece::create(
+                        fbb,
+                        &fb::ForwardPieceArgs {
+                            first_seq: p.first_seq,
+                            seq_deltas: deltas,
+                            max_timestamp_ms: p.max_timestamp_ms,
+                            batch,
+                        },
+                    )
+                })
+                .collect();
+            let pieces = Some(fbb.create_vector(&ps));
+            let stream = Some(fbb.create_string(stream));
+            fb::ForwardRequest::create(
+                fbb,
+                &fb::ForwardRequestArgs {
+                    stream,
+                    shard,
+                    producer_id,
+                    pieces,
+                },
+            )
+            .as_union_value()
+        },
+    );
     let reply = c
         .call_with_timeout(&req, forward_timeout(req.len()))
         .await?;

@@ -171,13 +171,13 @@ impl Client {
 
     /// Sends one request frame and returns the verified reply frame. An
     /// error reply becomes `ClientError::Remote`.
-    pub async fn call(&self, request: &[u8]) -> Result<Bytes, ClientError> {
+    pub async fn call(&self, request: &Bytes) -> Result<Bytes, ClientError> {
         self.call_with_timeout(request, self.timeout).await
     }
 
     pub async fn call_with_timeout(
         &self,
-        request: &[u8],
+        request: &Bytes,
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
         let conn = self.connection(timeout).await?;
@@ -212,7 +212,7 @@ impl Client {
     /// send side stays open until the returned stream is dropped.
     pub async fn open_stream(
         &self,
-        request: &[u8],
+        request: &Bytes,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         let conn = self.connection(self.timeout).await?;
         start_request(&conn, self.addr, request).await
@@ -243,14 +243,14 @@ impl Client {
 async fn start_request(
     conn: &quinn::Connection,
     addr: SocketAddr,
-    request: &[u8],
+    request: &Bytes,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
     let lost = |e: &dyn std::fmt::Display| ClientError::Connection {
         addr,
         detail: e.to_string(),
     };
     let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
-    write_frame(&mut send, request)
+    write_frame(&mut send, request.clone())
         .await
         .map_err(|e| lost(&e))?;
     Ok((send, recv))

@@ -37,11 +37,12 @@ async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), 
     })
 }
 
-/// Writes one frame: a request, or one reply.
+/// Writes one frame: a request, or one reply. The body is handed to QUIC as
+/// it is (no copy into the stream's buffer: a forward carries megabytes).
 pub async fn write_frame(
     send: &mut quinn::SendStream,
-    reply: &[u8],
+    body: Bytes,
 ) -> Result<(), quinn::WriteError> {
-    send.write_all(&frame::header(reply.len())).await?;
-    send.write_all(reply).await
+    let header = Bytes::copy_from_slice(&frame::header(body.len()));
+    send.write_all_chunks(&mut [header, body]).await
 }

@@ -53,7 +53,7 @@ pub trait Handler: Send + Sync + 'static {
                 fb::ErrorCode::InvalidArgument,
                 "this server has no subscriptions: subscribe at a core node",
             );
-            let _ = write_frame(&mut send, &e.encode()).await;
+            let _ = write_frame(&mut send, e.encode()).await;
             let _ = send.finish();
         }
     }
@@ -262,7 +262,7 @@ async fn serve_connection<H: Handler>(
                 }
                 Err(e) => RemoteError::new(fb::ErrorCode::MalformedRequest, e.to_string()).encode(),
             };
-            let _ = write_frame(&mut send, &reply).await;
+            let _ = write_frame(&mut send, reply).await;
             let _ = send.finish();
             // Let the peer read the reply before the stream is dropped.
             let _ = send.stopped().await;

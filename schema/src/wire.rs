@@ -47,7 +47,18 @@ pub fn request<F>(kind: fb::RequestBody, body: F) -> Bytes
 where
     F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
 {
-    let mut fbb = FlatBufferBuilder::with_capacity(1024);
+    request_with(1024, kind, body)
+}
+
+/// As [`request`], with a builder of `capacity` bytes: a caller that knows
+/// about how large its request is (a forward of many batches) spares the
+/// builder its doublings, each a zero-filled buffer twice the last and a
+/// copy of what it held.
+pub fn request_with<F>(capacity: usize, kind: fb::RequestBody, body: F) -> Bytes
+where
+    F: FnOnce(&mut FlatBufferBuilder<'static>) -> WIPOffset<UnionWIPOffset>,
+{
+    let mut fbb = FlatBufferBuilder::with_capacity(capacity);
     let b = body(&mut fbb);
     let req = fb::Request::create(
         &mut fbb,
@@ -57,7 +68,7 @@ where
         },
     );
     fbb.finish(req, None);
-    Bytes::copy_from_slice(fbb.finished_data())
+    finished(fbb)
 }
 
 /// Builds a `Response` whose body is produced by `body`.
@@ -86,7 +97,14 @@ where
         },
     );
     fbb.finish(resp, None);
-    Bytes::copy_from_slice(fbb.finished_data())
+    finished(fbb)
+}
+
+/// A finished builder's message as `Bytes`, without copying it out (the
+/// builder writes from the end of its buffer; the message is its tail).
+fn finished(fbb: FlatBufferBuilder<'static>) -> Bytes {
+    let (buf, head) = fbb.collapse();
+    Bytes::from(buf).slice(head..)
 }
 
 /// An error reply with a stable code.
@@ -190,6 +208,28 @@ mod tests {
         let resp = decode_response(&bytes).unwrap();
         assert_eq!(error_of(&resp), Some(e.clone()));
         assert_eq!(e.to_string(), "no stream named x (UNKNOWN_STREAM/2)");
+    }
+
+    /// A request is the same bytes whatever the builder's first size, and
+    /// a builder sized for it hands over its buffer as it is.
+    #[test]
+    fn a_sized_request_is_the_same_request_in_its_own_buffer() {
+        let batch = vec![7u8; 100_000];
+        let build = |capacity: usize| {
+            request_with(capacity, fb::RequestBody::ProduceRequest, |fbb| {
+                let stream = Some(fbb.create_string("s"));
+                let batch = Some(fbb.create_vector(&batch));
+                fb::ProduceRequest::create(fbb, &fb::ProduceRequestArgs { stream, batch })
+                    .as_union_value()
+            })
+        };
+        let grown = build(1024);
+        let sized = build(100_000 + 256);
+        assert_eq!(grown, sized);
+        let r = decode_request(&sized).unwrap();
+        let p = r.body_as_produce_request().unwrap();
+        assert_eq!(p.batch().len(), 100_000);
+        assert_eq!(p.stream(), "s");
     }
 
     #[test]

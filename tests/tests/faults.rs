@@ -119,7 +119,10 @@ async fn bad_input_gets_typed_errors_and_changes_nothing() -> Result<()> {
             .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::MalformedRequest), "{e}");
 
-        let e = edge.call(b"\x01\x02garbage frame").await.unwrap_err();
+        let e = edge
+            .call(&bytes::Bytes::from_static(b"\x01\x02garbage frame"))
+            .await
+            .unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::MalformedRequest), "{e}");
 
         let e = api::produce(&admin, "s", &refused(1, 10, "k"))

@@ -39,7 +39,7 @@ impl Handler for CoreHandler {
             Ok(Some(r)) => r,
             _ => {
                 let e = body_mismatch();
-                let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
+                let _ = strata_runtime::frame::write_frame(&mut send, e.encode()).await;
                 let _ = send.finish();
                 return;
             }
@@ -58,7 +58,7 @@ impl Handler for CoreHandler {
             Err(e) => Err(e),
         };
         if let Err(e) = served {
-            let _ = strata_runtime::frame::write_frame(&mut send, &e.encode()).await;
+            let _ = strata_runtime::frame::write_frame(&mut send, e.encode()).await;
             let _ = send.finish();
             let _ = send.stopped().await;
         }
@@ -626,7 +626,7 @@ impl CoreHandler {
                 continue;
             }
             metrics::counter!("strata_core_push_frames_total").increment(1);
-            if strata_runtime::frame::write_frame(send, &fetched.reply)
+            if strata_runtime::frame::write_frame(send, fetched.reply.clone())
                 .await
                 .is_err()
             {
