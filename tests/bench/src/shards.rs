@@ -297,8 +297,9 @@ async fn led(c: &TestCluster, nodes: &[u64]) -> Vec<(u64, usize)> {
         let Ok(client) = Client::new(n.addr, &c.pki.ca) else {
             continue;
         };
+        // A node holding thousands of shards takes a while to list them.
         if let Ok(Ok(v)) =
-            tokio::time::timeout(Duration::from_secs(2), api::cluster_status(&client)).await
+            tokio::time::timeout(Duration::from_secs(10), api::cluster_status(&client)).await
         {
             out.push((n.id, v.shards.len()));
         }
