@@ -24,6 +24,17 @@ use tokio::sync::watch;
 /// waits for its catalog to catch up before it answers so.
 const CATALOG_CATCH_UP_MAX: Duration = Duration::from_secs(1);
 
+/// How current a node's catalog is, after [`Node::looked_up_fresh`] tried to
+/// catch it up.
+enum CatalogFreshness {
+    /// This node leads the metadata group.
+    Current,
+    /// It applied the metadata leader's read index.
+    CaughtUp,
+    /// The leader did not answer, or the catalog did not get there in time.
+    Unconfirmed,
+}
+
 /// A core node.
 pub struct Node {
     pub cfg: CoreConfig,
@@ -193,26 +204,44 @@ impl Node {
     /// answered that a stream or shard does not exist and this node is not
     /// the metadata leader: a follower learns that an entry committed with
     /// the leader's next message, so a stream created (or split) a moment
-    /// ago through another node may not be in its catalog yet.
+    /// ago through another node may not be in its catalog yet. A node that
+    /// cannot catch up (the leader unreachable, or its log too far behind
+    /// to apply within [`CATALOG_CATCH_UP_MAX`]) does not know, and says so:
+    /// UNAVAILABLE, which clients retry (on another node), not
+    /// UNKNOWN_STREAM.
     pub(crate) async fn looked_up_fresh<T>(
         &self,
         lookup: impl Fn() -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
+        let missing =
+            |e: &RemoteError| matches!(e.code, ErrorCode::UnknownStream | ErrorCode::UnknownShard);
         match lookup() {
-            Err(e)
-                if matches!(e.code, ErrorCode::UnknownStream | ErrorCode::UnknownShard)
-                    && self.catch_up_catalog().await =>
-            {
-                lookup()
-            }
+            Err(e) if missing(&e) => match self.catch_up_catalog().await {
+                CatalogFreshness::Current => Err(e),
+                CatalogFreshness::CaughtUp => lookup(),
+                CatalogFreshness::Unconfirmed => lookup().map_err(|e| {
+                    if !missing(&e) {
+                        return e;
+                    }
+                    RemoteError::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "{} on node {}, whose catalog could not catch up with the metadata leader's within {} ms; retry",
+                            e.message,
+                            self.cfg.node_id,
+                            CATALOG_CATCH_UP_MAX.as_millis()
+                        ),
+                    )
+                }),
+            },
             r => r,
         }
     }
 
-    /// Waits (at most [`CATALOG_CATCH_UP_MAX`]) until this node's catalog
-    /// applied every metadata entry its log held when called. False, at
-    /// once, on the metadata leader (its catalog is current).
-    async fn catch_up_catalog(&self) -> bool {
+    /// Brings this node's catalog up to what the metadata leader had
+    /// committed when asked (its read index), waiting at most
+    /// [`CATALOG_CATCH_UP_MAX`].
+    async fn catch_up_catalog(&self) -> CatalogFreshness {
         let meta = self.meta();
         let (leader, last) = {
             let m = meta.raft.metrics();
@@ -220,7 +249,7 @@ impl Node {
             (m.current_leader, m.last_log_index)
         };
         if leader == Some(self.cfg.node_id) {
-            return false;
+            return CatalogFreshness::Current;
         }
         let deadline = tokio::time::Instant::now() + CATALOG_CATCH_UP_MAX;
         // What the leader had committed when asked (a stream created through
@@ -231,19 +260,21 @@ impl Node {
                     .read_index(addr, CATALOG_CATCH_UP_MAX)
                     .await
                     .inspect_err(|e| tracing::debug!(leader = l, error = %e, "read index"))
-                    .ok()
-                    .flatten(),
+                    .ok(),
                 Err(_) => None,
             },
             _ => None,
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let _ = meta
+        let applied = meta
             .raft
             .wait(Some(left))
-            .applied_index_at_least(read.max(last), "the catalog catching up")
+            .applied_index_at_least(read.flatten().max(last), "the catalog catching up")
             .await;
-        true
+        match (read, applied) {
+            (Some(_), Ok(_)) => CatalogFreshness::CaughtUp,
+            _ => CatalogFreshness::Unconfirmed,
+        }
     }
 
     /// The peer address of node `id`, from the catalog.

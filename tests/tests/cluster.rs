@@ -659,6 +659,18 @@ async fn just_created(c: &TestCluster) -> Result<()> {
         .filter(|&n| n != leader)
         .map(|n| Ok((n, c.client(c.addr_of(n)?))))
         .collect::<Result<Vec<_>>>()?;
+    // A node that just started may still be catching up with the metadata
+    // log (it then answers UNAVAILABLE, and clients retry): first every
+    // node knows a stream created now, within a deadline.
+    api::create_stream(&at_leader, "warm-up", 1, 1).await?;
+    for (n, cl) in &others {
+        wait_for(
+            &format!("node {n} to know the stream warm-up"),
+            Duration::from_secs(60),
+            || async { Ok(api::describe_stream(cl, "warm-up").await.ok().map(|_| ())) },
+        )
+        .await?;
+    }
     // One replica each: the create returns once that replica's group has a
     // leader, without waiting for the other nodes to open anything.
     for i in 0..20 {

@@ -298,10 +298,10 @@ async fn led(c: &TestCluster, nodes: &[u64]) -> Vec<(u64, usize)> {
             continue;
         };
         // A node holding thousands of shards takes a while to list them.
-        if let Ok(Ok(v)) =
-            tokio::time::timeout(Duration::from_secs(10), api::cluster_status(&client)).await
-        {
-            out.push((n.id, v.shards.len()));
+        match tokio::time::timeout(Duration::from_secs(10), api::cluster_status(&client)).await {
+            Ok(Ok(v)) => out.push((n.id, v.shards.len())),
+            Ok(Err(e)) => eprintln!("status of node {}: {e}", n.id),
+            Err(_) => eprintln!("status of node {}: no answer within 10 s", n.id),
         }
     }
     out
