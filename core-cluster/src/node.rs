@@ -133,7 +133,8 @@ impl Node {
                 .await?;
             // A shard that cannot open is logged and retried by the
             // catalog watch; the others serve.
-            if let Err(e) = node.reconcile().await {
+            let layout = node.meta().sm.read(|c| c.layout());
+            if let Err(e) = node.reconcile(&layout).await {
                 tracing::error!(error = %e, "some shard groups did not open");
             }
         }

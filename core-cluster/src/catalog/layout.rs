@@ -12,9 +12,17 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     nodes: BTreeMap<u64, NodeMeta>,
-    streams: BTreeMap<String, StreamMeta>,
+    /// In name order, as the catalog holds them.
+    streams: Vec<StreamMeta>,
     forgotten: BTreeSet<u64>,
     deleting: BTreeMap<String, BTreeSet<u64>>,
+}
+
+impl Layout {
+    /// The streams, in name order.
+    pub fn streams(&self) -> &[StreamMeta] {
+        &self.streams
+    }
 }
 
 impl Catalog {
@@ -22,7 +30,7 @@ impl Catalog {
     pub fn layout(&self) -> Layout {
         Layout {
             nodes: self.nodes.clone(),
-            streams: self.streams.clone(),
+            streams: self.streams.values().cloned().collect(),
             forgotten: self.forgotten.clone(),
             deleting: self.deleting.clone(),
         }
@@ -31,7 +39,7 @@ impl Catalog {
     /// Whether this catalog's layout is `l` (compared in place: no copy).
     pub fn has_layout(&self, l: &Layout) -> bool {
         self.nodes == l.nodes
-            && self.streams == l.streams
+            && self.streams.values().eq(l.streams.iter())
             && self.forgotten == l.forgotten
             && self.deleting == l.deleting
     }

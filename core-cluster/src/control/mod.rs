@@ -74,14 +74,15 @@ impl Node {
                 _ = every.tick() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            reconciled = Some(self.meta().sm.read(|c| c.layout()));
-            if let Err(e) = self.reconcile().await {
+            let layout = reconciled.insert(self.meta().sm.read(|c| c.layout()));
+            if let Err(e) = self.reconcile(layout).await {
                 tracing::warn!(error = %format!("{e:#}"), "reconciling with the catalog failed; retrying");
             }
         }
     }
 
-    pub(crate) async fn reconcile(self: &Arc<Self>) -> Result<(), ControlError> {
+    /// Brings this node's groups in line with the catalog's `layout`.
+    pub(crate) async fn reconcile(self: &Arc<Self>, layout: &Layout) -> Result<(), ControlError> {
         self.reopen_stopped_meta().await;
         if self.meta().leader() == Some(self.cfg.node_id) {
             let (known, forgotten): (Vec<u64>, BTreeSet<u64>) = self
@@ -106,23 +107,20 @@ impl Node {
             }
             self.reconcile_meta_members().await?;
         }
-        let streams: Vec<StreamMeta> = self
-            .meta()
-            .sm
-            .read(|c| c.streams.values().cloned().collect());
+        let streams = layout.streams();
         // A shard that cannot open (a damaged log, say) does not keep the
         // others closed or the steps below from running.
         self.close_stopped().await;
         let mut first_err = None;
-        for s in &streams {
+        for s in streams {
             if let Err(e) = self.open_shards(s).await {
                 first_err.get_or_insert(e);
             }
         }
-        self.seal_closing(&streams).await;
+        self.seal_closing(streams).await;
         self.purge_deleted().await;
-        self.close_unhosted(&streams);
-        self.converge_replicas(&streams);
+        self.close_unhosted(streams);
+        self.converge_replicas(streams);
         first_err.map_or(Ok(()), Err)
     }
 

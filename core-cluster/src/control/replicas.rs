@@ -144,12 +144,7 @@ impl Node {
                 }
             }
         }
-        let Some(addr) = self
-            .meta()
-            .sm
-            .read(|c| c.nodes.get(&preferred).map(|n| n.peer_addr.clone()))
-            .and_then(|a| a.parse().ok())
-        else {
+        let Ok(addr) = self.peer_addr_of(preferred) else {
             return;
         };
         let NetworkFactory::Quic(pool) = self.net.clone() else {
