@@ -5,7 +5,7 @@
 //! data directory, while the same payload written without SSE is) and reads
 //! back unchanged.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
@@ -63,11 +63,17 @@ async fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("weed");
     let s3 = S3Server::start(&data).await?;
+    write_and_read_back(&s3, &data)
+        .await
+        .with_context(|| format!("weed log:\n{}", s3.log_tail()))
+}
+
+async fn write_and_read_back(s3: &S3Server, data: &std::path::Path) -> Result<()> {
     let url = s3.url("archive");
 
     let plain_marker = b"strata-plain-marker-7a1c";
     let plain = payload(plain_marker, 64 << 10);
-    let (store, prefix) = open_encrypted_with(&url, &S3Encryption::default(), builder(&s3)?)?;
+    let (store, prefix) = open_encrypted_with(&url, &S3Encryption::default(), builder(s3)?)?;
     let plain_path = Path::from(format!("{prefix}/plain.bin"));
     put_object(&store, &plain_path, Bytes::from(plain.clone())).await?;
 
@@ -77,7 +83,7 @@ async fn run() -> Result<()> {
         sse: Some(Sse::S3),
         ..S3Encryption::default()
     };
-    let (store, _) = open_encrypted_with(&url, &sse, builder(&s3)?)?;
+    let (store, _) = open_encrypted_with(&url, &sse, builder(s3)?)?;
     let sealed_path = Path::from(format!("{prefix}/sealed.bin"));
     put_object(&store, &sealed_path, Bytes::from(sealed.clone())).await?;
 
@@ -90,13 +96,13 @@ async fn run() -> Result<()> {
     ensure!(back.as_ref() == plain.as_slice());
 
     ensure!(
-        stored_in_clear(&data, plain_marker)?,
+        stored_in_clear(data, plain_marker)?,
         "control: the object written without SSE is not found in clear under {} (the server \
          transforms stored bytes, so this test cannot tell encryption apart)",
         data.display()
     );
     ensure!(
-        !stored_in_clear(&data, sealed_marker)?,
+        !stored_in_clear(data, sealed_marker)?,
         "the SSE-S3 object is stored in clear under {}",
         data.display()
     );

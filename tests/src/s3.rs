@@ -172,13 +172,15 @@ impl S3Server {
     async fn wait_ready(&mut self) -> Result<()> {
         let (s3, filer, master) = (self.ports.s3, self.ports.filer, self.ports.master);
         let bucket = format!("/buckets/{BUCKET}/");
+        let assign = format!("/dir/assign?collection={BUCKET}");
         let proc = self.proc.as_mut().context("weed is not started")?;
         let ready = wait_for(
-            "weed S3, its bucket and a volume server",
+            "weed S3, its bucket and a writable volume for it",
             Duration::from_secs(60),
             || {
                 let running = proc.is_running();
                 let bucket = bucket.clone();
+                let assign = assign.clone();
                 async move {
                     if !running {
                         bail!("weed exited");
@@ -188,10 +190,20 @@ impl S3Server {
                     // Reads of existing objects fail (500) until the volume
                     // server has registered with the master: wait for it too.
                     let (_, topology) = http_get(master, "/dir/status").await?;
-                    Ok((s3_status == 200
-                        && bucket_status == 200
-                        && topology.contains("\"DataNodes\":[{"))
-                    .then_some(()))
+                    if s3_status != 200
+                        || bucket_status != 200
+                        || !topology.contains("\"DataNodes\":[{")
+                    {
+                        return Ok(None);
+                    }
+                    // The bucket's first write makes the master grow volumes
+                    // for the bucket's collection; ask for a file id in it
+                    // now, so that growth happens here, bounded and with
+                    // the log shown if it never completes, not inside a
+                    // test's first PUT (which once hung for the client's
+                    // whole 30 s timeout in CI).
+                    let (assign_status, assigned) = http_get(master, &assign).await?;
+                    Ok((assign_status == 200 && assigned.contains("\"fid\":\"")).then_some(()))
                 }
             },
         )
