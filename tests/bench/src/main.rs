@@ -25,6 +25,7 @@ mod shards;
 mod stats;
 mod strata;
 mod target;
+mod throttle;
 mod tier;
 
 use anyhow::{bail, Context, Result};
@@ -114,6 +115,12 @@ struct Opts {
     /// Do not run `cargo build --release` for strata-core and strata-edge first.
     #[arg(long)]
     no_build: bool,
+    /// Run on a slower disk: limit write operations per second on the disk
+    /// of the temporary directory for this run (a block-I/O cgroup the
+    /// servers inherit; needs root). The fsync probe is taken before and
+    /// after, so the report says how much slower the disk was.
+    #[arg(long, value_name = "IOPS")]
+    throttle_write_iops: Option<u32>,
 }
 
 fn main() {
@@ -312,6 +319,17 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
     }
     let probe_secs = if smoke { 0.2 } else { 2.0 };
     let tmp = std::env::temp_dir();
+    let unthrottled = match o.throttle_write_iops {
+        Some(_) => Some(procfs::fsync_probe(
+            &tmp,
+            Duration::from_secs_f64(probe_secs),
+        )?),
+        None => None,
+    };
+    let throttle = o
+        .throttle_write_iops
+        .map(|iops| throttle::DiskThrottle::apply(&tmp, iops))
+        .transpose()?;
     let fsync = procfs::fsync_probe(&tmp, Duration::from_secs_f64(probe_secs))?;
     eprintln!(
         "fsync probe: {:.0} writes/s (4 KiB + fdatasync, p50 {:.2} ms, p99 {:.2} ms)",
@@ -323,6 +341,27 @@ async fn bench(o: Opts, smoke: bool) -> Result<()> {
         "all"
     };
     let mut facts = report::machine_facts(started_utc, mode.into(), &m, probe_secs, &tmp, &fsync);
+    if let (Some(t), Some(before)) = (&throttle, &unthrottled) {
+        facts.push((
+            "disk throttled".into(),
+            format!(
+                "{} write operations/s on disk {} ({}); the fsync probe without it, just \
+                 before: {:.0} writes/s, fdatasync p50 {:.2} ms, p99 {:.2} ms, so the disk \
+                 was {:.1}x slower",
+                t.write_iops,
+                t.device,
+                t.kind,
+                before.writes_per_s,
+                before.p50_ms,
+                before.p99_ms,
+                before.writes_per_s / fsync.writes_per_s.max(f64::MIN_POSITIVE)
+            ),
+        ));
+        eprintln!(
+            "{}",
+            facts.last().map(|(_, v)| v.as_str()).unwrap_or_default()
+        );
+    }
     facts.extend([
         (
             "nats-server".into(),
