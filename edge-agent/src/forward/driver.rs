@@ -33,7 +33,8 @@ pub async fn run(
             _ = stream.buffer.wait_durable_beyond(acked) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let result = round(&registry, &stream).await;
+        let read_max = pacing.read_bytes_max(registry.cfg().forward_bytes_max);
+        let result = round(&registry, &stream, read_max).await;
         match pacing.handle_round(Instant::now(), result.as_ref().map(|_| ())) {
             Next::Round => {}
             Next::Reroute => {
@@ -67,12 +68,17 @@ pub async fn run(
     }
 }
 
-/// One round: read, plan, send, then act on the outcome.
-async fn round(registry: &Registry, stream: &StreamState) -> Result<(), RoundError> {
+/// One round: read up to `read_max` batch bytes, plan, send, then act on
+/// the outcome.
+async fn round(
+    registry: &Registry,
+    stream: &StreamState,
+    read_max: usize,
+) -> Result<(), RoundError> {
     let acked = stream.buffer.stats().acked_seq;
     let mut batches = stream
         .buffer
-        .read_durable(acked, registry.cfg().forward_bytes_max)
+        .read_durable(acked, read_max)
         .await
         .map_err(RoundError::Read)?;
     let Some(first) = batches.first() else {

@@ -169,13 +169,22 @@ pub fn outcome<E>(plan: &RoundPlan, replies: Vec<ShardReply<E>>) -> RoundOutcome
 /// The pause after a failed round when the last round went through.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 
-/// When a stream's next round runs. Failed rounds are retried after a pause
-/// that doubles from [`BACKOFF_MIN`] up to `backoff_max`; a round that went
-/// through resets it; a reshard retries at once.
+/// When a stream's next round runs, and how much it reads. Failed rounds
+/// are retried after a pause that doubles from [`BACKOFF_MIN`] up to
+/// `backoff_max`; a round that went through resets it; a reshard retries at
+/// once.
+///
+/// After a failed round the next one reads a single batch
+/// ([`read_bytes_max`](Self::read_bytes_max)): while the core is away a
+/// retry only has to find out whether it is back, and a full round read
+/// for every retry would reread up to `forward_bytes_max` from disk and
+/// hold that much memory each time, for nothing. The first round that goes
+/// through restores full rounds.
 #[derive(Debug, Clone)]
 pub struct Pacing {
     backoff: Duration,
     backoff_max: Duration,
+    failing: bool,
 }
 
 /// What the driver does after a round.
@@ -202,6 +211,17 @@ impl Pacing {
         Self {
             backoff: BACKOFF_MIN,
             backoff_max,
+            failing: false,
+        }
+    }
+
+    /// Batch bytes the next round reads from the buffer: `round_max`, or
+    /// after a failed round 1 (the buffer returns at least one batch).
+    pub fn read_bytes_max(&self, round_max: usize) -> usize {
+        if self.failing {
+            1
+        } else {
+            round_max
         }
     }
 
@@ -210,11 +230,13 @@ impl Pacing {
         let e = match result {
             Ok(()) => {
                 self.backoff = BACKOFF_MIN;
+                self.failing = false;
                 return Next::Round;
             }
             Err(RoundError::Resharded(_)) => return Next::Reroute,
             Err(e) => e,
         };
+        self.failing = true;
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(self.backoff_max);
         Next::Retry {

@@ -270,6 +270,23 @@ fn failed_rounds_back_off_doubling_to_the_maximum_and_a_good_round_resets() {
 }
 
 #[test]
+fn after_a_failed_round_the_next_reads_one_batch_until_a_round_goes_through() {
+    let now = Instant::now();
+    let round_max = 8 << 20;
+    let mut p = Pacing::new(Duration::from_secs(2));
+    assert_eq!(p.read_bytes_max(round_max), round_max);
+    p.handle_round(now, Err(&timeout()));
+    assert_eq!(p.read_bytes_max(round_max), 1);
+    p.handle_round(now, Err(&timeout()));
+    assert_eq!(p.read_bytes_max(round_max), 1);
+    // A reshard says nothing about whether the core is back.
+    p.handle_round(now, Err(&RoundError::Resharded(vec![0])));
+    assert_eq!(p.read_bytes_max(round_max), 1);
+    p.handle_round(now, Ok(()));
+    assert_eq!(p.read_bytes_max(round_max), round_max);
+}
+
+#[test]
 fn a_reshard_goes_again_at_once_without_touching_the_backoff() {
     let now = Instant::now();
     let mut p = Pacing::new(Duration::from_secs(2));
