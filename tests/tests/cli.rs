@@ -112,6 +112,64 @@ async fn cli_tour() -> Result<()> {
     let out = run(&["consume", "cli", "--core", &core, "--limit", "1"], "")?;
     assert_eq!(String::from_utf8(out.stdout)?.lines().count(), 1);
 
+    // Synthetic records: `<key>:<i>:` padded to the size, keys key-0..2,
+    // each key's records in order.
+    let out = run(&["stream", "create", "gen", "--core", &core], "")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "produce",
+            "gen",
+            "--edge",
+            &edge,
+            "--generate",
+            "300",
+            "--size",
+            "40",
+            "--keys",
+            "3",
+            "--batch-records",
+            "50",
+            "--quiet",
+        ],
+        "",
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("produced 300 records"));
+    let generated = wait_for("300 generated records", Duration::from_secs(60), || {
+        let out = run(&["consume", "gen", "--core", &core, "--json"], "");
+        async move {
+            let lines: Vec<serde_json::Value> = String::from_utf8(out?.stdout)?
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            Ok((lines.len() >= 300).then_some(lines))
+        }
+    })
+    .await?;
+    assert_eq!(generated.len(), 300);
+    let mut last_i: std::collections::HashMap<String, i64> = Default::default();
+    for l in &generated {
+        let (key, data) = (l["key"].as_str().unwrap(), l["data"].as_str().unwrap());
+        assert_eq!(data.len(), 40, "{l}");
+        let mut parts = data.splitn(3, ':');
+        assert_eq!(parts.next(), Some(key), "{l}");
+        let i: i64 = parts.next().unwrap().parse()?;
+        assert_eq!(i % 3, key.trim_start_matches("key-").parse::<i64>()?, "{l}");
+        assert!(parts.next().unwrap().bytes().all(|b| b == b'x'), "{l}");
+        let prev = last_i.insert(key.to_owned(), i).unwrap_or(-1);
+        assert!(i > prev, "per-key order: {l}");
+    }
+    assert_eq!(last_i.len(), 3);
+
     // Bad arguments: clear errors, non-zero exit, nothing changed.
     let out = run(
         &["consume", "cli", "--core", &core, "--from", "offset:x"],
@@ -151,7 +209,7 @@ async fn cli_tour() -> Result<()> {
 
     let out = run(&["stream", "list", "--json", "--core", &core], "")?;
     let l: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    assert_eq!(l.as_array().map(Vec::len), Some(1));
+    assert_eq!(l.as_array().map(Vec::len), Some(2), "cli and gen: {l}");
     Ok(())
 }
 

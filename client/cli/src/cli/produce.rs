@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::fmt::Write as _;
 use std::io::BufRead;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -134,11 +136,12 @@ async fn stdin_lines(a: &ProduceArgs, client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// The synthetic value of record `i`: `"<key>:<i>:"` padded to `size` bytes.
-pub fn synthetic_value(key: &str, i: u64, size: usize) -> Vec<u8> {
-    let mut v = format!("{key}:{i}:").into_bytes();
-    v.resize(size.max(v.len()), b'x');
-    v
+/// The synthetic value of record `i`, `"<key>:<i>:"` padded to `size`
+/// bytes, written over `out`.
+pub fn synthetic_value_into(out: &mut Vec<u8>, key: &str, i: u64, size: usize) {
+    out.clear();
+    write!(out, "{key}:{i}:").expect("writing to a Vec");
+    out.resize(size.max(out.len()), b'x');
 }
 
 async fn generate(a: &ProduceArgs, client: Arc<Client>, n: u64) -> Result<()> {
@@ -163,12 +166,20 @@ async fn generate(a: &ProduceArgs, client: Arc<Client>, n: u64) -> Result<()> {
             let mut b = Builder::with_capacity((batch_records as usize) * (size + 64));
             let mut i = lane;
             let mut sent = 0u64;
+            // One key and one value buffer, reused; one timestamp per batch.
+            let (mut key, mut value) = (String::new(), Vec::with_capacity(size));
+            let mut timestamp_ms = now_ms();
             while i < n {
-                let key = format!("key-{}", i % keys);
+                key.clear();
+                write!(key, "key-{}", i % keys).expect("writing to a String");
+                synthetic_value_into(&mut value, &key, i, size);
+                if b.is_empty() {
+                    timestamp_ms = now_ms();
+                }
                 b.push(&NewRecord {
                     key: Some(&key),
-                    value: &synthetic_value(&key, i, size),
-                    timestamp_ms: now_ms(),
+                    value: &value,
+                    timestamp_ms,
                     headers: &[],
                 });
                 i += lanes;
