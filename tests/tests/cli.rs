@@ -6,6 +6,15 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 use strata_tests::{strata_output, wait_for, Pipeline};
 
+/// Asserts that the command succeeded, showing its stderr if not.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_tour() -> Result<()> {
     let p = Pipeline::start("").await?;
@@ -22,11 +31,7 @@ async fn cli_tour() -> Result<()> {
         &["stream", "create", "cli", "--shards", "3", "--core", &core],
         "",
     )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let out = run(
         &["stream", "describe", "cli", "--json", "--core", &core],
         "",
@@ -60,30 +65,18 @@ async fn cli_tour() -> Result<()> {
         &["produce", "cli", "--edge", &edge, "--key-sep", ":"],
         "dev-1:{\"t\":1}\ndev-2:{\"t\":2}\ndev-1:{\"t\":3}\n",
     )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let out = run(
         &["produce", "cli", "--edge", &edge, "--key", "dev-9", "hello"],
         "",
     )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 
     // The edge forwards asynchronously: wait until all four are consumable.
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = loop {
         let out = run(&["consume", "cli", "--core", &core, "--json"], "")?;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ok(&out);
         let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
             .lines()
             .map(serde_json::from_str)
@@ -115,11 +108,7 @@ async fn cli_tour() -> Result<()> {
     // Synthetic records: `<key>:<i>:` padded to the size, keys key-0..2,
     // each key's records in order.
     let out = run(&["stream", "create", "gen", "--core", &core], "")?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let out = run(
         &[
             "produce",
@@ -138,11 +127,7 @@ async fn cli_tour() -> Result<()> {
         ],
         "",
     )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("produced 300 records"));
     let generated = wait_for("300 generated records", Duration::from_secs(60), || {
         let out = run(&["consume", "gen", "--core", &core, "--json"], "");
