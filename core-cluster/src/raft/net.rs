@@ -1,7 +1,7 @@
 //! Which Raft network a node's groups use: none for a single-node core, QUIC
 //! with mutual TLS between the nodes of a cluster.
 
-use super::network::{NoPeer, PeerClient, PeerPool, QuicNetwork, SingleNodeNetwork};
+use super::network::{unreachable_err, PeerClient, PeerError, PeerPool, QuicNetwork};
 use super::types::{GroupConfig, NodeId};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -145,5 +145,56 @@ mod tests {
         let first: Vec<Duration> = RaftNetwork::<ShardTypes>::backoff(&conn).take(4).collect();
         let ms = Duration::from_millis;
         assert_eq!(first, [ms(100), ms(200), ms(400), ms(500)]);
+    }
+}
+
+/// The network of a core that runs alone: every group has one member, so no
+/// RPC is ever sent and every peer is reported unreachable.
+#[derive(Debug, Clone, Default)]
+pub struct SingleNodeNetwork;
+
+/// [`SingleNodeNetwork`]'s client for a peer it can never reach.
+pub struct NoPeer(NodeId);
+
+impl NoPeer {
+    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        unreachable_err(&PeerError::Unreachable {
+            addr: format!("node {}", self.0),
+            detail: "this core runs as a single node".into(),
+        })
+    }
+}
+
+impl<C: GroupConfig> RaftNetworkFactory<C> for SingleNodeNetwork {
+    type Network = NoPeer;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
+        NoPeer(target)
+    }
+}
+
+impl<C: GroupConfig> RaftNetwork<C> for NoPeer {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<C>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        Err(self.unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<C>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        Err(self.unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        Err(self.unreachable())
     }
 }

@@ -688,7 +688,7 @@ impl PeerClient {
     }
 }
 
-fn unreachable_err<E: std::error::Error + 'static, F: std::error::Error>(
+pub(super) fn unreachable_err<E: std::error::Error + 'static, F: std::error::Error>(
     e: &E,
 ) -> RPCError<NodeId, BasicNode, F> {
     RPCError::Unreachable(Unreachable::new(e))
@@ -743,57 +743,6 @@ pub fn replication_backoff() -> Backoff {
             .chain(std::iter::repeat(500))
             .map(Duration::from_millis),
     )
-}
-
-/// The network of a core that runs alone: every group has one member, so no
-/// RPC is ever sent and every peer is reported unreachable.
-#[derive(Debug, Clone, Default)]
-pub struct SingleNodeNetwork;
-
-/// [`SingleNodeNetwork`]'s client for a peer it can never reach.
-pub struct NoPeer(NodeId);
-
-impl NoPeer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        unreachable_err(&PeerError::Unreachable {
-            addr: format!("node {}", self.0),
-            detail: "this core runs as a single node".into(),
-        })
-    }
-}
-
-impl<C: GroupConfig> RaftNetworkFactory<C> for SingleNodeNetwork {
-    type Network = NoPeer;
-
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        NoPeer(target)
-    }
-}
-
-impl<C: GroupConfig> RaftNetwork<C> for NoPeer {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<C>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        Err(self.unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<C>,
-        _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        Err(self.unreachable())
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        Err(self.unreachable())
-    }
 }
 
 #[cfg(test)]
