@@ -222,6 +222,7 @@ impl EdgeConfig {
             batch_bytes_max: self.batch_bytes_max,
             encryption_key_file: self.encryption_key_file.clone(),
             encryption_previous_key_files: self.encryption_previous_key_files.clone(),
+            ..crate::buffer::BufferOptions::default()
         }
     }
 

@@ -11,6 +11,8 @@
 //!   and listing a directory of them.
 //! * [`atomic`]: replacing a small file atomically (temporary file, fsync,
 //!   rename, directory fsync).
+//! * [`prefill`]: zero-filling the active segment ahead of small group
+//!   commits, so their fsync does not also commit a new file size.
 //!
 //! and the file layer both logs do their I/O through:
 //!
@@ -38,6 +40,7 @@ pub mod atomic;
 pub mod frame;
 pub mod fs;
 pub mod names;
+pub mod prefill;
 pub mod sim;
 
 #[cfg(test)]

@@ -54,6 +54,14 @@
 //! (truncate, purge) `fsync`s the directory after each deletion, so a crash
 //! never leaves a hole between segments.
 //!
+//! After a small group (`SegmentLogOptions::prefill`), `sync` zero-fills the
+//! active segment a chunk ahead of its last record, so the next small
+//! groups' `fdatasync`s write data into the file without changing its size
+//! ([`strata_segment_log::prefill`] says why and by how much). Past the last
+//! record there are only zeros: sealing a segment, cutting a torn tail and
+//! `truncate_from` cut the file to its records first, and recovery cuts a
+//! zero tail quietly (it is not counted as truncated).
+//!
 //! [`SegmentLog::open`] reads every segment and verifies every CRC. The first
 //! invalid record of the *last* segment (torn or too long frame, CRC mismatch,
 //! unexpected index) is taken as the torn tail of an interrupted write: the file
@@ -92,6 +100,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_segment_log::fs::{FileRef, Fs, OpenMode, StdFs};
+use strata_segment_log::prefill::Prefill;
 
 use super::error::io_err;
 pub use super::error::LogError;
@@ -116,6 +125,9 @@ pub struct SegmentLogOptions {
     /// On recovery a frame claiming a longer body is treated as corrupt, so
     /// never lower this below a size already written. Default 80 MiB.
     pub record_bytes_max: usize,
+    /// Zero-filling the active segment ahead of small group commits
+    /// ([`strata_segment_log::prefill`]); [`Prefill::OFF`] turns it off.
+    pub prefill: Prefill,
 }
 
 impl Default for SegmentLogOptions {
@@ -123,6 +135,7 @@ impl Default for SegmentLogOptions {
         Self {
             segment_bytes_max: 128 << 20,
             record_bytes_max: 80 << 20,
+            prefill: Prefill::default(),
         }
     }
 }
@@ -196,6 +209,9 @@ pub struct SegmentLog {
     pending: Vec<u8>,
     /// The active segment has records that were not fdatasynced.
     unsynced: bool,
+    /// Bytes appended since the last sync began: the size of the group the
+    /// next sync commits, which decides whether to fill ahead.
+    group_bytes: u64,
     /// A segment file was created and the directory not fsynced since.
     dir_dirty: bool,
     /// Start a new segment at the next append (see [`Self::roll_next`]).
@@ -262,6 +278,7 @@ impl SegmentLog {
             first: 0,
             pending: Vec::new(),
             unsynced: false,
+            group_bytes: 0,
             dir_dirty: false,
             roll_requested: false,
             failed: false,
@@ -397,6 +414,7 @@ impl SegmentLog {
             body_len: body_len as u32,
         });
         self.unsynced = true;
+        self.group_bytes += frame_len;
         if direct {
             let active = self.segments.last().expect("an active segment");
             let write = |buf: &[u8], at: u64| active.file.write_all_at(buf, at);
@@ -417,7 +435,9 @@ impl SegmentLog {
     fn start_segment(&mut self, first_index: u64) -> Result<(), LogError> {
         if !self.segments.is_empty() {
             self.flush_pending()?;
-            let sealed = self.segments.last().expect("a segment");
+            let sealed = self.segments.last_mut().expect("a segment");
+            // The fsync makes the cut durable before the next segment is.
+            sealed.cut_zero_tail()?;
             fsync_file(&*sealed.file, &sealed.path, true)?;
             if self.dir_dirty {
                 fsync_dir(&*self.fs, &self.dir)?;
@@ -436,6 +456,7 @@ impl SegmentLog {
             path,
             file,
             len: 0,
+            file_len: 0,
         });
         Ok(())
     }
@@ -476,10 +497,13 @@ impl SegmentLog {
         };
         if self.unsynced {
             self.flush_pending()?;
+            let group_bytes = std::mem::take(&mut self.group_bytes);
+            let (prefill, limit) = (self.opts.prefill, self.opts.segment_bytes_max);
             let active = self
                 .segments
-                .last()
+                .last_mut()
                 .expect("unsynced records have a segment");
+            active.fill_ahead(&prefill, group_bytes, limit)?;
             pending.file = Some((Arc::clone(&active.file), active.path.clone()));
             self.unsynced = false;
         }
@@ -628,10 +652,12 @@ impl SegmentLog {
                 .map_err(io_err("truncate", &seg.path))?;
             fsync_file(&*seg.file, &seg.path, false)?;
             seg.len = pos;
+            seg.file_len = pos;
         }
         // Sealed segments were synced when sealed; a cut active one just was.
         self.slots.truncate((index - self.base) as usize);
         self.unsynced = false;
+        self.group_bytes = 0;
         if self.dir_dirty {
             fsync_dir(&*self.fs, &self.dir)?;
             self.dir_dirty = false;
@@ -704,6 +730,7 @@ impl SegmentLog {
         self.base = 0;
         self.first = 0;
         self.unsynced = false;
+        self.group_bytes = 0;
     }
 
     fn check_usable(&self) -> Result<(), LogError> {
@@ -752,9 +779,16 @@ impl SegmentLog {
             active.len
         );
         assert!(self.pending.len() as u64 <= active.len);
+        for seg in &self.segments[..self.segments.len() - 1] {
+            assert_eq!(seg.file_len, seg.len, "a sealed segment holds only records");
+        }
     }
 }
 
 #[cfg(test)]
 #[path = "segment_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "prefill_tests.rs"]
+mod prefill_tests;

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use strata_segment_log::fs::{FileRef, Fs, OpenMode};
+use strata_segment_log::prefill::{fill_ahead, zero_tail, Prefill};
 
 use super::error::{io_err, LogError};
 use super::frame::{fsync_dir, fsync_file, scan_segment, Slot};
@@ -28,6 +29,41 @@ pub(super) struct Segment {
     pub(super) file: FileRef,
     /// Bytes of records in this segment, including the write buffer.
     pub(super) len: u64,
+    /// Bytes in the file as last written: past `len` (once the buffer is
+    /// flushed) only zeros, filled ahead of small group commits
+    /// ([`strata_segment_log::prefill`]).
+    pub(super) file_len: u64,
+}
+
+impl Segment {
+    /// Zero-fills the file ahead of its records if `prefill` asks for it
+    /// after a group of `group_bytes` (the write buffer already flushed),
+    /// never past `limit`. Not synced: the group's fdatasync covers it.
+    pub(super) fn fill_ahead(
+        &mut self,
+        prefill: &Prefill,
+        group_bytes: u64,
+        limit: u64,
+    ) -> Result<(), LogError> {
+        self.file_len = self.file_len.max(self.len);
+        if let Some(to) = prefill.plan(self.len, group_bytes, self.file_len, limit) {
+            self.file_len = fill_ahead(&*self.file, self.file_len, to)
+                .map_err(io_err("cut a failed zero-fill of", &self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the zeros filled ahead (not synced; the write buffer already
+    /// flushed): a sealed segment holds only records.
+    pub(super) fn cut_zero_tail(&mut self) -> Result<(), LogError> {
+        if self.file_len > self.len {
+            self.file
+                .set_len(self.len)
+                .map_err(io_err("truncate", &self.path))?;
+        }
+        self.file_len = self.len;
+        Ok(())
+    }
 }
 
 /// Opens the segment at `path` in `dir` and scans it. An invalid record in
@@ -66,17 +102,23 @@ pub(super) fn recover_segment(
                 reason,
             });
         }
-        tracing::warn!(
-            path = %path.display(),
-            pos,
-            reason,
-            cut_bytes = file_len - scan.valid_len,
-            "cutting the torn tail of the last segment"
-        );
+        // Zeros after the last record are the tail filled ahead of writes,
+        // not damage: cut them too (the log fills again as it needs), but
+        // quietly.
+        let zeros = zero_tail(&*file, scan.valid_len, file_len).map_err(io_err("read", &path))?;
+        if !zeros {
+            tracing::warn!(
+                path = %path.display(),
+                pos,
+                reason,
+                cut_bytes = file_len - scan.valid_len,
+                "cutting the torn tail of the last segment"
+            );
+            *truncated_bytes += file_len - scan.valid_len;
+        }
         file.set_len(scan.valid_len)
             .map_err(io_err("truncate", &path))?;
         fsync_file(&*file, &path, false)?;
-        *truncated_bytes += file_len - scan.valid_len;
     }
     if scan.slots.is_empty() {
         if !is_last {
@@ -96,6 +138,7 @@ pub(super) fn recover_segment(
         path,
         file,
         len: scan.valid_len,
+        file_len: scan.valid_len,
     };
     Ok(Some((segment, scan.slots)))
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use strata_segment_log::fs::Fs;
+use strata_segment_log::prefill::Prefill;
 use strata_segment_log::sim::SimFs;
 
 use super::*;
@@ -15,6 +16,10 @@ fn opts(segment_bytes_max: u64) -> SegmentLogOptions {
     SegmentLogOptions {
         segment_bytes_max,
         record_bytes_max: 1 << 20,
+        // These tests place records and damage at exact file offsets;
+        // zero-filling ahead has tests of its own (`prefill_`) and the
+        // crash model runs with it.
+        prefill: Prefill::OFF,
     }
 }
 
@@ -504,6 +509,7 @@ fn op() -> impl Strategy<Value = Op> {
 const MODEL_OPTS: SegmentLogOptions = SegmentLogOptions {
     segment_bytes_max: 300,
     record_bytes_max: 200,
+    prefill: Prefill::DEFAULT,
 };
 
 /// Nested, so that creating the log's directories must be durable too.

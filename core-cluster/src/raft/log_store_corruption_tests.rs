@@ -20,8 +20,13 @@ type Entry = crate::raft::types::Entry<ShardTypes>;
 const DIR: &str = "/data/shards/s/00000";
 
 fn open(disk: &SimFs) -> Result<LogStore, StoreError> {
-    // One segment: every record is in the last one, where torn tails are cut.
-    LogStore::open_in(disk.shared(), Path::new(DIR), SegmentLogOptions::default())
+    // One segment: every record is in the last one, where torn tails are
+    // cut. No zero-filling ahead: the tests find records by file size.
+    let opts = SegmentLogOptions {
+        prefill: strata_segment_log::prefill::Prefill::OFF,
+        ..SegmentLogOptions::default()
+    };
+    LogStore::open_in(disk.shared(), Path::new(DIR), opts)
 }
 
 fn segment() -> PathBuf {

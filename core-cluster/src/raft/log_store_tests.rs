@@ -128,6 +128,8 @@ fn suite_test_with_a_log_hole_is_rejected() {
 fn small() -> SegmentLogOptions {
     SegmentLogOptions {
         segment_bytes_max: 300,
+        // Some tests damage records at exact file offsets.
+        prefill: strata_segment_log::prefill::Prefill::OFF,
         ..SegmentLogOptions::default()
     }
 }

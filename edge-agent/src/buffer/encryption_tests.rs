@@ -6,6 +6,7 @@ use super::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use strata_segment_log::prefill::Prefill;
 use tempfile::TempDir;
 
 const PAYLOAD: &[u8] = b"distinctive-payload-0123456789";
@@ -15,6 +16,8 @@ fn opts() -> BufferOptions {
         segment_bytes_max: 512,
         buffer_bytes_max: 1 << 20,
         batch_bytes_max: 128,
+        // These tests compare segment files byte for byte.
+        prefill: Prefill::OFF,
         ..BufferOptions::default()
     }
 }

@@ -149,6 +149,8 @@ mod fixture_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod prefill_tests;
+#[cfg(test)]
 mod reopen_tests;
 #[cfg(test)]
 mod tests;
@@ -279,6 +281,9 @@ pub struct StreamBuffer {
     reopens: u64,
     /// A segment file was created since the directory was last fsynced.
     dir_dirty: bool,
+    /// Frame bytes appended since the last sync began: the group the next
+    /// sync commits, which decides whether to zero-fill ahead.
+    group_bytes: u64,
     sync_in_flight: bool,
     health: Health,
     /// Reused frame encoding buffer.
@@ -388,6 +393,7 @@ impl StreamBuffer {
             commits: 0,
             reopens: 0,
             dir_dirty: false,
+            group_bytes: 0,
             sync_in_flight: false,
             health: Health::Usable,
             scratch: Vec::new(),
@@ -456,8 +462,21 @@ impl StreamBuffer {
         assert!(!self.sync_in_flight, "at most one sync ticket in flight");
         // Sealed segments were fdatasynced when sealed; only the active one
         // can hold unsynced frames.
-        let segment = match self.segments.back() {
-            Some(last) if self.active && last.end_seq > self.durable_seq => {
+        let group_bytes = std::mem::take(&mut self.group_bytes);
+        // Zero-filled bytes count against the buffer's disk budget too.
+        let room = self
+            .opts
+            .buffer_bytes_max
+            .saturating_sub(self.buffered_bytes());
+        let segment_bytes_max = self.opts.segment_bytes_max;
+        let prefill = self.opts.prefill;
+        let durable_seq = self.durable_seq;
+        let segment = match self.segments.back_mut() {
+            Some(last) if self.active && last.end_seq > durable_seq => {
+                let limit = segment_bytes_max.min(last.len_bytes.saturating_add(room));
+                if let Err(err) = last.fill_ahead(&prefill, group_bytes, limit) {
+                    return Err(self.must_reopen(err.to_string()));
+                }
                 Some((Arc::clone(&last.file), last.path.clone()))
             }
             _ => None,
@@ -610,7 +629,17 @@ impl StreamBuffer {
         if last.is_empty() || last.len_bytes + frame_bytes <= self.opts.segment_bytes_max {
             return Ok(());
         }
-        if last.end_seq > self.durable_seq {
+        // Sealed segments hold only frames: cut the zeros filled ahead, and
+        // make the cut durable before a later segment can be (recovery
+        // refuses anything but frames in a segment that is not the last).
+        let last = self.segments.back_mut().expect("checked above");
+        let cut = last.file_len != last.len_bytes;
+        let cut_result = last.cut_zero_tail();
+        let last = self.segments.back().expect("checked above");
+        if let Err(err) = cut_result {
+            return Err(self.must_reopen(err.to_string()));
+        }
+        if last.end_seq > self.durable_seq || cut {
             if let Err(err) = last.sync_data() {
                 return Err(self.must_reopen(err.to_string()));
             }
@@ -720,6 +749,7 @@ impl StreamBuffer {
             return Err(err);
         }
         segment.push_frame(first_seq, records, frame_len);
+        self.group_bytes += frame_len;
         self.next_seq = end_seq;
         Ok(first_seq)
     }
@@ -740,6 +770,13 @@ impl StreamBuffer {
         for segment in &self.segments {
             assert!(segment.first_seq <= segment.end_seq);
             assert!(segment.end_seq <= self.next_seq);
+        }
+        let sealed = self.segments.len() - usize::from(self.active);
+        for segment in self.segments.iter().take(sealed) {
+            assert_eq!(
+                segment.file_len, segment.len_bytes,
+                "zeros in a sealed segment"
+            );
         }
         if self.active {
             let last = self.segments.back().expect("active segment exists");

@@ -4,6 +4,7 @@ use super::crypto::SEAL_OVERHEAD_BYTES;
 use super::format::{FRAME_OVERHEAD_BYTES, SEGMENT_HEADER_BYTES};
 use super::BufferError;
 use std::path::PathBuf;
+use strata_segment_log::prefill::Prefill;
 
 /// What an append does when the buffer is at `buffer_bytes_max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -35,6 +36,11 @@ pub struct BufferOptions {
     /// Key files of segments written before a key rotation: read, never
     /// written with.
     pub encryption_previous_key_files: Vec<PathBuf>,
+    /// Zero-filling the active segment ahead of small group commits
+    /// (`strata_segment_log::prefill`). Not a configuration key: tests that
+    /// look at file sizes turn it off.
+    #[serde(skip)]
+    pub prefill: Prefill,
 }
 
 impl Default for BufferOptions {
@@ -46,6 +52,7 @@ impl Default for BufferOptions {
             batch_bytes_max: 16 * 1024 * 1024,
             encryption_key_file: None,
             encryption_previous_key_files: Vec::new(),
+            prefill: Prefill::default(),
         }
     }
 }

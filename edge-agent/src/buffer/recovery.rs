@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use strata_segment_log::fs::Fs;
 use strata_segment_log::names;
+use strata_segment_log::prefill::zero_tail;
 
 /// A segment file found in the buffer directory.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,7 +110,7 @@ pub(super) fn recover_segments(
                 });
             }
         }
-        let scan = Segment::open_and_scan(
+        let mut scan = Segment::open_and_scan(
             fs,
             path.clone(),
             *first_seq,
@@ -129,13 +130,20 @@ pub(super) fn recover_segments(
                     ),
                 });
             }
-            tracing::warn!(
-                path = %path.display(), offset, %reason,
-                cut_bytes = scan.file_len - offset,
-                "edge buffer: cutting the torn tail of the last segment"
-            );
+            // Zeros after the last frame are the tail filled ahead of
+            // writes (`strata_segment_log::prefill`), not damage: cut them
+            // too, quietly.
+            let zeros = zero_tail(&*scan.segment.file, offset, scan.file_len)
+                .map_err(|e| BufferError::io("read segment", path, e))?;
+            if !zeros {
+                tracing::warn!(
+                    path = %path.display(), offset, %reason,
+                    cut_bytes = scan.file_len - offset,
+                    "edge buffer: cutting the torn tail of the last segment"
+                );
+                recovery.truncated_bytes = scan.file_len - offset;
+            }
             scan.segment.truncate_to_valid()?;
-            recovery.truncated_bytes = scan.file_len - offset;
         }
         let segment = scan.segment;
         prev_end = Some((segment.end_seq, path));

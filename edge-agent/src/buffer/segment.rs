@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_segment_log::frame::{FrameScanner, Scanned};
 use strata_segment_log::fs::{File, FileRef, Fs, OpenMode, Reader};
+use strata_segment_log::prefill::{fill_ahead, Prefill};
 
 pub(super) const INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
 const SCAN_READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -59,6 +60,10 @@ pub(super) struct Segment {
     pub end_seq: u64,
     /// Bytes of valid frames; appends go here.
     pub len_bytes: u64,
+    /// Bytes in the file as last written: past `len_bytes` only zeros,
+    /// filled ahead of small group commits (`strata_segment_log::prefill`);
+    /// cut when the segment is sealed.
+    pub file_len: u64,
     pub path: PathBuf,
     /// Shared so a sync can run outside the buffer's lock.
     pub file: FileRef,
@@ -130,6 +135,7 @@ impl Segment {
             first_seq,
             end_seq: first_seq,
             len_bytes: data_start,
+            file_len: data_start,
             path,
             file,
             sealing,
@@ -177,6 +183,7 @@ impl Segment {
         };
         let sealed = !sealing.is_plain();
         let mut segment = Self::new(path, file, first_seq, sealing, data_start);
+        segment.file_len = file_len;
         let file = FileRef::clone(&segment.file);
         let reader =
             BufReader::with_capacity(SCAN_READ_BUFFER_BYTES, Reader::new(&*file, data_start));
@@ -371,11 +378,39 @@ impl Segment {
     /// torn tail would come back only to be cut again (any later frame is
     /// written over it and fdatasynced, size included, before it is
     /// acknowledged).
-    pub fn truncate_to_valid(&self) -> Result<(), BufferError> {
-        self.file
-            .set_len(self.len_bytes)
-            .map_err(|e| BufferError::io("truncate segment", &self.path, e))?;
+    pub fn truncate_to_valid(&mut self) -> Result<(), BufferError> {
+        self.cut_zero_tail()?;
         self.sync_data()
+    }
+
+    /// Zero-fills the file ahead of its frames if `prefill` asks for it
+    /// after a group of `group_bytes`, never past `limit` (not synced: the
+    /// group's fdatasync covers it). `Err`: the fill failed and so did
+    /// cutting it back, and the file's tail is unknown.
+    pub fn fill_ahead(
+        &mut self,
+        prefill: &Prefill,
+        group_bytes: u64,
+        limit: u64,
+    ) -> Result<(), BufferError> {
+        self.file_len = self.file_len.max(self.len_bytes);
+        if let Some(to) = prefill.plan(self.len_bytes, group_bytes, self.file_len, limit) {
+            self.file_len = fill_ahead(&*self.file, self.file_len, to)
+                .map_err(|e| BufferError::io("cut a failed zero-fill of segment", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the file at the end of its valid frames (not synced): before a
+    /// segment is sealed, so that sealed segments hold only frames.
+    pub fn cut_zero_tail(&mut self) -> Result<(), BufferError> {
+        if self.file_len != self.len_bytes {
+            self.file
+                .set_len(self.len_bytes)
+                .map_err(|e| BufferError::io("truncate segment", &self.path, e))?;
+            self.file_len = self.len_bytes;
+        }
+        Ok(())
     }
 
     pub fn sync_data(&self) -> Result<(), BufferError> {

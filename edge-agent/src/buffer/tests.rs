@@ -3,6 +3,7 @@
 use super::*;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
+use strata_segment_log::prefill::Prefill;
 use tempfile::TempDir;
 
 /// Also used by other buffer test modules.
@@ -12,6 +13,9 @@ pub(super) fn small_opts() -> BufferOptions {
         buffer_bytes_max: 1 << 20,
         full_policy: FullPolicy::Reject,
         batch_bytes_max: 128,
+        // These tests look at segment files byte for byte; zero-filling
+        // ahead has its own tests (`prefill_tests.rs`).
+        prefill: Prefill::OFF,
         ..BufferOptions::default()
     }
 }
