@@ -67,6 +67,11 @@ impl Node {
     pub(crate) fn segment_options(cfg: &CoreConfig) -> SegmentLogOptions {
         SegmentLogOptions {
             segment_bytes_max: cfg.segment_bytes_max,
+            prefill: if cfg.segment_prefill {
+                strata_segment_log::prefill::Prefill::DEFAULT
+            } else {
+                strata_segment_log::prefill::Prefill::OFF
+            },
             ..SegmentLogOptions::default()
         }
     }
