@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+set -u
+cd /work/main
+R=tests/bench/results/2026-12-06-prefill
+common="--no-build --runs 3 --sizes 100 --rates 10000 --systems strata-rf1,strata-rf3,nats-r1-default,nats-r3-default"
+run() { name=$1; shift; echo "== $name $(date -u +%T)"; env "$@" target/release/strata-bench all $common $EXTRA --out $R/$name > $R/$name.log 2>&1; echo "rc=$? $(date -u +%T)"; rm -rf /tmp/.tmp* 2>/dev/null; }
+EXTRA="--throttle-write-iops 3000"
+run throttled-3000-prefill-on X=1
+run throttled-3000-prefill-off STRATA_CORE_SEGMENT_PREFILL=false STRATA_EDGE_SEGMENT_PREFILL=false
+EXTRA=""
+run prefill-on X=1
+run prefill-off STRATA_CORE_SEGMENT_PREFILL=false STRATA_EDGE_SEGMENT_PREFILL=false
+echo done
