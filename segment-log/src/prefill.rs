@@ -76,6 +76,23 @@ impl Prefill {
         let to = end.saturating_add(self.chunk_bytes).min(limit);
         (to > file_len.max(end)).then_some(to)
     }
+
+    /// [`Self::plan`], then [`fill_ahead`] if it asks: returns the file's
+    /// length afterwards (at least `end`: the group's frames are written).
+    pub fn fill_after_group(
+        &self,
+        file: &dyn File,
+        end: u64,
+        group_bytes: u64,
+        file_len: u64,
+        limit: u64,
+    ) -> io::Result<u64> {
+        let file_len = file_len.max(end);
+        match self.plan(end, group_bytes, file_len, limit) {
+            Some(to) => fill_ahead(file, file_len, to),
+            None => Ok(file_len),
+        }
+    }
 }
 
 /// Writes zeros over `from..to` of `file` (not synced).

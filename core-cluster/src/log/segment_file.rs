@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use strata_segment_log::fs::{FileRef, Fs, OpenMode};
-use strata_segment_log::prefill::{fill_ahead, zero_tail, Prefill};
+use strata_segment_log::prefill::{zero_tail, Prefill};
 
 use super::error::{io_err, LogError};
 use super::frame::{fsync_dir, fsync_file, scan_segment, Slot};
@@ -45,11 +45,9 @@ impl Segment {
         group_bytes: u64,
         limit: u64,
     ) -> Result<(), LogError> {
-        self.file_len = self.file_len.max(self.len);
-        if let Some(to) = prefill.plan(self.len, group_bytes, self.file_len, limit) {
-            self.file_len = fill_ahead(&*self.file, self.file_len, to)
-                .map_err(io_err("cut a failed zero-fill of", &self.path))?;
-        }
+        self.file_len = prefill
+            .fill_after_group(&*self.file, self.len, group_bytes, self.file_len, limit)
+            .map_err(io_err("cut a failed zero-fill of", &self.path))?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_segment_log::frame::{FrameScanner, Scanned};
 use strata_segment_log::fs::{File, FileRef, Fs, OpenMode, Reader};
-use strata_segment_log::prefill::{fill_ahead, Prefill};
+use strata_segment_log::prefill::Prefill;
 
 pub(super) const INDEX_INTERVAL_BYTES: u64 = 64 * 1024;
 const SCAN_READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -393,11 +393,15 @@ impl Segment {
         group_bytes: u64,
         limit: u64,
     ) -> Result<(), BufferError> {
-        self.file_len = self.file_len.max(self.len_bytes);
-        if let Some(to) = prefill.plan(self.len_bytes, group_bytes, self.file_len, limit) {
-            self.file_len = fill_ahead(&*self.file, self.file_len, to)
-                .map_err(|e| BufferError::io("cut a failed zero-fill of segment", &self.path, e))?;
-        }
+        self.file_len = prefill
+            .fill_after_group(
+                &*self.file,
+                self.len_bytes,
+                group_bytes,
+                self.file_len,
+                limit,
+            )
+            .map_err(|e| BufferError::io("cut a failed zero-fill of segment", &self.path, e))?;
         Ok(())
     }
 
