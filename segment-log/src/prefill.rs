@@ -12,8 +12,9 @@
 //! (low rates, latency); large groups amortise the size change, and
 //! zero-filling ahead of them would write every byte twice. So a log asks
 //! [`Prefill::plan`] after each group it is about to sync: zero-fill only
-//! after small groups, a chunk at a time, and never past the segment's
-//! size limit.
+//! after small groups, as far ahead as the segment already holds (up to a
+//! chunk, so that quiet segments stay small), and never past the
+//! segment's size limit.
 //!
 //! What a log must keep true (both logs do, and their crash models check
 //! it): every byte past the end of its valid frames is zero (a zero frame
@@ -29,12 +30,17 @@ use std::io;
 use crate::fs::File;
 
 /// When and how far to zero-fill; see the module documentation.
+///
+/// The zeros kept ahead grow with the segment: as many bytes as the
+/// segment already holds, up to `chunk_bytes`. A busy segment soon has a
+/// full chunk ahead (a 1 MiB chunk is reached after about a dozen fills
+/// whatever the group size), while a quiet one (an idle shard's, or one
+/// just rolled after tiering) never holds more zeros than data: thousands
+/// of shards on a node do not each take a chunk of disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefill {
-    /// Bytes zero-filled ahead of the end at a time.
+    /// Most bytes zero-filled ahead of the end.
     pub chunk_bytes: u64,
-    /// Zero-fill again once fewer than this many bytes are left ahead.
-    pub low_water_bytes: u64,
     /// Only after groups of at most this many bytes.
     pub group_bytes_max: u64,
 }
@@ -46,11 +52,9 @@ impl Default for Prefill {
 }
 
 impl Prefill {
-    /// 1 MiB at a time, again when less than 256 KiB is left, after groups
-    /// of up to 64 KiB.
+    /// Up to 1 MiB ahead, after groups of up to 64 KiB.
     pub const DEFAULT: Self = Self {
         chunk_bytes: 1 << 20,
-        low_water_bytes: 256 << 10,
         group_bytes_max: 64 << 10,
     };
 
@@ -58,22 +62,24 @@ impl Prefill {
     /// turns the optimisation off).
     pub const OFF: Self = Self {
         chunk_bytes: 0,
-        low_water_bytes: 0,
         group_bytes_max: 0,
     };
 
     /// Where the file should be zero-filled to after a group of
-    /// `group_bytes` that leaves the valid frames ending at `end`, the file
-    /// holding `file_len` bytes and the segment limited to `limit` bytes;
-    /// `None`: leave it.
+    /// `group_bytes` that leaves the valid frames ending at `end` (the
+    /// bytes the segment holds), the file holding `file_len` bytes and the
+    /// segment limited to `limit` bytes; `None`: leave it. It fills
+    /// `min(end, chunk_bytes)` ahead once less than a quarter of that is
+    /// left.
     pub fn plan(&self, end: u64, group_bytes: u64, file_len: u64, limit: u64) -> Option<u64> {
         if self.chunk_bytes == 0 || group_bytes == 0 || group_bytes > self.group_bytes_max {
             return None;
         }
-        if file_len.saturating_sub(end) >= self.low_water_bytes {
+        let ahead = end.min(self.chunk_bytes);
+        if file_len.saturating_sub(end) >= ahead / 4 {
             return None;
         }
-        let to = end.saturating_add(self.chunk_bytes).min(limit);
+        let to = end.saturating_add(ahead).min(limit);
         (to > file_len.max(end)).then_some(to)
     }
 
@@ -154,21 +160,44 @@ mod tests {
     const KIB: u64 = 1 << 10;
 
     #[test]
-    fn small_groups_fill_a_chunk_ahead_once_little_is_left() {
+    fn small_groups_fill_ahead_as_much_as_the_segment_holds_up_to_a_chunk() {
         let p = Prefill::default();
-        // Appending at the end of the file: fill a chunk ahead.
-        assert_eq!(p.plan(1000, 1000, 1000, 128 * MIB), Some(1000 + MIB));
-        // Enough left ahead: nothing.
-        assert_eq!(p.plan(1000, 1000, 1000 + MIB, 128 * MIB), None);
+        // A young segment: as many zeros as data.
+        assert_eq!(p.plan(1000, 1000, 1000, 128 * MIB), Some(2000));
+        // A quarter of that still ahead: nothing; less: fill again.
+        assert_eq!(p.plan(1600, 600, 2000, 128 * MIB), None);
+        assert_eq!(p.plan(1800, 200, 2000, 128 * MIB), Some(3600));
+        // A grown segment: one chunk ahead, refilled below a quarter chunk.
+        assert_eq!(p.plan(10 * MIB, 1000, 10 * MIB, 128 * MIB), Some(11 * MIB));
         assert_eq!(
-            p.plan(MIB - 256 * KIB + 999, 1000, MIB + 999, 128 * MIB),
+            p.plan(10 * MIB, 1000, 10 * MIB + 256 * KIB, 128 * MIB),
             None
         );
-        // Less than the low water mark left: fill up to a chunk past the end.
         assert_eq!(
-            p.plan(MIB - 256 * KIB + 1000, 1000, MIB + 999, 128 * MIB),
-            Some(2 * MIB - 256 * KIB + 1000)
+            p.plan(10 * MIB, 1000, 10 * MIB + 256 * KIB - 1, 128 * MIB),
+            Some(11 * MIB)
         );
+    }
+
+    #[test]
+    fn a_busy_segment_reaches_a_full_chunk_after_few_fills() {
+        let p = Prefill::default();
+        let (mut end, mut file_len, mut fills) = (0u64, 0u64, 0);
+        while file_len < end + MIB || end < 2 * MIB {
+            end += 1000;
+            file_len = file_len.max(end);
+            if let Some(to) = p.plan(end, 1000, file_len, 128 * MIB) {
+                file_len = to;
+                fills += 1;
+            }
+            if end > 4 * MIB {
+                break;
+            }
+        }
+        // Each fill at least doubles the segment's file, so a few dozen
+        // fills at most reach the full chunk ahead.
+        assert!(fills <= 25, "{fills} fills");
+        assert!(file_len - end >= 3 * MIB / 4);
     }
 
     #[test]

@@ -55,7 +55,7 @@
 //! never leaves a hole between segments.
 //!
 //! After a small group (`SegmentLogOptions::prefill`), `sync` zero-fills the
-//! active segment a chunk ahead of its last record, so the next small
+//! active segment ahead of its last record (as far as it holds, up to 1 MiB), so the next small
 //! groups' `fdatasync`s write data into the file without changing its size
 //! ([`strata_segment_log::prefill`] says why and by how much). Past the last
 //! record there are only zeros: sealing a segment, cutting a torn tail and

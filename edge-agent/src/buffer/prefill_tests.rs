@@ -42,24 +42,27 @@ fn read_all(buffer: &StreamBuffer) -> Vec<(u64, Vec<u8>)> {
 const FIRST: &str = "00000000000000000000.buf";
 
 #[test]
-fn a_small_group_fills_a_chunk_ahead_and_reopening_cuts_it_quietly() {
+fn small_groups_fill_ahead_as_much_as_the_segment_holds_and_reopening_cuts_it_quietly() {
     let dir = TempDir::new().unwrap();
     let (mut buffer, _) = StreamBuffer::open(dir.path(), opts()).unwrap();
     append_synced(&mut buffer, 10, 100);
+    // A young segment gets as many zeros ahead as it holds.
     let data = buffer.buffered_bytes();
-    let len = file_len(dir.path(), FIRST);
-    assert_eq!(len, data + Prefill::default().chunk_bytes);
+    assert_eq!(file_len(dir.path(), FIRST), 2 * data);
+    for _ in 0..600 {
+        append_synced(&mut buffer, 1, 4000);
+    }
+    // A grown one up to a chunk; past the frames only zeros.
+    let (data, len) = (buffer.buffered_bytes(), file_len(dir.path(), FIRST));
+    assert!(len > data && len - data <= Prefill::DEFAULT.chunk_bytes);
     let bytes = std::fs::read(dir.path().join(FIRST)).unwrap();
     assert!(bytes[data as usize..].iter().all(|&b| b == 0));
-    // Later small groups write into the zeros: the file does not grow.
-    append_synced(&mut buffer, 10, 100);
-    assert_eq!(file_len(dir.path(), FIRST), len);
     let before = read_all(&buffer);
     drop(buffer);
 
     let (buffer, recovery) = StreamBuffer::open(dir.path(), opts()).unwrap();
     assert_eq!(recovery.truncated_bytes, 0, "zeros are not a torn tail");
-    assert_eq!(recovery.records, 20);
+    assert_eq!(recovery.records, 610);
     assert_eq!(read_all(&buffer), before);
     assert_eq!(file_len(dir.path(), FIRST), buffer.buffered_bytes());
 }
