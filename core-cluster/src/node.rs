@@ -67,11 +67,7 @@ impl Node {
     pub(crate) fn segment_options(cfg: &CoreConfig) -> SegmentLogOptions {
         SegmentLogOptions {
             segment_bytes_max: cfg.segment_bytes_max,
-            prefill: if cfg.segment_prefill {
-                strata_segment_log::prefill::Prefill::DEFAULT
-            } else {
-                strata_segment_log::prefill::Prefill::OFF
-            },
+            prefill: strata_segment_log::prefill::Prefill::enabled(cfg.segment_prefill),
             ..SegmentLogOptions::default()
         }
     }

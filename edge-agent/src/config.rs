@@ -231,11 +231,7 @@ impl EdgeConfig {
             batch_bytes_max: self.batch_bytes_max,
             encryption_key_file: self.encryption_key_file.clone(),
             encryption_previous_key_files: self.encryption_previous_key_files.clone(),
-            prefill: if self.segment_prefill {
-                strata_segment_log::prefill::Prefill::DEFAULT
-            } else {
-                strata_segment_log::prefill::Prefill::OFF
-            },
+            prefill: strata_segment_log::prefill::Prefill::enabled(self.segment_prefill),
         }
     }
 

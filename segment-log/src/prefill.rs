@@ -65,6 +65,16 @@ impl Prefill {
         group_bytes_max: 0,
     };
 
+    /// [`Self::DEFAULT`] if `on` (a log's `segment_prefill` setting), else
+    /// [`Self::OFF`].
+    pub const fn enabled(on: bool) -> Self {
+        if on {
+            Self::DEFAULT
+        } else {
+            Self::OFF
+        }
+    }
+
     /// Where the file should be zero-filled to after a group of
     /// `group_bytes` that leaves the valid frames ending at `end` (the
     /// bytes the segment holds), the file holding `file_len` bytes and the

@@ -632,13 +632,16 @@ impl StreamBuffer {
         // Sealed segments hold only frames: cut the zeros filled ahead, and
         // make the cut durable before a later segment can be (recovery
         // refuses anything but frames in a segment that is not the last).
-        let last = self.segments.back_mut().expect("checked above");
-        let cut = last.file_len != last.len_bytes;
-        let cut_result = last.cut_zero_tail();
+        let cut = self
+            .segments
+            .back_mut()
+            .expect("checked above")
+            .cut_zero_tail();
+        let cut = match cut {
+            Ok(cut) => cut,
+            Err(err) => return Err(self.must_reopen(err.to_string())),
+        };
         let last = self.segments.back().expect("checked above");
-        if let Err(err) = cut_result {
-            return Err(self.must_reopen(err.to_string()));
-        }
         if last.end_seq > self.durable_seq || cut {
             if let Err(err) = last.sync_data() {
                 return Err(self.must_reopen(err.to_string()));

@@ -405,16 +405,19 @@ impl Segment {
         Ok(())
     }
 
-    /// Cuts the file at the end of its valid frames (not synced): before a
-    /// segment is sealed, so that sealed segments hold only frames.
-    pub fn cut_zero_tail(&mut self) -> Result<(), BufferError> {
-        if self.file_len != self.len_bytes {
+    /// Cuts the file at the end of its valid frames (not synced): the zeros
+    /// filled ahead, before a segment is sealed, so that sealed segments
+    /// hold only frames (and at recovery a torn tail). Whether anything
+    /// was cut.
+    pub fn cut_zero_tail(&mut self) -> Result<bool, BufferError> {
+        let cut = self.file_len > self.len_bytes;
+        if cut {
             self.file
                 .set_len(self.len_bytes)
                 .map_err(|e| BufferError::io("truncate segment", &self.path, e))?;
-            self.file_len = self.len_bytes;
         }
-        Ok(())
+        self.file_len = self.len_bytes;
+        Ok(cut)
     }
 
     pub fn sync_data(&self) -> Result<(), BufferError> {
