@@ -131,6 +131,10 @@ pub struct CoreConfig {
     /// share it).
     #[serde(default = "strata_runtime::server::default_connections_per_address_max")]
     pub connections_per_address_max: usize,
+    /// Requests served at once on one client connection (and request
+    /// streams a client may have open at once; more wait at the client).
+    #[serde(default = "strata_runtime::server::default_requests_per_connection_max")]
+    pub requests_per_connection_max: usize,
     /// A request must arrive whole within this, milliseconds; a client
     /// that opens a request stream and sends nothing is cut off.
     #[serde(default = "strata_runtime::server::default_request_read_timeout_ms")]
@@ -278,6 +282,7 @@ impl CoreConfig {
     pub fn serve_limits(&self) -> strata_runtime::server::ServeLimits {
         strata_runtime::server::ServeLimits {
             connections_per_address_max: self.connections_per_address_max.max(1),
+            requests_per_connection_max: self.requests_per_connection_max.max(1),
             request_read_timeout: std::time::Duration::from_millis(
                 self.request_read_timeout_ms.max(1),
             ),

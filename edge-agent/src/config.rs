@@ -33,6 +33,11 @@ fn default_segment_bytes_max() -> u64 {
 fn default_full_policy() -> FullPolicy {
     FullPolicy::Reject
 }
+/// Lower than the core's: every stream a connection once had open at once
+/// keeps its QUIC reassembly state while the connection lives.
+fn default_requests_per_connection_max() -> usize {
+    64
+}
 fn default_forward_bytes_max() -> usize {
     8 * 1024 * 1024
 }
@@ -92,6 +97,10 @@ pub struct EdgeConfig {
     /// share it).
     #[serde(default = "strata_runtime::server::default_connections_per_address_max")]
     pub connections_per_address_max: usize,
+    /// Requests served at once on one client connection (and request
+    /// streams a client may have open at once; more wait at the client).
+    #[serde(default = "default_requests_per_connection_max")]
+    pub requests_per_connection_max: usize,
     /// A request must arrive whole within this, milliseconds; a client
     /// that opens a request stream and sends nothing is cut off.
     #[serde(default = "strata_runtime::server::default_request_read_timeout_ms")]
@@ -162,6 +171,7 @@ impl EdgeConfig {
     pub fn serve_limits(&self) -> strata_runtime::server::ServeLimits {
         strata_runtime::server::ServeLimits {
             connections_per_address_max: self.connections_per_address_max.max(1),
+            requests_per_connection_max: self.requests_per_connection_max.max(1),
             request_read_timeout: std::time::Duration::from_millis(
                 self.request_read_timeout_ms.max(1),
             ),

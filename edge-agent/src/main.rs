@@ -47,7 +47,12 @@ async fn run(args: Args) -> Result<()> {
     if auth.mode == strata_runtime::identity::ClientAuthMode::Off {
         tracing::warn!("client_auth = \"off\": producers are not authenticated and no access rules apply; use this only for a loopback test setup");
     }
-    let server_cfg = strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key, &auth)?;
+    let server_cfg = strata_runtime::tls::server_config(
+        &cfg.tls_cert,
+        &cfg.tls_key,
+        &auth,
+        cfg.serve_limits().requests_per_connection_max,
+    )?;
     let core = Arc::new(
         Cluster::with_identity(
             cfg.core_addrs.clone(),

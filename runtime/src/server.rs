@@ -66,6 +66,8 @@ pub struct ServeLimits {
     /// Connections from one IP address at once (a device fleet behind one
     /// NAT shares an address: keep this well above one per device).
     pub connections_per_address_max: usize,
+    /// Requests served at once on one connection; also how many request
+    /// streams a client may open at once (`tls::server_config`).
     pub requests_per_connection_max: usize,
     pub frame_bytes_max: usize,
     /// A request stream must deliver its whole frame within this; a client
@@ -75,6 +77,12 @@ pub struct ServeLimits {
 
 /// Default of the daemons' `connections_per_address_max`.
 pub fn default_connections_per_address_max() -> usize {
+    256
+}
+
+/// Default of the core's `requests_per_connection_max` (the edge's is
+/// lower: a device keeps less per connection).
+pub fn default_requests_per_connection_max() -> usize {
     256
 }
 
@@ -88,7 +96,7 @@ impl Default for ServeLimits {
         Self {
             connections_max: 1024,
             connections_per_address_max: default_connections_per_address_max(),
-            requests_per_connection_max: 256,
+            requests_per_connection_max: default_requests_per_connection_max(),
             frame_bytes_max: FRAME_BYTES_MAX,
             request_read_timeout: Duration::from_millis(default_request_read_timeout_ms()),
         }

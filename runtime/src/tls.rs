@@ -372,10 +372,15 @@ pub fn check_key_permissions(path: &Path) -> Result<()> {
 
 /// `keep_alive` must be well under `idle_timeout`: a peer that stops
 /// answering (a killed process sends no close) is then detected within
-/// `idle_timeout`, and the next request reconnects.
-fn transport(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+/// `idle_timeout`, and the next request reconnects. The peer may open
+/// `streams_max` request streams at once.
+fn transport(
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    streams_max: u32,
+) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(1024u32.into())
+    t.max_concurrent_bidi_streams(streams_max.into())
         .max_concurrent_uni_streams(0u32.into())
         .stream_receive_window((16u32 * 1024 * 1024).into())
         .receive_window((64u32 * 1024 * 1024).into())
@@ -391,7 +396,21 @@ fn transport(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::Transpo
 
 /// Server config of a client port: TLS 1.3, ALPN `strata/1`, certificate
 /// chain and key from PEM files; client certificates as `auth` says.
-pub fn server_config(cert: &Path, key: &Path, auth: &ClientAuth) -> Result<quinn::ServerConfig> {
+///
+/// A client may open as many request streams at once as the server serves
+/// per connection (`requests_per_connection_max`, see
+/// [`crate::server::ServeLimits`]): a stream beyond that would only wait
+/// inside QUIC with its data buffered, and QUIC keeps the reassembly state
+/// of every stream a connection ever had open at once for the connection's
+/// life (measured at the edge: 7 MiB for a producer connection that
+/// once had a few hundred requests waiting; docs/benchmarks.md, "Edge
+/// footprint").
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    auth: &ClientAuth,
+    requests_per_connection_max: usize,
+) -> Result<quinn::ServerConfig> {
     install_crypto_provider();
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
@@ -411,7 +430,12 @@ pub fn server_config(cert: &Path, key: &Path, auth: &ClientAuth) -> Result<quinn
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport(Duration::from_secs(5), Duration::from_secs(30)));
+    let streams_max = u32::try_from(requests_per_connection_max.max(1)).unwrap_or(u32::MAX);
+    cfg.transport_config(transport(
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+        streams_max,
+    ));
     Ok(cfg)
 }
 
@@ -430,7 +454,8 @@ pub fn client_config(ca: &Path, identity: Option<&Identity>) -> Result<quinn::Cl
     tls.alpn_protocols = vec![strata_schema::ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport(Duration::from_secs(1), Duration::from_secs(4)));
+    // Servers open no streams towards a client.
+    cfg.transport_config(transport(Duration::from_secs(1), Duration::from_secs(4), 0));
     Ok(cfg)
 }
 
