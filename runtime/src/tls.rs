@@ -545,3 +545,7 @@ pub fn resolve_ca(explicit: Option<&Path>) -> Result<PathBuf> {
     }
     Err(TlsError::NoCa(default))
 }
+
+#[cfg(test)]
+#[path = "tls_stream_tests.rs"]
+mod stream_tests;
