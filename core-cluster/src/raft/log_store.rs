@@ -15,11 +15,18 @@
 //!
 //! The JSON files are replaced atomically: written to `<name>.tmp`, renamed
 //! over `<name>`. `vote.json` and `purged.json` are fsynced before the rename
-//! and the directory after it. `committed.json` is saved on every commit, so
-//! it skips both fsyncs: after a crash it may be older than the last save (or,
-//! on file systems that do not order the rename after the data, unreadable,
-//! which is read as "none"). openraft then re-applies fewer entries on startup
-//! and catches up when the leader next reports the commit index.
+//! and the directory after it. `committed.json` is written at most every
+//! [`COMMITTED_SAVE_EVERY`] (the first commit after that writes it; the
+//! others only update the store's memory) and skips both fsyncs: it is a
+//! hint that may lag, never lead. Writing it on every commit cost a file
+//! write and a rename per commit on every replica, on the path before the
+//! entries are applied, and on ext4 a write-back of the new file at each
+//! rename (`auto_da_alloc`): on a disk with few IOPS to spare that competed
+//! with the log's own fsyncs. After a crash it may be older than the last
+//! commit (or, on file systems that do not order the rename after the data,
+//! unreadable, which is read as "none"). openraft then re-applies fewer
+//! entries on startup and catches up when the leader next reports the commit
+//! index (a restarted node's groups are awake and elect a leader).
 //!
 //! # Entries
 //!
@@ -67,6 +74,7 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -86,6 +94,8 @@ const LOG_DIR: &str = "log";
 const VOTE_FILE: &str = "vote.json";
 const PURGED_FILE: &str = "purged.json";
 const COMMITTED_FILE: &str = "committed.json";
+/// How often at most `committed.json` is written (module documentation).
+pub const COMMITTED_SAVE_EVERY: Duration = Duration::from_millis(100);
 
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
@@ -346,7 +356,16 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 struct Meta {
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// When `committed.json` was last written by this process.
+    committed_saved_at: Option<Instant>,
     purged: Option<LogId>,
+}
+
+/// Whether a commit at `now` writes `committed.json`, given when this
+/// process last wrote it: the first time, then at most every
+/// [`COMMITTED_SAVE_EVERY`].
+fn committed_save_due(saved_at: Option<Instant>, now: Instant) -> bool {
+    saved_at.is_none_or(|t| now.saturating_duration_since(t) >= COMMITTED_SAVE_EVERY)
 }
 
 #[derive(Debug)]
@@ -434,12 +453,39 @@ impl<C: GroupConfig> LogStore<C> {
                 meta: Mutex::new(Meta {
                     vote,
                     committed,
+                    committed_saved_at: None,
                     purged,
                 }),
                 recovery,
             }),
             group: PhantomData,
         })
+    }
+
+    /// openraft's `save_committed` at `now`: remembers `committed`, and
+    /// writes `committed.json` when [`committed_save_due`].
+    pub(crate) async fn save_committed_at(
+        &self,
+        committed: Option<LogId>,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let due = {
+            let mut meta = self.inner.meta();
+            meta.committed = committed;
+            let due = committed_save_due(meta.committed_saved_at, now);
+            if due {
+                meta.committed_saved_at = Some(now);
+            }
+            due
+        };
+        if !due {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            write_json_atomic(&*inner.fs, &inner.dir, COMMITTED_FILE, &committed, false)
+        })
+        .await
     }
 
     /// What opening the segment log found.
@@ -652,14 +698,9 @@ impl<C: GroupConfig> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let inner = Arc::clone(&self.inner);
-        run_blocking(move || {
-            write_json_atomic(&*inner.fs, &inner.dir, COMMITTED_FILE, &committed, false)?;
-            inner.meta().committed = committed;
-            Ok(())
-        })
-        .await
-        .map_err(|e| write_store_err(&e))
+        self.save_committed_at(committed, Instant::now())
+            .await
+            .map_err(|e| write_store_err(&e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

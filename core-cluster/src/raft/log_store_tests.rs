@@ -366,3 +366,58 @@ async fn unreadable_committed_file_is_ignored_but_vote_is_not() {
     let err = LogStore::open(dir.path(), small()).unwrap_err();
     assert!(matches!(err, StoreError::MetaFile { .. }), "{err}");
 }
+
+#[test]
+fn committed_json_is_written_at_the_first_commit_then_at_most_every_interval() {
+    let t0 = Instant::now();
+    assert!(committed_save_due(None, t0), "the first commit writes it");
+    assert!(!committed_save_due(Some(t0), t0));
+    assert!(!committed_save_due(
+        Some(t0),
+        t0 + COMMITTED_SAVE_EVERY - Duration::from_millis(1)
+    ));
+    assert!(committed_save_due(Some(t0), t0 + COMMITTED_SAVE_EVERY));
+    // A clock that went back is not "due" early, and never panics.
+    assert!(!committed_save_due(Some(t0 + COMMITTED_SAVE_EVERY), t0));
+}
+
+#[tokio::test]
+async fn a_commit_between_writes_of_committed_json_is_remembered_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = LogStore::open(dir.path(), small()).unwrap();
+        store.blocking_append(entries(12)).await.unwrap();
+        let t0 = Instant::now();
+        store
+            .save_committed_at(Some(id(1, 0, 4)), t0)
+            .await
+            .unwrap();
+        // Within COMMITTED_SAVE_EVERY of the first: memory has it, the file
+        // keeps the first.
+        let t1 = t0 + Duration::from_millis(1);
+        store
+            .save_committed_at(Some(id(1, 0, 9)), t1)
+            .await
+            .unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), Some(id(1, 0, 9)));
+    }
+    let mut store = LogStore::open(dir.path(), small()).unwrap();
+    assert_eq!(
+        store.read_committed().await.unwrap(),
+        Some(id(1, 0, 4)),
+        "a lagging committed id: never ahead of what was committed"
+    );
+    // The next commit an interval later is written.
+    let t2 = Instant::now() + COMMITTED_SAVE_EVERY;
+    store
+        .save_committed_at(Some(id(1, 0, 11)), t2)
+        .await
+        .unwrap();
+    store
+        .save_committed_at(Some(id(1, 0, 12)), t2)
+        .await
+        .unwrap();
+    drop(store);
+    let mut store = LogStore::open(dir.path(), small()).unwrap();
+    assert_eq!(store.read_committed().await.unwrap(), Some(id(1, 0, 11)));
+}
