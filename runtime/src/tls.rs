@@ -402,9 +402,9 @@ fn transport(
 /// [`crate::server::ServeLimits`]): a stream beyond that would only wait
 /// inside QUIC with its data buffered, and QUIC keeps the reassembly state
 /// of every stream a connection ever had open at once for the connection's
-/// life (measured at the edge: 7 MiB for a producer connection that
-/// once had a few hundred requests waiting; docs/benchmarks.md, "Edge
-/// footprint").
+/// life (measured at the edge with 1024 allowed: 7 MiB held by one
+/// producer's connection through a backlog drain; docs/benchmarks.md,
+/// "Edge footprint").
 pub fn server_config(
     cert: &Path,
     key: &Path,
