@@ -39,12 +39,9 @@ async fn run(args: Args) -> Result<()> {
     if auth.mode == strata_runtime::identity::ClientAuthMode::Off {
         tracing::warn!("client_auth = \"off\": clients are not authenticated and no access rules apply; use this only for a loopback test setup");
     }
-    let server_cfg = strata_runtime::tls::server_config(
-        &cfg.tls_cert,
-        &cfg.tls_key,
-        &auth,
-        cfg.serve_limits().requests_per_connection_max,
-    )?;
+    let limits = cfg.serve_limits();
+    let server_cfg =
+        strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key, &auth, &limits)?;
     if let Some(addr) = cfg.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -95,7 +92,7 @@ async fn run(args: Args) -> Result<()> {
     let server = tokio::spawn(serve(
         endpoint,
         Arc::new(CoreHandler { node: node.clone() }),
-        cfg.serve_limits(),
+        limits,
         stop_rx,
     ));
     strata_runtime::daemon::shutdown_signal().await;

@@ -47,12 +47,9 @@ async fn run(args: Args) -> Result<()> {
     if auth.mode == strata_runtime::identity::ClientAuthMode::Off {
         tracing::warn!("client_auth = \"off\": producers are not authenticated and no access rules apply; use this only for a loopback test setup");
     }
-    let server_cfg = strata_runtime::tls::server_config(
-        &cfg.tls_cert,
-        &cfg.tls_key,
-        &auth,
-        cfg.serve_limits().requests_per_connection_max,
-    )?;
+    let limits = cfg.serve_limits();
+    let server_cfg =
+        strata_runtime::tls::server_config(&cfg.tls_cert, &cfg.tls_key, &auth, &limits)?;
     let core = Arc::new(
         Cluster::with_identity(
             cfg.core_addrs.clone(),
@@ -86,7 +83,7 @@ async fn run(args: Args) -> Result<()> {
         stop_rx.clone(),
     )
     .await?;
-    let server = tokio::spawn(serve(endpoint, handler, cfg.serve_limits(), stop_rx));
+    let server = tokio::spawn(serve(endpoint, handler, limits, stop_rx));
     let mut halted = registry.halted();
     let halt = tokio::select! {
         _ = strata_runtime::daemon::shutdown_signal() => None,

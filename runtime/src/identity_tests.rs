@@ -2,6 +2,7 @@
 //! in, under which principal, and what a CRL change does.
 
 use super::*;
+use crate::server::ServeLimits;
 use crate::tls::{client_config, issue_identity, revoke_identity, server_config, DevPki};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -46,7 +47,13 @@ async fn only_certificates_of_the_client_ca_get_in_and_name_their_principal() {
     let (pki, created) = DevPki::ensure(&dir.path().join("tls")).unwrap();
     assert!(created);
     let (other, _) = DevPki::ensure(&dir.path().join("other")).unwrap();
-    let cfg = server_config(&pki.cert, &pki.key, &required(&pki, None), 64).unwrap();
+    let cfg = server_config(
+        &pki.cert,
+        &pki.key,
+        &required(&pki, None),
+        &ServeLimits::default(),
+    )
+    .unwrap();
     let server = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
 
     assert_eq!(
@@ -79,7 +86,13 @@ async fn a_revoked_certificate_is_refused_once_the_crl_file_changes() {
     // Start with a CRL that revokes somebody else.
     let spare = issue_identity("spare", &tls, &dir.path().join("ids")).unwrap();
     assert_eq!(revoke_identity(&spare.cert, &tls, &crl).unwrap(), 1);
-    let cfg = server_config(&pki.cert, &pki.key, &required(&pki, Some(crl.clone())), 64).unwrap();
+    let cfg = server_config(
+        &pki.cert,
+        &pki.key,
+        &required(&pki, Some(crl.clone())),
+        &ServeLimits::default(),
+    )
+    .unwrap();
     let server = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
 
     assert_eq!(
@@ -105,7 +118,7 @@ async fn with_client_auth_off_anyone_connects_without_a_principal() {
         mode: ClientAuthMode::Off,
         ..ClientAuth::default()
     };
-    let cfg = server_config(&pki.cert, &pki.key, &off, 64).unwrap();
+    let cfg = server_config(&pki.cert, &pki.key, &off, &ServeLimits::default()).unwrap();
     let server = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
     assert_eq!(handshake(&server, &pki.ca, None).await, Ok(None));
 }
@@ -116,14 +129,20 @@ fn required_client_auth_without_a_ca_and_exposed_keys_are_refused() {
     let (pki, _) = DevPki::ensure(&dir.path().join("tls")).unwrap();
     let no_ca = ClientAuth::default();
     assert!(matches!(
-        server_config(&pki.cert, &pki.key, &no_ca, 64),
+        server_config(&pki.cert, &pki.key, &no_ca, &ServeLimits::default()),
         Err(TlsError::NoClientCa)
     ));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&pki.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = server_config(&pki.cert, &pki.key, &required(&pki, None), 64).unwrap_err();
+        let e = server_config(
+            &pki.cert,
+            &pki.key,
+            &required(&pki, None),
+            &ServeLimits::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(e, TlsError::KeyPermissions { mode: 0o644, .. }),
             "{e}"

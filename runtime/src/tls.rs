@@ -16,6 +16,7 @@
 //! that id, and the client and peer roles use different certificates.
 
 use crate::identity::{ClientAuth, ClientAuthMode, Identity, ReloadingClientVerifier};
+use crate::server::ServeLimits;
 pub use crate::tls_error::TlsError;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rcgen::{
@@ -397,9 +398,9 @@ fn transport(
 /// Server config of a client port: TLS 1.3, ALPN `strata/1`, certificate
 /// chain and key from PEM files; client certificates as `auth` says.
 ///
-/// A client may open as many request streams at once as the server serves
-/// per connection (`requests_per_connection_max`, see
-/// [`crate::server::ServeLimits`]): a stream beyond that would only wait
+/// A client may open as many request streams at once as the server loop
+/// (`crate::server::serve`, given the same `limits`) serves per connection
+/// (`requests_per_connection_max`): a stream beyond that would only wait
 /// inside QUIC with its data buffered, and QUIC keeps the reassembly state
 /// of every stream a connection ever had open at once for the connection's
 /// life (measured at the edge with 1024 allowed: 7 MiB held by one
@@ -409,7 +410,7 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
     auth: &ClientAuth,
-    requests_per_connection_max: usize,
+    limits: &ServeLimits,
 ) -> Result<quinn::ServerConfig> {
     install_crypto_provider();
     let certs = load_certs(cert)?;
@@ -430,7 +431,7 @@ pub fn server_config(
     tls.max_early_data_size = 0;
     let crypto = QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let streams_max = u32::try_from(requests_per_connection_max.max(1)).unwrap_or(u32::MAX);
+    let streams_max = u32::try_from(limits.requests_per_connection_max.max(1)).unwrap_or(u32::MAX);
     cfg.transport_config(transport(
         Duration::from_secs(5),
         Duration::from_secs(30),

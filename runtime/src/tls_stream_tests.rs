@@ -24,7 +24,11 @@ async fn a_client_opens_only_as_many_request_streams_as_the_server_serves() {
         mode: ClientAuthMode::Off,
         ..ClientAuth::default()
     };
-    let cfg = server_config(&pki.cert, &pki.key, &off, 2).unwrap();
+    let limits = ServeLimits {
+        requests_per_connection_max: 2,
+        ..ServeLimits::default()
+    };
+    let cfg = server_config(&pki.cert, &pki.key, &off, &limits).unwrap();
     let server = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
     let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
